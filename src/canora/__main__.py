@@ -1,0 +1,5 @@
+"""``python -m canora`` = the ``canora`` command."""
+
+from canora.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,88 @@
+"""Mel ``.npy`` files: load with validation (shape, layout, NaN, value range), save atomically.
+
+HiFi-GAN's tools read ``<stem>.npy`` of shape (n_mels, T) (or (1, n_mels, T)); that is what we write.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from canora.errors import MelError
+from canora.fileio import atomic_save_npy
+from canora.mel import MelSpec
+
+
+def guess_value_convention(mel: np.ndarray, spec: MelSpec) -> str | None:
+    """A short name for the convention the values of ``mel`` (n_mels, T) suggest, if not ``spec``'s.
+
+    Returns None when the values are plausible for ``spec``. A coarse check for loading; the full
+    diagnosis (layout, padding, fmax, ...) is :mod:`canora.analysis.doctor`'s.
+    """
+    lo, hi = float(mel.min()), float(mel.max())
+    floor = spec.log_floor
+    ln_floor_1e9 = math.log(1e-9) if spec.log_base == "e" else math.log10(1e-9)
+    if lo >= -1.0001 and hi <= 1.0001 and lo < -0.5:
+        return "normalised to [-1, 1]"
+    if hi > 10 or lo < -60:
+        if hi <= 0.5 and lo >= -120:
+            return "power dB (librosa power_to_db, ref=max) in [-80, 0]"
+        return f"dB or another scale (values {lo:.1f}..{hi:.1f})"
+    if abs(lo - ln_floor_1e9) < 0.05:
+        return "log with clamp 1e-9 instead of 1e-5"
+    if lo < floor - 0.01:
+        return f"values below this spec's floor {floor:.4f} (min {lo:.3f}): another log base or clamp"
+    if spec.log_base == "e" and abs(lo - math.log10(spec.clamp)) < 0.01:
+        return "log10 instead of natural log (floor -5.0)"
+    if hi < 0.0 and abs(float(mel.mean())) < 0.2 and 0.5 < float(mel.std()) < 1.5:
+        return "mean-variance normalised"
+    return None
+
+
+def validate_mel(mel: np.ndarray, spec: MelSpec, name: str) -> np.ndarray:
+    """Check a mel array against ``spec``; return it as float32 (n_mels, T) or raise one clear :class:`MelError`."""
+    if mel.ndim == 3 and mel.shape[0] == 1:
+        mel = mel[0]
+    if mel.ndim != 2:
+        raise MelError(f"{name}: mel has shape {mel.shape}; expected ({spec.n_mels}, T)")
+    if mel.shape[0] != spec.n_mels:
+        if mel.shape[1] == spec.n_mels:
+            raise MelError(
+                f"{name}: mel has shape {mel.shape}, the (T, {spec.n_mels}) layout; "
+                f"save it transposed as ({spec.n_mels}, T) (np.save(path, mel.T))"
+            )
+        raise MelError(f"{name}: mel has {mel.shape[0]} bands; this model expects {spec.n_mels} ({spec.describe()})")
+    if mel.shape[1] < 1:
+        raise MelError(f"{name}: mel has no frames")
+    if not np.issubdtype(mel.dtype, np.floating):
+        raise MelError(f"{name}: mel has dtype {mel.dtype}; expected float log-mel values")
+    if not np.isfinite(mel).all():
+        bad = int((~np.isfinite(mel)).sum())
+        raise MelError(f"{name}: mel holds {bad} NaN/inf values; re-extract it with `canora mel`")
+    other = guess_value_convention(mel, spec)
+    if other is not None:
+        raise MelError(
+            f"{name}: mel values look like {other}, not this model's "
+            f"{'ln' if spec.log_base == 'e' else 'log10'} mel with clamp {spec.clamp:g}; "
+            "run `canora doctor` on it, or re-extract with `canora mel`"
+        )
+    return np.ascontiguousarray(mel, dtype=np.float32)
+
+
+def load_mel(path: str | Path, spec: MelSpec) -> np.ndarray:
+    """Load and validate a ``.npy`` mel -> float32 (n_mels, T)."""
+    path = Path(path)
+    try:
+        mel = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise MelError(f"{path}: file not found") from None
+    except (ValueError, OSError, EOFError) as e:
+        raise MelError(f"{path}: not a readable .npy array ({e}); re-extract it with `canora mel`") from None
+    return validate_mel(mel, spec, str(path))
+
+
+def save_mel(path: str | Path, mel: np.ndarray) -> None:
+    """Write a (n_mels, T) float32 mel atomically."""
+    atomic_save_npy(Path(path), np.ascontiguousarray(mel, dtype=np.float32))

@@ -1,0 +1,1 @@
+"""Diffusion Mel Refiner: conditional diffusion in mel space, its noise schedule and samplers."""

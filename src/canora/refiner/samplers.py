@@ -1,0 +1,304 @@
+"""Samplers for the Diffusion Mel Refiner: small objects outside the model with one contract.
+
+Contract (as diffusers schedulers)::
+
+    sampler = get_sampler("dpmpp", schedule, prediction_type="v")
+    sampler.set_timesteps(steps, strength)          # strength in (0, 1]; 1 = from pure noise
+    x = sampler.add_noise(source, noise, sampler.start_timestep)   # or pure noise when strength == 1
+    for t in sampler.timesteps:                     # descending, length == steps, all in 1..T
+        x = sampler.step(model(x, t_batch, **cond), t, x, generator)
+    # x is now the clean-sample estimate (the last step always lands on t = 0)
+
+Timesteps follow :mod:`canora.refiner.diffusion`: integers in ``0..T`` with ``t = 0`` clean, so
+``add_noise(x0, noise, 0) == x0``. ``strength`` picks the starting level
+``t_start = max(1, floor(strength * T + 0.5))``; the ``steps`` timesteps are ``t_start`` and evenly spaced
+levels below it, each ``step`` moving from its ``t`` to the next listed one (0 after the last). Samplers
+keep per-run state (DPM-Solver++ remembers the previous x0 estimate), so call ``set_timesteps`` before
+every run and ``step`` in order.
+
+Euler on the probability-flow ODE in this parameterisation is exactly DDIM with eta = 0, so it is not
+registered separately.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor
+
+from canora.errors import CanoraError
+from canora.refiner.diffusion import (
+    DEFAULT_PREDICTION_TYPE,
+    DenoiserFn,
+    NoiseSchedule,
+    check_prediction_type,
+    model_output_to_x0_eps,
+    q_sample,
+)
+
+__all__ = [
+    "DDIMSampler",
+    "DDPMSampler",
+    "DPMSolverPPSampler",
+    "Sampler",
+    "available_samplers",
+    "check_steps_strength",
+    "get_sampler",
+    "sample",
+]
+
+
+def check_steps_strength(steps: int, strength: float) -> None:
+    """Raise :class:`CanoraError` unless ``steps`` is an integer >= 1 and ``strength`` is in (0, 1]."""
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise CanoraError(f"steps must be an integer >= 1, got {steps!r}")
+    if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not 0.0 < strength <= 1.0:
+        raise CanoraError(f"strength must be in (0, 1], got {strength!r}")
+
+
+def _randn_like(x: Tensor, generator: torch.Generator | None) -> Tensor:
+    """Standard normal noise shaped like ``x``, drawn from ``generator`` (on its own device)."""
+    device = generator.device if generator is not None else x.device
+    return torch.randn(x.shape, generator=generator, device=device, dtype=x.dtype).to(x.device)
+
+
+class Sampler(ABC):
+    """Base class: timestep bookkeeping, ``add_noise`` and the model-output conversion.
+
+    ``prediction_type`` ("v" or "epsilon") must match what the denoiser was trained to predict.
+    """
+
+    name: ClassVar[str]
+
+    def __init__(self, schedule: NoiseSchedule, prediction_type: str = DEFAULT_PREDICTION_TYPE) -> None:
+        self.schedule = schedule
+        self.prediction_type = check_prediction_type(prediction_type)
+        self._timesteps: Tensor | None = None
+        self._index: dict[int, int] = {}
+        self.strength = 1.0
+
+    def set_timesteps(self, steps: int, strength: float = 1.0) -> None:
+        """Choose ``steps`` descending timesteps starting at ``floor(strength * T + 0.5)`` (at least 1)."""
+        check_steps_strength(steps, strength)
+        t_max = self.schedule.num_train_timesteps
+        t_start = max(1, math.floor(strength * t_max + 0.5))
+        if steps > t_start:
+            raise CanoraError(
+                f"steps={steps} exceeds the {t_start} noise levels below strength={strength}; "
+                f"use steps <= {t_start} or a higher strength"
+            )
+        # floor(x + 0.5) is monotone, so spacing >= 1 gives distinct integers (round-half-even would not).
+        levels = torch.linspace(float(t_start), 0.0, steps + 1, dtype=torch.float64)[:-1]
+        self._timesteps = torch.floor(levels + 0.5).long()
+        self._index = {int(t): i for i, t in enumerate(self._timesteps)}
+        self.strength = float(strength)
+        self._reset()
+
+    def _reset(self) -> None:
+        """Clear per-run state (multistep history)."""
+
+    @property
+    def timesteps(self) -> Tensor:
+        """Descending timesteps of this run, LongTensor (steps,), values in ``1..T``."""
+        if self._timesteps is None:
+            raise RuntimeError("call set_timesteps() before using the sampler")
+        return self._timesteps
+
+    @property
+    def num_inference_steps(self) -> int:
+        """Number of model evaluations in this run."""
+        return len(self.timesteps)
+
+    @property
+    def start_timestep(self) -> int:
+        """The noise level the run starts from: noise the source with ``add_noise(x0, noise, this)``."""
+        return int(self.timesteps[0])
+
+    def _indices(self, t: Tensor | int) -> tuple[int, int, int]:
+        """``(index, t, t_prev)`` for the current timestep ``t``; ``t_prev`` is 0 after the last one."""
+        t_int = int(t)
+        i = self._index.get(t_int)
+        if self._timesteps is None or i is None:
+            raise RuntimeError(f"timestep {t_int} is not in this run's timesteps; call set_timesteps() first")
+        t_prev = int(self._timesteps[i + 1]) if i + 1 < len(self._timesteps) else 0
+        return i, t_int, t_prev
+
+    def add_noise(self, x0: Tensor, noise: Tensor, t: Tensor | int) -> Tensor:
+        """``sqrt(acp[t]) * x0 + sqrt(1 - acp[t]) * noise``; t = 0 returns ``x0``. t: int or (B,)."""
+        return q_sample(self.schedule, x0, noise, t)
+
+    def predict_x0_eps(self, model_output: Tensor, t: int, sample: Tensor) -> tuple[Tensor, Tensor]:
+        """``(x0_pred, eps_pred)`` from the denoiser output at ``(sample, t)``."""
+        return model_output_to_x0_eps(self.schedule, model_output, sample, t, self.prediction_type)
+
+    def _acp(self, t: int) -> float:
+        return float(self.schedule.alphas_cumprod[t])
+
+    @abstractmethod
+    def step(
+        self, model_output: Tensor, t: Tensor | int, sample: Tensor, generator: torch.Generator | None = None
+    ) -> Tensor:
+        """Move ``sample`` (B, n_mels, T) from timestep ``t`` to the next one of :attr:`timesteps`.
+
+        ``model_output`` is the denoiser's output at ``(sample, t)``, same shape; ``t`` is one element of
+        :attr:`timesteps` (same for the whole batch). Returns the less noisy sample, same shape.
+        """
+
+
+class DDPMSampler(Sampler):
+    """Ancestral DDPM sampling (Ho et al. 2020) with the posterior ``q(x_s | x_t, x0_pred)`` for skipped steps.
+
+    Stochastic: fresh noise from ``generator`` at every step except the last, which returns ``x0_pred``.
+    """
+
+    name = "ddpm"
+
+    def step(
+        self, model_output: Tensor, t: Tensor | int, sample: Tensor, generator: torch.Generator | None = None
+    ) -> Tensor:
+        _, t, s = self._indices(t)
+        x0, _ = self.predict_x0_eps(model_output, t, sample)
+        if s == 0:
+            return x0
+        acp_t, acp_s = self._acp(t), self._acp(s)
+        beta = 1 - acp_t / acp_s  # effective beta of the jump t -> s
+        mean = (math.sqrt(acp_s) * beta / (1 - acp_t)) * x0 + (
+            math.sqrt(acp_t / acp_s) * (1 - acp_s) / (1 - acp_t)
+        ) * sample
+        std = math.sqrt(beta * (1 - acp_s) / (1 - acp_t))
+        return mean + std * _randn_like(sample, generator)
+
+
+class DDIMSampler(Sampler):
+    """DDIM (Song et al. 2021); ``eta = 0`` (the default) is deterministic, ``eta = 1`` is DDPM-like."""
+
+    name = "ddim"
+
+    def __init__(
+        self, schedule: NoiseSchedule, prediction_type: str = DEFAULT_PREDICTION_TYPE, eta: float = 0.0
+    ) -> None:
+        super().__init__(schedule, prediction_type)
+        if not 0.0 <= eta <= 1.0:
+            raise CanoraError(f"eta must be in [0, 1], got {eta!r}")
+        self.eta = float(eta)
+
+    def step(
+        self, model_output: Tensor, t: Tensor | int, sample: Tensor, generator: torch.Generator | None = None
+    ) -> Tensor:
+        _, t, s = self._indices(t)
+        x0, eps = self.predict_x0_eps(model_output, t, sample)
+        acp_t, acp_s = self._acp(t), self._acp(s)
+        var = self.eta**2 * (1 - acp_s) / (1 - acp_t) * (1 - acp_t / acp_s)
+        out = math.sqrt(acp_s) * x0 + math.sqrt(max(1 - acp_s - var, 0.0)) * eps
+        if var > 0:
+            out = out + math.sqrt(var) * _randn_like(sample, generator)
+        return out
+
+
+class DPMSolverPPSampler(Sampler):
+    """DPM-Solver++(2M) (Lu et al. 2022): multistep, data (x0) prediction, deterministic.
+
+    The first step is first order (warm-up, no history yet); later steps use the previous x0 estimate for
+    a second-order correction; the final step, to t = 0 where log-SNR is infinite, is first order, whose
+    limit there is exactly ``x0_pred`` ("lower-order final").
+    """
+
+    name = "dpmpp"
+
+    def _reset(self) -> None:
+        self._prev: tuple[int, Tensor, float] | None = None  # (index, x0_pred, lambda) of the last step
+
+    def _lambda(self, t: int) -> float:
+        acp = self._acp(t)
+        return 0.5 * (math.log(acp) - math.log1p(-acp))
+
+    def step(
+        self, model_output: Tensor, t: Tensor | int, sample: Tensor, generator: torch.Generator | None = None
+    ) -> Tensor:
+        i, t, s = self._indices(t)
+        prev = self._prev if self._prev is not None and self._prev[0] == i - 1 else None
+        if i > 0 and prev is None:
+            raise RuntimeError("dpmpp steps must be taken in order after set_timesteps()")
+        x0, _ = self.predict_x0_eps(model_output, t, sample)
+        lam_t = self._lambda(t)
+        self._prev = (i, x0, lam_t)
+        if s == 0:
+            return x0
+        lam_s = self._lambda(s)
+        h = lam_s - lam_t
+        a_s, sig_s, sig_t = math.sqrt(self._acp(s)), math.sqrt(1 - self._acp(s)), math.sqrt(1 - self._acp(t))
+        c = -a_s * math.expm1(-h)  # alpha_s * (1 - e^{-h}) > 0
+        d = x0
+        if prev is not None:
+            r = (lam_t - prev[2]) / h
+            d = x0 + (0.5 / r) * (x0 - prev[1])
+        return (sig_s / sig_t) * sample + c * d
+
+
+_SAMPLERS: dict[str, type[Sampler]] = {cls.name: cls for cls in (DDPMSampler, DDIMSampler, DPMSolverPPSampler)}
+
+
+def available_samplers() -> list[str]:
+    """Names accepted by :func:`get_sampler`, sorted."""
+    return sorted(_SAMPLERS)
+
+
+def get_sampler(
+    name: str, schedule: NoiseSchedule, prediction_type: str = DEFAULT_PREDICTION_TYPE, **kwargs: Any
+) -> Sampler:
+    """A new sampler by name (see :func:`available_samplers`); ``kwargs`` go to its constructor."""
+    try:
+        cls = _SAMPLERS[name]
+    except KeyError:
+        raise CanoraError(f"unknown sampler {name!r}; expected one of {available_samplers()}") from None
+    return cls(schedule, prediction_type, **kwargs)
+
+
+@torch.no_grad()
+def sample(
+    model: DenoiserFn,
+    sampler: Sampler,
+    *,
+    steps: int,
+    strength: float = 1.0,
+    shape: tuple[int, ...] | None = None,
+    source: Tensor | None = None,
+    cond: Mapping[str, Any] | None = None,
+    generator: torch.Generator | None = None,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str | None = None,
+    progress: bool = False,
+) -> Tensor:
+    """Run a full sampling loop and return the clean estimate, shape (B, n_mels, T).
+
+    ``strength == 1``: start from pure noise of ``shape`` (or ``source.shape``; the source itself is then
+    unused). ``strength < 1`` (shallow diffusion): start from ``add_noise(source, noise, t_start)``, which
+    needs ``source``. ``model(x_t, t, **cond)`` gets ``t`` as a (B,) long tensor. Noise (initial and
+    per-step) comes from ``generator``, so a seeded generator makes the result reproducible.
+    """
+    if source is not None:
+        shape, dtype, device = tuple(source.shape), source.dtype, source.device
+    elif shape is None:
+        raise ValueError("sample() needs shape or source")
+    sampler.set_timesteps(steps, strength)
+    if source is None and strength < 1.0:
+        raise CanoraError(f"strength={strength} < 1 needs a source mel to start from")
+    device = torch.device(device) if device is not None else torch.device("cpu")
+    gen_device = generator.device if generator is not None else device
+    x = torch.randn(shape, generator=generator, device=gen_device, dtype=dtype).to(device)
+    if source is not None and strength < 1.0:
+        x = sampler.add_noise(source, x, sampler.start_timestep)
+    cond = dict(cond or {})
+    timesteps = sampler.timesteps
+    if progress:
+        from tqdm.auto import tqdm
+
+        timesteps = tqdm(timesteps, desc=f"{sampler.name} x{len(timesteps)}", leave=False)
+    for t in timesteps:
+        t_batch = torch.full((shape[0],), int(t), dtype=torch.long, device=device)
+        x = sampler.step(model(x, t_batch, **cond), t, x, generator=generator)
+    return x

@@ -1,0 +1,167 @@
+"""``Vocoder.from_pretrained(path)``: load an official HiFi-GAN checkpoint or a canora export, run it.
+
+Accepted ``path``:
+
+* a canora export directory (``model.json`` + ``model.safetensors``);
+* an official generator file (``g_02500000``, ``generator_v2``: ``{'generator': state_dict}``, zip or
+  legacy pickle), with ``config.json`` beside it or given explicitly; without one, the official
+  v1/v2/v3 config whose tensor shapes fit is used (and said);
+* a directory of official files: the newest ``g_*`` and its ``config.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from canora.checkpoint import is_export, load_export, load_torch_file, newest, save_export
+from canora.errors import CheckpointError, MelError
+from canora.mel import BUILTIN_CONFIGS, MelSpec, read_config
+from canora.vocoder.hifigan import (
+    Generator,
+    GeneratorConfig,
+    check_state_dict,
+    from_official_keys,
+)
+
+log = logging.getLogger(__name__)
+EXPORT_KIND = "hifigan"
+
+
+def _generator_state(obj: Any, source: str) -> dict[str, torch.Tensor]:
+    """The generator state dict inside a loaded checkpoint object."""
+    if isinstance(obj, dict) and isinstance(obj.get("generator"), dict):
+        return obj["generator"]
+    if isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+        if any(k.startswith("conv_pre.") for k in obj):
+            return obj
+    if isinstance(obj, dict) and {"mpd", "msd"} <= set(obj):
+        raise CheckpointError(f"{source}: this is a discriminator file (do_*); pass the generator file (g_*)")
+    raise CheckpointError(f"{source}: not a HiFi-GAN generator checkpoint (no 'generator' state dict)")
+
+
+def _guess_config(state: dict[str, torch.Tensor], source: str) -> tuple[dict[str, Any], str]:
+    for name in BUILTIN_CONFIGS:
+        cfg = read_config(name)
+        model = Generator.from_config(GeneratorConfig.from_hifigan_config(cfg))
+        try:
+            check_state_dict(model, state, source)
+        except CheckpointError:
+            continue
+        return cfg, name
+    raise CheckpointError(
+        f"{source}: no config.json beside it and it fits none of the official v1/v2/v3 configs; pass --config"
+    )
+
+
+class Vocoder:
+    """A generator ready for inference (weight norm folded) plus the :class:`MelSpec` it was trained on."""
+
+    def __init__(self, generator: Generator, spec: MelSpec, config: GeneratorConfig, source: str = "") -> None:
+        if config.hop_length != spec.hop_length:
+            raise CheckpointError(
+                f"{source}: generator upsamples by {config.hop_length} but the mel hop is {spec.hop_length}"
+            )
+        if config.n_mels != spec.n_mels:
+            raise CheckpointError(f"{source}: generator takes {config.n_mels} mels but the MelSpec has {spec.n_mels}")
+        self.generator = generator.eval()
+        if self.generator.has_weight_norm:
+            self.generator.remove_weight_norm()
+        self.spec = spec
+        self.config = config
+        self.source = source
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def from_pretrained(
+        cls, path: str | Path, config: str | Path | None = None, device: str | torch.device = "cpu"
+    ) -> Vocoder:
+        """Load a canora export, an official ``g_*`` file, or a directory of them (see module doc)."""
+        path = Path(path)
+        if is_export(path):
+            doc, state = load_export(path, EXPORT_KIND)
+            gcfg = GeneratorConfig.from_dict(doc["config"])
+            spec = MelSpec.from_dict(doc["mel_spec"])
+            gen = Generator.from_config(gcfg).remove_weight_norm()
+            check_state_dict(gen, state, str(path))
+            gen.load_state_dict(state, strict=True)
+            return cls(gen, spec, gcfg, str(path)).to(device)
+        if path.is_dir():
+            ckpt = newest(path, "g_")
+            if ckpt is None:
+                raise CheckpointError(f"{path}: no canora export (model.json) and no g_* generator file in it")
+            path = ckpt
+        state = from_official_keys(_generator_state(load_torch_file(path), str(path)))
+        if config is not None:
+            cfg = read_config(config)
+        elif (path.parent / "config.json").is_file():
+            cfg = read_config(path.parent / "config.json")
+        else:
+            cfg, name = _guess_config(state, str(path))
+            log.warning("%s: no config.json beside it; its shapes fit the official %s config, using that", path, name)
+        spec = MelSpec.from_hifigan_config(cfg, source=str(config or path.parent / "config.json"))
+        gcfg = GeneratorConfig.from_hifigan_config(cfg)
+        gen = Generator.from_config(gcfg)
+        check_state_dict(gen, state, str(path))
+        gen.load_state_dict(state, strict=True)
+        return cls(gen, spec, gcfg, str(path)).to(device)
+
+    def to(self, device: str | torch.device) -> Vocoder:
+        self.generator.to(device)
+        return self
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.generator.parameters()).device
+
+    @property
+    def sample_rate(self) -> int:
+        return self.spec.sample_rate
+
+    # ------------------------------------------------------------------ inference
+    @torch.inference_mode()
+    def __call__(self, mel: torch.Tensor | np.ndarray) -> torch.Tensor:
+        """Log-mel (n_mels, T) or (B, n_mels, T) -> waveform (T * hop,) or (B, T * hop), float32 in [-1, 1]."""
+        x = torch.as_tensor(mel, dtype=torch.float32, device=self.device)
+        squeeze = x.dim() == 2
+        if squeeze:
+            x = x.unsqueeze(0)
+        if x.dim() != 3 or x.shape[1] != self.spec.n_mels:
+            raise MelError(f"vocoder expects a mel of shape ({self.spec.n_mels}, T), got {tuple(mel.shape)}")
+        if not torch.isfinite(x).all():
+            raise MelError("mel holds NaN/inf values; the vocoder would output garbage")
+        wav = self.generator(x).squeeze(1)
+        return wav.squeeze(0) if squeeze else wav
+
+    def vocode(self, mel: np.ndarray) -> np.ndarray:
+        """numpy convenience: (n_mels, T) -> (T * hop,) float32."""
+        return self(mel).cpu().numpy()
+
+    # ------------------------------------------------------------------ saving
+    def export(self, directory: str | Path, meta: dict[str, Any] | None = None) -> Path:
+        """Write a slim export (folded weights + config + MelSpec) that :meth:`from_pretrained` reads."""
+        return save_export(
+            directory,
+            kind=EXPORT_KIND,
+            config=self.config.to_dict(),
+            mel_spec=self.spec,
+            state_dict=self.generator.state_dict(),
+            meta=meta,
+        )
+
+
+def official_config(gcfg: GeneratorConfig, spec: MelSpec, extra: dict[str, Any] | None = None) -> str:
+    """An official-layout ``config.json`` text for a generator + MelSpec (with a ``canora`` section)."""
+    cfg: dict[str, Any] = {
+        **gcfg.to_hifigan_config(),
+        "segment_size": 8192, "n_fft": spec.n_fft, "hop_size": spec.hop_length, "win_size": spec.win_length,
+        "sampling_rate": spec.sample_rate, "fmin": spec.fmin, "fmax": spec.fmax, "fmax_for_loss": None,
+        **(extra or {}),
+        "canora": {"mel_spec": spec.to_dict()},
+    }
+    return json.dumps(cfg, indent=4) + "\n"

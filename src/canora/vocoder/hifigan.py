@@ -1,0 +1,268 @@
+"""The HiFi-GAN generator (jik876/hifi-gan), written anew for current torch, with official checkpoint I/O.
+
+Official checkpoints use the legacy ``torch.nn.utils.weight_norm`` names (``<layer>.weight_g``,
+``<layer>.weight_v``); this model uses ``torch.nn.utils.parametrizations.weight_norm`` whose tensors are
+``<layer>.parametrizations.weight.original0/1``. :func:`to_official_keys` / :func:`from_official_keys`
+map between the two, so files load strictly in both directions.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils import parametrize
+from torch.nn.utils.parametrizations import weight_norm
+
+from canora.errors import CanoraError, CheckpointError
+
+LRELU_SLOPE = 0.1
+
+
+def get_padding(kernel_size: int, dilation: int = 1) -> int:
+    return (kernel_size * dilation - dilation) // 2
+
+
+def init_weights(m: nn.Module, mean: float = 0.0, std: float = 0.01) -> None:
+    if isinstance(m, (nn.Conv1d, nn.ConvTranspose1d)):
+        m.weight.data.normal_(mean, std)
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    """Hyper-parameters of a HiFi-GAN generator (the generator part of an official config JSON)."""
+
+    resblock: Literal["1", "2"] = "1"
+    upsample_rates: tuple[int, ...] = (8, 8, 2, 2)
+    upsample_kernel_sizes: tuple[int, ...] = (16, 16, 4, 4)
+    upsample_initial_channel: int = 512
+    resblock_kernel_sizes: tuple[int, ...] = (3, 7, 11)
+    resblock_dilation_sizes: tuple[tuple[int, ...], ...] = ((1, 3, 5), (1, 3, 5), (1, 3, 5))
+    n_mels: int = 80
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.resblock not in ("1", "2"):
+            problems.append(f"resblock={self.resblock!r} must be '1' or '2'")
+        if len(self.upsample_rates) != len(self.upsample_kernel_sizes) or not self.upsample_rates:
+            problems.append("upsample_rates and upsample_kernel_sizes need the same non-zero length")
+        for u, k in zip(self.upsample_rates, self.upsample_kernel_sizes):
+            if u < 1 or k < u or (k - u) % 2:
+                problems.append(f"upsample kernel {k} / rate {u}: need kernel >= rate and kernel - rate even")
+        if len(self.resblock_kernel_sizes) != len(self.resblock_dilation_sizes) or not self.resblock_kernel_sizes:
+            problems.append("resblock_kernel_sizes and resblock_dilation_sizes need the same non-zero length")
+        if self.resblock == "1" and any(len(d) != 3 for d in self.resblock_dilation_sizes):
+            problems.append("resblock '1' takes exactly three dilations per kernel")
+        if self.upsample_initial_channel >> len(self.upsample_rates) < 1:
+            problems.append("upsample_initial_channel is too small for the number of upsampling stages")
+        if problems:
+            raise CanoraError("invalid HiFi-GAN generator config: " + "; ".join(problems))
+
+    @property
+    def hop_length(self) -> int:
+        """Samples per mel frame = the product of the upsampling rates."""
+        return math.prod(self.upsample_rates)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> GeneratorConfig:
+        names = {f.name for f in fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise CheckpointError(f"generator config has unknown keys {sorted(unknown)}; written by a newer canora?")
+        d = dict(d)
+        for key in ("upsample_rates", "upsample_kernel_sizes", "resblock_kernel_sizes"):
+            if key in d:
+                d[key] = tuple(int(x) for x in d[key])
+        if "resblock_dilation_sizes" in d:
+            d["resblock_dilation_sizes"] = tuple(tuple(int(x) for x in row) for row in d["resblock_dilation_sizes"])
+        if "resblock" in d:
+            d["resblock"] = str(d["resblock"])
+        return cls(**d)
+
+    @classmethod
+    def from_hifigan_config(cls, cfg: dict[str, Any]) -> GeneratorConfig:
+        """The generator part of an official HiFi-GAN config JSON (unknown keys are ignored)."""
+        keys = ("resblock", "upsample_rates", "upsample_kernel_sizes", "upsample_initial_channel",
+                "resblock_kernel_sizes", "resblock_dilation_sizes")
+        missing = [k for k in keys if k not in cfg]
+        if missing:
+            raise CanoraError(f"not a HiFi-GAN config: missing generator keys {missing}")
+        d = {k: cfg[k] for k in keys}
+        d["n_mels"] = int(cfg.get("num_mels", 80))
+        return cls.from_dict(d)
+
+    def to_hifigan_config(self) -> dict[str, Any]:
+        """The generator keys in the official JSON spelling."""
+        d = self.to_dict()
+        d["num_mels"] = d.pop("n_mels")
+        d["upsample_rates"] = list(self.upsample_rates)
+        d["upsample_kernel_sizes"] = list(self.upsample_kernel_sizes)
+        d["resblock_kernel_sizes"] = list(self.resblock_kernel_sizes)
+        d["resblock_dilation_sizes"] = [list(r) for r in self.resblock_dilation_sizes]
+        return d
+
+
+class ResBlock1(nn.Module):
+    """Three (dilated conv, conv) pairs: x = x + c2(lrelu(c1(lrelu(x))))."""
+
+    def __init__(self, channels: int, kernel_size: int, dilation: tuple[int, ...]) -> None:
+        super().__init__()
+        self.convs1 = nn.ModuleList(
+            weight_norm(nn.Conv1d(channels, channels, kernel_size, 1, dilation=d, padding=get_padding(kernel_size, d)))
+            for d in dilation
+        )
+        self.convs2 = nn.ModuleList(
+            weight_norm(nn.Conv1d(channels, channels, kernel_size, 1, dilation=1, padding=get_padding(kernel_size)))
+            for _ in dilation
+        )
+        self.convs1.apply(init_weights)
+        self.convs2.apply(init_weights)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for c1, c2 in zip(self.convs1, self.convs2):
+            x = x + c2(F.leaky_relu(c1(F.leaky_relu(x, LRELU_SLOPE)), LRELU_SLOPE))
+        return x
+
+
+class ResBlock2(nn.Module):
+    """Dilated convs: x = x + c(lrelu(x))."""
+
+    def __init__(self, channels: int, kernel_size: int, dilation: tuple[int, ...]) -> None:
+        super().__init__()
+        self.convs = nn.ModuleList(
+            weight_norm(nn.Conv1d(channels, channels, kernel_size, 1, dilation=d, padding=get_padding(kernel_size, d)))
+            for d in dilation
+        )
+        self.convs.apply(init_weights)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for c in self.convs:
+            x = x + c(F.leaky_relu(x, LRELU_SLOPE))
+        return x
+
+
+class Generator(nn.Module):
+    """HiFi-GAN generator: log-mel (B, n_mels, frames) -> waveform (B, 1, frames * hop) in [-1, 1]."""
+
+    def __init__(
+        self,
+        *,
+        n_mels: int,
+        resblock: Literal["1", "2"],
+        upsample_rates: tuple[int, ...],
+        upsample_kernel_sizes: tuple[int, ...],
+        upsample_initial_channel: int,
+        resblock_kernel_sizes: tuple[int, ...],
+        resblock_dilation_sizes: tuple[tuple[int, ...], ...],
+    ) -> None:
+        super().__init__()
+        self.num_kernels = len(resblock_kernel_sizes)
+        self.num_upsamples = len(upsample_rates)
+        self.conv_pre = weight_norm(nn.Conv1d(n_mels, upsample_initial_channel, 7, 1, padding=3))
+        block = ResBlock1 if resblock == "1" else ResBlock2
+        self.ups = nn.ModuleList()
+        for i, (u, k) in enumerate(zip(upsample_rates, upsample_kernel_sizes)):
+            c_in, c_out = upsample_initial_channel // (2**i), upsample_initial_channel // (2 ** (i + 1))
+            self.ups.append(weight_norm(nn.ConvTranspose1d(c_in, c_out, k, u, padding=(k - u) // 2)))
+        self.resblocks = nn.ModuleList()
+        ch = upsample_initial_channel
+        for i in range(len(self.ups)):
+            ch = upsample_initial_channel // (2 ** (i + 1))
+            for k, d in zip(resblock_kernel_sizes, resblock_dilation_sizes):
+                self.resblocks.append(block(ch, k, tuple(d)))
+        self.conv_post = weight_norm(nn.Conv1d(ch, 1, 7, 1, padding=3))
+        self.ups.apply(init_weights)
+        self.conv_post.apply(init_weights)
+
+    @classmethod
+    def from_config(cls, cfg: GeneratorConfig) -> Generator:
+        return cls(
+            n_mels=cfg.n_mels,
+            resblock=cfg.resblock,
+            upsample_rates=cfg.upsample_rates,
+            upsample_kernel_sizes=cfg.upsample_kernel_sizes,
+            upsample_initial_channel=cfg.upsample_initial_channel,
+            resblock_kernel_sizes=cfg.resblock_kernel_sizes,
+            resblock_dilation_sizes=cfg.resblock_dilation_sizes,
+        )
+
+    def forward(self, mel: torch.Tensor) -> torch.Tensor:
+        """(B, n_mels, frames) -> (B, 1, frames * hop)."""
+        x = self.conv_pre(mel)
+        for i, up in enumerate(self.ups):
+            x = up(F.leaky_relu(x, LRELU_SLOPE))
+            xs = self.resblocks[i * self.num_kernels](x)
+            for j in range(1, self.num_kernels):
+                xs = xs + self.resblocks[i * self.num_kernels + j](x)
+            x = xs / self.num_kernels
+        x = F.leaky_relu(x)  # default slope 0.01, as in the official model
+        return torch.tanh(self.conv_post(x))
+
+    def remove_weight_norm(self) -> Generator:
+        """Fold every weight norm (w = g * v / ||v||) into a plain weight, in place, for inference."""
+        for m in self.modules():
+            if parametrize.is_parametrized(m, "weight"):
+                parametrize.remove_parametrizations(m, "weight", leave_parametrized=True)
+        return self
+
+    @property
+    def has_weight_norm(self) -> bool:
+        return any(parametrize.is_parametrized(m, "weight") for m in self.modules())
+
+
+# ---------------------------------------------------------------------- official key names
+_G, _V = ".parametrizations.weight.original0", ".parametrizations.weight.original1"
+
+
+def from_official_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Legacy weight-norm names (``x.weight_g`` / ``x.weight_v``) -> parametrization names."""
+    out = {}
+    for k, v in state.items():
+        if k.endswith(".weight_g"):
+            k = k[: -len(".weight_g")] + _G
+        elif k.endswith(".weight_v"):
+            k = k[: -len(".weight_v")] + _V
+        out[k] = v
+    return out
+
+
+def to_official_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Parametrization names -> the legacy names official HiFi-GAN files use."""
+    out = {}
+    for k, v in state.items():
+        if k.endswith(_G):
+            k = k[: -len(_G)] + ".weight_g"
+        elif k.endswith(_V):
+            k = k[: -len(_V)] + ".weight_v"
+        out[k] = v
+    return out
+
+
+def check_state_dict(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """Raise one clear :class:`CheckpointError` when ``state`` does not fit ``model`` exactly (keys and shapes)."""
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    got = {k: tuple(v.shape) for k, v in state.items() if isinstance(v, torch.Tensor)}
+    if len(got) != len(state):
+        raise CheckpointError(f"{source}: state dict holds non-tensor values; not a generator checkpoint")
+    missing = sorted(set(expected) - set(got))
+    unexpected = sorted(set(got) - set(expected))
+    wrong = [f"{k} {got[k]} vs {expected[k]}" for k in expected if k in got and got[k] != expected[k]]
+    if missing or unexpected or wrong:
+        parts = []
+        if wrong:
+            parts.append(f"{len(wrong)} tensors of other shapes (first: {wrong[0]})")
+        if missing:
+            parts.append(f"{len(missing)} missing (first: {missing[0]})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected (first: {unexpected[0]})")
+        raise CheckpointError(
+            f"{source}: checkpoint does not match the model config: {'; '.join(parts)}; "
+            "pass the config.json the checkpoint was trained with"
+        )
