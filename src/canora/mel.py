@@ -115,9 +115,10 @@ class MelSpec:
 
     def describe(self) -> str:
         """A compact one-line description, for messages."""
+        log = "ln" if self.log_base == "e" else "log10"
         return (
             f"sr={self.sample_rate} n_fft={self.n_fft} hop={self.hop_length} win={self.win_length} "
-            f"n_mels={self.n_mels} fmin={self.fmin:g} fmax={self.fmax_hz:g} log={'ln' if self.log_base == 'e' else 'log10'} "
+            f"n_mels={self.n_mels} fmin={self.fmin:g} fmax={self.fmax_hz:g} log={log} "
             f"clamp={self.clamp:g} padding={self.padding} power={self.power:g} scale={self.mel_scale}"
         )
 
