@@ -242,10 +242,16 @@ def _basis(spec: MelSpec, device: torch.device, dtype: torch.dtype) -> tuple[tor
     key = (spec, str(device), dtype)
     hit = _CACHE.get(key)
     if hit is None:
-        fb = torch.from_numpy(mel_filterbank(spec)).to(device=device, dtype=dtype)
-        win = torch.hann_window(spec.win_length, device=device, dtype=dtype)
-        hit = _CACHE[key] = (fb, win)
+        with torch.inference_mode(False):  # normal tensors, usable by autograd even if first built in inference
+            hit = _make_basis(spec, device, dtype)
+        _CACHE[key] = hit
     return hit
+
+
+def _make_basis(spec: MelSpec, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    fb = torch.from_numpy(mel_filterbank(spec)).to(device=device, dtype=dtype)
+    win = torch.hann_window(spec.win_length, device=device, dtype=dtype)
+    return fb, win
 
 
 def mel_spectrogram(wav: torch.Tensor, spec: MelSpec) -> torch.Tensor:

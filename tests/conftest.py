@@ -1,0 +1,73 @@
+"""Shared fixtures: the ../shared/data folder (tests skip cleanly without it) and tiny models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def shared_file(rel: str) -> Path:
+    """A file under ../shared/data, or skip the test when it is absent."""
+    path = SHARED_DATA / rel
+    if not path.exists():
+        pytest.skip(f"{path} not available (../shared/data is missing)")
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _few_threads() -> None:
+    torch.set_num_threads(2)
+
+
+@pytest.fixture
+def sung_clip() -> tuple[np.ndarray, int]:
+    """3 s of real singing (vocadito clip 1), mono float32 at 22050 Hz."""
+    from canora.audio import load_audio
+
+    wav = load_audio(shared_file("vocadito/vocadito_1.wav"), 22050)
+    return wav[22050 : 22050 * 4], 22050
+
+
+@pytest.fixture
+def synth_clip() -> tuple[np.ndarray, int]:
+    """2 s of a synthetic sung tone (vibrato, harmonics, envelope) at 22050 Hz: data every test machine has."""
+    sr = 22050
+    t = np.arange(2 * sr) / sr
+    f0 = 220 * 2 ** (0.3 * np.sin(2 * np.pi * 5 * t) / 12)
+    phase = 2 * np.pi * np.cumsum(f0) / sr
+    wav = sum(np.sin(k * phase) / k for k in range(1, 12))
+    env = np.minimum(1, t / 0.1) * np.minimum(1, (2 - t) / 0.2)
+    return (0.3 * wav * env).astype(np.float32), sr
+
+
+TINY_HIFIGAN = {
+    "resblock": "2",
+    "upsample_rates": [8, 8, 4],
+    "upsample_kernel_sizes": [16, 16, 8],
+    "upsample_initial_channel": 16,
+    "resblock_kernel_sizes": [3],
+    "resblock_dilation_sizes": [[1, 2]],
+}
+
+
+@pytest.fixture
+def tiny_official_ckpt(tmp_path: Path) -> Path:
+    """A tiny randomly initialised generator saved in the official layout: dir/g_00000001 + dir/config.json."""
+    import json
+
+    from canora.mel import read_config
+    from canora.vocoder.hifigan import Generator, GeneratorConfig, to_official_keys
+
+    cfg = {**read_config("v1"), **TINY_HIFIGAN}
+    torch.manual_seed(0)
+    gen = Generator.from_config(GeneratorConfig.from_hifigan_config(cfg))
+    d = tmp_path / "tiny_vocoder"
+    d.mkdir()
+    (d / "config.json").write_text(json.dumps(cfg))
+    torch.save({"generator": to_official_keys(gen.state_dict())}, d / "g_00000001")
+    return d / "g_00000001"
