@@ -92,8 +92,10 @@ class NoiseSchedule:
     def __post_init__(self) -> None:
         if self.kind not in SCHEDULE_KINDS:
             raise CanoraError(f"unknown noise schedule {self.kind!r}; expected one of {SCHEDULE_KINDS}")
-        if isinstance(self.num_train_timesteps, bool) or not isinstance(self.num_train_timesteps, int) or (
-            self.num_train_timesteps < 2
+        if (
+            isinstance(self.num_train_timesteps, bool)
+            or not isinstance(self.num_train_timesteps, int)
+            or (self.num_train_timesteps < 2)
         ):
             raise CanoraError(f"num_train_timesteps must be an integer >= 2, got {self.num_train_timesteps!r}")
         betas = torch.cat([torch.zeros(1, dtype=torch.float64), _betas(self.kind, self.num_train_timesteps)])

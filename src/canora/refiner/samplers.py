@@ -23,6 +23,7 @@ registered separately.
 from __future__ import annotations
 
 import math
+import numbers
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from typing import Any, ClassVar
@@ -54,9 +55,9 @@ __all__ = [
 
 def check_steps_strength(steps: int, strength: float) -> None:
     """Raise :class:`CanoraError` unless ``steps`` is an integer >= 1 and ``strength`` is in (0, 1]."""
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+    if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 1:
         raise CanoraError(f"steps must be an integer >= 1, got {steps!r}")
-    if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not 0.0 < strength <= 1.0:
+    if isinstance(strength, bool) or not isinstance(strength, numbers.Real) or not 0.0 < strength <= 1.0:
         raise CanoraError(f"strength must be in (0, 1], got {strength!r}")
 
 
@@ -84,6 +85,7 @@ class Sampler(ABC):
     def set_timesteps(self, steps: int, strength: float = 1.0) -> None:
         """Choose ``steps`` descending timesteps starting at ``floor(strength * T + 0.5)`` (at least 1)."""
         check_steps_strength(steps, strength)
+        steps, strength = int(steps), float(strength)
         t_max = self.schedule.num_train_timesteps
         t_start = max(1, math.floor(strength * t_max + 0.5))
         if steps > t_start:
@@ -91,15 +93,11 @@ class Sampler(ABC):
                 f"steps={steps} exceeds the {t_start} noise levels below strength={strength}; "
                 f"use steps <= {t_start} or a higher strength"
             )
-        # floor(x + 0.5) is monotone, so spacing >= 1 gives distinct integers (round-half-even would not).
+        # Round half up: monotone, so a spacing >= 1 (steps <= t_start) gives distinct integers.
         levels = torch.linspace(float(t_start), 0.0, steps + 1, dtype=torch.float64)[:-1]
         self._timesteps = torch.floor(levels + 0.5).long()
         self._index = {int(t): i for i, t in enumerate(self._timesteps)}
         self.strength = float(strength)
-        self._reset()
-
-    def _reset(self) -> None:
-        """Clear per-run state (multistep history)."""
 
     @property
     def timesteps(self) -> Tensor:
@@ -209,8 +207,13 @@ class DPMSolverPPSampler(Sampler):
 
     name = "dpmpp"
 
-    def _reset(self) -> None:
+    def __init__(self, schedule: NoiseSchedule, prediction_type: str = DEFAULT_PREDICTION_TYPE) -> None:
+        super().__init__(schedule, prediction_type)
         self._prev: tuple[int, Tensor, float] | None = None  # (index, x0_pred, lambda) of the last step
+
+    def set_timesteps(self, steps: int, strength: float = 1.0) -> None:
+        super().set_timesteps(steps, strength)
+        self._prev = None
 
     def _lambda(self, t: int) -> float:
         acp = self._acp(t)
