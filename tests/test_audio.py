@@ -1,0 +1,86 @@
+"""Audio loading (formats, rates, channels, bit depths), writing, and the errors bad files get."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from canora.audio import load_audio, read_audio, save_wav
+from canora.errors import AudioError
+
+
+def tone(sr: int, seconds: float = 1.0, f: float = 440.0) -> np.ndarray:
+    t = np.arange(int(sr * seconds)) / sr
+    return (0.5 * np.sin(2 * np.pi * f * t)).astype(np.float32)
+
+
+@pytest.mark.parametrize(
+    "ext,subtype,sr",
+    [("wav", "PCM_16", 44100), ("wav", "PCM_24", 48000), ("wav", "FLOAT", 16000), ("flac", "PCM_16", 24000),
+     ("ogg", "VORBIS", 32000), ("mp3", "MPEG_LAYER_III", 44100)],
+)
+def test_formats_rates_and_depths_load_to_mono_at_target_rate(tmp_path, ext, subtype, sr):
+    stereo = np.stack([tone(sr), tone(sr)], axis=1)
+    path = tmp_path / f"x.{ext}"
+    try:
+        sf.write(path, stereo, sr, subtype=subtype)
+    except (sf.LibsndfileError, ValueError, TypeError):
+        pytest.skip(f"this libsndfile cannot write {ext}/{subtype}")
+    wav = load_audio(path, 22050)
+    assert wav.dtype == np.float32 and wav.ndim == 1
+    assert abs(len(wav) - 22050) < 0.01 * 22050  # mp3/ogg add codec padding
+    # the 440 Hz tone survives resampling: its spectral peak is at 440 Hz
+    spec = np.abs(np.fft.rfft(wav[1000:21000]))
+    assert abs(np.argmax(spec) * 22050 / 20000 - 440) < 3
+
+
+def test_channels_are_averaged(tmp_path):
+    sr = 22050
+    left, right = tone(sr), np.zeros(sr, np.float32)
+    sf.write(tmp_path / "s.wav", np.stack([left, right], 1), sr, subtype="FLOAT")
+    wav, got_sr = read_audio(tmp_path / "s.wav")
+    assert got_sr == sr
+    np.testing.assert_allclose(wav, left / 2, atol=1e-6)
+
+
+def test_resampling_is_high_quality(tmp_path):
+    """A 5 kHz tone at 48 kHz resampled to 22050 Hz keeps its level (no droop, no aliasing junk)."""
+    sr = 48000
+    sf.write(tmp_path / "t.wav", tone(sr, 1.0, 5000), sr, subtype="FLOAT")
+    wav = load_audio(tmp_path / "t.wav", 22050)
+    rms = float(np.sqrt(np.mean(wav[2000:-2000] ** 2)))
+    assert rms == pytest.approx(0.5 / np.sqrt(2), rel=0.01)
+
+
+def test_bad_files_get_one_clear_error(tmp_path):
+    with pytest.raises(AudioError, match="not found"):
+        load_audio(tmp_path / "missing.wav", 22050)
+    (tmp_path / "corrupt.wav").write_bytes(b"RIFF\x00\x00garbage" * 10)
+    with pytest.raises(AudioError, match="corrupt.wav: cannot read audio"):
+        load_audio(tmp_path / "corrupt.wav", 22050)
+    (tmp_path / "text.wav").write_text("hello, I am not audio")
+    with pytest.raises(AudioError, match="cannot read audio"):
+        load_audio(tmp_path / "text.wav", 22050)
+    sf.write(tmp_path / "empty.wav", np.zeros(0, np.float32), 22050)
+    with pytest.raises(AudioError, match="empty"):
+        load_audio(tmp_path / "empty.wav", 22050)
+    sf.write(tmp_path / "silent.wav", np.zeros(22050, np.float32), 22050)
+    with pytest.raises(AudioError, match="silent"):
+        load_audio(tmp_path / "silent.wav", 22050)
+    assert load_audio(tmp_path / "silent.wav", 22050, allow_silent=True).shape == (22050,)
+
+
+def test_save_wav_clips_pcm_keeps_float_and_leaves_no_temp_files(tmp_path):
+    x = np.array([0.0, 0.5, 1.5, -2.0], np.float32)
+    save_wav(tmp_path / "pcm.wav", x, 22050)
+    save_wav(tmp_path / "f.wav", x, 22050, subtype="FLOAT")
+    pcm, sr = sf.read(tmp_path / "pcm.wav", dtype="float32")
+    flt, _ = sf.read(tmp_path / "f.wav", dtype="float32")
+    assert sr == 22050
+    assert pcm.max() <= 1.0 and pcm.min() == -1.0 and pcm[1] == pytest.approx(0.5, abs=1e-4)
+    np.testing.assert_array_equal(flt, x)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.wav", "pcm.wav"]
+    with pytest.raises(AudioError, match="NaN"):
+        save_wav(tmp_path / "nan.wav", np.array([np.nan], np.float32), 22050)
+    assert not (tmp_path / "nan.wav").exists()
