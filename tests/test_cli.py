@@ -1,0 +1,116 @@
+"""The `canora mel` / `canora vocode` commands end to end, and the one-line errors bad input gets."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from canora.cli import main
+from canora.mel import MelSpec, wav_to_mel
+
+
+@pytest.fixture
+def wav_dir(tmp_path, synth_clip):
+    wav, sr = synth_clip
+    d = tmp_path / "wavs"
+    d.mkdir()
+    sf.write(d / "a.wav", wav, sr)
+    sf.write(d / "b.flac", wav[: sr // 2], sr)
+    return d
+
+
+def run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    return code, capsys.readouterr().err
+
+
+def one_error_line(err: str) -> str:
+    lines = [ln for ln in err.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    return lines[0]
+
+
+def test_mel_writes_official_layout_npy(capsys, tmp_path, wav_dir):
+    code, err = run(capsys, "mel", wav_dir, "-o", tmp_path / "mels", "--config", "v1")
+    assert code == 0
+    assert "2 file(s)" in err and "real-time factor" in err
+    mel = np.load(tmp_path / "mels" / "a.npy")
+    wav, _ = sf.read(wav_dir / "a.wav", dtype="float32")
+    assert mel.shape == (80, len(wav) // 256) and mel.dtype == np.float32
+    np.testing.assert_array_equal(mel, wav_to_mel(wav, MelSpec()))
+    assert np.load(tmp_path / "mels" / "b.npy").shape == (80, (22050 // 2) // 256)  # b.flac holds 0.5 s
+
+
+def test_vocode_mels_and_audio(capsys, tmp_path, wav_dir, tiny_official_ckpt):
+    assert run(capsys, "mel", wav_dir, "-o", tmp_path / "mels")[0] == 0
+    code, err = run(capsys, "vocode", tmp_path / "mels", "-o", tmp_path / "out", "--checkpoint", tiny_official_ckpt)
+    assert code == 0, err
+    out, sr = sf.read(tmp_path / "out" / "a.wav")
+    assert sr == 22050 and len(out) == np.load(tmp_path / "mels" / "a.npy").shape[1] * 256
+    code, err = run(capsys, "vocode", wav_dir / "a.wav", "-o", tmp_path / "copy", "--checkpoint", tiny_official_ckpt)
+    assert code == 0 and (tmp_path / "copy" / "a.wav").exists()
+
+
+@pytest.mark.parametrize(
+    "make,expect",
+    [
+        (lambda p: np.zeros((5, 80, 3)), "shape"),
+        (lambda p: np.full((40, 80), -5.0, np.float32), "(T, 80) layout"),
+        (lambda p: np.where(np.eye(80, 20) > 0, np.nan, -5.0).astype(np.float32), "NaN"),
+        (lambda p: np.random.default_rng(0).uniform(-80, 0, (80, 20)).astype(np.float32), "power dB"),
+        (lambda p: np.random.default_rng(0).uniform(-1, 1, (80, 20)).astype(np.float32), "normalised"),
+        (lambda p: np.random.default_rng(0).uniform(-5, 1, (80, 20)).clip(-5, None).astype(np.float32), "log10"),
+        (lambda p: np.random.default_rng(0).uniform(-20.8, 1, (80, 20)).clip(np.log(1e-9), None), "clamp 1e-9"),
+    ],
+)
+def test_bad_mels_get_one_clear_error_and_no_output(capsys, tmp_path, tiny_official_ckpt, make, expect):
+    p = tmp_path / "bad.npy"
+    np.save(p, make(p))
+    if expect == "log10":  # pin the floor so it is unambiguous
+        arr = np.load(p)
+        arr[0, 0] = -5.0
+        np.save(p, arr)
+    code, err = run(capsys, "vocode", p, "-o", tmp_path / "out", "--checkpoint", tiny_official_ckpt)
+    assert code == 2
+    line = one_error_line(err)
+    assert "bad.npy" in line and expect in line
+    assert not (tmp_path / "out" / "bad.wav").exists()
+
+
+def test_bad_audio_and_paths_get_one_clear_error(capsys, tmp_path, wav_dir, tiny_official_ckpt):
+    (tmp_path / "corrupt.wav").write_bytes(b"RIFF....WAVEfmt garbage")
+    code, err = run(capsys, "mel", tmp_path / "corrupt.wav", "-o", tmp_path / "m")
+    assert code == 2 and "corrupt.wav" in one_error_line(err)
+    sf.write(tmp_path / "silent.wav", np.zeros(22050, np.float32), 22050)
+    code, err = run(capsys, "mel", tmp_path / "silent.wav", "-o", tmp_path / "m")
+    assert code == 2 and "silent" in one_error_line(err)
+    code, err = run(capsys, "mel", tmp_path / "missing.wav", "-o", tmp_path / "m")
+    assert code == 2 and "missing.wav" in one_error_line(err)
+    code, err = run(capsys, "mel", wav_dir, "-o", wav_dir)
+    assert code == 2 and "output directory is the input directory" in one_error_line(err)
+    assert sorted(p.name for p in wav_dir.iterdir()) == ["a.wav", "b.flac"]
+    (tmp_path / "junk").write_text("junk")
+    out = tmp_path / "o"
+    code, err = run(capsys, "vocode", wav_dir, "-o", out, "--checkpoint", tmp_path / "junk", "--config", "v2")
+    assert code == 2 and "not a torch checkpoint" in one_error_line(err)
+    code, err = run(capsys, "vocode", wav_dir, "-o", out, "--checkpoint", tiny_official_ckpt, "--config", "v1")
+    assert code == 2 and "does not match the model config" in one_error_line(err)
+    assert not (tmp_path / "o").exists()
+
+
+def test_batch_skips_bad_files_and_exits_nonzero(capsys, tmp_path, wav_dir):
+    (wav_dir / "c.wav").write_bytes(b"not audio at all")
+    code, err = run(capsys, "mel", wav_dir, "-o", tmp_path / "mels")
+    assert code == 1
+    assert "c.wav" in err and "1 failed" in err
+    assert sorted(p.name for p in (tmp_path / "mels").iterdir()) == ["a.npy", "b.npy"]
+
+
+def test_python_dash_m_entry_point():
+    res = subprocess.run([sys.executable, "-m", "canora", "--help"], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0 and "mel" in res.stdout and "vocode" in res.stdout
