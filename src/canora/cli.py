@@ -17,6 +17,7 @@ from canora import __version__
 COMMANDS: dict[str, str] = {
     "mel": "mel",
     "vocode": "vocode",
+    "demo": "demo",
 }
 
 
