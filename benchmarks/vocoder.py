@@ -33,7 +33,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     spec = MelSpec()
     phrase = synth_phrase(spec.sample_rate)
-    wav = np.tile(phrase, int(np.ceil(args.seconds * spec.sample_rate / len(phrase))))[: int(args.seconds * spec.sample_rate)]
+    n = int(args.seconds * spec.sample_rate)
+    wav = np.tile(phrase, n // len(phrase) + 1)[:n]
     audio_s = len(wav) / spec.sample_rate
     x = torch.from_numpy(wav)
 
@@ -69,7 +70,7 @@ def main() -> None:
         if args.compile:
             compiled = torch.compile(folded)
 
-            def comp() -> torch.Tensor:
+            def comp(compiled: torch.nn.Module = compiled) -> torch.Tensor:
                 with torch.inference_mode():
                     return compiled(mel)
 
