@@ -1,0 +1,82 @@
+"""Objective evaluation of conversions (DESIGN.md section 5): F0 error, voicing error, singer similarity.
+
+Pure functions over arrays; :mod:`canora.commands.eval` wires them to files.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class F0Scores:
+    """F0 agreement of an estimate with a reference, over frames voiced in both."""
+
+    rmse_cents: float  # RMSE in cents over frames voiced in both
+    gross_error_rate: float  # share of those frames more than 50 cents off
+    vuv_error_rate: float  # share of all frames whose voiced/unvoiced decision differs
+    pearson: float  # correlation of log-F0 over frames voiced in both
+    voiced_frames: int
+
+    def to_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+def f0_scores(reference: np.ndarray, estimate: np.ndarray, transpose: float = 0.0) -> F0Scores:
+    """Compare frame-aligned F0 tracks (Hz, 0 = unvoiced); ``reference`` is shifted by ``transpose``
+    semitones first (a conversion that transposed should follow the transposed source)."""
+    n = min(len(reference), len(estimate))
+    ref, est = np.asarray(reference[:n], float), np.asarray(estimate[:n], float)
+    ref = np.where(ref > 0, ref * 2 ** (transpose / 12), 0.0)
+    both = (ref > 0) & (est > 0)
+    vuv = float(np.mean((ref > 0) != (est > 0))) if n else float("nan")
+    if both.sum() < 2:
+        return F0Scores(float("nan"), float("nan"), vuv, float("nan"), int(both.sum()))
+    cents = 1200 * np.log2(est[both] / ref[both])
+    lr, le = np.log(ref[both]), np.log(est[both])
+    pearson = float(np.corrcoef(lr, le)[0, 1]) if lr.std() > 0 and le.std() > 0 else float("nan")
+    return F0Scores(
+        rmse_cents=float(np.sqrt(np.mean(cents**2))),
+        gross_error_rate=float(np.mean(np.abs(cents) > 50)),
+        vuv_error_rate=vuv,
+        pearson=pearson,
+        voiced_frames=int(both.sum()),
+    )
+
+
+class SpeakerEmbedder:
+    """GE2E speaker embeddings from resemblyzer (weights ship inside its wheel; no network)."""
+
+    SAMPLE_RATE = 16000
+
+    def __init__(self) -> None:
+        try:
+            from resemblyzer import VoiceEncoder
+        except ImportError as e:  # optional extra
+            from canora.errors import CanoraError
+
+            raise CanoraError(f"singer similarity needs resemblyzer ({e}); pip install 'canora[eval]'") from None
+        self.encoder = VoiceEncoder("cpu", verbose=False)
+
+    def embed(self, wav: np.ndarray, sample_rate: int) -> np.ndarray:
+        """(T,) audio -> (256,) unit-norm embedding."""
+        from canora.audio import resample
+
+        x = resample(np.asarray(wav, np.float32), sample_rate, self.SAMPLE_RATE)
+        peak = float(np.abs(x).max())
+        if peak > 0:
+            x = x / peak * 0.9
+        e = self.encoder.embed_utterance(x)
+        return e / (np.linalg.norm(e) + 1e-9)
+
+
+def centroid(embeddings: Sequence[np.ndarray]) -> np.ndarray:
+    c = np.mean(np.stack(embeddings), axis=0)
+    return c / (np.linalg.norm(c) + 1e-9)
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-9))
