@@ -7,5 +7,5 @@ PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip 'setuptools<81' wheel
 .venv/bin/python -m pip install -q torch==2.13.0
-.venv/bin/python -m pip install -q -e '.[train,analysis,dev]'
+.venv/bin/python -m pip install -q -e '.[train,analysis,eval,dev]'
 .venv/bin/canora --version
