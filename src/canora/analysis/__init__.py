@@ -1,0 +1,1 @@
+"""Analysis: mel conventions and their diagnosis, vocoder-collapse detection, distribution stats, reports."""
