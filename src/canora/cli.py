@@ -18,6 +18,8 @@ COMMANDS: dict[str, str] = {
     "mel": "mel",
     "vocode": "vocode",
     "demo": "demo",
+    "report": "report",
+    "doctor": "doctor",
 }
 
 

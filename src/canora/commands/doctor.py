@@ -1,0 +1,108 @@
+"""``canora doctor``: name the convention of mels, compare with a vocoder's MelSpec, fix where invertible."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "doctor",
+        help="diagnose mel conventions (log base, dB, normalisation, layout, padding, fmax) and fix them",
+        description="Inspect .npy mels and name the convention they are in (natural log, log10, power dB, log1p, "
+        "clamp, [-1, 1] or mean-variance normalised, power mel, (T, n_mels) layout; with --audio also center=True "
+        "padding, another sample rate, fmax, HTK scale, peak normalisation), whether that matches the vocoder's "
+        "MelSpec, and the conversion that fixes it. --fix -o DIR writes converted mels where the conversion is "
+        "invertible and says why not where it is not.",
+    )
+    p.add_argument("input", type=Path, help="a .npy mel or a directory of them")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--vocoder", type=Path, default=None, help="check against this vocoder's MelSpec (g_*, dir, export)")
+    g.add_argument("--config", default=None, help="check against this MelSpec: v1/v2/v3 or a config JSON (default v1)")
+    p.add_argument("--audio", type=Path, default=None,
+                   help="the recording(s) the mels were made from: an audio file, or a directory with <stem>.wav etc.; "
+                   "enables the frame-count and re-extraction checks and measures the dB ref / gain")
+    p.add_argument("--fix", action="store_true", help="write converted natural-log mels to -o")
+    p.add_argument("--allow-approximate", action="store_true",
+                   help="also apply approximate conversions (power mel or power dB -> magnitude)")
+    p.add_argument("-o", "--out", type=Path, default=None, help="output directory for --fix")
+    p.add_argument("--json", action="store_true", help="print the diagnoses as JSON")
+    p.set_defaults(run=run)
+
+
+def _audio_for(audio: Path | None, stem: str) -> Path | None:
+    from canora.audio import AUDIO_EXTENSIONS
+
+    if audio is None:
+        return None
+    if audio.is_file():
+        return audio
+    for ext in AUDIO_EXTENSIONS:
+        if (audio / f"{stem}{ext}").exists():
+            return audio / f"{stem}{ext}"
+    return None
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+    import logging
+
+    import numpy as np
+
+    from canora.analysis.doctor import apply_fix, diagnose
+    from canora.audio import read_audio
+    from canora.commands.common import list_inputs
+    from canora.errors import CanoraError, MelError
+    from canora.fileio import check_output_dir
+    from canora.mel import load_spec
+    from canora.melio import save_mel
+
+    log = logging.getLogger("canora")
+    if args.fix and args.out is None:
+        raise CanoraError("--fix needs -o DIR for the converted mels")
+    if args.audio is not None and not args.audio.exists():
+        raise CanoraError(f"{args.audio}: no such audio file or directory")
+    if args.vocoder is not None:
+        from canora.vocoder import Vocoder
+
+        spec, against = Vocoder.from_pretrained(args.vocoder).spec, f"vocoder {args.vocoder}"
+    else:
+        spec, against = load_spec(args.config or "v1"), f"config {args.config or 'v1'}"
+    files = list_inputs(args.input, (".npy",))
+    if args.fix:
+        check_output_dir(args.input, args.out)
+    results, bad, unfixed = [], 0, 0
+    for f in files:
+        try:
+            mel = np.load(f, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as e:
+            raise MelError(f"{f}: not a readable .npy array ({e})") from None
+        apath = _audio_for(args.audio, f.stem)
+        if args.audio is not None and apath is None:
+            log.warning("%s: no audio named %s.* in %s; blind checks only", f, f.stem, args.audio)
+        wav, sr = read_audio(apath) if apath is not None else (None, None)
+        diag = diagnose(mel, spec, name=str(f), audio=wav, audio_sr=sr)
+        bad += not diag.matches
+        entry = diag.to_dict()
+        if args.fix and not diag.matches:
+            try:
+                save_mel(args.out / f"{f.stem}.npy", apply_fix(mel, diag, allow_approximate=args.allow_approximate))
+                entry["fixed"] = str(args.out / f"{f.stem}.npy")
+            except MelError as e:
+                unfixed += 1
+                entry["fixed"] = None
+                entry["not_fixed_because"] = str(e)
+        results.append(entry)
+        if not args.json:
+            print(diag.summary())
+            if "not_fixed_because" in entry:
+                print(f"  NOT fixed: {entry['not_fixed_because']}")
+            elif entry.get("fixed"):
+                print(f"  fixed -> {entry['fixed']}")
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        print(f"{len(files)} mel(s) checked against {against}: {len(files) - bad} match, {bad} do not"
+              + (f"; {unfixed} could not be fixed" if args.fix else ""))
+    return 1 if (unfixed or (bad and not args.fix)) else 0
