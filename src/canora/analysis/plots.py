@@ -111,20 +111,26 @@ def per_file_metric(names: Sequence[str], series: dict[str, Sequence[float]], yl
 
 
 def spectrograms(panels: Sequence[tuple[str, np.ndarray]], spec: MelSpec, title: str) -> bytes:
-    """Side-by-side (stacked) log-mel spectrograms with a shared colour scale and colourbar."""
+    """Stacked log-mel spectrograms with colourbars: one shared colour scale when the panels' levels agree,
+    else one scale per panel (a mel in another convention would otherwise paint the others black)."""
     plt = _plt()
     n = len(panels)
     fig, axes = plt.subplots(n, 1, figsize=(9, 2.3 * n + 0.6), squeeze=False, sharex=True)
-    vmax = max(float(np.percentile(m, 99.9)) for _, m in panels)
-    vmin = max(spec.log_floor, vmax - 12.0)
+    tops = [float(np.percentile(m, 99.9)) for _, m in panels]
+    mids = [float(np.median(m)) for _, m in panels]
+    shared = max(tops) - min(tops) < 3.0 and max(mids) - min(mids) < 3.0
     sec = spec.hop_length / spec.sample_rate
-    im = None
-    for ax, (lab, m) in zip(axes[:, 0], panels, strict=True):
+    for ax, (lab, m), top in zip(axes[:, 0], panels, tops, strict=True):
+        vmax = max(tops) if shared else top
+        vmin = max(spec.log_floor, vmax - 12.0) if shared else max(float(m.min()), vmax - 12.0 * max(1.0, abs(top) / 4))
         im = ax.imshow(m, origin="lower", aspect="auto", vmin=vmin, vmax=vmax, cmap="magma",
                        extent=(0, m.shape[1] * sec, 0, m.shape[0]))
         ax.set_ylabel("mel band")
-        ax.set_title(lab, fontsize=9)
+        ax.set_title(lab + ("" if shared else " (own colour scale)"), fontsize=9)
+        if not shared:
+            fig.colorbar(im, ax=ax, label="value", pad=0.01)
     axes[-1, 0].set_xlabel("time (s)")
     fig.suptitle(title)
-    fig.colorbar(im, ax=axes[:, 0].tolist(), label="log-mel (ln)", shrink=0.9)
+    if shared:
+        fig.colorbar(im, ax=axes[:, 0].tolist(), label="log-mel (ln)", shrink=0.9, pad=0.01)
     return _png(fig)
