@@ -16,7 +16,9 @@ from canora import __version__
 # subcommand name -> module in canora.commands (order = order in --help)
 COMMANDS: dict[str, str] = {
     "mel": "mel",
+    "refine": "refine",
     "vocode": "vocode",
+    "train-refiner": "train_refiner",
     "demo": "demo",
     "report": "report",
     "doctor": "doctor",

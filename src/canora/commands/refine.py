@@ -1,0 +1,117 @@
+"""``canora refine``: mels (.npy) or audio -> refined mels (``<stem>.npy``, (n_mels, T)) + ``<stem>.f0.npy``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from canora.commands.common import add_device_args
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "refine",
+        help="refine mels toward a target singer with the diffusion refiner",
+        description="Refine log-mels toward a target singer and write <stem>.npy (n_mels, T), the layout "
+        "`canora vocode` and HiFi-GAN read, plus <stem>.f0.npy: the frame-aligned F0 in Hz after transpose "
+        "(0 = unvoiced) that F0-driven vocoders need. Audio inputs are analysed with the model's MelSpec and "
+        "extractors. For .npy mel inputs, F0, loudness and content come from the matching audio in --audio DIR "
+        "(<stem>.wav etc.) when given, else from a Griffin-Lim reconstruction of the mel (rougher F0; a "
+        "warning says so). A mel_spec.json beside the mels (canora mel --save-spec) or --mel-spec is checked "
+        "against the model's MelSpec.",
+    )
+    p.add_argument("input", type=Path, help="a .npy mel or audio file, or a directory of them")
+    p.add_argument("-o", "--out", type=Path, required=True, help="output directory (must not be the input)")
+    p.add_argument("--model", type=Path, required=True, help="refiner export directory (model.json + .safetensors)")
+    p.add_argument("--singer", default=None, help="target singer name (optional for one-singer models)")
+    p.add_argument("--sampler", default="dpmpp", help="ddpm, ddim or dpmpp (default dpmpp)")
+    p.add_argument("--steps", type=int, default=10, help="denoising steps (default 10)")
+    p.add_argument(
+        "--strength", type=float, default=0.6,
+        help="shallow-diffusion depth in (0, 1]: the noise level the source mel is taken to; "
+        "1 = generate from pure noise, conditioned only on features (default 0.6)",
+    )
+    key = p.add_mutually_exclusive_group()
+    key.add_argument("--transpose", type=float, default=0.0, help="shift the pitch by N semitones (default 0)")
+    key.add_argument(
+        "--auto-transpose", action="store_true",
+        help="shift the source's median pitch toward the target singer's range (statistics stored in the model)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same output")
+    p.add_argument("--audio", type=Path, default=None, help="directory of the source audio of .npy mel inputs")
+    p.add_argument("--mel-spec", type=Path, default=None, help="MelSpec JSON the input mels were made with")
+    add_device_args(p)
+    p.set_defaults(run=run)
+
+
+def _find_audio(directory: Path, stem: str) -> Path | None:
+    from canora.audio import AUDIO_EXTENSIONS
+
+    for ext in AUDIO_EXTENSIONS:
+        for cand in (directory / f"{stem}{ext}", directory / f"{stem}{ext.upper()}"):
+            if cand.is_file():
+                return cand
+    return None
+
+
+def run(args: argparse.Namespace) -> int:
+    import logging
+
+    from canora.audio import AUDIO_EXTENSIONS, load_audio
+    from canora.commands.common import apply_device_args, finish, list_inputs, run_batch
+    from canora.errors import CanoraError
+    from canora.fileio import atomic_save_npy, check_output_dir
+    from canora.mel import MelSpec
+    from canora.melio import load_mel, save_mel
+    from canora.refiner import Refiner
+    from canora.refiner.samplers import check_steps_strength
+
+    log = logging.getLogger("canora")
+    check_steps_strength(args.steps, args.strength)
+    apply_device_args(args)
+    refiner = Refiner.from_pretrained(args.model, device=args.device)
+    refiner.singer_index(args.singer)  # unknown singer: fail before any work
+    files = [f for f in list_inputs(args.input, (".npy", *AUDIO_EXTENSIONS)) if not f.name.endswith(".f0.npy")]
+    check_output_dir(args.input, args.out)
+    if args.audio is not None and not args.audio.is_dir():
+        raise CanoraError(f"{args.audio}: --audio must be a directory holding the source audio of the mels")
+    spec_file = args.mel_spec
+    if spec_file is None and args.input.is_dir() and (args.input / "mel_spec.json").is_file():
+        spec_file = args.input / "mel_spec.json"
+    mel_spec = None
+    if spec_file is not None and any(f.suffix.lower() == ".npy" for f in files):
+        try:
+            mel_spec = MelSpec.from_json(spec_file.read_text())
+        except (OSError, ValueError) as e:
+            raise CanoraError(f"{spec_file}: unreadable MelSpec JSON ({e})") from None
+        refiner.check_spec(mel_spec, name=f"mels described by {spec_file}")
+    sr = refiner.spec.sample_rate
+    warned = False
+
+    def one(f: Path) -> float:
+        nonlocal warned
+        if f.suffix.lower() == ".npy":
+            mel = load_mel(f, refiner.spec)
+            src = _find_audio(args.audio, f.stem) if args.audio is not None else None
+            if args.audio is not None and src is None:
+                raise CanoraError(f"{f}: no audio named {f.stem}.* in {args.audio} to take F0 and loudness from")
+            if src is None and not warned:
+                log.warning("no --audio: F0, loudness and content of the .npy mels come from a Griffin-Lim "
+                            "reconstruction of each mel (pass --audio DIR for the real source audio)")
+                warned = True
+            wav = load_audio(src, sr) if src is not None else None
+            feats = refiner.mel_features(mel, wav, sr, name=str(f))
+        else:
+            feats = refiner.features(load_audio(f, sr), sr, name=str(f))
+        res = refiner.refine_features(
+            feats, args.singer, transpose=args.transpose, auto_transpose=args.auto_transpose,
+            sampler=args.sampler, steps=args.steps, strength=args.strength, seed=args.seed,
+        )
+        if args.auto_transpose:
+            log.info("%s: auto-transpose %+.1f semitones", f.name, res.transpose)
+        save_mel(args.out / f"{f.stem}.npy", res.mel)
+        atomic_save_npy(args.out / f"{f.stem}.f0.npy", res.f0)
+        return res.mel.shape[1] * refiner.spec.hop_length / sr
+
+    return finish(run_batch(files, one, "refine"), f"refined ({args.sampler}, {args.steps} steps, "
+                  f"strength {args.strength:g}, singer {refiner.singers[refiner.singer_index(args.singer)]})")

@@ -1,0 +1,67 @@
+"""``canora train-refiner``: train (or resume) a diffusion mel refiner on folders of recordings."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train-refiner",
+        help="train a diffusion mel refiner on one folder of recordings per singer",
+        description="Train the diffusion mel refiner. Each --data folder holds one singer's recordings "
+        "(the folder name is the singer name, unless --singers names them); the last files of each "
+        "(sorted by name) are held out for validation. Features are cached under OUT/cache; checkpoints "
+        "(OUT/ckpt_*) are atomic and a run started again with the same --out resumes at the same step. "
+        "OUT/export always points at the newest slim export (written every --export-every-minutes). "
+        "Under torchrun (torchrun --nproc_per_node N -m canora train-refiner ...) it trains with DDP over gloo.",
+    )
+    p.add_argument("--data", type=Path, nargs="+", required=True, help="folders of recordings, one per singer")
+    p.add_argument("--out", type=Path, required=True, help="run directory (checkpoints, exports, logs)")
+    p.add_argument("--singers", nargs="+", default=None, help="singer names for the --data folders, in order")
+    p.add_argument("--config", default="default", choices=("tiny", "small", "default"), help="model size")
+    p.add_argument("--steps", type=int, default=100_000, help="total training steps (default 100000)")
+    p.add_argument("--batch-size", type=int, default=16, help="crops per step and process (default 16)")
+    p.add_argument("--crop-frames", type=int, default=128, help="frames per crop (default 128)")
+    p.add_argument("--lr", type=float, default=4e-4, help="AdamW learning rate (default 4e-4)")
+    p.add_argument("--mel-config", default="v1", help="MelSpec: v1/v2/v3, a HiFi-GAN config.json or MelSpec JSON")
+    p.add_argument("--f0-method", default=None, help="F0 extractor (default: canora's default)")
+    p.add_argument("--content-method", default=None, help="content feature extractor (default: dsp)")
+    p.add_argument("--norm", default="fixed", choices=("fixed", "per_bin"), help="diffusion-space mel normalisation")
+    p.add_argument("--val-count", type=int, default=0, help="held-out files per singer (default 10 %%)")
+    p.add_argument("--val-every", type=int, default=1000, help="validate every N steps (default 1000)")
+    p.add_argument("--ckpt-every", type=int, default=1000, help="checkpoint every N steps (default 1000)")
+    p.add_argument("--export-every-minutes", type=float, default=10.0, help="slim export interval (default 10)")
+    p.add_argument("--max-minutes", type=float, default=0.0, help="stop after this many minutes (0 = no limit)")
+    p.add_argument("--vocoder", type=Path, default=None, help="vocoder for validation audio samples in TensorBoard")
+    p.add_argument("--cache-dir", type=Path, default=None, help="feature cache (default OUT/cache)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from canora.mel import load_spec
+    from canora.refiner.features import FeatureParams
+    from canora.refiner.train import RefinerTrainConfig, train_refiner
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    spec = load_spec(args.mel_config)
+    fp = FeatureParams()
+    overrides = {k: v for k, v in (("f0_method", args.f0_method), ("content_method", args.content_method)) if v}
+    fp = FeatureParams.from_dict({**fp.to_dict(), **overrides})
+    cfg = RefinerTrainConfig(
+        model=args.config, steps=args.steps, batch_size=args.batch_size, crop_frames=args.crop_frames, lr=args.lr,
+        norm=args.norm, mel_spec=spec.to_dict(), features=fp.to_dict(), val_count=args.val_count,
+        val_every=args.val_every, ckpt_every=args.ckpt_every, export_every_minutes=args.export_every_minutes,
+        max_minutes=args.max_minutes, seed=args.seed,
+    )
+    export = train_refiner(args.data, args.out, cfg, singers=args.singers, vocoder=args.vocoder,
+                           cache_dir=args.cache_dir)
+    if export is not None:
+        print(f"newest export: {export} (also {args.out / 'export'})")
+    return 0

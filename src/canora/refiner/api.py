@@ -1,0 +1,383 @@
+"""``Refiner.from_pretrained(path)``: load a refiner export and refine mels toward a target singer.
+
+Shapes: mels are log-mels (n_mels, T) in the model's :class:`MelSpec`; F0 (T,) Hz; loudness (T,) dB;
+content (content_dim, T). Everything runs under ``torch.inference_mode()``.
+
+Modes:
+
+* **conversion**: ``refine_audio(source_wav, sr, singer="pjs", transpose=...)``: the source singer's
+  features, the target singer's embedding; shallow diffusion from the source mel (``strength`` < 1) or
+  from pure noise (``strength`` = 1).
+* **reconstruction**: ``reconstruct(target_wav, sr, singer)``: a singer's own audio with its own id
+  (target -> target), whose output distribution a vocoder can be fine-tuned on against the real audio.
+
+Export layout (``kind = "refiner"``, see :mod:`canora.checkpoint`): ``config`` = :class:`RefinerConfig`;
+``meta`` = refiner format version, mel normalisation, noise schedule, prediction type, singer names, each
+singer's F0 statistics (for auto-transpose), feature extractor names and parameters.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from canora.checkpoint import load_export, save_export
+from canora.errors import CanoraError, CheckpointError, MelError
+from canora.mel import MelSpec
+from canora.refiner.diffusion import DEFAULT_PREDICTION_TYPE, NoiseSchedule, check_prediction_type
+from canora.refiner.features import FeatureParams, RefinerFeatures, extract_features
+from canora.refiner.model import RefinerConfig, RefinerModel
+from canora.refiner.normalize import MelNormalizer
+from canora.refiner.samplers import check_steps_strength, get_sampler, sample
+
+log = logging.getLogger(__name__)
+
+EXPORT_KIND = "refiner"
+REFINER_FORMAT_VERSION = 1
+DEFAULT_SAMPLER = "dpmpp"
+DEFAULT_STEPS = 10
+DEFAULT_STRENGTH = 0.6
+
+
+@dataclass
+class RefineResult:
+    """Output of :meth:`Refiner.refine_audio`: the refined mel (n_mels, T), the F0 it was conditioned on
+    (T,) in Hz after transpose with 0 at unvoiced frames, and the transpose applied (semitones)."""
+
+    mel: np.ndarray
+    f0: np.ndarray
+    transpose: float
+
+
+def shift_mel_pitch(mel: np.ndarray, semitones: float, spec: MelSpec) -> np.ndarray:
+    """Move a log-mel (n_mels, T) along frequency by ``semitones`` (harmonics and envelope together).
+
+    Each bin takes the value the source had at ``f / 2**(semitones/12)`` (linear interpolation over bin
+    centre frequencies); bins mapped below the first centre keep the first bin. Used as the shallow-
+    diffusion start for transposed conversion, so the noised source already has its harmonics where the
+    transposed F0 conditioning says they are.
+    """
+    if semitones == 0:
+        return mel
+    import librosa
+
+    centres = librosa.mel_frequencies(
+        n_mels=spec.n_mels + 2, fmin=spec.fmin, fmax=spec.fmax_hz, htk=spec.mel_scale == "htk"
+    )[1:-1]
+    src = centres / 2 ** (semitones / 12)
+    out = np.empty_like(mel)
+    for i in range(mel.shape[1]):
+        out[:, i] = np.interp(src, centres, mel[:, i], left=mel[0, i], right=spec.log_floor)
+    return out
+
+
+def griffin_lim(mel: np.ndarray, spec: MelSpec, n_iter: int = 32) -> np.ndarray:
+    """A rough waveform (frames * hop,) float32 from a log-mel (n_mels, frames), by Griffin-Lim.
+
+    Good enough to re-extract F0, loudness and content when a mel comes without its audio; not for listening.
+    """
+    import librosa
+
+    mag = np.exp(mel) if spec.log_base == "e" else 10.0 ** mel
+    wav = librosa.feature.inverse.mel_to_audio(
+        mag.astype(np.float32), sr=spec.sample_rate, n_fft=spec.n_fft, hop_length=spec.hop_length,
+        win_length=spec.win_length, power=spec.power, n_iter=n_iter, fmin=spec.fmin, fmax=spec.fmax_hz,
+        htk=spec.mel_scale == "htk", length=mel.shape[1] * spec.hop_length,
+    )
+    return np.ascontiguousarray(wav, dtype=np.float32)
+
+
+class Refiner:
+    """A trained denoiser plus everything needed to use it (MelSpec, normalisation, schedule, singers)."""
+
+    def __init__(
+        self,
+        model: RefinerModel,
+        spec: MelSpec,
+        normalizer: MelNormalizer,
+        schedule: NoiseSchedule,
+        *,
+        prediction_type: str = DEFAULT_PREDICTION_TYPE,
+        singers: list[str] | None = None,
+        singer_f0_stats: dict[str, dict[str, Any]] | None = None,
+        feature_params: FeatureParams | None = None,
+        info: dict[str, Any] | None = None,
+        source: str = "",
+    ) -> None:
+        cfg = model.config
+        singers = list(singers) if singers is not None else [f"singer{i}" for i in range(cfg.n_singers)]
+        if len(singers) != cfg.n_singers or len(set(singers)) != len(singers):
+            raise CheckpointError(f"{source}: {len(singers)} singer names for a model of {cfg.n_singers} singers")
+        if normalizer.n_mels != spec.n_mels or cfg.n_mels != spec.n_mels:
+            raise CheckpointError(f"{source}: model, normalisation and MelSpec disagree on n_mels")
+        self.model = model.eval()
+        self.spec = spec
+        self.normalizer = normalizer
+        self.schedule = schedule
+        self.prediction_type = check_prediction_type(prediction_type)
+        self.singers = singers
+        self.singer_f0_stats = dict(singer_f0_stats or {})
+        self.feature_params = feature_params or FeatureParams()
+        self.info = dict(info or {})
+        self.source = source
+
+    # ------------------------------------------------------------------ loading / saving
+    @classmethod
+    def from_pretrained(cls, path: str | Path, device: str | torch.device = "cpu") -> Refiner:
+        """Load a slim export directory written by :meth:`export` (or by training)."""
+        path = Path(path)
+        doc, state = load_export(path, EXPORT_KIND)
+        meta = doc.get("meta") or {}
+        version = meta.get("refiner_format_version")
+        if not isinstance(version, int):
+            raise CheckpointError(f"{path}: refiner export without a refiner_format_version; re-export it")
+        if version > REFINER_FORMAT_VERSION:
+            raise CheckpointError(
+                f"{path}: refiner format version {version} is newer than this canora reads "
+                f"({REFINER_FORMAT_VERSION}); upgrade canora"
+            )
+        try:
+            cfg = RefinerConfig.from_dict(doc["config"])
+            spec = MelSpec.from_dict(doc["mel_spec"])
+            normalizer = MelNormalizer.from_dict(meta["normalizer"])
+            schedule = NoiseSchedule.from_dict(meta["schedule"])
+            params = FeatureParams.from_dict(meta["features"])
+        except (KeyError, TypeError) as e:
+            raise CheckpointError(f"{path}: incomplete refiner export (missing {e}); re-export it") from None
+        model = RefinerModel(cfg)
+        expected = set(model.state_dict())
+        if set(state) != expected:
+            missing, extra = sorted(expected - set(state)), sorted(set(state) - expected)
+            raise CheckpointError(
+                f"{path}: weights do not fit the config (missing {missing[:3]}, unexpected {extra[:3]})"
+            )
+        try:
+            model.load_state_dict(state, strict=True)
+        except RuntimeError as e:
+            detail = str(e).splitlines()[-1].strip()
+            raise CheckpointError(f"{path}: weights do not fit the config ({detail})") from None
+        return cls(
+            model.to(device), spec, normalizer, schedule,
+            prediction_type=meta.get("prediction_type", DEFAULT_PREDICTION_TYPE),
+            singers=meta.get("singers"), singer_f0_stats=meta.get("singer_f0_stats"),
+            feature_params=params, info=meta.get("info"), source=str(path),
+        )
+
+    def export_meta(self) -> dict[str, Any]:
+        return {
+            "refiner_format_version": REFINER_FORMAT_VERSION,
+            "normalizer": self.normalizer.to_dict(),
+            "schedule": self.schedule.to_dict(),
+            "prediction_type": self.prediction_type,
+            "singers": self.singers,
+            "singer_f0_stats": self.singer_f0_stats,
+            "features": self.feature_params.to_dict(),
+            "info": self.info,
+        }
+
+    def export(self, directory: str | Path) -> Path:
+        """Write a slim export (weights + config + MelSpec + everything in :meth:`export_meta`)."""
+        return save_export(
+            directory, kind=EXPORT_KIND, config=self.model.config.to_dict(), mel_spec=self.spec,
+            state_dict=self.model.state_dict(), meta=self.export_meta(),
+        )
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    # ------------------------------------------------------------------ helpers
+    def singer_index(self, singer: str | int | None) -> int:
+        """Index of ``singer`` (a name, an index, or None for a one-singer model)."""
+        if singer is None:
+            if len(self.singers) == 1:
+                return 0
+            raise CanoraError(f"this refiner knows {len(self.singers)} singers; choose one with --singer: "
+                              + ", ".join(self.singers))
+        if isinstance(singer, int) and not isinstance(singer, bool) and 0 <= singer < len(self.singers):
+            return singer
+        if singer in self.singers:
+            return self.singers.index(singer)
+        raise CanoraError(f"unknown singer {singer!r}; this refiner knows: {', '.join(self.singers)}")
+
+    def check_spec(self, spec: MelSpec, name: str = "mel") -> None:
+        """Raise :class:`MelError` listing every field where ``spec`` differs from the model's MelSpec."""
+        self.spec.require_same(
+            spec, f"{name} (the refiner {self.source or 'model'} was trained on {self.spec.describe()})",
+            "re-extract the mels with the model's MelSpec (its model.json holds it)",
+        )
+
+    def check_mel(self, mel: np.ndarray | torch.Tensor, spec: MelSpec | None = None, name: str = "mel") -> None:
+        """Raise :class:`MelError` when ``mel`` was made with another MelSpec (``spec``) or has the wrong shape."""
+        if spec is not None:
+            self.check_spec(spec, name)
+        if mel.ndim != 2 or mel.shape[0] != self.spec.n_mels:
+            raise MelError(f"{name}: mel of shape {tuple(mel.shape)}; this refiner expects ({self.spec.n_mels}, T)")
+
+    # ------------------------------------------------------------------ inference
+    @torch.inference_mode()
+    def refine(
+        self,
+        mel: np.ndarray,
+        f0: np.ndarray,
+        loudness: np.ndarray,
+        content: np.ndarray | None,
+        singer: str | int | None = None,
+        *,
+        voiced: np.ndarray | None = None,
+        sampler: str = DEFAULT_SAMPLER,
+        steps: int = DEFAULT_STEPS,
+        strength: float = DEFAULT_STRENGTH,
+        seed: int = 0,
+        spec: MelSpec | None = None,
+    ) -> np.ndarray:
+        """Refine a log-mel (n_mels, T) toward ``singer``; returns a log-mel (n_mels, T) float32.
+
+        ``f0`` (T,) Hz: either continuous with ``voiced`` (T,) bool given, or with 0 at unvoiced frames
+        (then ``voiced = f0 > 0`` and the gaps are interpolated). ``loudness`` (T,) dB, ``content``
+        (content_dim, T). ``spec``, when known, is the MelSpec the mel was made with (checked).
+        ``strength`` in (0, 1]: the noise level the source is taken to (1 = from pure noise).
+        """
+        check_steps_strength(steps, strength)
+        self.check_mel(mel, spec)
+        frames = mel.shape[1]
+        idx = self.singer_index(singer)
+        f0 = np.asarray(f0, dtype=np.float32)
+        if voiced is None:
+            voiced = f0 > 0
+            if not voiced.any():
+                raise CanoraError("F0 has no voiced frames (all zero); nothing to condition the refiner on")
+            from canora.pitch import interpolate_unvoiced
+
+            f0 = interpolate_unvoiced(f0).astype(np.float32)
+        arrays = {"f0": f0, "voiced": np.asarray(voiced), "loudness": np.asarray(loudness, dtype=np.float32)}
+        for k, v in arrays.items():
+            if v.shape != (frames,):
+                raise CanoraError(f"{k} has shape {v.shape}; expected ({frames},) to match the mel's frames")
+            if not np.isfinite(v.astype(np.float32)).all():
+                raise CanoraError(f"{k} holds NaN/inf values")
+        dev = self.device
+        if not np.isfinite(mel).all():
+            raise MelError("mel holds NaN/inf values")
+        cond_content = None
+        if self.model.config.content_dim:
+            if content is None or np.shape(content) != (self.model.config.content_dim, frames):
+                raise CanoraError(
+                    f"content has shape {None if content is None else np.shape(content)}; expected "
+                    f"({self.model.config.content_dim}, {frames}) from the {self.feature_params.content_method!r} "
+                    "content extractor"
+                )
+            cond_content = torch.as_tensor(np.asarray(content, np.float32), device=dev)[None]
+        cond = self.model.encode(
+            torch.as_tensor(arrays["f0"], device=dev)[None],
+            torch.as_tensor(arrays["voiced"].astype(np.float32), device=dev)[None],
+            torch.as_tensor(arrays["loudness"], device=dev)[None],
+            cond_content,
+            torch.tensor([idx], device=dev),
+        )
+        x0 = self.normalizer.normalize(torch.as_tensor(np.asarray(mel, np.float32), device=dev)[None])
+        gen = torch.Generator(device="cpu").manual_seed(int(seed))
+        smp = get_sampler(sampler, self.schedule, self.prediction_type)
+        out = sample(
+            lambda x, t, cond: self.model.denoise(x, t, cond), smp, steps=int(steps), strength=float(strength),
+            source=x0, cond={"cond": cond}, generator=gen,
+        )
+        mel_out = self.normalizer.denormalize(out)[0].float().cpu().numpy()
+        if not np.isfinite(mel_out).all():
+            raise CanoraError("the refiner produced NaN/inf values; the model export may be corrupt")
+        return mel_out
+
+    def features(self, wav: np.ndarray, sr: int, name: str = "audio") -> RefinerFeatures:
+        """All conditioning of ``wav`` (T,) at ``sr`` with this model's MelSpec and extractors."""
+        from canora.audio import resample
+
+        wav = resample(np.asarray(wav, dtype=np.float32), int(sr), self.spec.sample_rate)
+        return extract_features(wav, self.spec, self.feature_params, name=name)
+
+    def mel_features(
+        self, mel: np.ndarray, wav: np.ndarray | None = None, sr: int | None = None, name: str = "mel"
+    ) -> RefinerFeatures:
+        """Conditioning for a given log-mel (n_mels, T): F0, loudness and content from ``wav`` (its source
+        audio, at ``sr``) when given, else from a Griffin-Lim reconstruction of the mel. The mel itself is
+        kept as the shallow-diffusion source. Frame counts must agree."""
+        self.check_mel(mel, name=name)
+        if wav is None:
+            wav, sr = griffin_lim(mel, self.spec), self.spec.sample_rate
+        feats = self.features(wav, int(sr or self.spec.sample_rate), name=name)
+        if feats.frames != mel.shape[1]:
+            raise MelError(
+                f"{name}: the mel has {mel.shape[1]} frames but its audio gives {feats.frames} "
+                f"({self.spec.describe()}); is it the mel of this audio?"
+            )
+        feats.mel = np.ascontiguousarray(mel, dtype=np.float32)
+        return feats
+
+    def auto_transpose_for(self, feats: RefinerFeatures, singer: str | int | None) -> float:
+        """Semitones that move the source's pitch toward ``singer``'s range (from the stored F0 statistics)."""
+        from canora.pitch import F0Stats, auto_transpose
+
+        name = self.singers[self.singer_index(singer)]
+        stats = self.singer_f0_stats.get(name)
+        if stats is None:
+            raise CanoraError(f"this refiner has no F0 statistics for singer {name!r}; use --transpose instead")
+        return float(auto_transpose(feats.f0[feats.voiced], F0Stats.from_dict(stats)))
+
+    def refine_features(
+        self,
+        feats: RefinerFeatures,
+        singer: str | int | None = None,
+        *,
+        transpose: float = 0.0,
+        auto_transpose: bool = False,
+        **kwargs: Any,
+    ) -> RefineResult:
+        """Refine precomputed features (see :meth:`refine` for ``kwargs``), transposing F0 (and the
+        source mel, :func:`shift_mel_pitch`) by ``transpose`` semitones or automatically."""
+        if auto_transpose:
+            transpose = self.auto_transpose_for(feats, singer)
+        if not math.isfinite(transpose):
+            raise CanoraError(f"transpose must be a finite number of semitones, got {transpose!r}")
+        ratio = 2.0 ** (transpose / 12.0)
+        f0 = (feats.f0 * ratio).astype(np.float32)
+        mel = shift_mel_pitch(feats.mel, transpose, self.spec)
+        out = self.refine(mel, f0, feats.loudness, feats.content, singer, voiced=feats.voiced, **kwargs)
+        return RefineResult(out, np.where(feats.voiced, f0, 0.0).astype(np.float32), float(transpose))
+
+    def refine_audio(
+        self,
+        wav: np.ndarray,
+        sr: int,
+        singer: str | int | None = None,
+        *,
+        transpose: float = 0.0,
+        auto_transpose: bool = False,
+        name: str = "audio",
+        **kwargs: Any,
+    ) -> RefineResult:
+        """Convert audio (T,) at ``sr``: extract all features, transpose, refine toward ``singer``."""
+        feats = self.features(wav, sr, name=name)
+        return self.refine_features(feats, singer, transpose=transpose, auto_transpose=auto_transpose, **kwargs)
+
+    def reconstruct(
+        self,
+        wav: np.ndarray,
+        sr: int,
+        singer: str | int | None = None,
+        *,
+        strength: float = 0.5,
+        steps: int = DEFAULT_STEPS,
+        sampler: str = DEFAULT_SAMPLER,
+        seed: int = 0,
+    ) -> np.ndarray:
+        """Reconstruction mode (target -> target): refine ``singer``'s own audio with its own id, no
+        transpose. Returns the refined mel (n_mels, frames) aligned with ``wav`` resampled to the model's
+        rate (``frames = spec.num_frames(samples)``): the input a vocoder is fine-tuned on against ``wav``."""
+        return self.refine_audio(
+            wav, sr, singer, strength=strength, steps=steps, sampler=sampler, seed=seed
+        ).mel
