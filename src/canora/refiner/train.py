@@ -41,7 +41,7 @@ from canora.errors import CanoraError, CheckpointError
 from canora.fileio import atomic_write_text
 from canora.mel import MelSpec
 from canora.refiner.api import Refiner
-from canora.refiner.diffusion import NoiseSchedule, sample_train_timesteps, training_loss
+from canora.refiner.diffusion import NoiseSchedule, q_sample, sample_train_timesteps, training_target
 from canora.refiner.features import FeatureParams, RefinerFeatures, load_features
 from canora.refiner.model import RefinerConfig, RefinerModel
 from canora.refiner.normalize import MelNormalizer
@@ -73,6 +73,8 @@ class RefinerTrainConfig:
     schedule: str = "linear"
     timesteps: int = 1000
     prediction_type: str = "v"
+    loss_weighting: str = "min_snr"  # min_snr (Hang et al. 2023) | none (plain MSE on the prediction target)
+    min_snr_gamma: float = 5.0
     norm: str = "fixed"
     mel_spec: dict[str, Any] = field(default_factory=lambda: MelSpec().to_dict())
     features: dict[str, Any] = field(default_factory=lambda: FeatureParams().to_dict())
@@ -92,6 +94,8 @@ class RefinerTrainConfig:
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.crop_frames < 8 or self.steps < 0:
             raise CanoraError("batch_size >= 1, crop_frames >= 8 and steps >= 0 are required")
+        if self.loss_weighting not in ("min_snr", "none"):
+            raise CanoraError(f"loss_weighting={self.loss_weighting!r} must be 'min_snr' or 'none'")
         if not 0.0 <= self.ema_decay < 1.0:
             raise CanoraError(f"ema_decay={self.ema_decay} must be in [0, 1)")
         RefinerConfig.preset(self.model)  # validates the name
@@ -236,7 +240,39 @@ def step_generator(seed: int, rank: int, step: int) -> torch.Generator:
     return torch.Generator().manual_seed((seed * 1_000_003 + rank * 7_919 + step) % (2**63 - 1))
 
 
-# ---------------------------------------------------------------------- EMA, LR schedule
+# ---------------------------------------------------------------------- objective, EMA, LR schedule
+def loss_weights(schedule: NoiseSchedule, t: Tensor, prediction_type: str, weighting: str, gamma: float) -> Tensor:
+    """Per-example weights (B,) of the squared error on the prediction target.
+
+    ``"min_snr"`` (Min-SNR-gamma, Hang et al. 2023): the implied x0 error is weighted by ``min(SNR, gamma)``,
+    i.e. ``min(SNR, gamma) / (SNR + 1)`` on v and ``min(SNR, gamma) / SNR`` on eps. The plain v loss weights
+    x0 errors by ``SNR + 1``, so the nearly-clean steps (SNR in the hundreds), whose error hardly moves
+    what the samplers produce, dominate it and slow learning everywhere else. ``"none"``: weight 1.
+    """
+    if weighting == "none":
+        return torch.ones(t.shape, dtype=torch.float32)
+    acp = schedule.alphas_cumprod[t.cpu()]
+    snr = acp / (1 - acp)
+    w = snr.clamp(max=gamma) / (snr + 1 if prediction_type == "v" else snr)
+    return w.float()
+
+
+def diffusion_loss(
+    model: Any, schedule: NoiseSchedule, x0: Tensor, t: Tensor, noise: Tensor, cfg: RefinerTrainConfig,
+    mask: Tensor | None = None, **cond: Tensor,
+) -> Tensor:
+    """Weighted MSE between ``model(x_t, t, **cond)`` and the target (see :func:`loss_weights`); x0, noise
+    (B, n_mels, T), t (B,), mask (B, 1, T) with 1 on real frames. Returns a scalar."""
+    x_t = q_sample(schedule, x0, noise, t)
+    err = (model(x_t, t, **cond) - training_target(schedule, x0, noise, t, cfg.prediction_type)) ** 2
+    err = err * loss_weights(schedule, t, cfg.prediction_type, cfg.loss_weighting, cfg.min_snr_gamma)[:, None, None]
+    if mask is None:
+        return err.mean()
+    mask = mask.to(err.dtype).expand_as(err)
+    return (err * mask).sum() / mask.sum().clamp(min=1.0)
+
+
+
 @torch.no_grad()
 def ema_update(ema: RefinerModel, model: RefinerModel, decay: float, step: int) -> None:
     """``ema = d * ema + (1 - d) * model`` with ``d = min(decay, (1 + step) / (10 + step))`` (warm-up)."""
@@ -465,7 +501,7 @@ class Trainer:
         t = sample_train_timesteps(self.schedule, x0.shape[0], gen)
         noise = torch.randn(x0.shape, generator=gen)
         self.ddp.train()
-        loss = training_loss(self.ddp, self.schedule, x0, t, noise, cfg.prediction_type, b.mask, **b.cond())
+        loss = diffusion_loss(self.ddp, self.schedule, x0, t, noise, cfg, b.mask, **b.cond())
         if not torch.isfinite(loss):
             raise CanoraError(f"training loss became {loss.item()} at step {self.step}; lower --lr and resume")
         self.opt.zero_grad(set_to_none=True)
@@ -494,8 +530,7 @@ class Trainer:
             for tv in (50, 250, 500, 750, 950):
                 t = torch.full((1,), min(tv, self.schedule.num_train_timesteps), dtype=torch.long)
                 noise = torch.randn(x0.shape, generator=gen)
-                losses.append(float(training_loss(self.ema, self.schedule, x0, t, noise, cfg.prediction_type,
-                                                  **b.cond())))
+                losses.append(float(diffusion_loss(self.ema, self.schedule, x0, t, noise, cfg, **b.cond())))
             cond = self.ema.encode(b.f0, b.voiced, b.loudness, b.content, b.singer)
             smp = get_sampler(cfg.val_sampler, self.schedule, cfg.prediction_type)
             sgen = torch.Generator().manual_seed(0)
