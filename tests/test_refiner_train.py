@@ -106,7 +106,7 @@ def test_manifest_one_singer_per_folder_with_held_out_files(tmp_path, synth_clip
     assert val_names == ["bass02.wav", "soprano11.wav"]  # the last 10 % (at least one) of each, by name
     assert len(m.train) == 11 + 2 and {s for _, s in m.train} == {0, 1}
     m2 = build_manifest([tmp_path / "soprano"], val_count=3, singers=["sop"])
-    assert m2.singers == ("sop",) and [Path(p).name for p, _ in m2.val] == [f"soprano{i}.wav" for i in (9, 10, 11)]
+    assert m2.singers == ("sop",) and [Path(p).name for p, _ in m2.val] == [f"soprano{i:02d}.wav" for i in (9, 10, 11)]
     with pytest.raises(CanoraError, match="leave none for training"):
         build_manifest([tmp_path / "bass"], val_count=3)
     with pytest.raises(CanoraError, match="no audio files"):

@@ -88,8 +88,10 @@ def griffin_lim(mel: np.ndarray, spec: MelSpec, n_iter: int = 32) -> np.ndarray:
     wav = librosa.feature.inverse.mel_to_audio(
         mag.astype(np.float32), sr=spec.sample_rate, n_fft=spec.n_fft, hop_length=spec.hop_length,
         win_length=spec.win_length, power=spec.power, n_iter=n_iter, fmin=spec.fmin, fmax=spec.fmax_hz,
-        htk=spec.mel_scale == "htk", length=mel.shape[1] * spec.hop_length,
-    )
+        htk=spec.mel_scale == "htk",
+    )  # centred frames: (frames - 1) * hop samples; pad to the frames * hop a HiFi-GAN mel stands for
+    n = mel.shape[1] * spec.hop_length
+    wav = np.pad(wav, (0, max(0, n - len(wav))))[:n]
     return np.ascontiguousarray(wav, dtype=np.float32)
 
 
