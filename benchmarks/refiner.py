@@ -59,9 +59,10 @@ def main() -> None:
     if args.model is not None:
         ref = Refiner.from_pretrained(args.model)
     else:
-        probe = extract_features(load_audio(args.audio, 22050)[:22050], random_refiner(0).spec, FeatureParams())
-        ref = random_refiner(probe.content.shape[0])
+        ref = random_refiner(0)
     wav = load_audio(args.audio, ref.spec.sample_rate)[: int(args.seconds * ref.spec.sample_rate)]
+    if args.model is None:  # a random model whose content dimension fits the default content extractor
+        ref = random_refiner(extract_features(wav, ref.spec, FeatureParams()).content.shape[0])
     seconds = len(wav) / ref.spec.sample_rate
     t0 = time.perf_counter()
     feats = ref.features(wav, ref.spec.sample_rate)

@@ -582,7 +582,10 @@ class Trainer:
         stop = _Stop()
         old = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
         t_start = last_export = time.monotonic()
-        bar = tqdm(total=cfg.steps, initial=self.step, desc="train-refiner", unit="step", disable=not self.progress)
+        import sys
+
+        bar = tqdm(total=cfg.steps, initial=self.step, desc="train-refiner", unit="step", disable=not self.progress,
+                   mininterval=0.1 if sys.stderr.isatty() else 60.0)
         running: list[float] = []
         export_path = None
         try:
