@@ -26,7 +26,7 @@ def make_refiner(content_dim: int = 0, singers: tuple[str, ...] = ("alto", "pjs"
     with torch.no_grad():
         for p in (model.out_proj.weight, model.x_gain.weight):
             p.normal_(0, 0.05)
-    stats = {s: {"median_hz": 220.0 * (i + 1)} for i, s in enumerate(singers)}
+    stats = {s: {"median": 220.0 * k, "p5": 150.0 * k, "p95": 330.0 * k} for k, s in enumerate(singers, 1)}
     return Refiner(model, SPEC, MelNormalizer.fixed(SPEC), NoiseSchedule("linear", 1000), singers=list(singers),
                    singer_f0_stats=stats, feature_params=FeatureParams())
 

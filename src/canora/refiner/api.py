@@ -257,7 +257,7 @@ class Refiner:
                 raise CanoraError("F0 has no voiced frames (all zero); nothing to condition the refiner on")
             from canora.pitch import interpolate_unvoiced
 
-            f0 = interpolate_unvoiced(f0).astype(np.float32)
+            f0, voiced = interpolate_unvoiced(f0)
         arrays = {"f0": f0, "voiced": np.asarray(voiced), "loudness": np.asarray(loudness, dtype=np.float32)}
         for k, v in arrays.items():
             if v.shape != (frames,):

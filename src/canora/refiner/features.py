@@ -132,7 +132,7 @@ def extract_features(wav: np.ndarray, spec: MelSpec, params: FeatureParams, name
             f"{name}: no voiced frames found ({params.f0_method} F0 between {params.f0_min:g} and "
             f"{params.f0_max:g} Hz); is it singing? try another --f0-method"
         )
-    f0 = pitch.interpolate_unvoiced(f0_raw).astype(np.float32)
+    f0, voiced = pitch.interpolate_unvoiced(f0_raw, name)
     loud = _fit(np.asarray(feat.loudness(wav, spec.sample_rate, spec.hop_length, n_frames=frames), np.float32), frames)
     content = feat.get_content_extractor(params.content_method, **dict(params.content_params))(
         wav, spec.sample_rate, hop_length=spec.hop_length, n_frames=frames
