@@ -19,6 +19,7 @@ COMMANDS: dict[str, str] = {
     "refine": "refine",
     "vocode": "vocode",
     "train-refiner": "train_refiner",
+    "train-vocoder": "train_vocoder",
     "demo": "demo",
     "report": "report",
     "doctor": "doctor",

@@ -1,0 +1,105 @@
+"""``canora train-vocoder``: train or fine-tune a HiFi-GAN (official checkpoint layout), one process or torchrun."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+DESCRIPTION = """\
+Train a HiFi-GAN vocoder from scratch, or fine-tune one (--init-from an official g_* file, a directory
+of them, or a canora export; a do_* file with the same number beside a g_* file brings its
+discriminators and optimizer states, otherwise the discriminators start fresh).
+
+Checkpoints are written in the official layout (OUT/g_XXXXXXXX, OUT/do_XXXXXXXX, OUT/config.json),
+atomically, keeping the newest --keep; running the same command again resumes the run in OUT at the next
+step. Under torchrun (torchrun --nproc_per_node N -m canora train-vocoder ...) it trains with
+DistributedDataParallel (NCCL on GPUs, gloo on CPU); --batch-size is per process.
+
+Mels: computed from --wavs (cached), or precomputed --mels DIR (<stem>.npy (80, T) per <stem>.wav;
+frame counts are checked against the audio), or made by --refiner.
+
+Fine-tuning on refined mels, two recipes:
+  naive  --mels DIR of singer A's mels refined toward singer A, paired with A's original wavs. If those
+         mels come from a conversion (another singer's audio), the pairs are wrong and the vocoder learns
+         to undo the refinement; a warning is printed when a mel sidecar names another singer than --singer.
+  sound  --refiner EXPORT: the refiner reconstructs the target singer's own recordings (target -> target)
+         and the vocoder is fine-tuned on (refined mel, the singer's real waveform): it learns the
+         refiner's output distribution while its ground truth stays true. Use --schedule finetune.
+"""
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train-vocoder",
+        help="train or fine-tune a HiFi-GAN vocoder (official checkpoints, resumable, torchrun DDP)",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--wavs", type=Path, required=True, help="directory of training recordings")
+    p.add_argument("--out", type=Path, required=True, help="run directory (checkpoints, config.json, logs)")
+    p.add_argument("--config", default=None,
+                   help="v1, v2, v3 or a HiFi-GAN config.json (default: the --init-from checkpoint's)")
+    p.add_argument("--mels", type=Path, default=None, help="precomputed <stem>.npy mels paired with --wavs")
+    p.add_argument("--refiner", type=Path, default=None,
+                   help="refiner export: fine-tune on its reconstruction of --wavs (the sound recipe)")
+    p.add_argument("--singer", default=None,
+                   help="the singer of --wavs (the refiner's singer for --refiner; checked against mel sidecars)")
+    p.add_argument("--refiner-strength", type=float, default=0.5, help="reconstruction noise strength (0.5)")
+    p.add_argument("--refiner-steps", type=int, default=10, help="reconstruction sampler steps (10)")
+    p.add_argument("--train-list", type=Path, default=None, help="HiFi-GAN filelist ('name|...' lines) for training")
+    p.add_argument("--val-list", type=Path, default=None, help="HiFi-GAN filelist for validation")
+    p.add_argument("--val-count", type=int, default=None,
+                   help="without filelists: hold out the last N files by name (default 5%%, 1-10)")
+    p.add_argument("--init-from", type=Path, default=None, help="generator to start from (official g_* or export)")
+    p.add_argument("--schedule", choices=("official", "finetune"), default="official",
+                   help="official: lr 2e-4 x 0.999 per epoch; finetune: constant low lr (1e-5) after a warmup")
+    p.add_argument("--lr", type=float, default=None, help="learning rate (default by --schedule)")
+    p.add_argument("--warmup-steps", type=int, default=100, help="finetune warmup steps (100)")
+    p.add_argument("--steps", type=int, default=100_000, help="total updates (100000)")
+    p.add_argument("--batch-size", type=int, default=16, help="segments per update and process (16)")
+    p.add_argument("--segment-size", type=int, default=None, help="samples per segment (default: the config's)")
+    p.add_argument("--recon-steps", type=int, default=0,
+                   help="first N updates without discriminators (mel + STFT loss only)")
+    p.add_argument("--stft-weight", type=float, default=0.0, help="weight of a multi-resolution STFT loss (0)")
+    p.add_argument("--disc-width-div", type=int, choices=(1, 2, 4, 8), default=1,
+                   help="divide the discriminators' channels (1 = official; more = cheaper, not official)")
+    p.add_argument("--checkpoint-every", type=int, default=1000, help="checkpoint every N updates (1000)")
+    p.add_argument("--keep", type=int, default=3, help="keep the newest N checkpoints (3)")
+    p.add_argument("--val-every", type=int, default=1000, help="validate every N updates (1000)")
+    p.add_argument("--log-every", type=int, default=10, help="log losses every N updates (10)")
+    p.add_argument("--max-minutes", type=float, default=0.0, help="stop (with a checkpoint) after N minutes")
+    p.add_argument("--peak-normalize", action=argparse.BooleanOptionalAction, default=None,
+                   help="peak-normalise audio to 0.95 (default: on for mels computed here, off for given mels)")
+    p.add_argument("--seed", type=int, default=1234, help="random seed (1234)")
+    p.add_argument("--cache-dir", type=Path, default=None, help="mel cache (default OUT/cache)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (under torchrun: one GPU per process)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads per process")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from canora.vocoder.train import TrainConfig, train_vocoder
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    def s(p: Path | None) -> str | None:
+        return None if p is None else str(p)
+
+    cfg = TrainConfig(
+        wavs=str(args.wavs), out=str(args.out), config=args.config, mels=s(args.mels), train_list=s(args.train_list),
+        val_list=s(args.val_list), val_count=args.val_count, init_from=s(args.init_from), schedule=args.schedule,
+        lr=args.lr, warmup_steps=args.warmup_steps, steps=args.steps, batch_size=args.batch_size,
+        segment_size=args.segment_size, recon_steps=args.recon_steps, stft_weight=args.stft_weight,
+        disc_width_div=args.disc_width_div, checkpoint_every=args.checkpoint_every, keep=args.keep,
+        val_every=args.val_every, log_every=args.log_every, max_minutes=args.max_minutes, seed=args.seed,
+        peak_normalize=args.peak_normalize, singer=args.singer, refiner=s(args.refiner),
+        refiner_strength=args.refiner_strength, refiner_steps=args.refiner_steps, cache_dir=s(args.cache_dir),
+        device=args.device,
+    )
+    g = train_vocoder(cfg)
+    if g is not None:
+        print(f"newest checkpoint: {g}")
+    return 0
