@@ -1,0 +1,316 @@
+"""Loudness and content features, frame-aligned to the HiFi-GAN mel (frame i centred at i*hop + hop/2).
+
+* :func:`loudness` -- A-weighted (or plain RMS) level in dB per frame.
+* Content encoders behind a registry (:func:`get_content_encoder`): ``"dsp"`` (default, no weights):
+  mel-cepstral coefficients 1..19 with per-utterance mean-variance normalisation, chosen by
+  ``benchmarks/content_identity.py`` to carry little singer identity but keep phonetic content; and
+  ``"hubert"``: a HuBERT-style encoder loaded from a local directory with ``transformers``.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from canora.errors import AudioError, CanoraError, CheckpointError
+
+LOUDNESS_FLOOR_DB = -100.0
+
+
+# ------------------------------------------------------------ STFT on the mel grid
+def _check(wav: np.ndarray, sr: int, hop: int) -> np.ndarray:
+    wav = np.asarray(wav)
+    if wav.ndim != 1:
+        raise AudioError(f"features need mono audio of shape (T,), got {wav.shape}; mix down to mono first")
+    if sr <= 0 or hop <= 0:
+        raise CanoraError(f"features need sr > 0 and hop > 0 (got sr={sr}, hop={hop})")
+    if not np.isfinite(wav).all():
+        raise AudioError("audio holds NaN/inf samples; re-export it")
+    return np.ascontiguousarray(wav, dtype=np.float64)
+
+
+def stft_power(wav: np.ndarray, hop: int, n_fft: int) -> np.ndarray:
+    """Power spectrogram (n_fft // 2 + 1, len(wav) // hop) float64 on the HiFi-GAN frame grid.
+
+    Reflect-pads (n_fft - hop) / 2 samples each side (the extra sample on the right if odd), periodic Hann
+    window of n_fft, ``center=False``: exactly ``floor(T / hop)`` frames, frame i centred at i*hop + hop/2.
+    """
+    if n_fft < hop:
+        raise CanoraError(f"n_fft ({n_fft}) must be >= hop ({hop})")
+    n = len(wav) // hop
+    if n == 0:
+        return np.zeros((n_fft // 2 + 1, 0))
+    left = (n_fft - hop) // 2
+    x = np.pad(wav, (left, n_fft - hop - left), mode="reflect" if len(wav) > 1 else "edge")
+    frames = np.lib.stride_tricks.sliding_window_view(x, n_fft)[::hop][:n]
+    win = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n_fft) / n_fft)
+    spec = np.fft.rfft(frames * win, axis=1)
+    return (spec.real**2 + spec.imag**2).T
+
+
+def loudness(
+    wav: np.ndarray,
+    sr: int,
+    hop: int,
+    n_frames: int | None = None,
+    kind: str = "a_weighted",
+    n_fft: int | None = None,
+    floor_db: float = LOUDNESS_FLOOR_DB,
+) -> np.ndarray:
+    """Level per frame (n_frames,) float32 in dB re full scale; ``n_frames`` defaults to ``len(wav) // hop``.
+
+    ``kind="a_weighted"``: A-weighted mean-square power of the Hann-windowed frame; ``"rms"``: unweighted.
+    Both read the level of a sine of amplitude A at 1 kHz as 20 log10(A / sqrt 2) (about -3 dB at A = 1).
+    ``n_fft`` defaults to 4 * hop (1024 for the HiFi-GAN hop 256). Silence is floored at ``floor_db``.
+    """
+    x = _check(wav, sr, hop)
+    if kind not in ("a_weighted", "rms"):
+        raise CanoraError(f"unknown loudness kind {kind!r}; choose 'a_weighted' or 'rms'")
+    n_fft = int(n_fft or 4 * hop)
+    power = stft_power(x, hop, n_fft)
+    weight = np.full(power.shape[0], 2.0)  # one-sided spectrum: every bin but DC and Nyquist counts twice
+    weight[0] = 1.0
+    if n_fft % 2 == 0:
+        weight[-1] = 1.0
+    if kind == "a_weighted":
+        import librosa
+
+        freqs = np.fft.rfftfreq(n_fft, 1.0 / sr)
+        weight *= 10.0 ** (librosa.A_weighting(np.maximum(freqs, 1e-3), min_db=None) / 10.0)
+    win = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n_fft) / n_fft)
+    ms = (weight @ power) / (n_fft * np.sum(win**2))  # Parseval: mean square of the windowed frame
+    db = np.maximum(10.0 * np.log10(np.maximum(ms, 1e-30)), floor_db).astype(np.float32)
+    return _fit_frames(db, len(wav) // hop if n_frames is None else int(n_frames))
+
+
+def _fit_frames(x: np.ndarray, n_frames: int) -> np.ndarray:
+    """Trim or edge-pad ``x`` (N, ...) along axis 0 to ``n_frames`` rows."""
+    if len(x) >= n_frames:
+        return x[:n_frames]
+    if len(x) == 0:
+        return np.zeros((n_frames, *x.shape[1:]), x.dtype)
+    return np.concatenate([x, np.repeat(x[-1:], n_frames - len(x), axis=0)])
+
+
+# ------------------------------------------------------------ content encoders
+class ContentEncoder(ABC):
+    """Frame-aligned content features: ``extract(wav (T,), sr, hop, n_frames) -> (n_frames, dim) float32``."""
+
+    name: ClassVar[str] = ""
+
+    @property
+    @abstractmethod
+    def dim(self) -> int:
+        """Feature dimension."""
+
+    @abstractmethod
+    def extract(self, wav: np.ndarray, sr: int, hop: int, n_frames: int) -> np.ndarray:
+        """Content (n_frames, dim) float32 of ``wav`` (T,) at ``sr``; frame i centred at i*hop + hop/2."""
+
+    def config(self) -> dict[str, Any]:
+        """Constructor arguments, to store with a model."""
+        return {}
+
+
+_REGISTRY: dict[str, type[ContentEncoder]] = {}
+
+
+def register_content_encoder(cls: type[ContentEncoder]) -> type[ContentEncoder]:
+    """Class decorator: make ``cls`` available to :func:`get_content_encoder` under ``cls.name``."""
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def available_content_encoders() -> list[str]:
+    """Names accepted by :func:`get_content_encoder`."""
+    return sorted(_REGISTRY)
+
+
+def get_content_encoder(name: str, **kwargs: Any) -> ContentEncoder:
+    """The content encoder registered as ``name``, built with ``kwargs``."""
+    if name not in _REGISTRY:
+        raise CanoraError(
+            f"unknown content encoder {name!r}; choose one of {', '.join(available_content_encoders())}"
+        )
+    try:
+        return _REGISTRY[name](**kwargs)
+    except TypeError as e:
+        raise CanoraError(f"content encoder {name!r}: bad options {sorted(kwargs)} ({e})") from None
+
+
+def get_content_extractor(name: str, **kwargs: Any) -> Any:
+    """For the refiner: a function ``(wav, sr, hop_length, n_frames) -> (dim, n_frames)`` (channels first)."""
+    enc = get_content_encoder(name, **kwargs)
+
+    def run(wav: np.ndarray, sr: int, hop_length: int, n_frames: int) -> np.ndarray:
+        return np.ascontiguousarray(enc.extract(wav, sr, hop_length, n_frames).T)
+
+    return run
+
+
+def cmvn(x: np.ndarray, mask: np.ndarray | None = None, eps: float = 1e-5) -> np.ndarray:
+    """Per-utterance mean-variance normalisation of ``x`` (T, D), statistics over rows where ``mask`` (T,)."""
+    ref = x if mask is None or mask.sum() < 2 else x[mask]
+    return (x - ref.mean(axis=0)) / (ref.std(axis=0) + eps)
+
+
+def warp_spectrum(power: np.ndarray, freqs: np.ndarray, alpha: float, top: float) -> np.ndarray:
+    """Piecewise-linear VTLN warp of ``power`` (F, N): output at f reads input at ``alpha * f`` below a knee,
+    then a straight line to ``top`` so the band edge stays put (formants at F move to F / alpha)."""
+    knee = 0.8 * top / max(alpha, 1.0)
+    src = np.where(
+        freqs <= knee, alpha * freqs, alpha * knee + (freqs - knee) * (top - alpha * knee) / (top - knee)
+    )
+    src = np.where(freqs <= top, src, freqs)
+    lo = np.clip(np.searchsorted(freqs, src) - 1, 0, len(freqs) - 2)
+    a = np.clip((src - freqs[lo]) / (freqs[lo + 1] - freqs[lo]), 0.0, 1.0)[:, None]
+    return (1 - a) * power[lo] + a * power[lo + 1]
+
+
+@register_content_encoder
+class CepstralContent(ContentEncoder):
+    """DSP content: mel-frequency cepstral coefficients ``first..last`` of a log-mel envelope, CMVN'd.
+
+    The envelope is an ``n_mels``-band power mel over 0..``fmax`` Hz from a ~46 ms Hann window on the mel
+    grid. Coefficient 0 (level) is dropped and per-utterance mean-variance normalisation (statistics over
+    frames within 40 dB of the loudest) removes each recording's average envelope: its static timbre,
+    vocal-tract and microphone colour. ``benchmarks/content_identity.py`` measured this default to cut
+    singer classification from 80% (raw log-mel) to 19% per 1 s window and 12% per frame (chance 10%,
+    10 singers) while keeping the most phonetic content of the candidates. ``vtln`` adds a per-utterance
+    piecewise-linear frequency warp (from the median spectral centroid against ``vtln_ref_hz``); measured,
+    it lost phonetic content without a clear identity gain, so it is off by default.
+    """
+
+    name = "dsp"
+
+    def __init__(
+        self,
+        n_mels: int = 40,
+        first: int = 1,
+        last: int = 19,
+        fmax: float = 8000.0,
+        vtln: bool = False,
+        vtln_ref_hz: float = 1800.0,
+        normalize: bool = True,
+    ) -> None:
+        if not 0 <= first <= last < n_mels:
+            raise CanoraError(
+                f"cepstral content needs 0 <= first <= last < n_mels, got {first}, {last}, {n_mels}"
+            )
+        self.n_mels, self.first, self.last, self.fmax = int(n_mels), int(first), int(last), float(fmax)
+        self.vtln, self.vtln_ref_hz, self.normalize = bool(vtln), float(vtln_ref_hz), bool(normalize)
+
+    @property
+    def dim(self) -> int:
+        return self.last - self.first + 1
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "n_mels": self.n_mels,
+            "first": self.first,
+            "last": self.last,
+            "fmax": self.fmax,
+            "vtln": self.vtln,
+            "vtln_ref_hz": self.vtln_ref_hz,
+            "normalize": self.normalize,
+        }
+
+    def warp_factor(self, power: np.ndarray, freqs: np.ndarray, active: np.ndarray) -> float:
+        """Per-utterance frequency stretch from the median spectral centroid of the ``active`` frames."""
+        band = (freqs >= 300) & (freqs <= 5000)
+        p = power[band][:, active] if active.any() else power[band]
+        db = 10 * np.log10(p + 1e-20)
+        w = np.clip(db - (db.max(axis=0) - 50.0), 0.0, None)  # dB above a 50 dB floor: level-invariant
+        centroid = (freqs[band] @ w) / np.maximum(w.sum(axis=0), 1e-20)
+        return float(np.clip(np.median(centroid) / self.vtln_ref_hz, 0.7, 1.4))
+
+    def extract(self, wav: np.ndarray, sr: int, hop: int, n_frames: int) -> np.ndarray:
+        import librosa
+        from scipy.fft import dct
+
+        x = _check(wav, sr, hop)
+        n_fft = max(hop, 1 << round(math.log2(0.0464 * sr)))
+        power = stft_power(x, hop, n_fft)
+        if power.shape[1] == 0:
+            return np.zeros((n_frames, self.dim), np.float32)
+        freqs = np.fft.rfftfreq(n_fft, 1.0 / sr)
+        frame_db = 10 * np.log10(power.sum(axis=0) + 1e-20)
+        active = frame_db > frame_db.max() - 40.0
+        top = min(self.fmax, sr / 2)
+        if self.vtln:
+            power = warp_spectrum(power, freqs, self.warp_factor(power, freqs, active), top)
+        fb = librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=self.n_mels, fmin=0.0, fmax=top)
+        logmel = np.log(fb @ power + 1e-10).T  # (frames, n_mels)
+        ceps = dct(logmel, type=2, norm="ortho", axis=1)[:, self.first : self.last + 1]
+        if self.normalize:
+            ceps = cmvn(ceps, active)
+        return _fit_frames(ceps.astype(np.float32), n_frames)
+
+
+@register_content_encoder
+class HubertContent(ContentEncoder):
+    """A HuBERT-style encoder from a local directory (``transformers``; never downloads).
+
+    ``model_dir`` holds a ``HubertModel.save_pretrained`` folder. Audio is resampled to 16 kHz, the hidden
+    state after transformer layer ``layer`` (0 = the CNN features after projection; default: the last
+    layer) is taken, and linearly interpolated from its 20 ms grid to the mel's frame centres.
+    """
+
+    name = "hubert"
+    sample_rate: ClassVar[int] = 16000
+
+    def __init__(self, model_dir: str | Path, layer: int | None = None, device: str = "cpu") -> None:
+        try:
+            from transformers import HubertModel
+        except ImportError:
+            raise CanoraError(
+                "the 'hubert' content encoder needs transformers: pip install 'canora[hubert]'"
+            ) from None
+        self.model_dir = Path(model_dir)
+        if not (self.model_dir / "config.json").is_file():
+            raise CheckpointError(
+                f"{self.model_dir}: no config.json; point model_dir at a saved HubertModel folder"
+            )
+        try:
+            self.model = (
+                HubertModel.from_pretrained(str(self.model_dir), local_files_only=True).eval().to(device)
+            )
+        except (OSError, ValueError) as e:
+            msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise CheckpointError(f"{self.model_dir}: cannot load a HubertModel ({msg})") from None
+        n_layers = int(self.model.config.num_hidden_layers)
+        self.layer = n_layers if layer is None else int(layer)
+        if not 0 <= self.layer <= n_layers:
+            raise CanoraError(f"hubert layer {self.layer} out of range 0..{n_layers} for {self.model_dir}")
+        self.device = device
+        self._stride = int(np.prod(self.model.config.conv_stride))
+
+    @property
+    def dim(self) -> int:
+        return int(self.model.config.hidden_size)
+
+    def config(self) -> dict[str, Any]:
+        return {"model_dir": str(self.model_dir), "layer": self.layer}
+
+    def extract(self, wav: np.ndarray, sr: int, hop: int, n_frames: int) -> np.ndarray:
+        import torch
+
+        from canora.audio import resample
+
+        x = resample(_check(wav, sr, hop).astype(np.float32), sr, self.sample_rate)
+        x = (x - x.mean()) / (x.std() + 1e-7)
+        min_len = int(np.prod(self.model.config.conv_kernel))  # shorter input gives no frames
+        x = np.pad(x, (0, max(0, min_len - len(x))))
+        with torch.inference_mode():
+            out = self.model(torch.from_numpy(x)[None].to(self.device), output_hidden_states=True)
+            h = (
+                out.hidden_states[self.layer][0].float().cpu().numpy()
+            )  # (N, dim), frame j ~ centre (j+.5)*stride
+        src_t = (np.arange(len(h)) + 0.5) * self._stride / self.sample_rate
+        dst_t = (np.arange(n_frames) + 0.5) * hop / sr
+        cols = [np.interp(dst_t, src_t, h[:, d]) for d in range(h.shape[1])]
+        return np.stack(cols, axis=1).astype(np.float32) if cols else np.zeros((n_frames, 0), np.float32)

@@ -1,0 +1,365 @@
+"""F0 extraction behind one interface, octave-jump repair, unvoiced interpolation, transpose and auto-key.
+
+Every extractor returns F0 in Hz with 0 at unvoiced frames, frame-aligned to the HiFi-GAN mel: frame ``i``
+is centred at sample ``i * hop + hop / 2`` (time ``(i + 0.5) * hop / sr``), so ``n_frames`` is normally
+``len(wav) // hop``. Extractors: ``parselmouth`` (Praat autocorrelation), ``harvest`` (WORLD harvest +
+stonemask), ``dio`` (WORLD dio + stonemask) and ``pyin`` (librosa probabilistic YIN).
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
+from typing import Any, ClassVar
+
+import numpy as np
+
+from canora.errors import AudioError, CanoraError, CheckpointError
+
+F0_MIN = 50.0  # Hz; the lowest bass notes
+F0_MAX = 1100.0  # Hz; above a soprano's high C (C6 = 1047 Hz)
+
+
+# ------------------------------------------------------------ alignment
+def frame_times(n_frames: int, sr: int, hop: int) -> np.ndarray:
+    """Centre times (n_frames,) in seconds of the mel frames: ``(i + 0.5) * hop / sr``."""
+    return (np.arange(n_frames) + 0.5) * (hop / sr)
+
+
+def resample_track(times: np.ndarray, f0: np.ndarray, target_times: np.ndarray) -> np.ndarray:
+    """Move an F0 track (N,) at ``times`` (N,) to ``target_times`` (M,) -> (M,) float32, 0 = unvoiced.
+
+    Between two voiced frames F0 is interpolated linearly in log-frequency; next to an unvoiced frame the
+    nearest frame wins (so voicing boundaries move by at most half a native frame). Edges are held.
+    """
+    f0 = np.nan_to_num(np.asarray(f0, dtype=np.float64), nan=0.0)
+    f0 = np.where(f0 > 0, f0, 0.0)
+    if f0.size == 0:
+        return np.zeros(len(target_times), np.float32)
+    if f0.size == 1:
+        return np.full(len(target_times), f0[0], np.float32)
+    pos = np.clip(np.interp(target_times, times, np.arange(len(times))), 0, len(times) - 1)
+    lo = np.minimum(np.floor(pos).astype(np.int64), len(times) - 2)
+    a = pos - lo
+    f_lo, f_hi = f0[lo], f0[lo + 1]
+    both = (f_lo > 0) & (f_hi > 0)
+    with np.errstate(divide="ignore"):
+        interp = np.exp((1 - a) * np.log(np.where(both, f_lo, 1.0)) + a * np.log(np.where(both, f_hi, 1.0)))
+    nearest = np.where(a < 0.5, f_lo, f_hi)
+    return np.where(both, interp, nearest).astype(np.float32)
+
+
+def _check_wav(wav: np.ndarray, sr: int, hop: int, n_frames: int) -> np.ndarray:
+    wav = np.asarray(wav)
+    if wav.ndim != 1:
+        raise AudioError(
+            f"F0 extraction needs mono audio of shape (T,), got {wav.shape}; mix down to mono first"
+        )
+    if sr <= 0 or hop <= 0 or n_frames < 0:
+        raise CanoraError(f"F0 extraction needs sr > 0, hop > 0, n_frames >= 0 (got {sr}, {hop}, {n_frames})")
+    if not np.isfinite(wav).all():
+        raise AudioError("audio holds NaN/inf samples; re-export it")
+    return np.ascontiguousarray(wav, dtype=np.float64)
+
+
+# ------------------------------------------------------------ extractors
+class F0Extractor(ABC):
+    """F0 of a waveform on the mel's frame grid; subclasses implement :meth:`_track` on their own grid."""
+
+    name: ClassVar[str] = ""
+
+    def __init__(self, f0_min: float = F0_MIN, f0_max: float = F0_MAX) -> None:
+        if not 0 < f0_min < f0_max:
+            raise CanoraError(f"F0 range must satisfy 0 < f0_min < f0_max, got {f0_min}..{f0_max} Hz")
+        self.f0_min = float(f0_min)
+        self.f0_max = float(f0_max)
+
+    def extract(self, wav: np.ndarray, sr: int, hop: int, n_frames: int) -> np.ndarray:
+        """F0 (n_frames,) float32 Hz, 0 = unvoiced, of ``wav`` (T,) at ``sr``; frame i at (i+.5)*hop/sr."""
+        x = _check_wav(wav, sr, hop, n_frames)
+        if n_frames == 0:
+            return np.zeros(0, np.float32)
+        if len(x) < 3.2 * sr / self.f0_min:  # too short for one analysis window at the lowest pitch
+            return np.zeros(n_frames, np.float32)
+        times, f0 = self._track(x, int(sr), hop / sr)
+        out = resample_track(times, f0, frame_times(n_frames, sr, hop))
+        return np.where((out >= self.f0_min * 0.97) & (out <= self.f0_max * 1.03), out, 0.0).astype(
+            np.float32
+        )
+
+    @abstractmethod
+    def _track(self, x: np.ndarray, sr: int, step: float) -> tuple[np.ndarray, np.ndarray]:
+        """(times (N,) s, f0 (N,) Hz with 0/NaN unvoiced) of float64 ``x`` at about ``step`` seconds."""
+
+
+_REGISTRY: dict[str, type[F0Extractor]] = {}
+
+
+def register_f0_extractor(cls: type[F0Extractor]) -> type[F0Extractor]:
+    """Class decorator: make ``cls`` available to :func:`get_f0_extractor` under ``cls.name``."""
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def available_f0_extractors() -> list[str]:
+    """Names accepted by :func:`get_f0_extractor`."""
+    return sorted(_REGISTRY)
+
+
+def get_f0_extractor(name: str, **kwargs: Any) -> F0Extractor:
+    """The extractor registered as ``name`` (``f0_min``, ``f0_max`` and extractor options as keywords)."""
+    if name not in _REGISTRY:
+        raise CanoraError(
+            f"unknown F0 extractor {name!r}; choose one of {', '.join(available_f0_extractors())}"
+        )
+    try:
+        return _REGISTRY[name](**kwargs)
+    except TypeError as e:
+        raise CanoraError(f"F0 extractor {name!r}: bad options {sorted(kwargs)} ({e})") from None
+
+
+@register_f0_extractor
+class PraatF0(F0Extractor):
+    """Praat's autocorrelation pitch (praat-parselmouth); ``voicing_threshold`` as in Praat (0.45)."""
+
+    name = "parselmouth"
+
+    def __init__(
+        self,
+        f0_min: float = F0_MIN,
+        f0_max: float = F0_MAX,
+        voicing_threshold: float = 0.45,
+        octave_jump_cost: float = 0.35,
+    ) -> None:
+        super().__init__(f0_min, f0_max)
+        self.voicing_threshold = voicing_threshold
+        self.octave_jump_cost = octave_jump_cost
+
+    def _track(self, x: np.ndarray, sr: int, step: float) -> tuple[np.ndarray, np.ndarray]:
+        import parselmouth
+
+        pitch = parselmouth.Sound(x, sampling_frequency=sr).to_pitch_ac(
+            time_step=step,
+            pitch_floor=self.f0_min,
+            pitch_ceiling=self.f0_max,
+            voicing_threshold=self.voicing_threshold,
+            octave_jump_cost=self.octave_jump_cost,
+        )
+        return np.asarray(pitch.xs()), np.asarray(pitch.selected_array["frequency"])
+
+
+class _WorldF0(F0Extractor):
+    """Shared WORLD plumbing: a coarse tracker refined by stonemask."""
+
+    def _track(self, x: np.ndarray, sr: int, step: float) -> tuple[np.ndarray, np.ndarray]:
+        import pyworld
+
+        f0, t = self._coarse(pyworld, x, sr, 1000.0 * step)
+        return t, pyworld.stonemask(x, f0, t, sr)
+
+    @abstractmethod
+    def _coarse(
+        self, pyworld: Any, x: np.ndarray, sr: int, period_ms: float
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(f0 (N,), times (N,)) from a WORLD tracker."""
+
+
+@register_f0_extractor
+class HarvestF0(_WorldF0):
+    """WORLD harvest (robust, slower) refined by stonemask (pyworld)."""
+
+    name = "harvest"
+
+    def _coarse(
+        self, pyworld: Any, x: np.ndarray, sr: int, period_ms: float
+    ) -> tuple[np.ndarray, np.ndarray]:
+        return pyworld.harvest(x, sr, f0_floor=self.f0_min, f0_ceil=self.f0_max, frame_period=period_ms)
+
+
+@register_f0_extractor
+class DioF0(_WorldF0):
+    """WORLD dio (fast) refined by stonemask (pyworld)."""
+
+    name = "dio"
+
+    def _coarse(
+        self, pyworld: Any, x: np.ndarray, sr: int, period_ms: float
+    ) -> tuple[np.ndarray, np.ndarray]:
+        return pyworld.dio(x, sr, f0_floor=self.f0_min, f0_ceil=self.f0_max, frame_period=period_ms)
+
+
+@register_f0_extractor
+class PyinF0(F0Extractor):
+    """librosa pYIN, run at 16 kHz with a 5 ms step (enough for F0 up to 1100 Hz, and much faster)."""
+
+    name = "pyin"
+    analysis_sr: ClassVar[int] = 16000
+
+    def _track(self, x: np.ndarray, sr: int, step: float) -> tuple[np.ndarray, np.ndarray]:
+        import librosa
+
+        from canora.audio import resample
+
+        y = resample(x.astype(np.float32), sr, self.analysis_sr)
+        hop = max(1, min(80, int(step * self.analysis_sr)))
+        frame = 1 << int(math.ceil(math.log2(2.2 * self.analysis_sr / self.f0_min)))  # >= 2 periods of f0_min
+        f0, _, _ = librosa.pyin(
+            y,
+            fmin=self.f0_min,
+            fmax=self.f0_max,
+            sr=self.analysis_sr,
+            frame_length=frame,
+            hop_length=hop,
+            center=True,
+        )
+        return np.arange(len(f0)) * hop / self.analysis_sr, f0
+
+
+def extract_f0(
+    wav: np.ndarray,
+    sr: int,
+    hop_length: int,
+    n_frames: int | None = None,
+    method: str = "harvest",
+    f0_min: float = F0_MIN,
+    f0_max: float = F0_MAX,
+    repair_octaves: bool = True,
+    **options: Any,
+) -> np.ndarray:
+    """One call: F0 (n_frames,) float32 Hz (0 = unvoiced) with extractor ``method``, octave jumps repaired.
+
+    ``n_frames`` defaults to ``len(wav) // hop_length`` (the HiFi-GAN mel's frame count).
+    """
+    n = len(wav) // hop_length if n_frames is None else int(n_frames)
+    f0 = get_f0_extractor(method, f0_min=f0_min, f0_max=f0_max, **options).extract(wav, sr, hop_length, n)
+    return repair_octave_jumps(f0) if repair_octaves else f0
+
+
+# ------------------------------------------------------------ post-processing
+def require_voiced(f0: np.ndarray, source_name: str) -> np.ndarray:
+    """Voiced mask (T,) bool of ``f0`` (T,); :class:`AudioError` naming ``source_name`` if none is voiced."""
+    f0 = np.asarray(f0)
+    voiced = np.isfinite(f0) & (f0 > 0)
+    if not voiced.any():
+        raise AudioError(
+            f"{source_name}: no voiced frames found (no pitch between {F0_MIN:g} and {F0_MAX:g} Hz in "
+            f"{f0.size} frames); give it audio with singing, or try another F0 extractor"
+        )
+    return voiced
+
+
+def repair_octave_jumps(
+    f0: np.ndarray, window: int = 31, tolerance: float = 0.2, passes: int = 2
+) -> np.ndarray:
+    """Fix isolated frames/segments an octave (or two) off their neighbours -> (T,) float32, 0 kept as 0.
+
+    Over the voiced frames (gaps removed), each frame's log2-F0 is compared with a running median over
+    ``window`` voiced frames; a deviation within ``tolerance`` octaves of a nonzero whole number of octaves
+    is folded back. Runs shorter than about ``window // 2`` voiced frames are repaired; longer ones (a real
+    octave leap held for a note) move the median with them and are kept.
+    """
+    from scipy.ndimage import median_filter
+
+    f0 = np.asarray(f0, dtype=np.float32).copy()
+    voiced = np.isfinite(f0) & (f0 > 0)
+    if voiced.sum() < 3:
+        return np.where(voiced, f0, 0.0).astype(np.float32)
+    lf = np.log2(f0[voiced].astype(np.float64))
+    for _ in range(passes):
+        ref = median_filter(lf, size=min(window, len(lf)) | 1, mode="nearest")
+        octaves = np.round(lf - ref)
+        fix = (octaves != 0) & (np.abs(lf - ref - octaves) < tolerance)
+        if not fix.any():
+            break
+        lf = lf - np.where(fix, octaves, 0.0)
+    out = np.zeros_like(f0)
+    out[voiced] = np.exp2(lf)
+    return out
+
+
+def interpolate_unvoiced(f0: np.ndarray, source_name: str = "F0") -> tuple[np.ndarray, np.ndarray]:
+    """(f0_continuous (T,) float32, voiced (T,) bool) from ``f0`` (T,) with 0/NaN at unvoiced frames.
+
+    Gaps are filled by linear interpolation of log-F0 between the voiced frames around them; leading and
+    trailing gaps hold the first/last voiced value. No voiced frame at all raises :class:`AudioError`.
+    """
+    f0 = np.asarray(f0, dtype=np.float64)
+    voiced = require_voiced(f0, source_name)
+    idx = np.flatnonzero(voiced)
+    filled = np.exp(np.interp(np.arange(len(f0)), idx, np.log(f0[idx])))
+    return filled.astype(np.float32), voiced
+
+
+def transpose(f0: np.ndarray, semitones: float) -> np.ndarray:
+    """``f0`` (T,) shifted by ``semitones`` (x 2^(s/12)); unvoiced zeros stay 0. -> (T,) float32."""
+    f0 = np.asarray(f0, dtype=np.float32)
+    return np.where(f0 > 0, f0 * np.float32(2.0 ** (float(semitones) / 12.0)), 0.0).astype(np.float32)
+
+
+# ------------------------------------------------------------ statistics, auto-key
+@dataclass(frozen=True)
+class F0Stats:
+    """A singer's pitch range over voiced frames (Hz): median, 5th and 95th percentile."""
+
+    median: float
+    p5: float
+    p95: float
+
+    def to_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> F0Stats:
+        names = {f.name for f in fields(cls)}
+        if set(d) != names:
+            raise CheckpointError(
+                f"F0 statistics need exactly the keys {sorted(names)}, got {sorted(d)}; "
+                "re-export the model with this canora version"
+            )
+        return cls(**{k: float(d[k]) for k in names})
+
+    @classmethod
+    def from_f0(cls, f0: np.ndarray, source_name: str = "F0") -> F0Stats:
+        """Statistics of the voiced (> 0) frames of ``f0`` (T,) Hz; :class:`AudioError` if none is voiced."""
+        f0 = np.asarray(f0, dtype=np.float64)
+        v = f0[require_voiced(f0, source_name)]
+        p5, med, p95 = np.exp(np.percentile(np.log(v), [5, 50, 95]))
+        return cls(median=float(med), p5=float(p5), p95=float(p95))
+
+
+def f0_stats(f0: np.ndarray, source_name: str = "F0") -> F0Stats:
+    """:class:`F0Stats` of the voiced frames of ``f0`` (T,) Hz (0 = unvoiced)."""
+    return F0Stats.from_f0(f0, source_name)
+
+
+def auto_transpose_semitones(
+    source_f0: np.ndarray,
+    target: float | F0Stats | Mapping[str, float],
+    max_shift: int = 12,
+    octave_tolerance: float = 3.0,
+) -> int:
+    """Whole semitones in [-max_shift, max_shift] moving the source's median voiced pitch to the target's.
+
+    ``source_f0`` (T,) Hz (0 = unvoiced); ``target`` is the target singer's median in Hz, an
+    :class:`F0Stats` or its dict. A shift of 0 or +-12 (same key, so an accompaniment still fits) is
+    preferred whenever it lands within ``octave_tolerance`` semitones of the ideal shift.
+    """
+    if isinstance(target, Mapping):
+        target = F0Stats.from_dict(target)
+    target_median = target.median if isinstance(target, F0Stats) else float(target)
+    if not target_median > 0:
+        raise CanoraError(f"target median pitch must be > 0 Hz, got {target_median}")
+    source_median = f0_stats(source_f0, "source F0").median
+    ideal = 12.0 * math.log2(target_median / source_median)
+    octave_shifts = [s for s in (0, -12, 12, -24, 24) if abs(s) <= max_shift]
+    close = [s for s in octave_shifts if abs(s - ideal) <= octave_tolerance]
+    if close:
+        return min(close, key=lambda s: abs(s - ideal))
+    return int(np.clip(round(ideal), -max_shift, max_shift))
+
+
+def auto_transpose(source_f0: np.ndarray, target: float | F0Stats | Mapping[str, float], **kw: Any) -> int:
+    """Alias of :func:`auto_transpose_semitones`."""
+    return auto_transpose_semitones(source_f0, target, **kw)

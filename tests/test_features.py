@@ -1,0 +1,136 @@
+"""Loudness and content features: levels of known signals, frame counts, alignment, the hubert plugin."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from canora import features as feat
+from canora.errors import AudioError, CanoraError, CheckpointError
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+SR, HOP = 22050, 256
+
+
+def tone(freq: float, amp: float, seconds: float = 1.0, sr: int = SR) -> np.ndarray:
+    t = np.arange(int(seconds * sr)) / sr
+    return (amp * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+def test_loudness_of_sines_of_known_level() -> None:
+    """A sine of amplitude A has mean square A^2/2: 1 kHz (A-weight 0 dB) reads 20 log10(A) - 3.01 dB;
+    100 Hz is A-weighted down by 19.1 dB (IEC 61672) but not in RMS mode."""
+    db = feat.loudness(tone(1000, 0.1), SR, HOP)
+    assert np.abs(db[4:-4] - (-20 - 3.0103)).max() < 0.1
+    low = tone(100, 0.1)
+    np.testing.assert_allclose(np.median(feat.loudness(low, SR, HOP, kind="rms")), -23.01, atol=0.1)
+    np.testing.assert_allclose(np.median(feat.loudness(low, SR, HOP)), -23.01 - 19.1, atol=0.3)
+
+
+def test_loudness_frames_floor_and_alignment() -> None:
+    """floor(T/hop) frames for odd lengths; silence floored, not -inf; frame i sees samples by i*hop+hop/2"""
+    wav = np.zeros(2 * SR + 777, np.float32)
+    wav[100 * HOP : 140 * HOP] = tone(1000, 0.5, 40 * HOP / SR)
+    db = feat.loudness(wav, SR, HOP)
+    assert db.shape == (len(wav) // HOP,) and db.dtype == np.float32
+    assert db[10] == feat.LOUDNESS_FLOOR_DB and np.isfinite(db).all()
+    # burst at samples [100, 140) * hop at -9 dB: frames whose centre (i*hop + hop/2) is inside it hold over
+    # half the Hann window's energy (> -12 dB); frames 99 and 140 have their centres outside
+    loud = np.flatnonzero(db > -12.04)
+    assert loud[0] == 100 and loud[-1] == 139 and len(loud) == 40
+    assert feat.loudness(wav, SR, HOP, n_frames=50).shape == (50,)
+    with pytest.raises(CanoraError, match="unknown loudness kind"):
+        feat.loudness(wav, SR, HOP, kind="lufs")
+    with pytest.raises(AudioError, match=r"mono audio of shape \(T,\)"):
+        feat.loudness(np.zeros((2, 1000)), SR, HOP)
+
+
+def test_stft_grid_matches_the_mel() -> None:
+    """stft_power frames equal the HiFi-GAN mel's frames (same padding), for odd lengths too."""
+    from canora.mel import MelSpec, mel_filterbank, wav_to_mel
+
+    rng = np.random.default_rng(0)
+    wav = (0.1 * rng.standard_normal(SR // 2 + 333)).astype(np.float32)
+    spec = MelSpec()
+    power = feat.stft_power(wav.astype(np.float64), HOP, spec.n_fft)
+    ours = np.log(np.maximum(mel_filterbank(spec) @ np.sqrt(power + 1e-9), 1e-5))
+    ref = wav_to_mel(wav, spec)
+    assert ours.shape == ref.shape == (80, len(wav) // HOP)
+    assert np.abs(ours - ref).max() < 1e-3
+
+
+def test_dsp_content_shape_normalisation_and_gain_invariance() -> None:
+    rng = np.random.default_rng(1)
+    wav = np.concatenate([tone(220, 0.3, 0.5), 0.05 * rng.standard_normal(SR // 2), tone(330, 0.2, 0.5)])
+    wav = (wav + 1e-3 * rng.standard_normal(len(wav))).astype(np.float32)
+    enc = feat.get_content_encoder("dsp")
+    n = len(wav) // HOP
+    c = enc.extract(wav, SR, HOP, n)
+    assert c.shape == (n, enc.dim) and enc.dim == 19 and c.dtype == np.float32
+    assert np.abs(c.mean(axis=0)).max() < 0.1  # CMVN: zero mean per utterance
+    np.testing.assert_allclose(enc.extract(0.1 * wav, SR, HOP, n), c, atol=1e-3)  # level is not content
+    # the tone and the noise differ in content; the first and last tone frames are different notes
+    assert np.linalg.norm(c[n // 6] - c[n // 2]) > 1.0
+    assert enc.extract(wav, SR, HOP, n + 3).shape == (n + 3, 19)
+    assert feat.get_content_encoder("dsp", **enc.config()).config() == enc.config()
+
+
+def test_dsp_content_removes_static_timbre() -> None:
+    """Filtering the whole recording by a fixed EQ (a different microphone / vocal-tract colour) barely moves
+    the feature, while the raw cepstrum moves a lot."""
+    from scipy.signal import lfilter
+
+    path = DATA / "vocadito" / "vocadito_1.wav"
+    if not path.exists():
+        pytest.skip(f"{path} not available (../shared/data is missing)")
+    from canora.audio import load_audio
+
+    wav = load_audio(path, SR)[SR : 5 * SR]
+    coloured = lfilter([1.0, -0.7], [1.0], wav).astype(np.float32)  # a fixed +tilt filter
+    n = len(wav) // HOP
+
+    def change(enc: feat.ContentEncoder) -> float:
+        """Mean |feature change| from the colouring, in units of each coefficient's std over time."""
+        a, b = enc.extract(wav, SR, HOP, n), enc.extract(coloured, SR, HOP, n)
+        return float((np.abs(a - b) / a.std(axis=0)).mean())
+
+    raw = change(feat.get_content_encoder("dsp", normalize=False))  # measured 0.088
+    normalised = change(feat.get_content_encoder("dsp"))  # measured 0.023
+    assert raw > 0.06 and normalised < 0.04 and normalised < 0.4 * raw
+
+
+def test_content_registry_and_refiner_layout() -> None:
+    assert {"dsp", "hubert"} <= set(feat.available_content_encoders())
+    with pytest.raises(CanoraError, match="unknown content encoder 'ppg'"):
+        feat.get_content_encoder("ppg")
+    wav = tone(440, 0.3, 0.5)
+    out = feat.get_content_extractor("dsp")(wav, SR, hop_length=HOP, n_frames=len(wav) // HOP)
+    assert out.shape == (19, len(wav) // HOP)  # channels first, like the mel
+
+
+def test_hubert_plugin_loads_a_local_tiny_model(tmp_path: Path) -> None:
+    transformers = pytest.importorskip("transformers")
+    import torch
+
+    cfg = transformers.HubertConfig(
+        hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
+        conv_dim=(8, 8), conv_stride=(5, 64), conv_kernel=(10, 64), num_conv_pos_embeddings=8,
+        num_conv_pos_embedding_groups=2, vocab_size=4,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    transformers.HubertModel(cfg).save_pretrained(tmp_path / "hubert")
+    enc = feat.get_content_encoder("hubert", model_dir=tmp_path / "hubert", layer=1)
+    assert enc.dim == 16
+    wav = np.random.default_rng(0).standard_normal(SR + 555).astype(np.float32) * 0.1
+    n = len(wav) // HOP
+    c = enc.extract(wav, SR, HOP, n)
+    assert c.shape == (n, 16) and c.dtype == np.float32 and np.isfinite(c).all()
+    assert c.std(axis=0).mean() > 0  # varies over time: not a constant broadcast
+    last = feat.get_content_encoder("hubert", model_dir=tmp_path / "hubert").extract(wav, SR, HOP, n)
+    assert not np.allclose(last, c)  # the layer choice matters
+    with pytest.raises(CheckpointError, match="no config.json"):
+        feat.get_content_encoder("hubert", model_dir=tmp_path / "nothing")
+    with pytest.raises(CanoraError, match="layer 5 out of range"):
+        feat.get_content_encoder("hubert", model_dir=tmp_path / "hubert", layer=5)
