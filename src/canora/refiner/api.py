@@ -258,6 +258,8 @@ class Refiner:
             from canora.pitch import interpolate_unvoiced
 
             f0, voiced = interpolate_unvoiced(f0)
+        elif not np.asarray(voiced).any():
+            raise CanoraError("the voiced flags are all false; nothing to condition the refiner on")
         arrays = {"f0": f0, "voiced": np.asarray(voiced), "loudness": np.asarray(loudness, dtype=np.float32)}
         for k, v in arrays.items():
             if v.shape != (frames,):
