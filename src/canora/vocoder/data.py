@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -391,6 +390,3 @@ class SegmentDataset:
         return mel, audio
 
 
-def file_fingerprint(files: Sequence[Path]) -> list[str]:
-    """Names of the files a run was started on (to refuse resuming a run on other data)."""
-    return [os.fspath(f.name) for f in files]
