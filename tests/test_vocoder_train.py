@@ -338,3 +338,35 @@ def test_refined_mel_mode_pairs_reconstructions_with_real_audio(run_files, tmp_p
     with caplog.at_level(logging.WARNING):
         check_mel_dir(made, ["clip"], MelSpec(), singer="someone_else")
     assert "naive recipe" in caplog.text and "'pjs'" in caplog.text
+
+
+def test_cli_sound_recipe_with_a_real_refiner_export(run_files, tmp_path, capsys):
+    """--refiner EXPORT: the refiner reconstructs the clip (target -> target) and the pairs train the vocoder."""
+    from canora.cli import main
+    from canora.refiner.features import FeatureParams, extract_features
+    from tests.test_refiner import make_refiner
+
+    wav = load_audio(run_files["wavs"] / "clip.wav", SR)
+    content_dim = extract_features(wav[:SR], MelSpec(), FeatureParams()).content.shape[0]
+    make_refiner(content_dim=content_dim, singers=("pjs",)).export(tmp_path / "refiner")
+    out = tmp_path / "run"
+    code = main(["train-vocoder", "--wavs", str(run_files["wavs"]), "--out", str(out), "--config",
+                 str(run_files["config"]), "--refiner", str(tmp_path / "refiner"), "--refiner-steps", "2",
+                 "--refiner-strength", "0.1", "--train-list", str(run_files["list"]), "--steps", "1",
+                 "--batch-size", "1", "--segment-size", str(SEG), "--disc-width-div", "8", "--val-every", "0",
+                 "--threads", "1"])
+    assert code == 0, capsys.readouterr().err
+    mel = np.load(out / "refined_mels" / "clip.npy")
+    assert mel.shape == (80, MelSpec().num_frames(len(wav)))
+    assert not np.allclose(mel, wav_to_mel(wav, MelSpec()), atol=0.05)  # refined, not the plain mel
+    assert json.loads((out / "refined_mels" / "meta.json").read_text())["singer"] == "pjs"
+    assert (out / "g_00000001").is_file()
+
+
+def test_cli_help_names_both_refined_mel_recipes(capsys):
+    from canora.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["train-vocoder", "--help"])
+    text = capsys.readouterr().out
+    assert "naive" in text and "sound" in text and "target -> target" in text

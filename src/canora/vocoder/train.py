@@ -324,7 +324,12 @@ class Trainer:
                                    else cfg.device)
         hcfg, init = self._resolve_config()
         self.hifigan_config = hcfg
-        self.spec = MelSpec.from_hifigan_config(hcfg, source=str(cfg.config))
+        if init is not None and cfg.config is None:
+            self.spec = init.spec  # already read (and any unknown config keys reported) with the checkpoint
+        else:
+            beside = self.out / "config.json"
+            source = str(beside) if self.resume_from is not None and beside.is_file() else str(cfg.config)
+            self.spec = MelSpec.from_hifigan_config(hcfg, source=source)
         self.loss_spec = self.spec.for_loss(hifigan_fmax_for_loss(hcfg))
         self.gcfg = GeneratorConfig.from_hifigan_config(hcfg)
         seg = cfg.segment_size or int(hcfg.get("segment_size", 8192))
@@ -639,6 +644,8 @@ class Trainer:
         old = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
         bar = tqdm(total=cfg.steps, initial=self.step, desc="train-vocoder", unit="step", disable=not self.progress,
                    mininterval=0.5 if sys.stderr.isatty() else 60.0)
+        if self.rank == 0 and self.step == 0 and cfg.val_every and self.val_items:
+            self._validate_and_log(writer)  # the baseline (the init checkpoint's error, for fine-tunes)
         t_start = time.monotonic()
         t_log, running = time.monotonic(), []
         saved_at = self.step if self.resume_from is not None else -1
