@@ -348,6 +348,7 @@ class Trainer:
         if self.resume_from is not None:
             self._load_generator(load_torch_file(self.resume_from), str(self.resume_from))
             self._load_do(self.resume_do or {}, str(self.out / f"do_{self.resume_from.name[2:]}"), resume=True)
+            self.resume_do = None  # loaded; do not hold the (large) optimizer states twice
         elif init is not None:
             check_state_dict(self.generator, init.generator, init.source)
             self.generator.load_state_dict(init.generator, strict=True)
