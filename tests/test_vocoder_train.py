@@ -370,3 +370,19 @@ def test_cli_help_names_both_refined_mel_recipes(capsys):
         main(["train-vocoder", "--help"])
     text = capsys.readouterr().out
     assert "naive" in text and "sound" in text and "target -> target" in text
+
+
+def test_resumes_an_official_do_file_without_canora_state(run_files, tmp_path):
+    """An official run directory (g_/do_ without our 'canora' entry, official config.json) resumes at step N+1."""
+    out = tmp_path / "run"
+    train_vocoder(tiny_cfg(run_files, out, steps=1), progress=False)
+    do = load_torch_file(out / "do_00000001")
+    del do["canora"]
+    torch.save(do, out / "do_00000001")
+    (out / "config.json").write_text(run_files["config"].read_text())  # an official config, no canora section
+    tr = Trainer(tiny_cfg(run_files, out, steps=2), progress=False)
+    assert tr.run() == out / "g_00000002" and tr.step == 2 and tr.epoch_start == 1
+    mpd = disc.MultiPeriodDiscriminator(width_div=8)
+    mpd.load_state_dict(disc.from_official_keys(do["mpd"]), strict=True)
+    assert not torch.equal(mpd.state_dict()[next(iter(mpd.state_dict()))],
+                           tr.mpd.state_dict()[next(iter(tr.mpd.state_dict()))])  # it trained on from there
