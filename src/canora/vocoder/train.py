@@ -275,6 +275,7 @@ class Trainer:
         self.epoch = 0
         self.epoch_start = 0
         self._logged_real = False
+        self._ready = False
 
     def _merge_resumed(self, saved: TrainConfig, given: TrainConfig) -> TrainConfig:
         changed = {k: v for k, v in asdict(given).items() if k in RESUMABLE_CHANGES and v != getattr(saved, k)}
@@ -314,6 +315,9 @@ class Trainer:
 
     # -------------------------------------------------------------- setup
     def setup(self) -> None:
+        """Build models, optimizers and data; load the run / init weights (once; :meth:`run` calls it)."""
+        if self._ready:
+            return
         cfg = self.cfg
         if self.world > 1:
             import torch.distributed as dist
@@ -382,6 +386,7 @@ class Trainer:
 
         self.sampler = DistributedSampler(self.train_data, num_replicas=self.world, rank=self.rank, shuffle=True,
                                           seed=cfg.seed)
+        self._ready = True
 
     def _load_generator(self, obj: Any, source: str) -> None:
         if not isinstance(obj, dict) or not isinstance(obj.get("generator"), dict):
