@@ -321,30 +321,34 @@ class RefinerReconstruction:
                                         seed=self.seed)
 
 
-def make_refined_mels(
-    files: Sequence[Path],
-    source: RefinedMelSource,
-    out_dir: Path,
-    spec: MelSpec,
-    *,
-    progress: bool = False,
-    on_error: Callable[[Path, str], None] | None = None,
-) -> Path:
-    """Write ``out_dir/<stem>.npy`` = ``source(wav)`` for each recording (skipping those already made by the
-    same ``source.identity``), plus ``meta.json`` (singer, identity) and ``mel_spec.json``; returns ``out_dir``."""
-    from tqdm import tqdm
-
+def prepare_refined_dir(source: RefinedMelSource, out_dir: Path, spec: MelSpec) -> Path:
+    """Make ``out_dir`` hold mels of ``source`` only: when its ``meta.json`` names another ``source.identity``,
+    delete the old mels; write ``meta.json`` (singer, identity) and ``mel_spec.json``. Returns ``out_dir``."""
     spec.require_same(source.spec, "the refiner's MelSpec vs the vocoder --config",
                       "train the vocoder with the refiner's MelSpec (its model.json holds it)")
     out_dir.mkdir(parents=True, exist_ok=True)
     meta_path = out_dir / "meta.json"
-    meta = _read_json(meta_path)
-    if meta.get("identity") != source.identity:
+    if _read_json(meta_path).get("identity") != source.identity:
         for old in out_dir.glob("*.npy"):
             old.unlink()
         meta = {"singer": source.singer, "identity": source.identity, "recipe": "reconstruction (target -> target)"}
         atomic_write_text(out_dir / "mel_spec.json", spec.to_json() + "\n")
         atomic_write_text(meta_path, json.dumps(meta, indent=2) + "\n")
+    return out_dir
+
+
+def make_refined_mels(
+    files: Sequence[Path],
+    source: RefinedMelSource,
+    out_dir: Path,
+    *,
+    progress: bool = False,
+    on_error: Callable[[Path, str], None] | None = None,
+) -> Path:
+    """Write ``out_dir/<stem>.npy`` = ``source(wav)`` for each recording not done yet (call
+    :func:`prepare_refined_dir` first). Under DDP each rank passes its own share of ``files``."""
+    from tqdm import tqdm
+
     todo = [f for f in files if not (out_dir / f"{f.stem}.npy").is_file()]
     for path in tqdm(todo, desc="refine (reconstruction)", unit="file", disable=not progress):
         try:

@@ -52,6 +52,7 @@ from canora.vocoder.data import (
     load_mel_items,
     load_wav_items,
     make_refined_mels,
+    prepare_refined_dir,
     read_filelist,
 )
 from canora.vocoder.hifigan import Generator, GeneratorConfig, check_state_dict, from_official_keys, to_official_keys
@@ -446,14 +447,16 @@ class Trainer:
         if source is None and cfg.refiner:
             source = RefinerReconstruction(Path(cfg.refiner), cfg.singer, cfg.refiner_strength, cfg.refiner_steps,
                                            cfg.seed)
-        if source is not None:
+        if source is not None:  # each rank reconstructs its share of the files
             mels_dir = self.out / "refined_mels"
             if self.rank == 0:
-                failed: list[tuple[str, str]] = []
-                make_refined_mels([*train_files, *val_files], source, mels_dir, self.spec, progress=show,
-                                  on_error=lambda p, why: failed.append((p.name, why)))
-                for name, why in failed:
-                    log.warning("refiner reconstruction failed for %s (%s); skipped", name, why)
+                prepare_refined_dir(source, mels_dir, self.spec)
+            self._barrier()
+            failed: list[tuple[str, str]] = []
+            make_refined_mels([*train_files, *val_files][self.rank::self.world], source, mels_dir, progress=show,
+                              on_error=lambda p, why: failed.append((p.name, why)))
+            for name, why in failed:
+                log.warning("refiner reconstruction failed for %s (%s); skipped", name, why)
             self._barrier()
             made = {p.stem for p in mels_dir.glob("*.npy")}
             train_files = [f for f in train_files if f.stem in made]
