@@ -386,3 +386,16 @@ def test_resumes_an_official_do_file_without_canora_state(run_files, tmp_path):
     mpd.load_state_dict(disc.from_official_keys(do["mpd"]), strict=True)
     assert not torch.equal(mpd.state_dict()[next(iter(mpd.state_dict()))],
                            tr.mpd.state_dict()[next(iter(tr.mpd.state_dict()))])  # it trained on from there
+
+
+def test_init_from_a_canora_export_restores_the_folded_weights(run_files, tmp_path, tiny_official_ckpt):
+    """An export holds folded weights; training re-wraps them in weight norm so the generator computes the same."""
+    voc = Vocoder.from_pretrained(tiny_official_ckpt)
+    voc.export(tmp_path / "export")
+    tr = Trainer(tiny_cfg(run_files, tmp_path / "run", config=None, init_from=str(tmp_path / "export")),
+                 progress=False)
+    tr.setup()
+    assert tr.generator.has_weight_norm
+    mel = torch.from_numpy(wav_to_mel(load_audio(run_files["wavs"] / "clip.wav", SR)[:SR], MelSpec()))[None]
+    with torch.no_grad():
+        torch.testing.assert_close(tr.generator(mel)[0, 0], voc(mel)[0], atol=1e-5, rtol=1e-4)
