@@ -1,9 +1,13 @@
-"""``canora train-vocoder``: train or fine-tune a HiFi-GAN (official checkpoint layout), one process or torchrun."""
+"""``canora train-vocoder``: train or fine-tune a HiFi-GAN (official checkpoint layout), one process or torchrun;
+or (``--arch nsf``) train canora's F0-driven NSF-HiFi-GAN singing vocoder."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
 
 DESCRIPTION = """\
 Train a HiFi-GAN vocoder from scratch, or fine-tune one (--init-from an official g_* file, a directory
@@ -25,6 +29,12 @@ Fine-tuning on refined mels, two recipes:
   sound  --refiner EXPORT: the refiner reconstructs the target singer's own recordings (target -> target)
          and the vocoder is fine-tuned on (refined mel, the singer's real waveform): it learns the
          refiner's output distribution while its ground truth stays true. Use --schedule finetune.
+
+--arch nsf trains canora's NSF-HiFi-GAN instead (a sine-plus-noise source from F0 injected at every
+upsampling stage; the architecture of the bundled singing vocoder): mel + F0 come from the refiner's
+feature extractor (cached), checkpoints are OUT/ckpt_XXXXXXXX and OUT/export is its slim export. Defaults
+for it: reconstruction losses only (mel + multi-resolution STFT); --recon-steps N starts the adversarial
+phase (narrowed MPD/MSD) after N updates. Batch 8 of 32 frames, lr 5e-4 halving every 10000 updates.
 """
 
 
@@ -35,6 +45,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    p.add_argument("--arch", choices=("hifigan", "nsf"), default="hifigan",
+                   help="hifigan: the official generator (default); nsf: canora's F0-driven singing vocoder")
     p.add_argument("--wavs", type=Path, required=True, help="directory of training recordings")
     p.add_argument("--out", type=Path, required=True, help="run directory (checkpoints, config.json, logs)")
     p.add_argument("--config", default=None,
@@ -55,14 +67,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="official: lr 2e-4 x 0.999 per epoch; finetune: constant low lr (1e-5) after a warmup")
     p.add_argument("--lr", type=float, default=None, help="learning rate (default by --schedule)")
     p.add_argument("--warmup-steps", type=int, default=100, help="finetune warmup steps (100)")
-    p.add_argument("--steps", type=int, default=100_000, help="total updates (100000)")
-    p.add_argument("--batch-size", type=int, default=16, help="segments per update and process (16)")
+    p.add_argument("--steps", type=int, default=None, help="total updates (100000; nsf 20000)")
+    p.add_argument("--batch-size", type=int, default=None, help="segments per update and process (16; nsf 8)")
     p.add_argument("--segment-size", type=int, default=None, help="samples per segment (default: the config's)")
-    p.add_argument("--recon-steps", type=int, default=0,
-                   help="first N updates without discriminators (mel + STFT loss only)")
-    p.add_argument("--stft-weight", type=float, default=0.0, help="weight of a multi-resolution STFT loss (0)")
-    p.add_argument("--disc-width-div", type=int, choices=(1, 2, 4, 8), default=1,
-                   help="divide the discriminators' channels (1 = official; more = cheaper, not official)")
+    p.add_argument("--recon-steps", type=int, default=None,
+                   help="first N updates without discriminators (mel + STFT loss only; default 0, nsf: all)")
+    p.add_argument("--stft-weight", type=float, default=None,
+                   help="weight of a multi-resolution STFT loss (0; nsf 20)")
+    p.add_argument("--disc-width-div", type=int, choices=(1, 2, 4, 8), default=None,
+                   help="divide the discriminators' channels (1 = official, the default; nsf 4)")
     p.add_argument("--checkpoint-every", type=int, default=1000, help="checkpoint every N updates (1000)")
     p.add_argument("--keep", type=int, default=3, help="keep the newest N checkpoints (3)")
     p.add_argument("--val-every", type=int, default=1000, help="validate every N updates (1000)")
@@ -77,6 +90,42 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
+def _pick(value: T | None, default: T) -> T:
+    return default if value is None else value
+
+
+def run_nsf(args: argparse.Namespace) -> int:
+    from canora.errors import CanoraError
+    from canora.mel import load_spec
+    from canora.vocoder.nsf import NSFConfig
+    from canora.vocoder.nsf_train import NSFTrainConfig, train_nsf
+
+    unsupported = [flag for flag, v in (("--mels", args.mels), ("--refiner", args.refiner),
+                                        ("--init-from", args.init_from), ("--train-list", args.train_list),
+                                        ("--val-list", args.val_list)) if v is not None]
+    if unsupported:
+        raise CanoraError(f"--arch nsf does not take {', '.join(unsupported)} yet; train it on --wavs")
+    spec = load_spec(args.config or "v1")
+    seg = args.segment_size or 32 * spec.hop_length
+    if seg % spec.hop_length:
+        raise CanoraError(f"--segment-size {seg} must be a multiple of the hop ({spec.hop_length})")
+    model = NSFConfig(sample_rate=spec.sample_rate, n_mels=spec.n_mels)
+    if model.hop_length != spec.hop_length:
+        raise CanoraError(f"the NSF generator upsamples by {model.hop_length}; the MelSpec's hop is {spec.hop_length}")
+    steps = _pick(args.steps, 20_000)
+    cfg = NSFTrainConfig(
+        wavs=str(args.wavs), out=str(args.out), mel_spec=spec.to_dict(), model=model.to_dict(), steps=steps,
+        batch_size=_pick(args.batch_size, 8), segment_frames=seg // spec.hop_length, lr=_pick(args.lr, 5e-4),
+        stft_weight=_pick(args.stft_weight, 20.0), recon_steps=_pick(args.recon_steps, max(steps, 1)),
+        disc_width_div=_pick(args.disc_width_div, 4), val_count=_pick(args.val_count, 4),
+        val_every=args.val_every, checkpoint_every=args.checkpoint_every, keep=args.keep, log_every=args.log_every,
+        max_minutes=args.max_minutes, seed=args.seed, cache_dir=None if args.cache_dir is None else str(args.cache_dir),
+    )
+    export = train_nsf(cfg)
+    print(f"newest export: {export}")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
 
@@ -84,6 +133,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.arch == "nsf":
+        return run_nsf(args)
 
     def s(p: Path | None) -> str | None:
         return None if p is None else str(p)
@@ -91,9 +142,10 @@ def run(args: argparse.Namespace) -> int:
     cfg = TrainConfig(
         wavs=str(args.wavs), out=str(args.out), config=args.config, mels=s(args.mels), train_list=s(args.train_list),
         val_list=s(args.val_list), val_count=args.val_count, init_from=s(args.init_from), schedule=args.schedule,
-        lr=args.lr, warmup_steps=args.warmup_steps, steps=args.steps, batch_size=args.batch_size,
-        segment_size=args.segment_size, recon_steps=args.recon_steps, stft_weight=args.stft_weight,
-        disc_width_div=args.disc_width_div, checkpoint_every=args.checkpoint_every, keep=args.keep,
+        lr=args.lr, warmup_steps=args.warmup_steps, steps=_pick(args.steps, 100_000),
+        batch_size=_pick(args.batch_size, 16), segment_size=args.segment_size, recon_steps=_pick(args.recon_steps, 0),
+        stft_weight=_pick(args.stft_weight, 0.0), disc_width_div=_pick(args.disc_width_div, 1),
+        checkpoint_every=args.checkpoint_every, keep=args.keep,
         val_every=args.val_every, log_every=args.log_every, max_minutes=args.max_minutes, seed=args.seed,
         peak_normalize=args.peak_normalize, singer=args.singer, refiner=s(args.refiner),
         refiner_strength=args.refiner_strength, refiner_steps=args.refiner_steps, cache_dir=s(args.cache_dir),

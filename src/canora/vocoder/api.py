@@ -7,6 +7,11 @@ Accepted ``path``:
   legacy pickle), with ``config.json`` beside it or given explicitly; without one, the official
   v1/v2/v3 config whose tensor shapes fit is used (and said);
 * a directory of official files: the newest ``g_*`` and its ``config.json``.
+
+Two generator families share this facade: the official HiFi-GAN (mel in, audio out) and canora's
+NSF-HiFi-GAN (mel + frame F0 in; :mod:`canora.vocoder.nsf`), the bundled singing vocoder. Call an NSF
+vocoder with the F0 the pipeline extracted; without one it estimates F0 from the mel itself
+(:func:`f0_from_mel`: Griffin-Lim then an F0 tracker), which is slower and less exact.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from canora.checkpoint import is_export, load_export, load_torch_file, newest, save_export
+from canora.checkpoint import is_export, load_export, load_torch_file, newest, read_export_meta, save_export
 from canora.errors import CheckpointError, MelError
 from canora.mel import BUILTIN_CONFIGS, MelSpec, read_config
 from canora.vocoder.hifigan import (
@@ -28,9 +33,11 @@ from canora.vocoder.hifigan import (
     check_state_dict,
     from_official_keys,
 )
+from canora.vocoder.nsf import NSFConfig, NSFGenerator
 
 log = logging.getLogger(__name__)
 EXPORT_KIND = "hifigan"
+NSF_KIND = "nsf-hifigan"
 
 
 def _generator_state(obj: Any, source: str) -> dict[str, torch.Tensor]:
@@ -62,13 +69,19 @@ def _guess_config(state: dict[str, torch.Tensor], source: str) -> tuple[dict[str
 class Vocoder:
     """A generator ready for inference (weight norm folded) plus the :class:`MelSpec` it was trained on."""
 
-    def __init__(self, generator: Generator, spec: MelSpec, config: GeneratorConfig, source: str = "") -> None:
+    def __init__(
+        self, generator: Generator | NSFGenerator, spec: MelSpec, config: GeneratorConfig | NSFConfig,
+        source: str = "",
+    ) -> None:
         if config.hop_length != spec.hop_length:
             raise CheckpointError(
                 f"{source}: generator upsamples by {config.hop_length} but the mel hop is {spec.hop_length}"
             )
         if config.n_mels != spec.n_mels:
             raise CheckpointError(f"{source}: generator takes {config.n_mels} mels but the MelSpec has {spec.n_mels}")
+        if isinstance(config, NSFConfig) and config.sample_rate != spec.sample_rate:
+            raise CheckpointError(f"{source}: NSF source runs at {config.sample_rate} Hz but the MelSpec at "
+                                  f"{spec.sample_rate} Hz")
         self.generator = generator.eval()
         if self.generator.has_weight_norm:
             self.generator.remove_weight_norm()
@@ -83,6 +96,14 @@ class Vocoder:
     ) -> Vocoder:
         """Load a canora export, an official ``g_*`` file, or a directory of them (see module doc)."""
         path = Path(path)
+        if is_export(path) and read_export_meta(path).get("kind") == NSF_KIND:
+            doc, state = load_export(path, NSF_KIND)
+            ncfg = NSFConfig.from_dict(doc["config"])
+            spec = MelSpec.from_dict(doc["mel_spec"])
+            nsf = NSFGenerator.from_config(ncfg).remove_weight_norm()
+            check_state_dict(nsf, state, str(path))
+            nsf.load_state_dict(state, strict=True)
+            return cls(nsf, spec, ncfg, str(path)).to(device)
         if is_export(path):
             doc, state = load_export(path, EXPORT_KIND)
             gcfg = GeneratorConfig.from_dict(doc["config"])
@@ -123,10 +144,21 @@ class Vocoder:
     def sample_rate(self) -> int:
         return self.spec.sample_rate
 
+    @property
+    def needs_f0(self) -> bool:
+        """True for an F0-driven (NSF) vocoder: call it with the F0 of the mel's frames."""
+        return isinstance(self.config, NSFConfig)
+
     # ------------------------------------------------------------------ inference
     @torch.inference_mode()
-    def __call__(self, mel: torch.Tensor | np.ndarray) -> torch.Tensor:
-        """Log-mel (n_mels, T) or (B, n_mels, T) -> waveform (T * hop,) or (B, T * hop), float32 in [-1, 1]."""
+    def __call__(
+        self, mel: torch.Tensor | np.ndarray, f0: torch.Tensor | np.ndarray | None = None, seed: int = 0
+    ) -> torch.Tensor:
+        """Log-mel (n_mels, T) or (B, n_mels, T) -> waveform (T * hop,) or (B, T * hop), float32 in [-1, 1].
+
+        ``f0`` (T,) or (B, T) Hz, 0 = unvoiced: used by NSF vocoders (estimated from the mel when None),
+        ignored by plain HiFi-GANs. ``seed`` fixes the NSF source's noise and phases.
+        """
         x = torch.as_tensor(mel, dtype=torch.float32, device=self.device)
         squeeze = x.dim() == 2
         if squeeze:
@@ -135,24 +167,51 @@ class Vocoder:
             raise MelError(f"vocoder expects a mel of shape ({self.spec.n_mels}, T), got {tuple(mel.shape)}")
         if not torch.isfinite(x).all():
             raise MelError("mel holds NaN/inf values; the vocoder would output garbage")
-        wav = self.generator(x).squeeze(1)
+        if not self.needs_f0:
+            wav = self.generator(x).squeeze(1)
+            return wav.squeeze(0) if squeeze else wav
+        if f0 is None:
+            f0 = np.stack([f0_from_mel(m, self.spec) for m in x.cpu().numpy()])
+        f = torch.as_tensor(np.asarray(f0, dtype=np.float32) if not isinstance(f0, torch.Tensor) else f0,
+                            dtype=torch.float32, device=self.device)
+        if f.dim() == 1:
+            f = f.unsqueeze(0)
+        if f.shape != (x.shape[0], x.shape[2]):
+            raise MelError(f"F0 of shape {tuple(f.shape)} does not fit the mel {tuple(x.shape)}: one value per frame")
+        if not torch.isfinite(f).all() or (f < 0).any():
+            raise MelError("F0 holds NaN/inf or negative values; give Hz with 0 at unvoiced frames")
+        wav = self.generator(x, f, torch.Generator().manual_seed(seed)).squeeze(1)
         return wav.squeeze(0) if squeeze else wav
 
-    def vocode(self, mel: np.ndarray) -> np.ndarray:
-        """numpy convenience: (n_mels, T) -> (T * hop,) float32."""
-        return self(mel).cpu().numpy()
+    def vocode(self, mel: np.ndarray, f0: np.ndarray | None = None) -> np.ndarray:
+        """numpy convenience: (n_mels, T) [+ F0 (T,)] -> (T * hop,) float32."""
+        return self(mel, f0).cpu().numpy()
 
     # ------------------------------------------------------------------ saving
     def export(self, directory: str | Path, meta: dict[str, Any] | None = None) -> Path:
         """Write a slim export (folded weights + config + MelSpec) that :meth:`from_pretrained` reads."""
         return save_export(
             directory,
-            kind=EXPORT_KIND,
+            kind=NSF_KIND if self.needs_f0 else EXPORT_KIND,
             config=self.config.to_dict(),
             mel_spec=self.spec,
             state_dict=self.generator.state_dict(),
             meta=meta,
         )
+
+
+def f0_from_mel(mel: np.ndarray, spec: MelSpec, method: str = "harvest") -> np.ndarray:
+    """Estimate F0 (T,) Hz (0 = unvoiced) of a log-mel (n_mels, T): Griffin-Lim audio, then an F0 tracker.
+
+    For NSF vocoders given a bare mel; the pipeline passes the F0 it extracted from the source instead.
+    """
+    from canora.pitch import extract_f0
+    from canora.refiner.api import griffin_lim
+
+    wav = griffin_lim(np.asarray(mel, dtype=np.float32), spec)
+    n = mel.shape[1]
+    wav = np.pad(wav, (0, max(0, n * spec.hop_length - len(wav))))
+    return extract_f0(wav, spec.sample_rate, hop_length=spec.hop_length, n_frames=n, method=method)
 
 
 def official_config(gcfg: GeneratorConfig, spec: MelSpec, extra: dict[str, Any] | None = None) -> str:
