@@ -71,3 +71,36 @@ def tiny_official_ckpt(tmp_path: Path) -> Path:
     (d / "config.json").write_text(json.dumps(cfg))
     torch.save({"generator": to_official_keys(gen.state_dict())}, d / "g_00000001")
     return d / "g_00000001"
+
+
+def make_tiny_models(directory: Path, singers: tuple[str, ...] = ("pjs",), seed: int = 0) -> tuple[Path, Path]:
+    """A tiny random refiner export (content dim of the default DSP extractor) and a tiny NSF vocoder export,
+    written under ``directory``; -> (refiner dir, vocoder dir). They convert fast and wrongly: for plumbing."""
+    from canora.features import get_content_encoder
+    from canora.mel import MelSpec
+    from canora.refiner import MelNormalizer, Refiner, RefinerConfig, RefinerModel
+    from canora.refiner.diffusion import NoiseSchedule
+    from canora.refiner.features import FeatureParams
+    from canora.vocoder import Vocoder
+    from canora.vocoder.nsf import NSFConfig, NSFGenerator
+
+    spec = MelSpec()
+    fp = FeatureParams()
+    dim = get_content_encoder(fp.content_method, **dict(fp.content_params)).dim
+    torch.manual_seed(seed)
+    model = RefinerModel(RefinerConfig.preset("tiny", content_dim=dim, n_singers=len(singers)))
+    with torch.no_grad():
+        for p in (model.out_proj.weight, model.x_gain.weight):
+            p.normal_(0, 0.05)
+    stats = {s: {"median": 220.0 * k, "p5": 150.0 * k, "p95": 330.0 * k} for k, s in enumerate(singers, 1)}
+    ref = Refiner(model, spec, MelNormalizer.fixed(spec), NoiseSchedule("linear", 1000), singers=list(singers),
+                  singer_f0_stats=stats, feature_params=fp)
+    ncfg = NSFConfig(upsample_initial_channel=16, resblock_kernel_sizes=(3,), resblock_dilation_sizes=((1, 2),))
+    voc = Vocoder(NSFGenerator.from_config(ncfg), spec, ncfg, "tiny")
+    return ref.export(directory / "refiner"), voc.export(directory / "vocoder")
+
+
+@pytest.fixture
+def tiny_models(tmp_path: Path) -> tuple[Path, Path]:
+    """(refiner export dir, NSF vocoder export dir) of tiny random models in tmp_path."""
+    return make_tiny_models(tmp_path / "models")

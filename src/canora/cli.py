@@ -15,11 +15,13 @@ from canora import __version__
 
 # subcommand name -> module in canora.commands (order = order in --help)
 COMMANDS: dict[str, str] = {
+    "convert": "convert",
     "mel": "mel",
     "refine": "refine",
     "vocode": "vocode",
     "train-refiner": "train_refiner",
     "train-vocoder": "train_vocoder",
+    "eval": "eval",
     "demo": "demo",
     "report": "report",
     "doctor": "doctor",

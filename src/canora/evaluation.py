@@ -80,3 +80,29 @@ def centroid(embeddings: Sequence[np.ndarray]) -> np.ndarray:
 
 def cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-9))
+
+
+def evaluate_conversion(
+    converted: np.ndarray,
+    source: np.ndarray,
+    sample_rate: int,
+    *,
+    transpose: float = 0.0,
+    hop: int = 256,
+    f0_method: str = "harvest",
+    embedder: SpeakerEmbedder | None = None,
+    target_centroid: np.ndarray | None = None,
+) -> dict[str, float]:
+    """Scores of one conversion (both signals (N,) at ``sample_rate``, time-aligned, as the pipeline makes
+    them): F0 agreement with the source after ``transpose`` and, with an embedder and the target singer's
+    centroid, the singer similarity of the conversion and of the source (cosine to the centroid)."""
+    from canora.pitch import extract_f0
+
+    n = min(len(converted), len(source))
+    f0_src = extract_f0(source[:n], sample_rate, hop_length=hop, method=f0_method)
+    f0_out = extract_f0(converted[:n], sample_rate, hop_length=hop, method=f0_method)
+    out: dict[str, float] = {f"f0_{k}": v for k, v in f0_scores(f0_src, f0_out, transpose).to_dict().items()}
+    if embedder is not None and target_centroid is not None:
+        out["similarity_converted"] = cosine(embedder.embed(converted[:n], sample_rate), target_centroid)
+        out["similarity_source"] = cosine(embedder.embed(source[:n], sample_rate), target_centroid)
+    return out

@@ -1,0 +1,115 @@
+"""``canora eval``: objective scores of conversions against their sources and the target singer."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+DESCRIPTION = """\
+Score converted songs (DESIGN.md section 5): F0 error in cents, gross pitch error and voiced/unvoiced
+error against the source after the applied transpose; singer similarity (resemblyzer GE2E embedding
+cosine to the centroid of --target-refs) of the conversion versus that of the source; the mel cycle
+error and real-time factor that `canora convert` recorded in <stem>.json. Prints a table and writes JSON.
+
+Each converted <stem>.wav is paired with its source through the <stem>.json written by `canora convert`,
+or with --sources DIR/<stem>.*; the transpose comes from that JSON unless --transpose is given.
+"""
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("eval", help="score conversions: F0 error, singer similarity, mel cycle error, RTF",
+                       description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("converted", type=Path, help="a converted .wav or a directory of them (canora convert output)")
+    p.add_argument("-o", "--out", type=Path, required=True, help="JSON file to write the scores to")
+    p.add_argument("--sources", type=Path, default=None, help="directory of the source recordings (<stem>.*)")
+    p.add_argument("--target-refs", type=Path, default=None,
+                   help="directory of the target singer's own recordings (held out from training)")
+    p.add_argument("--transpose", type=float, default=None, help="semitones applied (default: from <stem>.json)")
+    p.add_argument("--f0-method", default="harvest", help="F0 extractor for scoring (default harvest)")
+    p.set_defaults(run=run)
+
+
+def _source_for(wav: Path, side: dict, sources: Path | None) -> Path:
+    from canora.audio import AUDIO_EXTENSIONS
+    from canora.errors import CanoraError
+
+    if sources is not None:
+        for ext in AUDIO_EXTENSIONS:
+            if (sources / f"{wav.stem}{ext}").is_file():
+                return sources / f"{wav.stem}{ext}"
+        raise CanoraError(f"{wav}: no source named {wav.stem}.* in {sources}")
+    if side.get("source") and Path(side["source"]).is_file():
+        return Path(side["source"])
+    raise CanoraError(f"{wav}: no source recording found (no {wav.stem}.json from canora convert); pass --sources")
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+    import math
+    import sys
+
+    import numpy as np
+
+    from canora.audio import AUDIO_EXTENSIONS, list_audio, load_audio
+    from canora.commands.common import list_inputs
+    from canora.errors import CanoraError
+    from canora.evaluation import SpeakerEmbedder, centroid, evaluate_conversion
+    from canora.fileio import atomic_write_text
+
+    files = list_inputs(args.converted, (".wav",))
+    if args.out.suffix.lower() != ".json":
+        raise CanoraError(f"{args.out}: -o takes a .json file path")
+    embedder = target = None
+    if args.target_refs is not None:
+        refs = list_audio(args.target_refs) if args.target_refs.is_dir() else []
+        refs = [r for r in refs if r.suffix.lower() in AUDIO_EXTENSIONS]
+        if not refs:
+            raise CanoraError(f"{args.target_refs}: no recordings of the target singer in this directory")
+        embedder = SpeakerEmbedder()
+        target = centroid([embedder.embed(load_audio(r, 16000), 16000) for r in refs])
+    rows, failed = [], []
+    for f in files:
+        side_path = f.with_suffix(".json")
+        try:
+            side = json.loads(side_path.read_text()) if side_path.is_file() else {}
+        except (OSError, json.JSONDecodeError) as e:
+            raise CanoraError(f"{side_path}: unreadable ({e}); re-run canora convert or pass --sources") from None
+        try:
+            src = _source_for(f, side, args.sources)
+            sr = int(side.get("sample_rate", 22050))
+            conv_wav = load_audio(f, sr, allow_silent=True)
+            src_wav = load_audio(src, sr)
+        except CanoraError as e:
+            if len(files) == 1:
+                raise
+            failed.append(f.name)
+            print(f"skipped: {e}", file=sys.stderr)
+            continue
+        transpose = args.transpose if args.transpose is not None else float(side.get("transpose", 0.0))
+        scores = evaluate_conversion(conv_wav, src_wav, sr, transpose=transpose, f0_method=args.f0_method,
+                                     embedder=embedder, target_centroid=target)
+        rows.append({"file": f.name, "source": str(src), "transpose": transpose, **scores,
+                     "mel_cycle_error": side.get("mel_cycle_error"), "real_time_factor": side.get("real_time_factor")})
+
+    keys = ["f0_rmse_cents", "f0_gross_error_rate", "f0_vuv_error_rate", "similarity_converted",
+            "similarity_source", "mel_cycle_error", "real_time_factor"]
+
+    def mean(k: str) -> float | None:
+        vals = [r[k] for r in rows if isinstance(r.get(k), (int, float)) and math.isfinite(r[k])]
+        return float(np.mean(vals)) if vals else None
+
+    summary = {k: mean(k) for k in keys}
+    atomic_write_text(args.out, json.dumps({"files": rows, "mean": summary}, indent=2) + "\n")
+    heads = ["file", "F0 cents", "GPE", "V/UV err", "sim conv", "sim src", "cycle err", "RTF"]
+    print(" | ".join(f"{h:>10}" for h in heads))
+
+    def fmt(v: object) -> str:
+        return f"{v:10.3f}" if isinstance(v, (int, float)) and math.isfinite(v) else f"{'-':>10}"
+
+    for r in [*rows, {"file": "mean", **summary}]:
+        print(" | ".join([f"{r['file'][:10]:>10}", *(fmt(r.get(k)) for k in keys)]))
+    print(f"wrote {args.out}", file=sys.stderr)
+    if failed:
+        print(f"{len(failed)} file(s) failed: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,243 @@
+"""End-to-end conversion: source audio -> features -> refiner -> vocoder -> audio in the target voice.
+
+``Converter.from_pretrained()`` loads the bundled default models (a refiner trained on the PJS singer and
+an NSF-HiFi-GAN singing vocoder, both in ``canora/pretrained``), or the ones given. Long audio is cut at
+silences into slices of at most ``max_slice_seconds`` (:mod:`canora.slicing`), each slice converted with
+some context on both sides and the slices joined with complementary cross-fades, so memory stays bounded
+whatever the length and no click or gap appears at the joins. The source's loudness envelope is then put
+back on the result and its silences stay silent (:mod:`canora.postprocess`).
+
+The key (``transpose``) is chosen once per recording, so every slice of a song moves together.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from canora.errors import AudioError, CanoraError
+
+log = logging.getLogger(__name__)
+
+PRETRAINED = Path(__file__).resolve().parent / "pretrained"
+DEFAULT_REFINER = PRETRAINED / "refiner"
+DEFAULT_VOCODER = PRETRAINED / "vocoder"
+
+
+@dataclass
+class Conversion:
+    """The result of :meth:`Converter.convert`.
+
+    ``audio`` (N,) float32 at ``sample_rate`` (N = the source length at that rate); ``source_mel`` and
+    ``mel`` (n_mels, T) the source's and the refined log-mel; ``source_f0`` / ``f0`` (T,) Hz, 0 = unvoiced
+    (``f0`` is the transposed F0 the vocoder was driven with); ``transpose`` in semitones; ``stats`` holds
+    timing, slice counts and the mel cycle error of the vocoder on the refined mel.
+    """
+
+    audio: np.ndarray
+    sample_rate: int
+    source_mel: np.ndarray
+    mel: np.ndarray
+    source_f0: np.ndarray
+    f0: np.ndarray
+    transpose: float
+    singer: str
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+def _check_models(refiner: Any, vocoder: Any) -> None:
+    refiner.spec.require_same(
+        vocoder.spec, f"the refiner {refiner.source or ''} and the vocoder {vocoder.source or ''}",
+        "use a vocoder trained on the refiner's MelSpec (see `canora doctor`), or retrain one of them",
+    )
+
+
+class Converter:
+    """A refiner plus a vocoder that share one :class:`~canora.mel.MelSpec` (checked when built)."""
+
+    def __init__(self, refiner: Any, vocoder: Any) -> None:
+        _check_models(refiner, vocoder)
+        self.refiner = refiner
+        self.vocoder = vocoder
+        self.spec = refiner.spec
+
+    @classmethod
+    def from_pretrained(
+        cls, refiner: str | Path | None = None, vocoder: str | Path | None = None, *, device: str = "cpu"
+    ) -> Converter:
+        """Load a refiner export and a vocoder (an export or an official checkpoint); None = the bundled one."""
+        from canora.refiner import Refiner
+        from canora.vocoder import Vocoder
+
+        ref_path = Path(refiner) if refiner is not None else DEFAULT_REFINER
+        voc_path = Path(vocoder) if vocoder is not None else DEFAULT_VOCODER
+        for what, p, flag in (("refiner", ref_path, "--refiner"), ("vocoder", voc_path, "--vocoder")):
+            if not p.exists():
+                hint = "reinstall canora (the bundled models are missing)" if p.parent == PRETRAINED else \
+                    f"pass an existing path with {flag}"
+                raise CanoraError(f"{p}: {what} not found; {hint}")
+        return cls(Refiner.from_pretrained(ref_path, device=device), Vocoder.from_pretrained(voc_path, device=device))
+
+    @property
+    def sample_rate(self) -> int:
+        return self.spec.sample_rate
+
+    @property
+    def singers(self) -> list[str]:
+        return list(self.refiner.singers)
+
+    # ------------------------------------------------------------------ conversion
+    def convert(
+        self,
+        audio: np.ndarray,
+        sr: int,
+        *,
+        singer: str | int | None = None,
+        transpose: float = 0.0,
+        auto_transpose: bool = False,
+        sampler: str | None = None,
+        steps: int | None = None,
+        strength: float | None = None,
+        seed: int = 0,
+        max_slice_seconds: float = 30.0,
+        progress: bool = False,
+        on_progress: Callable[[float, str], None] | None = None,
+        name: str = "audio",
+    ) -> Conversion:
+        """Convert mono ``audio`` (N,) at ``sr`` Hz toward ``singer``; see :class:`Conversion`.
+
+        ``transpose`` semitones (or ``auto_transpose`` toward the singer's range, once for the whole
+        recording); ``sampler`` / ``steps`` / ``strength`` default to the refiner's defaults. Audio with
+        no voice at all converts to silence (logged), not to an error. ``progress`` shows tqdm bars;
+        ``on_progress(fraction, what)`` is called as slices are done (for UIs).
+        """
+        from tqdm import tqdm
+
+        from canora.audio import resample
+        from canora.mel import wav_to_mel
+        from canora.postprocess import match_envelope
+        from canora.refiner.api import DEFAULT_SAMPLER, DEFAULT_STEPS, DEFAULT_STRENGTH, check_steps_strength
+        from canora.slicing import join, plan_slices
+
+        t0 = time.perf_counter()
+        singer_name = self.singers[self.refiner.singer_index(singer)]  # unknown singer: error before any work
+        sampler = sampler or DEFAULT_SAMPLER
+        steps = DEFAULT_STEPS if steps is None else int(steps)
+        strength = DEFAULT_STRENGTH if strength is None else float(strength)
+        check_steps_strength(steps, strength)
+        if not math.isfinite(transpose):
+            raise CanoraError(f"transpose must be a finite number of semitones, got {transpose!r}")
+        wav = np.asarray(audio, dtype=np.float32)
+        if wav.ndim != 1:
+            raise AudioError(f"{name}: expected mono audio (N,), got shape {wav.shape}")
+        if not np.isfinite(wav).all():
+            raise AudioError(f"{name}: audio holds NaN/inf samples")
+        spec = self.spec
+        hop = spec.hop_length
+        wav = resample(wav, int(sr), spec.sample_rate)
+        total = len(wav)
+        if total < spec.n_fft:
+            raise AudioError(f"{name}: {total / spec.sample_rate:.3f} s of audio is too short to convert")
+        overlap = 4 * hop
+        slices = plan_slices(wav, spec.sample_rate, hop=hop, max_seconds=max_slice_seconds, overlap=overlap)
+
+        def report(done: int, what: str) -> None:
+            if on_progress is not None:
+                on_progress(done / (2 * len(slices)), what)
+
+        # pass 1: features of every voiced slice (F0 for the key, mel as the shallow-diffusion source)
+        feats: list[Any] = []
+        for i, s in enumerate(tqdm(slices, desc=f"analyse {name}", unit="slice", disable=not progress, leave=False)):
+            report(i, f"analysing slice {i + 1}/{len(slices)}")
+            r0, r1 = s.region(overlap, total)
+            feats.append(None if s.silent else self._features(wav[r0:r1], f"{name} [{r0 / spec.sample_rate:.1f} s]"))
+        voiced_f0 = [f.f0[f.voiced] for f in feats if not (f is None or isinstance(f, str))]
+        if not voiced_f0:
+            log.warning("%s: no voice found (no pitched frames); the conversion is silence", name)
+            mel = wav_to_mel(wav, spec)
+            zeros = np.zeros(mel.shape[1], np.float32)
+            return Conversion(np.zeros(total, np.float32), spec.sample_rate, mel,
+                              np.full_like(mel, spec.log_floor), zeros, zeros, 0.0, singer_name,
+                              {"slices": len(slices), "voiced_slices": 0, "seconds": total / spec.sample_rate,
+                               "wall_seconds": time.perf_counter() - t0, "silent": True})
+        if auto_transpose:
+            from canora.pitch import F0Stats
+            from canora.pitch import auto_transpose as auto_key
+
+            stats = self.refiner.singer_f0_stats.get(singer_name)
+            if stats is None:
+                raise CanoraError(f"the refiner has no F0 statistics for singer {singer_name!r}; use --transpose")
+            transpose = float(auto_key(np.concatenate(voiced_f0), F0Stats.from_dict(stats)))
+
+        # pass 2: refine and vocode slice by slice
+        pieces, mels, src_mels, f0s, src_f0s, cycle = [], [], [], [], [], []
+        for i, (s, f) in enumerate(tqdm(list(zip(slices, feats)), desc=f"convert {name}", unit="slice",
+                                        disable=not progress, leave=False)):
+            report(len(slices) + i, f"converting slice {i + 1}/{len(slices)}")
+            r0, r1 = s.region(overlap, total)
+            region = wav[r0:r1]
+            if f is None:  # silent slice: nothing to convert
+                n = spec.num_frames(len(region))
+                src_mel = wav_to_mel(region, spec) if n > 0 else np.zeros((spec.n_mels, 0), np.float32)
+                pieces.append(np.zeros(len(region), np.float32))
+                mel = np.full_like(src_mel, spec.log_floor)
+                f0 = f0_src = np.zeros(n, np.float32)
+            elif isinstance(f, str):  # sound without pitch (breath, consonants): resynthesise as it is
+                src_mel = wav_to_mel(region, spec)
+                f0 = f0_src = np.zeros(src_mel.shape[1], np.float32)
+                mel = src_mel
+                pieces.append(self.vocoder.vocode(mel, f0) if self.vocoder.needs_f0 else self.vocoder.vocode(mel))
+            else:
+                res = self.refiner.refine_features(f, singer_name, transpose=transpose, sampler=sampler, steps=steps,
+                                                   strength=strength, seed=seed)
+                src_mel, mel, f0, f0_src = f.mel, res.mel, res.f0, f.f0_with_zeros()
+                piece = self.vocoder.vocode(mel, f0) if self.vocoder.needs_f0 else self.vocoder.vocode(mel)
+                pieces.append(piece)
+                from canora.metrics import mel_cycle_error
+
+                err = mel_cycle_error(mel, piece, spec)
+                if math.isfinite(err):
+                    cycle.append((err, mel.shape[1]))
+            # keep the frames of the slice proper (without its context) for the whole-file mels
+            a, b = (s.start - r0) // hop, (s.start - r0) // hop + (s.end - s.start) // hop
+            for store, arr in ((src_mels, src_mel), (mels, mel)):
+                store.append(arr[:, a:b])
+            f0s.append(f0[a:b])
+            src_f0s.append(f0_src[a:b])
+        report(2 * len(slices), "done")
+        out = join(pieces, slices, total, overlap)
+        out = match_envelope(out, wav, hop=hop)
+        out = np.clip(out, -1.0, 1.0).astype(np.float32)
+        wall = time.perf_counter() - t0
+        stats = {
+            "slices": len(slices), "voiced_slices": sum(1 for f in feats if not (f is None or isinstance(f, str))),
+            "seconds": total / spec.sample_rate, "wall_seconds": wall,
+            "real_time_factor": wall / (total / spec.sample_rate),
+            "mel_cycle_error": (sum(e * n for e, n in cycle) / sum(n for _, n in cycle)) if cycle else float("nan"),
+            "sampler": sampler, "steps": steps, "strength": strength, "seed": seed, "silent": False,
+        }
+        return Conversion(out, spec.sample_rate, np.concatenate(src_mels, axis=1), np.concatenate(mels, axis=1),
+                          np.concatenate(src_f0s), np.concatenate(f0s), float(transpose), singer_name, stats)
+
+    def _features(self, region: np.ndarray, name: str) -> Any:
+        """Refiner features of a slice region, or ``"unvoiced"`` when it has sound but no pitch."""
+        try:
+            return self.refiner.features(region, self.spec.sample_rate, name=name)
+        except AudioError as e:
+            if "no voiced frames" in str(e):
+                return "unvoiced"
+            raise
+
+    def convert_file(self, path: str | Path, **kwargs: Any) -> Conversion:
+        """:meth:`convert` of an audio file (any common format, rate and channel count)."""
+        from canora.audio import read_audio
+
+        wav, sr = read_audio(path)
+        return self.convert(wav, sr, name=str(path), **kwargs)
