@@ -86,3 +86,20 @@ def load_mel(path: str | Path, spec: MelSpec) -> np.ndarray:
 def save_mel(path: str | Path, mel: np.ndarray) -> None:
     """Write a (n_mels, T) float32 mel atomically."""
     atomic_save_npy(Path(path), np.ascontiguousarray(mel, dtype=np.float32))
+
+
+def load_f0(path: str | Path, frames: int) -> np.ndarray:
+    """Read an F0 track ``<stem>.f0.npy`` (frames,) in Hz, 0 = unvoiced, checked against the mel's frames."""
+    path = Path(path)
+    try:
+        f0 = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise MelError(f"{path}: not a readable .npy F0 track ({str(e).splitlines()[0][:120]})") from None
+    if f0.dtype.kind not in "fiu":
+        raise MelError(f"{path}: F0 array of dtype {f0.dtype}; expected numbers in Hz")
+    if f0.ndim != 1 or len(f0) != frames:
+        raise MelError(f"{path}: F0 of shape {tuple(f0.shape)} does not fit its mel of {frames} frames; "
+                       "re-run canora refine to write both again")
+    if not np.isfinite(f0).all() or (f0 < 0).any():
+        raise MelError(f"{path}: F0 holds NaN/inf or negative values; expected Hz with 0 at unvoiced frames")
+    return f0.astype(np.float32)

@@ -29,6 +29,9 @@ log = logging.getLogger(__name__)
 PRETRAINED = Path(__file__).resolve().parent / "pretrained"
 DEFAULT_REFINER = PRETRAINED / "refiner"
 DEFAULT_VOCODER = PRETRAINED / "vocoder"
+#: a slice counts as sung when at least this many frames repeat at their F0 with this correlation
+MIN_PERIODIC_FRAMES = 5
+PERIODIC = 0.5
 
 
 @dataclass
@@ -227,13 +230,19 @@ class Converter:
                           np.concatenate(src_f0s), np.concatenate(f0s), float(transpose), singer_name, stats)
 
     def _features(self, region: np.ndarray, name: str) -> Any:
-        """Refiner features of a slice region, or ``"unvoiced"`` when it has sound but no pitch."""
+        """Refiner features of a slice region, or ``"unvoiced"`` when it has sound but no pitch: no voiced
+        frames, or fewer than :data:`MIN_PERIODIC_FRAMES` whose waveform repeats at the tracked F0 (F0
+        trackers find "pitch" in noise; a periodicity check tells it from a sung note)."""
+        from canora.pitch import periodicity
+
         try:
-            return self.refiner.features(region, self.spec.sample_rate, name=name)
+            feats = self.refiner.features(region, self.spec.sample_rate, name=name)
         except AudioError as e:
             if "no voiced frames" in str(e):
                 return "unvoiced"
             raise
+        p = periodicity(region, feats.f0_with_zeros(), self.spec.sample_rate, self.spec.hop_length)
+        return feats if int((p > PERIODIC).sum()) >= MIN_PERIODIC_FRAMES else "unvoiced"
 
     def convert_file(self, path: str | Path, **kwargs: Any) -> Conversion:
         """:meth:`convert` of an audio file (any common format, rate and channel count)."""

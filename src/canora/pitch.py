@@ -363,3 +363,22 @@ def auto_transpose_semitones(
 def auto_transpose(source_f0: np.ndarray, target: float | F0Stats | Mapping[str, float], **kw: Any) -> int:
     """Alias of :func:`auto_transpose_semitones`."""
     return auto_transpose_semitones(source_f0, target, **kw)
+
+
+def periodicity(wav: np.ndarray, f0: np.ndarray, sr: int, hop: int) -> np.ndarray:
+    """Normalised autocorrelation of ``wav`` (N,) at each frame's F0 period -> (T,) in [-1, 1] (0 where
+    ``f0`` (T,) is 0). Sung notes score ~0.8-1; noise that a tracker mistook for pitch scores near 0."""
+    wav = np.asarray(wav, dtype=np.float64)
+    out = np.zeros(len(f0), dtype=np.float32)
+    for t in np.flatnonzero(np.asarray(f0) > 0):
+        lag = int(round(sr / float(f0[t])))
+        width = max(3 * lag, 512)
+        a = int(t * hop + hop // 2 - width // 2)
+        if a < 0 or a + width + lag > len(wav):
+            a = min(max(0, a), max(0, len(wav) - width - lag))
+        x, y = wav[a: a + width], wav[a + lag: a + lag + width]
+        if len(y) < len(x) or len(x) == 0:
+            continue
+        den = np.sqrt(np.dot(x, x) * np.dot(y, y))
+        out[t] = float(np.dot(x, y) / den) if den > 0 else 0.0
+    return out

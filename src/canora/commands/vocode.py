@@ -1,4 +1,4 @@
-"""``canora vocode``: mels (.npy) or audio (copy-synthesis) -> waveforms with a HiFi-GAN vocoder."""
+"""``canora vocode``: mels (.npy) or audio (copy-synthesis) -> waveforms with a HiFi-GAN or NSF vocoder."""
 
 from __future__ import annotations
 
@@ -14,7 +14,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="mels (.npy) or audio -> wav with a HiFi-GAN vocoder",
         description="Synthesise <stem>.wav from <stem>.npy mels of shape (n_mels, T). Audio inputs are "
         "analysed with the vocoder's own MelSpec and resynthesised (copy-synthesis). Mels are checked "
-        "against the vocoder's MelSpec first: a mel in another convention is an error, not noise.",
+        "against the vocoder's MelSpec first: a mel in another convention is an error, not noise. F0-driven "
+        "(NSF) vocoders take the F0 of <stem>.npy from <stem>.f0.npy beside it (what `canora refine` and "
+        "`canora convert --save-mel` write), from the audio for audio inputs, and otherwise estimate it from "
+        "the mel (Griffin-Lim + an F0 tracker: slower and rougher; a warning says so).",
     )
     p.add_argument("input", type=Path, help="a .npy mel or audio file, or a directory of them")
     p.add_argument("-o", "--out", type=Path, required=True, help="output directory (must not be the input)")
@@ -29,25 +32,41 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import logging
+
     from canora.audio import AUDIO_EXTENSIONS, load_audio, save_wav
     from canora.commands.common import apply_device_args, finish, list_inputs, run_batch
     from canora.fileio import check_output_dir
     from canora.mel import wav_to_mel
-    from canora.melio import load_mel
+    from canora.melio import load_f0, load_mel
+    from canora.pitch import extract_f0
     from canora.vocoder import Vocoder
 
+    log = logging.getLogger("canora")
     apply_device_args(args)
     voc = Vocoder.from_pretrained(args.checkpoint, config=args.config, device=args.device)
-    files = list_inputs(args.input, (".npy", *AUDIO_EXTENSIONS))
+    files = [f for f in list_inputs(args.input, (".npy", *AUDIO_EXTENSIONS)) if not f.name.endswith(".f0.npy")]
     check_output_dir(args.input, args.out)
     spec = voc.spec
+    warned = False
 
     def one(f: Path) -> float:
+        nonlocal warned
+        f0 = None
         if f.suffix.lower() == ".npy":
             mel = load_mel(f, spec)
+            side = f.with_name(f.stem + ".f0.npy")
+            if voc.needs_f0 and side.is_file():
+                f0 = load_f0(side, mel.shape[1])
+            elif voc.needs_f0 and not warned:
+                log.warning("no <stem>.f0.npy beside the mels: estimating F0 from each mel for the NSF vocoder")
+                warned = True
         else:
-            mel = wav_to_mel(load_audio(f, spec.sample_rate), spec)
-        wav = voc.vocode(mel)
+            audio = load_audio(f, spec.sample_rate)
+            mel = wav_to_mel(audio, spec)
+            if voc.needs_f0:
+                f0 = extract_f0(audio, spec.sample_rate, hop_length=spec.hop_length, n_frames=mel.shape[1])
+        wav = voc.vocode(mel, f0)
         save_wav(args.out / f"{f.stem}.wav", wav, spec.sample_rate, subtype="FLOAT" if args.float else "PCM_16")
         return len(wav) / spec.sample_rate
 

@@ -1,0 +1,200 @@
+"""End-to-end conversion: the Converter (slicing, key, silence, model checks), `canora convert` and `canora eval`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from canora.audio import read_audio, save_wav
+from canora.cli import main
+from canora.errors import CanoraError, MelError
+from canora.pipeline import Converter
+
+SR = 22050
+
+
+def tone(seconds: float, hz: float = 220.0, sr: int = SR, amp: float = 0.3) -> np.ndarray:
+    """A harmonic tone with vibrato (a stand-in singer) (N,) float32."""
+    t = np.arange(int(seconds * sr)) / sr
+    f0 = hz * 2 ** (0.3 * np.sin(2 * np.pi * 5 * t) / 12)
+    phase = 2 * np.pi * np.cumsum(f0) / sr
+    return (amp * sum(np.sin(k * phase) / k for k in range(1, 10))).astype(np.float32)
+
+
+def phrase_song(phrases: int, phrase_s: float = 1.5, rest_s: float = 0.5) -> np.ndarray:
+    """``phrases`` sung tones (pitches changing) separated by silences."""
+    parts = []
+    for i in range(phrases):
+        x = tone(phrase_s, 196.0 * 2 ** ((i % 5) / 12))
+        ramp = np.minimum(1, np.minimum(np.arange(len(x)), np.arange(len(x))[::-1]) / 400)
+        parts += [x * ramp, np.zeros(int(rest_s * SR), np.float32)]
+    return np.concatenate(parts).astype(np.float32)
+
+
+def test_converter_output_matches_the_source_length_and_is_deterministic(tiny_models):
+    conv = Converter.from_pretrained(*tiny_models)
+    wav = phrase_song(3)
+    a = conv.convert(wav, SR, steps=2, seed=3)
+    b = conv.convert(wav, SR, steps=2, seed=3)
+    assert a.audio.shape == wav.shape and a.sample_rate == SR
+    assert np.isfinite(a.audio).all() and np.array_equal(a.audio, b.audio)
+    frames = len(wav) // 256
+    assert a.mel.shape == (80, frames) and a.source_mel.shape == (80, frames)
+    assert a.f0.shape == a.source_f0.shape == (frames,)
+    # the source F0 is the tone's: ~196-262 Hz where voiced
+    voiced = a.source_f0 > 0
+    assert voiced.mean() > 0.5 and 180 < np.median(a.source_f0[voiced]) < 280
+    # silences of the source stay silent in the output
+    rest = slice(int(1.6 * SR), int(1.9 * SR))
+    assert np.abs(a.audio[rest]).max() < 1e-3
+
+
+def test_transpose_moves_the_driving_f0_and_other_rates_are_resampled(tiny_models):
+    conv = Converter.from_pretrained(*tiny_models)
+    wav = tone(2.0)
+    up = conv.convert(wav, SR, transpose=12, steps=2)
+    v = (up.f0 > 0) & (up.source_f0 > 0)
+    assert np.allclose(up.f0[v] / up.source_f0[v], 2.0, rtol=1e-3)
+    assert up.transpose == 12
+    auto = conv.convert(wav, SR, auto_transpose=True, steps=2)
+    assert auto.transpose == 0  # the tiny model's singer centres on 220 Hz: the 220 Hz tone stays
+    wav44 = tone(2.0, sr=44100)
+    res = conv.convert(wav44, 44100, steps=2)
+    assert res.sample_rate == SR and abs(len(res.audio) - 2 * SR) <= 1
+
+
+def test_long_audio_is_converted_slice_by_slice_in_bounded_pieces(tiny_models):
+    conv = Converter.from_pretrained(*tiny_models)
+    seen: list[int] = []
+    original = conv.refiner.refine_features
+
+    def spy(feats, *a, **k):
+        seen.append(feats.frames)
+        return original(feats, *a, **k)
+
+    conv.refiner.refine_features = spy
+    wav = phrase_song(8, phrase_s=3.0)  # 28 s with rests
+    res = conv.convert(wav, SR, steps=1, max_slice_seconds=4.0)
+    assert res.audio.shape == wav.shape
+    assert len(seen) >= 7  # one refine per phrase at least
+    assert max(seen) <= 4.0 * SR / 256 + 2 * 4 + 1  # slice + context frames, never the whole song
+
+
+def test_no_voice_converts_to_silence(tiny_models, caplog):
+    conv = Converter.from_pretrained(*tiny_models)
+    noise = (0.05 * np.random.default_rng(0).standard_normal(SR * 2)).astype(np.float32)
+    res = conv.convert(noise, SR, steps=2)
+    assert res.stats["silent"] and not res.audio.any() and res.audio.shape == noise.shape
+    assert "no voice" in caplog.text
+
+
+def test_bad_input_and_unknown_singer_are_clear_errors(tiny_models):
+    conv = Converter.from_pretrained(*tiny_models)
+    with pytest.raises(CanoraError, match="unknown singer 'alto'.*knows: pjs"):
+        conv.convert(tone(1.0), SR, singer="alto")
+    with pytest.raises(CanoraError, match="NaN"):
+        conv.convert(np.full(SR, np.nan, np.float32), SR)
+    with pytest.raises(CanoraError, match="mono"):
+        conv.convert(np.zeros((2, SR), np.float32), SR)
+    with pytest.raises(CanoraError, match="steps"):
+        conv.convert(tone(1.0), SR, steps=0)
+    with pytest.raises(CanoraError, match="not found"):
+        Converter.from_pretrained(tiny_models[0], tiny_models[1].parent / "nope")
+
+
+def test_a_vocoder_with_another_melspec_is_refused(tmp_path, tiny_models):
+    from dataclasses import replace
+
+    from canora.refiner import Refiner
+    from canora.vocoder import Vocoder
+
+    voc = Vocoder.from_pretrained(tiny_models[1])
+    other = Vocoder(voc.generator, replace(voc.spec, fmax=7600.0), voc.config, "other")
+    with pytest.raises(MelError, match="fmax"):
+        Converter(Refiner.from_pretrained(tiny_models[0]), other)
+
+
+# ---------------------------------------------------------------------- CLI
+def _song_dir(tmp_path: Path) -> Path:
+    d = tmp_path / "songs"
+    d.mkdir()
+    save_wav(d / "one.wav", tone(1.5), SR)
+    save_wav(d / "two.wav", tone(1.5, 330.0, sr=44100), 44100)
+    (d / "broken.wav").write_text("this is not audio")
+    return d
+
+
+def test_cli_batch_converts_the_rest_and_exits_nonzero_on_a_corrupt_file(capsys, tmp_path, tiny_models):
+    songs = _song_dir(tmp_path)
+    out = tmp_path / "out"
+    ref, voc = tiny_models
+    code = main(["convert", str(songs), "-o", str(out), "--refiner", str(ref), "--vocoder", str(voc),
+                 "--steps", "2", "--transpose", "3"])
+    err = capsys.readouterr().err
+    assert code == 1 and "broken.wav" in err and "1 failed" in err
+    assert sorted(p.name for p in out.iterdir()) == ["one.json", "one.wav", "two.json", "two.wav"]
+    wav, sr = read_audio(out / "two.wav")
+    assert sr == SR and abs(len(wav) - int(1.5 * SR)) <= 1
+    side = json.loads((out / "one.json").read_text())
+    assert side["transpose"] == 3 and side["singer"] == "pjs" and side["steps"] == 2
+    assert Path(side["source"]) == (songs / "one.wav").resolve()
+
+
+def test_cli_refuses_to_overwrite_the_input_and_lists_singers(capsys, tmp_path, tiny_models):
+    songs = _song_dir(tmp_path)
+    ref, voc = tiny_models
+    base = ["--refiner", str(ref), "--vocoder", str(voc)]
+    assert main(["convert", str(songs / "one.wav"), "-o", str(songs / "one.wav"), *base]) == 2
+    assert "overwrite the input" in capsys.readouterr().err
+    assert main(["convert", str(songs), "-o", str(songs), *base]) == 2
+    assert "input directory" in capsys.readouterr().err
+    assert main(["convert", str(songs / "one.wav"), "-o", str(tmp_path / "x.wav"), "--singer", "bob", *base]) == 2
+    err = capsys.readouterr().err
+    assert "unknown singer 'bob'" in err and "pjs" in err and err.count("\n") == 1
+    assert not (tmp_path / "x.wav").exists()
+
+
+def test_cli_under_torchrun_each_rank_converts_its_share(tmp_path, tiny_models, monkeypatch, capsys):
+    songs = tmp_path / "songs"
+    songs.mkdir()
+    for i in range(3):
+        save_wav(songs / f"s{i}.wav", tone(1.0, 200.0 + 30 * i), SR)
+    ref, voc = tiny_models
+    made = []
+    for rank in (0, 1):
+        out = tmp_path / f"out{rank}"
+        monkeypatch.setenv("RANK", str(rank))
+        monkeypatch.setenv("WORLD_SIZE", "2")
+        assert main(["convert", str(songs), "-o", str(out), "--refiner", str(ref), "--vocoder", str(voc),
+                     "--steps", "1"]) == 0
+        made += sorted(p.name for p in out.glob("*.wav"))
+    assert sorted(made) == ["s0.wav", "s1.wav", "s2.wav"]
+
+
+def test_cli_eval_scores_against_the_source_after_transpose(capsys, tmp_path):
+    """A 'conversion' that is the source itself scores ~0 cents; claiming a 12-semitone transpose scores
+    ~1200 cents: the transpose from the sidecar is applied to the source's F0."""
+    from canora.audio import load_audio
+
+    from .conftest import shared_file
+
+    src = tmp_path / "src"
+    conv = tmp_path / "conv"
+    src.mkdir()
+    conv.mkdir()
+    wav = load_audio(shared_file("vocadito/vocadito_1.wav"), SR)[SR: 5 * SR]
+    save_wav(src / "clip.wav", wav, SR)
+    save_wav(conv / "clip.wav", wav, SR)
+    (conv / "clip.json").write_text(json.dumps({"source": str(src / "clip.wav"), "transpose": 0.0,
+                                                "sample_rate": SR, "mel_cycle_error": 0.5}))
+    assert main(["eval", str(conv), "-o", str(tmp_path / "e.json")]) == 0
+    doc = json.loads((tmp_path / "e.json").read_text())
+    row = doc["files"][0]
+    assert row["f0_rmse_cents"] < 5 and row["f0_vuv_error_rate"] < 0.01 and doc["mean"]["mel_cycle_error"] == 0.5
+    assert "F0 cents" in capsys.readouterr().out
+    assert main(["eval", str(conv), "-o", str(tmp_path / "e12.json"), "--transpose", "12"]) == 0
+    row = json.loads((tmp_path / "e12.json").read_text())["files"][0]
+    assert 1150 < row["f0_rmse_cents"] < 1250 and row["f0_gross_error_rate"] > 0.95
