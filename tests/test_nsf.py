@@ -1,0 +1,172 @@
+"""The NSF-HiFi-GAN singing vocoder: sine source, generator, export through the Vocoder facade, training."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from canora.cli import main
+from canora.errors import CanoraError, MelError
+from canora.mel import MelSpec, wav_to_mel
+from canora.vocoder import Vocoder
+from canora.vocoder.nsf import NSFConfig, NSFGenerator, SineSource
+from canora.vocoder.nsf_train import NSFTrainConfig, NSFTrainer, crop_batch, load_clips
+
+SPEC = MelSpec()
+TINY = NSFConfig(upsample_initial_channel=16, resblock_kernel_sizes=(3,), resblock_dilation_sizes=((1, 2),))
+
+
+def _peak_hz(x: np.ndarray, sr: int) -> float:
+    spec = np.abs(np.fft.rfft(x * np.hanning(len(x))))
+    return float(np.argmax(spec) * sr / len(x))
+
+
+def test_sine_source_carries_the_pitch_and_keeps_it_exact_over_long_inputs():
+    src = SineSource(22050, harmonics=4, sine_amp=0.1, noise_std=0.0)
+    with torch.no_grad():
+        src.merge.weight.zero_()
+        src.merge.weight[0, 0] = 5.0  # the fundamental only
+        src.merge.bias.zero_()
+    n = 22050 * 60
+    f0 = torch.full((1, n), 1000.0)
+    x = src(f0, torch.Generator().manual_seed(0))[0, 0].detach().numpy()
+    # one minute in, the phase is still exact: the last second peaks at 1000 Hz
+    assert abs(_peak_hz(x[-22050:], 22050) - 1000.0) <= 1.0
+    # unvoiced samples carry noise only, at sine_amp / 3
+    un = src(torch.zeros(1, 22050), torch.Generator().manual_seed(0))[0, 0].detach().numpy()
+    assert 0.05 < np.std(un) < 0.5 and abs(_peak_hz(x[:22050], 22050) - 1000.0) <= 1.0
+
+
+def test_harmonics_above_nyquist_are_silenced():
+    src = SineSource(22050, harmonics=8, sine_amp=0.1, noise_std=0.0)
+    with torch.no_grad():
+        src.merge.weight.zero_()
+        src.merge.weight[0, 7] = 5.0  # harmonic 8 of 2 kHz = 16 kHz > 11.025 kHz
+        src.merge.bias.zero_()
+    x = src(torch.full((1, 4410), 2000.0), torch.Generator().manual_seed(0))
+    assert float(x.detach().abs().max()) < 1e-6
+
+
+def test_generator_shapes_and_f0_mismatch():
+    torch.manual_seed(0)
+    g = NSFGenerator.from_config(TINY)
+    y = g(torch.randn(2, 80, 10), torch.full((2, 10), 220.0))
+    assert y.shape == (2, 1, 10 * 256) and float(y.abs().max()) <= 1.0
+    with pytest.raises(CanoraError, match="does not fit the mel"):
+        g(torch.randn(2, 80, 10), torch.full((2, 9), 220.0))
+    with pytest.raises(CanoraError, match="invalid NSF"):
+        NSFConfig(upsample_rates=(8, 8), upsample_kernel_sizes=(16,))
+
+
+def test_export_round_trip_through_the_vocoder_facade(tmp_path, synth_clip):
+    wav, sr = synth_clip
+    torch.manual_seed(0)
+    voc = Vocoder(NSFGenerator.from_config(TINY), SPEC, TINY, "tiny")
+    assert voc.needs_f0 and not voc.generator.has_weight_norm
+    mel = wav_to_mel(wav, SPEC)
+    f0 = np.full(mel.shape[1], 220.0, np.float32)
+    a = voc.vocode(mel, f0)
+    voc.export(tmp_path / "v")
+    doc = json.loads((tmp_path / "v" / "model.json").read_text())
+    assert doc["kind"] == "nsf-hifigan" and doc["config"]["upsample_initial_channel"] == 16
+    back = Vocoder.from_pretrained(tmp_path / "v")
+    assert back.needs_f0 and back.config == TINY and back.spec == SPEC
+    assert np.array_equal(back.vocode(mel, f0), a) and a.shape == (mel.shape[1] * 256,)
+    # without F0 the facade estimates it from the mel (Griffin-Lim + tracker): same length, finite
+    est = back.vocode(mel)
+    assert est.shape == a.shape and np.isfinite(est).all()
+    with pytest.raises(MelError, match="one value per frame"):
+        back.vocode(mel, f0[:-1])
+    with pytest.raises(MelError, match="negative"):
+        back.vocode(mel, -f0)
+
+
+def test_f0_from_mel_finds_the_pitch_of_a_sung_tone(synth_clip):
+    from canora.vocoder.api import f0_from_mel
+
+    wav, _ = synth_clip
+    f0 = f0_from_mel(wav_to_mel(wav, SPEC), SPEC)
+    voiced = f0 > 0
+    assert voiced.mean() > 0.6
+    cents = 1200 * np.log2(np.median(f0[voiced]) / 220.0)
+    assert abs(cents) < 50
+
+
+def test_crops_pad_short_clips_with_the_log_floor():
+    from canora.vocoder.nsf_train import Clip
+
+    clip = Clip("short", np.zeros((80, 5), np.float32), np.full(5, 200.0, np.float32), np.ones(5 * 256, np.float32))
+    mel, f0, y = crop_batch([clip], [0], 8, SPEC, torch.Generator().manual_seed(0))
+    assert mel.shape == (1, 80, 8) and f0.shape == (1, 8) and y.shape == (1, 1, 8 * 256)
+    assert torch.all(mel[0, :, 5:] == SPEC.log_floor) and torch.all(f0[0, 5:] == 0) and torch.all(y[0, 0, 5 * 256:] == 0)
+
+
+@pytest.fixture
+def wav_dir(tmp_path):
+    from canora.audio import load_audio, save_wav
+
+    from .conftest import shared_file
+
+    d = tmp_path / "wavs"
+    d.mkdir()
+    wav = load_audio(shared_file("pjs/pjs001_song.wav"), 22050)
+    for i in range(3):
+        save_wav(d / f"clip{i}.wav", wav[(i + 1) * 22050 * 3: (i + 2) * 22050 * 3], 22050)
+    return d
+
+
+def _cfg(wav_dir, out, **kw) -> NSFTrainConfig:
+    base = dict(wavs=str(wav_dir), out=str(out), model=TINY.to_dict(), steps=4, batch_size=2, segment_frames=8,
+                val_count=1, val_every=2, checkpoint_every=2, log_every=1, cache_dir=str(out.parent / "cache"))
+    return NSFTrainConfig(**{**base, **kw})
+
+
+def test_training_lowers_the_loss_on_real_singing(wav_dir, tmp_path):
+    cfg = _cfg(wav_dir, tmp_path / "run", steps=40, lr=2e-3, checkpoint_every=40, val_every=0, log_every=0)
+    tr = NSFTrainer(cfg, progress=False)
+    tr.setup_data()
+    losses = [tr.train_step()["loss_mel"] for _ in range(40)]
+    assert np.mean(losses[-8:]) < 0.8 * np.mean(losses[:8])
+
+
+def test_resume_continues_at_the_same_step_with_the_same_weights(wav_dir, tmp_path):
+    straight = NSFTrainer(_cfg(wav_dir, tmp_path / "a", steps=4), progress=False)
+    straight.run()
+    half = NSFTrainer(_cfg(wav_dir, tmp_path / "b", steps=2), progress=False)
+    half.run()
+    resumed = NSFTrainer(_cfg(wav_dir, tmp_path / "b", steps=4), progress=False)
+    assert resumed.step == 2
+    resumed.run()
+    assert resumed.step == 4
+    for (k, a), b in zip(straight.generator.state_dict().items(), resumed.generator.state_dict().values()):
+        assert torch.equal(a, b), k
+    voc = Vocoder.from_pretrained(tmp_path / "b" / "export")
+    assert voc.needs_f0 and json.loads((tmp_path / "b" / "export" / "model.json").read_text())["meta"][
+        "trained_steps"] == 4
+    log = [json.loads(line) for line in (tmp_path / "b" / "train_log.jsonl").read_text().splitlines()]
+    assert any("val/mel_l1" in r for r in log)
+
+
+def test_adversarial_phase_updates_the_discriminators(wav_dir, tmp_path):
+    tr = NSFTrainer(_cfg(wav_dir, tmp_path / "run", recon_steps=1, disc_width_div=8), progress=False)
+    tr.setup_data()
+    before = [p.detach().clone() for p in tr.mpd.parameters()]
+    assert "loss_disc" not in tr.train_step()
+    out = tr.train_step()
+    assert {"loss_disc", "loss_adv", "loss_fm"} <= set(out)
+    assert any(not torch.equal(a, b) for a, b in zip(before, tr.mpd.parameters()))
+
+
+def test_cli_nsf_refuses_options_it_does_not_take(capsys, tmp_path, wav_dir):
+    code = main(["train-vocoder", "--arch", "nsf", "--wavs", str(wav_dir), "--out", str(tmp_path / "o"),
+                 "--init-from", str(tmp_path)])
+    assert code == 2 and "--init-from" in capsys.readouterr().err
+
+
+def test_unvoiced_or_unreadable_training_files_are_skipped(tmp_path, wav_dir, caplog):
+    (wav_dir / "broken.wav").write_text("not audio")
+    clips = load_clips(sorted(wav_dir.iterdir()), SPEC, None, progress=False)
+    assert len(clips) == 3 and "broken.wav" in caplog.text
