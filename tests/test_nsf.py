@@ -101,7 +101,8 @@ def test_crops_pad_short_clips_with_the_log_floor():
     clip = Clip("short", np.zeros((80, 5), np.float32), np.full(5, 200.0, np.float32), np.ones(5 * 256, np.float32))
     mel, f0, y = crop_batch([clip], [0], 8, SPEC, torch.Generator().manual_seed(0))
     assert mel.shape == (1, 80, 8) and f0.shape == (1, 8) and y.shape == (1, 1, 8 * 256)
-    assert torch.all(mel[0, :, 5:] == SPEC.log_floor) and torch.all(f0[0, 5:] == 0) and torch.all(y[0, 0, 5 * 256:] == 0)
+    assert torch.all(mel[0, :, 5:] == SPEC.log_floor) and torch.all(f0[0, 5:] == 0)
+    assert torch.all(y[0, 0, 5 * 256:] == 0)
 
 
 @pytest.fixture
