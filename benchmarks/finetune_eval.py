@@ -1,4 +1,5 @@
-"""Vocoders before/after fine-tuning, on held-out recordings: mel cycle error and F0 error split by pitch.
+"""Vocoders side by side (before/after fine-tuning, LJ_V2 vs the bundled NSF vocoder) on held-out recordings:
+mel cycle error and F0 error split by pitch. F0-driven (NSF) vocoders are given the recording's F0.
 
 For each recording (raw level, not peak-normalised): mel = canora mel; for each vocoder: audio = vocode(mel),
 mel' = mel(audio). Per frame:
@@ -38,7 +39,7 @@ def frame_stats(wav: np.ndarray, voc: Vocoder, f0_ref: np.ndarray, method: str) 
     """Per-frame arrays for one recording and one vocoder: cycle error, loud mask, F0 of the vocoded audio."""
     spec = voc.spec
     mel = wav_to_mel(wav, spec)
-    out = voc.vocode(mel)
+    out = voc.vocode(mel, f0_ref if voc.needs_f0 else None)  # NSF vocoders get the source F0, as in conversion
     got = wav_to_mel(out, spec)
     n = min(mel.shape[1], got.shape[1], len(f0_ref))
     f0_out = extract_f0(out, spec.sample_rate, spec.hop_length, n, method=method)
