@@ -1,0 +1,74 @@
+"""The bundled default models: they load with no network, agree on one MelSpec, and convert real singing.
+
+Thresholds (stated in the README's model card): after conversion the output's F0 follows the source's
+(transposed) F0 with a median absolute error under 50 cents and fewer than 15 % of frames voiced in both
+off by more than 50 cents; the output keeps the source's length, is finite, and is not silent.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from canora.cli import main
+from canora.evaluation import f0_scores
+from canora.mel import MelSpec
+from canora.pipeline import DEFAULT_REFINER, DEFAULT_VOCODER, Converter
+from canora.pitch import extract_f0
+
+SR = 22050
+
+
+@pytest.fixture(scope="module")
+def converter() -> Converter:
+    return Converter.from_pretrained()
+
+
+def _follows(source: np.ndarray, out: np.ndarray, transpose: float) -> tuple[float, float]:
+    """(median |cents|, share of frames > 50 cents off) over frames voiced in both."""
+    f_src = extract_f0(source, SR, 256)
+    f_out = extract_f0(out, SR, 256)
+    ref = np.where(f_src > 0, f_src * 2 ** (transpose / 12), 0.0)
+    both = (ref > 0) & (f_out > 0)
+    assert both.mean() > 0.3, "too few frames voiced in both: the output lost the voice"
+    cents = np.abs(1200 * np.log2(f_out[both] / ref[both]))
+    return float(np.median(cents)), float(np.mean(cents > 50))
+
+
+def test_bundled_models_are_small_versioned_and_share_the_hifigan_melspec(converter):
+    size = sum(p.stat().st_size for d in (DEFAULT_REFINER, DEFAULT_VOCODER) for p in d.iterdir())
+    assert size < 50 * 2**20
+    assert converter.spec == MelSpec()  # the official HiFi-GAN v1 mel
+    assert converter.vocoder.needs_f0 and converter.singers == ["pjs"]
+
+
+def test_bundled_conversion_of_a_real_clip_follows_the_source_pitch(converter):
+    from canora.audio import load_audio
+
+    from .conftest import shared_file
+
+    wav = load_audio(shared_file("vocadito/vocadito_10.wav"), SR)[2 * SR: 6 * SR]
+    res = converter.convert(wav, SR, transpose=5, steps=4)
+    assert res.audio.shape == wav.shape and np.isfinite(res.audio).all()
+    assert np.sqrt(np.mean(res.audio**2)) > 0.1 * np.sqrt(np.mean(wav**2))
+    median_cents, gross = _follows(wav, res.audio, 5)
+    assert median_cents < 50 and gross < 0.15, (median_cents, gross)
+    assert res.stats["mel_cycle_error"] < 1.0
+
+
+def test_demo_phrase_converts_with_auto_key(converter):
+    from canora.demo import synth_phrase
+
+    wav = synth_phrase(SR)
+    res = converter.convert(wav, SR, auto_transpose=True, steps=4)
+    assert res.audio.shape == wav.shape and np.isfinite(res.audio).all() and np.abs(res.audio).max() > 0.05
+    median_cents, gross = _follows(wav, res.audio, res.transpose)
+    assert median_cents < 50 and gross < 0.15, (median_cents, gross)
+    scores = f0_scores(extract_f0(wav, SR, 256), extract_f0(res.audio, SR, 256), res.transpose)
+    assert scores.pearson > 0.9
+
+
+def test_readme_main_job_runs(tmp_path, capsys):
+    assert main(["demo", "-o", str(tmp_path / "demo")]) == 0
+    assert (tmp_path / "demo" / "phrase_converted.wav").is_file()
+    assert "converted it to singer 'pjs'" in capsys.readouterr().err
