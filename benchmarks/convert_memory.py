@@ -1,0 +1,66 @@
+"""Peak memory of `Converter.convert` against song length: slicing keeps the models' working set bounded.
+
+Each length runs in a fresh subprocess (so peaks do not mix) that converts a synthetic song (the demo
+phrase repeated, with its rests) of that many minutes and reports its peak resident set size (RSS). The
+audio itself, the whole-song mels and F0 returned with the result grow linearly (about 0.1 MB per second
+of audio in and out); the refiner's and vocoder's activations do not grow with length. The table shows
+the peak RSS per length and the growth per minute, next to what whole-song (unsliced) processing would add.
+
+    .venv/bin/python benchmarks/convert_memory.py [--minutes 0.5 2 5] [--steps 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from _common import print_table, write_json
+
+CHILD = r"""
+import json, resource, sys, time
+import numpy as np, torch
+torch.set_num_threads(2)
+from canora.demo import synth_phrase
+from canora.pipeline import Converter
+minutes, steps, max_slice = float(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+conv = Converter.from_pretrained()
+phrase = synth_phrase(22050)
+n = int(minutes * 60 * 22050)
+wav = np.tile(phrase, n // len(phrase) + 1)[:n]
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+t0 = time.perf_counter()
+res = conv.convert(wav, 22050, steps=steps, max_slice_seconds=max_slice)
+wall = time.perf_counter() - t0
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({"minutes": minutes, "slices": res.stats["slices"], "rss_before_mb": base, "peak_rss_mb": peak,
+                  "rtf": wall / (n / 22050)}))
+"""
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--minutes", type=float, nargs="+", default=[0.5, 2.0, 5.0])
+    ap.add_argument("--steps", type=int, default=2)
+    ap.add_argument("--max-slice-seconds", type=float, default=30.0)
+    ap.add_argument("--out", type=Path, default=Path("bench_out/convert_memory.json"))
+    args = ap.parse_args()
+    rows = []
+    for m in args.minutes:
+        out = subprocess.run([sys.executable, "-c", CHILD, str(m), str(args.steps), str(args.max_slice_seconds)],
+                             check=True, capture_output=True, text=True).stdout
+        rows.append(json.loads(out.strip().splitlines()[-1]))
+        print(f"{m} min: done", file=sys.stderr)
+    first = rows[0]
+    for r in rows:
+        extra = r["minutes"] - first["minutes"]
+        r["growth_mb_per_min"] = (r["peak_rss_mb"] - first["peak_rss_mb"]) / extra if extra > 0 else float("nan")
+    print_table(rows, ["minutes", "slices", "rss_before_mb", "peak_rss_mb", "growth_mb_per_min", "rtf"])
+    write_json(args.out, {"benchmark": "convert_memory", "steps": args.steps,
+                          "max_slice_seconds": args.max_slice_seconds, "rows": rows})
+
+
+if __name__ == "__main__":
+    main()
