@@ -61,8 +61,8 @@ def _pairs(original: Path, refined: Path) -> list[str]:
     for d in (original, refined):
         if not d.is_dir():
             raise CanoraError(f"{d}: not a directory of .npy mels")
-    a = {p.stem for p in original.glob("*.npy")}
-    b = {p.stem for p in refined.glob("*.npy")}
+    a = {p.stem for p in original.glob("*.npy") if not p.name.endswith(".f0.npy")}  # F0 tracks are no mels
+    b = {p.stem for p in refined.glob("*.npy") if not p.name.endswith(".f0.npy")}
     common = sorted(a & b)
     if not common:
         raise CanoraError(f"{refined}: no <stem>.npy shares a name with a mel in {original}; pair them by file name")
@@ -101,11 +101,11 @@ def build_report(
             else:
                 log.warning("%s: missing; no audio metrics for %s", wav_path, stem)
         elif vocoder is not None:
-            f.generated = _vocode(vocoder, r)
+            f.generated = _vocode(vocoder, r, refined / f"{stem}.f0.npy")
         if f.generated is not None:
             f.gen_report = check_output(r, f.generated, spec)
         if vocoder is not None:
-            f.orig_report = check_output(o, _vocode(vocoder, o), spec)
+            f.orig_report = check_output(o, _vocode(vocoder, o, original / f"{stem}.f0.npy"), spec)
         files.append(f)
 
     st_o, st_r = stats.band_stats([f.original for f in files]), stats.band_stats([f.refined for f in files])
@@ -135,8 +135,14 @@ def build_report(
     return metrics
 
 
-def _vocode(vocoder: Any, mel: np.ndarray) -> np.ndarray:
+def _vocode(vocoder: Any, mel: np.ndarray, f0_path: Path | None = None) -> np.ndarray:
+    """Vocode ``mel`` (n_mels, T); F0-driven vocoders read ``f0_path`` (``<stem>.f0.npy``, as written by
+    ``canora refine``) when it exists, else estimate F0 from the mel."""
     try:
+        if getattr(vocoder, "needs_f0", False) and f0_path is not None and f0_path.is_file():
+            from canora.melio import load_f0
+
+            return vocoder.vocode(mel, load_f0(f0_path, mel.shape[1]))
         return vocoder.vocode(mel)
     except MelError:  # NaN/inf mel: the vocoder refuses; report it as a NaN output
         return np.full(mel.shape[1] * vocoder.spec.hop_length, np.nan, dtype=np.float32)
