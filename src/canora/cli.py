@@ -25,6 +25,7 @@ COMMANDS: dict[str, str] = {
     "demo": "demo",
     "report": "report",
     "doctor": "doctor",
+    "ui": "ui",
 }
 
 
