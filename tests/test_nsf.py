@@ -171,3 +171,39 @@ def test_unvoiced_or_unreadable_training_files_are_skipped(tmp_path, wav_dir, ca
     (wav_dir / "broken.wav").write_text("not audio")
     clips = load_clips(sorted(wav_dir.iterdir()), SPEC, None, progress=False)
     assert len(clips) == 3 and "broken.wav" in caplog.text
+
+
+def test_vocoding_in_pieces_with_the_running_phase_continues_the_source():
+    """The second half of a note, vocoded on its own with ``start_phase = running_phase(first half)``, is
+    driven by exactly the source samples the whole note would have had (no phase jump where pieces meet)."""
+    from canora.vocoder.api import running_phase
+
+    cfg = NSFConfig(upsample_initial_channel=16, resblock_kernel_sizes=(3,), resblock_dilation_sizes=((1, 2),),
+                    noise_std=0.0)
+    torch.manual_seed(0)
+    voc = Vocoder(NSFGenerator.from_config(cfg), SPEC, cfg, "tiny")
+    captured: list[torch.Tensor] = []
+    voc.generator.source.register_forward_hook(lambda m, i, o: captured.append(o[0, 0].clone()))
+    frames = 40
+    f0 = (330.0 * 2 ** (0.5 * np.sin(np.arange(frames) / 5) / 12)).astype(np.float32)
+    mel = np.full((80, frames), -5.0, np.float32)
+    voc.vocode(mel, f0)
+    k = 17
+    voc.vocode(mel[:, k:], f0[k:], start_phase=running_phase(f0[:k], SPEC))
+    whole, second = captured
+    assert torch.allclose(whole[k * 256:], second, atol=1e-4)
+    voc.vocode(mel[:, k:], f0[k:])  # without the phase: a different source (the jump the pipeline avoids)
+    assert not torch.allclose(whole[k * 256:], captured[-1], atol=1e-2)
+
+
+def test_odd_upsampling_strides_fit():
+    cfg = NSFConfig(upsample_rates=(5, 5, 4, 3), upsample_kernel_sizes=(11, 11, 8, 7), upsample_initial_channel=32,
+                    resblock_kernel_sizes=(3,), resblock_dilation_sizes=((1, 2),))
+    y = NSFGenerator.from_config(cfg)(torch.randn(1, 80, 6), torch.full((1, 6), 200.0))
+    assert y.shape == (1, 1, 6 * 300)
+
+
+def test_resume_keeps_the_adversarial_phase_unless_told(wav_dir, tmp_path):
+    NSFTrainer(_cfg(wav_dir, tmp_path / "run", steps=2, recon_steps=1, disc_width_div=8), progress=False).run()
+    resumed = NSFTrainer(_cfg(wav_dir, tmp_path / "run", steps=3, disc_width_div=8), progress=False)
+    assert resumed.step == 2 and resumed.cfg.recon_steps == 1 and resumed.cfg.steps == 3

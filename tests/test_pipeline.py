@@ -198,3 +198,42 @@ def test_cli_eval_scores_against_the_source_after_transpose(capsys, tmp_path):
     assert main(["eval", str(conv), "-o", str(tmp_path / "e12.json"), "--transpose", "12"]) == 0
     row = json.loads((tmp_path / "e12.json").read_text())["files"][0]
     assert 1150 < row["f0_rmse_cents"] < 1250 and row["f0_gross_error_rate"] > 0.95
+
+
+def test_vocode_reads_a_convert_save_mel_directory(capsys, tmp_path, tiny_models):
+    """convert --save-mel writes <stem>.wav, .npy, .f0.npy and .json side by side; vocode takes the mel
+    (driven by its F0 track) and leaves the wav of the same name alone."""
+    ref, voc = tiny_models
+    src = tmp_path / "song.wav"
+    save_wav(src, tone(1.5), SR)
+    out = tmp_path / "converted"
+    assert main(["convert", str(src), "-o", str(out / "song.wav"), "--refiner", str(ref), "--vocoder", str(voc),
+                 "--steps", "1", "--save-mel"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["song.f0.npy", "song.json", "song.npy", "song.wav"]
+    f0 = np.load(out / "song.f0.npy")
+    assert f0.shape == (np.load(out / "song.npy").shape[1],) and (f0 > 0).mean() > 0.5
+    assert main(["vocode", str(out), "-o", str(tmp_path / "voc"), "--checkpoint", str(voc)]) == 0
+    assert [p.name for p in (tmp_path / "voc").iterdir()] == ["song.wav"]
+    (out / "song.f0.npy").write_bytes(b"")
+    assert main(["vocode", str(out / "song.npy"), "-o", str(tmp_path / "voc2"), "--checkpoint", str(voc)]) == 2
+    assert "song.f0.npy: not a readable .npy F0 track" in capsys.readouterr().err
+
+
+def test_bad_slice_length_and_integer_audio_are_refused(tiny_models, tmp_path, capsys):
+    conv = Converter.from_pretrained(*tiny_models)
+    for bad in (0.0, float("nan"), -3.0):
+        with pytest.raises(CanoraError, match="max_slice_seconds"):
+            conv.convert(tone(1.0), SR, max_slice_seconds=bad)
+    with pytest.raises(CanoraError, match="int16"):
+        conv.convert((tone(1.0) * 32767).astype(np.int16), SR)
+    with pytest.raises(CanoraError, match="unknown sampler 'euler'"):
+        conv.convert(tone(1.0), SR, sampler="euler")
+
+
+def test_eval_refuses_to_overwrite_a_convert_sidecar(tmp_path, capsys):
+    conv = tmp_path / "conv"
+    conv.mkdir()
+    save_wav(conv / "a.wav", tone(1.0), SR)
+    (conv / "a.json").write_text("{}")
+    assert main(["eval", str(conv), "-o", str(conv / "a.json"), "--sources", str(conv)]) == 2
+    assert "sidecar" in capsys.readouterr().err and (conv / "a.json").read_text() == "{}"

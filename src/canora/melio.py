@@ -93,7 +93,7 @@ def load_f0(path: str | Path, frames: int) -> np.ndarray:
     path = Path(path)
     try:
         f0 = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, EOFError) as e:
         raise MelError(f"{path}: not a readable .npy F0 track ({str(e).splitlines()[0][:120]})") from None
     if f0.dtype.kind not in "fiu":
         raise MelError(f"{path}: F0 array of dtype {f0.dtype}; expected numbers in Hz")

@@ -125,9 +125,11 @@ class Converter:
 
         from canora.audio import resample
         from canora.mel import wav_to_mel
+        from canora.metrics import mel_cycle_error
         from canora.postprocess import match_envelope
         from canora.refiner.api import DEFAULT_SAMPLER, DEFAULT_STEPS, DEFAULT_STRENGTH, check_steps_strength
         from canora.slicing import join, plan_slices
+        from canora.vocoder.api import running_phase
 
         t0 = time.perf_counter()
         singer_name = self.singers[self.refiner.singer_index(singer)]  # unknown singer: error before any work
@@ -135,8 +137,19 @@ class Converter:
         steps = DEFAULT_STEPS if steps is None else int(steps)
         strength = DEFAULT_STRENGTH if strength is None else float(strength)
         check_steps_strength(steps, strength)
+        from canora.refiner.samplers import available_samplers
+
+        if sampler not in available_samplers():
+            raise CanoraError(f"unknown sampler {sampler!r}; choose one of {', '.join(available_samplers())}")
+        if auto_transpose and singer_name not in self.refiner.singer_f0_stats:
+            raise CanoraError(f"the refiner has no F0 statistics for singer {singer_name!r}; use --transpose")
         if not math.isfinite(transpose):
             raise CanoraError(f"transpose must be a finite number of semitones, got {transpose!r}")
+        if not math.isfinite(max_slice_seconds) or max_slice_seconds < 1.0:
+            raise CanoraError(f"max_slice_seconds must be a number >= 1, got {max_slice_seconds!r}")
+        if np.asarray(audio).dtype.kind != "f":
+            raise AudioError(f"{name}: audio of dtype {np.asarray(audio).dtype}; give float samples in [-1, 1] "
+                             "(e.g. int16 / 32768)")
         wav = np.asarray(audio, dtype=np.float32)
         if wav.ndim != 1:
             raise AudioError(f"{name}: expected mono audio (N,), got shape {wav.shape}")
@@ -162,14 +175,11 @@ class Converter:
             r0, r1 = s.region(overlap, total)
             feats.append(None if s.silent else self._features(wav[r0:r1], f"{name} [{r0 / spec.sample_rate:.1f} s]"))
         voiced_f0 = [f.f0[f.voiced] for f in feats if not (f is None or isinstance(f, str))]
-        if not voiced_f0:
+        silent_file = not voiced_f0
+        if silent_file:
             log.warning("%s: no voice found (no pitched frames); the conversion is silence", name)
-            mel = wav_to_mel(wav, spec)
-            zeros = np.zeros(mel.shape[1], np.float32)
-            return Conversion(np.zeros(total, np.float32), spec.sample_rate, mel,
-                              np.full_like(mel, spec.log_floor), zeros, zeros, 0.0, singer_name,
-                              {"slices": len(slices), "voiced_slices": 0, "seconds": total / spec.sample_rate,
-                               "wall_seconds": time.perf_counter() - t0, "silent": True})
+            feats = [None] * len(slices)
+            transpose, auto_transpose = 0.0, False
         if auto_transpose:
             from canora.pitch import F0Stats
             from canora.pitch import auto_transpose as auto_key
@@ -179,8 +189,11 @@ class Converter:
                 raise CanoraError(f"the refiner has no F0 statistics for singer {singer_name!r}; use --transpose")
             transpose = float(auto_key(np.concatenate(voiced_f0), F0Stats.from_dict(stats)))
 
-        # pass 2: refine and vocode slice by slice
+        # pass 2: refine and vocode slice by slice; an NSF vocoder's sine source carries its phase from slice
+        # to slice (``phase``: the fundamental's phase at the current slice's start, in cycles), so pieces
+        # that meet inside a held note are in phase where they cross-fade
         pieces, mels, src_mels, f0s, src_f0s, cycle = [], [], [], [], [], []
+        phase = 0.0
         for i, (s, f) in enumerate(tqdm(list(zip(slices, feats)), desc=f"convert {name}", unit="slice",
                                         disable=not progress, leave=False)):
             report(len(slices) + i, f"converting slice {i + 1}/{len(slices)}")
@@ -192,24 +205,23 @@ class Converter:
                 pieces.append(np.zeros(len(region), np.float32))
                 mel = np.full_like(src_mel, spec.log_floor)
                 f0 = f0_src = np.zeros(n, np.float32)
-            elif isinstance(f, str):  # sound without pitch (breath, consonants): resynthesise as it is
+            a, b = (s.start - r0) // hop, (s.start - r0) // hop + (s.end - s.start) // hop  # the slice proper
+            if isinstance(f, str):  # sound without pitch (breath, consonants): resynthesise as it is
                 src_mel = wav_to_mel(region, spec)
                 f0 = f0_src = np.zeros(src_mel.shape[1], np.float32)
                 mel = src_mel
-                pieces.append(self.vocoder.vocode(mel, f0) if self.vocoder.needs_f0 else self.vocoder.vocode(mel))
-            else:
+                pieces.append(self._vocode(mel, f0, phase))
+            elif f is not None:
                 res = self.refiner.refine_features(f, singer_name, transpose=transpose, sampler=sampler, steps=steps,
                                                    strength=strength, seed=seed)
                 src_mel, mel, f0, f0_src = f.mel, res.mel, res.f0, f.f0_with_zeros()
-                piece = self.vocoder.vocode(mel, f0) if self.vocoder.needs_f0 else self.vocoder.vocode(mel)
+                piece = self._vocode(mel, f0, phase - running_phase(f0[:a], spec))
                 pieces.append(piece)
-                from canora.metrics import mel_cycle_error
-
                 err = mel_cycle_error(mel, piece, spec)
                 if math.isfinite(err):
                     cycle.append((err, mel.shape[1]))
+            phase = (phase + running_phase(f0[a:b], spec)) % 1.0
             # keep the frames of the slice proper (without its context) for the whole-file mels
-            a, b = (s.start - r0) // hop, (s.start - r0) // hop + (s.end - s.start) // hop
             for store, arr in ((src_mels, src_mel), (mels, mel)):
                 store.append(arr[:, a:b])
             f0s.append(f0[a:b])
@@ -224,10 +236,16 @@ class Converter:
             "seconds": total / spec.sample_rate, "wall_seconds": wall,
             "real_time_factor": wall / (total / spec.sample_rate),
             "mel_cycle_error": (sum(e * n for e, n in cycle) / sum(n for _, n in cycle)) if cycle else float("nan"),
-            "sampler": sampler, "steps": steps, "strength": strength, "seed": seed, "silent": False,
+            "sampler": sampler, "steps": steps, "strength": strength, "seed": seed, "silent": silent_file,
         }
         return Conversion(out, spec.sample_rate, np.concatenate(src_mels, axis=1), np.concatenate(mels, axis=1),
                           np.concatenate(src_f0s), np.concatenate(f0s), float(transpose), singer_name, stats)
+
+    def _vocode(self, mel: np.ndarray, f0: np.ndarray, start_phase: float) -> np.ndarray:
+        """(n_mels, T) + F0 (T,) -> (T * hop,); F0 and phase matter only to F0-driven vocoders."""
+        if self.vocoder.needs_f0:
+            return self.vocoder.vocode(mel, f0, start_phase=start_phase)
+        return self.vocoder.vocode(mel)
 
     def _features(self, region: np.ndarray, name: str) -> Any:
         """Refiner features of a slice region, or ``"unvoiced"`` when it has sound but no pitch: no voiced

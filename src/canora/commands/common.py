@@ -27,13 +27,17 @@ def apply_device_args(args: argparse.Namespace) -> None:
         torch.set_num_threads(args.threads)
 
 
-def list_inputs(path: Path, suffixes: Iterable[str]) -> list[Path]:
-    """Files with one of ``suffixes`` in a directory (sorted), or the one file given. Errors when empty."""
+def list_inputs(
+    path: Path, suffixes: Iterable[str], skip: Callable[[Path], bool] | None = None
+) -> list[Path]:
+    """Files with one of ``suffixes`` in a directory (sorted, leaving out those ``skip`` says), or the one
+    file given. Errors when empty or when two inputs share a stem (their outputs would collide)."""
     suffixes = tuple(s.lower() for s in suffixes)
     if not path.exists():
         raise CanoraError(f"{path}: no such file or directory")
     if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in suffixes)
+        files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in suffixes
+                       and not (skip and skip(p)))
         if not files:
             raise CanoraError(f"{path}: no input files ({', '.join(suffixes)}) in this directory")
     else:

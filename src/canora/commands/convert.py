@@ -76,10 +76,12 @@ def _outputs(files: list[Path], args: argparse.Namespace) -> dict[Path, Path]:
 def run(args: argparse.Namespace) -> int:
     import json
     import logging
+    import math
     import os
 
     from canora.audio import AUDIO_EXTENSIONS, read_audio, save_wav
     from canora.commands.common import apply_device_args, finish, list_inputs, run_batch
+    from canora.errors import CanoraError
     from canora.fileio import atomic_save_npy, atomic_write_text
     from canora.melio import save_mel
     from canora.pipeline import Converter
@@ -97,6 +99,8 @@ def run(args: argparse.Namespace) -> int:
         log.info("rank %d of %d: converting %d of the files", rank, world, len(files))
     conv = Converter.from_pretrained(args.refiner, args.vocoder, device=args.device)
     singer = conv.singers[conv.refiner.singer_index(args.singer)]  # unknown singer: fail before any work
+    if not math.isfinite(args.transpose) or not math.isfinite(args.max_slice_seconds) or args.max_slice_seconds < 1:
+        raise CanoraError("--transpose must be finite and --max-slice-seconds a number >= 1")
     progress = len(files) == 1
 
     def one(f: Path) -> float:
@@ -109,7 +113,8 @@ def run(args: argparse.Namespace) -> int:
         side = {"source": str(f.resolve()), "singer": res.singer, "transpose": res.transpose,
                 "refiner": str(args.refiner or "bundled"), "vocoder": str(args.vocoder or "bundled"),
                 "sample_rate": res.sample_rate, **res.stats}
-        atomic_write_text(out.with_suffix(".json"), json.dumps(side, indent=2, default=float) + "\n")
+        side = {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in side.items()}
+        atomic_write_text(out.with_suffix(".json"), json.dumps(side, indent=2) + "\n")
         if args.save_mel:
             save_mel(out.with_suffix(".npy"), res.mel)
             atomic_save_npy(out.with_name(out.stem + ".f0.npy"), res.f0)

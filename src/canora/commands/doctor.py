@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
         spec, against = Vocoder.from_pretrained(args.vocoder).spec, f"vocoder {args.vocoder}"
     else:
         spec, against = load_spec(args.config or "v1"), f"config {args.config or 'v1'}"
-    files = [f for f in list_inputs(args.input, (".npy",)) if not f.name.endswith(".f0.npy")]  # F0, not mels
+    files = list_inputs(args.input, (".npy",), lambda f: f.name.endswith(".f0.npy"))  # F0 tracks are no mels
     if args.fix:
         check_output_dir(args.input, args.out)
     results, bad, unfixed = [], 0, 0

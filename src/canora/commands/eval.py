@@ -59,9 +59,11 @@ def run(args: argparse.Namespace) -> int:
     files = list_inputs(args.converted, (".wav",))
     if args.out.suffix.lower() != ".json":
         raise CanoraError(f"{args.out}: -o takes a .json file path")
+    if any(args.out.resolve() == f.with_suffix(".json").resolve() for f in files):
+        raise CanoraError(f"{args.out}: that is the convert sidecar of a converted file; choose another -o")
     embedder = target = None
     if args.target_refs is not None:
-        refs = list_audio(args.target_refs) if args.target_refs.is_dir() else []
+        refs = list_audio(args.target_refs) if args.target_refs.exists() else []
         refs = [r for r in refs if r.suffix.lower() in AUDIO_EXTENSIONS]
         if not refs:
             raise CanoraError(f"{args.target_refs}: no recordings of the target singer in this directory")
@@ -86,12 +88,19 @@ def run(args: argparse.Namespace) -> int:
             print(f"skipped: {e}", file=sys.stderr)
             continue
         transpose = args.transpose if args.transpose is not None else float(side.get("transpose", 0.0))
-        scores = evaluate_conversion(conv_wav, src_wav, sr, transpose=transpose, f0_method=args.f0_method,
-                                     embedder=embedder, target_centroid=target)
+        try:
+            scores = evaluate_conversion(conv_wav, src_wav, sr, transpose=transpose, f0_method=args.f0_method,
+                                         embedder=embedder, target_centroid=target)
+        except CanoraError as e:
+            if len(files) == 1:
+                raise
+            failed.append(f.name)
+            print(f"skipped: {f}: {e}", file=sys.stderr)
+            continue
         rows.append({"file": f.name, "source": str(src), "transpose": transpose, **scores,
                      "mel_cycle_error": side.get("mel_cycle_error"), "real_time_factor": side.get("real_time_factor")})
 
-    keys = ["f0_rmse_cents", "f0_gross_error_rate", "f0_vuv_error_rate", "similarity_converted",
+    keys = ["f0_rmse_cents", "f0_gross_error_rate", "f0_vuv_error_rate", "f0_pearson", "similarity_converted",
             "similarity_source", "mel_cycle_error", "real_time_factor"]
 
     def mean(k: str) -> float | None:
@@ -99,8 +108,13 @@ def run(args: argparse.Namespace) -> int:
         return float(np.mean(vals)) if vals else None
 
     summary = {k: mean(k) for k in keys}
-    atomic_write_text(args.out, json.dumps({"files": rows, "mean": summary}, indent=2) + "\n")
-    heads = ["file", "F0 cents", "GPE", "V/UV err", "sim conv", "sim src", "cycle err", "RTF"]
+
+    def finite(v: object) -> object:  # JSON has no NaN: unknown values are null
+        return None if isinstance(v, float) and not math.isfinite(v) else v
+
+    doc = {"files": [{k: finite(v) for k, v in r.items()} for r in rows], "mean": summary}
+    atomic_write_text(args.out, json.dumps(doc, indent=2) + "\n")
+    heads = ["file", "F0 cents", "GPE", "V/UV err", "F0 corr", "sim conv", "sim src", "cycle err", "RTF"]
     print(" | ".join(f"{h:>10}" for h in heads))
 
     def fmt(v: object) -> str:

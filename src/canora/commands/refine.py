@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     apply_device_args(args)
     refiner = Refiner.from_pretrained(args.model, device=args.device)
     refiner.singer_index(args.singer)  # unknown singer: fail before any work
-    files = [f for f in list_inputs(args.input, (".npy", *AUDIO_EXTENSIONS)) if not f.name.endswith(".f0.npy")]
+    files = list_inputs(args.input, (".npy", *AUDIO_EXTENSIONS), lambda f: f.name.endswith(".f0.npy"))
     check_output_dir(args.input, args.out)
     if args.audio is not None and not args.audio.is_dir():
         raise CanoraError(f"{args.audio}: --audio must be a directory holding the source audio of the mels")

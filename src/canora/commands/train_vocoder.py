@@ -116,7 +116,7 @@ def run_nsf(args: argparse.Namespace) -> int:
     cfg = NSFTrainConfig(
         wavs=str(args.wavs), out=str(args.out), mel_spec=spec.to_dict(), model=model.to_dict(), steps=steps,
         batch_size=_pick(args.batch_size, 8), segment_frames=seg // spec.hop_length, lr=_pick(args.lr, 5e-4),
-        stft_weight=_pick(args.stft_weight, 20.0), recon_steps=_pick(args.recon_steps, max(steps, 1)),
+        stft_weight=_pick(args.stft_weight, 20.0), recon_steps=args.recon_steps,
         disc_width_div=_pick(args.disc_width_div, 4), val_count=_pick(args.val_count, 4),
         val_every=args.val_every, checkpoint_every=args.checkpoint_every, keep=args.keep, log_every=args.log_every,
         max_minutes=args.max_minutes, seed=args.seed, cache_dir=None if args.cache_dir is None else str(args.cache_dir),

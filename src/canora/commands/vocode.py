@@ -45,7 +45,10 @@ def run(args: argparse.Namespace) -> int:
     log = logging.getLogger("canora")
     apply_device_args(args)
     voc = Vocoder.from_pretrained(args.checkpoint, config=args.config, device=args.device)
-    files = [f for f in list_inputs(args.input, (".npy", *AUDIO_EXTENSIONS)) if not f.name.endswith(".f0.npy")]
+    def skip(f: Path) -> bool:  # F0 tracks are no mels; audio beside its own mel (convert --save-mel) is vocoded once
+        return f.name.endswith(".f0.npy") or (f.suffix.lower() != ".npy" and f.with_suffix(".npy").is_file())
+
+    files = list_inputs(args.input, (".npy", *AUDIO_EXTENSIONS), skip)
     check_output_dir(args.input, args.out)
     spec = voc.spec
     warned = False

@@ -152,12 +152,15 @@ class Vocoder:
     # ------------------------------------------------------------------ inference
     @torch.inference_mode()
     def __call__(
-        self, mel: torch.Tensor | np.ndarray, f0: torch.Tensor | np.ndarray | None = None, seed: int = 0
+        self, mel: torch.Tensor | np.ndarray, f0: torch.Tensor | np.ndarray | None = None, seed: int = 0,
+        start_phase: float = 0.0,
     ) -> torch.Tensor:
         """Log-mel (n_mels, T) or (B, n_mels, T) -> waveform (T * hop,) or (B, T * hop), float32 in [-1, 1].
 
         ``f0`` (T,) or (B, T) Hz, 0 = unvoiced: used by NSF vocoders (estimated from the mel when None),
-        ignored by plain HiFi-GANs. ``seed`` fixes the NSF source's noise and phases.
+        ignored by plain HiFi-GANs. ``seed`` fixes the NSF source's noise and harmonic phase offsets;
+        ``start_phase`` is the fundamental's phase (cycles) before the first sample: vocoding a song in
+        pieces with the running phase (:func:`running_phase`) makes each piece's source continue the last.
         """
         x = torch.as_tensor(mel, dtype=torch.float32, device=self.device)
         squeeze = x.dim() == 2
@@ -180,12 +183,17 @@ class Vocoder:
             raise MelError(f"F0 of shape {tuple(f.shape)} does not fit the mel {tuple(x.shape)}: one value per frame")
         if not torch.isfinite(f).all() or (f < 0).any():
             raise MelError("F0 holds NaN/inf or negative values; give Hz with 0 at unvoiced frames")
-        wav = self.generator(x, f, torch.Generator().manual_seed(seed)).squeeze(1)
+        harmonics = self.config.harmonics
+        offsets = torch.rand(harmonics, generator=torch.Generator().manual_seed(seed + 1), dtype=torch.float64)
+        offsets[0] = 0.0
+        mult = torch.arange(1, harmonics + 1, dtype=torch.float64)
+        phase0 = torch.remainder(mult * float(start_phase) + offsets, 1.0).expand(x.shape[0], harmonics)
+        wav = self.generator(x, f, torch.Generator().manual_seed(seed), phase0).squeeze(1)
         return wav.squeeze(0) if squeeze else wav
 
-    def vocode(self, mel: np.ndarray, f0: np.ndarray | None = None) -> np.ndarray:
+    def vocode(self, mel: np.ndarray, f0: np.ndarray | None = None, start_phase: float = 0.0) -> np.ndarray:
         """numpy convenience: (n_mels, T) [+ F0 (T,)] -> (T * hop,) float32."""
-        return self(mel, f0).cpu().numpy()
+        return self(mel, f0, start_phase=start_phase).cpu().numpy()
 
     # ------------------------------------------------------------------ saving
     def export(self, directory: str | Path, meta: dict[str, Any] | None = None) -> Path:
@@ -198,6 +206,11 @@ class Vocoder:
             state_dict=self.generator.state_dict(),
             meta=meta,
         )
+
+
+def running_phase(f0: np.ndarray, spec: MelSpec) -> float:
+    """Cycles the NSF fundamental advances over frames with F0 ``f0`` (T,) Hz (0 = unvoiced), as float."""
+    return float(np.sum(np.asarray(f0, dtype=np.float64)) * spec.hop_length / spec.sample_rate)
 
 
 def f0_from_mel(mel: np.ndarray, spec: MelSpec, method: str = "harvest") -> np.ndarray:

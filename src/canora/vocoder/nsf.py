@@ -110,13 +110,20 @@ class SineSource(nn.Module):
         self.noise_std = noise_std
         self.merge = nn.Linear(harmonics, 1)
 
-    def forward(self, f0: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    def forward(
+        self, f0: torch.Tensor, generator: torch.Generator | None = None, phase0: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``phase0`` (B, H) in cycles: each harmonic's phase before the first sample (random when None, as
+        in training; given by inference so that consecutive pieces of one song continue each other)."""
         b, n = f0.shape
         mult = torch.arange(1, self.harmonics + 1, device=f0.device, dtype=torch.float64)
         fh = f0.double()[:, :, None] * mult  # (B, N, H)
         inc = fh / self.sample_rate
-        start = torch.rand(b, 1, self.harmonics, generator=generator, dtype=torch.float64).to(f0.device)
-        start[:, :, 0] = 0.0
+        if phase0 is None:
+            start = torch.rand(b, 1, self.harmonics, generator=generator, dtype=torch.float64).to(f0.device)
+            start[:, :, 0] = 0.0
+        else:
+            start = phase0.to(device=f0.device, dtype=torch.float64).reshape(b, 1, self.harmonics)
         phase = torch.remainder(torch.cumsum(inc, dim=1) + start, 1.0).to(f0.dtype)
         voiced = (f0 > 0).to(f0.dtype)[:, :, None]
         audible = (fh < self.sample_rate / 2).to(f0.dtype)
@@ -160,7 +167,7 @@ class NSFGenerator(nn.Module):
             self.ups.append(weight_norm(nn.ConvTranspose1d(c_in, ch, k, u, padding=(k - u) // 2)))
             stride = math.prod(upsample_rates[i + 1:])  # source rate -> this stage's rate
             if stride > 1:
-                self.noise_convs.append(nn.Conv1d(1, ch, stride * 2, stride, padding=stride // 2))
+                self.noise_convs.append(nn.Conv1d(1, ch, stride * 2, stride, padding=(stride + 1) // 2))
             else:
                 self.noise_convs.append(nn.Conv1d(1, ch, 1))
             for rk, d in zip(resblock_kernel_sizes, resblock_dilation_sizes):
@@ -173,11 +180,14 @@ class NSFGenerator(nn.Module):
     def from_config(cls, cfg: NSFConfig) -> NSFGenerator:
         return cls(**{f.name: getattr(cfg, f.name) for f in fields(cfg)})
 
-    def forward(self, mel: torch.Tensor, f0: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """mel (B, n_mels, T), f0 (B, T) -> (B, 1, T * hop)."""
+    def forward(
+        self, mel: torch.Tensor, f0: torch.Tensor, generator: torch.Generator | None = None,
+        phase0: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """mel (B, n_mels, T), f0 (B, T), optional start phases ``phase0`` (B, harmonics) -> (B, 1, T * hop)."""
         if f0.shape != (mel.shape[0], mel.shape[2]):
             raise CanoraError(f"F0 of shape {tuple(f0.shape)} does not fit the mel {tuple(mel.shape)}: need (B, T)")
-        src = self.source(upsample_f0(f0.to(mel.dtype), self.hop), generator)
+        src = self.source(upsample_f0(f0.to(mel.dtype), self.hop), generator, phase0)
         x = self.conv_pre(mel)
         for i, up in enumerate(self.ups):
             x = up(F.leaky_relu(x, LRELU_SLOPE))

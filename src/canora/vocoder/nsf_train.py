@@ -52,8 +52,8 @@ RESUMABLE_CHANGES = {"steps", "checkpoint_every", "keep", "val_every", "log_ever
 class NSFTrainConfig:
     """Everything that defines an NSF vocoder training run (saved in every checkpoint).
 
-    ``recon_steps``: updates without discriminators; after them the adversarial phase starts (set it to
-    ``steps`` or more for reconstruction only). ``stft_weight`` multiplies the multi-resolution STFT loss
+    ``recon_steps``: updates without discriminators; after them the adversarial phase starts (None:
+    reconstruction only). ``stft_weight`` multiplies the multi-resolution STFT loss
     (the mel L1 is weighted 45, as in HiFi-GAN).
     """
 
@@ -68,7 +68,7 @@ class NSFTrainConfig:
     lr_decay_steps: int = 10_000  # lr halves every this many steps
     betas: tuple[float, float] = (0.8, 0.99)
     stft_weight: float = 20.0
-    recon_steps: int = 1_000_000_000
+    recon_steps: int | None = None
     disc_width_div: int = 4
     val_count: int = 4
     val_seconds: float = 4.0
@@ -177,10 +177,17 @@ class NSFTrainer:
         if self.resume_from is not None:
             self.state = load_torch_file(self.resume_from)
             saved = NSFTrainConfig.from_dict(json.loads(self.state["train_config"]))
-            given = {k: v for k, v in asdict(cfg).items() if k in RESUMABLE_CHANGES}
             if cfg.spec != saved.spec:
                 cfg.spec.require_same(saved.spec, f"the run in {self.out}", "use a new --out")
-            cfg = replace(saved, **given)
+            given = {k: v for k, v in asdict(cfg).items()
+                     if k in RESUMABLE_CHANGES and not (k == "recon_steps" and v is None)}
+            old = asdict(saved)
+            ignored = [k for k, v in asdict(cfg).items()
+                       if k not in RESUMABLE_CHANGES | {"wavs", "out", "cache_dir"} and v != old[k]]
+            if ignored:
+                log.warning("resuming %s: keeping its saved %s (only %s may change on resume)", self.out,
+                            ", ".join(ignored), ", ".join(sorted(RESUMABLE_CHANGES)))
+            cfg = replace(saved, **given, wavs=cfg.wavs, cache_dir=cfg.cache_dir)
         self.cfg = cfg
         self.spec = cfg.spec
         if cfg.nsf.hop_length != self.spec.hop_length or cfg.nsf.sample_rate != self.spec.sample_rate:
@@ -279,7 +286,7 @@ class NSFTrainer:
         with torch.no_grad():
             y_mel = mel_spectrogram(y.squeeze(1), self.loss_spec)
         out = {"lr": lr}
-        adversarial = self.step >= cfg.recon_steps
+        adversarial = cfg.recon_steps is not None and self.step >= cfg.recon_steps
         if adversarial:
             self.opt_d.zero_grad(set_to_none=True)
             r, g, _, _ = self.mpd(y, y_hat.detach())
@@ -341,8 +348,9 @@ class NSFTrainer:
         writer = SummaryWriter(str(self.out / "logs"), purge_step=self.step or None)
         n_g = sum(p.numel() for p in self.generator.parameters())
         log.info("train-vocoder (nsf): %d generator parameters, %d train / %d val files, batch %d x %d frames, "
-                 "step %d -> %d (adversarial from step %d)", n_g, len(self.train), len(self.val), cfg.batch_size,
-                 cfg.segment_frames, self.step, cfg.steps, cfg.recon_steps)
+                 "step %d -> %d (%s)", n_g, len(self.train), len(self.val), cfg.batch_size, cfg.segment_frames,
+                 self.step, cfg.steps, "reconstruction losses only" if cfg.recon_steps is None
+                 else f"adversarial from step {cfg.recon_steps}")
         stop = {"now": False}
 
         def _handler(signum: int, frame: Any) -> None:
