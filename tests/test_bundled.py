@@ -75,27 +75,28 @@ def test_readme_main_job_runs(tmp_path, capsys):
 
 
 def test_forced_cuts_inside_a_held_note_leave_no_dip_or_click(converter):
-    """A 9 s held note with vibrato and no pause, converted in slices of at most 2 s: the level around every
-    join stays within a few dB of the level elsewhere (no cancellation hole), and the sample-to-sample step
-    at the joins is no larger than inside the slices (no click)."""
+    """A 9 s held note with vibrato and no pause, converted in slices of at most 2 s, against the same note
+    converted in one piece: around every join the level stays within ~2.5 dB of the one-piece conversion
+    (no cancellation hole), and the sample-to-sample step at the joins is no larger than inside the slices
+    (no click). (Cuts land on the quietest frames, which in a vibrato are its amplitude troughs, so the
+    one-piece conversion is the fair reference, not the song's median level.)"""
     from canora.slicing import plan_slices
 
     t = np.arange(9 * SR) / SR
     f0 = 262.0 * 2 ** (0.3 * np.sin(2 * np.pi * 5.5 * t) / 12)
     phase = 2 * np.pi * np.cumsum(f0) / SR
     wav = (0.3 * sum(np.sin(k * phase) / k ** 1.2 for k in range(1, 20)) * np.minimum(1, t / 0.1)).astype(np.float32)
-    res = converter.convert(wav, SR, steps=4, max_slice_seconds=2.0)
+    sliced = converter.convert(wav, SR, steps=4, max_slice_seconds=2.0).audio
+    whole = converter.convert(wav, SR, steps=4, max_slice_seconds=30.0).audio
     joins = [s.start for s in plan_slices(wav, SR, max_seconds=2.0, overlap=4 * 256)[1:]]
     assert len(joins) >= 3
-    y = res.audio
 
-    def rms(a: int, b: int) -> float:
-        return float(np.sqrt(np.mean(y[a:b] ** 2)))
+    def rms(y: np.ndarray, j: int) -> float:
+        return float(np.sqrt(np.mean(y[j - 512: j + 512] ** 2)))
 
-    body = np.median([rms(a, a + 1024) for a in range(SR, len(y) - 2048, 1024)])
     for j in joins:
-        assert rms(j - 512, j + 512) > 0.5 * body, f"level dip at the join at {j / SR:.2f} s"
-    step = np.abs(np.diff(y))
+        assert rms(sliced, j) > 0.75 * rms(whole, j), f"level dip at the join at {j / SR:.2f} s"
+    step = np.abs(np.diff(sliced))
     typical = np.percentile(step[SR:], 99.9)
     for j in joins:
         assert step[j - 1024: j + 1024].max() <= 1.5 * typical, f"click at the join at {j / SR:.2f} s"

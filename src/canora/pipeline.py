@@ -129,7 +129,6 @@ class Converter:
         from canora.postprocess import match_envelope
         from canora.refiner.api import DEFAULT_SAMPLER, DEFAULT_STEPS, DEFAULT_STRENGTH, check_steps_strength
         from canora.slicing import join, plan_slices
-        from canora.vocoder.api import running_phase
 
         t0 = time.perf_counter()
         singer_name = self.singers[self.refiner.singer_index(singer)]  # unknown singer: error before any work
@@ -189,11 +188,22 @@ class Converter:
                 raise CanoraError(f"the refiner has no F0 statistics for singer {singer_name!r}; use --transpose")
             transpose = float(auto_key(np.concatenate(voiced_f0), F0Stats.from_dict(stats)))
 
-        # pass 2: refine and vocode slice by slice; an NSF vocoder's sine source carries its phase from slice
-        # to slice (``phase``: the fundamental's phase at the current slice's start, in cycles), so pieces
-        # that meet inside a held note are in phase where they cross-fade
-        pieces, mels, src_mels, f0s, src_f0s, cycle = [], [], [], [], [], []
-        phase = 0.0
+        # one F0 track for the whole song (each slice's own frames, transposed; 0 = unvoiced or silent): it drives
+        # an NSF vocoder, so neighbouring regions get the same F0 where they overlap, and its running sum gives
+        # each region's start phase: pieces that meet inside a held note are in phase where they cross-fade
+        ratio = 2.0 ** (transpose / 12.0)
+        src_f0 = np.zeros(total // hop, np.float32)
+        for s, f in zip(slices, feats):
+            if f is not None and not isinstance(f, str):
+                r0 = s.region(overlap, total)[0]
+                a = (s.start - r0) // hop
+                own = f.f0_with_zeros()[a: a + (s.end - s.start) // hop]
+                src_f0[s.start // hop: s.start // hop + len(own)] = own
+        song_f0 = (src_f0 * ratio).astype(np.float32)
+        cycles = np.concatenate([[0.0], np.cumsum(song_f0.astype(np.float64) * hop / spec.sample_rate)])
+
+        # pass 2: refine and vocode slice by slice
+        pieces, mels, src_mels, cycle = [], [], [], []
         for i, (s, f) in enumerate(tqdm(list(zip(slices, feats)), desc=f"convert {name}", unit="slice",
                                         disable=not progress, leave=False)):
             report(len(slices) + i, f"converting slice {i + 1}/{len(slices)}")
@@ -204,28 +214,27 @@ class Converter:
                 src_mel = wav_to_mel(region, spec) if n > 0 else np.zeros((spec.n_mels, 0), np.float32)
                 pieces.append(np.zeros(len(region), np.float32))
                 mel = np.full_like(src_mel, spec.log_floor)
-                f0 = f0_src = np.zeros(n, np.float32)
             a, b = (s.start - r0) // hop, (s.start - r0) // hop + (s.end - s.start) // hop  # the slice proper
-            if isinstance(f, str):  # sound without pitch (breath, consonants): resynthesise as it is
-                src_mel = wav_to_mel(region, spec)
-                f0 = f0_src = np.zeros(src_mel.shape[1], np.float32)
-                mel = src_mel
-                pieces.append(self._vocode(mel, f0, phase))
-            elif f is not None:
-                res = self.refiner.refine_features(f, singer_name, transpose=transpose, sampler=sampler, steps=steps,
-                                                   strength=strength, seed=seed)
-                src_mel, mel, f0, f0_src = f.mel, res.mel, res.f0, f.f0_with_zeros()
-                piece = self._vocode(mel, f0, phase - running_phase(f0[:a], spec))
-                pieces.append(piece)
-                err = mel_cycle_error(mel, piece, spec)
-                if math.isfinite(err):
-                    cycle.append((err, mel.shape[1]))
-            phase = (phase + running_phase(f0[a:b], spec)) % 1.0
+            if f is not None:
+                n = spec.num_frames(len(region))
+                drive = song_f0[r0 // hop: r0 // hop + n]
+                start_phase = float(cycles[r0 // hop] % 1.0)
+                if isinstance(f, str):  # sound without pitch (breath, consonants): resynthesise as it is
+                    src_mel = mel = wav_to_mel(region, spec)
+                    pieces.append(self._vocode(mel, np.zeros(mel.shape[1], np.float32), start_phase))
+                else:
+                    res = self.refiner.refine_features(f, singer_name, transpose=transpose, sampler=sampler,
+                                                       steps=steps, strength=strength, seed=seed)
+                    src_mel, mel = f.mel, res.mel
+                    drive = np.pad(drive, (0, max(0, mel.shape[1] - len(drive))))[: mel.shape[1]]
+                    piece = self._vocode(mel, drive, start_phase)
+                    pieces.append(piece)
+                    err = mel_cycle_error(mel, piece, spec)
+                    if math.isfinite(err):
+                        cycle.append((err, mel.shape[1]))
             # keep the frames of the slice proper (without its context) for the whole-file mels
             for store, arr in ((src_mels, src_mel), (mels, mel)):
                 store.append(arr[:, a:b])
-            f0s.append(f0[a:b])
-            src_f0s.append(f0_src[a:b])
         report(2 * len(slices), "done")
         out = join(pieces, slices, total, overlap)
         out = match_envelope(out, wav, hop=hop)
@@ -239,7 +248,7 @@ class Converter:
             "sampler": sampler, "steps": steps, "strength": strength, "seed": seed, "silent": silent_file,
         }
         return Conversion(out, spec.sample_rate, np.concatenate(src_mels, axis=1), np.concatenate(mels, axis=1),
-                          np.concatenate(src_f0s), np.concatenate(f0s), float(transpose), singer_name, stats)
+                          src_f0, song_f0, float(transpose), singer_name, stats)
 
     def _vocode(self, mel: np.ndarray, f0: np.ndarray, start_phase: float) -> np.ndarray:
         """(n_mels, T) + F0 (T,) -> (T * hop,); F0 and phase matter only to F0-driven vocoders."""
