@@ -1,4 +1,4 @@
-"""Peak memory of `Converter.convert` against song length: slicing keeps the models' working set bounded.
+"""End-to-end real-time factor and peak memory of `Converter.convert` against song length (30 s, 5 min).
 
 Each length runs in a fresh subprocess (so peaks do not mix) that converts a synthetic song (the demo
 phrase repeated, with its rests) of that many minutes and reports its peak resident set size (RSS). The
@@ -6,7 +6,9 @@ audio itself, the whole-song mels and F0 returned with the result grow linearly 
 of audio in and out); the refiner's and vocoder's activations do not grow with length. The table shows
 the peak RSS per length and the growth per minute, next to what whole-song (unsliced) processing would add.
 
-    .venv/bin/python benchmarks/convert_memory.py [--minutes 0.5 2 5] [--steps 2]
+    .venv/bin/python benchmarks/convert_memory.py [--minutes 0.5 5] [--steps 10]
+
+RTF = conversion wall seconds / audio seconds (2 threads, models loaded and warm, default sampler).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from canora.pipeline import Converter
 minutes, steps, max_slice = float(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
 conv = Converter.from_pretrained()
 phrase = synth_phrase(22050)
+conv.convert(phrase, 22050, steps=steps)  # warm-up
 n = int(minutes * 60 * 22050)
 wav = np.tile(phrase, n // len(phrase) + 1)[:n]
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -42,8 +45,8 @@ print(json.dumps({"minutes": minutes, "slices": res.stats["slices"], "rss_before
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--minutes", type=float, nargs="+", default=[0.5, 2.0, 5.0])
-    ap.add_argument("--steps", type=int, default=2)
+    ap.add_argument("--minutes", type=float, nargs="+", default=[0.5, 5.0])
+    ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--max-slice-seconds", type=float, default=30.0)
     ap.add_argument("--out", type=Path, default=Path("bench_out/convert_memory.json"))
     args = ap.parse_args()
