@@ -11,9 +11,10 @@ computes (DESIGN.md section 5):
   2 threads, warm).
 
 Systems, side by side in one run: ``source`` (unchanged), ``world`` (WORLD analysis-resynthesis of the
-source with the same transpose: the DSP baseline for pitch), ``canora`` (refiner + bundled NSF vocoder) at
-each ``--steps`` / ``--strength``, and ``canora+lj_v2`` (the same refined mels through the official
-LJ_V2 speech vocoder, when ``--lj-v2`` exists).
+source with the same transpose: the DSP baseline for pitch), ``lj_v2 copy`` (the official LJ_V2 speech
+vocoder resynthesising the source's own mel), ``canora`` (refiner + bundled NSF vocoder) at each
+``--steps`` / ``--strength``, and the first canora setting's refined mels through ``griffin-lim`` and
+through ``lj_v2`` instead of the NSF vocoder.
 
     .venv/bin/python benchmarks/convert.py [--clip-seconds 8] [--steps 4 10] [--strength 0.6]
 """
@@ -35,9 +36,10 @@ from canora.metrics import mel_cycle_error
 from canora.pipeline import Converter
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-SOURCES = ["vocadito/vocadito_1.wav", "vocadito/vocadito_10.wav", "vocadito/vocadito_14.wav",
+SOURCES = ["pjs/pjs087_song.wav", "pjs/pjs088_song.wav", "vocadito/vocadito_1.wav", "vocadito/vocadito_10.wav", "vocadito/vocadito_14.wav",
            "nitsong070/*.wav", "dagstuhl/*S1*DYN*.wav", "smstools/*female*.wav"]
-TARGET_REFS = ["pjs/pjs087_song.wav", "pjs/pjs088_song.wav", "pjs/pjs089_song.wav", "pjs/pjs090_song.wav"]
+# PJS 087-090 are held out by both bundled models: two are sources (PJS -> PJS), two the target's references
+TARGET_REFS = ["pjs/pjs089_song.wav", "pjs/pjs090_song.wav"]
 
 
 def world_resynth(wav: np.ndarray, sr: int, transpose: float) -> np.ndarray:
@@ -99,6 +101,13 @@ def main() -> None:
                          "sim_source": s["similarity_source"], "cycle_err": cycle, "rtf": wall / secs})
 
         score("source", wav, 0.0, 0.0)
+        if lj is not None:
+            from canora.mel import wav_to_mel
+
+            t0 = time.perf_counter()
+            src_mel = wav_to_mel(wav, lj.spec)
+            out = lj.vocode(src_mel)
+            score("lj_v2 copy", out, 0.0, time.perf_counter() - t0, mel_cycle_error(src_mel, out, lj.spec))
         conv.convert(wav[: sr], sr, steps=1)  # warm-up
         first = None
         for steps in args.steps:
@@ -111,11 +120,17 @@ def main() -> None:
                 first = first or res
         t0 = time.perf_counter()
         score("world", world_resynth(wav, sr, first.transpose), first.transpose, time.perf_counter() - t0)
+        from canora.refiner.api import griffin_lim
+
+        t0 = time.perf_counter()
+        out = griffin_lim(first.mel, conv.spec)
+        score("canora mel+griffin-lim", out, first.transpose, time.perf_counter() - t0,
+              mel_cycle_error(first.mel, out, conv.spec))
         if lj is not None:
             t0 = time.perf_counter()
             out = lj.vocode(first.mel)
             wall = time.perf_counter() - t0
-            score("canora+lj_v2(voc)", out, first.transpose, wall, mel_cycle_error(first.mel, out, lj.spec))
+            score("canora mel+lj_v2", out, first.transpose, wall, mel_cycle_error(first.mel, out, lj.spec))
         print(f"{path.name}: done", file=sys.stderr)
     cols = ["clip", "system", "steps", "strength", "transpose", "f0_rmse_cents", "gpe", "vuv_err", "sim_target",
             "sim_source", "cycle_err", "rtf"]
