@@ -36,7 +36,8 @@ from canora.metrics import mel_cycle_error
 from canora.pipeline import Converter
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-SOURCES = ["pjs/pjs087_song.wav", "pjs/pjs088_song.wav", "vocadito/vocadito_1.wav", "vocadito/vocadito_10.wav", "vocadito/vocadito_14.wav",
+SOURCES = ["pjs/pjs087_song.wav", "pjs/pjs088_song.wav",
+           "vocadito/vocadito_1.wav", "vocadito/vocadito_10.wav", "vocadito/vocadito_14.wav",
            "nitsong070/*.wav", "dagstuhl/*S1*DYN*.wav", "smstools/*female*.wav"]
 # PJS 087-090 are held out by both bundled models: two are sources (PJS -> PJS), two the target's references
 TARGET_REFS = ["pjs/pjs089_song.wav", "pjs/pjs090_song.wav"]
