@@ -10,6 +10,8 @@ mel' = mel(audio). Per frame:
   harvest by default), reported as RMSE, gross error rate (> 50 cents) and voiced/unvoiced disagreement.
 
 Frames are grouped by the original's F0: < 350 Hz, 350-600 Hz, > 600 Hz (voiced frames), and "all".
+With the ``pesq`` package installed, the "all" row also gets wideband PESQ (ITU-T P.862.2, at 16 kHz) of each
+vocoded recording against the original, averaged over recordings (a perceptual proxy; 1 = bad, 4.6 = best).
 
     .venv/bin/python benchmarks/finetune_eval.py --vocoder before=../shared/data/hifigan/LJ_V2/generator_v2 \\
         --vocoder after=/work/runs/vocoder_ft/run --wavs ../shared/data/pjs/pjs08[1-9]_song.wav \\
@@ -44,7 +46,23 @@ def frame_stats(wav: np.ndarray, voc: Vocoder, f0_ref: np.ndarray, method: str) 
     n = min(mel.shape[1], got.shape[1], len(f0_ref))
     f0_out = extract_f0(out, spec.sample_rate, spec.hop_length, n, method=method)
     return {"err": np.abs(mel[:, :n] - got[:, :n]).mean(axis=0), "loud": loud_frames(mel[:, :n], spec),
-            "f0_ref": f0_ref[:n], "f0_out": f0_out}
+            "f0_ref": f0_ref[:n], "f0_out": f0_out, "pesq": np.array([wb_pesq(wav, out, spec.sample_rate)])}
+
+
+def wb_pesq(ref: np.ndarray, deg: np.ndarray, sr: int) -> float:
+    """Wideband PESQ of ``deg`` against ``ref`` at 16 kHz, or NaN when the ``pesq`` package is missing."""
+    try:
+        from pesq import PesqError, pesq
+    except ImportError:
+        return float("nan")
+    from canora.audio import resample
+
+    n = min(len(ref), len(deg))
+    r, d = resample(ref[:n], sr, 16000), resample(deg[:n], sr, 16000)
+    try:
+        return float(pesq(16000, r.astype(np.float64), d.astype(np.float64), "wb"))
+    except PesqError:  # e.g. no utterance detected
+        return float("nan")
 
 
 def summarise(frames: list[dict[str, np.ndarray]]) -> list[dict]:
@@ -60,6 +78,7 @@ def summarise(frames: list[dict[str, np.ndarray]]) -> list[dict]:
         cents = 1200 * np.log2(out[both] / ref[both]) if both.any() else np.zeros(0)
         rows.append({
             "band": name, "loud_frames": int(m.sum()),
+            "pesq_wb": float(np.nanmean(np.concatenate([f["pesq"] for f in frames]))) if lo < 0 else float("nan"),
             "mel_cycle_error": float(err[m].mean()) if m.any() else float("nan"),
             "voiced_frames": int(both.sum()),
             "f0_rmse_cents": float(np.sqrt(np.mean(cents**2))) if cents.size else float("nan"),
@@ -99,7 +118,7 @@ def main() -> None:
     rows = []
     for name, frames in per_voc.items():
         rows += [{"vocoder": name, **r} for r in summarise(frames)]
-    print_table(rows, ["vocoder", "band", "loud_frames", "mel_cycle_error", "voiced_frames", "f0_rmse_cents",
+    print_table(rows, ["vocoder", "band", "pesq_wb", "loud_frames", "mel_cycle_error", "voiced_frames", "f0_rmse_cents",
                        "f0_gross_error", "vuv_error"])
     write_json(args.out, {"benchmark": "finetune_eval", "f0_method": args.f0_method,
                           "wavs": [str(p) for p in args.wavs], "vocoders": {n: v.source for n, v in vocoders.items()},
