@@ -18,6 +18,6 @@ sleep 300
 wait
 rm -rf src/canora/pretrained/refiner src/canora/pretrained/vocoder
 mkdir -p src/canora/pretrained
-cp -r "$RUNS/refiner_pjs/export" src/canora/pretrained/refiner
-cp -r "$RUNS/nsf_pjs/export" src/canora/pretrained/vocoder
+cp -rL "$RUNS/refiner_pjs/export" src/canora/pretrained/refiner
+cp -rL "$RUNS/nsf_pjs/export" src/canora/pretrained/vocoder
 echo "bundled models updated from $RUNS"
