@@ -4,7 +4,8 @@ Each length runs in a fresh subprocess (so peaks do not mix) that converts a syn
 phrase repeated, with its rests) of that many minutes and reports its peak resident set size (RSS). The
 whole-song arrays (input, resampled copy, converted pieces, the cross-fade join, the envelope transfer, the
 mels and F0 returned) grow linearly, about 0.6 MB per second of audio at their peak; the refiner's and
-vocoder's activations do not grow with length but with the longest slice (``--max-slice-seconds``). The table shows the peak RSS per length and the growth per minute.
+vocoder's activations do not grow with length but with the longest slice (``--max-slice-seconds``).
+The table shows the peak RSS per length and the growth per minute.
 
     .venv/bin/python benchmarks/convert_memory.py [--minutes 0.5 5] [--steps 10]
 
