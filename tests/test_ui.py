@@ -146,13 +146,26 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _click_convert_when_the_clip_has_landed(page: Any, tries: int = 20) -> None:
+    """Click Convert; Gradio shows the waveform of a clip before its upload to the server has finished, and a
+    click in that window gets the page's "upload or record a clip first" (correctly): wait and click again,
+    as a person would."""
+    for _ in range(tries):
+        page.click("#convert-button")
+        page.wait_for_timeout(700)
+        if "upload or record a clip first" not in (page.locator("#status").text_content() or ""):
+            return
+        page.wait_for_timeout(800)
+    raise AssertionError("the clip never reached the server")
+
+
 def _upload_and_convert(page: Any, path: Path, steps: int) -> None:
     page.locator("#source-audio input[type=file]").set_input_files(str(path))
     page.locator("#source-audio [data-testid^='waveform-']").first.wait_for(timeout=20_000)
     box = page.locator("#steps input[type=number]")
     box.fill(str(steps))
     box.press("Enter")
-    page.click("#convert-button")
+    _click_convert_when_the_clip_has_landed(page)
 
 
 def test_page_end_to_end(converter: Any, clip: Path, text_as_wav: Path, tmp_path: Path,
@@ -262,7 +275,7 @@ def test_page_end_to_end(converter: Any, clip: Path, text_as_wav: Path, tmp_path
                 rec.wait_for_timeout(1500)
                 rec.locator("#source-audio button", has_text="Stop").first.click()
                 rec.locator("#source-audio [data-testid^='waveform-']").first.wait_for(timeout=20_000)
-                rec.click("#convert-button")
+                _click_convert_when_the_clip_has_landed(rec)
                 sync_api.expect(rec.locator("#status")).to_contain_text("converted to pjs", timeout=60_000)
             finally:
                 browser.close()
