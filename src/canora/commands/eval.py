@@ -76,19 +76,12 @@ def run(args: argparse.Namespace) -> int:
             side = json.loads(side_path.read_text()) if side_path.is_file() else {}
         except (OSError, json.JSONDecodeError) as e:
             raise CanoraError(f"{side_path}: unreadable ({e}); re-run canora convert or pass --sources") from None
+        transpose = args.transpose if args.transpose is not None else float(side.get("transpose", 0.0))
         try:
             src = _source_for(f, side, args.sources)
             sr = int(side.get("sample_rate", 22050))
             conv_wav = load_audio(f, sr, allow_silent=True)
             src_wav = load_audio(src, sr)
-        except CanoraError as e:
-            if len(files) == 1:
-                raise
-            failed.append(f.name)
-            print(f"skipped: {e}", file=sys.stderr)
-            continue
-        transpose = args.transpose if args.transpose is not None else float(side.get("transpose", 0.0))
-        try:
             scores = evaluate_conversion(conv_wav, src_wav, sr, transpose=transpose, f0_method=args.f0_method,
                                          embedder=embedder, target_centroid=target)
         except CanoraError as e:

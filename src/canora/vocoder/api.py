@@ -96,22 +96,15 @@ class Vocoder:
     ) -> Vocoder:
         """Load a canora export, an official ``g_*`` file, or a directory of them (see module doc)."""
         path = Path(path)
-        if is_export(path) and read_export_meta(path).get("kind") == NSF_KIND:
-            doc, state = load_export(path, NSF_KIND)
-            ncfg = NSFConfig.from_dict(doc["config"])
-            spec = MelSpec.from_dict(doc["mel_spec"])
-            nsf = NSFGenerator.from_config(ncfg).remove_weight_norm()
-            check_state_dict(nsf, state, str(path))
-            nsf.load_state_dict(state, strict=True)
-            return cls(nsf, spec, ncfg, str(path)).to(device)
         if is_export(path):
-            doc, state = load_export(path, EXPORT_KIND)
-            gcfg = GeneratorConfig.from_dict(doc["config"])
-            spec = MelSpec.from_dict(doc["mel_spec"])
-            gen = Generator.from_config(gcfg).remove_weight_norm()
+            kind = NSF_KIND if read_export_meta(path).get("kind") == NSF_KIND else EXPORT_KIND
+            doc, state = load_export(path, kind)
+            family: tuple[Any, Any] = (NSFConfig, NSFGenerator) if kind == NSF_KIND else (GeneratorConfig, Generator)
+            cfg = family[0].from_dict(doc["config"])
+            gen = family[1].from_config(cfg).remove_weight_norm()
             check_state_dict(gen, state, str(path))
             gen.load_state_dict(state, strict=True)
-            return cls(gen, spec, gcfg, str(path)).to(device)
+            return cls(gen, MelSpec.from_dict(doc["mel_spec"]), cfg, str(path)).to(device)
         if path.is_dir():
             ckpt = newest(path, "g_")
             if ckpt is None:

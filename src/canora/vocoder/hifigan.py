@@ -32,6 +32,49 @@ def init_weights(m: nn.Module, mean: float = 0.0, std: float = 0.01) -> None:
         m.weight.data.normal_(mean, std)
 
 
+def generator_shape_problems(cfg: Any) -> list[str]:
+    """What is wrong with the upsampling / resblock fields of a generator config (HiFi-GAN or NSF)."""
+    problems = []
+    if cfg.resblock not in ("1", "2"):
+        problems.append(f"resblock={cfg.resblock!r} must be '1' or '2'")
+    if len(cfg.upsample_rates) != len(cfg.upsample_kernel_sizes) or not cfg.upsample_rates:
+        problems.append("upsample_rates and upsample_kernel_sizes need the same non-zero length")
+    for u, k in zip(cfg.upsample_rates, cfg.upsample_kernel_sizes):
+        if u < 1 or k < u or (k - u) % 2:
+            problems.append(f"upsample kernel {k} / rate {u}: need kernel >= rate and kernel - rate even")
+    if len(cfg.resblock_kernel_sizes) != len(cfg.resblock_dilation_sizes) or not cfg.resblock_kernel_sizes:
+        problems.append("resblock_kernel_sizes and resblock_dilation_sizes need the same non-zero length")
+    if cfg.resblock == "1" and any(len(d) != 3 for d in cfg.resblock_dilation_sizes):
+        problems.append("resblock '1' takes exactly three dilations per kernel")
+    if cfg.upsample_initial_channel >> len(cfg.upsample_rates) < 1:
+        problems.append("upsample_initial_channel is too small for the number of upsampling stages")
+    return problems
+
+
+def shape_fields_from_json(d: dict[str, Any]) -> dict[str, Any]:
+    """A config dict read from JSON with its list fields as the tuples the frozen configs hold."""
+    d = dict(d)
+    for key in ("upsample_rates", "upsample_kernel_sizes", "resblock_kernel_sizes"):
+        if key in d:
+            d[key] = tuple(int(x) for x in d[key])
+    if "resblock_dilation_sizes" in d:
+        d["resblock_dilation_sizes"] = tuple(tuple(int(x) for x in row) for row in d["resblock_dilation_sizes"])
+    if "resblock" in d:
+        d["resblock"] = str(d["resblock"])
+    return d
+
+
+def fold_weight_norm(module: nn.Module) -> None:
+    """Fold every weight norm in ``module`` (w = g * v / ||v||) into a plain weight, in place."""
+    for m in module.modules():
+        if parametrize.is_parametrized(m, "weight"):
+            parametrize.remove_parametrizations(m, "weight", leave_parametrized=True)
+
+
+def has_weight_norm(module: nn.Module) -> bool:
+    return any(parametrize.is_parametrized(m, "weight") for m in module.modules())
+
+
 @dataclass(frozen=True)
 class GeneratorConfig:
     """Hyper-parameters of a HiFi-GAN generator (the generator part of an official config JSON)."""
@@ -45,20 +88,7 @@ class GeneratorConfig:
     n_mels: int = 80
 
     def __post_init__(self) -> None:
-        problems = []
-        if self.resblock not in ("1", "2"):
-            problems.append(f"resblock={self.resblock!r} must be '1' or '2'")
-        if len(self.upsample_rates) != len(self.upsample_kernel_sizes) or not self.upsample_rates:
-            problems.append("upsample_rates and upsample_kernel_sizes need the same non-zero length")
-        for u, k in zip(self.upsample_rates, self.upsample_kernel_sizes):
-            if u < 1 or k < u or (k - u) % 2:
-                problems.append(f"upsample kernel {k} / rate {u}: need kernel >= rate and kernel - rate even")
-        if len(self.resblock_kernel_sizes) != len(self.resblock_dilation_sizes) or not self.resblock_kernel_sizes:
-            problems.append("resblock_kernel_sizes and resblock_dilation_sizes need the same non-zero length")
-        if self.resblock == "1" and any(len(d) != 3 for d in self.resblock_dilation_sizes):
-            problems.append("resblock '1' takes exactly three dilations per kernel")
-        if self.upsample_initial_channel >> len(self.upsample_rates) < 1:
-            problems.append("upsample_initial_channel is too small for the number of upsampling stages")
+        problems = generator_shape_problems(self)
         if problems:
             raise CanoraError("invalid HiFi-GAN generator config: " + "; ".join(problems))
 
@@ -76,15 +106,7 @@ class GeneratorConfig:
         unknown = set(d) - names
         if unknown:
             raise CheckpointError(f"generator config has unknown keys {sorted(unknown)}; written by a newer canora?")
-        d = dict(d)
-        for key in ("upsample_rates", "upsample_kernel_sizes", "resblock_kernel_sizes"):
-            if key in d:
-                d[key] = tuple(int(x) for x in d[key])
-        if "resblock_dilation_sizes" in d:
-            d["resblock_dilation_sizes"] = tuple(tuple(int(x) for x in row) for row in d["resblock_dilation_sizes"])
-        if "resblock" in d:
-            d["resblock"] = str(d["resblock"])
-        return cls(**d)
+        return cls(**shape_fields_from_json(d))
 
     @classmethod
     def from_hifigan_config(cls, cfg: dict[str, Any]) -> GeneratorConfig:
@@ -207,14 +229,12 @@ class Generator(nn.Module):
 
     def remove_weight_norm(self) -> Generator:
         """Fold every weight norm (w = g * v / ||v||) into a plain weight, in place, for inference."""
-        for m in self.modules():
-            if parametrize.is_parametrized(m, "weight"):
-                parametrize.remove_parametrizations(m, "weight", leave_parametrized=True)
+        fold_weight_norm(self)
         return self
 
     @property
     def has_weight_norm(self) -> bool:
-        return any(parametrize.is_parametrized(m, "weight") for m in self.modules())
+        return has_weight_norm(self)
 
 
 # ---------------------------------------------------------------------- official key names

@@ -21,11 +21,19 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import weight_norm
 
 from canora.errors import CanoraError, CheckpointError
-from canora.vocoder.hifigan import LRELU_SLOPE, ResBlock1, ResBlock2, init_weights
+from canora.vocoder.hifigan import (
+    LRELU_SLOPE,
+    ResBlock1,
+    ResBlock2,
+    fold_weight_norm,
+    generator_shape_problems,
+    has_weight_norm,
+    init_weights,
+    shape_fields_from_json,
+)
 
 
 @dataclass(frozen=True)
@@ -45,20 +53,7 @@ class NSFConfig:
     noise_std: float = 0.003
 
     def __post_init__(self) -> None:
-        problems = []
-        if self.resblock not in ("1", "2"):
-            problems.append(f"resblock={self.resblock!r} must be '1' or '2'")
-        if len(self.upsample_rates) != len(self.upsample_kernel_sizes) or not self.upsample_rates:
-            problems.append("upsample_rates and upsample_kernel_sizes need the same non-zero length")
-        for u, k in zip(self.upsample_rates, self.upsample_kernel_sizes):
-            if u < 1 or k < u or (k - u) % 2:
-                problems.append(f"upsample kernel {k} / rate {u}: need kernel >= rate and kernel - rate even")
-        if len(self.resblock_kernel_sizes) != len(self.resblock_dilation_sizes) or not self.resblock_kernel_sizes:
-            problems.append("resblock_kernel_sizes and resblock_dilation_sizes need the same non-zero length")
-        if self.resblock == "1" and any(len(d) != 3 for d in self.resblock_dilation_sizes):
-            problems.append("resblock '1' takes exactly three dilations per kernel")
-        if self.upsample_initial_channel >> len(self.upsample_rates) < 1:
-            problems.append("upsample_initial_channel is too small for the number of upsampling stages")
+        problems = generator_shape_problems(self)
         if self.harmonics < 1 or self.sample_rate < 1:
             problems.append("harmonics and sample_rate must be >= 1")
         if problems:
@@ -77,15 +72,7 @@ class NSFConfig:
         unknown = set(d) - {f.name for f in fields(cls)}
         if unknown:
             raise CheckpointError(f"NSF config has unknown keys {sorted(unknown)}; written by a newer canora?")
-        d = dict(d)
-        for key in ("upsample_rates", "upsample_kernel_sizes", "resblock_kernel_sizes"):
-            if key in d:
-                d[key] = tuple(int(x) for x in d[key])
-        if "resblock_dilation_sizes" in d:
-            d["resblock_dilation_sizes"] = tuple(tuple(int(x) for x in row) for row in d["resblock_dilation_sizes"])
-        if "resblock" in d:
-            d["resblock"] = str(d["resblock"])
-        return cls(**d)
+        return cls(**shape_fields_from_json(d))
 
 
 def upsample_f0(f0: torch.Tensor, hop: int) -> torch.Tensor:
@@ -202,11 +189,9 @@ class NSFGenerator(nn.Module):
 
     def remove_weight_norm(self) -> NSFGenerator:
         """Fold every weight norm into a plain weight, in place, for inference."""
-        for m in self.modules():
-            if parametrize.is_parametrized(m, "weight"):
-                parametrize.remove_parametrizations(m, "weight", leave_parametrized=True)
+        fold_weight_norm(self)
         return self
 
     @property
     def has_weight_norm(self) -> bool:
-        return any(parametrize.is_parametrized(m, "weight") for m in self.modules())
+        return has_weight_norm(self)
