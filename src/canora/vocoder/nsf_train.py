@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import signal
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -395,12 +394,9 @@ class NSFTrainer:
         return self.out / "export"
 
     def _log(self, writer: Any, scalars: dict[str, float]) -> None:
-        for k, v in scalars.items():
-            writer.add_scalar(k, v, self.step)
-        line = {"step": self.step, "time": round(time.time(), 1),
-                **{k: (round(v, 6) if math.isfinite(v) else None) for k, v in scalars.items()}}
-        with open(self.out / "train_log.jsonl", "a") as f:
-            f.write(json.dumps(line) + "\n")
+        from canora.vocoder.train import log_scalars
+
+        log_scalars(writer, self.out, self.step, scalars)
 
 
 def train_nsf(cfg: NSFTrainConfig, *, progress: bool = True) -> Path:

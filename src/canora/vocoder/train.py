@@ -716,12 +716,17 @@ class Trainer:
         self._logged_real = True
 
     def _log(self, writer: Any, scalars: dict[str, float]) -> None:
-        for k, v in scalars.items():
-            writer.add_scalar(k, v, self.step)
-        line = {"step": self.step, "time": round(time.time(), 1),
-                **{k: (round(v, 6) if math.isfinite(v) else None) for k, v in scalars.items()}}
-        with open(self.out / "train_log.jsonl", "a") as f:
-            f.write(json.dumps(line) + "\n")
+        log_scalars(writer, self.out, self.step, scalars)
+
+
+def log_scalars(writer: Any, out: Path, step: int, scalars: dict[str, float]) -> None:
+    """``scalars`` to TensorBoard and as one JSON line in ``out/train_log.jsonl`` (non-finite values as null)."""
+    for k, v in scalars.items():
+        writer.add_scalar(k, v, step)
+    line = {"step": step, "time": round(time.time(), 1),
+            **{k: (round(v, 6) if math.isfinite(v) else None) for k, v in scalars.items()}}
+    with open(out / "train_log.jsonl", "a") as f:
+        f.write(json.dumps(line) + "\n")
 
 
 class _no_sync:
