@@ -24,30 +24,66 @@ def _peak_hz(x: np.ndarray, sr: int) -> float:
     return float(np.argmax(spec) * sr / len(x))
 
 
-def test_sine_source_carries_the_pitch_and_keeps_it_exact_over_long_inputs():
-    src = SineSource(22050, harmonics=4, sine_amp=0.1, noise_std=0.0)
+@pytest.mark.parametrize("design", ["smooth", "step"])
+def test_sine_source_carries_the_pitch_and_keeps_it_exact_over_long_inputs(design):
+    src = SineSource(22050, 256, harmonics=4, sine_amp=0.1, noise_std=0.0, kind=design)
     with torch.no_grad():
         src.merge.weight.zero_()
         src.merge.weight[0, 0] = 5.0  # the fundamental only
         src.merge.bias.zero_()
-    n = 22050 * 60
-    f0 = torch.full((1, n), 1000.0)
-    x = src(f0, torch.Generator().manual_seed(0))[0, 0].detach().numpy()
+    frames = 22050 * 60 // 256
+    x = src(torch.full((1, frames), 1000.0), torch.Generator().manual_seed(0))[0, 0].detach().numpy()
     # one minute in, the phase is still exact: the last second peaks at 1000 Hz
-    assert abs(_peak_hz(x[-22050:], 22050) - 1000.0) <= 1.0
-    # unvoiced samples carry noise only, at sine_amp / 3
-    un = src(torch.zeros(1, 22050), torch.Generator().manual_seed(0))[0, 0].detach().numpy()
-    assert 0.05 < np.std(un) < 0.5 and abs(_peak_hz(x[:22050], 22050) - 1000.0) <= 1.0
+    assert abs(_peak_hz(x[-22050:], 22050) - 1000.0) <= 1.0 and abs(_peak_hz(x[:22050], 22050) - 1000.0) <= 1.0
+    # unvoiced frames carry noise only (in the smooth design on its own channel, the harmonic channel silent)
+    un = src(torch.zeros(1, 86), torch.Generator().manual_seed(0))[0].detach().numpy()
+    assert 0.02 < np.std(un[-1]) < 0.5
+    if design == "smooth":
+        assert np.abs(un[0]).max() < 1e-6 and src.channels == 2
+
+
+def test_smooth_source_glides_instead_of_stepping_at_frame_boundaries():
+    """The smooth source's F0 and voicing change linearly inside a frame: no jump at the frame rate."""
+    from canora.vocoder.nsf import glide_f0
+
+    f0 = torch.tensor([[0.0, 200.0, 220.0, 220.0, 0.0, 0.0]])
+    f, v = glide_f0(f0, 4)
+    assert f.shape == v.shape == (1, 24)
+    # frame 0 (unvoiced before a note) fades in at the note's pitch; frame 1 glides 200 -> 220
+    assert torch.allclose(f[0, :4], torch.full((4,), 200.0)) and torch.allclose(v[0, :4], torch.arange(4) / 4)
+    assert torch.allclose(f[0, 4:8], torch.tensor([200.0, 205.0, 210.0, 215.0]))
+    # frame 3 (last voiced) fades out at its own pitch; frames 4-5 are silent
+    assert torch.allclose(f[0, 12:16], torch.full((4,), 220.0)) and torch.allclose(v[0, 12:16], 1 - torch.arange(4) / 4)
+    assert float(v[0, 16:].abs().max()) == 0.0
+    assert float(torch.diff(f[0, :16]).abs().max()) <= 5.0  # no step larger than one glide increment
 
 
 def test_harmonics_above_nyquist_are_silenced():
-    src = SineSource(22050, harmonics=8, sine_amp=0.1, noise_std=0.0)
+    src = SineSource(22050, 256, harmonics=8, sine_amp=0.1, noise_std=0.0)
     with torch.no_grad():
         src.merge.weight.zero_()
         src.merge.weight[0, 7] = 5.0  # harmonic 8 of 2 kHz = 16 kHz > 11.025 kHz
         src.merge.bias.zero_()
-    x = src(torch.full((1, 4410), 2000.0), torch.Generator().manual_seed(0))
-    assert float(x.detach().abs().max()) < 1e-6
+    x = src(torch.full((1, 20), 2000.0), torch.Generator().manual_seed(0))
+    assert float(x[:, 0].detach().abs().max()) < 1e-6
+
+
+def test_interpolating_generator_has_no_frame_rate_pattern():
+    """A steady mel and silence in: the interpolating design puts out a steady signal (nothing repeats per
+    frame), while the transposed-convolution design stamps a pattern every hop. Random weights show it."""
+    steady = torch.full((1, 80, 40), -4.0)
+    f0 = torch.zeros(1, 40)
+    outs = {}
+    for up in ("interpolate", "transposed"):
+        cfg = NSFConfig(upsample_initial_channel=16, resblock_kernel_sizes=(3,), resblock_dilation_sizes=((1, 2),),
+                        upsample=up, source="smooth")
+        torch.manual_seed(0)
+        g = NSFGenerator.from_config(cfg).remove_weight_norm()
+        with torch.no_grad():
+            g.source.sine_amp = 0.0  # no noise either: what the network makes of the mel alone
+            outs[up] = g(steady, f0)[0, 0, 20 * 256: 30 * 256].numpy()
+    assert np.ptp(outs["interpolate"]) < 1e-5 * max(1e-3, np.abs(outs["interpolate"]).max()) + 1e-7
+    assert np.ptp(outs["transposed"]) > 100 * (np.ptp(outs["interpolate"]) + 1e-9)
 
 
 def test_generator_shapes_and_f0_mismatch():
@@ -173,25 +209,27 @@ def test_unvoiced_or_unreadable_training_files_are_skipped(tmp_path, wav_dir, ca
     assert len(clips) == 3 and "broken.wav" in caplog.text
 
 
-def test_vocoding_in_pieces_with_the_running_phase_continues_the_source():
-    """The second half of a note, vocoded on its own with ``start_phase = running_phase(first half)``, is
-    driven by exactly the source samples the whole note would have had (no phase jump where pieces meet)."""
-    from canora.vocoder.api import running_phase
-
+@pytest.mark.parametrize("design", ["smooth", "step"])
+def test_vocoding_in_pieces_with_the_running_phase_continues_the_source(design):
+    """The second half of a note, vocoded on its own with ``start_phase = frame_cycles(whole)[k]``, is driven by
+    exactly the source samples the whole note would have had (no phase jump where pieces meet)."""
     cfg = NSFConfig(upsample_initial_channel=16, resblock_kernel_sizes=(3,), resblock_dilation_sizes=((1, 2),),
-                    noise_std=0.0)
+                    noise_std=0.0, source=design, upsample="interpolate" if design == "smooth" else "transposed")
     torch.manual_seed(0)
     voc = Vocoder(NSFGenerator.from_config(cfg), SPEC, cfg, "tiny")
     captured: list[torch.Tensor] = []
     voc.generator.source.register_forward_hook(lambda m, i, o: captured.append(o[0, 0].clone()))
     frames = 40
     f0 = (330.0 * 2 ** (0.5 * np.sin(np.arange(frames) / 5) / 12)).astype(np.float32)
+    if design == "smooth":  # a breath inside: the phase must stay aligned across it (the step source's
+        f0[25:29] = 0.0    # single channel carries fresh noise there, so it is compared on a held note)
     mel = np.full((80, frames), -5.0, np.float32)
     voc.vocode(mel, f0)
     k = 17
-    voc.vocode(mel[:, k:], f0[k:], start_phase=running_phase(f0[:k], SPEC))
+    voc.vocode(mel[:, k:], f0[k:], start_phase=voc.frame_cycles(f0)[k] % 1.0)
     whole, second = captured
-    assert torch.allclose(whole[k * 256:], second, atol=1e-4)
+    # identical but for the piece's last frame, which cannot see the frame after it
+    assert torch.allclose(whole[k * 256: (frames - 1) * 256], second[: (frames - 1 - k) * 256], atol=1e-4)
     voc.vocode(mel[:, k:], f0[k:])  # without the phase: a different source (the jump the pipeline avoids)
     assert not torch.allclose(whole[k * 256:], captured[-1], atol=1e-2)
 

@@ -200,7 +200,7 @@ class Converter:
                 own = f.f0_with_zeros()[a: a + (s.end - s.start) // hop]
                 src_f0[s.start // hop: s.start // hop + len(own)] = own
         song_f0 = (src_f0 * ratio).astype(np.float32)
-        cycles = np.concatenate([[0.0], np.cumsum(song_f0.astype(np.float64) * hop / spec.sample_rate)])
+        cycles = self.vocoder.frame_cycles(song_f0)
 
         # pass 2: refine and vocode slice by slice
         pieces, mels, src_mels, cycle = [], [], [], []

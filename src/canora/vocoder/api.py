@@ -153,7 +153,8 @@ class Vocoder:
         ``f0`` (T,) or (B, T) Hz, 0 = unvoiced: used by NSF vocoders (estimated from the mel when None),
         ignored by plain HiFi-GANs. ``seed`` fixes the NSF source's noise and harmonic phase offsets;
         ``start_phase`` is the fundamental's phase (cycles) before the first sample: vocoding a song in
-        pieces with the running phase (:func:`running_phase`) makes each piece's source continue the last.
+        pieces with ``start_phase = frame_cycles(song F0)[first frame] % 1`` (:meth:`frame_cycles`) makes each
+        piece's source continue the last.
         """
         x = torch.as_tensor(mel, dtype=torch.float32, device=self.device)
         squeeze = x.dim() == 2
@@ -184,6 +185,13 @@ class Vocoder:
         wav = self.generator(x, f, torch.Generator().manual_seed(seed), phase0).squeeze(1)
         return wav.squeeze(0) if squeeze else wav
 
+    def frame_cycles(self, f0: np.ndarray) -> np.ndarray:
+        """Cycles (T + 1,) float64 an NSF vocoder's fundamental has advanced at the start of each frame of ``f0``
+        (T,) Hz (0 = unvoiced), and at its end; zeros for a plain HiFi-GAN (no source)."""
+        if not self.needs_f0:
+            return np.zeros(len(f0) + 1)
+        return self.generator.source.frame_cycles(f0)
+
     def vocode(self, mel: np.ndarray, f0: np.ndarray | None = None, start_phase: float = 0.0) -> np.ndarray:
         """numpy convenience: (n_mels, T) [+ F0 (T,)] -> (T * hop,) float32."""
         return self(mel, f0, start_phase=start_phase).cpu().numpy()
@@ -199,11 +207,6 @@ class Vocoder:
             state_dict=self.generator.state_dict(),
             meta=meta,
         )
-
-
-def running_phase(f0: np.ndarray, spec: MelSpec) -> float:
-    """Cycles the NSF fundamental advances over frames with F0 ``f0`` (T,) Hz (0 = unvoiced), as float."""
-    return float(np.sum(np.asarray(f0, dtype=np.float64)) * spec.hop_length / spec.sample_rate)
 
 
 def f0_from_mel(mel: np.ndarray, spec: MelSpec, method: str = "harvest") -> np.ndarray:

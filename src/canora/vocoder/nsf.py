@@ -10,6 +10,18 @@ has to shape a spectrum whose pitch is given. Same mel interface as HiFi-GAN (lo
 Layer names follow the HiFi-GAN generator (``conv_pre``, ``ups``, ``resblocks``, ``conv_post``) plus
 ``noise_convs`` and ``source``; weight norm uses ``torch.nn.utils.parametrizations`` and is folded for
 inference like the HiFi-GAN's.
+
+Two designs share this module, chosen by :class:`NSFConfig` (exports written before the second existed load
+as the first):
+
+* ``upsample="transposed"``, ``source="step"`` (canora 0.1): HiFi-GAN's transposed-convolution upsampling and
+  a source whose F0 and voicing step at every frame. Its first transposed convolution (stride 8 from the frame
+  rate) repeats one learned pattern per frame, so a generator trained without discriminators turns noise into
+  a pulse train at the frame rate (sr / hop = 86 Hz): a buzz in every consonant and a comb under every note.
+* ``upsample="interpolate"``, ``source="smooth"`` (the default): every stage upsamples by linear
+  interpolation and then convolves, so a steady input gives a steady output and nothing in the network
+  repeats per frame; the source's F0 and voicing glide linearly across each frame, and a separate unit-noise
+  channel lets the network shape breath and consonants from real noise instead of inventing it.
 """
 
 from __future__ import annotations
@@ -18,6 +30,7 @@ import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -51,11 +64,20 @@ class NSFConfig:
     harmonics: int = 8
     sine_amp: float = 0.1
     noise_std: float = 0.003
+    upsample: Literal["transposed", "interpolate"] = "interpolate"
+    source: Literal["step", "smooth"] = "smooth"
+    interp_kernel: int = 5  # kernel of the convolution after each linear interpolation ("interpolate" only)
 
     def __post_init__(self) -> None:
         problems = generator_shape_problems(self)
         if self.harmonics < 1 or self.sample_rate < 1:
             problems.append("harmonics and sample_rate must be >= 1")
+        if self.upsample not in ("transposed", "interpolate"):
+            problems.append(f"upsample={self.upsample!r} must be 'transposed' or 'interpolate'")
+        if self.source not in ("step", "smooth"):
+            problems.append(f"source={self.source!r} must be 'step' or 'smooth'")
+        if self.interp_kernel < 1 or self.interp_kernel % 2 == 0:
+            problems.append(f"interp_kernel={self.interp_kernel} must be odd and >= 1")
         if problems:
             raise CanoraError("invalid NSF generator config: " + "; ".join(problems))
 
@@ -69,10 +91,15 @@ class NSFConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> NSFConfig:
+        """From a saved dict; one without ``upsample``/``source`` (canora 0.1) is the legacy design."""
         unknown = set(d) - {f.name for f in fields(cls)}
         if unknown:
             raise CheckpointError(f"NSF config has unknown keys {sorted(unknown)}; written by a newer canora?")
+        d = {**LEGACY_DESIGN, **d} if "upsample" not in d and "source" not in d else d
         return cls(**shape_fields_from_json(d))
+
+
+LEGACY_DESIGN: dict[str, Any] = {"upsample": "transposed", "source": "step"}
 
 
 def upsample_f0(f0: torch.Tensor, hop: int) -> torch.Tensor:
@@ -80,45 +107,104 @@ def upsample_f0(f0: torch.Tensor, hop: int) -> torch.Tensor:
     return f0.repeat_interleave(hop, dim=1)
 
 
-class SineSource(nn.Module):
-    """Harmonic-plus-noise excitation: F0 per sample (B, N) Hz -> source (B, 1, N) in [-1, 1].
+def glide_f0(f0: torch.Tensor, hop: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Frame F0 (B, T) Hz, 0 = unvoiced -> (sample F0 (B, T * hop), voicing (B, T * hop) in [0, 1]).
 
-    Harmonics ``1..H`` of F0 (those above Nyquist silenced), amplitude ``sine_amp`` where voiced, plus
-    Gaussian noise (``noise_std`` where voiced, ``sine_amp / 3`` where unvoiced); a learned linear merge of
-    the H channels and a tanh give one source channel. Phases are accumulated in float64 and wrapped,
-    so long inputs keep an exact pitch; ``generator`` makes the random start phases and noise repeatable.
+    Inside frame ``t`` both glide linearly from frame ``t``'s value to frame ``t + 1``'s (the last frame
+    holds). Where one end is unvoiced the F0 holds the voiced end's value while the voicing fades, so a note
+    starts and ends with a one-frame fade at its own pitch. A frame's samples depend on frames ``t`` and
+    ``t + 1`` only: a piece of a song is rendered exactly as in the whole song but for its last frame.
+    """
+    nxt = torch.cat([f0[:, 1:], f0[:, -1:]], dim=1)
+    a = torch.where(f0 > 0, f0, nxt)
+    b = torch.where(nxt > 0, nxt, f0)
+    frac = torch.arange(hop, device=f0.device, dtype=f0.dtype) / hop
+    f = (a[..., None] + (b - a)[..., None] * frac).reshape(f0.shape[0], -1)
+    v0, v1 = (f0 > 0).to(f0.dtype), (nxt > 0).to(f0.dtype)
+    v = (v0[..., None] + (v1 - v0)[..., None] * frac).reshape(f0.shape[0], -1)
+    return f, v
+
+
+class SineSource(nn.Module):
+    """Harmonic-plus-noise excitation: frame F0 (B, T) Hz -> source (B, C, T * hop).
+
+    ``smooth`` (C = 2): channel 0 is a learned mix (linear + tanh) of harmonics ``1..H`` of the gliding F0
+    (:func:`glide_f0`; harmonics above Nyquist silenced), amplitude ``sine_amp`` times the voicing; channel 1
+    is Gaussian noise of standard deviation ``sine_amp`` everywhere, for the network to shape.
+    ``step`` (C = 1, canora 0.1): F0 held over each frame, noise ``noise_std`` where voiced and ``sine_amp / 3``
+    where unvoiced added to the sines before the mix.
+    Phases are accumulated in float64 and wrapped, so long inputs keep an exact pitch; ``generator`` makes the
+    random start phases and noise repeatable.
     """
 
-    def __init__(self, sample_rate: int, harmonics: int, sine_amp: float, noise_std: float) -> None:
+    def __init__(self, sample_rate: int, hop: int, harmonics: int, sine_amp: float, noise_std: float,
+                 kind: Literal["step", "smooth"] = "smooth") -> None:
         super().__init__()
         self.sample_rate = sample_rate
+        self.hop = hop
         self.harmonics = harmonics
         self.sine_amp = sine_amp
         self.noise_std = noise_std
+        self.kind = kind
+        self.channels = 2 if kind == "smooth" else 1
         self.merge = nn.Linear(harmonics, 1)
+
+    def sample_f0(self, f0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Frame F0 (B, T) -> (sample F0 (B, T * hop), voicing (B, T * hop))."""
+        if self.kind == "smooth":
+            return glide_f0(f0, self.hop)
+        f = upsample_f0(f0, self.hop)
+        return f, (f > 0).to(f0.dtype)
+
+    def frame_cycles(self, f0: np.ndarray) -> np.ndarray:
+        """Cycles (T + 1,) float64 the fundamental has advanced at the start of each frame of ``f0`` (T,) Hz
+        and at its end: the start phase of a piece of a song is ``cycles[first frame] % 1``."""
+        f, _ = self.sample_f0(torch.as_tensor(np.asarray(f0, np.float64))[None])
+        per_frame = f.reshape(-1, self.hop).sum(dim=1).numpy() / self.sample_rate
+        return np.concatenate([[0.0], np.cumsum(per_frame)])
 
     def forward(
         self, f0: torch.Tensor, generator: torch.Generator | None = None, phase0: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """``phase0`` (B, H) in cycles: each harmonic's phase before the first sample (random when None, as
-        in training; given by inference so that consecutive pieces of one song continue each other)."""
-        b, n = f0.shape
+        """``f0`` (B, T) frame F0 in Hz; ``phase0`` (B, H) in cycles: each harmonic's phase before the first
+        sample (random when None, as in training; given by inference so that consecutive pieces of one song
+        continue each other)."""
+        fs, voiced = self.sample_f0(f0)
+        b, n = fs.shape
         mult = torch.arange(1, self.harmonics + 1, device=f0.device, dtype=torch.float64)
-        fh = f0.double()[:, :, None] * mult  # (B, N, H)
-        inc = fh / self.sample_rate
+        fh = fs.double()[:, :, None] * mult  # (B, N, H)
         if phase0 is None:
             start = torch.rand(b, 1, self.harmonics, generator=generator, dtype=torch.float64).to(f0.device)
             start[:, :, 0] = 0.0
         else:
             start = phase0.to(device=f0.device, dtype=torch.float64).reshape(b, 1, self.harmonics)
-        phase = torch.remainder(torch.cumsum(inc, dim=1) + start, 1.0).to(f0.dtype)
-        voiced = (f0 > 0).to(f0.dtype)[:, :, None]
-        audible = (fh < self.sample_rate / 2).to(f0.dtype)
-        sines = self.sine_amp * torch.sin(2 * math.pi * phase) * audible * voiced
-        noise_amp = voiced * self.noise_std + (1 - voiced) * self.sine_amp / 3
+        phase = torch.remainder(torch.cumsum(fh / self.sample_rate, dim=1) + start, 1.0).to(fs.dtype)
+        audible = (fh < self.sample_rate / 2).to(fs.dtype)
+        sines = self.sine_amp * torch.sin(2 * math.pi * phase) * audible * voiced[:, :, None]
+        if self.kind == "smooth":
+            harmonic = torch.tanh(self.merge(sines)).transpose(1, 2)  # (B, 1, N)
+            noise = self.sine_amp * torch.randn((b, 1, n), generator=generator, dtype=fs.dtype).to(f0.device)
+            return torch.cat([harmonic, noise], dim=1)
+        v = voiced[:, :, None]
+        noise_amp = v * self.noise_std + (1 - v) * self.sine_amp / 3
         noise = torch.randn(sines.shape, generator=generator, dtype=sines.dtype).to(f0.device)
-        x = sines * voiced + noise_amp * noise
-        return torch.tanh(self.merge(x)).transpose(1, 2)
+        return torch.tanh(self.merge(sines + noise_amp * noise)).transpose(1, 2)
+
+
+class InterpolateConv(nn.Module):
+    """Upsample (B, C_in, L) -> (B, C_out, L * rate): linear interpolation, then a weight-normed convolution.
+
+    Unlike a transposed convolution, which stamps one learned pattern per input step, this is shift-invariant
+    at the output rate: a steady input stays steady, so no pattern repeats at the input's rate.
+    """
+
+    def __init__(self, c_in: int, c_out: int, rate: int, kernel: int) -> None:
+        super().__init__()
+        self.rate = rate
+        self.conv = weight_norm(nn.Conv1d(c_in, c_out, kernel, 1, padding=kernel // 2))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(F.interpolate(x, scale_factor=self.rate, mode="linear", align_corners=False))
 
 
 class NSFGenerator(nn.Module):
@@ -138,11 +224,14 @@ class NSFGenerator(nn.Module):
         harmonics: int,
         sine_amp: float,
         noise_std: float,
+        upsample: Literal["transposed", "interpolate"] = "interpolate",
+        source: Literal["step", "smooth"] = "smooth",
+        interp_kernel: int = 5,
     ) -> None:
         super().__init__()
         self.hop = math.prod(upsample_rates)
         self.num_kernels = len(resblock_kernel_sizes)
-        self.source = SineSource(sample_rate, harmonics, sine_amp, noise_std)
+        self.source = SineSource(sample_rate, self.hop, harmonics, sine_amp, noise_std, source)
         self.conv_pre = weight_norm(nn.Conv1d(n_mels, upsample_initial_channel, 7, 1, padding=3))
         block = ResBlock1 if resblock == "1" else ResBlock2
         self.ups = nn.ModuleList()
@@ -151,12 +240,16 @@ class NSFGenerator(nn.Module):
         ch = upsample_initial_channel
         for i, (u, k) in enumerate(zip(upsample_rates, upsample_kernel_sizes)):
             c_in, ch = upsample_initial_channel // (2**i), upsample_initial_channel // (2 ** (i + 1))
-            self.ups.append(weight_norm(nn.ConvTranspose1d(c_in, ch, k, u, padding=(k - u) // 2)))
-            stride = math.prod(upsample_rates[i + 1:])  # source rate -> this stage's rate
-            if stride > 1:
-                self.noise_convs.append(nn.Conv1d(1, ch, stride * 2, stride, padding=(stride + 1) // 2))
+            if upsample == "interpolate":
+                self.ups.append(InterpolateConv(c_in, ch, u, interp_kernel))
             else:
-                self.noise_convs.append(nn.Conv1d(1, ch, 1))
+                self.ups.append(weight_norm(nn.ConvTranspose1d(c_in, ch, k, u, padding=(k - u) // 2)))
+            stride = math.prod(upsample_rates[i + 1:])  # source rate -> this stage's rate
+            sc = self.source.channels
+            if stride > 1:
+                self.noise_convs.append(nn.Conv1d(sc, ch, stride * 2, stride, padding=(stride + 1) // 2))
+            else:
+                self.noise_convs.append(nn.Conv1d(sc, ch, 1))
             for rk, d in zip(resblock_kernel_sizes, resblock_dilation_sizes):
                 self.resblocks.append(block(ch, rk, tuple(d)))
         self.conv_post = weight_norm(nn.Conv1d(ch, 1, 7, 1, padding=3))
@@ -174,7 +267,7 @@ class NSFGenerator(nn.Module):
         """mel (B, n_mels, T), f0 (B, T), optional start phases ``phase0`` (B, harmonics) -> (B, 1, T * hop)."""
         if f0.shape != (mel.shape[0], mel.shape[2]):
             raise CanoraError(f"F0 of shape {tuple(f0.shape)} does not fit the mel {tuple(mel.shape)}: need (B, T)")
-        src = self.source(upsample_f0(f0.to(mel.dtype), self.hop), generator, phase0)
+        src = self.source(f0.to(mel.dtype), generator, phase0)
         x = self.conv_pre(mel)
         for i, up in enumerate(self.ups):
             x = up(F.leaky_relu(x, LRELU_SLOPE))

@@ -1,0 +1,270 @@
+"""Waveform artifact metrics that mel-domain metrics miss (DESIGN.md section 5).
+
+An 80-band mel at hop 256 cannot see a pulse train at the frame rate (sr / hop = 86.13 Hz at 22050 Hz):
+a vocoder can score a low mel L1 and a low mel cycle error and still buzz. Each metric here looks at the
+waveform, and is meant to be read beside the same figure for the reference (the recording for
+copy-synthesis, the source for a conversion):
+
+* :func:`frame_rate_periodicity`: normalised autocorrelation at lag = hop in frames that are audible but
+  unvoiced (consonants, breaths). Recordings score about 0.1-0.5; a vocoder that turns noise into a
+  frame-rate pulse train scores near 1.
+* :func:`frame_rate_lines`: the long-term spectrum of voiced frames at k * sr / hop (k = 1..4) against
+  the median of nearby bins, in dB. Recordings: about -3..+2 dB; a frame-rate comb: 10-20 dB.
+* :func:`voiced_hnr`: Praat's harmonics-to-noise ratio (cross-correlation method) over voiced frames, dB.
+  Singing: 14-28 dB.
+* :func:`gross_pitch_errors`: the share of frames voiced in both signals whose F0 differs by more than
+  50 cents, by two independent trackers (WORLD harvest and Praat autocorrelation, without octave repair):
+  one tracker can follow the intended notes through an artifact that the other reads as the pitch.
+
+:func:`artifact_metrics` computes all of them for one signal against a reference; the voicing masks come
+from the reference so that both are measured on the same frames. All signals are mono (N,) float arrays.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+# Praat's autocorrelation settings for the second tracker (DESIGN.md section 5).
+PRAAT_FLOOR = 60.0
+PRAAT_CEILING = 1100.0
+GROSS_CENTS = 50.0
+AUDIBLE_DB = 45.0  # a frame is audible when its RMS is within this many dB of the signal's loudest frames
+HIGHPASS_HZ = 100.0  # mains hum, rumble and DC below this would correlate at any lag; the buzz's harmonics pass
+
+
+def _frame_rms_db(x: np.ndarray, hop: int, n_frames: int) -> np.ndarray:
+    """RMS level (n_frames,) in dB of each hop-long frame of ``x`` (frame i = samples [i*hop, (i+1)*hop))."""
+    x = np.pad(x, (0, max(0, n_frames * hop - len(x))))[: n_frames * hop].reshape(n_frames, hop)
+    return 10 * np.log10(np.mean(x.astype(np.float64) ** 2, axis=1) + 1e-20)
+
+
+def audible_frames(
+    x: np.ndarray, hop: int, n_frames: int | None = None, below_peak_db: float = AUDIBLE_DB
+) -> np.ndarray:
+    """(n_frames,) bool: frames whose RMS is within ``below_peak_db`` of the 99th-percentile frame level."""
+    n = len(x) // hop if n_frames is None else n_frames
+    if n == 0:
+        return np.zeros(0, bool)
+    db = _frame_rms_db(x, hop, n)
+    return db > np.percentile(db, 99) - below_peak_db
+
+
+def _highpass(x: np.ndarray, sr: int, cutoff: float = HIGHPASS_HZ) -> np.ndarray:
+    from scipy.signal import butter, sosfiltfilt
+
+    if len(x) < 64:
+        return np.asarray(x, np.float64)
+    sos = butter(4, cutoff, btype="highpass", fs=sr, output="sos")
+    return sosfiltfilt(sos, np.asarray(x, np.float64))
+
+
+def frame_rate_periodicity(
+    x: np.ndarray, sr: int, hop: int, mask: np.ndarray, window: int = 2048
+) -> float:
+    """Median normalised autocorrelation of ``x`` at lag ``hop`` over ``window``-sample windows centred on the
+    frames where ``mask`` (n_frames,) is True (audible, unvoiced frames). NaN when no frame qualifies.
+
+    The signal is high-passed at 100 Hz first (hum, rumble or DC would correlate at any lag; a pulse train's
+    harmonics above its fundamental still repeat every hop). A frame-rate pulse
+    train scores near 1; breath and consonant noise in a recording about 0.1-0.5.
+    """
+    idx = np.flatnonzero(mask)
+    if idx.size == 0:
+        return float("nan")
+    y = _highpass(x, sr)
+    vals = []
+    for t in idx:
+        c = t * hop + hop // 2
+        a = c - window // 2
+        if a < 0 or a + window + hop > len(y):
+            continue
+        u, v = y[a: a + window], y[a + hop: a + hop + window]
+        den = np.sqrt(np.dot(u, u) * np.dot(v, v))
+        if den > 0:
+            vals.append(float(np.dot(u, v) / den))
+    return float(np.median(vals)) if vals else float("nan")
+
+
+def long_term_spectrum(
+    x: np.ndarray, hop: int, mask: np.ndarray, n_fft: int = 8192
+) -> np.ndarray:
+    """Mean power spectrum (n_fft // 2 + 1,) over Hann windows of ``n_fft`` samples centred on the frames
+    where ``mask`` is True (every fourth such frame: the windows overlap heavily anyway)."""
+    win = np.hanning(n_fft)
+    acc = np.zeros(n_fft // 2 + 1)
+    count = 0
+    for t in np.flatnonzero(mask)[::4]:
+        a = t * hop + hop // 2 - n_fft // 2
+        if a < 0 or a + n_fft > len(x):
+            continue
+        acc += np.abs(np.fft.rfft(x[a: a + n_fft] * win)) ** 2
+        count += 1
+    return acc / max(count, 1) if count else np.full(n_fft // 2 + 1, np.nan)
+
+
+def frame_rate_lines(
+    x: np.ndarray, sr: int, hop: int, mask: np.ndarray, harmonics: int = 4, n_fft: int = 8192,
+    near_hz: tuple[float, float] = (12.0, 40.0),
+) -> list[float]:
+    """Level in dB of the long-term spectrum of the ``mask`` frames (voiced frames) at ``k * sr / hop`` for
+    k = 1..``harmonics``, relative to the floor there: the mean (in dB) of the medians of the bins
+    ``near_hz[0]``..``near_hz[1]`` Hz below and above. A recording scores about -3..+8 dB (its harmonics move
+    with the melody and average out; hum and rumble stay); a stationary comb at the frame rate stands 10-20 dB
+    above its neighbours. NaNs when no frame qualifies.
+    """
+    spec = long_term_spectrum(np.asarray(x, np.float64), hop, mask, n_fft)
+    if not np.isfinite(spec).all():
+        return [float("nan")] * harmonics
+    freqs = np.fft.rfftfreq(n_fft, 1 / sr)
+    bin_hz = sr / n_fft
+    out = []
+    for k in range(1, harmonics + 1):
+        f = k * sr / hop
+        line = spec[np.abs(freqs - f) <= 1.5 * bin_hz].max()
+        dist = np.abs(freqs - f)
+        ring = (dist >= near_hz[0]) & (dist <= near_hz[1])
+        below, above = np.median(spec[ring & (freqs < f)]), np.median(spec[ring & (freqs > f)])
+        base_db = 5 * (np.log10(below + 1e-30) + np.log10(above + 1e-30))  # a sloping floor: mean of both sides
+        out.append(float(10 * np.log10(line + 1e-30) - base_db))
+    return out
+
+
+def voiced_hnr(x: np.ndarray, sr: int, hop: int, mask: np.ndarray) -> float:
+    """Median harmonics-to-noise ratio (dB, Praat ``to_harmonicity_cc``) over the ``mask`` frames (voiced),
+    frames Praat itself finds unvoiced (-200 dB) left out. NaN when none qualifies."""
+    import parselmouth
+
+    from canora.pitch import frame_times
+
+    if not mask.any() or len(x) < sr * 0.1:
+        return float("nan")
+    h = parselmouth.Sound(np.asarray(x, np.float64), sampling_frequency=sr).to_harmonicity_cc(
+        time_step=hop / sr, minimum_pitch=PRAAT_FLOOR
+    )
+    vals = np.asarray(h.values[0], np.float64)
+    times = np.asarray(h.xs())
+    if vals.size == 0:
+        return float("nan")
+    ft = frame_times(len(mask), sr, hop)
+    idx = np.clip(np.searchsorted(times, ft), 0, len(times) - 1)
+    per_frame = vals[idx]
+    good = mask & (per_frame > -100) & (ft >= times[0]) & (ft <= times[-1])
+    return float(np.median(per_frame[good])) if good.any() else float("nan")
+
+
+def track_f0(x: np.ndarray, sr: int, hop: int, n_frames: int, tracker: str) -> np.ndarray:
+    """F0 (n_frames,) Hz, 0 = unvoiced, by ``tracker`` ("harvest" or "praat"), without octave repair (repair
+    would hide exactly the errors these metrics look for)."""
+    from canora.pitch import extract_f0
+
+    if tracker == "praat":
+        return extract_f0(x, sr, hop, n_frames, method="parselmouth", f0_min=PRAAT_FLOOR, f0_max=PRAAT_CEILING,
+                          repair_octaves=False)
+    return extract_f0(x, sr, hop, n_frames, method=tracker, repair_octaves=False)
+
+
+def gross_pitch_error(f0_ref: np.ndarray, f0_out: np.ndarray, transpose: float = 0.0) -> float:
+    """Share of frames voiced in both whose F0 differs by more than 50 cents after shifting ``f0_ref`` by
+    ``transpose`` semitones. NaN when fewer than 2 frames are voiced in both."""
+    n = min(len(f0_ref), len(f0_out))
+    ref = np.asarray(f0_ref[:n], np.float64) * 2 ** (transpose / 12)
+    out = np.asarray(f0_out[:n], np.float64)
+    both = (ref > 0) & (out > 0)
+    if both.sum() < 2:
+        return float("nan")
+    return float(np.mean(np.abs(1200 * np.log2(out[both] / ref[both])) > GROSS_CENTS))
+
+
+@dataclass(frozen=True)
+class ArtifactMetrics:
+    """The waveform artifact metrics of one signal (see the module doc); NaN where no frame qualified."""
+
+    frame_rate_periodicity: float  # median autocorrelation at lag = hop, audible unvoiced frames
+    frame_rate_line_db: float  # max over k = 1..4 of the line level at k * sr / hop, voiced frames
+    frame_rate_lines_db: tuple[float, ...]  # per k
+    hnr_db: float  # median voiced harmonics-to-noise ratio
+    gpe_harvest: float  # gross pitch error against the reference (NaN for the reference itself)
+    gpe_praat: float
+
+    def to_dict(self) -> dict[str, float | list[float]]:
+        d = asdict(self)
+        d["frame_rate_lines_db"] = list(self.frame_rate_lines_db)
+        return d
+
+
+@dataclass(frozen=True)
+class Masks:
+    """Frame masks (n_frames,) taken from a reference signal, shared by every signal measured against it."""
+
+    audible_unvoiced: np.ndarray
+    voiced: np.ndarray
+    f0_harvest: np.ndarray
+    f0_praat: np.ndarray
+
+
+def reference_masks(ref: np.ndarray, sr: int, hop: int) -> Masks:
+    """Voicing (both trackers agree a frame is voiced, or that it is not) and audibility of ``ref`` (N,)."""
+    n = len(ref) // hop
+    f0_h = track_f0(ref, sr, hop, n, "harvest")
+    f0_p = track_f0(ref, sr, hop, n, "praat")
+    audible = audible_frames(ref, hop, n)
+    voiced = (f0_h > 0) & (f0_p > 0) & audible
+    unvoiced = (f0_h == 0) & (f0_p == 0) & audible
+    return Masks(unvoiced, voiced, f0_h, f0_p)
+
+
+def artifact_metrics(
+    x: np.ndarray, sr: int, hop: int, masks: Masks, transpose: float = 0.0, is_reference: bool = False
+) -> ArtifactMetrics:
+    """All metrics of ``x`` (N,) on the frames of ``masks`` (from :func:`reference_masks` of the reference);
+    gross pitch errors compare ``x``'s F0 with the reference's, shifted by ``transpose`` semitones."""
+    x = np.asarray(x, np.float64)
+    n = len(masks.voiced)
+    x = np.pad(x, (0, max(0, n * hop - len(x))))
+    lines = frame_rate_lines(x, sr, hop, masks.voiced)
+    if is_reference:
+        gpe_h = gpe_p = float("nan")
+    else:
+        gpe_h = gross_pitch_error(masks.f0_harvest, track_f0(x, sr, hop, n, "harvest"), transpose)
+        gpe_p = gross_pitch_error(masks.f0_praat, track_f0(x, sr, hop, n, "praat"), transpose)
+    return ArtifactMetrics(
+        frame_rate_periodicity=frame_rate_periodicity(x, sr, hop, masks.audible_unvoiced),
+        frame_rate_line_db=float(np.nanmax(lines)) if np.isfinite(lines).any() else float("nan"),
+        frame_rate_lines_db=tuple(lines),
+        hnr_db=voiced_hnr(x, sr, hop, masks.voiced),
+        gpe_harvest=gpe_h,
+        gpe_praat=gpe_p,
+    )
+
+
+def compare(
+    out: np.ndarray, ref: np.ndarray, sr: int, hop: int, transpose: float = 0.0
+) -> tuple[ArtifactMetrics, ArtifactMetrics]:
+    """(metrics of ``out``, metrics of ``ref``) on the reference's frames: read each beside the other."""
+    n = min(len(out), len(ref))
+    masks = reference_masks(np.asarray(ref[:n], np.float64), sr, hop)
+    return (artifact_metrics(out[:n], sr, hop, masks, transpose),
+            artifact_metrics(ref[:n], sr, hop, masks, is_reference=True))
+
+
+# Tolerances of a clean output against its reference (issue targets): used by verdicts and tests.
+TOLERANCE = {"frame_rate_periodicity": 0.1, "frame_rate_line_db": 3.0, "hnr_db": 3.0, "gpe": 0.05}
+
+
+def problems(out: ArtifactMetrics, ref: ArtifactMetrics) -> list[str]:
+    """Human-readable findings where ``out`` is worse than ``ref`` by more than :data:`TOLERANCE`."""
+    found = []
+    if out.frame_rate_periodicity > ref.frame_rate_periodicity + TOLERANCE["frame_rate_periodicity"]:
+        found.append(f"frame-rate buzz in unvoiced sounds (periodicity {out.frame_rate_periodicity:.2f} vs "
+                     f"{ref.frame_rate_periodicity:.2f})")
+    if out.frame_rate_line_db > max(ref.frame_rate_line_db, 0.0) + TOLERANCE["frame_rate_line_db"]:
+        found.append(f"frame-rate lines under notes ({out.frame_rate_line_db:+.1f} dB vs "
+                     f"{ref.frame_rate_line_db:+.1f})")
+    if out.hnr_db < ref.hnr_db - TOLERANCE["hnr_db"]:
+        found.append(f"noisy voiced sound (HNR {out.hnr_db:.1f} dB vs {ref.hnr_db:.1f})")
+    for name, v in (("harvest", out.gpe_harvest), ("Praat", out.gpe_praat)):
+        if v > TOLERANCE["gpe"]:
+            found.append(f"pitch off by > 50 cents in {100 * v:.0f} % of frames ({name})")
+    return found
