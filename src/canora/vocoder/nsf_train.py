@@ -34,6 +34,7 @@ from canora.mel import MelSpec, mel_spectrogram
 from canora.vocoder import discriminators as disc
 from canora.vocoder.losses import (
     MEL_WEIGHT,
+    STFT_RESOLUTIONS,
     discriminator_loss,
     feature_loss,
     generator_loss,
@@ -64,9 +65,12 @@ class NSFTrainConfig:
     batch_size: int = 8
     segment_frames: int = 32
     lr: float = 5e-4
-    lr_decay_steps: int = 10_000  # lr halves every this many steps
+    lr_decay_steps: int = 20_000  # lr halves every this many steps
     betas: tuple[float, float] = (0.8, 0.99)
     stft_weight: float = 20.0
+    # (n_fft, hop, win): Parallel WaveGAN's three, plus a long window whose bins (10.8 Hz) resolve a comb of
+    # lines at the frame rate (86 Hz) that the shorter ones blur into noise
+    stft_resolutions: tuple[tuple[int, int, int], ...] = (*STFT_RESOLUTIONS, (2048, 512, 2048))
     recon_steps: int | None = None
     disc_width_div: int = 4
     val_count: int = 4
@@ -95,6 +99,7 @@ class NSFTrainConfig:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["betas"] = list(self.betas)
+        d["stft_resolutions"] = [list(r) for r in self.stft_resolutions]
         return d
 
     @classmethod
@@ -105,6 +110,8 @@ class NSFTrainConfig:
         d = dict(d)
         if "betas" in d:
             d["betas"] = tuple(float(b) for b in d["betas"])
+        if "stft_resolutions" in d:
+            d["stft_resolutions"] = tuple(tuple(int(v) for v in r) for r in d["stft_resolutions"])
         return cls(**d)
 
 
@@ -300,7 +307,7 @@ class NSFTrainer:
             out["loss_disc"] = float(l_d.detach())
         self.opt_g.zero_grad(set_to_none=True)
         l_mel = mel_loss(y_mel, y_hat, self.loss_spec)
-        l_stft = multi_resolution_stft_loss(y, y_hat)
+        l_stft = multi_resolution_stft_loss(y, y_hat, cfg.stft_resolutions)
         loss = MEL_WEIGHT * l_mel + cfg.stft_weight * l_stft
         if adversarial:
             _, g_f, fr_f, fg_f = self.mpd(y, y_hat)
@@ -320,20 +327,34 @@ class NSFTrainer:
         return out
 
     @torch.no_grad()
-    def validate(self) -> tuple[float, list[tuple[str, np.ndarray]]]:
-        """Mean full-band mel L1 on the first ``val_seconds`` of each held-out file, and the audio made."""
+    def validate(self) -> tuple[dict[str, float], list[tuple[str, np.ndarray]]]:
+        """Scores on the first ``val_seconds`` of each held-out file, and the audio made: full-band mel L1
+        (``mel_l1``) and the waveform artifact metrics of :mod:`canora.artifacts` (the output's minus the
+        recording's frame-rate periodicity and line level, and HNR; gross pitch error by harvest and Praat),
+        which hear a frame-rate buzz that the mel L1 cannot."""
+        from canora import artifacts
+
         self.generator.eval()
-        frames = max(1, int(self.cfg.val_seconds * self.spec.sample_rate) // self.spec.hop_length)
-        errs, samples = [], []
+        sr, hop = self.spec.sample_rate, self.spec.hop_length
+        frames = max(1, int(self.cfg.val_seconds * sr) // hop)
+        scores: dict[str, list[float]] = {}
+        samples = []
         for c in self.val:
             n = min(frames, c.mel.shape[1])
-            y = torch.from_numpy(c.audio[: n * self.spec.hop_length])[None]
+            y = torch.from_numpy(c.audio[: n * hop])[None]
             y_hat = self.generator(torch.from_numpy(c.mel[:, :n])[None], torch.from_numpy(c.f0[:n])[None],
                                    torch.Generator().manual_seed(0))
-            errs.append(float(mel_loss(mel_spectrogram(y, self.loss_spec), y_hat, self.loss_spec)))
+            scores.setdefault("mel_l1", []).append(float(mel_loss(mel_spectrogram(y, self.loss_spec), y_hat,
+                                                                  self.loss_spec)))
+            out, ref = artifacts.compare(y_hat[0, 0].numpy(), c.audio[: n * hop], sr, hop)
+            for k, v in (("periodicity_excess", out.frame_rate_periodicity - ref.frame_rate_periodicity),
+                         ("frame_rate_line_excess_db", out.frame_rate_line_db - ref.frame_rate_line_db),
+                         ("hnr_excess_db", out.hnr_db - ref.hnr_db), ("gpe_harvest", out.gpe_harvest),
+                         ("gpe_praat", out.gpe_praat)):
+                scores.setdefault(k, []).append(v)
             samples.append((c.name, y_hat[0, 0].numpy()))
         self.generator.train()
-        return (float(np.mean(errs)) if errs else float("nan")), samples
+        return {k: float(np.nanmean(v)) if np.isfinite(v).any() else float("nan") for k, v in scores.items()}, samples
 
     def run(self) -> Path:
         """Train to ``steps`` (or ``max_minutes``, or SIGTERM/SIGINT), checkpointing; returns the export dir."""
@@ -371,8 +392,8 @@ class NSFTrainer:
                     self._log(writer, {f"train/{k}": v for k, v in mean.items()})
                     bar.set_postfix(mel=f"{mean['loss_mel']:.3f}")
                 if cfg.val_every and self.step % cfg.val_every == 0 and self.val:
-                    err, samples = self.validate()
-                    self._log(writer, {"val/mel_l1": err})
+                    scores, samples = self.validate()
+                    self._log(writer, {f"val/{k}": v for k, v in scores.items()})
                     for name, audio in samples[:2]:
                         writer.add_audio(f"val/{name}", torch.from_numpy(audio)[None], self.step,
                                          self.spec.sample_rate)
