@@ -273,7 +273,9 @@ def test_cli_refine_audio_and_npy_inputs(capsys, tmp_path, sung_clip, real_refin
     mel, f0 = np.load(tmp_path / "r1" / "song.npy"), np.load(tmp_path / "r1" / "song.f0.npy")
     frames = SPEC.num_frames(len(wav))
     assert mel.shape == (80, frames) and f0.shape == (frames,) and mel.dtype == np.float32
-    assert np.median(f0[f0 > 0]) == pytest.approx(np.median(real_refiner[1].f0_with_zeros()[f0 > 0]) * 2 ** (-3 / 12))
+    # -3 semitones (the file is 16-bit PCM, the fixture float: the trackers may differ by a fraction of a cent)
+    assert np.median(f0[f0 > 0]) == pytest.approx(np.median(real_refiner[1].f0_with_zeros()[f0 > 0]) * 2 ** (-3 / 12),
+                                                  rel=1e-3)
     code = main(["refine", str(tmp_path / "mels"), "-o", str(tmp_path / "r2"), "--model", str(model), "--steps", "2",
                  "--transpose", "-3", "--seed", "1", "--audio", str(audio)])
     assert code == 0, capsys.readouterr().err

@@ -9,7 +9,8 @@ copy-synthesis, the source for a conversion):
   unvoiced (consonants, breaths). Recordings score about 0.1-0.5; a vocoder that turns noise into a
   frame-rate pulse train scores near 1.
 * :func:`frame_rate_lines`: the long-term spectrum of voiced frames at k * sr / hop (k = 1..4) against
-  the median of nearby bins, in dB. Recordings: about -3..+2 dB; a frame-rate comb: 10-20 dB.
+  the median of nearby bins, in dB, leaving out frames whose own harmonics come near the line. Recordings:
+  about -3..+3 dB; a frame-rate comb: 10-30 dB.
 * :func:`voiced_hnr`: Praat's harmonics-to-noise ratio (cross-correlation method) over voiced frames, dB.
   Singing: 14-28 dB.
 * :func:`gross_pitch_errors`: the share of frames voiced in both signals whose F0 differs by more than
@@ -87,41 +88,45 @@ def frame_rate_periodicity(
     return float(np.median(vals)) if vals else float("nan")
 
 
-def long_term_spectrum(
-    x: np.ndarray, hop: int, mask: np.ndarray, n_fft: int = 8192
-) -> np.ndarray:
-    """Mean power spectrum (n_fft // 2 + 1,) over Hann windows of ``n_fft`` samples centred on the frames
-    where ``mask`` is True (every fourth such frame: the windows overlap heavily anyway)."""
-    win = np.hanning(n_fft)
-    acc = np.zeros(n_fft // 2 + 1)
-    count = 0
-    for t in np.flatnonzero(mask)[::4]:
-        a = t * hop + hop // 2 - n_fft // 2
-        if a < 0 or a + n_fft > len(x):
-            continue
-        acc += np.abs(np.fft.rfft(x[a: a + n_fft] * win)) ** 2
-        count += 1
-    return acc / max(count, 1) if count else np.full(n_fft // 2 + 1, np.nan)
-
-
 def frame_rate_lines(
-    x: np.ndarray, sr: int, hop: int, mask: np.ndarray, harmonics: int = 4, n_fft: int = 8192,
-    near_hz: tuple[float, float] = (12.0, 40.0),
+    x: np.ndarray, sr: int, hop: int, mask: np.ndarray, f0: np.ndarray | None = None, harmonics: int = 4,
+    n_fft: int = 4096, near_hz: tuple[float, float] = (12.0, 40.0), clearance_hz: float = 45.0,
 ) -> list[float]:
     """Level in dB of the long-term spectrum of the ``mask`` frames (voiced frames) at ``k * sr / hop`` for
     k = 1..``harmonics``, relative to the floor there: the mean (in dB) of the medians of the bins
-    ``near_hz[0]``..``near_hz[1]`` Hz below and above. A recording scores about -3..+8 dB (its harmonics move
-    with the melody and average out; hum and rumble stay); a stationary comb at the frame rate stands 10-20 dB
-    above its neighbours. NaNs when no frame qualifies.
+    ``near_hz[0]``..``near_hz[1]`` Hz below and above.
+
+    With ``f0`` (n_frames,) Hz, the average for line k takes only frames whose own harmonics (of ``f0``) all
+    stay ``clearance_hz`` away from it, so a held note that happens to sit on a multiple of 86 Hz is not
+    mistaken for a line. A recording scores about -3..+3 dB; a stationary comb at the frame rate stands 10-30
+    dB above its neighbours. NaN for a line no frame qualifies for.
     """
-    spec = long_term_spectrum(np.asarray(x, np.float64), hop, mask, n_fft)
-    if not np.isfinite(spec).all():
-        return [float("nan")] * harmonics
+    x = np.asarray(x, np.float64)
     freqs = np.fft.rfftfreq(n_fft, 1 / sr)
     bin_hz = sr / n_fft
+    lines = np.arange(1, harmonics + 1) * sr / hop
+    win = np.hanning(n_fft)
+    acc = np.zeros((harmonics, n_fft // 2 + 1))
+    count = np.zeros(harmonics)
+    for t in np.flatnonzero(mask)[::2]:
+        a = t * hop + hop // 2 - n_fft // 2
+        if a < 0 or a + n_fft > len(x):
+            continue
+        ok = np.ones(harmonics, bool)
+        if f0 is not None and f0[t] > 0:
+            h = np.arange(1, int(lines[-1] / f0[t]) + 3) * f0[t]
+            ok = np.abs(lines[:, None] - h[None, :]).min(axis=1) > clearance_hz
+        if not ok.any():
+            continue
+        power = np.abs(np.fft.rfft(x[a: a + n_fft] * win)) ** 2
+        acc[ok] += power
+        count[ok] += 1
     out = []
-    for k in range(1, harmonics + 1):
-        f = k * sr / hop
+    for k, f in enumerate(lines):
+        if count[k] == 0:
+            out.append(float("nan"))
+            continue
+        spec = acc[k] / count[k]
         line = spec[np.abs(freqs - f) <= 1.5 * bin_hz].max()
         dist = np.abs(freqs - f)
         ring = (dist >= near_hz[0]) & (dist <= near_hz[1])
@@ -216,19 +221,22 @@ def reference_masks(ref: np.ndarray, sr: int, hop: int) -> Masks:
 
 
 def artifact_metrics(
-    x: np.ndarray, sr: int, hop: int, masks: Masks, transpose: float = 0.0, is_reference: bool = False
+    x: np.ndarray, sr: int, hop: int, masks: Masks, transpose: float = 0.0, is_reference: bool = False,
+    tracks: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> ArtifactMetrics:
     """All metrics of ``x`` (N,) on the frames of ``masks`` (from :func:`reference_masks` of the reference);
-    gross pitch errors compare ``x``'s F0 with the reference's, shifted by ``transpose`` semitones."""
+    gross pitch errors compare ``x``'s F0 with the reference's, shifted by ``transpose`` semitones.
+    ``tracks``: ``x``'s own (harvest, Praat) F0 (:func:`track_f0`) when the caller has them already."""
     x = np.asarray(x, np.float64)
     n = len(masks.voiced)
-    x = np.pad(x, (0, max(0, n * hop - len(x))))
-    lines = frame_rate_lines(x, sr, hop, masks.voiced)
+    x = np.pad(x, (0, max(0, n * hop - len(x))))[: n * hop]
+    lines = frame_rate_lines(x, sr, hop, masks.voiced, masks.f0_harvest * 2 ** (transpose / 12))
     if is_reference:
         gpe_h = gpe_p = float("nan")
     else:
-        gpe_h = gross_pitch_error(masks.f0_harvest, track_f0(x, sr, hop, n, "harvest"), transpose)
-        gpe_p = gross_pitch_error(masks.f0_praat, track_f0(x, sr, hop, n, "praat"), transpose)
+        f0_h, f0_p = tracks or (track_f0(x, sr, hop, n, "harvest"), track_f0(x, sr, hop, n, "praat"))
+        gpe_h = gross_pitch_error(masks.f0_harvest, f0_h, transpose)
+        gpe_p = gross_pitch_error(masks.f0_praat, f0_p, transpose)
     return ArtifactMetrics(
         frame_rate_periodicity=frame_rate_periodicity(x, sr, hop, masks.audible_unvoiced),
         frame_rate_line_db=float(np.nanmax(lines)) if np.isfinite(lines).any() else float("nan"),

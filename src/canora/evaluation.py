@@ -94,14 +94,34 @@ def evaluate_conversion(
     target_centroid: np.ndarray | None = None,
 ) -> dict[str, float]:
     """Scores of one conversion (both signals (N,) at ``sample_rate``, time-aligned, as the pipeline makes
-    them): F0 agreement with the source after ``transpose`` and, with an embedder and the target singer's
-    centroid, the singer similarity of the conversion and of the source (cosine to the centroid)."""
+    them): F0 agreement with the source after ``transpose`` (``f0_*``, by ``f0_method``); the waveform artifact
+    metrics of :mod:`canora.artifacts` of the conversion and of the source on the source's frames
+    (``periodicity_*``, ``frame_rate_line_db_*``, ``hnr_db_*``) and the gross pitch error by harvest and by
+    Praat (``gpe_harvest``, ``gpe_praat``); with an embedder and the target singer's centroid, the singer
+    similarity of the conversion and of the source (cosine to the centroid)."""
+    from canora import artifacts
     from canora.pitch import extract_f0
 
     n = min(len(converted), len(source))
-    f0_src = extract_f0(source[:n], sample_rate, hop_length=hop, method=f0_method)
-    f0_out = extract_f0(converted[:n], sample_rate, hop_length=hop, method=f0_method)
+    conv, src = np.asarray(converted[:n], np.float64), np.asarray(source[:n], np.float64)
+    masks = artifacts.reference_masks(src, sample_rate, hop)
+    frames = len(masks.voiced)
+    tracks = (artifacts.track_f0(conv, sample_rate, hop, frames, "harvest"),
+              artifacts.track_f0(conv, sample_rate, hop, frames, "praat"))
+    if f0_method == "harvest":  # the artifact metrics' own harvest tracks, octave-repaired as extract_f0's are
+        from canora.pitch import repair_octave_jumps
+
+        f0_src, f0_out = repair_octave_jumps(masks.f0_harvest), repair_octave_jumps(tracks[0])
+    else:
+        f0_src = extract_f0(src, sample_rate, hop_length=hop, method=f0_method)
+        f0_out = extract_f0(conv, sample_rate, hop_length=hop, method=f0_method)
     out: dict[str, float] = {f"f0_{k}": v for k, v in f0_scores(f0_src, f0_out, transpose).to_dict().items()}
+    m_conv = artifacts.artifact_metrics(conv, sample_rate, hop, masks, transpose, tracks=tracks)
+    m_src = artifacts.artifact_metrics(src, sample_rate, hop, masks, is_reference=True)
+    for key, attr in (("periodicity", "frame_rate_periodicity"), ("frame_rate_line_db", "frame_rate_line_db"),
+                      ("hnr_db", "hnr_db")):
+        out[f"{key}_converted"], out[f"{key}_source"] = getattr(m_conv, attr), getattr(m_src, attr)
+    out["gpe_harvest"], out["gpe_praat"] = m_conv.gpe_harvest, m_conv.gpe_praat
     if embedder is not None and target_centroid is not None:
         out["similarity_converted"] = cosine(embedder.embed(converted[:n], sample_rate), target_centroid)
         out["similarity_source"] = cosine(embedder.embed(source[:n], sample_rate), target_centroid)

@@ -6,10 +6,18 @@ import argparse
 from pathlib import Path
 
 DESCRIPTION = """\
-Score converted songs (DESIGN.md section 5): F0 error in cents, gross pitch error and voiced/unvoiced
-error against the source after the applied transpose; singer similarity (resemblyzer GE2E embedding
-cosine to the centroid of --target-refs) of the conversion versus that of the source; the mel cycle
-error and real-time factor that `canora convert` recorded in <stem>.json. Prints a table and writes JSON.
+Score converted songs: F0 error in cents, gross pitch error and voiced/unvoiced error against the source
+after the applied transpose; singer similarity (resemblyzer GE2E embedding cosine to the centroid of
+--target-refs) of the conversion versus that of the source; the mel cycle error and real-time factor that
+`canora convert` recorded in <stem>.json. Prints a table and writes JSON.
+
+Waveform artifacts that mel metrics miss, each beside the source's own value on the source's frames:
+  buzz   normalised autocorrelation at lag = hop (256 samples) in audible unvoiced frames: a vocoder that
+         turns breaths and consonants into a pulse train at the frame rate (86 Hz) scores near 1
+  lines  level of the long-term spectrum of voiced frames at k x 86.13 Hz (k = 1..4) above nearby bins, dB
+  HNR    harmonics-to-noise ratio of voiced frames (Praat), dB
+  GPE    share of frames voiced in both more than 50 cents off the transposed source, by harvest and by
+         Praat's autocorrelation tracker (one tracker can follow the notes through a buzz the other hears)
 
 Each converted <stem>.wav is paired with its source through the <stem>.json written by `canora convert`,
 or with --sources DIR/<stem>.*; the transpose comes from that JSON unless --transpose is given.
@@ -93,8 +101,10 @@ def run(args: argparse.Namespace) -> int:
         rows.append({"file": f.name, "source": str(src), "transpose": transpose, **scores,
                      "mel_cycle_error": side.get("mel_cycle_error"), "real_time_factor": side.get("real_time_factor")})
 
-    keys = ["f0_rmse_cents", "f0_gross_error_rate", "f0_vuv_error_rate", "f0_pearson", "similarity_converted",
-            "similarity_source", "mel_cycle_error", "real_time_factor"]
+    keys = ["f0_rmse_cents", "f0_gross_error_rate", "f0_vuv_error_rate", "f0_pearson", "gpe_harvest", "gpe_praat",
+            "periodicity_converted", "periodicity_source", "frame_rate_line_db_converted", "frame_rate_line_db_source",
+            "hnr_db_converted", "hnr_db_source", "similarity_converted", "similarity_source", "mel_cycle_error",
+            "real_time_factor"]
 
     def mean(k: str) -> float | None:
         vals = [r[k] for r in rows if isinstance(r.get(k), (int, float)) and math.isfinite(r[k])]
@@ -107,14 +117,15 @@ def run(args: argparse.Namespace) -> int:
 
     doc = {"files": [{k: finite(v) for k, v in r.items()} for r in rows], "mean": summary}
     atomic_write_text(args.out, json.dumps(doc, indent=2) + "\n")
-    heads = ["file", "F0 cents", "GPE", "V/UV err", "F0 corr", "sim conv", "sim src", "cycle err", "RTF"]
-    print(" | ".join(f"{h:>10}" for h in heads))
+    heads = ["file", "F0 cents", "GPE", "V/UV err", "F0 corr", "GPE harv", "GPE praat", "buzz conv", "buzz src",
+             "lines conv", "lines src", "HNR conv", "HNR src", "sim conv", "sim src", "cycle err", "RTF"]
+    print(" | ".join(f"{h:>9}" for h in heads))
 
     def fmt(v: object) -> str:
-        return f"{v:10.3f}" if isinstance(v, (int, float)) and math.isfinite(v) else f"{'-':>10}"
+        return f"{v:9.3f}" if isinstance(v, (int, float)) and math.isfinite(v) else f"{'-':>9}"
 
     for r in [*rows, {"file": "mean", **summary}]:
-        print(" | ".join([f"{r['file'][:10]:>10}", *(fmt(r.get(k)) for k in keys)]))
+        print(" | ".join([f"{r['file'][:9]:>9}", *(fmt(r.get(k)) for k in keys)]))
     print(f"wrote {args.out}", file=sys.stderr)
     if failed:
         print(f"{len(failed)} file(s) failed: {', '.join(failed)}", file=sys.stderr)

@@ -39,6 +39,8 @@ phase (narrowed MPD/MSD) after N updates. Batch 8 of 32 frames, lr 5e-4 halving 
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    from canora.pitch import DEFAULT_F0_METHOD, available_f0_extractors
+
     p = sub.add_parser(
         "train-vocoder",
         help="train or fine-tune a HiFi-GAN vocoder (official checkpoints, resumable, torchrun DDP)",
@@ -85,6 +87,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="peak-normalise audio to 0.95 (default: on for mels computed here, off for given mels)")
     p.add_argument("--seed", type=int, default=1234, help="random seed (1234)")
     p.add_argument("--cache-dir", type=Path, default=None, help="mel cache (default OUT/cache)")
+    p.add_argument("--f0-method", default=DEFAULT_F0_METHOD, choices=available_f0_extractors(),
+                   help="nsf: the F0 tracker of the training F0 (default %(default)s)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (under torchrun: one GPU per process)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads per process")
     p.set_defaults(run=run)
@@ -120,6 +124,7 @@ def run_nsf(args: argparse.Namespace) -> int:
         disc_width_div=_pick(args.disc_width_div, 4), val_count=_pick(args.val_count, 4),
         val_every=args.val_every, checkpoint_every=args.checkpoint_every, keep=args.keep, log_every=args.log_every,
         max_minutes=args.max_minutes, seed=args.seed, cache_dir=None if args.cache_dir is None else str(args.cache_dir),
+        f0_method=args.f0_method,
     )
     export = train_nsf(cfg)
     print(f"newest export: {export}")

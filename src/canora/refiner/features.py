@@ -23,6 +23,7 @@ import numpy as np
 
 from canora.errors import AudioError, CheckpointError
 from canora.mel import MelSpec, wav_to_mel
+from canora.pitch import DEFAULT_F0_METHOD
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,7 @@ FEATURE_VERSION = 1
 class FeatureParams:
     """Which extractors make the conditioning, with their parameters (stored with the model)."""
 
-    f0_method: str = "harvest"
+    f0_method: str = DEFAULT_F0_METHOD
     f0_min: float = 50.0
     f0_max: float = 1100.0
     f0_params: Mapping[str, Any] = field(default_factory=dict)

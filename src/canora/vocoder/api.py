@@ -209,18 +209,18 @@ class Vocoder:
         )
 
 
-def f0_from_mel(mel: np.ndarray, spec: MelSpec, method: str = "harvest") -> np.ndarray:
+def f0_from_mel(mel: np.ndarray, spec: MelSpec, method: str | None = None) -> np.ndarray:
     """Estimate F0 (T,) Hz (0 = unvoiced) of a log-mel (n_mels, T): Griffin-Lim audio, then an F0 tracker.
 
     For NSF vocoders given a bare mel; the pipeline passes the F0 it extracted from the source instead.
     """
-    from canora.pitch import extract_f0
+    from canora.pitch import DEFAULT_F0_METHOD, extract_f0
     from canora.refiner.api import griffin_lim
 
     wav = griffin_lim(np.asarray(mel, dtype=np.float32), spec)
     n = mel.shape[1]
     wav = np.pad(wav, (0, max(0, n * spec.hop_length - len(wav))))
-    return extract_f0(wav, spec.sample_rate, hop_length=spec.hop_length, n_frames=n, method=method)
+    return extract_f0(wav, spec.sample_rate, hop_length=spec.hop_length, n_frames=n, method=method or DEFAULT_F0_METHOD)
 
 
 def official_config(gcfg: GeneratorConfig, spec: MelSpec, extra: dict[str, Any] | None = None) -> str:

@@ -31,6 +31,7 @@ from canora.audio import list_audio, load_audio
 from canora.checkpoint import load_torch_file, newest, prune, save_torch_file
 from canora.errors import CanoraError, CheckpointError
 from canora.mel import MelSpec, mel_spectrogram
+from canora.pitch import DEFAULT_F0_METHOD
 from canora.vocoder import discriminators as disc
 from canora.vocoder.losses import (
     MEL_WEIGHT,
@@ -82,6 +83,7 @@ class NSFTrainConfig:
     max_minutes: float = 0.0
     seed: int = 1234
     cache_dir: str | None = None
+    f0_method: str = DEFAULT_F0_METHOD  # the tracker that gives the training F0 (and should give it at inference)
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.segment_frames < 4 or self.steps < 0:
@@ -125,16 +127,20 @@ class Clip:
     audio: np.ndarray
 
 
-def load_clips(files: list[Path], spec: MelSpec, cache_dir: Path | None, progress: bool = True) -> list[Clip]:
+def load_clips(
+    files: list[Path], spec: MelSpec, cache_dir: Path | None, progress: bool = True,
+    f0_method: str = DEFAULT_F0_METHOD,
+) -> list[Clip]:
     """Mel, F0 and audio of each file (features cached; unreadable or unvoiced files are skipped, said)."""
     from tqdm import tqdm
 
     from canora.refiner.features import FeatureParams, load_features
 
     clips = []
+    params = FeatureParams(f0_method=f0_method)
     for path in tqdm(files, desc="features", unit="file", disable=not progress):
         try:
-            feats = load_features(path, spec, FeatureParams(), cache_dir)
+            feats = load_features(path, spec, params, cache_dir)
             audio = load_audio(path, spec.sample_rate)
         except CanoraError as e:
             log.warning("skipping %s: %s", path.name, e)
@@ -252,7 +258,8 @@ class NSFTrainer:
 
         gen = NSFGenerator.from_config(self.cfg.nsf)  # a fresh copy: deepcopy would share parametrization classes
         gen.load_state_dict(self.generator.state_dict())
-        info = {"trained_steps": self.step, "trained_on": str(self.cfg.wavs), **(meta or {})}
+        info = {"trained_steps": self.step, "trained_on": str(self.cfg.wavs), "f0_method": self.cfg.f0_method,
+                **(meta or {})}
         return Vocoder(gen, self.spec, self.cfg.nsf, "training").export(directory or self.out / "export", info)
 
     # ------------------------------------------------------------------ data
@@ -268,8 +275,8 @@ class NSFTrainer:
         n_val = min(self.cfg.val_count, max(0, len(files) - 1))
         train_files, val_files = files[: len(files) - n_val], files[len(files) - n_val:]
         cache = Path(self.cfg.cache_dir) if self.cfg.cache_dir else self.out / "cache"
-        self.train = load_clips(train_files, self.spec, cache, self.progress)
-        self.val = load_clips(val_files, self.spec, cache, False)
+        self.train = load_clips(train_files, self.spec, cache, self.progress, self.cfg.f0_method)
+        self.val = load_clips(val_files, self.spec, cache, False, self.cfg.f0_method)
         if not self.train:
             raise CanoraError(f"{wavs}: no usable training files (all unreadable or without voice)")
         self._data_ready = True

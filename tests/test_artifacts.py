@@ -1,0 +1,93 @@
+"""Waveform artifact metrics: each one flags a real recording with an injected frame-rate pulse train (the
+buzz mel metrics cannot see) and passes the clean recording and a harmless change of it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from canora import artifacts as A
+
+from .conftest import shared_file
+
+SR, HOP = 22050, 256
+
+
+@pytest.fixture(scope="module")
+def recording() -> np.ndarray:
+    from canora.audio import load_audio
+
+    return load_audio(shared_file("pjs/pjs001_song.wav"), SR)[: SR * 10].astype(np.float64)
+
+
+def _with_buzz(x: np.ndarray, level: float) -> np.ndarray:
+    """``x`` plus a pulse every hop (the frame rate, 86.13 Hz) that follows the recording's frame level: a
+    pulse of height ``level`` x frame RMS (16 = as much energy as the frame itself)."""
+    n = len(x) // HOP
+    rms = np.sqrt(np.mean(x[: n * HOP].reshape(n, HOP) ** 2, axis=1))
+    pulses = np.zeros(n * HOP)
+    pulses[::HOP] = 1.0
+    y = x.copy()
+    y[: n * HOP] += pulses * np.repeat(rms, HOP) * level
+    return y
+
+
+def _harmless(x: np.ndarray) -> np.ndarray:
+    from scipy.signal import butter, sosfiltfilt
+
+    return 0.8 * sosfiltfilt(butter(8, 7000, fs=SR, output="sos"), x)
+
+
+@pytest.fixture(scope="module")
+def scored(recording: np.ndarray) -> dict[str, tuple[A.ArtifactMetrics, A.ArtifactMetrics]]:
+    return {name: A.compare(sig, recording, SR, HOP) for name, sig in (
+        ("harmless", _harmless(recording)), ("quiet buzz", _with_buzz(recording, 4.0)),
+        ("loud buzz", _with_buzz(recording, 16.0)))}
+
+
+def test_the_clean_recording_scores_in_the_healthy_range(scored):
+    ref = scored["harmless"][1]
+    assert ref.frame_rate_periodicity < 0.6
+    assert ref.hnr_db > 12.0
+    assert max(ref.frame_rate_lines_db[1:]) < 3.0  # k = 2..4 (k = 1 sits on the room's low-frequency floor)
+    assert np.isnan(ref.gpe_harvest) and np.isnan(ref.gpe_praat)  # the reference has no reference
+
+
+def test_a_harmless_change_is_not_flagged(scored):
+    out, ref = scored["harmless"]
+    assert A.problems(out, ref) == []
+    assert abs(out.frame_rate_periodicity - ref.frame_rate_periodicity) < 0.05
+    assert out.gpe_harvest < 0.03 and out.gpe_praat < 0.03
+
+
+def test_each_metric_flags_a_frame_rate_buzz(scored):
+    out, ref = scored["quiet buzz"]
+    assert out.frame_rate_periodicity > ref.frame_rate_periodicity + 0.4
+    assert out.frame_rate_line_db > ref.frame_rate_line_db + 10.0
+    assert out.hnr_db < ref.hnr_db - 3.0
+    assert out.gpe_harvest > 0.05
+    found = " | ".join(A.problems(out, ref))
+    assert "frame-rate buzz" in found and "frame-rate lines" in found and "HNR" in found
+    # a buzz as loud as the singing makes Praat's tracker lock onto 86 Hz, and harvest too
+    loud, _ = scored["loud buzz"]
+    assert loud.gpe_praat > 0.3 and loud.gpe_harvest > 0.3
+
+
+def test_lines_ignore_a_held_note_on_a_multiple_of_the_frame_rate():
+    """A clean note at exactly 2 x 86.13 Hz is the melody, not a comb: with the F0 given it is left out."""
+    t = np.arange(SR * 3) / SR
+    f = 2 * SR / HOP
+    noise = 0.01 * np.random.default_rng(0).normal(size=t.size)
+    x = sum(np.sin(2 * np.pi * k * f * t) / k for k in range(1, 6)) + noise
+    n = len(x) // HOP
+    mask = np.ones(n, bool)
+    naive = A.frame_rate_lines(x, SR, HOP, mask)
+    aware = A.frame_rate_lines(x, SR, HOP, mask, f0=np.full(n, f))
+    assert naive[1] > 20.0  # the note's fundamental sits on line 2
+    assert np.isnan(aware[1]) and np.isnan(aware[3])  # no frame is clear of the note at lines 2 and 4
+    assert abs(aware[0]) < 3.0  # line 1 (86 Hz) lies between the note's harmonics: noise floor only
+
+
+def test_periodicity_is_nan_without_qualifying_frames():
+    x = np.random.default_rng(0).normal(size=SR)
+    assert np.isnan(A.frame_rate_periodicity(x, SR, HOP, np.zeros(len(x) // HOP, bool)))
