@@ -51,8 +51,8 @@ def singer_files(pjs_files: int) -> dict[str, list[Path]]:
 
 
 def candidates() -> dict[str, Feature]:
-    from canora.features import CepstralContent, cmvn
-    from canora.mel import MelSpec, wav_to_mel
+    from canora.dsp.content import CepstralContent, cmvn
+    from canora.dsp.mel import MelSpec, wav_to_mel
 
     spec = MelSpec()
 
@@ -78,7 +78,7 @@ def candidates() -> dict[str, Feature]:
 
 def active_frames(wav: np.ndarray) -> np.ndarray:
     """Frames (n,) bool within 40 dB of the loudest (drops silence, which only shows the room)."""
-    from canora.features import loudness
+    from canora.dsp.loudness import loudness
 
     db = loudness(wav, SR, HOP)
     return db > db.max() - 40
@@ -173,7 +173,7 @@ def main() -> None:
     args = p.parse_args()
     if not DATA.is_dir():
         sys.exit(f"{DATA} not found: this benchmark needs ../shared/data")
-    from canora.audio import load_audio
+    from canora.io.audio import load_audio
 
     files = singer_files(args.pjs_files)
     audio = {s: [load_audio(f, SR) for f in fs] for s, fs in files.items()}

@@ -30,9 +30,9 @@ import numpy as np
 import torch
 from _common import print_table, write_json
 
-from canora.audio import load_audio
-from canora.evaluation import SpeakerEmbedder, centroid, evaluate_conversion
-from canora.metrics import mel_cycle_error
+from canora.analysis.evaluation import SpeakerEmbedder, centroid, evaluate_conversion
+from canora.dsp.metrics import mel_cycle_error
+from canora.io.audio import load_audio
 from canora.pipeline import Converter
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -103,7 +103,7 @@ def main() -> None:
 
         score("source", wav, 0.0, 0.0)
         if lj is not None:
-            from canora.mel import wav_to_mel
+            from canora.dsp.mel import wav_to_mel
 
             t0 = time.perf_counter()
             src_mel = wav_to_mel(wav, lj.spec)
@@ -121,7 +121,7 @@ def main() -> None:
                 first = first or res
         t0 = time.perf_counter()
         score("world", world_resynth(wav, sr, first.transpose), first.transpose, time.perf_counter() - t0)
-        from canora.refiner.api import griffin_lim
+        from canora.dsp.spectral import griffin_lim
 
         t0 = time.perf_counter()
         out = griffin_lim(first.mel, conv.spec)

@@ -21,7 +21,7 @@ e. Speed: seconds per minute of audio on 60 s of PJS audio, warm (one short run 
    The load average is printed (its 1-minute value includes this benchmark's own earlier sections): another
    process on the second core slows the multi-threaded rows.
 
-Each tracker runs once per clip; the "repair" rows apply :func:`canora.pitch.repair_octave_jumps` to the same
+Each tracker runs once per clip; the "repair" rows apply :func:`canora.dsp.pitch.repair_octave_jumps` to the same
 track, which is exactly what ``extract_f0(..., repair_octaves=True)`` returns.
 """
 
@@ -40,8 +40,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import print_table, write_json  # noqa: E402
 
-from canora import pitch  # noqa: E402
-from canora.audio import load_audio  # noqa: E402
+from canora.dsp import pitch  # noqa: E402
+from canora.io.audio import load_audio  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 SR, HOP = 22050, 256

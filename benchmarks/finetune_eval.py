@@ -5,7 +5,7 @@ For each recording (raw level, not peak-normalised): mel = canora mel; for each 
 mel' = mel(audio). Per frame:
 
 * mel cycle error = mean over bins |mel' - mel|, averaged over frames louder than the floor
-  (:func:`canora.metrics.loud_frames`);
+  (:func:`canora.dsp.metrics.loud_frames`);
 * F0 error in cents = 1200 log2(F0(audio) / F0(original)) over frames voiced in both (``--f0-method``,
   harvest by default), reported as RMSE, gross error rate (> 50 cents) and voiced/unvoiced disagreement.
 
@@ -28,10 +28,10 @@ import numpy as np
 import torch
 from _common import print_table, write_json
 
-from canora.audio import load_audio
-from canora.mel import wav_to_mel
-from canora.metrics import loud_frames
-from canora.pitch import extract_f0
+from canora.dsp.mel import wav_to_mel
+from canora.dsp.metrics import loud_frames
+from canora.dsp.pitch import extract_f0
+from canora.io.audio import load_audio
 from canora.vocoder.api import Vocoder
 
 BANDS = (("<350 Hz", 0.0, 350.0), ("350-600 Hz", 350.0, 600.0), (">600 Hz", 600.0, float("inf")))
@@ -55,7 +55,7 @@ def wb_pesq(ref: np.ndarray, deg: np.ndarray, sr: int) -> float:
         from pesq import PesqError, pesq
     except ImportError:
         return float("nan")
-    from canora.audio import resample
+    from canora.io.audio import resample
 
     n = min(len(ref), len(deg))
     r, d = resample(ref[:n], sr, 16000), resample(deg[:n], sr, 16000)

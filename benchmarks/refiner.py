@@ -26,7 +26,7 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 def random_refiner(content_dim: int):  # noqa: ANN201
-    from canora.mel import MelSpec
+    from canora.dsp.mel import MelSpec
     from canora.refiner import MelNormalizer, Refiner, RefinerConfig, RefinerModel
     from canora.refiner.diffusion import NoiseSchedule
 
@@ -52,9 +52,9 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(args.threads)
 
-    from canora.audio import load_audio
+    from canora.conditioning import FeatureParams, extract_features
+    from canora.io.audio import load_audio
     from canora.refiner import Refiner
-    from canora.refiner.features import FeatureParams, extract_features
 
     if args.model is not None:
         ref = Refiner.from_pretrained(args.model)

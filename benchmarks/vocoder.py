@@ -17,7 +17,7 @@ import torch
 from _common import median_time, print_table, write_json
 
 from canora.demo import synth_phrase
-from canora.mel import MelSpec, mel_spectrogram, read_config
+from canora.dsp.mel import MelSpec, mel_spectrogram, read_config
 from canora.vocoder.hifigan import Generator, GeneratorConfig
 
 

@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from canora.analysis.conventions import synthesize
-from canora.audio import load_audio, save_wav
-from canora.mel import MelSpec, wav_to_mel
-from canora.melio import save_mel
+from canora.dsp.mel import MelSpec, wav_to_mel
+from canora.io.audio import load_audio, save_wav
+from canora.io.melfiles import save_mel
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 CLIPS = [("pjs/pjs002_song.wav", 1.0), ("pjs/pjs005_song.wav", 2.0), ("pjs/pjs011_song.wav", 2.0),

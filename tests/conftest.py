@@ -27,7 +27,7 @@ def _few_threads() -> None:
 @pytest.fixture
 def sung_clip() -> tuple[np.ndarray, int]:
     """3 s of real singing (vocadito clip 1), mono float32 at 22050 Hz."""
-    from canora.audio import load_audio
+    from canora.io.audio import load_audio
 
     wav = load_audio(shared_file("vocadito/vocadito_1.wav"), 22050)
     return wav[22050 : 22050 * 4], 22050
@@ -60,7 +60,7 @@ def tiny_official_ckpt(tmp_path: Path) -> Path:
     """A tiny randomly initialised generator saved in the official layout: dir/g_00000001 + dir/config.json."""
     import json
 
-    from canora.mel import read_config
+    from canora.dsp.mel import read_config
     from canora.vocoder.hifigan import Generator, GeneratorConfig, to_official_keys
 
     cfg = {**read_config("v1"), **TINY_HIFIGAN}
@@ -76,11 +76,11 @@ def tiny_official_ckpt(tmp_path: Path) -> Path:
 def make_tiny_models(directory: Path, singers: tuple[str, ...] = ("pjs",), seed: int = 0) -> tuple[Path, Path]:
     """A tiny random refiner export (content dim of the default DSP extractor) and a tiny NSF vocoder export,
     written under ``directory``; -> (refiner dir, vocoder dir). They convert fast and wrongly: for plumbing."""
-    from canora.features import get_content_encoder
-    from canora.mel import MelSpec
+    from canora.conditioning import FeatureParams
+    from canora.dsp.content import get_content_encoder
+    from canora.dsp.mel import MelSpec
     from canora.refiner import MelNormalizer, Refiner, RefinerConfig, RefinerModel
     from canora.refiner.diffusion import NoiseSchedule
-    from canora.refiner.features import FeatureParams
     from canora.vocoder import Vocoder
     from canora.vocoder.nsf import NSFConfig, NSFGenerator
 

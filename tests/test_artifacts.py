@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from canora import artifacts as A
+from canora.dsp import artifacts as A
 
 from .conftest import shared_file
 
@@ -15,7 +15,7 @@ SR, HOP = 22050, 256
 
 @pytest.fixture(scope="module")
 def recording() -> np.ndarray:
-    from canora.audio import load_audio
+    from canora.io.audio import load_audio
 
     return load_audio(shared_file("pjs/pjs001_song.wav"), SR)[: SR * 10].astype(np.float64)
 

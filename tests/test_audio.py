@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from canora.audio import load_audio, read_audio, save_wav
 from canora.errors import AudioError
+from canora.io.audio import load_audio, read_audio, save_wav
 
 
 def tone(sr: int, seconds: float = 1.0, f: float = 440.0) -> np.ndarray:

@@ -10,11 +10,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from canora.analysis.evaluation import f0_scores
 from canora.cli import main
-from canora.evaluation import f0_scores
-from canora.mel import MelSpec
+from canora.dsp.mel import MelSpec
+from canora.dsp.pitch import extract_f0
 from canora.pipeline import DEFAULT_REFINER, DEFAULT_VOCODER, Converter
-from canora.pitch import extract_f0
 
 SR = 22050
 
@@ -43,7 +43,7 @@ def test_bundled_models_are_small_versioned_and_share_the_hifigan_melspec(conver
 
 
 def test_bundled_conversion_of_a_real_clip_follows_the_source_pitch(converter):
-    from canora.audio import load_audio
+    from canora.io.audio import load_audio
 
     from .conftest import shared_file
 
@@ -80,7 +80,7 @@ def test_forced_cuts_inside_a_held_note_leave_no_dip_or_click(converter):
     (no cancellation hole), and the sample-to-sample step at the joins is no larger than inside the slices
     (no click). (Cuts land on the quietest frames, which in a vibrato are its amplitude troughs, so the
     one-piece conversion is the fair reference, not the song's median level.)"""
-    from canora.slicing import plan_slices
+    from canora.dsp.slicing import plan_slices
 
     t = np.arange(9 * SR) / SR
     f0 = 262.0 * 2 ** (0.3 * np.sin(2 * np.pi * 5.5 * t) / 12)

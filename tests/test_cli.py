@@ -10,7 +10,7 @@ import pytest
 import soundfile as sf
 
 from canora.cli import main
-from canora.mel import MelSpec, wav_to_mel
+from canora.dsp.mel import MelSpec, wav_to_mel
 
 
 @pytest.fixture

@@ -7,8 +7,8 @@ import pytest
 
 from canora.analysis.collapse import check_output, spectral_flatness
 from canora.analysis.conventions import synthesize
-from canora.mel import MelSpec
-from canora.metrics import mel_cycle_error
+from canora.dsp.mel import MelSpec
+from canora.dsp.metrics import mel_cycle_error
 from tests.conftest import shared_file
 
 SPEC = MelSpec()
@@ -23,7 +23,7 @@ def lj_v2():
 
 @pytest.fixture(scope="module", params=["vocadito/vocadito_1.wav", "pjs/pjs002_song.wav"])
 def clip(request) -> np.ndarray:
-    from canora.audio import load_audio
+    from canora.io.audio import load_audio
 
     return load_audio(shared_file(request.param), 22050)[22050 : 22050 * 3]
 

@@ -10,8 +10,8 @@ import pytest
 from canora.analysis.conventions import synthesize
 from canora.analysis.doctor import apply_fix, diagnose
 from canora.cli import main
+from canora.dsp.mel import MelSpec
 from canora.errors import MelError
-from canora.mel import MelSpec
 from tests.conftest import shared_file
 
 SPEC = MelSpec()
@@ -20,7 +20,7 @@ SPEC = MelSpec()
 @pytest.fixture(scope="module")
 def clip() -> np.ndarray:
     """3 s of real singing that reaches digital silence (PJS song 2 from 1 s), 22050 Hz."""
-    from canora.audio import load_audio
+    from canora.io.audio import load_audio
 
     return load_audio(shared_file("pjs/pjs002_song.wav"), 22050)[22050 : 4 * 22050]
 
@@ -47,7 +47,7 @@ def test_exact_conventions_detected_and_fixed(key: str, ln: np.ndarray) -> None:
 
 
 def _make(key: str) -> np.ndarray:
-    from canora.audio import load_audio
+    from canora.io.audio import load_audio
 
     wav = load_audio(shared_file("pjs/pjs002_song.wav"), 22050)[22050 : 4 * 22050]
     return synthesize(wav, SPEC, key)
@@ -117,7 +117,7 @@ def test_other_fmax_with_audio(clip: np.ndarray, fmax: float | None) -> None:
 
 
 def test_full_band_fmax_blind_on_band_limited_audio() -> None:
-    from canora.audio import load_audio
+    from canora.io.audio import load_audio
 
     wav = load_audio(shared_file("speech/cmu_arctic_us_aew_a0001.wav"), 22050)  # 16 kHz: nothing above 8 kHz
     d = diagnose(synthesize(wav, SPEC, "fmax", fmax=None), SPEC)
@@ -146,7 +146,7 @@ def test_peak_normalised_with_audio(clip: np.ndarray, ln: np.ndarray) -> None:
 
 
 def test_cli_doctor_fix_and_refuse(tmp_path, clip: np.ndarray, ln: np.ndarray, capsys) -> None:
-    from canora.audio import save_wav
+    from canora.io.audio import save_wav
 
     mels, audio, out = tmp_path / "mels", tmp_path / "audio", tmp_path / "fixed"
     mels.mkdir()

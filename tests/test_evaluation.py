@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from canora.evaluation import centroid, cosine, f0_scores
+from canora.analysis.evaluation import centroid, cosine, f0_scores
 
 
 def test_f0_scores_account_for_transpose_and_voicing():
@@ -35,8 +35,8 @@ def test_speaker_embeddings_tell_singers_apart():
     """resemblyzer ships its weights; two songs of one singer are closer than songs of two singers
     (measured: PJS song vs PJS song 0.93, PJS vs NIT-SONG f001 0.73-0.79, PJS vs ARCTIC speech 0.6)."""
     pytest.importorskip("resemblyzer")
-    from canora.audio import load_audio
-    from canora.evaluation import SpeakerEmbedder
+    from canora.analysis.evaluation import SpeakerEmbedder
+    from canora.io.audio import load_audio
 
     from .conftest import shared_file
 

@@ -7,7 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from canora import features as feat
+from canora.dsp import content as feat
+from canora.dsp.loudness import LOUDNESS_FLOOR_DB, loudness
+from canora.dsp.stft import stft_power
 from canora.errors import AudioError, CanoraError, CheckpointError
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -22,39 +24,39 @@ def tone(freq: float, amp: float, seconds: float = 1.0, sr: int = SR) -> np.ndar
 def test_loudness_of_sines_of_known_level() -> None:
     """A sine of amplitude A has mean square A^2/2: 1 kHz (A-weight 0 dB) reads 20 log10(A) - 3.01 dB;
     100 Hz is A-weighted down by 19.1 dB (IEC 61672) but not in RMS mode."""
-    db = feat.loudness(tone(1000, 0.1), SR, HOP)
+    db = loudness(tone(1000, 0.1), SR, HOP)
     assert np.abs(db[4:-4] - (-20 - 3.0103)).max() < 0.1
     low = tone(100, 0.1)
-    np.testing.assert_allclose(np.median(feat.loudness(low, SR, HOP, kind="rms")), -23.01, atol=0.1)
-    np.testing.assert_allclose(np.median(feat.loudness(low, SR, HOP)), -23.01 - 19.1, atol=0.3)
+    np.testing.assert_allclose(np.median(loudness(low, SR, HOP, kind="rms")), -23.01, atol=0.1)
+    np.testing.assert_allclose(np.median(loudness(low, SR, HOP)), -23.01 - 19.1, atol=0.3)
 
 
 def test_loudness_frames_floor_and_alignment() -> None:
     """floor(T/hop) frames for odd lengths; silence floored, not -inf; frame i sees samples by i*hop+hop/2"""
     wav = np.zeros(2 * SR + 777, np.float32)
     wav[100 * HOP : 140 * HOP] = tone(1000, 0.5, 40 * HOP / SR)
-    db = feat.loudness(wav, SR, HOP)
+    db = loudness(wav, SR, HOP)
     assert db.shape == (len(wav) // HOP,) and db.dtype == np.float32
-    assert db[10] == feat.LOUDNESS_FLOOR_DB and np.isfinite(db).all()
+    assert db[10] == LOUDNESS_FLOOR_DB and np.isfinite(db).all()
     # burst at samples [100, 140) * hop at -9 dB: frames whose centre (i*hop + hop/2) is inside it hold over
     # half the Hann window's energy (> -12 dB); frames 99 and 140 have their centres outside
     loud = np.flatnonzero(db > -12.04)
     assert loud[0] == 100 and loud[-1] == 139 and len(loud) == 40
-    assert feat.loudness(wav, SR, HOP, n_frames=50).shape == (50,)
+    assert loudness(wav, SR, HOP, n_frames=50).shape == (50,)
     with pytest.raises(CanoraError, match="unknown loudness kind"):
-        feat.loudness(wav, SR, HOP, kind="lufs")
+        loudness(wav, SR, HOP, kind="lufs")
     with pytest.raises(AudioError, match=r"mono audio of shape \(T,\)"):
-        feat.loudness(np.zeros((2, 1000)), SR, HOP)
+        loudness(np.zeros((2, 1000)), SR, HOP)
 
 
 def test_stft_grid_matches_the_mel() -> None:
     """stft_power frames equal the HiFi-GAN mel's frames (same padding), for odd lengths too."""
-    from canora.mel import MelSpec, mel_filterbank, wav_to_mel
+    from canora.dsp.mel import MelSpec, mel_filterbank, wav_to_mel
 
     rng = np.random.default_rng(0)
     wav = (0.1 * rng.standard_normal(SR // 2 + 333)).astype(np.float32)
     spec = MelSpec()
-    power = feat.stft_power(wav.astype(np.float64), HOP, spec.n_fft)
+    power = stft_power(wav.astype(np.float64), HOP, spec.n_fft)
     ours = np.log(np.maximum(mel_filterbank(spec) @ np.sqrt(power + 1e-9), 1e-5))
     ref = wav_to_mel(wav, spec)
     assert ours.shape == ref.shape == (80, len(wav) // HOP)
@@ -85,7 +87,7 @@ def test_dsp_content_removes_static_timbre() -> None:
     path = DATA / "vocadito" / "vocadito_1.wav"
     if not path.exists():
         pytest.skip(f"{path} not available (../shared/data is missing)")
-    from canora.audio import load_audio
+    from canora.io.audio import load_audio
 
     wav = load_audio(path, SR)[SR : 5 * SR]
     coloured = lfilter([1.0, -0.7], [1.0], wav).astype(np.float32)  # a fixed +tilt filter

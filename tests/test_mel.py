@@ -12,8 +12,8 @@ import pytest
 import scipy.signal
 import torch
 
+from canora.dsp.mel import MelSpec, load_spec, mel_spectrogram, read_config, wav_to_mel
 from canora.errors import CanoraError, MelError
-from canora.mel import MelSpec, load_spec, mel_spectrogram, read_config, wav_to_mel
 
 
 def reference_mel(y: np.ndarray, spec: MelSpec) -> np.ndarray:
@@ -106,7 +106,7 @@ def test_released_config_spelling_and_unknown_keys(tmp_path, caplog):
     with caplog.at_level(logging.WARNING):
         assert load_spec(p) == MelSpec()
     assert "resblock_initial_channel" in caplog.text
-    from canora.mel import hifigan_fmax_for_loss
+    from canora.dsp.mel import hifigan_fmax_for_loss
 
     assert hifigan_fmax_for_loss(cfg) is None
     assert hifigan_fmax_for_loss({"fmax_for_loss": 11025}) == 11025

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from canora.cli import main
+from canora.dsp.mel import MelSpec, wav_to_mel
 from canora.errors import CanoraError, MelError
-from canora.mel import MelSpec, wav_to_mel
 from canora.vocoder import Vocoder
 from canora.vocoder.nsf import NSFConfig, NSFGenerator, SineSource
 from canora.vocoder.nsf_train import NSFTrainConfig, NSFTrainer, crop_batch, load_clips
@@ -143,7 +143,7 @@ def test_crops_pad_short_clips_with_the_log_floor():
 
 @pytest.fixture
 def wav_dir(tmp_path):
-    from canora.audio import load_audio, save_wav
+    from canora.io.audio import load_audio, save_wav
 
     from .conftest import shared_file
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from canora.audio import read_audio, save_wav
 from canora.cli import main
 from canora.errors import CanoraError, MelError
+from canora.io.audio import read_audio, save_wav
 from canora.pipeline import Converter
 
 SR = 22050
@@ -177,7 +177,7 @@ def test_cli_under_torchrun_each_rank_converts_its_share(tmp_path, tiny_models, 
 def test_cli_eval_scores_against_the_source_after_transpose(capsys, tmp_path):
     """A 'conversion' that is the source itself scores ~0 cents; claiming a 12-semitone transpose scores
     ~1200 cents: the transpose from the sidecar is applied to the source's F0."""
-    from canora.audio import load_audio
+    from canora.io.audio import load_audio
 
     from .conftest import shared_file
 

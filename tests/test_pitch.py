@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from canora import pitch
+from canora.dsp import pitch
 from canora.errors import AudioError, CanoraError, CheckpointError
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -33,7 +33,7 @@ def vocadito() -> tuple[np.ndarray, np.ndarray]:
     folder = DATA / "vocadito"
     if not (folder / "vocadito_1.wav").exists() or not (folder / "vocadito_1_f0.csv").exists():
         pytest.skip(f"{folder} not available (../shared/data is missing)")
-    from canora.audio import load_audio
+    from canora.io.audio import load_audio
 
     wav = load_audio(folder / "vocadito_1.wav", SR)[: 12 * SR]
     ref = np.loadtxt(
@@ -168,8 +168,8 @@ def test_parallel_harvest_agrees_with_one_pass_on_real_singing():
     """Harvest in two threaded chunks (long signals) against one pass: the voicing agrees on >= 98 % of frames
     and >= 97 % of the frames voiced in both are within 50 cents (harvest's own whole-signal post-processing
     differs a little with the signal length, as it does between any two slicings)."""
-    from canora.audio import load_audio
-    from canora.pitch import get_f0_extractor
+    from canora.dsp.pitch import get_f0_extractor
+    from canora.io.audio import load_audio
 
     from .conftest import shared_file
 
@@ -229,7 +229,7 @@ def test_swift_agrees_with_harvest_on_real_singing() -> None:
     """12 s of PJS song 081: >= 95 % of the frames voiced in both within 50 cents of harvest (measured 98 %; the
     rest are fast note transitions), no octave error, and the voicing agrees on >= 85 % of the frames (measured
     92 %: harvest also voices breaths and consonant tails that swift leaves unvoiced)."""
-    from canora.audio import load_audio
+    from canora.io.audio import load_audio
 
     from .conftest import shared_file
 

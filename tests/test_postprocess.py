@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from canora.postprocess import match_envelope
-from canora.slicing import frame_db
+from canora.dsp.envelope import match_envelope
+from canora.dsp.slicing import frame_db
 
 SR = 22050
 

@@ -9,12 +9,12 @@ import pytest
 import torch
 
 from canora.cli import main
+from canora.conditioning import FeatureParams
+from canora.dsp.mel import MelSpec, wav_to_mel
+from canora.dsp.spectral import shift_mel_pitch
 from canora.errors import CanoraError, CheckpointError, MelError
-from canora.mel import MelSpec, wav_to_mel
 from canora.refiner import MelNormalizer, Refiner, RefinerConfig, RefinerModel
-from canora.refiner.api import shift_mel_pitch
 from canora.refiner.diffusion import NoiseSchedule
-from canora.refiner.features import FeatureParams
 
 SPEC = MelSpec()
 
@@ -198,7 +198,7 @@ def test_vocoder_export_is_not_a_refiner(tmp_path, tiny_official_ckpt):
 @pytest.fixture
 def real_refiner(sung_clip, tmp_path):
     """A tiny refiner whose content dimension fits the default content extractor, exported to tmp_path/model."""
-    from canora.refiner.features import extract_features
+    from canora.conditioning import extract_features
 
     wav, sr = sung_clip
     feats = extract_features(wav, SPEC, FeatureParams())
@@ -223,7 +223,7 @@ def test_features_are_frame_aligned_with_the_mel(sung_clip, real_refiner):
 def test_feature_cache_is_keyed_on_parameters(tmp_path, sung_clip):
     import soundfile as sf
 
-    from canora.refiner.features import load_features
+    from canora.conditioning import load_features
 
     wav, sr = sung_clip
     sf.write(tmp_path / "a.wav", wav, sr)
@@ -293,7 +293,7 @@ def test_cli_refine_audio_and_npy_inputs(capsys, tmp_path, sung_clip, real_refin
 
 
 def test_cli_npy_without_audio_uses_griffin_lim_features(capsys, caplog, tmp_path, sung_clip, real_refiner):
-    from canora.melio import save_mel
+    from canora.io.melfiles import save_mel
 
     wav, _ = sung_clip
     (tmp_path / "mels").mkdir()

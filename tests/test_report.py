@@ -13,7 +13,7 @@ import pytest
 from canora.analysis.conventions import synthesize
 from canora.analysis.report import SCHEMA_PATH, build_report
 from canora.cli import main
-from canora.mel import MelSpec
+from canora.dsp.mel import MelSpec
 from tests.conftest import shared_file
 
 SPEC = MelSpec()
@@ -22,7 +22,7 @@ CLIPS = ("vocadito/vocadito_1.wav", "vocadito/vocadito_14.wav", "pjs/pjs002_song
 
 @pytest.fixture(scope="module")
 def wavs() -> dict[str, np.ndarray]:
-    from canora.audio import load_audio
+    from canora.io.audio import load_audio
 
     return {Path(c).stem: load_audio(shared_file(c), 22050)[22050 : 22050 * 3] for c in CLIPS}
 
@@ -84,7 +84,7 @@ def test_report_with_vocoder_flags_the_db_file(tmp_path: Path, mel_dirs: tuple[P
 def test_cli_report_with_generated_dir(tmp_path: Path, mel_dirs: tuple[Path, Path], wavs, capsys) -> None:
     import jsonschema
 
-    from canora.audio import save_wav
+    from canora.io.audio import save_wav
 
     orig, ref = mel_dirs
     gen = tmp_path / "gen"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from canora.slicing import join, plan_slices
+from canora.dsp.slicing import join, plan_slices
 
 SR = 22050
 

@@ -59,7 +59,7 @@ def _backend(converter: Any, workdir: Path, **limits: float) -> Any:
 
 # ---------------------------------------------------------------------- no gradio needed
 def test_import_does_not_import_gradio() -> None:
-    code = "import sys, canora.ui, canora.commands.ui; sys.exit('gradio' in sys.modules)"
+    code = "import sys, canora.ui, canora.cli.ui; sys.exit('gradio' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 0
 
 
@@ -124,7 +124,7 @@ def test_backend_caps_duration_and_size(converter: Any, clip: Path, tmp_path: Pa
 
 def test_backend_doctor_verdicts(converter: Any, clip: Path, tmp_path: Path) -> None:
     from canora.analysis.conventions import synthesize
-    from canora.audio import load_audio
+    from canora.io.audio import load_audio
 
     spec = converter.vocoder.spec
     wav = load_audio(clip, spec.sample_rate)

@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 import torch
 
-from canora.audio import load_audio, save_wav
-from canora.checkpoint import load_torch_file
+from canora.dsp.mel import MelSpec, read_config, wav_to_mel
 from canora.errors import CanoraError, MelError
-from canora.mel import MelSpec, read_config, wav_to_mel
+from canora.io.audio import load_audio, save_wav
+from canora.io.checkpoint import load_torch_file
 from canora.vocoder import discriminators as disc
 from canora.vocoder.api import Vocoder
 from canora.vocoder.data import LoadReport, SegmentDataset, check_mel_dir, load_mel_items, load_wav_items
@@ -318,7 +318,7 @@ class FakeReconstruction:
         self.spec, self.singer, self.identity, self.calls = MelSpec(), "pjs", "fake-v1", 0
 
     def __call__(self, wav: np.ndarray, sr: int) -> np.ndarray:
-        from canora.audio import resample
+        from canora.io.audio import resample
 
         self.calls += 1
         return wav_to_mel(resample(wav, sr, self.spec.sample_rate), self.spec) + 0.1
@@ -343,11 +343,11 @@ def test_refined_mel_mode_pairs_reconstructions_with_real_audio(run_files, tmp_p
 def test_cli_sound_recipe_with_a_real_refiner_export(run_files, tmp_path, capsys):
     """--refiner EXPORT: the refiner reconstructs the clip (target -> target) and the pairs train the vocoder."""
     from canora.cli import main
-    from canora.refiner.features import FeatureParams, extract_features
+    from canora.conditioning import FeatureParams, extract_features
     from tests.test_refiner import make_refiner
 
     wav = load_audio(run_files["wavs"] / "clip.wav", SR)
-    content_dim = extract_features(wav[:SR], MelSpec(), FeatureParams()).content.shape[0]
+    content_dim = extract_features(wav, MelSpec(), FeatureParams()).content.shape[0]
     make_refiner(content_dim=content_dim, singers=("pjs",)).export(tmp_path / "refiner")
     out = tmp_path / "run"
     code = main(["train-vocoder", "--wavs", str(run_files["wavs"]), "--out", str(out), "--config",

@@ -2,10 +2,10 @@
 
 ``Converter.from_pretrained()`` loads the bundled default models (a refiner trained on the PJS singer and
 an NSF-HiFi-GAN singing vocoder, both in ``canora/pretrained``), or the ones given. Long audio is cut at
-silences into slices of at most ``max_slice_seconds`` (:mod:`canora.slicing`), each slice converted with
+silences into slices of at most ``max_slice_seconds`` (:mod:`canora.dsp.slicing`), each slice converted with
 some context on both sides and the slices joined with complementary cross-fades, so memory stays bounded
 whatever the length and no click or gap appears at the joins. The source's loudness envelope is then put
-back on the result and its silences stay silent (:mod:`canora.postprocess`).
+back on the result and its silences stay silent (:mod:`canora.dsp.envelope`).
 
 The key (``transpose``) is chosen once per recording, so every slice of a song moves together.
 """
@@ -63,7 +63,7 @@ def _check_models(refiner: Any, vocoder: Any) -> None:
 
 
 class Converter:
-    """A refiner plus a vocoder that share one :class:`~canora.mel.MelSpec` (checked when built)."""
+    """A refiner plus a vocoder that share one :class:`~canora.dsp.mel.MelSpec` (checked when built)."""
 
     def __init__(self, refiner: Any, vocoder: Any) -> None:
         _check_models(refiner, vocoder)
@@ -123,12 +123,12 @@ class Converter:
         """
         from tqdm import tqdm
 
-        from canora.audio import resample
-        from canora.mel import wav_to_mel
-        from canora.metrics import mel_cycle_error
-        from canora.postprocess import match_envelope
+        from canora.dsp.envelope import match_envelope
+        from canora.dsp.mel import wav_to_mel
+        from canora.dsp.metrics import mel_cycle_error
+        from canora.dsp.slicing import join, plan_slices
+        from canora.io.audio import resample
         from canora.refiner.api import DEFAULT_SAMPLER, DEFAULT_STEPS, DEFAULT_STRENGTH, check_steps_strength
-        from canora.slicing import join, plan_slices
 
         t0 = time.perf_counter()
         singer_name = self.singers[self.refiner.singer_index(singer)]  # unknown singer: error before any work
@@ -180,8 +180,8 @@ class Converter:
             feats = [None] * len(slices)
             transpose, auto_transpose = 0.0, False
         if auto_transpose:
-            from canora.pitch import F0Stats
-            from canora.pitch import auto_transpose as auto_key
+            from canora.dsp.pitch import F0Stats
+            from canora.dsp.pitch import auto_transpose as auto_key
 
             stats = self.refiner.singer_f0_stats.get(singer_name)
             if stats is None:
@@ -260,7 +260,7 @@ class Converter:
         """Refiner features of a slice region, or ``"unvoiced"`` when it has sound but no pitch: no voiced
         frames, or fewer than :data:`MIN_PERIODIC_FRAMES` whose waveform repeats at the tracked F0 (F0
         trackers find "pitch" in noise; a periodicity check tells it from a sung note)."""
-        from canora.pitch import periodicity
+        from canora.dsp.pitch import periodicity
 
         try:
             feats = self.refiner.features(region, self.spec.sample_rate, name=name)
@@ -273,7 +273,7 @@ class Converter:
 
     def convert_file(self, path: str | Path, **kwargs: Any) -> Conversion:
         """:meth:`convert` of an audio file (any common format, rate and channel count)."""
-        from canora.audio import read_audio
+        from canora.io.audio import read_audio
 
         wav, sr = read_audio(path)
         return self.convert(wav, sr, name=str(path), **kwargs)

@@ -174,7 +174,7 @@ class UIBackend:
         """Check and read an uploaded clip -> ((N,) float32 mono, sample rate). Errors name the file only."""
         import soundfile as sf
 
-        from canora.audio import AUDIO_EXTENSIONS, read_audio
+        from canora.io.audio import AUDIO_EXTENSIONS, read_audio
 
         p = self._check_file(path, AUDIO_EXTENSIONS, "an audio file")
         cap = self.limits.max_seconds
@@ -222,7 +222,7 @@ class UIBackend:
         on_progress: Callable[[float, str], None] | None = None,
     ) -> ConvertResult:
         """Convert the uploaded clip at ``path``; the wav (N,) at the model rate is written under ``workdir``."""
-        from canora.audio import save_wav
+        from canora.io.audio import save_wav
 
         p = Path(path)
         if on_progress is not None:

@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from canora.mel import MelSpec, wav_to_mel
-from canora.metrics import loud_frames
+from canora.dsp.mel import MelSpec, wav_to_mel
+from canora.dsp.metrics import loud_frames
 
 # Thresholds, measured on real singing and speech through the official LJ_V2 generator (see tests/test_collapse.py
 # and examples/collapse_reproduction.md): matched mels give cycle error 0.3-0.9, flatness < 0.15, level within 1.

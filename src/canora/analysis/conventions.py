@@ -1,6 +1,6 @@
 """Mel conventions other systems use (DESIGN.md section 3): make them from audio, and convert them back.
 
-A *convention* is one way a mel differs from a :class:`~canora.mel.MelSpec`'s natural-log mel. Each has a
+A *convention* is one way a mel differs from a :class:`~canora.dsp.mel.MelSpec`'s natural-log mel. Each has a
 key (``CONVENTIONS``), a way to make it from audio (:func:`synthesize`, used by tests, the collapse
 reproduction and the audio-assisted diagnosis) and, where the numbers allow, an exact inverse
 (:func:`convert_to_ln`). All mels are (n_mels, T) unless the convention is the (T, n_mels) layout.
@@ -14,8 +14,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from canora.dsp.mel import MelSpec, mel_filterbank, wav_to_mel
 from canora.errors import MelError
-from canora.mel import MelSpec, mel_filterbank, wav_to_mel
 
 LN10 = math.log(10.0)
 SPEC_MIN, SPEC_MAX = -12.0, 2.0  # DDSP-SVC / so-vits-svc [-1, 1] normalisation of the ln-mel
@@ -113,7 +113,7 @@ def synthesize(wav: np.ndarray, spec: MelSpec, key: str, **kw: float) -> np.ndar
         "peak_normalised": lambda: ln(spec, (wav * (PEAK / max(float(np.abs(wav).max()), 1e-9))).astype(np.float32)),
     }
     if key == "sample_rate":
-        from canora.audio import resample
+        from canora.io.audio import resample
 
         sr = int(kw.get("sample_rate", 24000))
         return wav_to_mel(resample(wav, spec.sample_rate, sr), replace(spec, sample_rate=sr,

@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 
 from canora.analysis.conventions import CONVENTIONS, DB_TOP, LN10, PEAK, convert_to_ln
+from canora.dsp.mel import MelSpec, wav_to_mel
 from canora.errors import MelError
-from canora.mel import MelSpec, wav_to_mel
 
 STANDARD_RATES = (8000, 16000, 22050, 24000, 32000, 40000, 44100, 48000)
 VALUE_KEYS = ("log10", "clamp_1e-9", "log1p", "db_ref1", "db_refmax", "norm_pm1", "norm_pm1_stats", "meanvar")
@@ -190,7 +190,7 @@ def _audio_findings(
     mel: np.ndarray, value: Finding | None, spec: MelSpec, audio: np.ndarray, audio_sr: int
 ) -> tuple[list[Finding], Finding | None]:
     """Findings from the audio (frame count, which re-extraction fits) -> (findings, refined value finding)."""
-    from canora.audio import resample
+    from canora.io.audio import resample
 
     out: list[Finding] = []
     n = mel.shape[1]
@@ -322,7 +322,7 @@ def diagnose(
     if audio is not None and diag.fixable:
         try:
             fixed = apply_fix(np.asarray(mel), diag, allow_approximate=True)
-            from canora.audio import resample
+            from canora.io.audio import resample
 
             ref = wav_to_mel(resample(audio, int(audio_sr or spec.sample_rate), spec.sample_rate), spec)
             diag.audio_error = _compare(fixed, ref, spec)

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from canora.mel import MelSpec
+from canora.dsp.mel import MelSpec
 
 
 def _plt():  # noqa: ANN202 - matplotlib.pyplot module

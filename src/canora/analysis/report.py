@@ -22,9 +22,9 @@ import numpy as np
 from canora.analysis import plots, stats
 from canora.analysis.collapse import MAX_CYCLE_ERROR, CollapseReport, check_output
 from canora.analysis.doctor import diagnose
+from canora.dsp.mel import MelSpec, wav_to_mel
 from canora.errors import CanoraError, MelError
-from canora.fileio import atomic_write_text
-from canora.mel import MelSpec, wav_to_mel
+from canora.io.files import atomic_write_text
 
 log = logging.getLogger(__name__)
 FORMAT_VERSION = 1
@@ -86,7 +86,7 @@ def build_report(
     """
     from tqdm import tqdm
 
-    from canora.audio import load_audio
+    from canora.io.audio import load_audio
 
     stems = _pairs(original, refined)
     files: list[_File] = []
@@ -140,7 +140,7 @@ def _vocode(vocoder: Any, mel: np.ndarray, f0_path: Path | None = None) -> np.nd
     ``canora refine``) when it exists, else estimate F0 from the mel."""
     try:
         if getattr(vocoder, "needs_f0", False) and f0_path is not None and f0_path.is_file():
-            from canora.melio import load_f0
+            from canora.io.melfiles import load_f0
 
             return vocoder.vocode(mel, load_f0(f0_path, mel.shape[1]))
         return vocoder.vocode(mel)

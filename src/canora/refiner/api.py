@@ -11,7 +11,7 @@ Modes:
 * **reconstruction**: ``reconstruct(target_wav, sr, singer)``: a singer's own audio with its own id
   (target -> target), whose output distribution a vocoder can be fine-tuned on against the real audio.
 
-Export layout (``kind = "refiner"``, see :mod:`canora.checkpoint`): ``config`` = :class:`RefinerConfig`;
+Export layout (``kind = "refiner"``, see :mod:`canora.io.checkpoint`): ``config`` = :class:`RefinerConfig`;
 ``meta`` = refiner format version, mel normalisation, noise schedule, prediction type, singer names, each
 singer's F0 statistics (for auto-transpose), feature extractor names and parameters.
 """
@@ -27,11 +27,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from canora.checkpoint import load_export, save_export
+from canora.conditioning import FeatureParams, RefinerFeatures, extract_features
+from canora.dsp.mel import MelSpec
+from canora.dsp.spectral import griffin_lim, shift_mel_pitch
 from canora.errors import CanoraError, CheckpointError, MelError
-from canora.mel import MelSpec
+from canora.io.checkpoint import load_export, save_export
 from canora.refiner.diffusion import DEFAULT_PREDICTION_TYPE, NoiseSchedule, check_prediction_type
-from canora.refiner.features import FeatureParams, RefinerFeatures, extract_features
 from canora.refiner.model import RefinerConfig, RefinerModel
 from canora.refiner.normalize import MelNormalizer
 from canora.refiner.samplers import check_steps_strength, get_sampler, sample
@@ -53,46 +54,6 @@ class RefineResult:
     mel: np.ndarray
     f0: np.ndarray
     transpose: float
-
-
-def shift_mel_pitch(mel: np.ndarray, semitones: float, spec: MelSpec) -> np.ndarray:
-    """Move a log-mel (n_mels, T) along frequency by ``semitones`` (harmonics and envelope together).
-
-    Each bin takes the value the source had at ``f / 2**(semitones/12)`` (linear interpolation over bin
-    centre frequencies); bins mapped below the first centre keep the first bin. Used as the shallow-
-    diffusion start for transposed conversion, so the noised source already has its harmonics where the
-    transposed F0 conditioning says they are.
-    """
-    if semitones == 0:
-        return mel
-    import librosa
-
-    centres = librosa.mel_frequencies(
-        n_mels=spec.n_mels + 2, fmin=spec.fmin, fmax=spec.fmax_hz, htk=spec.mel_scale == "htk"
-    )[1:-1]
-    src = centres / 2 ** (semitones / 12)
-    out = np.empty_like(mel)
-    for i in range(mel.shape[1]):
-        out[:, i] = np.interp(src, centres, mel[:, i], left=mel[0, i], right=spec.log_floor)
-    return out
-
-
-def griffin_lim(mel: np.ndarray, spec: MelSpec, n_iter: int = 32) -> np.ndarray:
-    """A rough waveform (frames * hop,) float32 from a log-mel (n_mels, frames), by Griffin-Lim.
-
-    Good enough to re-extract F0, loudness and content when a mel comes without its audio; not for listening.
-    """
-    import librosa
-
-    mag = np.exp(mel) if spec.log_base == "e" else 10.0 ** mel
-    wav = librosa.feature.inverse.mel_to_audio(
-        mag.astype(np.float32), sr=spec.sample_rate, n_fft=spec.n_fft, hop_length=spec.hop_length,
-        win_length=spec.win_length, power=spec.power, n_iter=n_iter, fmin=spec.fmin, fmax=spec.fmax_hz,
-        htk=spec.mel_scale == "htk",
-    )  # centred frames: (frames - 1) * hop samples; pad to the frames * hop a HiFi-GAN mel stands for
-    n = mel.shape[1] * spec.hop_length
-    wav = np.pad(wav, (0, max(0, n - len(wav))))[:n]
-    return np.ascontiguousarray(wav, dtype=np.float32)
 
 
 class Refiner:
@@ -255,7 +216,7 @@ class Refiner:
             voiced = f0 > 0
             if not voiced.any():
                 raise CanoraError("F0 has no voiced frames (all zero); nothing to condition the refiner on")
-            from canora.pitch import interpolate_unvoiced
+            from canora.dsp.pitch import interpolate_unvoiced
 
             f0, voiced = interpolate_unvoiced(f0)
         elif not np.asarray(voiced).any():
@@ -299,7 +260,7 @@ class Refiner:
 
     def features(self, wav: np.ndarray, sr: int, name: str = "audio") -> RefinerFeatures:
         """All conditioning of ``wav`` (T,) at ``sr`` with this model's MelSpec and extractors."""
-        from canora.audio import resample
+        from canora.io.audio import resample
 
         wav = resample(np.asarray(wav, dtype=np.float32), int(sr), self.spec.sample_rate)
         return extract_features(wav, self.spec, self.feature_params, name=name)
@@ -324,7 +285,7 @@ class Refiner:
 
     def auto_transpose_for(self, feats: RefinerFeatures, singer: str | int | None) -> float:
         """Semitones that move the source's pitch toward ``singer``'s range (from the stored F0 statistics)."""
-        from canora.pitch import F0Stats, auto_transpose
+        from canora.dsp.pitch import F0Stats, auto_transpose
 
         name = self.singers[self.singer_index(singer)]
         stats = self.singer_f0_stats.get(name)

@@ -24,8 +24,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from canora.dsp.mel import MelSpec
 from canora.errors import CheckpointError
-from canora.mel import MelSpec
 
 NORM_KINDS = ("fixed", "per_bin")
 FIXED_TOP_LN = 2.0  # ln-magnitude headroom above any real HiFi-GAN mel value

@@ -35,14 +35,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from canora.audio import AUDIO_EXTENSIONS
-from canora.checkpoint import load_torch_file, newest, prune, save_torch_file
+from canora.conditioning import FeatureParams, RefinerFeatures, load_features
+from canora.dsp.mel import MelSpec
 from canora.errors import CanoraError, CheckpointError
-from canora.fileio import atomic_write_text
-from canora.mel import MelSpec
+from canora.io.audio import AUDIO_EXTENSIONS
+from canora.io.checkpoint import load_torch_file, newest, prune, save_torch_file
+from canora.io.files import atomic_write_text
 from canora.refiner.api import Refiner
 from canora.refiner.diffusion import NoiseSchedule, q_sample, sample_train_timesteps, training_target
-from canora.refiner.features import FeatureParams, RefinerFeatures, load_features
 from canora.refiner.model import RefinerConfig, RefinerModel
 from canora.refiner.normalize import MelNormalizer
 from canora.refiner.samplers import get_sampler, sample
@@ -421,7 +421,7 @@ class Trainer:
             self.ddp = DistributedDataParallel(self.model)
 
     def _singer_f0_stats(self) -> dict[str, dict[str, Any]]:
-        from canora.pitch import F0Stats
+        from canora.dsp.pitch import F0Stats
 
         stats = {}
         for i, name in enumerate(self.manifest.singers):

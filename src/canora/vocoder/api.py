@@ -24,9 +24,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from canora.checkpoint import is_export, load_export, load_torch_file, newest, read_export_meta, save_export
+from canora.dsp.mel import BUILTIN_CONFIGS, MelSpec, read_config
 from canora.errors import CheckpointError, MelError
-from canora.mel import BUILTIN_CONFIGS, MelSpec, read_config
+from canora.io.checkpoint import is_export, load_export, load_torch_file, newest, read_export_meta, save_export
 from canora.vocoder.hifigan import (
     Generator,
     GeneratorConfig,
@@ -214,8 +214,8 @@ def f0_from_mel(mel: np.ndarray, spec: MelSpec, method: str | None = None) -> np
 
     For NSF vocoders given a bare mel; the pipeline passes the F0 it extracted from the source instead.
     """
-    from canora.pitch import DEFAULT_F0_METHOD, extract_f0
-    from canora.refiner.api import griffin_lim
+    from canora.dsp.pitch import DEFAULT_F0_METHOD, extract_f0
+    from canora.dsp.spectral import griffin_lim
 
     wav = griffin_lim(np.asarray(mel, dtype=np.float32), spec)
     n = mel.shape[1]

@@ -27,11 +27,11 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from canora.audio import AUDIO_EXTENSIONS, read_audio, resample
+from canora.dsp.mel import MelSpec, wav_to_mel
 from canora.errors import AudioError, CanoraError, MelError
-from canora.fileio import atomic_save_npy, atomic_write_text
-from canora.mel import MelSpec, wav_to_mel
-from canora.melio import load_mel
+from canora.io.audio import AUDIO_EXTENSIONS, read_audio, resample
+from canora.io.files import atomic_save_npy, atomic_write_text
+from canora.io.melfiles import load_mel
 
 log = logging.getLogger(__name__)
 
@@ -306,7 +306,7 @@ class RefinerReconstruction:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        from canora.checkpoint import read_export_meta
+        from canora.io.checkpoint import read_export_meta
         from canora.refiner.api import Refiner
 
         self.refiner = Refiner.from_pretrained(self.path)

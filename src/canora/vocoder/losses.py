@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from canora.mel import MelSpec, mel_spectrogram
+from canora.dsp.mel import MelSpec, mel_spectrogram
 
 FEATURE_WEIGHT = 2.0
 MEL_WEIGHT = 45.0

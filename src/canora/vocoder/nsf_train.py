@@ -3,7 +3,7 @@
 Two phases (DESIGN.md section 7): a reconstruction phase (mel L1 + multi-resolution STFT, no
 discriminator) that converges in minutes on a CPU because the sine source already carries the pitch,
 then an optional adversarial phase with narrowed HiFi-GAN discriminators (MPD + MSD, LSGAN, feature
-matching) for naturalness. Mel and F0 come from :func:`canora.refiner.features.load_features`, so a
+matching) for naturalness. Mel and F0 come from :func:`canora.conditioning.load_features`, so a
 refiner trained on the same folder shares its feature cache, and the vocoder sees exactly the F0
 convention the conversion pipeline gives it (0 Hz = unvoiced).
 
@@ -27,11 +27,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from canora.audio import list_audio, load_audio
-from canora.checkpoint import load_torch_file, newest, prune, save_torch_file
+from canora.dsp.mel import MelSpec, mel_spectrogram
+from canora.dsp.pitch import DEFAULT_F0_METHOD
 from canora.errors import CanoraError, CheckpointError
-from canora.mel import MelSpec, mel_spectrogram
-from canora.pitch import DEFAULT_F0_METHOD
+from canora.io.audio import list_audio, load_audio
+from canora.io.checkpoint import load_torch_file, newest, prune, save_torch_file
 from canora.vocoder import discriminators as disc
 from canora.vocoder.losses import (
     MEL_WEIGHT,
@@ -134,7 +134,7 @@ def load_clips(
     """Mel, F0 and audio of each file (features cached; unreadable or unvoiced files are skipped, said)."""
     from tqdm import tqdm
 
-    from canora.refiner.features import FeatureParams, load_features
+    from canora.conditioning import FeatureParams, load_features
 
     clips = []
     params = FeatureParams(f0_method=f0_method)
@@ -336,10 +336,10 @@ class NSFTrainer:
     @torch.no_grad()
     def validate(self) -> tuple[dict[str, float], list[tuple[str, np.ndarray]]]:
         """Scores on the first ``val_seconds`` of each held-out file, and the audio made: full-band mel L1
-        (``mel_l1``) and the waveform artifact metrics of :mod:`canora.artifacts` (the output's minus the
+        (``mel_l1``) and the waveform artifact metrics of :mod:`canora.dsp.artifacts` (the output's minus the
         recording's frame-rate periodicity and line level, and HNR; gross pitch error by harvest and Praat),
         which hear a frame-rate buzz that the mel L1 cannot."""
-        from canora import artifacts
+        from canora.dsp import artifacts
 
         self.generator.eval()
         sr, hop = self.spec.sample_rate, self.spec.hop_length

@@ -35,11 +35,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from canora.audio import list_audio
-from canora.checkpoint import is_export, load_torch_file, newest, prune, save_torch_file
+from canora.dsp.mel import MelSpec, hifigan_fmax_for_loss, mel_spectrogram, read_config
 from canora.errors import CanoraError, CheckpointError
-from canora.fileio import atomic_write_text
-from canora.mel import MelSpec, hifigan_fmax_for_loss, mel_spectrogram, read_config
+from canora.io.audio import list_audio
+from canora.io.checkpoint import is_export, load_torch_file, newest, prune, save_torch_file
+from canora.io.files import atomic_write_text
 from canora.vocoder import discriminators as disc
 from canora.vocoder.data import (
     Item,
@@ -228,7 +228,7 @@ def load_init(path: str | Path, config: str | Path | None = None) -> InitWeights
     voc = Vocoder.from_pretrained(path, config=config)
     hcfg = json.loads(official_config(voc.config, voc.spec))
     if is_export(path):
-        from canora.checkpoint import load_export
+        from canora.io.checkpoint import load_export
 
         _, state = load_export(path, "hifigan")
         state = _rewrap_weight_norm(state, voc.config, str(path))

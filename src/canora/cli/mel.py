@@ -28,11 +28,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from canora.audio import AUDIO_EXTENSIONS, load_audio
-    from canora.commands.common import finish, list_inputs, run_batch
-    from canora.fileio import atomic_write_text, check_output_dir
-    from canora.mel import load_spec, wav_to_mel
-    from canora.melio import save_mel
+    from canora.cli.common import finish, list_inputs, run_batch
+    from canora.dsp.mel import load_spec, wav_to_mel
+    from canora.io.audio import AUDIO_EXTENSIONS, load_audio
+    from canora.io.files import atomic_write_text, check_output_dir
+    from canora.io.melfiles import save_mel
 
     spec = load_spec(args.config)
     files = list_inputs(args.input, AUDIO_EXTENSIONS)

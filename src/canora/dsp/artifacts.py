@@ -141,7 +141,7 @@ def voiced_hnr(x: np.ndarray, sr: int, hop: int, mask: np.ndarray) -> float:
     frames Praat itself finds unvoiced (-200 dB) left out. NaN when none qualifies."""
     import parselmouth
 
-    from canora.pitch import frame_times
+    from canora.dsp.pitch import frame_times
 
     if not mask.any() or len(x) < sr * 0.1:
         return float("nan")
@@ -162,7 +162,7 @@ def voiced_hnr(x: np.ndarray, sr: int, hop: int, mask: np.ndarray) -> float:
 def track_f0(x: np.ndarray, sr: int, hop: int, n_frames: int, tracker: str) -> np.ndarray:
     """F0 (n_frames,) Hz, 0 = unvoiced, by ``tracker`` ("harvest" or "praat"), without octave repair (repair
     would hide exactly the errors these metrics look for)."""
-    from canora.pitch import extract_f0
+    from canora.dsp.pitch import extract_f0
 
     if tracker == "praat":
         return extract_f0(x, sr, hop, n_frames, method="parselmouth", f0_min=PRAAT_FLOOR, f0_max=PRAAT_CEILING,

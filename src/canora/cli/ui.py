@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from canora.commands.common import add_device_args
+from canora.cli.common import add_device_args
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     import signal
     import tempfile
 
-    from canora.commands.common import apply_device_args
+    from canora.cli.common import apply_device_args
     from canora.errors import CanoraError
     from canora.ui import INSTALL_HINT, UIBackend, UILimits, serve
 

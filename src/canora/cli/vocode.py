@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from canora.commands.common import add_device_args
+from canora.cli.common import add_device_args
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -34,12 +34,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import logging
 
-    from canora.audio import AUDIO_EXTENSIONS, load_audio, save_wav
-    from canora.commands.common import apply_device_args, finish, list_inputs, run_batch
-    from canora.fileio import check_output_dir
-    from canora.mel import wav_to_mel
-    from canora.melio import load_f0, load_mel
-    from canora.pitch import extract_f0
+    from canora.cli.common import apply_device_args, finish, list_inputs, run_batch
+    from canora.dsp.mel import wav_to_mel
+    from canora.dsp.pitch import extract_f0
+    from canora.io.audio import AUDIO_EXTENSIONS, load_audio, save_wav
+    from canora.io.files import check_output_dir
+    from canora.io.melfiles import load_f0, load_mel
     from canora.vocoder import Vocoder
 
     log = logging.getLogger("canora")

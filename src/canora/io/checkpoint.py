@@ -21,9 +21,9 @@ from typing import Any
 
 import torch
 
+from canora.dsp.mel import MelSpec
 from canora.errors import CheckpointError
-from canora.fileio import atomic_write_bytes, atomic_write_text
-from canora.mel import MelSpec
+from canora.io.files import atomic_write_bytes, atomic_write_text
 
 FORMAT_VERSION = 1
 EXPORT_WEIGHTS = "model.safetensors"

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from canora.errors import AudioError
-from canora.fileio import atomic_write_with
+from canora.io.files import atomic_write_with
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".au", ".w64")
 SILENCE_PEAK = 1e-4  # a file whose peak is below this (-80 dBFS) is "all silent"

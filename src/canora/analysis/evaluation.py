@@ -1,6 +1,6 @@
 """Objective evaluation of conversions (DESIGN.md section 5): F0 error, voicing error, singer similarity.
 
-Pure functions over arrays; :mod:`canora.commands.eval` wires them to files.
+Pure functions over arrays; :mod:`canora.cli.eval` wires them to files.
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ class SpeakerEmbedder:
 
     def embed(self, wav: np.ndarray, sample_rate: int) -> np.ndarray:
         """(T,) audio -> (256,) unit-norm embedding."""
-        from canora.audio import resample
+        from canora.io.audio import resample
 
         x = resample(np.asarray(wav, np.float32), sample_rate, self.SAMPLE_RATE)
         peak = float(np.abs(x).max())
@@ -95,12 +95,12 @@ def evaluate_conversion(
 ) -> dict[str, float]:
     """Scores of one conversion (both signals (N,) at ``sample_rate``, time-aligned, as the pipeline makes
     them): F0 agreement with the source after ``transpose`` (``f0_*``, by ``f0_method``); the waveform artifact
-    metrics of :mod:`canora.artifacts` of the conversion and of the source on the source's frames
+    metrics of :mod:`canora.dsp.artifacts` of the conversion and of the source on the source's frames
     (``periodicity_*``, ``frame_rate_line_db_*``, ``hnr_db_*``) and the gross pitch error by harvest and by
     Praat (``gpe_harvest``, ``gpe_praat``); with an embedder and the target singer's centroid, the singer
     similarity of the conversion and of the source (cosine to the centroid)."""
-    from canora import artifacts
-    from canora.pitch import extract_f0
+    from canora.dsp import artifacts
+    from canora.dsp.pitch import extract_f0
 
     n = min(len(converted), len(source))
     conv, src = np.asarray(converted[:n], np.float64), np.asarray(source[:n], np.float64)
@@ -109,7 +109,7 @@ def evaluate_conversion(
     tracks = (artifacts.track_f0(conv, sample_rate, hop, frames, "harvest"),
               artifacts.track_f0(conv, sample_rate, hop, frames, "praat"))
     if f0_method == "harvest":  # the artifact metrics' own harvest tracks, octave-repaired as extract_f0's are
-        from canora.pitch import repair_octave_jumps
+        from canora.dsp.pitch import repair_octave_jumps
 
         f0_src, f0_out = repair_octave_jumps(masks.f0_harvest), repair_octave_jumps(tracks[0])
     else:

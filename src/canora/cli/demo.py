@@ -22,10 +22,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import sys
 
-    from canora.audio import save_wav
     from canora.demo import synth_phrase
-    from canora.mel import MelSpec, wav_to_mel
-    from canora.melio import save_mel
+    from canora.dsp.mel import MelSpec, wav_to_mel
+    from canora.io.audio import save_wav
+    from canora.io.melfiles import save_mel
 
     spec = MelSpec()
     wav = synth_phrase(spec.sample_rate)

@@ -39,7 +39,7 @@ phase (narrowed MPD/MSD) after N updates. Batch 8 of 32 frames, lr 5e-4 halving 
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from canora.pitch import DEFAULT_F0_METHOD, available_f0_extractors
+    from canora.dsp.pitch import DEFAULT_F0_METHOD, available_f0_extractors
 
     p = sub.add_parser(
         "train-vocoder",
@@ -99,8 +99,8 @@ def _pick(value: T | None, default: T) -> T:
 
 
 def run_nsf(args: argparse.Namespace) -> int:
+    from canora.dsp.mel import load_spec
     from canora.errors import CanoraError
-    from canora.mel import load_spec
     from canora.vocoder.nsf import NSFConfig
     from canora.vocoder.nsf_train import NSFTrainConfig, train_nsf
 

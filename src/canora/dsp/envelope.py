@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from canora.slicing import frame_db
+from canora.dsp.slicing import frame_db
 
 
 def _smooth(x: np.ndarray, n: int) -> np.ndarray:

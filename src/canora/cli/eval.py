@@ -38,8 +38,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _source_for(wav: Path, side: dict, sources: Path | None) -> Path:
-    from canora.audio import AUDIO_EXTENSIONS
     from canora.errors import CanoraError
+    from canora.io.audio import AUDIO_EXTENSIONS
 
     if sources is not None:
         for ext in AUDIO_EXTENSIONS:
@@ -58,11 +58,11 @@ def run(args: argparse.Namespace) -> int:
 
     import numpy as np
 
-    from canora.audio import AUDIO_EXTENSIONS, list_audio, load_audio
-    from canora.commands.common import list_inputs
+    from canora.analysis.evaluation import SpeakerEmbedder, centroid, evaluate_conversion
+    from canora.cli.common import list_inputs
     from canora.errors import CanoraError
-    from canora.evaluation import SpeakerEmbedder, centroid, evaluate_conversion
-    from canora.fileio import atomic_write_text
+    from canora.io.audio import AUDIO_EXTENSIONS, list_audio, load_audio
+    from canora.io.files import atomic_write_text
 
     files = list_inputs(args.converted, (".wav",))
     if args.out.suffix.lower() != ".json":

@@ -32,7 +32,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _audio_for(audio: Path | None, stem: str) -> Path | None:
-    from canora.audio import AUDIO_EXTENSIONS
+    from canora.io.audio import AUDIO_EXTENSIONS
 
     if audio is None:
         return None
@@ -51,12 +51,12 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from canora.analysis.doctor import apply_fix, diagnose
-    from canora.audio import read_audio
-    from canora.commands.common import list_inputs
+    from canora.cli.common import list_inputs
+    from canora.dsp.mel import load_spec
     from canora.errors import CanoraError, MelError
-    from canora.fileio import check_output_dir
-    from canora.mel import load_spec
-    from canora.melio import save_mel
+    from canora.io.audio import read_audio
+    from canora.io.files import check_output_dir
+    from canora.io.melfiles import save_mel
 
     log = logging.getLogger("canora")
     if args.fix and args.out is None:

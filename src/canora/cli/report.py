@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from canora.commands.common import add_device_args
+from canora.cli.common import add_device_args
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -36,9 +36,9 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from canora.analysis.report import build_report
-    from canora.commands.common import apply_device_args
+    from canora.cli.common import apply_device_args
+    from canora.dsp.mel import load_spec
     from canora.errors import CanoraError
-    from canora.mel import load_spec
 
     apply_device_args(args)
     for d in (args.original, args.refined, args.generated):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from canora.commands.common import add_device_args
+from canora.cli.common import add_device_args
 
 DESCRIPTION = """\
 Convert recordings to the target singer's voice: wav -> HiFi-GAN mel + F0, loudness, content -> diffusion
@@ -54,7 +54,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def _outputs(files: list[Path], args: argparse.Namespace) -> dict[Path, Path]:
     """Output wav path per input; refuses to overwrite an input or to write one file for many inputs."""
     from canora.errors import CanoraError
-    from canora.fileio import check_not_input, check_output_dir
+    from canora.io.files import check_not_input, check_output_dir
 
     out: Path = args.out
     if out.suffix.lower() == ".wav" and not args.input.is_dir():
@@ -79,11 +79,11 @@ def run(args: argparse.Namespace) -> int:
     import math
     import os
 
-    from canora.audio import AUDIO_EXTENSIONS, read_audio, save_wav
-    from canora.commands.common import apply_device_args, finish, list_inputs, run_batch
+    from canora.cli.common import apply_device_args, finish, list_inputs, run_batch
     from canora.errors import CanoraError
-    from canora.fileio import atomic_save_npy, atomic_write_text
-    from canora.melio import save_mel
+    from canora.io.audio import AUDIO_EXTENSIONS, read_audio, save_wav
+    from canora.io.files import atomic_save_npy, atomic_write_text
+    from canora.io.melfiles import save_mel
     from canora.pipeline import Converter
     from canora.refiner.samplers import check_steps_strength
 

@@ -44,8 +44,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from canora.mel import load_spec
-    from canora.refiner.features import FeatureParams
+    from canora.conditioning import FeatureParams
+    from canora.dsp.mel import load_spec
     from canora.refiner.train import RefinerTrainConfig, train_refiner
 
     if args.threads:

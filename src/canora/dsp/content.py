@@ -1,6 +1,5 @@
-"""Loudness and content features, frame-aligned to the HiFi-GAN mel (frame i centred at i*hop + hop/2).
+"""Content features, frame-aligned to the HiFi-GAN mel (frame i centred at i*hop + hop/2).
 
-* :func:`loudness` -- A-weighted (or plain RMS) level in dB per frame.
 * Content encoders behind a registry (:func:`get_content_encoder`): ``"dsp"`` (default, no weights):
   mel-cepstral coefficients 1..19 with per-utterance mean-variance normalisation, chosen by
   ``benchmarks/content_identity.py`` to carry little singer identity but keep phonetic content; and
@@ -16,84 +15,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from canora.errors import AudioError, CanoraError, CheckpointError
-
-LOUDNESS_FLOOR_DB = -100.0
-
-
-# ------------------------------------------------------------ STFT on the mel grid
-def _check(wav: np.ndarray, sr: int, hop: int) -> np.ndarray:
-    wav = np.asarray(wav)
-    if wav.ndim != 1:
-        raise AudioError(f"features need mono audio of shape (T,), got {wav.shape}; mix down to mono first")
-    if sr <= 0 or hop <= 0:
-        raise CanoraError(f"features need sr > 0 and hop > 0 (got sr={sr}, hop={hop})")
-    if not np.isfinite(wav).all():
-        raise AudioError("audio holds NaN/inf samples; re-export it")
-    return np.ascontiguousarray(wav, dtype=np.float64)
-
-
-def stft_power(wav: np.ndarray, hop: int, n_fft: int) -> np.ndarray:
-    """Power spectrogram (n_fft // 2 + 1, len(wav) // hop) float64 on the HiFi-GAN frame grid.
-
-    Reflect-pads (n_fft - hop) / 2 samples each side (the extra sample on the right if odd), periodic Hann
-    window of n_fft, ``center=False``: exactly ``floor(T / hop)`` frames, frame i centred at i*hop + hop/2.
-    """
-    if n_fft < hop:
-        raise CanoraError(f"n_fft ({n_fft}) must be >= hop ({hop})")
-    n = len(wav) // hop
-    if n == 0:
-        return np.zeros((n_fft // 2 + 1, 0))
-    left = (n_fft - hop) // 2
-    x = np.pad(wav, (left, n_fft - hop - left), mode="reflect" if len(wav) > 1 else "edge")
-    frames = np.lib.stride_tricks.sliding_window_view(x, n_fft)[::hop][:n]
-    win = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n_fft) / n_fft)
-    spec = np.fft.rfft(frames * win, axis=1)
-    return (spec.real**2 + spec.imag**2).T
-
-
-def loudness(
-    wav: np.ndarray,
-    sr: int,
-    hop: int,
-    n_frames: int | None = None,
-    kind: str = "a_weighted",
-    n_fft: int | None = None,
-    floor_db: float = LOUDNESS_FLOOR_DB,
-) -> np.ndarray:
-    """Level per frame (n_frames,) float32 in dB re full scale; ``n_frames`` defaults to ``len(wav) // hop``.
-
-    ``kind="a_weighted"``: A-weighted mean-square power of the Hann-windowed frame; ``"rms"``: unweighted.
-    Both read the level of a sine of amplitude A at 1 kHz as 20 log10(A / sqrt 2) (about -3 dB at A = 1).
-    ``n_fft`` defaults to 4 * hop (1024 for the HiFi-GAN hop 256). Silence is floored at ``floor_db``.
-    """
-    x = _check(wav, sr, hop)
-    if kind not in ("a_weighted", "rms"):
-        raise CanoraError(f"unknown loudness kind {kind!r}; choose 'a_weighted' or 'rms'")
-    n_fft = int(n_fft or 4 * hop)
-    power = stft_power(x, hop, n_fft)
-    weight = np.full(power.shape[0], 2.0)  # one-sided spectrum: every bin but DC and Nyquist counts twice
-    weight[0] = 1.0
-    if n_fft % 2 == 0:
-        weight[-1] = 1.0
-    if kind == "a_weighted":
-        import librosa
-
-        freqs = np.fft.rfftfreq(n_fft, 1.0 / sr)
-        weight *= 10.0 ** (librosa.A_weighting(np.maximum(freqs, 1e-3), min_db=None) / 10.0)
-    win = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n_fft) / n_fft)
-    ms = (weight @ power) / (n_fft * np.sum(win**2))  # Parseval: mean square of the windowed frame
-    db = np.maximum(10.0 * np.log10(np.maximum(ms, 1e-30)), floor_db).astype(np.float32)
-    return _fit_frames(db, len(wav) // hop if n_frames is None else int(n_frames))
-
-
-def _fit_frames(x: np.ndarray, n_frames: int) -> np.ndarray:
-    """Trim or edge-pad ``x`` (N, ...) along axis 0 to ``n_frames`` rows."""
-    if len(x) >= n_frames:
-        return x[:n_frames]
-    if len(x) == 0:
-        return np.zeros((n_frames, *x.shape[1:]), x.dtype)
-    return np.concatenate([x, np.repeat(x[-1:], n_frames - len(x), axis=0)])
+from canora.dsp.stft import _fit_frames, check_wav, stft_power
+from canora.errors import CanoraError, CheckpointError
 
 
 # ------------------------------------------------------------ content encoders
@@ -232,7 +155,7 @@ class CepstralContent(ContentEncoder):
         import librosa
         from scipy.fft import dct
 
-        x = _check(wav, sr, hop)
+        x = check_wav(wav, sr, hop)
         n_fft = max(hop, 1 << round(math.log2(0.0464 * sr)))
         power = stft_power(x, hop, n_fft)
         if power.shape[1] == 0:
@@ -299,9 +222,9 @@ class HubertContent(ContentEncoder):
     def extract(self, wav: np.ndarray, sr: int, hop: int, n_frames: int) -> np.ndarray:
         import torch
 
-        from canora.audio import resample
+        from canora.io.audio import resample
 
-        x = resample(_check(wav, sr, hop).astype(np.float32), sr, self.sample_rate)
+        x = resample(check_wav(wav, sr, hop).astype(np.float32), sr, self.sample_rate)
         x = (x - x.mean()) / (x.std() + 1e-7)
         min_len = int(np.prod(self.model.config.conv_kernel))  # shorter input gives no frames
         x = np.pad(x, (0, max(0, min_len - len(x))))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from canora.commands.common import add_device_args
+from canora.cli.common import add_device_args
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -45,7 +45,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _find_audio(directory: Path, stem: str) -> Path | None:
-    from canora.audio import AUDIO_EXTENSIONS
+    from canora.io.audio import AUDIO_EXTENSIONS
 
     for ext in AUDIO_EXTENSIONS:
         for cand in (directory / f"{stem}{ext}", directory / f"{stem}{ext.upper()}"):
@@ -57,12 +57,12 @@ def _find_audio(directory: Path, stem: str) -> Path | None:
 def run(args: argparse.Namespace) -> int:
     import logging
 
-    from canora.audio import AUDIO_EXTENSIONS, load_audio
-    from canora.commands.common import apply_device_args, finish, list_inputs, run_batch
+    from canora.cli.common import apply_device_args, finish, list_inputs, run_batch
+    from canora.dsp.mel import MelSpec
     from canora.errors import CanoraError
-    from canora.fileio import atomic_save_npy, check_output_dir
-    from canora.mel import MelSpec
-    from canora.melio import load_mel, save_mel
+    from canora.io.audio import AUDIO_EXTENSIONS, load_audio
+    from canora.io.files import atomic_save_npy, check_output_dir
+    from canora.io.melfiles import load_mel, save_mel
     from canora.refiner import Refiner
     from canora.refiner.samplers import check_steps_strength
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from canora.mel import MelSpec, wav_to_mel
+from canora.dsp.mel import MelSpec, wav_to_mel
 
 LOUD_MARGIN = 4.0  # a frame counts as "louder than the floor" when its loudest bin is this far above it (ln units)
 

@@ -5,7 +5,7 @@ exactly ``spec.num_frames(len(wav))`` frames (the mel's frames); :func:`load_fea
 an audio file with an on-disk cache keyed on the file's bytes and on every parameter that affects the
 result (MelSpec, extractor names and parameters, this module's feature version).
 
-The extractors themselves live in :mod:`canora.pitch` (F0) and :mod:`canora.features` (loudness, content);
+The extractors themselves live in :mod:`canora.dsp.pitch` (F0) and :mod:`canora.dsp.content` (loudness, content);
 this module only chooses them by name, aligns them to the mel and packs the result.
 """
 
@@ -21,9 +21,9 @@ from typing import Any
 
 import numpy as np
 
+from canora.dsp.mel import MelSpec, wav_to_mel
+from canora.dsp.pitch import DEFAULT_F0_METHOD
 from canora.errors import AudioError, CheckpointError
-from canora.mel import MelSpec, wav_to_mel
-from canora.pitch import DEFAULT_F0_METHOD
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ class RefinerFeatures:
         return np.where(self.voiced, self.f0, 0.0).astype(np.float32)
 
     def save(self, path: Path) -> None:
-        from canora.fileio import atomic_write_with
+        from canora.io.files import atomic_write_with
 
         arrays = {k: getattr(self, k) for k in ("mel", "f0", "voiced", "loudness", "content")}
         atomic_write_with(path, lambda f: np.savez(f, **arrays))
@@ -116,8 +116,9 @@ def extract_features(wav: np.ndarray, spec: MelSpec, params: FeatureParams, name
 
     Raises :class:`AudioError` naming ``name`` when the audio has no voiced frames.
     """
-    from canora import features as feat
-    from canora import pitch
+    from canora.dsp import content as feat
+    from canora.dsp import pitch
+    from canora.dsp.loudness import loudness
 
     wav = np.ascontiguousarray(wav, dtype=np.float32)
     mel = wav_to_mel(wav, spec)
@@ -134,7 +135,7 @@ def extract_features(wav: np.ndarray, spec: MelSpec, params: FeatureParams, name
             f"{params.f0_max:g} Hz); is it singing? try another --f0-method"
         )
     f0, voiced = pitch.interpolate_unvoiced(f0_raw, name)
-    loud = _fit(np.asarray(feat.loudness(wav, spec.sample_rate, spec.hop_length, n_frames=frames), np.float32), frames)
+    loud = _fit(np.asarray(loudness(wav, spec.sample_rate, spec.hop_length, n_frames=frames), np.float32), frames)
     content = feat.get_content_extractor(params.content_method, **dict(params.content_params))(
         wav, spec.sample_rate, hop_length=spec.hop_length, n_frames=frames
     )
@@ -158,7 +159,7 @@ def load_features(
     The cache file name is a hash of the file's bytes and :meth:`FeatureParams.cache_key`, so any change
     to the audio, the MelSpec or an extractor parameter misses the cache.
     """
-    from canora.audio import load_audio
+    from canora.io.audio import load_audio
 
     path = Path(path)
     cache_file = None

@@ -196,7 +196,7 @@ def read_config(name_or_path: str | Path) -> dict[str, Any]:
     """Read a HiFi-GAN config JSON: ``v1``/``v2``/``v3`` (shipped with canora) or a path."""
     key = str(name_or_path)
     if key in BUILTIN_CONFIGS or key in {f"config_{v}" for v in BUILTIN_CONFIGS}:
-        path = Path(__file__).parent / "configs" / f"config_{key.removeprefix('config_')}.json"
+        path = Path(__file__).parents[1] / "configs" / f"config_{key.removeprefix('config_')}.json"
     else:
         path = Path(key)
     try:

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
+from canora.dsp.mel import MelSpec
 from canora.errors import MelError
-from canora.fileio import atomic_save_npy
-from canora.mel import MelSpec
+from canora.io.files import atomic_save_npy
 
 
 def guess_value_convention(mel: np.ndarray, spec: MelSpec) -> str | None:

@@ -1,6 +1,6 @@
 """The ``canora`` command: thin subcommands over the library, with lazy imports.
 
-Every subcommand lives in ``canora.commands.<name>``; errors caused by the user's input
+Every subcommand lives in ``canora.cli.<name>``; errors caused by the user's input
 (:class:`canora.errors.CanoraError`) print one line and exit with status 2, without a traceback.
 """
 
@@ -13,7 +13,7 @@ import sys
 
 from canora import __version__
 
-# subcommand name -> module in canora.commands (order = order in --help)
+# subcommand name -> module in canora.cli (order = order in --help)
 COMMANDS: dict[str, str] = {
     "convert": "convert",
     "mel": "mel",
@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module in COMMANDS.values():
-        importlib.import_module(f"canora.commands.{module}").add_parser(sub)
+        importlib.import_module(f"canora.cli.{module}").add_parser(sub)
     return parser
 
 
