@@ -15,15 +15,16 @@ import hashlib
 import json
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from canora.config import Config
 from canora.dsp.mel import MelSpec, wav_to_mel
 from canora.dsp.pitch import DEFAULT_F0_METHOD
-from canora.errors import AudioError, CheckpointError
+from canora.errors import AudioError
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ FEATURE_VERSION = 1
 
 
 @dataclass(frozen=True)
-class FeatureParams:
+class FeatureParams(Config):
     """Which extractors make the conditioning, with their parameters (stored with the model)."""
 
     f0_method: str = DEFAULT_F0_METHOD
@@ -41,16 +42,6 @@ class FeatureParams:
     f0_params: Mapping[str, Any] = field(default_factory=dict)
     content_method: str = "dsp"
     content_params: Mapping[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {f.name: (dict(v) if isinstance(v := getattr(self, f.name), Mapping) else v) for f in fields(self)}
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> FeatureParams:
-        unknown = set(d) - {f.name for f in fields(cls)}
-        if unknown:
-            raise CheckpointError(f"feature parameters have unknown keys {sorted(unknown)}; written by a newer canora?")
-        return cls(**d)
 
     def cache_key(self, spec: MelSpec) -> str:
         """A hex digest of everything (besides the audio) that determines the features."""

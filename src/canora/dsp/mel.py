@@ -19,13 +19,14 @@ from __future__ import annotations
 import json
 import logging
 import math
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import torch
 
+from canora.config import Config
 from canora.errors import CanoraError, MelError
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,7 @@ _KNOWN_UNUSED_KEYS = {
 
 
 @dataclass(frozen=True)
-class MelSpec:
+class MelSpec(Config):
     """Every parameter that defines a log-mel spectrogram. Defaults are the official HiFi-GAN v1/v2/v3 mel.
 
     ``fmax=None`` means sr / 2. ``padding="hifigan"`` is reflect padding of (n_fft - hop) / 2 with
@@ -137,17 +138,6 @@ class MelSpec:
             raise MelError(f"{what}: MelSpec mismatch ({'; '.join(d)}); {fix}")
 
     # ------------------------------------------------------------------ (de)serialisation
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> MelSpec:
-        names = {f.name for f in fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            raise CanoraError(f"MelSpec: unknown keys {sorted(unknown)}; this file was written by a newer canora")
-        return cls(**d)
-
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
 
@@ -288,3 +278,22 @@ def wav_to_mel(wav: np.ndarray, spec: MelSpec) -> np.ndarray:
     """numpy convenience: (T,) float audio -> (n_mels, frames) float32 log-mel."""
     with torch.inference_mode():
         return mel_spectrogram(torch.from_numpy(np.ascontiguousarray(wav, dtype=np.float32)), spec).numpy()
+
+
+def mel_from_power(power: np.ndarray, spec: MelSpec) -> np.ndarray:
+    """Log-mel (n_mels, T) float32 from a precomputed STFT power |X|^2 (n_fft // 2 + 1, T) float32.
+
+    The steps of :func:`mel_spectrogram` after its STFT (magnitude ``sqrt(p + 1e-9)`` or power, filter,
+    clamp, log), in the same torch operations on the same (1, F, T) layout, so the power of
+    :func:`canora.dsp.stft.hifigan_power` gives exactly :func:`wav_to_mel` when ``spec`` uses that STFT
+    (``padding="hifigan"``, ``win_length == n_fft``).
+    """
+    if power.ndim != 2 or power.shape[0] != spec.n_fft // 2 + 1:
+        raise MelError(f"STFT power of shape {power.shape}; expected ({spec.n_fft // 2 + 1}, T) for n_fft {spec.n_fft}")
+    with torch.inference_mode():
+        p = torch.from_numpy(np.ascontiguousarray(power, dtype=np.float32))[None]
+        fb, _ = _basis(spec, p.device, p.dtype)
+        mag = torch.sqrt(p + 1e-9) if spec.power == 1.0 else p
+        mel = torch.clamp(torch.matmul(fb, mag), min=spec.clamp)
+        out = torch.log(mel) if spec.log_base == "e" else torch.log10(mel)
+        return out[0].numpy()

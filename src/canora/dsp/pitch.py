@@ -14,12 +14,13 @@ import math
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 
-from canora.errors import AudioError, CanoraError, CheckpointError
+from canora.config import Config
+from canora.errors import AudioError, CanoraError
 
 F0_MIN = 50.0  # Hz; the lowest bass notes
 F0_MAX = 1100.0  # Hz; above a soprano's high C (C6 = 1047 Hz)
@@ -391,25 +392,12 @@ def transpose(f0: np.ndarray, semitones: float) -> np.ndarray:
 
 # ------------------------------------------------------------ statistics, auto-key
 @dataclass(frozen=True)
-class F0Stats:
+class F0Stats(Config):
     """A singer's pitch range over voiced frames (Hz): median, 5th and 95th percentile."""
 
     median: float
     p5: float
     p95: float
-
-    def to_dict(self) -> dict[str, float]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> F0Stats:
-        names = {f.name for f in fields(cls)}
-        if set(d) != names:
-            raise CheckpointError(
-                f"F0 statistics need exactly the keys {sorted(names)}, got {sorted(d)}; "
-                "re-export the model with this canora version"
-            )
-        return cls(**{k: float(d[k]) for k in names})
 
     @classmethod
     def from_f0(cls, f0: np.ndarray, source_name: str = "F0") -> F0Stats:

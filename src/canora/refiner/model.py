@@ -16,17 +16,18 @@ layer, so a sampling run of N steps pays for the conditioning once (:meth:`Refin
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from canora.errors import CanoraError, CheckpointError
+from canora.config import Config
+from canora.errors import CanoraError
 
 
 @dataclass(frozen=True)
-class RefinerConfig:
+class RefinerConfig(Config):
     """Sizes of the denoiser. ``dilation_cycle``: layer ``i`` has dilation ``2 ** (i % dilation_cycle)``."""
 
     n_mels: int = 80
@@ -59,16 +60,6 @@ class RefinerConfig:
         """Frames seen by one output frame."""
         dil = sum(2 ** (i % self.dilation_cycle) for i in range(self.layers))
         return 1 + (self.kernel_size - 1) * dil
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> RefinerConfig:
-        unknown = set(d) - {f.name for f in fields(cls)}
-        if unknown:
-            raise CheckpointError(f"refiner config has unknown keys {sorted(unknown)}; written by a newer canora?")
-        return cls(**d)
 
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> RefinerConfig:

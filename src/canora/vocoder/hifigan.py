@@ -9,7 +9,7 @@ map between the two, so files load strictly in both directions.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
@@ -18,6 +18,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import weight_norm
 
+from canora.config import Config
 from canora.errors import CanoraError, CheckpointError
 
 LRELU_SLOPE = 0.1
@@ -76,7 +77,7 @@ def has_weight_norm(module: nn.Module) -> bool:
 
 
 @dataclass(frozen=True)
-class GeneratorConfig:
+class GeneratorConfig(Config):
     """Hyper-parameters of a HiFi-GAN generator (the generator part of an official config JSON)."""
 
     resblock: Literal["1", "2"] = "1"
@@ -96,17 +97,6 @@ class GeneratorConfig:
     def hop_length(self) -> int:
         """Samples per mel frame = the product of the upsampling rates."""
         return math.prod(self.upsample_rates)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> GeneratorConfig:
-        names = {f.name for f in fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            raise CheckpointError(f"generator config has unknown keys {sorted(unknown)}; written by a newer canora?")
-        return cls(**shape_fields_from_json(d))
 
     @classmethod
     def from_hifigan_config(cls, cfg: dict[str, Any]) -> GeneratorConfig:

@@ -27,7 +27,7 @@ as the first):
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from typing import Any, Literal
 
 import numpy as np
@@ -36,7 +36,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
 
-from canora.errors import CanoraError, CheckpointError
+from canora.config import Config
+from canora.errors import CanoraError
 from canora.vocoder.hifigan import (
     LRELU_SLOPE,
     ResBlock1,
@@ -45,12 +46,11 @@ from canora.vocoder.hifigan import (
     generator_shape_problems,
     has_weight_norm,
     init_weights,
-    shape_fields_from_json,
 )
 
 
 @dataclass(frozen=True)
-class NSFConfig:
+class NSFConfig(Config):
     """Hyper-parameters of an NSF-HiFi-GAN generator (defaults: the ~0.4M-parameter bundled singing vocoder)."""
 
     sample_rate: int = 22050
@@ -86,17 +86,10 @@ class NSFConfig:
         """Samples per mel frame = the product of the upsampling rates."""
         return math.prod(self.upsample_rates)
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> NSFConfig:
-        """From a saved dict; one without ``upsample``/``source`` (canora 0.1) is the legacy design."""
-        unknown = set(d) - {f.name for f in fields(cls)}
-        if unknown:
-            raise CheckpointError(f"NSF config has unknown keys {sorted(unknown)}; written by a newer canora?")
-        d = {**LEGACY_DESIGN, **d} if "upsample" not in d and "source" not in d else d
-        return cls(**shape_fields_from_json(d))
+    def upgrade(cls, d: dict[str, Any]) -> dict[str, Any]:
+        """A dict without ``upsample``/``source`` (canora 0.1) is the legacy design."""
+        return {**LEGACY_DESIGN, **d} if "upsample" not in d and "source" not in d else d
 
 
 LEGACY_DESIGN: dict[str, Any] = {"upsample": "transposed", "source": "step", "harmonics": 8}

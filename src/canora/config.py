@@ -1,0 +1,151 @@
+"""One base for every saved config: a frozen dataclass that turns into a JSON-able dict and back, checked.
+
+``Config.from_dict(d, source)`` refuses unknown keys, renames keys written by older canora versions
+(:attr:`Config.RENAMED`), lets a subclass upgrade older layouts (:meth:`Config.upgrade`), and checks every
+value against the field's annotation (``int``, ``float``, ``str``, ``bool``, ``Literal``, ``X | None``,
+``tuple[int, ...]``, nested tuples, mappings) before ``__post_init__`` runs, so a config file with ``"abc"``
+for a sample rate or ``[256]`` for a hop is one clear error naming the file and the field, not a traceback
+from deep inside a model (or an attempt to allocate a 1e8-channel layer).
+
+Only the parts of a config that describe a model or a run belong here; the CLI reads its defaults from the
+same classes (:func:`default_of`), so a default is written once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Mapping
+from typing import Any, ClassVar, Literal, TypeVar, Union, get_args, get_origin
+
+from canora.errors import CanoraError, CheckpointError
+
+C = TypeVar("C", bound="Config")
+
+
+class _Bad(ValueError):
+    """A value that does not fit its field's type (message: what was expected)."""
+
+
+def _coerce(value: Any, hint: Any) -> Any:
+    """``value`` as the annotation ``hint`` wants it (lists become tuples), or :class:`_Bad`."""
+    if hint is Any or hint is object:
+        return value
+    origin, args = get_origin(hint), get_args(hint)
+    if origin is Union or origin is types.UnionType:
+        if value is None:
+            if type(None) in args:
+                return None
+            raise _Bad("a value, not null")
+        wanted = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _coerce(value, a)
+            except _Bad as e:
+                wanted.append(str(e))
+        raise _Bad(" or ".join(wanted))
+    if origin is Literal:
+        for a in args:
+            if value == a and type(value) is type(a):
+                return a
+            if isinstance(a, str) and isinstance(value, int) and not isinstance(value, bool) and str(value) == a:
+                return a  # official HiFi-GAN configs write resblock as 1 or "1"
+        raise _Bad("one of " + ", ".join(repr(a) for a in args))
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise _Bad(f"a list ({hint})")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(v, args[0]) for v in value)
+        if len(value) != len(args):
+            raise _Bad(f"a list of {len(args)} values")
+        return tuple(_coerce(v, a) for v, a in zip(value, args))
+    if origin in (dict, Mapping) or hint in (dict, Mapping) or origin is typing.Mapping:
+        if not isinstance(value, Mapping):
+            raise _Bad("a JSON object")
+        return dict(value)
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise _Bad("true or false")
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
+            raise _Bad("an integer")
+        return int(value)
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise _Bad("a number")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise _Bad("a string")
+        return value
+    return value
+
+
+def _plain(value: Any) -> Any:
+    """Tuples as lists, recursively (what JSON holds)."""
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Base of canora's saved configs (subclasses are frozen dataclasses)."""
+
+    #: old key -> current key, for files written by earlier canora versions
+    RENAMED: ClassVar[dict[str, str]] = {}
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able dict (tuples as lists) that :meth:`from_dict` reads back to an equal config."""
+        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def upgrade(cls, d: dict[str, Any]) -> dict[str, Any]:
+        """Hook: bring a dict written by an older canora to the current layout (default: keys renamed)."""
+        return {cls.RENAMED.get(k, k): v for k, v in d.items()}
+
+    @classmethod
+    def from_dict(cls: type[C], d: Mapping[str, Any], source: str = "") -> C:
+        """The config in ``d`` (from JSON), every value checked against its field; ``source`` (a file name)
+        starts every error message."""
+        where = f"{source}: " if source else ""
+        if not isinstance(d, Mapping):
+            raise CheckpointError(f"{where}{cls.__name__} must be a JSON object, got {type(d).__name__}")
+        d = cls.upgrade(dict(d))
+        names = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - set(names))
+        if unknown:
+            raise CheckpointError(f"{where}{cls.__name__} has unknown keys {unknown}; written by a newer canora? "
+                                  "upgrade canora")
+        hints = typing.get_type_hints(cls)
+        values = {}
+        for k, v in d.items():
+            try:
+                values[k] = _coerce(v, hints[k])
+            except _Bad as e:
+                raise CheckpointError(f"{where}{cls.__name__}.{k} = {v!r}: expected {e}; fix or re-create "
+                                      "the file") from None
+        missing = [n for n, f in names.items() if n not in values and f.default is dataclasses.MISSING
+                   and f.default_factory is dataclasses.MISSING]
+        if missing:
+            raise CheckpointError(f"{where}{cls.__name__} lacks {missing}; the file is incomplete")
+        try:
+            return cls(**values)
+        except CanoraError as e:  # __post_init__ validation: name the file too
+            raise CheckpointError(f"{where}{e}") from None
+
+
+def default_of(cls: type[Config], name: str) -> Any:
+    """The default of field ``name`` of ``cls`` (for CLI defaults and help texts)."""
+    f = {f.name: f for f in dataclasses.fields(cls)}[name]
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    raise KeyError(f"{cls.__name__}.{name} has no default")
