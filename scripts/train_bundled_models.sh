@@ -8,7 +8,7 @@ PJS=${PJS:-../shared/data/pjs}
 RUNS=${RUNS:-runs}
 mkdir -p "$RUNS"
 .venv/bin/canora train-refiner --data "$PJS" --out "$RUNS/refiner_pjs" --config default --steps 200000 \
-  --max-minutes 110 --threads 1 --val-every 2000 --ckpt-every 500 --export-every-minutes 10 \
+  --max-minutes 110 --threads 1 --val-every 2000 --checkpoint-every 500 \
   > "$RUNS/refiner_pjs.log" 2>&1 &
 # the vocoder shares the refiner's feature cache (same MelSpec and extractors): wait until it exists
 sleep 300

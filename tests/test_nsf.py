@@ -11,9 +11,10 @@ import torch
 from canora.cli import main
 from canora.dsp.mel import MelSpec, wav_to_mel
 from canora.errors import CanoraError, MelError
+from canora.training.loop import Loop
+from canora.training.nsf import NSFTask, NSFTrainConfig, crop_batch, load_clips
 from canora.vocoder import Vocoder
 from canora.vocoder.nsf import NSFConfig, NSFGenerator, SineSource
-from canora.vocoder.nsf_train import NSFTrainConfig, NSFTrainer, crop_batch, load_clips
 
 SPEC = MelSpec()
 TINY = NSFConfig(upsample_initial_channel=16, resblock_kernel_sizes=(3,), resblock_dilation_sizes=((1, 2),))
@@ -132,7 +133,7 @@ def test_f0_from_mel_finds_the_pitch_of_a_sung_tone(synth_clip):
 
 
 def test_crops_pad_short_clips_with_the_log_floor():
-    from canora.vocoder.nsf_train import Clip
+    from canora.training.nsf import Clip
 
     clip = Clip("short", np.zeros((80, 5), np.float32), np.full(5, 200.0, np.float32), np.ones(5 * 256, np.float32))
     mel, f0, y = crop_batch([clip], [0], 8, SPEC, torch.Generator().manual_seed(0))
@@ -156,29 +157,34 @@ def wav_dir(tmp_path):
 
 
 def _cfg(wav_dir, out, **kw) -> NSFTrainConfig:
-    base = dict(wavs=str(wav_dir), out=str(out), model=TINY.to_dict(), steps=4, batch_size=2, segment_frames=8,
+    base = dict(wavs=str(wav_dir), model=TINY.to_dict(), steps=4, batch_size=2, segment_frames=8,
                 val_count=1, val_every=2, checkpoint_every=2, log_every=1, cache_dir=str(out.parent / "cache"))
     return NSFTrainConfig(**{**base, **kw})
 
 
+def NSFTrainer(cfg: NSFTrainConfig, out, progress: bool = False) -> Loop:  # noqa: N802
+    return Loop(NSFTask(cfg), out, progress=progress)
+
+
 def test_training_lowers_the_loss_on_real_singing(wav_dir, tmp_path):
     cfg = _cfg(wav_dir, tmp_path / "run", steps=40, lr=2e-3, checkpoint_every=40, val_every=0, log_every=0)
-    tr = NSFTrainer(cfg, progress=False)
-    tr.setup_data()
-    losses = [tr.train_step()["loss_mel"] for _ in range(40)]
+    tr = NSFTrainer(cfg, tmp_path / "run")
+    losses = [tr.step_once()["loss_mel"] for _ in range(40)]
     assert np.mean(losses[-8:]) < 0.8 * np.mean(losses[:8])
 
 
 def test_resume_continues_at_the_same_step_with_the_same_weights(wav_dir, tmp_path):
-    straight = NSFTrainer(_cfg(wav_dir, tmp_path / "a", steps=4), progress=False)
+    straight = NSFTrainer(_cfg(wav_dir, tmp_path / "a", steps=4), tmp_path / "a")
     straight.run()
-    half = NSFTrainer(_cfg(wav_dir, tmp_path / "b", steps=2), progress=False)
+    half = NSFTrainer(_cfg(wav_dir, tmp_path / "b", steps=2), tmp_path / "b")
     half.run()
-    resumed = NSFTrainer(_cfg(wav_dir, tmp_path / "b", steps=4), progress=False)
+    resumed = NSFTrainer(_cfg(wav_dir, tmp_path / "b", steps=4), tmp_path / "b")
+    resumed.prepare()
     assert resumed.step == 2
     resumed.run()
     assert resumed.step == 4
-    for (k, a), b in zip(straight.generator.state_dict().items(), resumed.generator.state_dict().values()):
+    for (k, a), b in zip(straight.task.generator.state_dict().items(),
+                         resumed.task.generator.state_dict().values()):
         assert torch.equal(a, b), k
     voc = Vocoder.from_pretrained(tmp_path / "b" / "export")
     assert voc.needs_f0 and json.loads((tmp_path / "b" / "export" / "model.json").read_text())["meta"][
@@ -188,13 +194,13 @@ def test_resume_continues_at_the_same_step_with_the_same_weights(wav_dir, tmp_pa
 
 
 def test_adversarial_phase_updates_the_discriminators(wav_dir, tmp_path):
-    tr = NSFTrainer(_cfg(wav_dir, tmp_path / "run", recon_steps=1, disc_width_div=8), progress=False)
-    tr.setup_data()
-    before = [p.detach().clone() for p in tr.mpd.parameters()]
-    assert "loss_disc" not in tr.train_step()
-    out = tr.train_step()
+    tr = NSFTrainer(_cfg(wav_dir, tmp_path / "run", recon_steps=1, disc_width_div=8), tmp_path / "run")
+    tr.prepare()
+    before = [p.detach().clone() for p in tr.task.mpd.parameters()]
+    assert "loss_disc" not in tr.step_once()
+    out = tr.step_once()
     assert {"loss_disc", "loss_adv", "loss_fm"} <= set(out)
-    assert any(not torch.equal(a, b) for a, b in zip(before, tr.mpd.parameters()))
+    assert any(not torch.equal(a, b) for a, b in zip(before, tr.task.mpd.parameters()))
 
 
 def test_cli_nsf_refuses_options_it_does_not_take(capsys, tmp_path, wav_dir):
@@ -242,6 +248,7 @@ def test_odd_upsampling_strides_fit():
 
 
 def test_resume_keeps_the_adversarial_phase_unless_told(wav_dir, tmp_path):
-    NSFTrainer(_cfg(wav_dir, tmp_path / "run", steps=2, recon_steps=1, disc_width_div=8), progress=False).run()
-    resumed = NSFTrainer(_cfg(wav_dir, tmp_path / "run", steps=3, disc_width_div=8), progress=False)
-    assert resumed.step == 2 and resumed.cfg.recon_steps == 1 and resumed.cfg.steps == 3
+    NSFTrainer(_cfg(wav_dir, tmp_path / "run", steps=2, recon_steps=1, disc_width_div=8), tmp_path / "run").run()
+    resumed = NSFTrainer(_cfg(wav_dir, tmp_path / "run", steps=3, disc_width_div=8), tmp_path / "run")
+    resumed.prepare()
+    assert resumed.step == 2 and resumed.task.cfg.recon_steps == 1 and resumed.task.cfg.steps == 3

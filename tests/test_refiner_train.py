@@ -16,12 +16,17 @@ import torch
 
 from canora.errors import CanoraError
 from canora.refiner import Refiner
-from canora.refiner.train import RefinerTrainConfig, Trainer, build_manifest, lr_factor
+from canora.training.loop import Loop
+from canora.training.refiner import RefinerTask, RefinerTrainConfig, build_manifest, lr_factor
 
 QUICK = RefinerTrainConfig(
     model="tiny", steps=6, batch_size=4, crop_frames=32, lr=3e-3, lr_warmup=1, val_every=0, log_every=1,
-    ckpt_every=3, export_every_minutes=0, val_frames=64, val_steps=2,
+    checkpoint_every=3, val_frames=64, val_steps=2,
 )
+
+
+def Trainer(out: Path, cfg: RefinerTrainConfig, data: list[Path], progress: bool = False) -> Loop:  # noqa: N802
+    return Loop(RefinerTask(cfg, data), out, progress=progress)
 
 
 @pytest.fixture
@@ -39,7 +44,7 @@ def read_log(out: Path) -> list[dict]:
 
 
 def test_tiny_model_overfits_one_clip_and_reconstructs_it(tmp_path, one_clip, sung_clip):
-    cfg = replace(QUICK, steps=600, batch_size=16, crop_frames=64, log_every=20, ckpt_every=0, val_every=600,
+    cfg = replace(QUICK, steps=600, batch_size=16, crop_frames=64, log_every=20, checkpoint_every=0, val_every=600,
                   ema_decay=0.99)
     export = Trainer(tmp_path / "run", cfg, [one_clip], progress=False).run()
     losses = [r["train/loss"] for r in read_log(tmp_path / "run") if "train/loss" in r]
@@ -71,10 +76,10 @@ def test_resume_continues_at_the_same_step_bit_exactly(tmp_path, one_clip):
     resumed = Trainer(tmp_path / "b", QUICK, [one_clip], progress=False)
     resumed.run()
     assert resumed.step == 6
-    for key, value in straight.model.state_dict().items():
-        assert torch.equal(value, resumed.model.state_dict()[key]), key
-    for key, value in straight.ema.state_dict().items():
-        assert torch.equal(value, resumed.ema.state_dict()[key]), key
+    for key, value in straight.task.model.state_dict().items():
+        assert torch.equal(value, resumed.task.model.state_dict()[key]), key
+    for key, value in straight.task.ema.state_dict().items():
+        assert torch.equal(value, resumed.task.ema.state_dict()[key]), key
     steps_b = [r["step"] for r in read_log(tmp_path / "b") if "train/loss" in r]
     assert steps_b == [1, 2, 3, 4, 5, 6]
     loss_a = [r["train/loss"] for r in read_log(tmp_path / "a") if "train/loss" in r]
@@ -91,7 +96,7 @@ def test_resume_refuses_other_data(tmp_path, one_clip, sung_clip):
     other.mkdir()
     sf.write(other / "x.wav", sung_clip[0], sung_clip[1])
     with pytest.raises(CanoraError, match="started on other data"):
-        Trainer(tmp_path / "run", QUICK, [other], progress=False)
+        Trainer(tmp_path / "run", QUICK, [other], progress=False).run()
 
 
 def test_manifest_one_singer_per_folder_with_held_out_files(tmp_path, synth_clip):

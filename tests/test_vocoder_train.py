@@ -10,6 +10,7 @@ import subprocess
 import sys
 from dataclasses import replace
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pytest
@@ -19,11 +20,13 @@ from canora.dsp.mel import MelSpec, read_config, wav_to_mel
 from canora.errors import CanoraError, MelError
 from canora.io.audio import load_audio, save_wav
 from canora.io.checkpoint import load_torch_file
+from canora.training import hifigan
+from canora.training.hifigan import HiFiGANTask, TrainConfig
+from canora.training.loop import Loop, TrainingDiverged
+from canora.training.vocoder_data import LoadReport, SegmentDataset, check_mel_dir, load_mel_items, load_wav_items
 from canora.vocoder import discriminators as disc
 from canora.vocoder.api import Vocoder
-from canora.vocoder.data import LoadReport, SegmentDataset, check_mel_dir, load_mel_items, load_wav_items
 from canora.vocoder.hifigan import Generator, GeneratorConfig, from_official_keys, to_official_keys
-from canora.vocoder.train import TrainConfig, Trainer, TrainingDiverged, train_vocoder
 from tests.conftest import TINY_HIFIGAN, shared_file
 
 SR = 22050
@@ -53,12 +56,25 @@ def run_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {"wavs": wavs, "config": cfg, "list": lst, "root": root}
 
 
-def tiny_cfg(files: dict[str, Path], out: Path, **kw) -> TrainConfig:
-    base = dict(wavs=str(files["wavs"]), out=str(out), config=str(files["config"]), train_list=str(files["list"]),
+class Run(NamedTuple):
+    cfg: TrainConfig
+    out: Path
+
+
+def tiny_cfg(files: dict[str, Path], out: Path, **kw) -> Run:
+    base = dict(wavs=str(files["wavs"]), config=str(files["config"]), train_list=str(files["list"]),
                 val_list=str(files["list"]), steps=2, batch_size=2, segment_size=SEG, disc_width_div=8,
                 checkpoint_every=0, val_every=0, log_every=1, seed=7)
     base.update(kw)
-    return TrainConfig(**base)
+    return Run(TrainConfig(**base), out)
+
+
+def train_vocoder(run: Run, progress: bool = False, mel_source=None) -> Path | None:  # noqa: ANN001
+    return hifigan.train_vocoder(run.cfg, run.out, progress=progress, mel_source=mel_source)
+
+
+def Trainer(run: Run, progress: bool = False) -> Loop:  # noqa: N802
+    return Loop(HiFiGANTask(run.cfg), run.out, progress=progress)
 
 
 def _params(m: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -119,18 +135,19 @@ def test_discriminators_shapes_and_narrow_variant():
 def test_training_updates_all_models_and_lowers_mel_loss(run_files, tmp_path):
     """One step changes the generator and both discriminators; 20 steps lower the validation mel L1."""
     tr = Trainer(tiny_cfg(run_files, tmp_path / "run", steps=20, lr=1e-3), progress=False)
-    tr.setup()
-    before = {"g": _params(tr.generator), "mpd": _params(tr.mpd), "msd": _params(tr.msd)}
-    mel_before, _ = tr.validate()
-    losses = tr.train_step()
+    ctx = tr.prepare()
+    t = tr.task
+    before = {"g": _params(t.generator), "mpd": _params(t.mpd), "msd": _params(t.msd)}
+    mel_before = t.validate(ctx, 0)["mel_l1"]
+    losses = tr.step_once()
     assert tr.step == 1 and np.isfinite(losses["loss_disc"]) and np.isfinite(losses["loss_gen_all"])
-    for name, model in (("g", tr.generator), ("mpd", tr.mpd), ("msd", tr.msd)):
+    for name, model in (("g", t.generator), ("mpd", t.mpd), ("msd", t.msd)):
         after = model.state_dict()
         changed = [k for k, v in before[name].items() if v.is_floating_point() and not torch.equal(v, after[k])]
         assert changed, f"{name} did not change in one step"
     for _ in range(19):
-        tr.train_step()
-    mel_after, samples = tr.validate()
+        tr.step_once()
+    mel_after, samples = t.validate(ctx, tr.step)["mel_l1"], t.samples
     assert mel_after < mel_before - 0.1, (mel_before, mel_after)
     assert samples[0][1].shape == samples[0][2].shape
 
@@ -172,11 +189,11 @@ def test_resume_continues_at_next_step_exactly(run_files, tmp_path):
     straight = train_vocoder(tiny_cfg(run_files, tmp_path / "a", steps=3), progress=False)
     cfg_b = tiny_cfg(run_files, tmp_path / "b", steps=2, checkpoint_every=2)
     train_vocoder(cfg_b, progress=False)
-    tr = Trainer(replace(cfg_b, steps=3), progress=False)
-    tr.setup()
+    tr = Trainer(cfg_b._replace(cfg=replace(cfg_b.cfg, steps=3)), progress=False)
+    tr.prepare()
     assert tr.step == 2
     saved = load_torch_file(tmp_path / "b" / "do_00000002")["optim_g"]
-    now = tr.opt_g.state_dict()
+    now = tr.task.opt_g.state_dict()
     assert now["state"].keys() == saved["state"].keys()
     for i, st in saved["state"].items():
         for k, v in st.items():
@@ -214,14 +231,9 @@ def test_nan_loss_stops_with_step_and_last_good_checkpoint(run_files, tmp_path):
     out = tmp_path / "run"
     train_vocoder(tiny_cfg(run_files, out, steps=2, checkpoint_every=2), progress=False)
     tr = Trainer(tiny_cfg(run_files, out, steps=4, checkpoint_every=1), progress=False)
-    setup = tr.setup
-
-    def poisoned_setup() -> None:
-        setup()
-        with torch.no_grad():
-            tr.generator.conv_post.parametrizations.weight.original1.fill_(float("nan"))
-
-    tr.setup = poisoned_setup
+    tr.prepare()
+    with torch.no_grad():
+        tr.task.generator.conv_post.parametrizations.weight.original1.fill_(float("nan"))
     with pytest.raises(TrainingDiverged, match=r"step 3.*g_00000002"):
         tr.run()
     assert sorted(p.name for p in out.glob("g_*")) == ["g_00000002"]
@@ -303,12 +315,12 @@ def test_init_from_with_another_melspec_is_refused(run_files, tmp_path, tiny_off
     tr = Trainer(tiny_cfg(run_files, tmp_path / "run", config=str(other), init_from=str(tiny_official_ckpt)),
                  progress=False)
     with pytest.raises(MelError, match=r"fmax: 11025.0 != 8000.0"):
-        tr.setup()
+        tr.prepare()
     ok = Trainer(tiny_cfg(run_files, tmp_path / "run2", config=None, init_from=str(tiny_official_ckpt)),
                  progress=False)
-    ok.setup()
+    ok.prepare()
     state = from_official_keys(torch.load(tiny_official_ckpt, weights_only=True)["generator"])
-    assert all(torch.equal(ok.generator.state_dict()[k], v) for k, v in state.items())
+    assert all(torch.equal(ok.task.generator.state_dict()[k], v) for k, v in state.items())
 
 
 class FakeReconstruction:
@@ -332,7 +344,7 @@ def test_refined_mel_mode_pairs_reconstructions_with_real_audio(run_files, tmp_p
     assert src.calls == 1 and (made / "clip.npy").is_file()
     assert json.loads((made / "meta.json").read_text())["singer"] == "pjs"
     # a second run with the same source reuses the mels
-    train_vocoder(replace(cfg, out=str(tmp_path / "run")), progress=False, mel_source=src)
+    train_vocoder(cfg, progress=False, mel_source=src)
     assert src.calls == 1
     # mels made for another singer than the audio's: warned
     with caplog.at_level(logging.WARNING):
@@ -381,11 +393,11 @@ def test_resumes_an_official_do_file_without_canora_state(run_files, tmp_path):
     torch.save(do, out / "do_00000001")
     (out / "config.json").write_text(run_files["config"].read_text())  # an official config, no canora section
     tr = Trainer(tiny_cfg(run_files, out, steps=2), progress=False)
-    assert tr.run() == out / "g_00000002" and tr.step == 2 and tr.epoch_start == 1
+    assert tr.run() == out / "g_00000002" and tr.step == 2 and tr.task.epoch_start == 1
     mpd = disc.MultiPeriodDiscriminator(width_div=8)
     mpd.load_state_dict(disc.from_official_keys(do["mpd"]), strict=True)
     assert not torch.equal(mpd.state_dict()[next(iter(mpd.state_dict()))],
-                           tr.mpd.state_dict()[next(iter(tr.mpd.state_dict()))])  # it trained on from there
+                           tr.task.mpd.state_dict()[next(iter(tr.task.mpd.state_dict()))])  # it trained on
 
 
 def test_init_from_a_canora_export_restores_the_folded_weights(run_files, tmp_path, tiny_official_ckpt):
@@ -394,8 +406,8 @@ def test_init_from_a_canora_export_restores_the_folded_weights(run_files, tmp_pa
     voc.export(tmp_path / "export")
     tr = Trainer(tiny_cfg(run_files, tmp_path / "run", config=None, init_from=str(tmp_path / "export")),
                  progress=False)
-    tr.setup()
-    assert tr.generator.has_weight_norm
+    tr.prepare()
+    assert tr.task.generator.has_weight_norm
     mel = torch.from_numpy(wav_to_mel(load_audio(run_files["wavs"] / "clip.wav", SR)[:SR], MelSpec()))[None]
     with torch.no_grad():
-        torch.testing.assert_close(tr.generator(mel)[0, 0], voc(mel)[0], atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(tr.task.generator(mel)[0, 0], voc(mel)[0], atol=1e-5, rtol=1e-4)

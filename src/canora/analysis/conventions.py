@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from canora.dsp.mel import PEAK_NORMALIZE as PEAK
 from canora.dsp.mel import MelSpec, mel_filterbank, wav_to_mel
 from canora.errors import MelError
 
@@ -21,7 +22,6 @@ LN10 = math.log(10.0)
 SPEC_MIN, SPEC_MAX = -12.0, 2.0  # DDSP-SVC / so-vits-svc [-1, 1] normalisation of the ln-mel
 DB_AMIN = 1e-10  # librosa power_to_db default floor (power)
 DB_TOP = 80.0  # librosa power_to_db default top_db
-PEAK = 0.95  # HiFi-GAN training-time peak normalisation
 
 
 @dataclass(frozen=True)

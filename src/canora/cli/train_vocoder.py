@@ -34,7 +34,8 @@ Fine-tuning on refined mels, two recipes:
 upsampling stage; the architecture of the bundled singing vocoder): mel + F0 come from the refiner's
 feature extractor (cached), checkpoints are OUT/ckpt_XXXXXXXX and OUT/export is its slim export. Defaults
 for it: reconstruction losses only (mel + multi-resolution STFT); --recon-steps N starts the adversarial
-phase (narrowed MPD/MSD) after N updates. Batch 8 of 32 frames, lr 5e-4 halving every 10000 updates.
+phase (narrowed MPD/MSD) after N updates. Batch 8 of 32 frames, lr 5e-4 halving every 20000 updates;
+validation scores the waveform artifact metrics (frame-rate buzz, HNR, pitch by two trackers) too.
 """
 
 
@@ -50,7 +51,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--arch", choices=("hifigan", "nsf"), default="hifigan",
                    help="hifigan: the official generator (default); nsf: canora's F0-driven singing vocoder")
     p.add_argument("--wavs", type=Path, required=True, help="directory of training recordings")
-    p.add_argument("--out", type=Path, required=True, help="run directory (checkpoints, config.json, logs)")
+    p.add_argument("-o", "--out", type=Path, required=True, help="run directory (checkpoints, config.json, logs)")
     p.add_argument("--config", default=None,
                    help="v1, v2, v3 or a HiFi-GAN config.json (default: the --init-from checkpoint's)")
     p.add_argument("--mels", type=Path, default=None, help="precomputed <stem>.npy mels paired with --wavs")
@@ -63,7 +64,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--train-list", type=Path, default=None, help="HiFi-GAN filelist ('name|...' lines) for training")
     p.add_argument("--val-list", type=Path, default=None, help="HiFi-GAN filelist for validation")
     p.add_argument("--val-count", type=int, default=None,
-                   help="without filelists: hold out the last N files by name (default 5%%, 1-10)")
+                   help="without filelists: hold out the last N files by name (default 5%%, 1-10; 0 = none)")
     p.add_argument("--init-from", type=Path, default=None, help="generator to start from (official g_* or export)")
     p.add_argument("--schedule", choices=("official", "finetune"), default="official",
                    help="official: lr 2e-4 x 0.999 per epoch; finetune: constant low lr (1e-5) after a warmup")
@@ -78,14 +79,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="weight of a multi-resolution STFT loss (0; nsf 20)")
     p.add_argument("--disc-width-div", type=int, choices=(1, 2, 4, 8), default=None,
                    help="divide the discriminators' channels (1 = official, the default; nsf 4)")
-    p.add_argument("--checkpoint-every", type=int, default=1000, help="checkpoint every N updates (1000)")
+    p.add_argument("--checkpoint-every", type=int, default=None, help="checkpoint every N updates (1000; nsf 500)")
     p.add_argument("--keep", type=int, default=3, help="keep the newest N checkpoints (3)")
-    p.add_argument("--val-every", type=int, default=1000, help="validate every N updates (1000)")
-    p.add_argument("--log-every", type=int, default=10, help="log losses every N updates (10)")
+    p.add_argument("--val-every", type=int, default=None, help="validate every N updates (1000)")
+    p.add_argument("--log-every", type=int, default=None, help="log losses every N updates (10; nsf 50)")
     p.add_argument("--max-minutes", type=float, default=0.0, help="stop (with a checkpoint) after N minutes")
     p.add_argument("--peak-normalize", action=argparse.BooleanOptionalAction, default=None,
                    help="peak-normalise audio to 0.95 (default: on for mels computed here, off for given mels)")
-    p.add_argument("--seed", type=int, default=1234, help="random seed (1234)")
+    p.add_argument("--seed", type=int, default=None, help="random seed (1234)")
     p.add_argument("--cache-dir", type=Path, default=None, help="mel cache (default OUT/cache)")
     p.add_argument("--f0-method", default=DEFAULT_F0_METHOD, choices=available_f0_extractors(),
                    help="nsf: the F0 tracker of the training F0 (default %(default)s)")
@@ -94,15 +95,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
-def _pick(value: T | None, default: T) -> T:
-    return default if value is None else value
+def _pick(value: T | None, cls: type, name: str) -> T:
+    """``value``, or the default of ``cls.name`` (the config class is the one place a default is written)."""
+    from canora.config import default_of
+
+    return default_of(cls, name) if value is None else value
 
 
 def run_nsf(args: argparse.Namespace) -> int:
     from canora.dsp.mel import load_spec
     from canora.errors import CanoraError
+    from canora.training.nsf import NSFTrainConfig as C
+    from canora.training.nsf import train_nsf
     from canora.vocoder.nsf import NSFConfig
-    from canora.vocoder.nsf_train import NSFTrainConfig, train_nsf
 
     unsupported = [flag for flag, v in (("--mels", args.mels), ("--refiner", args.refiner),
                                         ("--init-from", args.init_from), ("--train-list", args.train_list),
@@ -110,23 +115,24 @@ def run_nsf(args: argparse.Namespace) -> int:
     if unsupported:
         raise CanoraError(f"--arch nsf does not take {', '.join(unsupported)} yet; train it on --wavs")
     spec = load_spec(args.config or "v1")
-    seg = args.segment_size or 32 * spec.hop_length
+    seg = args.segment_size or _pick(None, C, "segment_frames") * spec.hop_length
     if seg % spec.hop_length:
         raise CanoraError(f"--segment-size {seg} must be a multiple of the hop ({spec.hop_length})")
     model = NSFConfig(sample_rate=spec.sample_rate, n_mels=spec.n_mels)
     if model.hop_length != spec.hop_length:
         raise CanoraError(f"the NSF generator upsamples by {model.hop_length}; the MelSpec's hop is {spec.hop_length}")
-    steps = _pick(args.steps, 20_000)
-    cfg = NSFTrainConfig(
-        wavs=str(args.wavs), out=str(args.out), mel_spec=spec.to_dict(), model=model.to_dict(), steps=steps,
-        batch_size=_pick(args.batch_size, 8), segment_frames=seg // spec.hop_length, lr=_pick(args.lr, 5e-4),
-        stft_weight=_pick(args.stft_weight, 20.0), recon_steps=args.recon_steps,
-        disc_width_div=_pick(args.disc_width_div, 4), val_count=_pick(args.val_count, 4),
-        val_every=args.val_every, checkpoint_every=args.checkpoint_every, keep=args.keep, log_every=args.log_every,
-        max_minutes=args.max_minutes, seed=args.seed, cache_dir=None if args.cache_dir is None else str(args.cache_dir),
-        f0_method=args.f0_method,
+    cfg = C(
+        wavs=str(args.wavs), mel_spec=spec.to_dict(), model=model.to_dict(), steps=_pick(args.steps, C, "steps"),
+        batch_size=_pick(args.batch_size, C, "batch_size"), segment_frames=seg // spec.hop_length,
+        lr=_pick(args.lr, C, "lr"), stft_weight=_pick(args.stft_weight, C, "stft_weight"),
+        recon_steps=args.recon_steps, disc_width_div=_pick(args.disc_width_div, C, "disc_width_div"),
+        val_count=args.val_count, val_every=_pick(args.val_every, C, "val_every"),
+        checkpoint_every=_pick(args.checkpoint_every, C, "checkpoint_every"), keep=args.keep,
+        log_every=_pick(args.log_every, C, "log_every"), max_minutes=args.max_minutes,
+        seed=_pick(args.seed, C, "seed"), cache_dir=None if args.cache_dir is None else str(args.cache_dir),
+        f0_method=args.f0_method, device=args.device,
     )
-    export = train_nsf(cfg)
+    export = train_nsf(cfg, args.out)
     print(f"newest export: {export}")
     return 0
 
@@ -134,7 +140,8 @@ def run_nsf(args: argparse.Namespace) -> int:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from canora.vocoder.train import TrainConfig, train_vocoder
+    from canora.training.hifigan import TrainConfig as C
+    from canora.training.hifigan import train_vocoder
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -144,19 +151,20 @@ def run(args: argparse.Namespace) -> int:
     def s(p: Path | None) -> str | None:
         return None if p is None else str(p)
 
-    cfg = TrainConfig(
-        wavs=str(args.wavs), out=str(args.out), config=args.config, mels=s(args.mels), train_list=s(args.train_list),
+    cfg = C(
+        wavs=str(args.wavs), config=args.config, mels=s(args.mels), train_list=s(args.train_list),
         val_list=s(args.val_list), val_count=args.val_count, init_from=s(args.init_from), schedule=args.schedule,
-        lr=args.lr, warmup_steps=args.warmup_steps, steps=_pick(args.steps, 100_000),
-        batch_size=_pick(args.batch_size, 16), segment_size=args.segment_size, recon_steps=_pick(args.recon_steps, 0),
-        stft_weight=_pick(args.stft_weight, 0.0), disc_width_div=_pick(args.disc_width_div, 1),
-        checkpoint_every=args.checkpoint_every, keep=args.keep,
-        val_every=args.val_every, log_every=args.log_every, max_minutes=args.max_minutes, seed=args.seed,
-        peak_normalize=args.peak_normalize, singer=args.singer, refiner=s(args.refiner),
-        refiner_strength=args.refiner_strength, refiner_steps=args.refiner_steps, cache_dir=s(args.cache_dir),
-        device=args.device,
+        lr=args.lr, warmup_steps=args.warmup_steps, steps=_pick(args.steps, C, "steps"),
+        batch_size=_pick(args.batch_size, C, "batch_size"), segment_size=args.segment_size,
+        recon_steps=_pick(args.recon_steps, C, "recon_steps"), stft_weight=_pick(args.stft_weight, C, "stft_weight"),
+        disc_width_div=_pick(args.disc_width_div, C, "disc_width_div"),
+        checkpoint_every=_pick(args.checkpoint_every, C, "checkpoint_every"), keep=args.keep,
+        val_every=_pick(args.val_every, C, "val_every"), log_every=_pick(args.log_every, C, "log_every"),
+        max_minutes=args.max_minutes, seed=_pick(args.seed, C, "seed"), peak_normalize=args.peak_normalize,
+        singer=args.singer, refiner=s(args.refiner), refiner_strength=args.refiner_strength,
+        refiner_steps=args.refiner_steps, cache_dir=s(args.cache_dir), device=args.device,
     )
-    g = train_vocoder(cfg)
+    g = train_vocoder(cfg, args.out)
     if g is not None:
         print(f"newest checkpoint: {g}")
     return 0

@@ -29,6 +29,9 @@ import torch
 from canora.config import Config
 from canora.errors import CanoraError, MelError
 
+#: official HiFi-GAN *training* audio is peak-normalised to this (inference and fine-tuning audio is not)
+PEAK_NORMALIZE = 0.95
+
 log = logging.getLogger(__name__)
 
 LogBase = Literal["e", "10"]

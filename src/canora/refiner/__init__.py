@@ -1,7 +1,7 @@
 """Diffusion Mel Refiner: conditional diffusion in mel space, its noise schedule and samplers.
 
 Inference: ``Refiner.from_pretrained(path)`` (:mod:`canora.refiner.api`); training:
-:func:`canora.refiner.train.train_refiner` (imported lazily: inference never imports training code).
+:func:`canora.training.refiner.train_refiner` (imported lazily: inference never imports training code).
 """
 
 from canora.refiner.api import Refiner, RefineResult

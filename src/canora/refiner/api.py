@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -36,6 +37,9 @@ from canora.refiner.diffusion import DEFAULT_PREDICTION_TYPE, NoiseSchedule, che
 from canora.refiner.model import RefinerConfig, RefinerModel
 from canora.refiner.normalize import MelNormalizer
 from canora.refiner.samplers import check_steps_strength, get_sampler, sample
+
+if TYPE_CHECKING:
+    from canora.dsp.pitch import F0Stats
 
 log = logging.getLogger(__name__)
 
@@ -283,15 +287,43 @@ class Refiner:
         feats.mel = np.ascontiguousarray(mel, dtype=np.float32)
         return feats
 
-    def auto_transpose_for(self, feats: RefinerFeatures, singer: str | int | None) -> float:
-        """Semitones that move the source's pitch toward ``singer``'s range (from the stored F0 statistics)."""
-        from canora.dsp.pitch import F0Stats, auto_transpose
+    def singer_f0_range(self, singer: str | int | None) -> F0Stats:
+        """``singer``'s stored pitch range (for auto-transpose); :class:`CanoraError` when there is none."""
+        from canora.dsp.pitch import F0Stats
 
         name = self.singers[self.singer_index(singer)]
         stats = self.singer_f0_stats.get(name)
         if stats is None:
             raise CanoraError(f"this refiner has no F0 statistics for singer {name!r}; use --transpose instead")
-        return float(auto_transpose(feats.f0[feats.voiced], F0Stats.from_dict(stats)))
+        return F0Stats.from_dict(stats)
+
+    def auto_transpose_for(
+        self, feats: RefinerFeatures | Sequence[RefinerFeatures], singer: str | int | None
+    ) -> float:
+        """Semitones that move the source's pitch toward ``singer``'s range (from the stored F0 statistics).
+
+        ``feats``: one recording's features, or those of all the slices of one song (their voiced frames
+        pooled, so the whole song gets one key).
+        """
+        from canora.dsp.pitch import auto_transpose
+
+        parts = [feats] if isinstance(feats, RefinerFeatures) else list(feats)
+        voiced_f0 = np.concatenate([f.f0[f.voiced] for f in parts])
+        return float(auto_transpose(voiced_f0, self.singer_f0_range(singer)))
+
+    def transpose_features(self, feats: RefinerFeatures, semitones: float) -> RefinerFeatures:
+        """``feats`` in another key: F0 (T,) x 2^(semitones / 12) (voiced flags kept) and the source mel
+        (n_mels, T) moved along frequency (:func:`shift_mel_pitch`); loudness and content unchanged."""
+        if not math.isfinite(semitones):
+            raise CanoraError(f"transpose must be a finite number of semitones, got {semitones!r}")
+        f0 = (feats.f0 * 2.0 ** (semitones / 12.0)).astype(np.float32)
+        mel = shift_mel_pitch(feats.mel, semitones, self.spec)
+        return RefinerFeatures(mel, f0, feats.voiced, feats.loudness, feats.content)
+
+    def refine_in_key(self, feats: RefinerFeatures, singer: str | int | None = None, **kwargs: Any) -> np.ndarray:
+        """Refine features already in the target key (no transpose here; see :meth:`transpose_features`)
+        -> log-mel (n_mels, T); ``kwargs`` as in :meth:`refine`."""
+        return self.refine(feats.mel, feats.f0, feats.loudness, feats.content, singer, voiced=feats.voiced, **kwargs)
 
     def refine_features(
         self,
@@ -306,13 +338,8 @@ class Refiner:
         source mel, :func:`shift_mel_pitch`) by ``transpose`` semitones or automatically."""
         if auto_transpose:
             transpose = self.auto_transpose_for(feats, singer)
-        if not math.isfinite(transpose):
-            raise CanoraError(f"transpose must be a finite number of semitones, got {transpose!r}")
-        ratio = 2.0 ** (transpose / 12.0)
-        f0 = (feats.f0 * ratio).astype(np.float32)
-        mel = shift_mel_pitch(feats.mel, transpose, self.spec)
-        out = self.refine(mel, f0, feats.loudness, feats.content, singer, voiced=feats.voiced, **kwargs)
-        return RefineResult(out, np.where(feats.voiced, f0, 0.0).astype(np.float32), float(transpose))
+        keyed = self.transpose_features(feats, transpose)
+        return RefineResult(self.refine_in_key(keyed, singer, **kwargs), keyed.f0_with_zeros(), float(transpose))
 
     def refine_audio(
         self,

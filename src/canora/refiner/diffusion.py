@@ -192,16 +192,42 @@ def training_loss(
     noise: Tensor,
     prediction_type: str = DEFAULT_PREDICTION_TYPE,
     mask: Tensor | None = None,
+    weights: Tensor | None = None,
     **cond: Any,
 ) -> Tensor:
-    """Mean squared error between ``model(x_t, t, **cond)`` and the target for ``prediction_type``.
+    """Mean squared error between ``model(x_t, t, **cond)`` and the target for ``prediction_type``: the
+    refiner's training loss.
 
     x0, noise: (B, n_mels, T); t: (B,) long in ``1..T``; mask: optional (B, 1, T) or (B, n_mels, T) with
-    1 for real frames and 0 for padding, averaged over real elements only. Returns a scalar.
+    1 for real frames and 0 for padding, averaged over real elements only; weights: optional (B,) per-example
+    weights (:func:`loss_weights`). Returns a scalar.
     """
     x_t = q_sample(schedule, x0, noise, t)
     err = (model(x_t, t, **cond) - training_target(schedule, x0, noise, t, prediction_type)) ** 2
+    if weights is not None:
+        err = err * weights.to(err.dtype)[:, None, None]
     if mask is None:
         return err.mean()
     mask = mask.to(err.dtype).expand_as(err)
     return (err * mask).sum() / mask.sum().clamp(min=1.0)
+
+
+LOSS_WEIGHTINGS = ("min_snr", "none")
+
+
+def loss_weights(schedule: NoiseSchedule, t: Tensor, prediction_type: str, weighting: str, gamma: float) -> Tensor:
+    """Per-example weights (B,) of the squared error on the prediction target at timesteps ``t`` (B,).
+
+    ``"min_snr"`` (Min-SNR-gamma, Hang et al. 2023): the implied x0 error is weighted by ``min(SNR, gamma)``,
+    i.e. ``min(SNR, gamma) / (SNR + 1)`` on v and ``min(SNR, gamma) / SNR`` on eps. The plain v loss weights
+    x0 errors by ``SNR + 1``, so the nearly-clean steps (SNR in the hundreds), whose error hardly moves
+    what the samplers produce, dominate it and slow learning everywhere else. ``"none"``: weight 1.
+    """
+    if weighting not in LOSS_WEIGHTINGS:
+        raise CanoraError(f"loss weighting {weighting!r} must be one of {', '.join(LOSS_WEIGHTINGS)}")
+    if weighting == "none":
+        return torch.ones(t.shape, dtype=torch.float32)
+    acp = schedule.alphas_cumprod[t.cpu()]
+    snr = acp / (1 - acp)
+    w = snr.clamp(max=gamma) / (snr + 1 if check_prediction_type(prediction_type) == "v" else snr)
+    return w.float()

@@ -27,7 +27,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from canora.dsp.mel import MelSpec, wav_to_mel
+from canora.dsp.mel import PEAK_NORMALIZE, MelSpec, wav_to_mel
 from canora.errors import AudioError, CanoraError, MelError
 from canora.io.audio import AUDIO_EXTENSIONS, read_audio, resample
 from canora.io.files import atomic_save_npy, atomic_write_text
@@ -35,7 +35,6 @@ from canora.io.melfiles import load_mel
 
 log = logging.getLogger(__name__)
 
-PEAK = 0.95  # official training audio is peak-normalised to 0.95
 
 
 @dataclass
@@ -101,17 +100,6 @@ def read_filelist(path: Path, wav_dir: Path) -> list[Path]:
     return files
 
 
-def auto_split(files: Sequence[Path], val_count: int | None = None) -> tuple[list[Path], list[Path]]:
-    """Hold out the last ``val_count`` files by name (default 5 %, 1 to 10; none when fewer than 2 files)."""
-    files = sorted(files)
-    if val_count is None:
-        val_count = 0 if len(files) < 2 else min(10, max(1, round(0.05 * len(files))))
-    if val_count >= len(files):
-        raise CanoraError(f"cannot hold out {val_count} of {len(files)} files for validation; lower the count")
-    return files[: len(files) - val_count], files[len(files) - val_count:]
-
-
-# ---------------------------------------------------------------------- audio and mel loading
 def _read(path: Path, spec: MelSpec, report: LoadReport, peak_normalize: bool) -> np.ndarray:
     wav, sr = read_audio(path)
     if sr != spec.sample_rate:
@@ -120,7 +108,7 @@ def _read(path: Path, spec: MelSpec, report: LoadReport, peak_normalize: bool) -
     if peak_normalize:
         peak = float(np.abs(wav).max())
         if peak > 0:
-            wav = wav / peak * PEAK
+            wav = wav / peak * PEAK_NORMALIZE
     return np.ascontiguousarray(wav, dtype=np.float32)
 
 

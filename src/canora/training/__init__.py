@@ -1,0 +1,1 @@
+"""Training: one loop (:mod:`canora.training.loop`) and its tasks: the refiner, the HiFi-GAN and the NSF vocoder."""

@@ -1,0 +1,443 @@
+"""Training task of the Diffusion Mel Refiner: manifest, cached features, AdamW + EMA, validation, exports.
+
+Beside the loop's files (:mod:`canora.training.loop`), a refiner run directory holds::
+
+    OUT/manifest.json       train / validation files per singer (fixed at the first run; reused on resume)
+    OUT/train_config.json   the RefinerTrainConfig of the run
+    OUT/cache/              cached features (keyed on file bytes + every extraction parameter)
+
+Exports hold the EMA weights (``Refiner.from_pretrained`` reads them). The loss is
+:func:`canora.refiner.diffusion.training_loss` with Min-SNR weights, the one the unit tests cover.
+Audio previews during training take any callable mel -> audio (``preview``), so the refiner never imports a
+vocoder.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from canora.conditioning import FeatureParams, RefinerFeatures, load_features
+from canora.config import Config
+from canora.dsp.mel import MelSpec
+from canora.errors import CanoraError, CheckpointError
+from canora.io.audio import AUDIO_EXTENSIONS
+from canora.io.files import atomic_write_text
+from canora.refiner.api import Refiner
+from canora.refiner.diffusion import LOSS_WEIGHTINGS, NoiseSchedule, loss_weights, sample_train_timesteps, training_loss
+from canora.refiner.model import RefinerConfig, RefinerModel
+from canora.refiner.normalize import MelNormalizer
+from canora.refiner.samplers import get_sampler, sample
+from canora.training.loop import Context, RunConfig, Task
+
+log = logging.getLogger(__name__)
+
+#: a callable that makes audio (N,) from a log-mel (n_mels, T), for TensorBoard previews
+Preview = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass(frozen=True, kw_only=True)
+class RefinerTrainConfig(RunConfig):
+    """Everything that defines a refiner training run (saved with every checkpoint)."""
+
+    RENAMED: ClassVar[dict[str, str]] = {"ckpt_every": "checkpoint_every"}
+
+    model: str = "default"  # RefinerConfig preset: tiny | small | default
+    steps: int = 100_000
+    batch_size: int = 16
+    crop_frames: int = 128
+    lr: float = 4e-4
+    lr_warmup: int = 500
+    lr_half_life: int = 40_000  # exponential decay after warm-up: lr halves every this many steps
+    betas: tuple[float, float] = (0.9, 0.98)
+    weight_decay: float = 1e-2
+    grad_clip: float = 1.0
+    ema_decay: float = 0.999
+    schedule: str = "linear"
+    timesteps: int = 1000
+    prediction_type: str = "v"
+    loss_weighting: str = "min_snr"  # min_snr (Hang et al. 2023) | none (plain MSE on the prediction target)
+    min_snr_gamma: float = 5.0
+    norm: str = "fixed"
+    mel_spec: dict[str, Any] = field(default_factory=lambda: MelSpec().to_dict())
+    features: dict[str, Any] = field(default_factory=lambda: FeatureParams().to_dict())
+    val_count: int = 0  # held-out files per singer; 0 = 10 % (at least 1, none for one-file singers)
+    val_frames: int = 600  # validate on the first this many frames of each held-out file
+    val_steps: int = 10
+    val_strength: float = 0.5
+    val_sampler: str = "dpmpp"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.batch_size < 1 or self.crop_frames < 8:
+            raise CanoraError("batch_size >= 1 and crop_frames >= 8 are required")
+        if self.loss_weighting not in LOSS_WEIGHTINGS:
+            raise CanoraError(f"loss_weighting={self.loss_weighting!r} must be one of {', '.join(LOSS_WEIGHTINGS)}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise CanoraError(f"ema_decay={self.ema_decay} must be in [0, 1)")
+        RefinerConfig.preset(self.model)  # validates the name
+
+    @classmethod
+    def upgrade(cls, d: dict[str, Any]) -> dict[str, Any]:
+        """canora 0.1: ``ckpt_every`` (now ``checkpoint_every``); exports followed a clock
+        (``export_every_minutes``), now every checkpoint."""
+        d = super().upgrade(d)
+        d.pop("export_every_minutes", None)
+        return d
+
+    @property
+    def spec(self) -> MelSpec:
+        return MelSpec.from_dict(self.mel_spec)
+
+    @property
+    def feature_params(self) -> FeatureParams:
+        return FeatureParams.from_dict(self.features)
+
+
+# ---------------------------------------------------------------------- manifest
+@dataclass(frozen=True)
+class Manifest(Config):
+    """Singers (one per data folder, named after it) and their train / validation files (path, singer index)."""
+
+    singers: tuple[str, ...]
+    train: tuple[tuple[str, int], ...]
+    val: tuple[tuple[str, int], ...]
+
+
+def build_manifest(
+    data_dirs: Sequence[str | Path], val_count: int = 0, singers: Sequence[str] | None = None
+) -> Manifest:
+    """One singer per directory (named after it unless ``singers`` names them); the last ``val_count``
+    files of each (sorted by name; 0 = 10 %, at least 1 when a singer has 2+ files) are held out."""
+    if not data_dirs:
+        raise CanoraError("no training data: pass --data DIR (one folder of recordings per singer)")
+    if singers is not None and len(singers) != len(data_dirs):
+        raise CanoraError(f"{len(singers)} singer names for {len(data_dirs)} data folders; give one name per folder")
+    names: list[str] = []
+    train: list[tuple[str, int]] = []
+    val: list[tuple[str, int]] = []
+    for i, d in enumerate(data_dirs):
+        d = Path(d)
+        if not d.is_dir():
+            raise CanoraError(f"{d}: not a directory; --data takes folders of recordings, one per singer")
+        name = singers[i] if singers is not None else d.resolve().name
+        if name in names:
+            raise CanoraError(f"{d}: singer name {name!r} used twice; rename a folder or pass --singers")
+        files = sorted(p for p in d.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS)
+        if not files:
+            raise CanoraError(f"{d}: no audio files ({', '.join(AUDIO_EXTENSIONS)}) in this folder")
+        n_val = val_count if val_count > 0 else (max(1, round(0.1 * len(files))) if len(files) > 1 else 0)
+        if n_val >= len(files):
+            raise CanoraError(
+                f"{d}: {len(files)} files leave none for training with {n_val} held out; lower --val-count"
+            )
+        names.append(name)
+        train += [(str(p.resolve()), i) for p in files[: len(files) - n_val]]
+        val += [(str(p.resolve()), i) for p in files[len(files) - n_val:]]
+    return Manifest(tuple(names), tuple(train), tuple(val))
+
+
+# ---------------------------------------------------------------------- batches
+@dataclass
+class Batch:
+    """Stacked crops: mel (B, n_mels, N), f0/voiced/loudness (B, N), content (B, D, N), singer (B,), mask (B, 1, N)."""
+
+    mel: Tensor
+    f0: Tensor
+    voiced: Tensor
+    loudness: Tensor
+    content: Tensor
+    singer: Tensor
+    mask: Tensor
+
+    def cond(self) -> dict[str, Tensor]:
+        return {"f0": self.f0, "voiced": self.voiced, "loudness": self.loudness, "content": self.content,
+                "singer": self.singer}
+
+
+def _pad_to(f: RefinerFeatures, n: int, floor: float) -> tuple[RefinerFeatures, int]:
+    """Pad a crop shorter than ``n`` frames (mel with the floor, others with edge values); -> (crop, real frames)."""
+    real = f.frames
+    if real >= n:
+        return f, real
+    p = n - real
+    return RefinerFeatures(
+        np.pad(f.mel, ((0, 0), (0, p)), constant_values=floor), np.pad(f.f0, (0, p), mode="edge"),
+        np.pad(f.voiced, (0, p)), np.pad(f.loudness, (0, p), mode="edge"),
+        np.pad(f.content, ((0, 0), (0, p)), mode="edge"),
+    ), real
+
+
+def make_batch(items: Sequence[tuple[RefinerFeatures, int]], n: int, floor: float) -> Batch:
+    """Stack ``(features, singer)`` crops (each at most ``n`` frames) into a :class:`Batch`."""
+    padded = [(_pad_to(f, n, floor), s) for f, s in items]
+    mask = np.zeros((len(items), 1, n), np.float32)
+    for i, ((_, real), _) in enumerate(padded):
+        mask[i, 0, :real] = 1.0
+
+    def stack(key: str) -> Tensor:
+        return torch.from_numpy(np.stack([getattr(f, key) for (f, _), _ in padded]).astype(np.float32))
+
+    return Batch(stack("mel"), stack("f0"), stack("voiced"), stack("loudness"), stack("content"),
+                 torch.tensor([s for _, s in padded], dtype=torch.long), torch.from_numpy(mask))
+
+
+def random_crops(
+    data: Sequence[tuple[RefinerFeatures, int]], batch: int, n: int, gen: torch.Generator
+) -> list[tuple[RefinerFeatures, int]]:
+    """``batch`` random crops of ``n`` frames; files are drawn with probability proportional to their length."""
+    lengths = torch.tensor([f.frames for f, _ in data], dtype=torch.float64)
+    picks = torch.multinomial(lengths / lengths.sum(), batch, replacement=True, generator=gen).tolist()
+    out = []
+    for i in picks:
+        f, s = data[i]
+        start = int(torch.randint(0, max(1, f.frames - n + 1), (1,), generator=gen))
+        out.append((f.crop(start, n), s))
+    return out
+
+
+# ---------------------------------------------------------------------- EMA, LR schedule
+@torch.no_grad()
+def ema_update(ema: RefinerModel, model: RefinerModel, decay: float, step: int) -> None:
+    """``ema = d * ema + (1 - d) * model`` with ``d = min(decay, (1 + step) / (10 + step))`` (warm-up)."""
+    d = min(decay, (1 + step) / (10 + step))
+    for pe, pm in zip(ema.parameters(), model.parameters()):
+        pe.lerp_(pm, 1.0 - d)
+    for be, bm in zip(ema.buffers(), model.buffers()):
+        be.copy_(bm)
+
+
+def lr_factor(step: int, warmup: int, half_life: int) -> float:
+    """Linear warm-up to 1 over ``warmup`` steps, then ``0.5 ** ((step - warmup) / half_life)``."""
+    if step < warmup:
+        return (step + 1) / warmup
+    return 0.5 ** ((step - warmup) / half_life) if half_life > 0 else 1.0
+
+
+def _extract_all(
+    manifest: Manifest, spec: MelSpec, params: FeatureParams, cache: Path, progress: bool
+) -> tuple[list[tuple[RefinerFeatures, int]], list[tuple[RefinerFeatures, int]]]:
+    from tqdm import tqdm
+
+    out: dict[str, list[tuple[RefinerFeatures, int]]] = {"train": [], "val": []}
+    items = [("train", p, s) for p, s in manifest.train] + [("val", p, s) for p, s in manifest.val]
+    for part, path, singer in tqdm(items, desc="features", unit="file", disable=not progress):
+        try:
+            out[part].append((load_features(path, spec, params, cache), singer))
+        except CanoraError as e:  # e.g. a file without voiced frames: skip it, say so
+            log.warning("skipping %s", e)
+    if not out["train"]:
+        raise CanoraError("no usable training files (every file failed feature extraction)")
+    return out["train"], out["val"]
+
+
+# ---------------------------------------------------------------------- the task
+class RefinerTask(Task):
+    """The refiner on folders of recordings (one folder per singer)."""
+
+    label = "train-refiner"
+
+    def __init__(
+        self,
+        cfg: RefinerTrainConfig,
+        data_dirs: Sequence[str | Path] = (),
+        *,
+        singers: Sequence[str] | None = None,
+        cache_dir: str | Path | None = None,
+        preview: Preview | None = None,
+    ) -> None:
+        super().__init__(cfg)
+        self.cfg: RefinerTrainConfig = cfg
+        self.data_dirs = list(data_dirs)
+        self.singer_names = singers
+        self.cache_dir = cache_dir
+        self.preview = preview
+
+    # -------------------------------------------------------------- setup
+    def _manifest(self, ctx: Context) -> Manifest:
+        mpath = ctx.out / "manifest.json"
+        if mpath.is_file():
+            try:
+                manifest = Manifest.from_dict(json.loads(mpath.read_text()), str(mpath))
+            except json.JSONDecodeError as e:
+                raise CheckpointError(f"{mpath}: unreadable ({e}); restore it or use a new --out") from None
+            if self.data_dirs and build_manifest(self.data_dirs, self.cfg.val_count, self.singer_names) != manifest:
+                raise CanoraError(f"{mpath}: this run was started on other data; use a new --out or the same --data")
+            return manifest
+        manifest = build_manifest(self.data_dirs, self.cfg.val_count, self.singer_names)
+        if ctx.is_main:
+            atomic_write_text(mpath, json.dumps(manifest.to_dict(), indent=1) + "\n")
+        return manifest
+
+    def setup(self, ctx: Context) -> None:
+        cfg = self.cfg
+        self.manifest = self._manifest(ctx)
+        if ctx.is_main:
+            atomic_write_text(ctx.out / "train_config.json", json.dumps(cfg.to_dict(), indent=2) + "\n")
+        spec, params = cfg.spec, cfg.feature_params
+        cache = Path(self.cache_dir) if self.cache_dir else ctx.out / "cache"
+        if ctx.is_main:  # rank 0 fills the cache, the others read it
+            self.train_data, self.val_data = _extract_all(self.manifest, spec, params, cache, ctx.progress)
+        ctx.barrier()
+        if not ctx.is_main:
+            self.train_data, self.val_data = _extract_all(self.manifest, spec, params, cache, False)
+        content_dim = self.train_data[0][0].content.shape[0]
+        mcfg = RefinerConfig.preset(cfg.model, n_mels=spec.n_mels, content_dim=content_dim,
+                                    n_singers=len(self.manifest.singers))
+        self.model = RefinerModel(mcfg).to(ctx.device)
+        if content_dim:
+            allc = np.concatenate([f.content for f, _ in self.train_data], axis=1)
+            self.model.set_content_stats(torch.from_numpy(allc.mean(1)), torch.from_numpy(allc.std(1)))
+        self.ema = RefinerModel(mcfg).to(ctx.device)
+        self.ema.load_state_dict(self.model.state_dict())
+        self.ema.requires_grad_(False)
+        self.normalizer = (MelNormalizer.fixed(spec) if cfg.norm == "fixed"
+                           else MelNormalizer.per_bin((f.mel for f, _ in self.train_data), spec))
+        self.schedule = NoiseSchedule(cfg.schedule, cfg.timesteps)
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, betas=cfg.betas,
+                                     weight_decay=cfg.weight_decay)
+        self.sched = torch.optim.lr_scheduler.LambdaLR(
+            self.opt, lambda s: lr_factor(s, cfg.lr_warmup, cfg.lr_half_life)
+        )
+        self.singer_stats = self._singer_f0_stats()
+        self.ddp = ctx.wrap(self.model)
+        self.device = ctx.device
+
+    def _singer_f0_stats(self) -> dict[str, dict[str, Any]]:
+        from canora.dsp.pitch import F0Stats
+
+        stats = {}
+        for i, name in enumerate(self.manifest.singers):
+            f0s = [f.f0[f.voiced] for f, s in self.train_data if s == i]
+            if f0s:
+                stats[name] = F0Stats.from_f0(np.concatenate(f0s)).to_dict()
+        return stats
+
+    def describe(self) -> str:
+        return (f"refiner {self.cfg.model}, {self.model.num_parameters()} parameters, {len(self.manifest.singers)} "
+                f"singer(s) ({', '.join(self.manifest.singers)}), {len(self.train_data)} train / "
+                f"{len(self.val_data)} val files")
+
+    def modules(self) -> list[nn.Module]:
+        return [self.model]
+
+    # -------------------------------------------------------------- state
+    def state_dict(self) -> dict[str, Any]:
+        return {"model": self.model.state_dict(), "ema": self.ema.state_dict(), "optimizer": self.opt.state_dict(),
+                "scheduler": self.sched.state_dict(), "normalizer": json.dumps(self.normalizer.to_dict())}
+
+    def load_state_dict(self, state: dict[str, Any], source: str) -> None:
+        try:
+            self.model.load_state_dict(state["model"], strict=True)
+            self.ema.load_state_dict(state["ema"], strict=True)
+            self.opt.load_state_dict(state["optimizer"])
+            self.sched.load_state_dict(state["scheduler"])
+            self.normalizer = MelNormalizer.from_dict(json.loads(state["normalizer"]))
+        except (KeyError, RuntimeError, ValueError) as e:
+            raise CheckpointError(f"{source}: does not fit this run's model ({str(e).splitlines()[0]})") from None
+
+    def refiner(self, step: int) -> Refiner:
+        """The EMA weights as a :class:`Refiner` (a copy; training continues undisturbed)."""
+        model = RefinerModel(self.ema.config)
+        model.load_state_dict(self.ema.state_dict())
+        info = {"trained_steps": step, "train_config": self.cfg.to_dict(),
+                "train_files": len(self.manifest.train), "val_files": len(self.manifest.val)}
+        return Refiner(model, self.cfg.spec, self.normalizer, self.schedule, prediction_type=self.cfg.prediction_type,
+                       singers=list(self.manifest.singers), singer_f0_stats=self.singer_stats,
+                       feature_params=self.cfg.feature_params, info=info, source="training")
+
+    def export(self, directory: Path, step: int) -> Path:
+        return self.refiner(step).export(directory)
+
+    # -------------------------------------------------------------- steps
+    def _loss(self, model: Any, b: Batch, t: Tensor, noise: Tensor, mask: Tensor | None) -> Tensor:
+        cfg = self.cfg
+        x0 = self.normalizer.normalize(b.mel)
+        w = loss_weights(self.schedule, t, cfg.prediction_type, cfg.loss_weighting, cfg.min_snr_gamma)
+        return training_loss(model, self.schedule, x0, t, noise, cfg.prediction_type, mask=mask, weights=w,
+                             **b.cond())
+
+    def train_step(self, step: int, gen: torch.Generator, ctx: Context) -> dict[str, float]:
+        cfg = self.cfg
+        b = make_batch(random_crops(self.train_data, cfg.batch_size, cfg.crop_frames, gen), cfg.crop_frames,
+                       cfg.spec.log_floor)
+        t = sample_train_timesteps(self.schedule, b.mel.shape[0], gen)
+        noise = torch.randn(b.mel.shape, generator=gen)
+        self.ddp.train()
+        loss = self._loss(self.ddp, b, t, noise, b.mask)
+        ctx.check_finite("refiner", step, loss)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+        self.opt.step()
+        self.sched.step()
+        ema_update(self.ema, self.model, cfg.ema_decay, step + 1)
+        return {"loss": float(loss.detach()), "lr": self.sched.get_last_lr()[0]}
+
+    @torch.inference_mode()
+    def validate(self, ctx: Context, step: int) -> dict[str, float]:
+        """EMA model on held-out files: diffusion loss at fixed (t, noise), and the mel L1 (log-mel) of a
+        shallow reconstruction (``val_strength``, ``val_steps``) next to the L1 of its noised start."""
+        cfg = self.cfg
+        data = self.val_data or self.train_data[:1]
+        gen = torch.Generator().manual_seed(1234)
+        losses, l1, l1_noised = [], [], []
+        self.ema.eval()
+        for f, s in data:
+            crop = f.crop(0, cfg.val_frames)
+            b = make_batch([(crop, s)], crop.frames, cfg.spec.log_floor)
+            x0 = self.normalizer.normalize(b.mel)
+            for tv in (50, 250, 500, 750, 950):
+                t = torch.full((1,), min(tv, self.schedule.num_train_timesteps), dtype=torch.long)
+                noise = torch.randn(x0.shape, generator=gen)
+                losses.append(float(self._loss(self.ema, b, t, noise, None)))
+            cond = self.ema.encode(b.f0, b.voiced, b.loudness, b.content, b.singer)
+            smp = get_sampler(cfg.val_sampler, self.schedule, cfg.prediction_type)
+            sgen = torch.Generator().manual_seed(0)
+            out = sample(lambda x, t, cond: self.ema.denoise(x, t, cond), smp, steps=cfg.val_steps,
+                         strength=cfg.val_strength, source=x0, cond={"cond": cond}, generator=sgen)
+            smp.set_timesteps(cfg.val_steps, cfg.val_strength)
+            noised = smp.add_noise(x0, torch.randn(x0.shape, generator=torch.Generator().manual_seed(0)),
+                                   smp.start_timestep)
+            l1.append(float((self.normalizer.denormalize(out) - b.mel).abs().mean()))
+            l1_noised.append(float((self.normalizer.denormalize(noised) - b.mel).abs().mean()))
+        self._val_step = step
+        return {"loss": float(np.mean(losses)), "mel_l1": float(np.mean(l1)),
+                "mel_l1_noised_input": float(np.mean(l1_noised))}
+
+    def log_media(self, writer: Any, step: int) -> None:
+        """A vocoded reconstruction of the first held-out file (when a ``preview`` was given)."""
+        if self.preview is None or not self.val_data:
+            return
+        f, s = self.val_data[0]
+        crop = f.crop(0, self.cfg.val_frames)
+        out = self.refiner(step).refine(crop.mel, crop.f0, crop.loudness, crop.content, s, voiced=crop.voiced,
+                                        steps=self.cfg.val_steps, strength=self.cfg.val_strength)
+        sr = self.cfg.spec.sample_rate
+        writer.add_audio("val/reconstruction", torch.from_numpy(self.preview(out))[None], step, sr)
+        if step <= self.cfg.val_every:
+            writer.add_audio("val/ground_truth_vocoded", torch.from_numpy(self.preview(crop.mel))[None], step, sr)
+
+
+def train_refiner(
+    data_dirs: Sequence[str | Path],
+    out_dir: str | Path,
+    config: RefinerTrainConfig | None = None,
+    *,
+    progress: bool = True,
+    **kwargs: Any,
+) -> Path | None:
+    """Train (or resume) a refiner on ``data_dirs`` (one folder per singer) into ``out_dir``; returns the
+    newest export directory. ``kwargs`` go to :class:`RefinerTask` (``singers``, ``cache_dir``, ``preview``)."""
+    from canora.training.loop import Loop
+
+    return Loop(RefinerTask(config or RefinerTrainConfig(), data_dirs, **kwargs), out_dir, progress=progress).run()
