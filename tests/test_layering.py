@@ -1,0 +1,99 @@
+"""The shape of the house: which package may import which (imports inside functions count too).
+
+    cli, ui                      the top: imported by nothing (but ``python -m canora``)
+    training                     composes refiner and vocoder for training; inference never imports it
+    pipeline, analysis           compose refiner and vocoder for conversion and reports
+    refiner | vocoder            the two models: never import each other
+    conditioning                 the features of a waveform
+    dsp, io, config, errors      the floor: signal processing and files, no model
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "canora"
+FLOOR = {"dsp", "io", "config", "errors"}
+
+
+def _module(path: Path) -> str:
+    rel = path.relative_to(SRC.parent).with_suffix("")
+    parts = list(rel.parts)
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(parts)
+
+
+def _imports() -> dict[str, set[str]]:
+    """canora module -> the canora modules it imports anywhere in its body."""
+    out: dict[str, set[str]] = {}
+    for path in SRC.rglob("*.py"):
+        mod = _module(path)
+        found: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                found |= {a.name for a in node.names if a.name.startswith("canora")}
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0 \
+                    and node.module.startswith("canora"):
+                found.add(node.module)
+                found |= {f"{node.module}.{a.name}" for a in node.names}
+            elif isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "import_module" and node.args \
+                    and isinstance(node.args[0], ast.JoinedStr):
+                head = node.args[0].values[0]
+                if isinstance(head, ast.Constant) and str(head.value).startswith("canora"):
+                    found.add(str(head.value).rstrip("."))
+        out[mod] = found
+    return out
+
+
+IMPORTS = _imports()
+
+
+def _area(module: str) -> str:
+    """The top-level area of ``canora.x.y`` (``x``), or "" for the package itself."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else ""
+
+
+def _violations(rule: str, source_areas: set[str], banned_areas: set[str]) -> list[str]:
+    bad = []
+    for mod, imported in IMPORTS.items():
+        if _area(mod) not in source_areas:
+            continue
+        for target in imported:
+            if _area(target) in banned_areas and _area(target) != _area(mod):
+                bad.append(f"{mod} -> {target} ({rule})")
+    return sorted(set(bad))
+
+
+def test_the_tree_was_read():
+    assert {"canora.dsp.mel", "canora.training.loop", "canora.pipeline", "canora.cli"} <= set(IMPORTS)
+
+
+def test_the_floor_imports_no_model():
+    everything_above = {_area(m) for m in IMPORTS} - FLOOR - {""}
+    assert _violations("the floor imports no model", FLOOR, everything_above) == []
+
+
+def test_refiner_and_vocoder_never_import_each_other():
+    assert _violations("refiner and vocoder are independent", {"refiner"}, {"vocoder"}) == []
+    assert _violations("refiner and vocoder are independent", {"vocoder"}, {"refiner"}) == []
+
+
+def test_inference_never_imports_training():
+    inference = {_area(m) for m in IMPORTS} - {"training", "cli", "ui"}
+    assert _violations("inference never imports training", inference, {"training"}) == []
+
+
+@pytest.mark.parametrize("top", ["cli", "ui"])
+def test_nothing_imports_the_cli_or_the_ui(top):
+    users = {_area(m) for m in IMPORTS} - {"cli", "ui", "__main__"}
+    assert _violations(f"nothing imports {top}", users, {top}) == []
+
+
+def test_models_do_not_import_the_pipeline_or_analysis():
+    assert _violations("models stay below the pipeline", {"refiner", "vocoder", "conditioning"},
+                       {"pipeline", "analysis", "streaming"}) == []
