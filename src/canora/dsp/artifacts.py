@@ -13,9 +13,11 @@ copy-synthesis, the source for a conversion):
   about -3..+3 dB; a frame-rate comb: 10-30 dB.
 * :func:`voiced_hnr`: Praat's harmonics-to-noise ratio (cross-correlation method) over voiced frames, dB.
   Singing: 14-28 dB.
-* :func:`gross_pitch_errors`: the share of frames voiced in both signals whose F0 differs by more than
+* :func:`gross_pitch_error`: the share of frames voiced in both signals whose F0 differs by more than
   50 cents, by two independent trackers (WORLD harvest and Praat autocorrelation, without octave repair):
-  one tracker can follow the intended notes through an artifact that the other reads as the pitch.
+  one tracker can follow the intended notes through an artifact that the other reads as the pitch. Only
+  frames where both trackers hear the reference as voiced count: harvest alone calls many breaths and
+  consonants "voiced" (37 % false voicing on vocadito), and a "pitch" of noise is no reference.
 
 :func:`artifact_metrics` computes all of them for one signal against a reference; the voicing masks come
 from the reference so that both are measured on the same frames. All signals are mono (N,) float arrays.
@@ -170,13 +172,17 @@ def track_f0(x: np.ndarray, sr: int, hop: int, n_frames: int, tracker: str) -> n
     return extract_f0(x, sr, hop, n_frames, method=tracker, repair_octaves=False)
 
 
-def gross_pitch_error(f0_ref: np.ndarray, f0_out: np.ndarray, transpose: float = 0.0) -> float:
-    """Share of frames voiced in both whose F0 differs by more than 50 cents after shifting ``f0_ref`` by
-    ``transpose`` semitones. NaN when fewer than 2 frames are voiced in both."""
+def gross_pitch_error(
+    f0_ref: np.ndarray, f0_out: np.ndarray, transpose: float = 0.0, mask: np.ndarray | None = None
+) -> float:
+    """Share of frames voiced in both (and in ``mask``, when given) whose F0 differs by more than 50 cents after
+    shifting ``f0_ref`` by ``transpose`` semitones. NaN when fewer than 2 frames qualify."""
     n = min(len(f0_ref), len(f0_out))
     ref = np.asarray(f0_ref[:n], np.float64) * 2 ** (transpose / 12)
     out = np.asarray(f0_out[:n], np.float64)
     both = (ref > 0) & (out > 0)
+    if mask is not None:
+        both &= np.asarray(mask[:n], bool)
     if both.sum() < 2:
         return float("nan")
     return float(np.mean(np.abs(1200 * np.log2(out[both] / ref[both])) > GROSS_CENTS))
@@ -235,8 +241,8 @@ def artifact_metrics(
         gpe_h = gpe_p = float("nan")
     else:
         f0_h, f0_p = tracks or (track_f0(x, sr, hop, n, "harvest"), track_f0(x, sr, hop, n, "praat"))
-        gpe_h = gross_pitch_error(masks.f0_harvest, f0_h, transpose)
-        gpe_p = gross_pitch_error(masks.f0_praat, f0_p, transpose)
+        gpe_h = gross_pitch_error(masks.f0_harvest, f0_h, transpose, masks.voiced)
+        gpe_p = gross_pitch_error(masks.f0_praat, f0_p, transpose, masks.voiced)
     return ArtifactMetrics(
         frame_rate_periodicity=frame_rate_periodicity(x, sr, hop, masks.audible_unvoiced),
         frame_rate_line_db=float(np.nanmax(lines)) if np.isfinite(lines).any() else float("nan"),
