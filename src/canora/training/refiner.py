@@ -36,6 +36,7 @@ from canora.refiner.diffusion import LOSS_WEIGHTINGS, NoiseSchedule, loss_weight
 from canora.refiner.model import RefinerConfig, RefinerModel
 from canora.refiner.normalize import MelNormalizer
 from canora.refiner.samplers import get_sampler, sample
+from canora.training.augment import TimbrePerturbation
 from canora.training.loop import Context, RunConfig, Task
 
 log = logging.getLogger(__name__)
@@ -74,6 +75,12 @@ class RefinerTrainConfig(RunConfig):
     val_steps: int = 10
     val_strength: float = 0.5
     val_sampler: str = "dpmpp"
+    # timbre perturbation of the conditioning (canora.training.augment): perturbed copies per training file,
+    # the share of crops that use one, the frequency-warp range and the largest EQ gain
+    timbre_variants: int = 4
+    timbre_prob: float = 0.75
+    timbre_warp: tuple[float, float] = (0.85, 1.18)
+    timbre_eq_db: float = 6.0
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -84,14 +91,23 @@ class RefinerTrainConfig(RunConfig):
         if not 0.0 <= self.ema_decay < 1.0:
             raise CanoraError(f"ema_decay={self.ema_decay} must be in [0, 1)")
         RefinerConfig.preset(self.model)  # validates the name
+        if self.timbre_variants < 0 or not 0.0 <= self.timbre_prob <= 1.0:
+            raise CanoraError("timbre_variants must be >= 0 and timbre_prob in [0, 1]")
+        if not 0 < self.timbre_warp[0] <= self.timbre_warp[1]:
+            raise CanoraError(f"timbre_warp {self.timbre_warp} must be 0 < low <= high")
 
     @classmethod
     def upgrade(cls, d: dict[str, Any]) -> dict[str, Any]:
         """canora 0.1: ``ckpt_every`` (now ``checkpoint_every``); exports followed a clock
-        (``export_every_minutes``), now every checkpoint."""
+        (``export_every_minutes``), now every checkpoint; no timbre perturbation."""
         d = super().upgrade(d)
         d.pop("export_every_minutes", None)
+        d.setdefault("timbre_variants", 0)
         return d
+
+    @property
+    def perturbation(self) -> TimbrePerturbation:
+        return TimbrePerturbation(self.timbre_variants, self.timbre_warp, self.timbre_eq_db, self.seed)
 
     @property
     def spec(self) -> MelSpec:
@@ -190,16 +206,28 @@ def make_batch(items: Sequence[tuple[RefinerFeatures, int]], n: int, floor: floa
                  torch.tensor([s for _, s in padded], dtype=torch.long), torch.from_numpy(mask))
 
 
+Variants = list[tuple[np.ndarray, np.ndarray]]  # (content (D, T), loudness (T,)) of timbre-perturbed copies
+
+
 def random_crops(
-    data: Sequence[tuple[RefinerFeatures, int]], batch: int, n: int, gen: torch.Generator
+    data: Sequence[tuple[RefinerFeatures, int]], batch: int, n: int, gen: torch.Generator,
+    variants: Sequence[Variants] | None = None, prob: float = 0.0,
 ) -> list[tuple[RefinerFeatures, int]]:
-    """``batch`` random crops of ``n`` frames; files are drawn with probability proportional to their length."""
+    """``batch`` random crops of ``n`` frames; files are drawn with probability proportional to their length.
+    With ``variants`` (one list per file), a crop takes the content and loudness of a random timbre-perturbed
+    copy with probability ``prob`` (the mel, F0 and voicing stay the recording's)."""
     lengths = torch.tensor([f.frames for f, _ in data], dtype=torch.float64)
     picks = torch.multinomial(lengths / lengths.sum(), batch, replacement=True, generator=gen).tolist()
     out = []
     for i in picks:
         f, s = data[i]
         start = int(torch.randint(0, max(1, f.frames - n + 1), (1,), generator=gen))
+        if variants is not None and variants[i]:  # the draws do not depend on prob: same crops either way
+            use = float(torch.rand((), generator=gen)) < prob
+            k = int(torch.randint(0, len(variants[i]), (1,), generator=gen))
+            if use:
+                content, loud = variants[i][k]
+                f = RefinerFeatures(f.mel, f.f0, f.voiced, loud, content)
         out.append((f.crop(start, n), s))
     return out
 
@@ -224,19 +252,25 @@ def lr_factor(step: int, warmup: int, half_life: int) -> float:
 
 def _extract_all(
     manifest: Manifest, spec: MelSpec, params: FeatureParams, cache: Path, progress: bool
-) -> tuple[list[tuple[RefinerFeatures, int]], list[tuple[RefinerFeatures, int]]]:
+) -> tuple[list[tuple[RefinerFeatures, int]], list[tuple[RefinerFeatures, int]], list[str]]:
+    """(train items, validation items, the train items' paths): features of every manifest file (cached);
+    files that fail (e.g. without voiced frames) are skipped and said."""
     from tqdm import tqdm
 
     out: dict[str, list[tuple[RefinerFeatures, int]]] = {"train": [], "val": []}
+    paths: list[str] = []
     items = [("train", p, s) for p, s in manifest.train] + [("val", p, s) for p, s in manifest.val]
     for part, path, singer in tqdm(items, desc="features", unit="file", disable=not progress):
         try:
             out[part].append((load_features(path, spec, params, cache), singer))
         except CanoraError as e:  # e.g. a file without voiced frames: skip it, say so
             log.warning("skipping %s", e)
+            continue
+        if part == "train":
+            paths.append(path)
     if not out["train"]:
         raise CanoraError("no usable training files (every file failed feature extraction)")
-    return out["train"], out["val"]
+    return out["train"], out["val"], paths
 
 
 # ---------------------------------------------------------------------- the task
@@ -285,10 +319,12 @@ class RefinerTask(Task):
         spec, params = cfg.spec, cfg.feature_params
         cache = Path(self.cache_dir) if self.cache_dir else ctx.out / "cache"
         if ctx.is_main:  # rank 0 fills the cache, the others read it
-            self.train_data, self.val_data = _extract_all(self.manifest, spec, params, cache, ctx.progress)
+            self.train_data, self.val_data, self.train_paths = _extract_all(self.manifest, spec, params, cache,
+                                                                            ctx.progress)
         ctx.barrier()
         if not ctx.is_main:
-            self.train_data, self.val_data = _extract_all(self.manifest, spec, params, cache, False)
+            self.train_data, self.val_data, self.train_paths = _extract_all(self.manifest, spec, params, cache, False)
+        self.variants = self._timbre_variants(ctx, cache)
         content_dim = self.train_data[0][0].content.shape[0]
         mcfg = RefinerConfig.preset(cfg.model, n_mels=spec.n_mels, content_dim=content_dim,
                                     n_singers=len(self.manifest.singers))
@@ -310,6 +346,33 @@ class RefinerTask(Task):
         self.singer_stats = self._singer_f0_stats()
         self.ddp = ctx.wrap(self.model)
         self.device = ctx.device
+
+    def _timbre_variants(self, ctx: Context, cache: Path) -> list[Variants] | None:
+        """Timbre-perturbed (content, loudness) copies of every training file (cached; rank 0 computes them
+        first, the other ranks then read the cache)."""
+        from tqdm import tqdm
+
+        from canora.training.augment import load_variants
+
+        cfg = self.cfg
+        if not cfg.timbre_variants or not cfg.timbre_prob:
+            return None
+        spec, params, how = cfg.spec, cfg.feature_params, cfg.perturbation
+
+        def compute(progress: bool) -> list[Variants]:
+            return [load_variants(path, spec, params, how, f.frames, cache)
+                    for (f, _), path in tqdm(list(zip(self.train_data, self.train_paths)), desc="timbre variants",
+                                             unit="file", disable=not progress)]
+
+        out = compute(ctx.progress) if ctx.is_main else []
+        ctx.barrier()
+        if not ctx.is_main:
+            out = compute(False)
+        if not any(out):
+            log.warning("timbre perturbation is off: content method %r has no spectral front end to perturb",
+                        params.content_method)
+            return None
+        return out
 
     def _singer_f0_stats(self) -> dict[str, dict[str, Any]]:
         from canora.dsp.pitch import F0Stats
@@ -367,8 +430,8 @@ class RefinerTask(Task):
 
     def train_step(self, step: int, gen: torch.Generator, ctx: Context) -> dict[str, float]:
         cfg = self.cfg
-        b = make_batch(random_crops(self.train_data, cfg.batch_size, cfg.crop_frames, gen), cfg.crop_frames,
-                       cfg.spec.log_floor)
+        b = make_batch(random_crops(self.train_data, cfg.batch_size, cfg.crop_frames, gen, self.variants,
+                                    cfg.timbre_prob), cfg.crop_frames, cfg.spec.log_floor)
         t = sample_train_timesteps(self.schedule, b.mel.shape[0], gen)
         noise = torch.randn(b.mel.shape, generator=gen)
         self.ddp.train()
