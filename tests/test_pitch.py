@@ -115,22 +115,26 @@ def test_transpose() -> None:
     )
 
 
-def test_auto_transpose_picks_the_right_shift() -> None:
+def test_auto_key_keeps_the_key_unless_told() -> None:
     rng = np.random.default_rng(0)
     source = 220 * 2 ** (rng.normal(0, 3, 500) / 12)  # median A3
     source[::7] = 0.0
     target = pitch.F0Stats(median=220 * 2 ** (5 / 12), p5=200.0, p95=400.0)  # a fourth up (D4)
-    assert pitch.auto_transpose_semitones(source, target) == 5
-    assert pitch.auto_transpose_semitones(source, 220 * 2 ** (-5 / 12)) == -5
-    assert (
-        pitch.auto_transpose_semitones(source, 440 * 2 ** (2 / 12)) == 12
-    )  # near an octave up: keep the key
-    assert pitch.auto_transpose_semitones(source, 220 * 2 ** (-2 / 12)) == 0
-    assert pitch.auto_transpose_semitones(source, 220 * 2 ** (-9 / 12)) == -9
-    assert (
-        pitch.auto_transpose_semitones(source, 55.0) == -12
-    )  # two octaves down: clipped to the search range
-    assert pitch.auto_transpose_semitones(source, target.to_dict()) == 5
+    # the default keeps the key: whole octaves, the nearest to the ideal shift (ties: the smaller move)
+    assert pitch.auto_transpose_semitones(source, target) == 0
+    assert pitch.auto_transpose_semitones(source, 440 * 2 ** (2 / 12)) == 12
+    assert pitch.auto_transpose_semitones(source, 220 * 2 ** (-8 / 12)) == -12
+    assert pitch.auto_transpose_semitones(source, 55.0) == -24  # two octaves down
+    assert pitch.auto_transpose_semitones(source, 55.0, max_shift=12) == -12  # clipped to the range
+    # "free": the nearest semitone
+    assert pitch.auto_transpose_semitones(source, target, mode="free") == 5
+    assert pitch.auto_transpose_semitones(source, 220 * 2 ** (-9 / 12), mode="free") == -9
+    assert pitch.auto_transpose_semitones(source, target.to_dict(), mode="free") == 5
+    key = pitch.choose_key(source, target)
+    assert key.semitones == 0 and abs(key.ideal - 5) < 0.5 and "key kept" in key.reason
+    assert key.to_dict()["reason"] == key.reason
+    with pytest.raises(CanoraError, match="unknown key mode"):
+        pitch.choose_key(source, target, mode="fifths")
 
 
 def test_f0_stats_and_no_voiced_frames() -> None:

@@ -14,7 +14,7 @@ import math
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -413,18 +413,44 @@ def f0_stats(f0: np.ndarray, source_name: str = "F0") -> F0Stats:
     return F0Stats.from_f0(f0, source_name)
 
 
-def auto_transpose_semitones(
+KEY_MODES = ("octave", "free")
+
+
+@dataclass(frozen=True)
+class KeyChoice:
+    """The shift chosen for a song: ``semitones``, the ``mode`` it was chosen in, and why."""
+
+    semitones: int
+    mode: str
+    source_median: float
+    target_median: float
+    ideal: float  # the shift that would put the source's median on the target's, in semitones
+
+    @property
+    def reason(self) -> str:
+        kept = "the key kept (whole octaves only)" if self.mode == "octave" else "any semitone allowed"
+        return (f"{self.semitones:+d} semitones: source median {self.source_median:.0f} Hz, singer's median "
+                f"{self.target_median:.0f} Hz (ideal {self.ideal:+.1f}); {kept}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "reason": self.reason}
+
+
+def choose_key(
     source_f0: np.ndarray,
     target: float | F0Stats | Mapping[str, float],
-    max_shift: int = 12,
-    octave_tolerance: float = 3.0,
-) -> int:
-    """Whole semitones in [-max_shift, max_shift] moving the source's median voiced pitch to the target's.
+    mode: str = "octave",
+    max_shift: int = 24,
+) -> KeyChoice:
+    """The transpose that moves the source's median voiced pitch toward the target singer's.
 
-    ``source_f0`` (T,) Hz (0 = unvoiced); ``target`` is the target singer's median in Hz, an
-    :class:`F0Stats` or its dict. A shift of 0 or +-12 (same key, so an accompaniment still fits) is
-    preferred whenever it lands within ``octave_tolerance`` semitones of the ideal shift.
+    ``mode="octave"`` (the default) keeps the key: whole octaves only (0, +-12, +-24 within ``max_shift``), the
+    one nearest the ideal shift, so a song with accompaniment still fits; ``"free"``: the nearest whole
+    semitone. ``source_f0`` (T,) Hz (0 = unvoiced); ``target`` the singer's median in Hz, an :class:`F0Stats`
+    or its dict.
     """
+    if mode not in KEY_MODES:
+        raise CanoraError(f"unknown key mode {mode!r}; choose one of {', '.join(KEY_MODES)}")
     if isinstance(target, Mapping):
         target = F0Stats.from_dict(target)
     target_median = target.median if isinstance(target, F0Stats) else float(target)
@@ -432,11 +458,19 @@ def auto_transpose_semitones(
         raise CanoraError(f"target median pitch must be > 0 Hz, got {target_median}")
     source_median = f0_stats(source_f0, "source F0").median
     ideal = 12.0 * math.log2(target_median / source_median)
-    octave_shifts = [s for s in (0, -12, 12, -24, 24) if abs(s) <= max_shift]
-    close = [s for s in octave_shifts if abs(s - ideal) <= octave_tolerance]
-    if close:
-        return min(close, key=lambda s: abs(s - ideal))
-    return int(np.clip(round(ideal), -max_shift, max_shift))
+    if mode == "octave":
+        shifts = [s for s in range(-24, 25, 12) if abs(s) <= max_shift]
+        shift = min(shifts, key=lambda s: (abs(s - ideal), abs(s)))
+    else:
+        shift = int(np.clip(round(ideal), -max_shift, max_shift))
+    return KeyChoice(int(shift), mode, float(source_median), float(target_median), float(ideal))
+
+
+def auto_transpose_semitones(
+    source_f0: np.ndarray, target: float | F0Stats | Mapping[str, float], mode: str = "octave", max_shift: int = 24
+) -> int:
+    """Whole semitones toward the target singer's range (:func:`choose_key`)."""
+    return choose_key(source_f0, target, mode, max_shift).semitones
 
 
 def auto_transpose(source_f0: np.ndarray, target: float | F0Stats | Mapping[str, float], **kw: Any) -> int:
