@@ -35,6 +35,7 @@ from canora.errors import CanoraError, CheckpointError
 from canora.io.audio import list_audio
 from canora.io.checkpoint import is_export, load_torch_file, prune, save_torch_file
 from canora.io.files import atomic_write_text
+from canora.training.gan import discriminator_step, generator_adversarial_backward
 from canora.training.loop import STATE_VERSION, CheckpointStore, Context, RunConfig, Task, holdout
 from canora.training.vocoder_data import (
     Item,
@@ -51,14 +52,7 @@ from canora.training.vocoder_data import (
 )
 from canora.vocoder import discriminators as disc
 from canora.vocoder.hifigan import Generator, GeneratorConfig, check_state_dict, from_official_keys, to_official_keys
-from canora.vocoder.losses import (
-    MEL_WEIGHT,
-    discriminator_loss,
-    feature_loss,
-    generator_loss,
-    mel_loss,
-    multi_resolution_stft_loss,
-)
+from canora.vocoder.losses import MEL_WEIGHT, mel_loss, multi_resolution_stft_loss
 
 log = logging.getLogger(__name__)
 
@@ -475,16 +469,9 @@ class HiFiGANTask(Task):
         y_hat = self.g_ddp(mel)
         out: dict[str, float] = {}
         adversarial = step >= cfg.recon_steps
+        discs = (self.mpd_ddp, self.msd_ddp)
         if adversarial:
-            self.opt_d.zero_grad(set_to_none=True)
-            r, g, _, _ = self.mpd_ddp(y, y_hat.detach())
-            loss_f = discriminator_loss(r, g)
-            r, g, _, _ = self.msd_ddp(y, y_hat.detach())
-            loss_d = loss_f + discriminator_loss(r, g)
-            ctx.check_finite("discriminator", step, loss_d)
-            loss_d.backward()
-            self.opt_d.step()
-            out["loss_disc"] = float(loss_d.detach())
+            out["loss_disc"] = discriminator_step(ctx, step, discs, self.opt_d, y, y_hat)
         self.opt_g.zero_grad(set_to_none=True)
         l_mel = mel_loss(y_mel, y_hat, self.loss_spec)
         loss_g = MEL_WEIGHT * l_mel
@@ -495,17 +482,9 @@ class HiFiGANTask(Task):
             parts.append(l_stft)
             out["loss_stft"] = float(l_stft.detach())
         if adversarial:
-            with ctx.no_sync(self.mpd_ddp, self.msd_ddp):  # D grads of the G step are discarded
-                _, g_f, fr_f, fg_f = self.mpd_ddp(y, y_hat)
-                _, g_s, fr_s, fg_s = self.msd_ddp(y, y_hat)
-                adv = generator_loss(g_f) + generator_loss(g_s)
-                fm = feature_loss(fr_f, fg_f) + feature_loss(fr_s, fg_s)
-                loss_g = loss_g + adv + fm
-                parts += [adv, fm]
-                ctx.check_finite("generator", step, loss_g, *parts)
-                loss_g.backward()
-            out["loss_adv"] = float(adv.detach())
-            out["loss_fm"] = float(fm.detach())
+            ctx.check_finite("generator", step, *parts)
+            loss_g, adv, fm = generator_adversarial_backward(ctx, step, discs, y, y_hat, loss_g)
+            out["loss_adv"], out["loss_fm"] = float(adv.detach()), float(fm.detach())
         else:
             ctx.check_finite("generator", step, loss_g, *parts)
             loss_g.backward()

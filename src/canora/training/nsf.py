@@ -24,17 +24,10 @@ from canora.dsp.mel import MelSpec, mel_spectrogram
 from canora.dsp.pitch import DEFAULT_F0_METHOD
 from canora.errors import CanoraError, CheckpointError
 from canora.io.audio import list_audio, load_audio
+from canora.training.gan import discriminator_step, generator_adversarial_backward
 from canora.training.loop import Context, RunConfig, Task, holdout
 from canora.vocoder import discriminators as disc
-from canora.vocoder.losses import (
-    MEL_WEIGHT,
-    STFT_RESOLUTIONS,
-    discriminator_loss,
-    feature_loss,
-    generator_loss,
-    mel_loss,
-    multi_resolution_stft_loss,
-)
+from canora.vocoder.losses import MEL_WEIGHT, STFT_RESOLUTIONS, mel_loss, multi_resolution_stft_loss
 from canora.vocoder.nsf import NSFConfig, NSFGenerator
 
 log = logging.getLogger(__name__)
@@ -226,29 +219,15 @@ class NSFTask(Task):
             y_mel = mel_spectrogram(y.squeeze(1), self.loss_spec)
         out = {}
         adversarial = cfg.recon_steps is not None and step >= cfg.recon_steps
+        discs = (self.mpd_ddp, self.msd_ddp)
         if adversarial:
-            self.opt_d.zero_grad(set_to_none=True)
-            r, g, _, _ = self.mpd_ddp(y, y_hat.detach())
-            l_d = discriminator_loss(r, g)
-            r, g, _, _ = self.msd_ddp(y, y_hat.detach())
-            l_d = l_d + discriminator_loss(r, g)
-            ctx.check_finite("discriminator", step, l_d)
-            l_d.backward()
-            self.opt_d.step()
-            out["loss_disc"] = float(l_d.detach())
+            out["loss_disc"] = discriminator_step(ctx, step, discs, self.opt_d, y, y_hat)
         self.opt_g.zero_grad(set_to_none=True)
         l_mel = mel_loss(y_mel, y_hat, self.loss_spec)
         l_stft = multi_resolution_stft_loss(y, y_hat, cfg.stft_resolutions)
         loss = MEL_WEIGHT * l_mel + cfg.stft_weight * l_stft
         if adversarial:
-            with ctx.no_sync(self.mpd_ddp, self.msd_ddp):  # the discriminators' gradients of this step are dropped
-                _, g_f, fr_f, fg_f = self.mpd_ddp(y, y_hat)
-                _, g_s, fr_s, fg_s = self.msd_ddp(y, y_hat)
-                adv = generator_loss(g_f) + generator_loss(g_s)
-                fm = feature_loss(fr_f, fg_f) + feature_loss(fr_s, fg_s)
-                loss = loss + adv + fm
-                ctx.check_finite("generator", step, loss)
-                loss.backward()
+            loss, adv, fm = generator_adversarial_backward(ctx, step, discs, y, y_hat, loss)
             out["loss_adv"], out["loss_fm"] = float(adv.detach()), float(fm.detach())
         else:
             ctx.check_finite("generator", step, loss)

@@ -160,7 +160,38 @@ class ResBlock2(nn.Module):
         return x
 
 
-class Generator(nn.Module):
+class GeneratorBase(nn.Module):
+    """What every HiFi-GAN-family generator shares: the multi-receptive-field fusion of each stage (the mean of
+    its resblocks), the output layer, and weight-norm folding. Subclasses set ``num_kernels``, ``resblocks``
+    (a flat list, ``resblocks[i * num_kernels + j]``) and ``conv_post``."""
+
+    num_kernels: int
+    resblocks: nn.ModuleList
+    conv_post: nn.Module
+
+    def fuse(self, i: int, x: torch.Tensor) -> torch.Tensor:
+        """Stage ``i``'s resblocks on ``x`` (B, C, N), averaged."""
+        xs = self.resblocks[i * self.num_kernels](x)
+        for j in range(1, self.num_kernels):
+            xs = xs + self.resblocks[i * self.num_kernels + j](x)
+        return xs / self.num_kernels
+
+    def output(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, N) -> waveform (B, 1, N): leaky ReLU with the default slope 0.01 (as in the official model),
+        ``conv_post``, tanh."""
+        return torch.tanh(self.conv_post(F.leaky_relu(x)))
+
+    def remove_weight_norm(self) -> GeneratorBase:
+        """Fold every weight norm (w = g * v / ||v||) into a plain weight, in place, for inference."""
+        fold_weight_norm(self)
+        return self
+
+    @property
+    def has_weight_norm(self) -> bool:
+        return has_weight_norm(self)
+
+
+class Generator(GeneratorBase):
     """HiFi-GAN generator: log-mel (B, n_mels, frames) -> waveform (B, 1, frames * hop) in [-1, 1]."""
 
     def __init__(
@@ -209,22 +240,8 @@ class Generator(nn.Module):
         """(B, n_mels, frames) -> (B, 1, frames * hop)."""
         x = self.conv_pre(mel)
         for i, up in enumerate(self.ups):
-            x = up(F.leaky_relu(x, LRELU_SLOPE))
-            xs = self.resblocks[i * self.num_kernels](x)
-            for j in range(1, self.num_kernels):
-                xs = xs + self.resblocks[i * self.num_kernels + j](x)
-            x = xs / self.num_kernels
-        x = F.leaky_relu(x)  # default slope 0.01, as in the official model
-        return torch.tanh(self.conv_post(x))
-
-    def remove_weight_norm(self) -> Generator:
-        """Fold every weight norm (w = g * v / ||v||) into a plain weight, in place, for inference."""
-        fold_weight_norm(self)
-        return self
-
-    @property
-    def has_weight_norm(self) -> bool:
-        return has_weight_norm(self)
+            x = self.fuse(i, up(F.leaky_relu(x, LRELU_SLOPE)))
+        return self.output(x)
 
 
 # ---------------------------------------------------------------------- official key names

@@ -40,11 +40,10 @@ from canora.config import Config
 from canora.errors import CanoraError
 from canora.vocoder.hifigan import (
     LRELU_SLOPE,
+    GeneratorBase,
     ResBlock1,
     ResBlock2,
-    fold_weight_norm,
     generator_shape_problems,
-    has_weight_norm,
     init_weights,
 )
 
@@ -207,7 +206,7 @@ class InterpolateConv(nn.Module):
         return self.conv(F.interpolate(x, scale_factor=self.rate, mode="linear", align_corners=False))
 
 
-class NSFGenerator(nn.Module):
+class NSFGenerator(GeneratorBase):
     """(log-mel (B, n_mels, T), F0 (B, T) Hz, 0 = unvoiced) -> waveform (B, 1, T * hop) in [-1, 1]."""
 
     def __init__(
@@ -272,19 +271,5 @@ class NSFGenerator(nn.Module):
         for i, up in enumerate(self.ups):
             x = up(F.leaky_relu(x, LRELU_SLOPE))
             s = self.noise_convs[i](src)
-            x = x + s[..., : x.shape[-1]]
-            xs = self.resblocks[i * self.num_kernels](x)
-            for j in range(1, self.num_kernels):
-                xs = xs + self.resblocks[i * self.num_kernels + j](x)
-            x = xs / self.num_kernels
-        x = F.leaky_relu(x)
-        return torch.tanh(self.conv_post(x))
-
-    def remove_weight_norm(self) -> NSFGenerator:
-        """Fold every weight norm into a plain weight, in place, for inference."""
-        fold_weight_norm(self)
-        return self
-
-    @property
-    def has_weight_norm(self) -> bool:
-        return has_weight_norm(self)
+            x = self.fuse(i, x + s[..., : x.shape[-1]])
+        return self.output(x)
