@@ -122,13 +122,6 @@ class TrainConfig(RunConfig):
         if problems:
             raise CanoraError("invalid vocoder training settings: " + "; ".join(problems))
 
-    @classmethod
-    def upgrade(cls, d: dict[str, Any]) -> dict[str, Any]:
-        """canora 0.1 saved the run directory (``out``) too."""
-        d = super().upgrade(d)
-        d.pop("out", None)
-        return d
-
     @property
     def base_lr(self) -> float:
         return self.lr if self.lr is not None else DEFAULT_LR[self.schedule]

@@ -76,6 +76,13 @@ class RunConfig(Config):
     seed: int = 0
     device: str = "cpu"
 
+    @classmethod
+    def upgrade(cls, d: dict[str, Any]) -> dict[str, Any]:
+        """canora 0.1 saved the run directory (``out``) in the config; the loop is given it instead."""
+        d = super().upgrade(d)
+        d.pop("out", None)
+        return d
+
     def __post_init__(self) -> None:
         problems = [f"{n} must be >= 0" for n in ("steps", "log_every", "val_every", "checkpoint_every")
                     if getattr(self, n) < 0]

@@ -44,7 +44,6 @@ class NSFTrainConfig(RunConfig):
     """
 
     RESUMABLE: ClassVar[frozenset[str]] = RunConfig.RESUMABLE | {"recon_steps"}
-    RENAMED: ClassVar[dict[str, str]] = {}
 
     wavs: str
     mel_spec: dict[str, Any] = field(default_factory=lambda: MelSpec().to_dict())
@@ -74,13 +73,6 @@ class NSFTrainConfig(RunConfig):
         if self.disc_width_div not in disc.WIDTH_DIVS:
             raise CanoraError(f"disc_width_div must be one of {disc.WIDTH_DIVS}")
         NSFConfig.from_dict(self.model)  # validates
-
-    @classmethod
-    def upgrade(cls, d: dict[str, Any]) -> dict[str, Any]:
-        """canora 0.1 runs: ``out`` and ``keep``/``val_every`` lived here too; ``out`` is the run directory."""
-        d = super().upgrade(d)
-        d.pop("out", None)
-        return d
 
     @property
     def spec(self) -> MelSpec:

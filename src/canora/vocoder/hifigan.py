@@ -76,8 +76,26 @@ def has_weight_norm(module: nn.Module) -> bool:
     return any(parametrize.is_parametrized(m, "weight") for m in module.modules())
 
 
+class UpsamplingConfig(Config):
+    """Shared by the HiFi-GAN and NSF generator configs: the hop is the product of the upsampling rates, and
+    one shape check (:func:`generator_shape_problems`) covers both."""
+
+    upsample_rates: tuple[int, ...]
+
+    @property
+    def hop_length(self) -> int:
+        """Samples per mel frame = the product of the upsampling rates."""
+        return math.prod(self.upsample_rates)
+
+    def check_shape(self, what: str, problems: list[str] | None = None) -> None:
+        """Raise one :class:`CanoraError` listing the shape ``problems`` (and any given ones) of this config."""
+        problems = generator_shape_problems(self) + (problems or [])
+        if problems:
+            raise CanoraError(f"invalid {what} config: " + "; ".join(problems))
+
+
 @dataclass(frozen=True)
-class GeneratorConfig(Config):
+class GeneratorConfig(UpsamplingConfig):
     """Hyper-parameters of a HiFi-GAN generator (the generator part of an official config JSON)."""
 
     resblock: Literal["1", "2"] = "1"
@@ -89,14 +107,7 @@ class GeneratorConfig(Config):
     n_mels: int = 80
 
     def __post_init__(self) -> None:
-        problems = generator_shape_problems(self)
-        if problems:
-            raise CanoraError("invalid HiFi-GAN generator config: " + "; ".join(problems))
-
-    @property
-    def hop_length(self) -> int:
-        """Samples per mel frame = the product of the upsampling rates."""
-        return math.prod(self.upsample_rates)
+        self.check_shape("HiFi-GAN generator")
 
     @classmethod
     def from_hifigan_config(cls, cfg: dict[str, Any]) -> GeneratorConfig:

@@ -36,20 +36,19 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
 
-from canora.config import Config
 from canora.errors import CanoraError
 from canora.vocoder.hifigan import (
     LRELU_SLOPE,
     GeneratorBase,
     ResBlock1,
     ResBlock2,
-    generator_shape_problems,
+    UpsamplingConfig,
     init_weights,
 )
 
 
 @dataclass(frozen=True)
-class NSFConfig(Config):
+class NSFConfig(UpsamplingConfig):
     """Hyper-parameters of an NSF-HiFi-GAN generator (defaults: the ~0.4M-parameter bundled singing vocoder)."""
 
     sample_rate: int = 22050
@@ -68,7 +67,7 @@ class NSFConfig(Config):
     interp_kernel: int = 5  # kernel of the convolution after each linear interpolation ("interpolate" only)
 
     def __post_init__(self) -> None:
-        problems = generator_shape_problems(self)
+        problems = []
         if self.harmonics < 1 or self.sample_rate < 1:
             problems.append("harmonics and sample_rate must be >= 1")
         if self.upsample not in ("transposed", "interpolate"):
@@ -77,13 +76,7 @@ class NSFConfig(Config):
             problems.append(f"source={self.source!r} must be 'step' or 'smooth'")
         if self.interp_kernel < 1 or self.interp_kernel % 2 == 0:
             problems.append(f"interp_kernel={self.interp_kernel} must be odd and >= 1")
-        if problems:
-            raise CanoraError("invalid NSF generator config: " + "; ".join(problems))
-
-    @property
-    def hop_length(self) -> int:
-        """Samples per mel frame = the product of the upsampling rates."""
-        return math.prod(self.upsample_rates)
+        self.check_shape("NSF generator", problems)
 
     @classmethod
     def upgrade(cls, d: dict[str, Any]) -> dict[str, Any]:
