@@ -114,7 +114,8 @@ def main() -> None:
         for steps in args.steps:
             for strength in args.strength:
                 t0 = time.perf_counter()
-                res = conv.convert(wav, sr, auto_transpose=True, steps=steps, strength=strength, name=name)
+                res = conv.convert(wav, sr, auto_transpose=True, steps=steps, strength=strength, name=name,
+                                   measure_cycle_error=True)
                 wall = time.perf_counter() - t0
                 score("canora", res.audio, res.transpose, wall, res.stats["mel_cycle_error"], steps=steps,
                       strength=strength)

@@ -136,3 +136,55 @@ def test_hubert_plugin_loads_a_local_tiny_model(tmp_path: Path) -> None:
         feat.get_content_encoder("hubert", model_dir=tmp_path / "nothing")
     with pytest.raises(CanoraError, match="layer 5 out of range"):
         feat.get_content_encoder("hubert", model_dir=tmp_path / "hubert", layer=5)
+
+
+# ---------------------------------------------------------------------- one STFT per waveform (conditioning.analyse)
+def _pjs_clip() -> np.ndarray:
+    path = DATA / "pjs" / "pjs087_song.wav"
+    if not path.exists():
+        pytest.skip(f"{path} not available (../shared/data is missing)")
+    from canora.io.audio import load_audio
+
+    return load_audio(path, SR)[2 * SR : 8 * SR + 77]
+
+
+def test_one_analysis_gives_todays_mel_loudness_and_content_on_real_singing() -> None:
+    """The mel, loudness and DSP content derived from one shared STFT equal wav_to_mel bit for bit and the
+    standalone functions (own float64 STFTs) to float32 rounding (measured 7.6e-6 dB and 2.8e-5)."""
+    from canora.conditioning import FeatureParams, analyse
+    from canora.dsp.mel import MelSpec, wav_to_mel
+
+    wav, spec = _pjs_clip(), MelSpec()
+    n = len(wav) // HOP
+    a = analyse(wav, spec)
+    assert a.power.shape == (spec.n_fft // 2 + 1, n) and a.power.dtype == np.float32
+    np.testing.assert_array_equal(a.mel, wav_to_mel(wav, spec))
+    np.testing.assert_allclose(a.power, stft_power(wav.astype(np.float64), HOP, spec.n_fft),
+                               rtol=0, atol=1e-6 * float(a.power.max()))
+    np.testing.assert_allclose(a.loudness(), loudness(wav, SR, HOP, n), rtol=0, atol=1e-4)
+    ref = feat.get_content_extractor("dsp")(wav, SR, hop_length=HOP, n_frames=n)
+    np.testing.assert_allclose(a.content(FeatureParams()), ref, rtol=0, atol=2e-4)
+
+
+def test_analysis_falls_back_to_own_stfts_when_parameters_differ(monkeypatch) -> None:
+    """A MelSpec with another window, padding or n_fft gets wav_to_mel; loudness and content whose n_fft
+    differs from the shared STFT's take their own (then exactly today's numbers); a content encoder that
+    reads audio (like HuBERT) is given the waveform."""
+    from canora.conditioning import FeatureParams, analyse, extract_features
+    from canora.dsp.mel import MelSpec, wav_to_mel
+
+    rng = np.random.default_rng(2)
+    wav = np.concatenate([tone(220, 0.3, 0.6), 0.05 * rng.standard_normal(SR // 3)]).astype(np.float32)
+    n = len(wav) // HOP
+    for spec in (MelSpec(win_length=800), MelSpec(padding="center"), MelSpec(n_fft=2048, win_length=2048)):
+        a = analyse(wav, spec)
+        np.testing.assert_array_equal(a.mel, wav_to_mel(wav, spec))
+        assert a.loudness().shape == a.content(FeatureParams()).shape[1:] == (spec.num_frames(len(wav)),)
+    a = analyse(wav, MelSpec(n_fft=2048, win_length=2048))  # loudness and content read 1024-point STFTs
+    np.testing.assert_array_equal(a.loudness(), loudness(wav, SR, HOP, n))
+    ref = feat.get_content_extractor("dsp")(wav, SR, hop_length=HOP, n_frames=n)
+    np.testing.assert_array_equal(a.content(FeatureParams()), ref)
+    monkeypatch.setattr(feat.CepstralContent, "stft_size", lambda self, sr, hop: None)  # "reads audio"
+    seen = []
+    monkeypatch.setattr(feat.CepstralContent, "extract", lambda self, w, *a: seen.append(len(w)) or np.zeros((n, 19)))
+    assert extract_features(wav, MelSpec(), FeatureParams()).content.shape == (19, n) and seen == [len(wav)]

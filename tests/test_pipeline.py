@@ -69,18 +69,99 @@ def test_transpose_moves_the_driving_f0_and_other_rates_are_resampled(tiny_model
 def test_long_audio_is_converted_slice_by_slice_in_bounded_pieces(tiny_models):
     conv = Converter.from_pretrained(*tiny_models)
     seen: list[int] = []
-    original = conv.refiner.refine_features
+    original = conv.refiner.refine_in_key
 
     def spy(feats, *a, **k):
         seen.append(feats.frames)
         return original(feats, *a, **k)
 
-    conv.refiner.refine_features = spy
+    conv.refiner.refine_in_key = spy
     wav = phrase_song(8, phrase_s=3.0)  # 28 s with rests
     res = conv.convert(wav, SR, steps=1, max_slice_seconds=4.0)
     assert res.audio.shape == wav.shape
     assert len(seen) >= 7  # one refine per phrase at least
     assert max(seen) <= 4.0 * SR / 256 + 2 * 4 + 1  # slice + context frames, never the whole song
+
+
+def held_note(seconds: float, hz: float = 262.0) -> np.ndarray:
+    """A held note with vibrato and no pause (N,) float32: forced cuts land inside it."""
+    t = np.arange(int(seconds * SR)) / SR
+    f0 = hz * 2 ** (0.3 * np.sin(2 * np.pi * 5.5 * t) / 12)
+    phase = 2 * np.pi * np.cumsum(f0) / SR
+    return (0.3 * sum(np.sin(k * phase) / k for k in range(1, 12)) * np.minimum(1, t / 0.05)).astype(np.float32)
+
+
+def straightforward(conv: Converter, wav: np.ndarray, transpose: float, max_slice_seconds: float, **kw) -> tuple:
+    """The conversion written out plainly from public pieces, slice by slice: each region's features
+    (refiner.features of exactly that region), refine_features with the transpose, one F0 track for the song
+    from each slice's own frames, each region vocoded from its frame of that track at the vocoder's phase
+    there, cross-fade join, envelope. -> (audio (N,), mel (80, T), f0 (T,))."""
+    from canora.dsp.envelope import match_envelope
+    from canora.dsp.slicing import join, plan_slices
+
+    hop, total = 256, len(wav)
+    overlap = 4 * hop
+    slices = plan_slices(wav, SR, hop=hop, max_seconds=max_slice_seconds, overlap=overlap)
+    song_f0, mels, refined = np.zeros(total // hop, np.float32), [], []
+    for s in slices:
+        r0, r1 = s.region(overlap, total)
+        res = conv.refiner.refine_features(conv.refiner.features(wav[r0:r1], SR), transpose=transpose, **kw)
+        a, n = (s.start - r0) // hop, (s.end - s.start) // hop
+        song_f0[s.start // hop: s.start // hop + n] = res.f0[a: a + n]
+        mels.append(res.mel[:, a: a + n])
+        refined.append((r0, res.mel))
+    cycles = conv.vocoder.frame_cycles(song_f0)
+    pieces = [conv.vocoder.vocode(mel, song_f0[r0 // hop: r0 // hop + mel.shape[1]], start_phase=cycles[r0 // hop] % 1)
+              for r0, mel in refined]
+    out = match_envelope(join(pieces, slices, total, overlap), wav, hop=hop)
+    return np.clip(out, -1, 1).astype(np.float32), np.concatenate(mels, axis=1), song_f0
+
+
+@pytest.mark.parametrize("seconds, max_slice", [(1.0, 30.0), (3.0, 1.0)])
+def test_staged_conversion_equals_the_straightforward_one(tiny_models, seconds, max_slice):
+    """One slice, and a held note cut into 1-s slices: the staged pipeline gives exactly the straightforward
+    conversion (catches an F0 transposed twice, features of the wrong region, a wrong F0 or phase at a join)."""
+    conv = Converter.from_pretrained(*tiny_models)
+    wav = held_note(seconds)
+    kw = dict(sampler="dpmpp", steps=2, strength=0.6, seed=3)
+    res = conv.convert(wav, SR, transpose=5.0, max_slice_seconds=max_slice, **kw)
+    assert res.stats["slices"] == (1 if max_slice > seconds else res.stats["voiced_slices"]) >= 1
+    assert max_slice > seconds or res.stats["slices"] >= 3
+    audio, mel, f0 = straightforward(conv, wav, 5.0, max_slice, **kw)
+    np.testing.assert_array_equal(res.f0, f0)
+    np.testing.assert_array_equal(res.mel, mel)
+    np.testing.assert_array_equal(res.audio, audio)
+    v = res.source_f0 > 0
+    np.testing.assert_allclose(res.f0[v] / res.source_f0[v], 2 ** (5 / 12), rtol=1e-6)  # transposed once
+
+
+def test_slices_are_typed_silent_unsung_or_sung(tiny_models):
+    """Silence, noise a tracker may find "pitch" in, and a sung note each get their own verdict; a song with a
+    noise burst between two notes resynthesises the burst (not silence) and refines only the notes."""
+    from canora.pipeline import Silent, Sung, Unsung
+
+    conv = Converter.from_pretrained(*tiny_models)
+    noise = (0.05 * np.random.default_rng(0).standard_normal(SR)).astype(np.float32)
+    assert isinstance(conv.analyse(np.zeros(SR, np.float32), True, "rest"), Silent)
+    assert isinstance(conv.analyse(noise, False, "noise"), Unsung)
+    sung = conv.analyse(held_note(1.0), False, "note")
+    assert isinstance(sung, Sung) and sung.keyed is None and sung.features.frames == SR // 256
+    rest = np.zeros(2 * SR // 5, np.float32)
+    wav = np.concatenate([held_note(0.8), rest, noise[: SR // 2], rest, held_note(0.8, 330.0)])
+    res = conv.convert(wav, SR, steps=1)
+    assert res.stats["slices"] == 3 and res.stats["voiced_slices"] == 2  # cut in the rests: note, noise, note
+    burst = slice(int(1.3 * SR), int(1.6 * SR))
+    assert np.abs(res.audio[burst]).max() > 1e-3 and not res.f0[burst.start // 256: burst.stop // 256].any()
+
+
+def test_mel_cycle_error_is_measured_only_when_asked(tiny_models):
+    conv = Converter.from_pretrained(*tiny_models)
+    wav = tone(1.0)
+    plain = conv.convert(wav, SR, steps=1)
+    measured = conv.convert(wav, SR, steps=1, measure_cycle_error=True)
+    assert "mel_cycle_error" not in plain.stats
+    assert np.isfinite(measured.stats["mel_cycle_error"]) and measured.stats["mel_cycle_error"] > 0
+    np.testing.assert_array_equal(plain.audio, measured.audio)
 
 
 def test_no_voice_converts_to_silence(tiny_models, caplog):
@@ -141,6 +222,10 @@ def test_cli_batch_converts_the_rest_and_exits_nonzero_on_a_corrupt_file(capsys,
     side = json.loads((out / "one.json").read_text())
     assert side["transpose"] == 3 and side["singer"] == "pjs" and side["steps"] == 2
     assert Path(side["source"]) == (songs / "one.wav").resolve()
+    assert "mel_cycle_error" not in side  # measured only with --cycle-error
+    assert main(["convert", str(songs / "one.wav"), "-o", str(tmp_path / "c.wav"), "--refiner", str(ref),
+                 "--vocoder", str(voc), "--steps", "1", "--cycle-error"]) == 0
+    assert json.loads((tmp_path / "c.json").read_text())["mel_cycle_error"] > 0
 
 
 def test_cli_refuses_to_overwrite_the_input_and_lists_singers(capsys, tmp_path, tiny_models):

@@ -1,12 +1,17 @@
 """Frame-aligned conditioning for the refiner: audio + MelSpec -> mel, F0, voiced, loudness, content.
 
-One function, :func:`extract_features`, computes everything the refiner needs from a waveform, all with
-exactly ``spec.num_frames(len(wav))`` frames (the mel's frames); :func:`load_features` does the same from
-an audio file with an on-disk cache keyed on the file's bytes and on every parameter that affects the
-result (MelSpec, extractor names and parameters, this module's feature version).
+:func:`analyse` computes one STFT of a waveform on the HiFi-GAN frame grid (an :class:`Analysis`); the
+log-mel, the loudness and the DSP content feature are all derived from it (each falls back to an STFT of
+its own when its parameters differ: a MelSpec with other padding or window, a content encoder that reads
+audio such as HuBERT). :func:`extract_features` computes everything the refiner needs from a waveform, all
+with exactly ``spec.num_frames(len(wav))`` frames (the mel's frames); :func:`source_f0` and
+:func:`features_from` are its two halves, for callers that look at the F0 before paying for the rest.
+:func:`load_features` does the same from an audio file with an on-disk cache keyed on the file's bytes and
+on every parameter that affects the result (MelSpec, extractor names and parameters, this module's
+feature version).
 
-The extractors themselves live in :mod:`canora.dsp.pitch` (F0) and :mod:`canora.dsp.content` (loudness, content);
-this module only chooses them by name, aligns them to the mel and packs the result.
+The extractors themselves live in :mod:`canora.dsp.pitch` (F0), :mod:`canora.dsp.loudness` and
+:mod:`canora.dsp.content`; this module only chooses them by name, aligns them to the mel and packs the result.
 """
 
 from __future__ import annotations
@@ -22,13 +27,15 @@ from typing import Any
 import numpy as np
 
 from canora.config import Config
-from canora.dsp.mel import MelSpec, wav_to_mel
+from canora.dsp.mel import MelSpec, mel_from_power, wav_to_mel
 from canora.dsp.pitch import DEFAULT_F0_METHOD
 from canora.errors import AudioError
 
 log = logging.getLogger(__name__)
 
-#: Bump when the meaning of cached features changes (invalidates every cache entry).
+#: Bump when the meaning of cached features changes (invalidates every cache entry). Not bumped for the
+#: one-STFT analysis: its mel is bit-identical and loudness / content move by float32 rounding only
+#: (< 1e-4 dB and < 1e-4 of a normalised coefficient on real singing; tests/test_features.py).
 FEATURE_VERSION = 1
 
 
@@ -102,36 +109,112 @@ def _fit(x: np.ndarray, frames: int, axis: int = -1) -> np.ndarray:
     return np.pad(x, pad, mode="edge")
 
 
+@dataclass(frozen=True)
+class Analysis:
+    """One waveform and its STFT on the HiFi-GAN frame grid, computed once (:func:`analyse`).
+
+    ``wav`` (N,) float32 at ``spec.sample_rate``; ``power`` (spec.n_fft // 2 + 1, N // hop) float32
+    |X|^2 (periodic Hann of n_fft, reflect padding (n_fft - hop) / 2, ``center=False``, frame i centred at
+    i*hop + hop/2; :func:`canora.dsp.stft.hifigan_power`); ``mel`` (n_mels, spec.num_frames(N)) the
+    log-mel, from ``power`` when the MelSpec uses that STFT (then equal to ``wav_to_mel``) else its own.
+    """
+
+    wav: np.ndarray
+    spec: MelSpec
+    power: np.ndarray
+    mel: np.ndarray
+
+    @property
+    def frames(self) -> int:
+        """Mel frames (the frame count of every feature)."""
+        return int(self.mel.shape[1])
+
+    def power_for(self, n_fft: int) -> np.ndarray:
+        """Power spectrogram (n_fft // 2 + 1, N // hop) on the grid: the shared one when ``n_fft`` matches,
+        else an STFT of its own (:func:`canora.dsp.stft.stft_power`, float64)."""
+        from canora.dsp.stft import stft_power
+
+        if n_fft == self.spec.n_fft:
+            return self.power
+        return stft_power(self.wav.astype(np.float64), self.spec.hop_length, n_fft)
+
+    def loudness(self) -> np.ndarray:
+        """A-weighted loudness (T,) float32 dB (:func:`canora.dsp.loudness.loudness`) from the shared STFT."""
+        from canora.dsp.loudness import loudness_from_power, loudness_n_fft
+        from canora.dsp.stft import _fit_frames
+
+        n_fft = loudness_n_fft(self.spec.hop_length)
+        return _fit_frames(loudness_from_power(self.power_for(n_fft), self.spec.sample_rate, n_fft), self.frames)
+
+    def content(self, params: FeatureParams) -> np.ndarray:
+        """Content (content_dim, T) float32 of ``params``' encoder: from the shared STFT when the encoder reads
+        one (:meth:`ContentEncoder.stft_size`), else from the waveform (e.g. HuBERT)."""
+        from canora.dsp.content import get_content_encoder
+
+        sr, hop = self.spec.sample_rate, self.spec.hop_length
+        enc = get_content_encoder(params.content_method, **dict(params.content_params))
+        n_fft = enc.stft_size(sr, hop)
+        if n_fft is None:
+            out = enc.extract(self.wav, sr, hop, self.frames)
+        else:
+            out = enc.extract_from_power(self.power_for(n_fft), sr, hop, self.frames)
+        out = np.ascontiguousarray(np.asarray(out, dtype=np.float32).T)  # (T, dim) -> channels first
+        return _fit(out.reshape(-1, out.shape[-1]), self.frames)
+
+
+def shares_stft(spec: MelSpec) -> bool:
+    """True when ``spec``'s mel is computed from the grid's STFT (HiFi-GAN padding, window = n_fft)."""
+    return spec.padding == "hifigan" and spec.win_length == spec.n_fft
+
+
+def analyse(wav: np.ndarray, spec: MelSpec) -> Analysis:
+    """The :class:`Analysis` of ``wav`` (N,) float at ``spec.sample_rate``: one STFT, and the mel from it."""
+    from canora.dsp.stft import hifigan_power
+
+    wav = np.ascontiguousarray(wav, dtype=np.float32)
+    if wav.ndim != 1:
+        raise AudioError(f"features need mono audio of shape (T,), got {wav.shape}; mix down to mono first")
+    power = hifigan_power(wav, spec.hop_length, spec.n_fft)
+    too_short = len(wav) <= (spec.n_fft - spec.hop_length) // 2  # wav_to_mel says so
+    mel = mel_from_power(power, spec) if shares_stft(spec) and not too_short else wav_to_mel(wav, spec)
+    return Analysis(wav, spec, power, mel)
+
+
+def source_f0(analysis: Analysis, params: FeatureParams) -> np.ndarray:
+    """F0 (T,) float32 Hz of the analysed waveform, 0 = unvoiced, on the mel's T frames (octaves repaired)."""
+    from canora.dsp import pitch
+
+    spec = analysis.spec
+    track = pitch.extract_f0(
+        analysis.wav, spec.sample_rate, hop_length=spec.hop_length, n_frames=analysis.frames,
+        method=params.f0_method, f0_min=params.f0_min, f0_max=params.f0_max, **dict(params.f0_params),
+    )
+    return _fit(np.asarray(track, dtype=np.float32), analysis.frames)
+
+
+def features_from(analysis: Analysis, params: FeatureParams, f0: np.ndarray, name: str = "audio") -> RefinerFeatures:
+    """The refiner's conditioning from an analysis and its :func:`source_f0` ``f0`` (T,) (0 = unvoiced).
+
+    Raises :class:`AudioError` naming ``name`` when no frame is voiced.
+    """
+    from canora.dsp import pitch
+
+    if not (f0 > 0).any():
+        raise AudioError(
+            f"{name}: no voiced frames found ({params.f0_method} F0 between {params.f0_min:g} and "
+            f"{params.f0_max:g} Hz); is it singing? try another --f0-method"
+        )
+    f0, voiced = pitch.interpolate_unvoiced(f0, name)
+    return RefinerFeatures(analysis.mel, f0, voiced, analysis.loudness(), analysis.content(params))
+
+
 def extract_features(wav: np.ndarray, spec: MelSpec, params: FeatureParams, name: str = "audio") -> RefinerFeatures:
     """All conditioning of ``wav`` (T,) float32 at ``spec.sample_rate``; every array has the mel's frames.
 
     Raises :class:`AudioError` naming ``name`` when the audio has no voiced frames.
     """
-    from canora.dsp import content as feat
-    from canora.dsp import pitch
-    from canora.dsp.loudness import loudness
-
-    wav = np.ascontiguousarray(wav, dtype=np.float32)
-    mel = wav_to_mel(wav, spec)
-    frames = mel.shape[1]
-    track = pitch.extract_f0(
-        wav, spec.sample_rate, hop_length=spec.hop_length, n_frames=frames, method=params.f0_method,
-        f0_min=params.f0_min, f0_max=params.f0_max, **dict(params.f0_params),
-    )
-    f0_raw = _fit(np.asarray(track, dtype=np.float32), frames)
-    voiced = f0_raw > 0
-    if not voiced.any():
-        raise AudioError(
-            f"{name}: no voiced frames found ({params.f0_method} F0 between {params.f0_min:g} and "
-            f"{params.f0_max:g} Hz); is it singing? try another --f0-method"
-        )
-    f0, voiced = pitch.interpolate_unvoiced(f0_raw, name)
-    loud = _fit(np.asarray(loudness(wav, spec.sample_rate, spec.hop_length, n_frames=frames), np.float32), frames)
-    content = feat.get_content_extractor(params.content_method, **dict(params.content_params))(
-        wav, spec.sample_rate, hop_length=spec.hop_length, n_frames=frames
-    )
-    content = _fit(np.asarray(content, dtype=np.float32).reshape(-1, np.shape(content)[-1]), frames)
-    return RefinerFeatures(mel, f0, voiced, loud, content)
+    analysis = analyse(wav, spec)
+    return features_from(analysis, params, source_f0(analysis, params), name)
 
 
 def _file_digest(path: Path) -> str:

@@ -7,7 +7,11 @@ some context on both sides and the slices joined with complementary cross-fades,
 whatever the length and no click or gap appears at the joins. The source's loudness envelope is then put
 back on the result and its silences stay silent (:mod:`canora.dsp.envelope`).
 
-The key (``transpose``) is chosen once per recording, so every slice of a song moves together.
+The key (``transpose``) is chosen once per recording, so every slice of a song moves together. The stages
+are methods of :class:`Converter`: ``analyse`` (one STFT and one F0 track per slice region, and a verdict:
+:class:`Silent`, :class:`Unsung` or :class:`Sung`), ``choose_key`` (once per song), ``put_in_key`` (the
+one place F0 is transposed), ``render`` (refine + vocode a region from the song's F0 and the vocoder's
+phase) and ``assemble`` (cross-fades, envelope).
 """
 
 from __future__ import annotations
@@ -15,14 +19,18 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from canora.errors import AudioError, CanoraError
+
+if TYPE_CHECKING:
+    from canora.conditioning import RefinerFeatures
+    from canora.dsp.slicing import Slice
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +49,8 @@ class Conversion:
     ``audio`` (N,) float32 at ``sample_rate`` (N = the source length at that rate); ``source_mel`` and
     ``mel`` (n_mels, T) the source's and the refined log-mel; ``source_f0`` / ``f0`` (T,) Hz, 0 = unvoiced
     (``f0`` is the transposed F0 the vocoder was driven with); ``transpose`` in semitones; ``stats`` holds
-    timing, slice counts and the mel cycle error of the vocoder on the refined mel.
+    timing, slice counts, the sampler settings and, when asked for (``measure_cycle_error``), the mel cycle
+    error of the vocoder on the refined mel (``mel_cycle_error``).
     """
 
     audio: np.ndarray
@@ -53,6 +62,129 @@ class Conversion:
     transpose: float
     singer: str
     stats: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Job:
+    """The checked options of one conversion: target singer and the refiner's sampler settings."""
+
+    singer: str
+    sampler: str
+    steps: int
+    strength: float
+    seed: int
+
+
+@dataclass(frozen=True)
+class Region:
+    """A slice (``cut``) with its context: samples ``[start, end)`` of the song. Slices start on the frame
+    grid and the context is whole frames, so region frame ``k`` is song frame ``start // hop + k``."""
+
+    cut: Slice
+    start: int
+    end: int
+
+    def own_frames(self, hop: int) -> slice:
+        """The region's frames that belong to the slice proper (without its context)."""
+        a = (self.cut.start - self.start) // hop
+        return slice(a, a + (self.cut.end - self.cut.start) // hop)
+
+
+@dataclass(frozen=True)
+class Silent:
+    """A slice with nothing to convert (silence, or any slice of a file with no voice): it renders as
+    silence. ``mel`` (n_mels, T) is the region's source log-mel."""
+
+    mel: np.ndarray
+
+
+@dataclass(frozen=True)
+class Unsung:
+    """Sound without pitch (breath, consonants, noise): no voiced frame, or too few that repeat at their F0.
+    It is resynthesised as it is from ``mel`` (n_mels, T), the region's source log-mel, with F0 = 0."""
+
+    mel: np.ndarray
+
+
+@dataclass(frozen=True)
+class Sung:
+    """Singing: the refiner's conditioning of the region (``features``, T frames) and, once the song's key
+    is chosen, the same in that key (``keyed``: F0 transposed, source mel shifted), which drives both the
+    refiner and the vocoder."""
+
+    features: RefinerFeatures
+    keyed: RefinerFeatures | None = None
+
+    @property
+    def mel(self) -> np.ndarray:
+        """The region's source log-mel (n_mels, T)."""
+        return self.features.mel
+
+
+#: What :meth:`Converter.analyse` finds in a slice.
+SliceAnalysis = Silent | Unsung | Sung
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """One converted region: ``audio`` (samples,) float32, its ``source_mel`` and output ``mel`` (n_mels, T),
+    and the vocoder's mel cycle error on it (None when not measured or not vocoded from a refined mel)."""
+
+    audio: np.ndarray
+    source_mel: np.ndarray
+    mel: np.ndarray
+    cycle_error: float | None = None
+
+
+def song_f0(regions: list[Region], analyses: list[SliceAnalysis], total: int, hop: int, keyed: bool) -> np.ndarray:
+    """One F0 track (total // hop,) float32 Hz for the whole song, 0 = unvoiced or not sung: each sung slice's
+    own frames (without context), in the song's key when ``keyed``.
+
+    The keyed track drives the vocoder: neighbouring regions get the same F0 where they overlap, and its
+    running phase (:meth:`Vocoder.frame_cycles`) gives each region's start phase.
+    """
+    out = np.zeros(total // hop, np.float32)
+    for r, a in zip(regions, analyses):
+        if isinstance(a, Sung):
+            feats = a.keyed if keyed else a.features
+            own = feats.f0_with_zeros()[r.own_frames(hop)]
+            out[r.cut.start // hop: r.cut.start // hop + len(own)] = own
+    return out
+
+
+def _song_mel(regions: list[Region], mels: list[np.ndarray], hop: int) -> np.ndarray:
+    """The whole song's (n_mels, total // hop) mel from each region's (n_mels, T) mel without its context."""
+    return np.concatenate([m[:, r.own_frames(hop)] for r, m in zip(regions, mels)], axis=1)
+
+
+class _Progress:
+    """tqdm bars (when ``show``) and ``on_progress(fraction, what)`` calls over the two passes of a conversion
+    (analyse, then convert: ``2 * n`` steps for ``n`` slices)."""
+
+    def __init__(self, n: int, name: str, show: bool, on_progress: Callable[[float, str], None] | None) -> None:
+        self.n, self.name, self.show, self.on_progress = n, name, show, on_progress
+
+    def report(self, done: int, what: str) -> None:
+        if self.on_progress is not None:
+            self.on_progress(done / (2 * self.n), what)
+
+    def over(self, items: list[Any], desc: str, verb: str, offset: int) -> Iterator[Any]:
+        """``items`` one by one, reporting ``"<verb> slice i/n"`` before each."""
+        from tqdm import tqdm
+
+        for i, item in enumerate(tqdm(items, desc=f"{desc} {self.name}", unit="slice", disable=not self.show,
+                                      leave=False)):
+            self.report(offset + i, f"{verb} slice {i + 1}/{self.n}")
+            yield item
+
+
+def _mean_cycle_error(pieces: list[Rendered]) -> float:
+    """Mean mel cycle error over the measured pieces, weighted by frames (NaN when none was measured)."""
+    measured = [(p.cycle_error, p.mel.shape[1]) for p in pieces if p.cycle_error is not None]
+    measured = [(e, n) for e, n in measured if math.isfinite(e)]
+    if not measured:
+        return float("nan")
+    return sum(e * n for e, n in measured) / sum(n for _, n in measured)
 
 
 def _check_models(refiner: Any, vocoder: Any) -> None:
@@ -113,39 +245,88 @@ class Converter:
         progress: bool = False,
         on_progress: Callable[[float, str], None] | None = None,
         name: str = "audio",
+        measure_cycle_error: bool = False,
     ) -> Conversion:
         """Convert mono ``audio`` (N,) at ``sr`` Hz toward ``singer``; see :class:`Conversion`.
 
         ``transpose`` semitones (or ``auto_transpose`` toward the singer's range, once for the whole
         recording); ``sampler`` / ``steps`` / ``strength`` default to the refiner's defaults. Audio with
         no voice at all converts to silence (logged), not to an error. ``progress`` shows tqdm bars;
-        ``on_progress(fraction, what)`` is called as slices are done (for UIs).
-        """
-        from tqdm import tqdm
+        ``on_progress(fraction, what)`` is called as slices are done (for UIs). ``measure_cycle_error``
+        adds the vocoder's mel cycle error to ``stats`` (one more mel of every sung slice's output).
 
-        from canora.dsp.envelope import match_envelope
-        from canora.dsp.mel import wav_to_mel
-        from canora.dsp.metrics import mel_cycle_error
-        from canora.dsp.slicing import join, plan_slices
-        from canora.io.audio import resample
-        from canora.refiner.api import DEFAULT_SAMPLER, DEFAULT_STEPS, DEFAULT_STRENGTH, check_steps_strength
+        Stages: :meth:`analyse` every slice (once), :meth:`choose_key` for the song, :meth:`put_in_key`
+        (F0 transposed once), :meth:`render` every slice (refine + vocode), :meth:`assemble` the pieces.
+        """
+        from canora.dsp.slicing import plan_slices
 
         t0 = time.perf_counter()
+        job = self._job(singer, sampler, steps, strength, seed, transpose, auto_transpose, max_slice_seconds)
+        wav = self._prepare(audio, sr, name)
+        spec, hop, total = self.spec, self.spec.hop_length, len(wav)
+        overlap = 4 * hop
+        slices = plan_slices(wav, spec.sample_rate, hop=hop, max_seconds=max_slice_seconds, overlap=overlap)
+        regions = [Region(s, *s.region(overlap, total)) for s in slices]
+        bar = _Progress(len(regions), name, progress, on_progress)
+
+        analyses = [self.analyse(wav[r.start: r.end], r.cut.silent, f"{name} [{r.start / spec.sample_rate:.1f} s]")
+                    for r in bar.over(regions, "analyse", "analysing", 0)]
+        silent_file = not any(isinstance(a, Sung) for a in analyses)
+        if silent_file:
+            log.warning("%s: no voice found (no pitched frames); the conversion is silence", name)
+            analyses = [Silent(a.mel) for a in analyses]
+        key = 0.0 if silent_file else self.choose_key(analyses, job.singer, transpose, auto_transpose)
+        analyses = [self.put_in_key(a, key) for a in analyses]
+        drive = song_f0(regions, analyses, total, hop, keyed=True)
+        cycles = self.vocoder.frame_cycles(drive)  # the vocoder's source phase at every frame of the song
+
+        pieces = [self.render(r, a, drive, cycles, job, measure_cycle_error)
+                  for r, a in bar.over(list(zip(regions, analyses)), "convert", "converting", len(regions))]
+        bar.report(2 * len(regions), "done")
+        out = self.assemble([p.audio for p in pieces], slices, wav, overlap)
+        wall = time.perf_counter() - t0
+        stats: dict[str, Any] = {
+            "slices": len(slices), "voiced_slices": sum(isinstance(a, Sung) for a in analyses),
+            "seconds": total / spec.sample_rate, "wall_seconds": wall,
+            "real_time_factor": wall / (total / spec.sample_rate),
+        }
+        if measure_cycle_error:
+            stats["mel_cycle_error"] = _mean_cycle_error(pieces)
+        stats.update({"sampler": job.sampler, "steps": job.steps, "strength": job.strength, "seed": job.seed,
+                      "silent": silent_file})
+        return Conversion(
+            out, spec.sample_rate, _song_mel(regions, [p.source_mel for p in pieces], hop),
+            _song_mel(regions, [p.mel for p in pieces], hop), song_f0(regions, analyses, total, hop, keyed=False),
+            drive, float(key), job.singer, stats,
+        )
+
+    def _job(
+        self, singer: str | int | None, sampler: str | None, steps: int | None, strength: float | None, seed: int,
+        transpose: float, auto_transpose: bool, max_slice_seconds: float,
+    ) -> Job:
+        """Check the options before any work and fill in the refiner's defaults."""
+        from canora.refiner.api import DEFAULT_SAMPLER, DEFAULT_STEPS, DEFAULT_STRENGTH, check_steps_strength
+        from canora.refiner.samplers import available_samplers
+
         singer_name = self.singers[self.refiner.singer_index(singer)]  # unknown singer: error before any work
         sampler = sampler or DEFAULT_SAMPLER
         steps = DEFAULT_STEPS if steps is None else int(steps)
         strength = DEFAULT_STRENGTH if strength is None else float(strength)
         check_steps_strength(steps, strength)
-        from canora.refiner.samplers import available_samplers
-
         if sampler not in available_samplers():
             raise CanoraError(f"unknown sampler {sampler!r}; choose one of {', '.join(available_samplers())}")
-        if auto_transpose and singer_name not in self.refiner.singer_f0_stats:
-            raise CanoraError(f"the refiner has no F0 statistics for singer {singer_name!r}; use --transpose")
+        if auto_transpose:
+            self.refiner.singer_f0_range(singer_name)  # no statistics: error before any work
         if not math.isfinite(transpose):
             raise CanoraError(f"transpose must be a finite number of semitones, got {transpose!r}")
         if not math.isfinite(max_slice_seconds) or max_slice_seconds < 1.0:
             raise CanoraError(f"max_slice_seconds must be a number >= 1, got {max_slice_seconds!r}")
+        return Job(singer_name, sampler, steps, strength, int(seed))
+
+    def _prepare(self, audio: np.ndarray, sr: int, name: str) -> np.ndarray:
+        """Checked mono float ``audio`` (N,) at ``sr`` -> (N',) float32 at the models' rate."""
+        from canora.io.audio import resample
+
         if np.asarray(audio).dtype.kind != "f":
             raise AudioError(f"{name}: audio of dtype {np.asarray(audio).dtype}; give float samples in [-1, 1] "
                              "(e.g. int16 / 32768)")
@@ -154,122 +335,90 @@ class Converter:
             raise AudioError(f"{name}: expected mono audio (N,), got shape {wav.shape}")
         if not np.isfinite(wav).all():
             raise AudioError(f"{name}: audio holds NaN/inf samples")
-        spec = self.spec
-        hop = spec.hop_length
-        wav = resample(wav, int(sr), spec.sample_rate)
-        total = len(wav)
-        if total < spec.n_fft:
-            raise AudioError(f"{name}: {total / spec.sample_rate:.3f} s of audio is too short to convert")
-        overlap = 4 * hop
-        slices = plan_slices(wav, spec.sample_rate, hop=hop, max_seconds=max_slice_seconds, overlap=overlap)
+        wav = resample(wav, int(sr), self.spec.sample_rate)
+        if len(wav) < self.spec.n_fft:
+            raise AudioError(f"{name}: {len(wav) / self.spec.sample_rate:.3f} s of audio is too short to convert")
+        return wav
 
-        def report(done: int, what: str) -> None:
-            if on_progress is not None:
-                on_progress(done / (2 * len(slices)), what)
-
-        # pass 1: features of every voiced slice (F0 for the key, mel as the shallow-diffusion source)
-        feats: list[Any] = []
-        for i, s in enumerate(tqdm(slices, desc=f"analyse {name}", unit="slice", disable=not progress, leave=False)):
-            report(i, f"analysing slice {i + 1}/{len(slices)}")
-            r0, r1 = s.region(overlap, total)
-            feats.append(None if s.silent else self._features(wav[r0:r1], f"{name} [{r0 / spec.sample_rate:.1f} s]"))
-        voiced_f0 = [f.f0[f.voiced] for f in feats if not (f is None or isinstance(f, str))]
-        silent_file = not voiced_f0
-        if silent_file:
-            log.warning("%s: no voice found (no pitched frames); the conversion is silence", name)
-            feats = [None] * len(slices)
-            transpose, auto_transpose = 0.0, False
-        if auto_transpose:
-            from canora.dsp.pitch import F0Stats
-            from canora.dsp.pitch import auto_transpose as auto_key
-
-            stats = self.refiner.singer_f0_stats.get(singer_name)
-            if stats is None:
-                raise CanoraError(f"the refiner has no F0 statistics for singer {singer_name!r}; use --transpose")
-            transpose = float(auto_key(np.concatenate(voiced_f0), F0Stats.from_dict(stats)))
-
-        # one F0 track for the whole song (each slice's own frames, transposed; 0 = unvoiced or silent): it drives
-        # an NSF vocoder, so neighbouring regions get the same F0 where they overlap, and its running sum gives
-        # each region's start phase: pieces that meet inside a held note are in phase where they cross-fade
-        ratio = 2.0 ** (transpose / 12.0)
-        src_f0 = np.zeros(total // hop, np.float32)
-        for s, f in zip(slices, feats):
-            if f is not None and not isinstance(f, str):
-                r0 = s.region(overlap, total)[0]
-                a = (s.start - r0) // hop
-                own = f.f0_with_zeros()[a: a + (s.end - s.start) // hop]
-                src_f0[s.start // hop: s.start // hop + len(own)] = own
-        song_f0 = (src_f0 * ratio).astype(np.float32)
-        cycles = self.vocoder.frame_cycles(song_f0)
-
-        # pass 2: refine and vocode slice by slice
-        pieces, mels, src_mels, cycle = [], [], [], []
-        for i, (s, f) in enumerate(tqdm(list(zip(slices, feats)), desc=f"convert {name}", unit="slice",
-                                        disable=not progress, leave=False)):
-            report(len(slices) + i, f"converting slice {i + 1}/{len(slices)}")
-            r0, r1 = s.region(overlap, total)
-            region = wav[r0:r1]
-            if f is None:  # silent slice: nothing to convert
-                n = spec.num_frames(len(region))
-                src_mel = wav_to_mel(region, spec) if n > 0 else np.zeros((spec.n_mels, 0), np.float32)
-                pieces.append(np.zeros(len(region), np.float32))
-                mel = np.full_like(src_mel, spec.log_floor)
-            a, b = (s.start - r0) // hop, (s.start - r0) // hop + (s.end - s.start) // hop  # the slice proper
-            if f is not None:
-                n = spec.num_frames(len(region))
-                drive = song_f0[r0 // hop: r0 // hop + n]
-                start_phase = float(cycles[r0 // hop] % 1.0)
-                if isinstance(f, str):  # sound without pitch (breath, consonants): resynthesise as it is
-                    src_mel = mel = wav_to_mel(region, spec)
-                    pieces.append(self._vocode(mel, np.zeros(mel.shape[1], np.float32), start_phase))
-                else:
-                    res = self.refiner.refine_features(f, singer_name, transpose=transpose, sampler=sampler,
-                                                       steps=steps, strength=strength, seed=seed)
-                    src_mel, mel = f.mel, res.mel
-                    drive = np.pad(drive, (0, max(0, mel.shape[1] - len(drive))))[: mel.shape[1]]
-                    piece = self._vocode(mel, drive, start_phase)
-                    pieces.append(piece)
-                    err = mel_cycle_error(mel, piece, spec)
-                    if math.isfinite(err):
-                        cycle.append((err, mel.shape[1]))
-            # keep the frames of the slice proper (without its context) for the whole-file mels
-            for store, arr in ((src_mels, src_mel), (mels, mel)):
-                store.append(arr[:, a:b])
-        report(2 * len(slices), "done")
-        out = join(pieces, slices, total, overlap)
-        out = match_envelope(out, wav, hop=hop)
-        out = np.clip(out, -1.0, 1.0).astype(np.float32)
-        wall = time.perf_counter() - t0
-        stats = {
-            "slices": len(slices), "voiced_slices": sum(1 for f in feats if not (f is None or isinstance(f, str))),
-            "seconds": total / spec.sample_rate, "wall_seconds": wall,
-            "real_time_factor": wall / (total / spec.sample_rate),
-            "mel_cycle_error": (sum(e * n for e, n in cycle) / sum(n for _, n in cycle)) if cycle else float("nan"),
-            "sampler": sampler, "steps": steps, "strength": strength, "seed": seed, "silent": silent_file,
-        }
-        return Conversion(out, spec.sample_rate, np.concatenate(src_mels, axis=1), np.concatenate(mels, axis=1),
-                          src_f0, song_f0, float(transpose), singer_name, stats)
-
-    def _vocode(self, mel: np.ndarray, f0: np.ndarray, start_phase: float) -> np.ndarray:
-        """(n_mels, T) + F0 (T,) -> (T * hop,); F0 and phase matter only to F0-driven vocoders."""
-        if self.vocoder.needs_f0:
-            return self.vocoder.vocode(mel, f0, start_phase=start_phase)
-        return self.vocoder.vocode(mel)
-
-    def _features(self, region: np.ndarray, name: str) -> Any:
-        """Refiner features of a slice region, or ``"unvoiced"`` when it has sound but no pitch: no voiced
-        frames, or fewer than :data:`MIN_PERIODIC_FRAMES` whose waveform repeats at the tracked F0 (F0
-        trackers find "pitch" in noise; a periodicity check tells it from a sung note)."""
+    # ------------------------------------------------------------------ stages
+    def analyse(self, region: np.ndarray, silent: bool, name: str) -> SliceAnalysis:
+        """One pass over a slice region (N,) at the models' rate: its STFT, mel and, unless ``silent``, F0;
+        then the refiner's conditioning when it is sung. Sung means voiced frames of which at least
+        :data:`MIN_PERIODIC_FRAMES` repeat at the tracked F0 (F0 trackers find "pitch" in noise; a
+        periodicity check tells it from a sung note)."""
+        from canora.conditioning import analyse, features_from, source_f0
         from canora.dsp.pitch import periodicity
 
-        try:
-            feats = self.refiner.features(region, self.spec.sample_rate, name=name)
-        except AudioError as e:
-            if "no voiced frames" in str(e):
-                return "unvoiced"
-            raise
-        p = periodicity(region, feats.f0_with_zeros(), self.spec.sample_rate, self.spec.hop_length)
-        return feats if int((p > PERIODIC).sum()) >= MIN_PERIODIC_FRAMES else "unvoiced"
+        spec, params = self.spec, self.refiner.feature_params
+        if spec.num_frames(len(region)) == 0:
+            return Silent(np.zeros((spec.n_mels, 0), np.float32))
+        analysis = analyse(region, spec)
+        if silent:
+            return Silent(analysis.mel)
+        f0 = source_f0(analysis, params)
+        if not (f0 > 0).any():
+            return Unsung(analysis.mel)
+        feats = features_from(analysis, params, f0, name)
+        p = periodicity(region, feats.f0_with_zeros(), spec.sample_rate, spec.hop_length)
+        return Sung(feats) if int((p > PERIODIC).sum()) >= MIN_PERIODIC_FRAMES else Unsung(analysis.mel)
+
+    def choose_key(
+        self, analyses: list[SliceAnalysis], singer: str, transpose: float, auto_transpose: bool
+    ) -> float:
+        """The song's transpose in semitones: ``transpose``, or with ``auto_transpose`` the refiner's
+        choice for the voiced frames of all sung slices together (one key per song)."""
+        if not auto_transpose:
+            return float(transpose)
+        return self.refiner.auto_transpose_for([a.features for a in analyses if isinstance(a, Sung)], singer)
+
+    def put_in_key(self, analysis: SliceAnalysis, transpose: float) -> SliceAnalysis:
+        """A sung slice with its features in the song's key (the one place F0 is transposed); others as they are."""
+        if not isinstance(analysis, Sung):
+            return analysis
+        return replace(analysis, keyed=self.refiner.transpose_features(analysis.features, transpose))
+
+    def render(
+        self, region: Region, analysis: SliceAnalysis, drive: np.ndarray, cycles: np.ndarray, job: Job,
+        measure_cycle_error: bool = False,
+    ) -> Rendered:
+        """Convert one region: silence, the source mel resynthesised (unsung), or refined and vocoded (sung).
+
+        ``drive`` (T_song,) is the song's transposed F0 (0 = unvoiced; :func:`song_f0`) and ``cycles``
+        (T_song + 1,) the vocoder's source phase along it; the region's piece starts at the song's phase, so
+        neighbouring pieces are in phase where they cross-fade.
+        """
+        spec = self.spec
+        if isinstance(analysis, Silent):
+            return Rendered(np.zeros(region.end - region.start, np.float32), analysis.mel,
+                            np.full_like(analysis.mel, spec.log_floor))
+        first = region.start // spec.hop_length
+        start_phase = float(cycles[first] % 1.0)
+        if isinstance(analysis, Unsung):  # sound without pitch (breath, consonants): resynthesise as it is
+            f0 = np.zeros(analysis.mel.shape[1], np.float32)
+            return Rendered(self.vocoder.vocode(analysis.mel, f0, start_phase), analysis.mel, analysis.mel)
+        if analysis.keyed is None:
+            raise CanoraError("render() needs the slice in the song's key; call put_in_key() first")
+        mel = self.refiner.refine_in_key(analysis.keyed, job.singer, sampler=job.sampler, steps=job.steps,
+                                         strength=job.strength, seed=job.seed)
+        f0 = drive[first: first + mel.shape[1]]
+        f0 = np.pad(f0, (0, mel.shape[1] - len(f0)))
+        audio = self.vocoder.vocode(mel, f0, start_phase)
+        err = None
+        if measure_cycle_error:
+            from canora.dsp.metrics import mel_cycle_error
+
+            err = mel_cycle_error(mel, audio, spec)
+        return Rendered(audio, analysis.features.mel, mel, err)
+
+    def assemble(self, pieces: list[np.ndarray], slices: list[Slice], source: np.ndarray, overlap: int) -> np.ndarray:
+        """Cross-fade the rendered regions into one (N,) signal and give it the source's (N,) loudness
+        envelope and silences -> (N,) float32 in [-1, 1]."""
+        from canora.dsp.envelope import match_envelope
+        from canora.dsp.slicing import join
+
+        out = join(pieces, slices, len(source), overlap)
+        out = match_envelope(out, source, hop=self.spec.hop_length)
+        return np.clip(out, -1.0, 1.0).astype(np.float32)
 
     def convert_file(self, path: str | Path, **kwargs: Any) -> Conversion:
         """:meth:`convert` of an audio file (any common format, rate and channel count)."""

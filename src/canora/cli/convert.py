@@ -17,7 +17,8 @@ slice is converted and the slices are cross-faded back together; the source's lo
 and its silences stay silent. The key is chosen once per file (--transpose N or --auto-transpose).
 
 IN is an audio file or a directory of them; OUT is a .wav path for one input, else a directory that gets
-<stem>.wav plus <stem>.json (settings, transpose, timing, mel cycle error: what `canora eval` reads).
+<stem>.wav plus <stem>.json (settings, transpose, timing, and with --cycle-error the vocoder's mel cycle
+error: what `canora eval` reads).
 Inputs are never overwritten. A directory run skips unreadable files, says which, and exits with status 1.
 Under torchrun (torchrun --nproc_per_node N -m canora convert DIR -o OUT) each process converts its own
 share of the files (every file exactly once).
@@ -47,6 +48,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--save-mel", action="store_true",
                    help="also write the refined mel <stem>.npy (n_mels, T) and its F0 <stem>.f0.npy")
     p.add_argument("--float", action="store_true", help="write 32-bit float wavs instead of 16-bit PCM")
+    p.add_argument("--cycle-error", action="store_true",
+                   help="also measure the vocoder's mel cycle error on the refined mel (one more mel of the output) "
+                   "and write it into <stem>.json for `canora eval`")
     add_device_args(p)
     p.set_defaults(run=run)
 
@@ -107,7 +111,8 @@ def run(args: argparse.Namespace) -> int:
         wav, sr = read_audio(f)
         res = conv.convert(wav, sr, singer=singer, transpose=args.transpose, auto_transpose=args.auto_transpose,
                            sampler=args.sampler, steps=args.steps, strength=args.strength, seed=args.seed,
-                           max_slice_seconds=args.max_slice_seconds, progress=progress, name=str(f))
+                           max_slice_seconds=args.max_slice_seconds, progress=progress, name=str(f),
+                           measure_cycle_error=args.cycle_error)
         out = outputs[f]
         save_wav(out, res.audio, res.sample_rate, subtype="FLOAT" if args.float else "PCM_16")
         side = {"source": str(f.resolve()), "singer": res.singer, "transpose": res.transpose,

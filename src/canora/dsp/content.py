@@ -38,6 +38,16 @@ class ContentEncoder(ABC):
         """Constructor arguments, to store with a model."""
         return {}
 
+    def stft_size(self, sr: int, hop: int) -> int | None:
+        """n_fft of the HiFi-GAN-grid power spectrogram :meth:`extract_from_power` reads at ``sr`` and ``hop``,
+        or None when the encoder reads the waveform itself (then only :meth:`extract` works)."""
+        return None
+
+    def extract_from_power(self, power: np.ndarray, sr: int, hop: int, n_frames: int) -> np.ndarray:
+        """:meth:`extract` from a power spectrogram (n_fft // 2 + 1, T) on the HiFi-GAN grid, n_fft =
+        :meth:`stft_size` (``canora.dsp.stft.stft_power`` / ``hifigan_power``) -> (n_frames, dim) float32."""
+        raise CanoraError(f"content encoder {self.name!r} reads audio, not a spectrogram; call extract()")
+
 
 _REGISTRY: dict[str, type[ContentEncoder]] = {}
 
@@ -151,13 +161,22 @@ class CepstralContent(ContentEncoder):
         centroid = (freqs[band] @ w) / np.maximum(w.sum(axis=0), 1e-20)
         return float(np.clip(np.median(centroid) / self.vtln_ref_hz, 0.7, 1.4))
 
+    def stft_size(self, sr: int, hop: int) -> int:
+        """A ~46 ms window: the power of two nearest 0.0464 * sr (1024 at 22050 Hz), at least ``hop``."""
+        return max(hop, 1 << round(math.log2(0.0464 * sr)))
+
     def extract(self, wav: np.ndarray, sr: int, hop: int, n_frames: int) -> np.ndarray:
+        x = check_wav(wav, sr, hop)
+        return self.extract_from_power(stft_power(x, hop, self.stft_size(sr, hop)), sr, hop, n_frames)
+
+    def extract_from_power(self, power: np.ndarray, sr: int, hop: int, n_frames: int) -> np.ndarray:
         import librosa
         from scipy.fft import dct
 
-        x = check_wav(wav, sr, hop)
-        n_fft = max(hop, 1 << round(math.log2(0.0464 * sr)))
-        power = stft_power(x, hop, n_fft)
+        n_fft = self.stft_size(sr, hop)
+        if power.shape[0] != n_fft // 2 + 1:
+            raise CanoraError(f"cepstral content got {power.shape[0]} STFT bins; give an n_fft={n_fft} spectrogram")
+        power = np.asarray(power, dtype=np.float64)
         if power.shape[1] == 0:
             return np.zeros((n_frames, self.dim), np.float32)
         freqs = np.fft.rfftfreq(n_fft, 1.0 / sr)

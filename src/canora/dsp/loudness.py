@@ -8,6 +8,7 @@ from canora.dsp.stft import _fit_frames, check_wav, stft_power
 from canora.errors import CanoraError
 
 LOUDNESS_FLOOR_DB = -100.0
+LOUDNESS_KINDS = ("a_weighted", "rms")
 
 
 def loudness(
@@ -23,13 +24,27 @@ def loudness(
 
     ``kind="a_weighted"``: A-weighted mean-square power of the Hann-windowed frame; ``"rms"``: unweighted.
     Both read the level of a sine of amplitude A at 1 kHz as 20 log10(A / sqrt 2) (about -3 dB at A = 1).
-    ``n_fft`` defaults to 4 * hop (1024 for the HiFi-GAN hop 256). Silence is floored at ``floor_db``.
+    ``n_fft`` defaults to :func:`loudness_n_fft` (1024 for the HiFi-GAN hop 256). Silence is floored at
+    ``floor_db``.
     """
     x = check_wav(wav, sr, hop)
-    if kind not in ("a_weighted", "rms"):
-        raise CanoraError(f"unknown loudness kind {kind!r}; choose 'a_weighted' or 'rms'")
-    n_fft = int(n_fft or 4 * hop)
-    power = stft_power(x, hop, n_fft)
+    _check_kind(kind)
+    n_fft = int(n_fft or loudness_n_fft(hop))
+    db = loudness_from_power(stft_power(x, hop, n_fft), sr, n_fft, kind, floor_db)
+    return _fit_frames(db, len(wav) // hop if n_frames is None else int(n_frames))
+
+
+def loudness_n_fft(hop: int) -> int:
+    """The default STFT size of :func:`loudness`: 4 * hop."""
+    return 4 * hop
+
+
+def loudness_from_power(
+    power: np.ndarray, sr: int, n_fft: int, kind: str = "a_weighted", floor_db: float = LOUDNESS_FLOOR_DB
+) -> np.ndarray:
+    """:func:`loudness` (T,) float32 dB of a power spectrogram (n_fft // 2 + 1, T) on the HiFi-GAN grid
+    (:func:`canora.dsp.stft.stft_power` or ``hifigan_power``, periodic Hann of ``n_fft``)."""
+    _check_kind(kind)
     weight = np.full(power.shape[0], 2.0)  # one-sided spectrum: every bin but DC and Nyquist counts twice
     weight[0] = 1.0
     if n_fft % 2 == 0:
@@ -40,6 +55,10 @@ def loudness(
         freqs = np.fft.rfftfreq(n_fft, 1.0 / sr)
         weight *= 10.0 ** (librosa.A_weighting(np.maximum(freqs, 1e-3), min_db=None) / 10.0)
     win = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n_fft) / n_fft)
-    ms = (weight @ power) / (n_fft * np.sum(win**2))  # Parseval: mean square of the windowed frame
-    db = np.maximum(10.0 * np.log10(np.maximum(ms, 1e-30)), floor_db).astype(np.float32)
-    return _fit_frames(db, len(wav) // hop if n_frames is None else int(n_frames))
+    ms = (weight @ np.asarray(power, dtype=np.float64)) / (n_fft * np.sum(win**2))  # Parseval: frame mean square
+    return np.maximum(10.0 * np.log10(np.maximum(ms, 1e-30)), floor_db).astype(np.float32)
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in LOUDNESS_KINDS:
+        raise CanoraError(f"unknown loudness kind {kind!r}; choose 'a_weighted' or 'rms'")
