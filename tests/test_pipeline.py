@@ -61,6 +61,17 @@ def test_transpose_moves_the_driving_f0_and_other_rates_are_resampled(tiny_model
     assert up.transpose == 12
     auto = conv.convert(wav, SR, auto_transpose=True, steps=2)
     assert auto.transpose == 0  # the tiny model's singer centres on 220 Hz: the 220 Hz tone stays
+    assert auto.stats["key"]["semitones"] == 0 and "key kept" in auto.stats["key"]["reason"]
+    # a tone a third below the singer: the key is kept (0) unless a free shift is asked for (+4); a fifth
+    # below is nearer an octave up than no shift (+12)
+    low = tone(2.0, hz=220.0 * 2 ** (-4 / 12))
+    assert conv.convert(low, SR, auto_transpose=True, steps=2).transpose == 0
+    free = conv.convert(low, SR, auto_transpose=True, key_mode="free", steps=2)
+    assert free.transpose == 4 and free.stats["key"]["mode"] == "free"
+    assert conv.convert(tone(2.0, hz=220.0 * 2 ** (-7 / 12)), SR, auto_transpose=True, steps=2).transpose == 12
+    with pytest.raises(CanoraError, match="unknown key mode"):
+        conv.convert(low, SR, auto_transpose=True, key_mode="fifths", steps=2)
+    assert "key" not in up.stats  # a given transpose is no automatic choice
     wav44 = tone(2.0, sr=44100)
     res = conv.convert(wav44, 44100, steps=2)
     assert res.sample_rate == SR and abs(len(res.audio) - 2 * SR) <= 1

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from canora.dsp.pitch import KeyChoice
 from canora.errors import AudioError, CanoraError
 
 if TYPE_CHECKING:
@@ -73,6 +74,7 @@ class Job:
     steps: int
     strength: float
     seed: int
+    key_mode: str = "octave"
 
 
 @dataclass(frozen=True)
@@ -237,6 +239,7 @@ class Converter:
         singer: str | int | None = None,
         transpose: float = 0.0,
         auto_transpose: bool = False,
+        key_mode: str = "octave",
         sampler: str | None = None,
         steps: int | None = None,
         strength: float | None = None,
@@ -250,8 +253,10 @@ class Converter:
         """Convert mono ``audio`` (N,) at ``sr`` Hz toward ``singer``; see :class:`Conversion`.
 
         ``transpose`` semitones (or ``auto_transpose`` toward the singer's range, once for the whole
-        recording); ``sampler`` / ``steps`` / ``strength`` default to the refiner's defaults. Audio with
-        no voice at all converts to silence (logged), not to an error. ``progress`` shows tqdm bars;
+        recording: whole octaves with ``key_mode="octave"``, the default, so the key is kept; any semitone
+        with ``"free"``; the choice and its reason land in ``stats["key"]``); ``sampler`` / ``steps`` /
+        ``strength`` default to the refiner's defaults. Audio with no voice
+        at all converts to silence (logged), not to an error. ``progress`` shows tqdm bars;
         ``on_progress(fraction, what)`` is called as slices are done (for UIs). ``measure_cycle_error``
         adds the vocoder's mel cycle error to ``stats`` (one more mel of every sung slice's output).
 
@@ -261,7 +266,8 @@ class Converter:
         from canora.dsp.slicing import plan_slices
 
         t0 = time.perf_counter()
-        job = self._job(singer, sampler, steps, strength, seed, transpose, auto_transpose, max_slice_seconds)
+        job = self._job(singer, sampler, steps, strength, seed, transpose, auto_transpose, max_slice_seconds,
+                        key_mode)
         wav = self._prepare(audio, sr, name)
         spec, hop, total = self.spec, self.spec.hop_length, len(wav)
         overlap = 4 * hop
@@ -275,7 +281,14 @@ class Converter:
         if silent_file:
             log.warning("%s: no voice found (no pitched frames); the conversion is silence", name)
             analyses = [Silent(a.mel) for a in analyses]
-        key = 0.0 if silent_file else self.choose_key(analyses, job.singer, transpose, auto_transpose)
+        choice = None
+        if silent_file:
+            key = 0.0
+        elif auto_transpose:
+            choice = self.choose_key(analyses, job.singer, job.key_mode)
+            key = float(choice.semitones)
+        else:
+            key = float(transpose)
         analyses = [self.put_in_key(a, key) for a in analyses]
         drive = song_f0(regions, analyses, total, hop, keyed=True)
         cycles = self.vocoder.frame_cycles(drive)  # the vocoder's source phase at every frame of the song
@@ -294,6 +307,8 @@ class Converter:
             stats["mel_cycle_error"] = _mean_cycle_error(pieces)
         stats.update({"sampler": job.sampler, "steps": job.steps, "strength": job.strength, "seed": job.seed,
                       "silent": silent_file})
+        if choice is not None:
+            stats["key"] = choice.to_dict()
         return Conversion(
             out, spec.sample_rate, _song_mel(regions, [p.source_mel for p in pieces], hop),
             _song_mel(regions, [p.mel for p in pieces], hop), song_f0(regions, analyses, total, hop, keyed=False),
@@ -302,7 +317,7 @@ class Converter:
 
     def _job(
         self, singer: str | int | None, sampler: str | None, steps: int | None, strength: float | None, seed: int,
-        transpose: float, auto_transpose: bool, max_slice_seconds: float,
+        transpose: float, auto_transpose: bool, max_slice_seconds: float, key_mode: str = "octave",
     ) -> Job:
         """Check the options before any work and fill in the refiner's defaults."""
         from canora.refiner.api import DEFAULT_SAMPLER, DEFAULT_STEPS, DEFAULT_STRENGTH, check_steps_strength
@@ -315,13 +330,17 @@ class Converter:
         check_steps_strength(steps, strength)
         if sampler not in available_samplers():
             raise CanoraError(f"unknown sampler {sampler!r}; choose one of {', '.join(available_samplers())}")
+        from canora.dsp.pitch import KEY_MODES
+
+        if key_mode not in KEY_MODES:
+            raise CanoraError(f"unknown key mode {key_mode!r}; choose one of {', '.join(KEY_MODES)}")
         if auto_transpose:
             self.refiner.singer_f0_range(singer_name)  # no statistics: error before any work
         if not math.isfinite(transpose):
             raise CanoraError(f"transpose must be a finite number of semitones, got {transpose!r}")
         if not math.isfinite(max_slice_seconds) or max_slice_seconds < 1.0:
             raise CanoraError(f"max_slice_seconds must be a number >= 1, got {max_slice_seconds!r}")
-        return Job(singer_name, sampler, steps, strength, int(seed))
+        return Job(singer_name, sampler, steps, strength, int(seed), key_mode)
 
     def _prepare(self, audio: np.ndarray, sr: int, name: str) -> np.ndarray:
         """Checked mono float ``audio`` (N,) at ``sr`` -> (N',) float32 at the models' rate."""
@@ -362,14 +381,10 @@ class Converter:
         p = periodicity(region, feats.f0_with_zeros(), spec.sample_rate, spec.hop_length)
         return Sung(feats) if int((p > PERIODIC).sum()) >= MIN_PERIODIC_FRAMES else Unsung(analysis.mel)
 
-    def choose_key(
-        self, analyses: list[SliceAnalysis], singer: str, transpose: float, auto_transpose: bool
-    ) -> float:
-        """The song's transpose in semitones: ``transpose``, or with ``auto_transpose`` the refiner's
-        choice for the voiced frames of all sung slices together (one key per song)."""
-        if not auto_transpose:
-            return float(transpose)
-        return self.refiner.auto_transpose_for([a.features for a in analyses if isinstance(a, Sung)], singer)
+    def choose_key(self, analyses: list[SliceAnalysis], singer: str, mode: str = "octave") -> KeyChoice:
+        """The song's automatic key: the refiner's choice for the voiced frames of all sung slices together
+        (one key per song), in ``mode`` (whole octaves or free)."""
+        return self.refiner.choose_key([a.features for a in analyses if isinstance(a, Sung)], singer, mode)
 
     def put_in_key(self, analysis: SliceAnalysis, transpose: float) -> SliceAnalysis:
         """A sung slice with its features in the song's key (the one place F0 is transposed); others as they are."""

@@ -55,6 +55,9 @@ class ConvertResult:
     conversion: Any
 
 
+#: the automatic key's choices in the page -> Converter key modes
+KEY_CHOICES = {"keep the key (octaves)": "octave", "free (any semitone)": "free"}
+
 def _safe_name(s: str, limit: int = 60) -> str:
     """A file-name-safe version of ``s`` (letters, digits, ``._-``), never empty."""
     return re.sub(r"[^\w.-]+", "_", s).strip("._")[:limit] or "audio"
@@ -216,6 +219,7 @@ class UIBackend:
         singer: str | None = None,
         transpose: float = 0.0,
         auto_transpose: bool = False,
+        key_mode: str = "octave",
         sampler: str | None = None,
         steps: int | None = None,
         strength: float | None = None,
@@ -231,7 +235,7 @@ class UIBackend:
         try:
             res = self.converter.convert(
                 wav, sr, singer=singer or None, transpose=float(transpose or 0.0), auto_transpose=bool(auto_transpose),
-                sampler=sampler or None, steps=None if steps is None else int(steps),
+                key_mode=key_mode or "octave", sampler=sampler or None, steps=None if steps is None else int(steps),
                 strength=None if strength is None else float(strength), on_progress=on_progress, name=p.name,
             )
         except CanoraError as e:
@@ -250,8 +254,9 @@ class UIBackend:
         if st.get("silent"):
             status = f"{p.name}: no voice found (no pitched frames), so the result is {seconds:.1f} s of silence"
         else:
-            key = "automatic key" if auto_transpose else "transpose"
-            status = (f"{p.name}: {seconds:.2f} s converted to {res.singer}, {key} {res.transpose:+.1f} semitones, "
+            key = (f"automatic key ({st['key']['reason']})" if "key" in st
+                   else f"transpose {res.transpose:+.1f} semitones")
+            status = (f"{p.name}: {seconds:.2f} s converted to {res.singer}, {key}, "
                       f"{st.get('sampler')} × {st.get('steps')} steps, strength {st.get('strength'):g}, "
                       f"in {st.get('wall_seconds', 0.0):.1f} s "
                       f"(real-time factor {st.get('real_time_factor', 0.0):.2f})")
@@ -289,13 +294,14 @@ def build_app(backend: UIBackend, title: str = "canora") -> Any:
         p.write_bytes(data)
         return str(p)
 
-    def do_convert(audio_path, singer, transpose, auto, sampler, steps, strength,  # noqa: ANN001, ANN202
+    def do_convert(audio_path, singer, transpose, auto, key_mode, sampler, steps, strength,  # noqa: ANN001, ANN202
                    progress=gr.Progress()):  # noqa: B008 - Gradio's way of asking for a progress tracker
         if not audio_path:
             return None, None, None, _status_html("upload or record a clip first", error=True)
         try:
-            r = backend.convert(audio_path, singer=singer, transpose=transpose, auto_transpose=auto, sampler=sampler,
-                                steps=steps, strength=strength, on_progress=lambda f, d: progress(f, desc=d))
+            r = backend.convert(audio_path, singer=singer, transpose=transpose, auto_transpose=auto,
+                                key_mode=KEY_CHOICES.get(key_mode, "octave"), sampler=sampler, steps=steps,
+                                strength=strength, on_progress=lambda f, d: progress(f, desc=d))
         except CanoraError as e:
             return None, None, None, _status_html(str(e), error=True)
         d = r.wav_path.parent
@@ -329,6 +335,8 @@ def build_app(backend: UIBackend, title: str = "canora") -> Any:
                                               elem_id="transpose")
                         auto = gr.Checkbox(value=False, label="automatic key (toward the singer's range)",
                                            elem_id="auto-key")
+                        key_mode = gr.Radio(list(KEY_CHOICES), value=next(iter(KEY_CHOICES)), label="automatic key",
+                                            elem_id="key-mode")
                     with gr.Row():
                         sampler = gr.Dropdown(backend.samplers, value=defaults["sampler"], label="sampler",
                                               elem_id="sampler")
@@ -346,7 +354,7 @@ def build_app(backend: UIBackend, title: str = "canora") -> Any:
                 out_img = gr.Image(label="converted mel + F0", show_label=False, type="filepath", interactive=False,
                                    buttons=["download", "fullscreen"], elem_id="converted-plot")
             auto.change(lambda a: gr.Slider(interactive=not a), auto, transpose, queue=False)
-            go.click(do_convert, [audio_in, singer, transpose, auto, sampler, steps, strength],
+            go.click(do_convert, [audio_in, singer, transpose, auto, key_mode, sampler, steps, strength],
                      [audio_out, src_img, out_img, status], concurrency_limit=1, concurrency_id="convert",
                      show_progress_on=[audio_out])
         with gr.Tab("Doctor"):

@@ -34,7 +34,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     key = p.add_mutually_exclusive_group()
     key.add_argument("--transpose", type=float, default=0.0, help="shift the pitch by N semitones (default 0)")
     key.add_argument("--auto-transpose", action="store_true",
-                     help="shift each song's median pitch toward the target singer's range")
+                     help="move each song toward the target singer's range: whole octaves (the key kept) unless "
+                     "--key-mode free")
+    p.add_argument("--key-mode", choices=("octave", "free"), default="octave",
+                   help="with --auto-transpose: octave keeps the key (whole octaves only; default), free allows "
+                   "any semitone")
     p.add_argument("--sampler", default=None, help="ddpm, ddim or dpmpp (default: dpmpp)")
     p.add_argument("--steps", type=int, default=None, help="denoising steps (default 10)")
     p.add_argument("--strength", type=float, default=None,
@@ -110,7 +114,8 @@ def run(args: argparse.Namespace) -> int:
     def one(f: Path) -> float:
         wav, sr = read_audio(f)
         res = conv.convert(wav, sr, singer=singer, transpose=args.transpose, auto_transpose=args.auto_transpose,
-                           sampler=args.sampler, steps=args.steps, strength=args.strength, seed=args.seed,
+                           key_mode=args.key_mode, sampler=args.sampler, steps=args.steps, strength=args.strength,
+                           seed=args.seed,
                            max_slice_seconds=args.max_slice_seconds, progress=progress, name=str(f),
                            measure_cycle_error=args.cycle_error)
         out = outputs[f]
@@ -125,8 +130,8 @@ def run(args: argparse.Namespace) -> int:
             atomic_save_npy(out.with_name(out.stem + ".f0.npy"), res.f0)
         if res.stats.get("silent"):
             log.warning("%s: no voice found; wrote silence to %s", f.name, out)
-        elif args.auto_transpose:
-            log.info("%s: auto-transpose %+.0f semitones", f.name, res.transpose)
+        elif "key" in res.stats:
+            log.info("%s: auto-transpose %s", f.name, res.stats["key"]["reason"])
         return res.stats["seconds"]
 
     return finish(run_batch(files, one, "convert"), f"converted to {singer}")

@@ -35,8 +35,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     key.add_argument("--transpose", type=float, default=0.0, help="shift the pitch by N semitones (default 0)")
     key.add_argument(
         "--auto-transpose", action="store_true",
-        help="shift the source's median pitch toward the target singer's range (statistics stored in the model)",
+        help="move the source toward the target singer's range (statistics stored in the model): whole octaves "
+        "(the key kept) unless --key-mode free",
     )
+    p.add_argument("--key-mode", choices=("octave", "free"), default="octave",
+                   help="with --auto-transpose: octave keeps the key (default), free allows any semitone")
     p.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same output")
     p.add_argument("--audio", type=Path, default=None, help="directory of the source audio of .npy mel inputs")
     p.add_argument("--mel-spec", type=Path, default=None, help="MelSpec JSON the input mels were made with")
@@ -104,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             feats = refiner.features(load_audio(f, sr), sr, name=str(f))
         res = refiner.refine_features(
-            feats, args.singer, transpose=args.transpose, auto_transpose=args.auto_transpose,
+            feats, args.singer, transpose=args.transpose, auto_transpose=args.auto_transpose, key_mode=args.key_mode,
             sampler=args.sampler, steps=args.steps, strength=args.strength, seed=args.seed,
         )
         if args.auto_transpose:

@@ -30,6 +30,7 @@ import torch
 
 from canora.conditioning import FeatureParams, RefinerFeatures, extract_features
 from canora.dsp.mel import MelSpec
+from canora.dsp.pitch import KeyChoice
 from canora.dsp.spectral import griffin_lim, shift_mel_pitch
 from canora.errors import CanoraError, CheckpointError, MelError
 from canora.io.checkpoint import load_export, save_export
@@ -297,19 +298,26 @@ class Refiner:
             raise CanoraError(f"this refiner has no F0 statistics for singer {name!r}; use --transpose instead")
         return F0Stats.from_dict(stats)
 
-    def auto_transpose_for(
-        self, feats: RefinerFeatures | Sequence[RefinerFeatures], singer: str | int | None
-    ) -> float:
-        """Semitones that move the source's pitch toward ``singer``'s range (from the stored F0 statistics).
+    def choose_key(
+        self, feats: RefinerFeatures | Sequence[RefinerFeatures], singer: str | int | None, mode: str = "octave"
+    ) -> KeyChoice:
+        """The shift that moves the source's pitch toward ``singer``'s range (the stored F0 statistics), with
+        its reason: whole octaves (``mode="octave"``, the key kept) or any semitone (``"free"``).
 
         ``feats``: one recording's features, or those of all the slices of one song (their voiced frames
         pooled, so the whole song gets one key).
         """
-        from canora.dsp.pitch import auto_transpose
+        from canora.dsp.pitch import choose_key
 
         parts = [feats] if isinstance(feats, RefinerFeatures) else list(feats)
         voiced_f0 = np.concatenate([f.f0[f.voiced] for f in parts])
-        return float(auto_transpose(voiced_f0, self.singer_f0_range(singer)))
+        return choose_key(voiced_f0, self.singer_f0_range(singer), mode)
+
+    def auto_transpose_for(
+        self, feats: RefinerFeatures | Sequence[RefinerFeatures], singer: str | int | None, mode: str = "octave"
+    ) -> float:
+        """Semitones of :meth:`choose_key`."""
+        return float(self.choose_key(feats, singer, mode).semitones)
 
     def transpose_features(self, feats: RefinerFeatures, semitones: float) -> RefinerFeatures:
         """``feats`` in another key: F0 (T,) x 2^(semitones / 12) (voiced flags kept) and the source mel
@@ -332,12 +340,14 @@ class Refiner:
         *,
         transpose: float = 0.0,
         auto_transpose: bool = False,
+        key_mode: str = "octave",
         **kwargs: Any,
     ) -> RefineResult:
         """Refine precomputed features (see :meth:`refine` for ``kwargs``), transposing F0 (and the
-        source mel, :func:`shift_mel_pitch`) by ``transpose`` semitones or automatically."""
+        source mel, :func:`shift_mel_pitch`) by ``transpose`` semitones or automatically (``key_mode``:
+        whole octaves, the key kept, or ``"free"``; :meth:`choose_key`)."""
         if auto_transpose:
-            transpose = self.auto_transpose_for(feats, singer)
+            transpose = self.auto_transpose_for(feats, singer, key_mode)
         keyed = self.transpose_features(feats, transpose)
         return RefineResult(self.refine_in_key(keyed, singer, **kwargs), keyed.f0_with_zeros(), float(transpose))
 
@@ -349,12 +359,14 @@ class Refiner:
         *,
         transpose: float = 0.0,
         auto_transpose: bool = False,
+        key_mode: str = "octave",
         name: str = "audio",
         **kwargs: Any,
     ) -> RefineResult:
         """Convert audio (T,) at ``sr``: extract all features, transpose, refine toward ``singer``."""
         feats = self.features(wav, sr, name=name)
-        return self.refine_features(feats, singer, transpose=transpose, auto_transpose=auto_transpose, **kwargs)
+        return self.refine_features(feats, singer, transpose=transpose, auto_transpose=auto_transpose,
+                                    key_mode=key_mode, **kwargs)
 
     def reconstruct(
         self,
