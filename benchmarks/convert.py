@@ -1,7 +1,7 @@
 """End-to-end conversion quality and speed: source singers -> the bundled PJS models, against baselines.
 
 For every source clip (singers the models never heard) and every system, the same scores `canora eval`
-computes (DESIGN.md section 5):
+computes:
 
 * F0 RMSE in cents and gross pitch error (> 50 cents) of the output against the source after the applied
   transpose, and voiced/unvoiced disagreement;

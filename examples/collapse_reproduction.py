@@ -7,7 +7,7 @@
 5. ``canora report`` original vs fixed mels                                           -> OUT/report_fixed
 
 Usage: python examples/collapse_reproduction.py [OUT_DIR]   (default /tmp/canora_collapse)
-Needs ../shared/data (see SOURCES.md there). Takes about a minute on 2 CPU cores.
+Needs ../shared/data. Takes about a minute on 2 CPU cores.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 A pretrained HiFi-GAN fed mels in a convention it was not trained on does not fail loudly: it outputs
 noise, near-silence or a clipped square wave. :func:`check_output` measures the symptoms (mel cycle error
-of DESIGN.md section 5, spectral flatness, energy against the mel's, clipping, NaN) and names the verdict.
+: spectral flatness, energy against the mel's, clipping, NaN) and names the verdict.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Mel conventions other systems use (DESIGN.md section 3): make them from audio, and convert them back.
+"""Mel conventions other systems use: make them from audio, and convert them back.
 
 A *convention* is one way a mel differs from a :class:`~canora.dsp.mel.MelSpec`'s natural-log mel. Each has a
 key (``CONVENTIONS``), a way to make it from audio (:func:`synthesize`, used by tests, the collapse

@@ -1,4 +1,4 @@
-"""Objective evaluation of conversions (DESIGN.md section 5): F0 error, voicing error, singer similarity.
+"""Objective evaluation of conversions: F0 error, voicing error, singer similarity.
 
 Pure functions over arrays; :mod:`canora.cli.eval` wires them to files.
 """

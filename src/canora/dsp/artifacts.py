@@ -1,4 +1,4 @@
-"""Waveform artifact metrics that mel-domain metrics miss (DESIGN.md section 5).
+"""Waveform artifact metrics that mel-domain metrics miss.
 
 An 80-band mel at hop 256 cannot see a pulse train at the frame rate (sr / hop = 86.13 Hz at 22050 Hz):
 a vocoder can score a low mel L1 and a low mel cycle error and still buzz. Each metric here looks at the
@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-# Praat's autocorrelation settings for the second tracker (DESIGN.md section 5).
+# Praat's autocorrelation settings for the second tracker.
 PRAAT_FLOOR = 60.0
 PRAAT_CEILING = 1100.0
 GROSS_CENTS = 50.0

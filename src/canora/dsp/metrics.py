@@ -1,4 +1,4 @@
-"""Objective metrics shared by tests, benchmarks and reports (DESIGN.md section 5)."""
+"""Objective metrics shared by tests, benchmarks and reports."""
 
 from __future__ import annotations
 
