@@ -1,4 +1,4 @@
-"""canora doctor: one test per mel convention of DESIGN.md section 3, on mels made from real audio."""
+"""canora doctor: one test per mel convention, on mels made from real audio."""
 
 from __future__ import annotations
 

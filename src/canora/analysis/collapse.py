@@ -1,8 +1,8 @@
 """Is this vocoder output a collapse? Objective checks of generated audio against the mel it came from.
 
 A pretrained HiFi-GAN fed mels in a convention it was not trained on does not fail loudly: it outputs
-noise, near-silence or a clipped square wave. :func:`check_output` measures the symptoms (mel cycle error
-: spectral flatness, energy against the mel's, clipping, NaN) and names the verdict.
+noise, near-silence or a clipped square wave. :func:`check_output` measures the symptoms (mel cycle error,
+spectral flatness, energy against the mel's, clipping, NaN) and names the verdict.
 """
 
 from __future__ import annotations
