@@ -5,7 +5,8 @@
     pipeline, analysis           compose refiner and vocoder for conversion and reports
     refiner | vocoder            the two models: never import each other
     conditioning                 the features of a waveform
-    dsp, io, config, errors      the floor: signal processing and files, no model
+    io                           files (audio, mels, checkpoints), on top of dsp
+    dsp, config, errors          the ground floor: signal processing, no model
 """
 
 from __future__ import annotations
@@ -76,6 +77,10 @@ def test_the_tree_was_read():
 def test_the_floor_imports_no_model():
     everything_above = {_area(m) for m in IMPORTS} - FLOOR - {""}
     assert _violations("the floor imports no model", FLOOR, everything_above) == []
+
+
+def test_dsp_is_the_ground_floor():
+    assert _violations("dsp imports only dsp, config and errors", {"dsp"}, {"io"}) == []
 
 
 def test_refiner_and_vocoder_never_import_each_other():

@@ -241,7 +241,7 @@ class HubertContent(ContentEncoder):
     def extract(self, wav: np.ndarray, sr: int, hop: int, n_frames: int) -> np.ndarray:
         import torch
 
-        from canora.io.audio import resample
+        from canora.dsp.resample import resample
 
         x = resample(check_wav(wav, sr, hop).astype(np.float32), sr, self.sample_rate)
         x = (x - x.mean()) / (x.std() + 1e-7)

@@ -243,7 +243,7 @@ class PyinF0(F0Extractor):
     def _track(self, x: np.ndarray, sr: int, step: float) -> tuple[np.ndarray, np.ndarray]:
         import librosa
 
-        from canora.io.audio import resample
+        from canora.dsp.resample import resample
 
         y = resample(x.astype(np.float32), sr, self.analysis_sr)
         hop = max(1, min(80, int(step * self.analysis_sr)))
@@ -298,7 +298,7 @@ class SwiftF0(F0Extractor):
         self.threads = max(1, int(threads))
 
     def _track(self, x: np.ndarray, sr: int, step: float) -> tuple[np.ndarray, np.ndarray]:
-        from canora.io.audio import resample
+        from canora.dsp.resample import resample
 
         detector = _swift_detector(self.threads)
         y = resample(x.astype(np.float32), sr, self.analysis_sr)

@@ -6,20 +6,12 @@ from pathlib import Path
 
 import numpy as np
 
+from canora.dsp.resample import resample  # noqa: F401 (read_audio and load_audio resample; re-exported)
 from canora.errors import AudioError
 from canora.io.files import atomic_write_with
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".au", ".w64")
 SILENCE_PEAK = 1e-4  # a file whose peak is below this (-80 dBFS) is "all silent"
-
-
-def resample(wav: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
-    """High-quality (soxr VHQ) resampling of (T,) float audio."""
-    if sr_in == sr_out:
-        return wav
-    import soxr
-
-    return soxr.resample(wav, sr_in, sr_out, quality="VHQ").astype(np.float32, copy=False)
 
 
 def read_audio(path: str | Path) -> tuple[np.ndarray, int]:
