@@ -63,6 +63,25 @@ def test_distribution_report_finds_moved_bands(tmp_path: Path, mel_dirs: tuple[P
     assert m["summary"]["files"] == 2 and m["files"][0]["refined"] is None
 
 
+def test_harmonic_detail_sees_a_refiner_that_smooths_harmonics(tmp_path: Path, wavs) -> None:
+    """Refined mels blurred along frequency (what a refiner that turns harmonics into a noise band does)
+    keep their per-band means but lose harmonic detail: the report's ratio falls below 0.9 in every band."""
+    from scipy.ndimage import uniform_filter1d
+
+    orig, ref = tmp_path / "orig", tmp_path / "ref"
+    orig.mkdir()
+    ref.mkdir()
+    for stem, wav in wavs.items():
+        mel = synthesize(wav, SPEC, "ln")
+        np.save(orig / f"{stem}.npy", mel)
+        np.save(ref / f"{stem}.npy", uniform_filter1d(mel, 3, axis=0))
+    hd = build_report(orig, ref, tmp_path / "out", spec=SPEC)["distribution"]["harmonic_detail"]
+    assert hd["frames"] > 100 and all(q < 0.9 for q in hd["ratio"]), hd
+    assert "Harmonic detail" in (tmp_path / "out" / "report.html").read_text()
+    same = build_report(orig, orig, tmp_path / "same", spec=SPEC)["distribution"]["harmonic_detail"]
+    assert all(q == pytest.approx(1.0) for q in same["ratio"])
+
+
 def test_report_with_vocoder_flags_the_db_file(tmp_path: Path, mel_dirs: tuple[Path, Path]) -> None:
     import jsonschema
 
