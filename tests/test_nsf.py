@@ -252,3 +252,24 @@ def test_resume_keeps_the_adversarial_phase_unless_told(wav_dir, tmp_path):
     resumed = NSFTrainer(_cfg(wav_dir, tmp_path / "run", steps=3, disc_width_div=8), tmp_path / "run")
     resumed.prepare()
     assert resumed.step == 2 and resumed.task.cfg.recon_steps == 1 and resumed.task.cfg.steps == 3
+
+
+def test_init_from_an_export_starts_where_it_ended(wav_dir, tmp_path):
+    """--init-from EXPORT: the new run's generator computes exactly what the export computes, discriminators
+    fresh (how the bundled vocoder's adversarial phase continues its reconstruction phase)."""
+    NSFTrainer(_cfg(wav_dir, tmp_path / "a", steps=2), tmp_path / "a").run()
+    export = tmp_path / "a" / "export"
+    tr = NSFTrainer(_cfg(wav_dir, tmp_path / "b", steps=3, recon_steps=0, disc_width_div=8,
+                         init_from=str(export)), tmp_path / "b")
+    tr.prepare()
+    voc = Vocoder.from_pretrained(export)
+    mel = torch.full((1, 80, 12), -4.0)
+    f0 = torch.full((1, 12), 220.0)
+    with torch.no_grad():
+        ours = tr.task.generator.eval()(mel, f0, torch.Generator().manual_seed(3))
+        theirs = voc.generator(mel, f0, torch.Generator().manual_seed(3))
+    torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-4)
+    assert tr.task.generator.has_weight_norm  # trainable again
+    other = NSFConfig(upsample_initial_channel=32, resblock_kernel_sizes=(3,), resblock_dilation_sizes=((1, 2),))
+    with pytest.raises(CanoraError, match="NSF config differs"):
+        NSFTrainer(_cfg(wav_dir, tmp_path / "c", model=other.to_dict(), init_from=str(export)), tmp_path / "c").run()

@@ -103,15 +103,15 @@ def _pick(value: T | None, cls: type, name: str) -> T:
 
 
 def run_nsf(args: argparse.Namespace) -> int:
-    from canora.dsp.mel import load_spec
+    from canora.dsp.mel import MelSpec, load_spec
     from canora.errors import CanoraError
     from canora.training.nsf import NSFTrainConfig as C
     from canora.training.nsf import train_nsf
     from canora.vocoder.nsf import NSFConfig
 
     unsupported = [flag for flag, v in (("--mels", args.mels), ("--refiner", args.refiner),
-                                        ("--init-from", args.init_from), ("--train-list", args.train_list),
-                                        ("--val-list", args.val_list)) if v is not None]
+                                        ("--train-list", args.train_list), ("--val-list", args.val_list))
+                   if v is not None]
     if unsupported:
         raise CanoraError(f"--arch nsf does not take {', '.join(unsupported)} yet; train it on --wavs")
     spec = load_spec(args.config or "v1")
@@ -119,6 +119,15 @@ def run_nsf(args: argparse.Namespace) -> int:
     if seg % spec.hop_length:
         raise CanoraError(f"--segment-size {seg} must be a multiple of the hop ({spec.hop_length})")
     model = NSFConfig(sample_rate=spec.sample_rate, n_mels=spec.n_mels)
+    if args.init_from is not None:  # fine-tune: the export's own generator config and MelSpec
+        from canora.io.checkpoint import load_export
+
+        doc, _ = load_export(args.init_from, "nsf-hifigan")
+        model = NSFConfig.from_dict(doc["config"], str(args.init_from))
+        exported = MelSpec.from_dict(doc["mel_spec"], str(args.init_from))
+        if args.config is not None:
+            spec.require_same(exported, f"--config vs --init-from {args.init_from}", "omit --config")
+        spec = exported
     if model.hop_length != spec.hop_length:
         raise CanoraError(f"the NSF generator upsamples by {model.hop_length}; the MelSpec's hop is {spec.hop_length}")
     cfg = C(
@@ -131,6 +140,7 @@ def run_nsf(args: argparse.Namespace) -> int:
         log_every=_pick(args.log_every, C, "log_every"), max_minutes=args.max_minutes,
         seed=_pick(args.seed, C, "seed"), cache_dir=None if args.cache_dir is None else str(args.cache_dir),
         f0_method=args.f0_method, device=args.device,
+        init_from=None if args.init_from is None else str(args.init_from),
     )
     export = train_nsf(cfg, args.out)
     print(f"newest export: {export}")

@@ -150,15 +150,8 @@ class InitWeights:
 
 def _rewrap_weight_norm(folded: dict[str, torch.Tensor], gcfg: GeneratorConfig, source: str) -> dict[str, torch.Tensor]:
     """Folded (inference) weights -> weight-norm parameters (g = ||w|| per output slice, v = w)."""
-    from torch.nn.utils.parametrizations import weight_norm
-
     model = Generator.from_config(gcfg)
-    wrapped = [name for name, m in model.named_modules() if hasattr(m, "parametrizations")]
-    model.remove_weight_norm()
-    check_state_dict(model, folded, source)
-    model.load_state_dict(folded, strict=True)
-    for name in wrapped:
-        weight_norm(model.get_submodule(name))
+    model.load_folded(folded, source)
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 

@@ -65,6 +65,7 @@ class NSFTrainConfig(RunConfig):
     seed: int = 1234
     cache_dir: str | None = None
     f0_method: str = DEFAULT_F0_METHOD
+    init_from: str | None = None  # an NSF export to start the generator from (a fresh run only)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -166,6 +167,8 @@ class NSFTask(Task):
         self.msd = disc.MultiScaleDiscriminator(width_div=cfg.disc_width_div).to(ctx.device)
         self.opt_g = torch.optim.AdamW(self.generator.parameters(), cfg.lr, betas=cfg.betas)
         self.opt_d = torch.optim.AdamW([*self.mpd.parameters(), *self.msd.parameters()], cfg.lr, betas=cfg.betas)
+        if cfg.init_from and not ctx.resuming:
+            self._init_from(Path(cfg.init_from), ctx)
         self.g_ddp, self.mpd_ddp, self.msd_ddp = ctx.wrap(self.generator), ctx.wrap(self.mpd), ctx.wrap(self.msd)
         wavs = Path(cfg.wavs)
         if not wavs.is_dir():
@@ -183,6 +186,22 @@ class NSFTask(Task):
         self.val = load_clips(val_files, self.spec, cache, False, cfg.f0_method) if ctx.is_main else []
         if not self.train:
             raise CanoraError(f"{wavs}: no usable training files (all unreadable or without voice)")
+
+    def _init_from(self, path: Path, ctx: Context) -> None:
+        """The generator starts from an NSF export (its config must be this run's; discriminators stay fresh)."""
+        from canora.io.checkpoint import load_export
+
+        doc, state = load_export(path, "nsf-hifigan")
+        exported = NSFConfig.from_dict(doc["config"], str(path))
+        if exported != self.cfg.nsf:
+            raise CanoraError(f"{path}: its NSF config differs from this run's ({exported} vs {self.cfg.nsf}); "
+                              "train with the export's config (the CLI does so with --init-from)")
+        MelSpec.from_dict(doc["mel_spec"], str(path)).require_same(
+            self.spec, f"--init-from {path} vs the run's MelSpec", "train on the export's MelSpec")
+        self.generator.load_folded({k: v.to(ctx.device) for k, v in state.items()}, str(path))
+        if ctx.is_main:
+            log.info("initialised the generator from %s (step %s); discriminators are fresh", path,
+                     doc.get("meta", {}).get("trained_steps", "?"))
 
     def describe(self) -> str:
         n_g = sum(p.numel() for p in self.generator.parameters())

@@ -197,6 +197,18 @@ class GeneratorBase(nn.Module):
         fold_weight_norm(self)
         return self
 
+    def load_folded(self, folded: dict[str, torch.Tensor], source: str) -> None:
+        """Load folded (inference, export) weights into this weight-normed generator: g = ||w|| per output
+        slice and v = w, so it computes exactly what the export computes and can train on."""
+        from torch.nn.utils.parametrizations import weight_norm as wn
+
+        wrapped = [name for name, m in self.named_modules() if parametrize.is_parametrized(m, "weight")]
+        self.remove_weight_norm()
+        check_state_dict(self, folded, source)
+        self.load_state_dict(folded, strict=True)
+        for name in wrapped:
+            wn(self.get_submodule(name))
+
     @property
     def has_weight_norm(self) -> bool:
         return has_weight_norm(self)
