@@ -63,11 +63,21 @@ def candidates() -> dict[str, Feature]:
         e = CepstralContent(**kw)
         return lambda wav: e.extract(wav, SR, HOP, len(wav) // HOP)
 
+    def perturbed(wav: np.ndarray) -> np.ndarray:
+        """The default content of a timbre-perturbed copy (a random frequency warp and EQ per recording), as
+        the refiner's training sees it (canora.training.augment)."""
+        from canora.conditioning import FeatureParams
+        from canora.training.augment import TimbrePerturbation, timbre_variants
+
+        how = TimbrePerturbation(variants=1)
+        return timbre_variants(wav, spec, FeatureParams(), how, f"clip{len(wav)}", len(wav) // HOP)[0][0].T
+
     return {
         "logmel80 (raw)": logmel,
         "logmel80 cmvn": lambda wav: cmvn(logmel(wav)),
         "mfcc c0-19": enc(first=0, normalize=False, vtln=False),
         "mfcc c1-19 cmvn (dsp default)": enc(first=1, vtln=False),
+        "dsp default, timbre-perturbed (refiner training)": perturbed,
         "mfcc c2-19 cmvn": enc(first=2, vtln=False),
         "mfcc c1-19 cmvn vtln": enc(first=1, vtln=True),
         "mfcc c2-19 cmvn vtln": enc(first=2, vtln=True),
