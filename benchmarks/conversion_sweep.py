@@ -1,0 +1,189 @@
+"""Conversion of singers the models never heard, across refiner settings: what to make the defaults.
+
+For every non-PJS singer in ../shared/data (one clip each, the middle ``--clip-seconds``) and every setting
+of the grid ``--samplers`` x ``--steps`` x ``--strengths``, with the key as given (``--key none`` = no flags,
+``octave`` = --auto-transpose keeping the key, ``free``), it scores the conversion as `canora eval` does and
+adds the harmonic detail of the refined mel against real recordings of the target:
+
+* singer similarity: resemblyzer cosine to the centroid of the target's held-out recordings (PJS 089-090),
+  beside the source's own similarity;
+* gross pitch error against the transposed source by harvest and by Praat, over frames both hear as voiced
+  in the source; frame-rate periodicity and lines and voiced HNR of the output beside the source's;
+* harmonic detail ratio per band (0-1, 1-2, 2-4, 4-8 kHz): :func:`canora.dsp.metrics.harmonic_detail` of the
+  refined mel over its voiced frames, divided by that of the target's real mels over frames of the same
+  pitch (2-semitone bins of F0, weighted by the conversion's frames per bin), so a refiner that smooths the
+  harmonics above 2 kHz into a noise band scores below 1;
+* real-time factor of the conversion (wall / audio seconds, warm), with the load average in the JSON.
+
+    .venv/bin/python benchmarks/conversion_sweep.py [--refiner EXPORT] [--vocoder EXPORT] \\
+        [--samplers dpmpp] [--steps 4 10] [--strengths 0.6 0.8 1.0] [--key none octave] [--clip-seconds 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from _common import print_table, write_json
+
+from canora.analysis.evaluation import SpeakerEmbedder, centroid, evaluate_conversion
+from canora.dsp.mel import wav_to_mel
+from canora.dsp.metrics import DETAIL_BANDS
+from canora.dsp.pitch import extract_f0
+from canora.io.audio import load_audio
+from canora.pipeline import Converter
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+SOURCES = ["vocadito/vocadito_1.wav", "vocadito/vocadito_10.wav", "vocadito/vocadito_14.wav",
+           "nitsong070/nitech_jp_song070_f001_004.wav", "dagstuhl/*S1_DYN*.wav", "dagstuhl/*B1_LRX*.wav",
+           "dagstuhl/*B2_DYN*.wav", "smstools/singing-female.wav", "smstools/vignesh.wav"]
+# held out by both bundled models: the target's reference recordings (similarity centroid, real mels)
+TARGET_REFS = ["pjs/pjs087_song.wav", "pjs/pjs088_song.wav", "pjs/pjs089_song.wav", "pjs/pjs090_song.wav"]
+SIM_REFS = TARGET_REFS[2:]
+
+
+def resolve(patterns: list[str]) -> list[Path]:
+    out: list[Path] = []
+    for pat in patterns:
+        out += sorted(DATA.glob(pat))[:1] if "*" in pat else [DATA / pat]
+    return [p for p in out if p.is_file()]
+
+
+def _d2(mel: np.ndarray, spec: object) -> tuple[np.ndarray, np.ndarray]:
+    """(|second difference along frequency| (n_mels - 2, T), bin centres (n_mels - 2,) Hz) of a log-mel."""
+    import librosa
+
+    c = librosa.mel_frequencies(n_mels=spec.n_mels + 2, fmin=spec.fmin, fmax=spec.fmax_hz)[1:-1]
+    return np.abs(mel[2:] - 2 * mel[1:-1] + mel[:-2]), c[1:-1]
+
+
+class DetailReference:
+    """Harmonic detail of the target's real mels per band and per 2-semitone F0 bin."""
+
+    def __init__(self, paths: list[Path], spec: object) -> None:
+        self.spec = spec
+        d2s, bins = [], []
+        for p in paths:
+            wav = load_audio(p, spec.sample_rate)
+            mel = wav_to_mel(wav, spec)
+            f0 = extract_f0(wav, spec.sample_rate, spec.hop_length, mel.shape[1])
+            d2, self.centres = _d2(mel, spec)
+            v = f0 > 0
+            d2s.append(d2[:, v])
+            bins.append(self.bin_of(f0[v]))
+        self.d2, self.bins = np.concatenate(d2s, axis=1), np.concatenate(bins)
+
+    @staticmethod
+    def bin_of(f0: np.ndarray) -> np.ndarray:
+        return np.floor(12 * np.log2(np.maximum(f0, 1.0) / 55.0) / 2).astype(int)
+
+    def ratio(self, mel: np.ndarray, f0: np.ndarray) -> list[float]:
+        """Per band: detail of ``mel`` (n_mels, T) over its voiced frames (``f0`` (T,) > 0) / the reference's at
+        the same pitch (bins without reference frames are left out)."""
+        n = min(mel.shape[1], len(f0))
+        d2, _ = _d2(mel[:, :n], self.spec)
+        v = f0[:n] > 0
+        b = self.bin_of(f0[:n][v])
+        d2 = d2[:, v]
+        out = []
+        for lo, hi in DETAIL_BANDS:
+            rows = (self.centres >= lo) & (self.centres < hi)
+            num = den = 0.0
+            for k in np.unique(b):
+                ref = self.d2[rows][:, self.bins == k]
+                if ref.shape[1] == 0:
+                    continue
+                mine = d2[rows][:, b == k]
+                num += float(mine.mean()) * mine.shape[1]
+                den += float(ref.mean()) * mine.shape[1]
+            out.append(num / den if den > 0 else float("nan"))
+        return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--refiner", type=Path, default=None)
+    ap.add_argument("--vocoder", type=Path, default=None)
+    ap.add_argument("--samplers", nargs="+", default=["dpmpp"])
+    ap.add_argument("--steps", type=int, nargs="+", default=[4, 10])
+    ap.add_argument("--strengths", type=float, nargs="+", default=[0.6, 0.8, 1.0])
+    ap.add_argument("--key", nargs="+", default=["none", "octave"], choices=("none", "octave", "free"))
+    ap.add_argument("--clip-seconds", type=float, default=10.0)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--out", type=Path, default=Path("bench_out/conversion_sweep.json"))
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    sources, refs = resolve(SOURCES), resolve(TARGET_REFS)
+    if not sources or not refs:
+        raise SystemExit(f"{DATA}: the shared recordings are missing")
+    conv = Converter.from_pretrained(args.refiner, args.vocoder)
+    sr, spec = conv.sample_rate, conv.spec
+    emb = SpeakerEmbedder()
+    target = centroid([emb.embed(load_audio(r, 16000), 16000) for r in resolve(SIM_REFS)])
+    detail = DetailReference(refs, spec)
+    load = [os.getloadavg()]
+    rows = []
+    conv.convert(load_audio(sources[0], sr)[: sr], sr, steps=1)  # warm-up
+    for path in sources:
+        wav = load_audio(path, sr)
+        start = max(0, (len(wav) - int(args.clip_seconds * sr)) // 2)
+        wav = wav[start: start + int(args.clip_seconds * sr)]
+        secs = len(wav) / sr
+        src_scores = None
+        for key in args.key:
+            for sampler in args.samplers:
+                for steps in args.steps:
+                    for strength in args.strengths:
+                        t0 = time.perf_counter()
+                        res = conv.convert(wav, sr, auto_transpose=key != "none",
+                                           key_mode="free" if key == "free" else "octave", sampler=sampler,
+                                           steps=steps, strength=strength, name=path.stem)
+                        wall = time.perf_counter() - t0
+                        s = evaluate_conversion(res.audio, wav, sr, transpose=res.transpose, embedder=emb,
+                                                target_centroid=target)
+                        src_scores = src_scores or s
+                        ratio = detail.ratio(res.mel, res.f0)
+                        rows.append({
+                            "clip": path.stem[:20], "key": key, "sampler": sampler, "steps": steps,
+                            "strength": strength, "transpose": res.transpose,
+                            "sim": s["similarity_converted"], "sim_source": s["similarity_source"],
+                            "gpe_harvest": s["gpe_harvest"], "gpe_praat": s["gpe_praat"],
+                            "periodicity": s["periodicity_converted"], "periodicity_src": s["periodicity_source"],
+                            "line_db": s["frame_rate_line_db_converted"], "line_db_src": s["frame_rate_line_db_source"],
+                            "hnr_db": s["hnr_db_converted"], "hnr_db_src": s["hnr_db_source"],
+                            **{f"detail_{int(lo / 1000)}-{int(hi / 1000)}k": r for (lo, hi), r in
+                               zip(DETAIL_BANDS, ratio)},
+                            "rtf": wall / secs})
+        print(f"{path.name}: done", file=sys.stderr)
+        load.append(os.getloadavg())
+    cols = ["clip", "key", "sampler", "steps", "strength", "transpose", "sim", "sim_source", "gpe_harvest",
+            "gpe_praat", "periodicity", "periodicity_src", "hnr_db", "hnr_db_src", "detail_0-1k", "detail_1-2k",
+            "detail_2-4k", "detail_4-8k", "rtf"]
+    print_table(rows, cols)
+    def setting(r: dict) -> tuple:
+        return r["key"], r["sampler"], r["steps"], r["strength"]
+
+    means = []
+    for key, sampler, steps, strength in sorted({setting(r) for r in rows}, key=str):
+        sel = [r for r in rows if setting(r) == (key, sampler, steps, strength)]
+        means.append({"clip": f"MEAN of {len(sel)}", "key": key, "sampler": sampler, "steps": steps,
+                      "strength": strength, **{k: float(np.nanmean([r[k] for r in sel])) for k in cols[5:]},
+                      "sim_min": float(np.nanmin([r["sim"] for r in sel])),
+                      "gpe_max": float(np.nanmax([max(r["gpe_harvest"], r["gpe_praat"]) for r in sel]))})
+    print()
+    print_table(means, ["key", "sampler", "steps", "strength", "sim", "sim_min", "sim_source", "gpe_harvest",
+                        "gpe_praat", "gpe_max", "hnr_db", "hnr_db_src", "detail_0-1k", "detail_1-2k",
+                        "detail_2-4k", "detail_4-8k", "rtf"])
+    write_json(args.out, {"benchmark": "conversion_sweep", "clip_seconds": args.clip_seconds,
+                          "sources": [str(p) for p in sources], "target_refs": [str(p) for p in refs],
+                          "refiner": str(args.refiner or "bundled"), "vocoder": str(args.vocoder or "bundled"),
+                          "threads": args.threads, "loadavg": load, "rows": rows, "means": means})
+
+
+if __name__ == "__main__":
+    main()
