@@ -7,6 +7,7 @@ PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip 'setuptools<81' wheel
 .venv/bin/python -m pip install -q torch==2.13.0
-# ui = the web page (gradio); dev's playwright drives the system chromium, so no `playwright install`
-.venv/bin/python -m pip install -q -e '.[train,analysis,eval,ui,dev]'
+# ui = the web page (gradio); dev's playwright drives the system chromium, so no `playwright install`;
+# onnx = `canora export` (tests/test_onnx.py skips without it)
+.venv/bin/python -m pip install -q -e '.[train,analysis,eval,ui,dev,onnx]'
 .venv/bin/canora --version

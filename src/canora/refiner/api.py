@@ -49,6 +49,32 @@ REFINER_FORMAT_VERSION = 1
 DEFAULT_SAMPLER = "dpmpp"
 DEFAULT_STEPS = 10
 DEFAULT_STRENGTH = 0.6
+BACKENDS = ("torch", "onnx")
+
+
+def read_refiner_doc(
+    path: Path, doc: dict[str, Any]
+) -> tuple[RefinerConfig, MelSpec, MelNormalizer, NoiseSchedule, FeatureParams, dict[str, Any]]:
+    """The parts of a refiner export's ``model.json`` (torch or ONNX), checked: (config, MelSpec, normaliser,
+    schedule, feature parameters, meta)."""
+    meta = doc.get("meta") or {}
+    version = meta.get("refiner_format_version")
+    if not isinstance(version, int):
+        raise CheckpointError(f"{path}: refiner export without a refiner_format_version; re-export it")
+    if version > REFINER_FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path}: refiner format version {version} is newer than this canora reads "
+            f"({REFINER_FORMAT_VERSION}); upgrade canora"
+        )
+    try:
+        cfg = RefinerConfig.from_dict(doc["config"])
+        spec = MelSpec.from_dict(doc["mel_spec"])
+        normalizer = MelNormalizer.from_dict(meta["normalizer"])
+        schedule = NoiseSchedule.from_dict(meta["schedule"])
+        params = FeatureParams.from_dict(meta["features"])
+    except (KeyError, TypeError) as e:
+        raise CheckpointError(f"{path}: incomplete refiner export (missing {e}); re-export it") from None
+    return cfg, spec, normalizer, schedule, params, meta
 
 
 @dataclass
@@ -97,27 +123,33 @@ class Refiner:
 
     # ------------------------------------------------------------------ loading / saving
     @classmethod
-    def from_pretrained(cls, path: str | Path, device: str | torch.device = "cpu") -> Refiner:
-        """Load a slim export directory written by :meth:`export` (or by training)."""
+    def from_pretrained(
+        cls, path: str | Path, device: str | torch.device = "cpu", backend: str | None = None
+    ) -> Refiner:
+        """Load a slim export directory written by :meth:`export` (or by training), or an ONNX export
+        (``canora export``), whose denoiser and conditioning encoder then run on ONNX Runtime.
+
+        ``backend``: ``None`` picks by the export (ONNX export -> ``"onnx"``, else ``"torch"``); ``"onnx"`` with
+        a torch export exports the two networks in memory first (some seconds); see :mod:`canora.refiner.onnx`.
+        """
         path = Path(path)
+        if backend is not None and backend not in BACKENDS:
+            raise CanoraError(f"unknown refiner backend {backend!r}; expected one of {BACKENDS}")
+        from canora.io.onnx import is_onnx_export
+
+        if is_onnx_export(path) or backend == "onnx":
+            if torch.device(device).type != "cpu":
+                raise CanoraError(f"{path}: the ONNX backend runs on the CPU only; use --device cpu or the torch model")
+            if is_onnx_export(path) and backend == "torch":
+                raise CanoraError(f"{path}: this is an ONNX export; it runs with backend 'onnx' (or load the torch "
+                                  "model it was exported from)")
+            from canora.refiner.onnx import load_onnx_refiner, to_onnx_backend
+
+            if is_onnx_export(path):
+                return load_onnx_refiner(path)
+            return to_onnx_backend(cls.from_pretrained(path, "cpu", "torch"))
         doc, state = load_export(path, EXPORT_KIND)
-        meta = doc.get("meta") or {}
-        version = meta.get("refiner_format_version")
-        if not isinstance(version, int):
-            raise CheckpointError(f"{path}: refiner export without a refiner_format_version; re-export it")
-        if version > REFINER_FORMAT_VERSION:
-            raise CheckpointError(
-                f"{path}: refiner format version {version} is newer than this canora reads "
-                f"({REFINER_FORMAT_VERSION}); upgrade canora"
-            )
-        try:
-            cfg = RefinerConfig.from_dict(doc["config"])
-            spec = MelSpec.from_dict(doc["mel_spec"])
-            normalizer = MelNormalizer.from_dict(meta["normalizer"])
-            schedule = NoiseSchedule.from_dict(meta["schedule"])
-            params = FeatureParams.from_dict(meta["features"])
-        except (KeyError, TypeError) as e:
-            raise CheckpointError(f"{path}: incomplete refiner export (missing {e}); re-export it") from None
+        cfg, spec, normalizer, schedule, params, meta = read_refiner_doc(path, doc)
         model = RefinerModel(cfg)
         expected = set(model.state_dict())
         if set(state) != expected:
@@ -151,6 +183,8 @@ class Refiner:
 
     def export(self, directory: str | Path) -> Path:
         """Write a slim export (weights + config + MelSpec + everything in :meth:`export_meta`)."""
+        if self.backend != "torch":
+            raise CanoraError(f"{self.source}: an ONNX refiner holds no torch weights; export the model it came from")
         return save_export(
             directory, kind=EXPORT_KIND, config=self.model.config.to_dict(), mel_spec=self.spec,
             state_dict=self.model.state_dict(), meta=self.export_meta(),
@@ -158,7 +192,13 @@ class Refiner:
 
     @property
     def device(self) -> torch.device:
-        return next(self.model.parameters()).device
+        p = next(self.model.parameters(), None)  # an ONNX denoiser has none: it runs on the CPU
+        return p.device if p is not None else torch.device("cpu")
+
+    @property
+    def backend(self) -> str:
+        """``"torch"``, or ``"onnx"`` for a denoiser running on ONNX Runtime."""
+        return getattr(self.model, "backend", "torch")
 
     # ------------------------------------------------------------------ helpers
     def singer_index(self, singer: str | int | None) -> int:

@@ -6,7 +6,13 @@ Accepted ``path``:
 * an official generator file (``g_02500000``, ``generator_v2``: ``{'generator': state_dict}``, zip or
   legacy pickle), with ``config.json`` beside it or given explicitly; without one, the official
   v1/v2/v3 config whose tensor shapes fit is used (and said);
-* a directory of official files: the newest ``g_*`` and its ``config.json``.
+* a directory of official files: the newest ``g_*`` and its ``config.json``;
+* an ONNX export directory (``model.onnx`` + ``model.json``, written by ``canora export``): the network runs
+  on ONNX Runtime (:mod:`canora.vocoder.onnx`) behind the same interface.
+
+``backend``: ``None`` (the default) runs an ONNX export on ONNX Runtime and everything else on torch;
+``"onnx"`` also runs a torch model on ONNX Runtime (exported in memory first, a few seconds); ``"torch"``
+refuses an ONNX export. onnxruntime is imported only for the ONNX backend.
 
 Two generator families share this facade: the official HiFi-GAN (mel in, audio out) and canora's
 NSF-HiFi-GAN (mel + frame F0 in; :mod:`canora.vocoder.nsf`), the bundled singing vocoder. Call an NSF
@@ -25,7 +31,7 @@ import numpy as np
 import torch
 
 from canora.dsp.mel import BUILTIN_CONFIGS, MelSpec, read_config
-from canora.errors import CheckpointError, MelError
+from canora.errors import CanoraError, CheckpointError, MelError
 from canora.io.checkpoint import is_export, load_export, load_torch_file, newest, read_export_meta, save_export
 from canora.vocoder.hifigan import (
     Generator,
@@ -38,6 +44,7 @@ from canora.vocoder.nsf import NSFConfig, NSFGenerator
 log = logging.getLogger(__name__)
 EXPORT_KIND = "hifigan"
 NSF_KIND = "nsf-hifigan"
+BACKENDS = ("torch", "onnx")
 
 
 def _generator_state(obj: Any, source: str) -> dict[str, torch.Tensor]:
@@ -92,10 +99,29 @@ class Vocoder:
     # ------------------------------------------------------------------ loading
     @classmethod
     def from_pretrained(
-        cls, path: str | Path, config: str | Path | None = None, device: str | torch.device = "cpu"
+        cls, path: str | Path, config: str | Path | None = None, device: str | torch.device = "cpu",
+        backend: str | None = None,
     ) -> Vocoder:
-        """Load a canora export, an official ``g_*`` file, or a directory of them (see module doc)."""
+        """Load a canora export, an official ``g_*`` file, a directory of them, or an ONNX export (see module
+        doc, also for ``backend``)."""
         path = Path(path)
+        if backend is not None and backend not in BACKENDS:
+            raise CanoraError(f"unknown vocoder backend {backend!r}; expected one of {BACKENDS}")
+        from canora.io.onnx import is_onnx_export
+
+        if is_onnx_export(path) or backend == "onnx":
+            if torch.device(device).type != "cpu":
+                raise CanoraError(f"{path}: the ONNX backend runs on the CPU only; use --device cpu or the torch model")
+            if is_onnx_export(path):
+                if backend == "torch":
+                    raise CanoraError(f"{path}: this is an ONNX export; it runs with backend 'onnx' (or load the "
+                                      "torch model it was exported from)")
+                from canora.vocoder.onnx import load_onnx_vocoder
+
+                return load_onnx_vocoder(path)
+            from canora.vocoder.onnx import to_onnx_backend
+
+            return to_onnx_backend(cls.from_pretrained(path, config, "cpu", "torch"))
         if is_export(path):
             kind = NSF_KIND if read_export_meta(path).get("kind") == NSF_KIND else EXPORT_KIND
             doc, state = load_export(path, kind)
@@ -126,12 +152,20 @@ class Vocoder:
         return cls(gen, spec, gcfg, str(path)).to(device)
 
     def to(self, device: str | torch.device) -> Vocoder:
+        if self.backend != "torch" and torch.device(device).type != "cpu":
+            raise CanoraError(f"{self.source}: the ONNX backend runs on the CPU only")
         self.generator.to(device)
         return self
 
     @property
+    def backend(self) -> str:
+        """``"torch"``, or ``"onnx"`` for a generator running on ONNX Runtime."""
+        return getattr(self.generator, "backend", "torch")
+
+    @property
     def device(self) -> torch.device:
-        return next(self.generator.parameters()).device
+        p = next(self.generator.parameters(), None)
+        return p.device if p is not None else torch.device("cpu")
 
     @property
     def sample_rate(self) -> int:
@@ -199,6 +233,8 @@ class Vocoder:
     # ------------------------------------------------------------------ saving
     def export(self, directory: str | Path, meta: dict[str, Any] | None = None) -> Path:
         """Write a slim export (folded weights + config + MelSpec) that :meth:`from_pretrained` reads."""
+        if self.backend != "torch":
+            raise CanoraError(f"{self.source}: an ONNX vocoder holds no torch weights; export the model it came from")
         return save_export(
             directory,
             kind=NSF_KIND if self.needs_f0 else EXPORT_KIND,

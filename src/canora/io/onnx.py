@@ -1,0 +1,261 @@
+"""ONNX exports on disk and the ONNX Runtime sessions that run them; no model code here (models sit above io).
+
+An ONNX export is a directory in canora's export style::
+
+    model.onnx       the network (for the refiner: its denoiser)
+    encoder.onnx     further graphs a kind needs (the refiner's conditioning encoder)
+    model.json       {"format": "canora-onnx-export", "format_version", "kind", "config", "mel_spec",
+                      "sha256" (of model.onnx), "files" ({name: sha256} of every graph), "onnx" (opset,
+                      exporter, quantization, each graph's inputs and outputs), "runtime" (what the runtime
+                      computes outside the graph), "meta"}
+
+``kind`` names the model family as in the torch exports (``hifigan``, ``nsf-hifigan``, ``refiner``) and
+``config`` is the same config dict, so everything but the weights reads as in a torch export. Loading checks
+the format, its version, the kind and each graph's sha256.
+
+The heavy pieces are imported only when used: ``onnxruntime`` when a session is made, ``onnx`` /
+``onnxscript`` (the ``onnx`` extra) when a model is exported or quantised.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import logging
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from canora.dsp.mel import MelSpec
+from canora.errors import CanoraError, CheckpointError
+from canora.io.checkpoint import EXPORT_WEIGHTS
+from canora.io.files import atomic_write_bytes, atomic_write_text
+
+ONNX_FORMAT = "canora-onnx-export"
+ONNX_FORMAT_VERSION = 1
+ONNX_FILE = "model.onnx"
+ONNX_META = "model.json"
+#: opset of the graphs canora writes (the torch.export-based exporter's default in torch 2.13)
+OPSET = 18
+QUANTIZATIONS = ("int8",)
+INSTALL_HINT = "install the onnx extra: pip install 'canora[onnx]'"
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+# ---------------------------------------------------------------------- files
+def is_onnx_export(path: str | Path) -> bool:
+    """True for a directory whose ``model.json`` says it is an ONNX export, or that holds a ``model.onnx`` and no
+    torch weights (its ``model.json`` is checked on load, not here)."""
+    path = Path(path)
+    if not path.is_dir():
+        return False
+    if (path / ONNX_FILE).is_file() and not (path / EXPORT_WEIGHTS).is_file():
+        return True
+    try:
+        doc = json.loads((path / ONNX_META).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(doc, dict) and doc.get("format") == ONNX_FORMAT
+
+
+def save_onnx_export(
+    directory: str | Path,
+    *,
+    kind: str,
+    graphs: Mapping[str, bytes],
+    config: dict[str, Any],
+    mel_spec: MelSpec,
+    onnx_info: dict[str, Any],
+    runtime: dict[str, Any] | None = None,
+    meta: dict[str, Any] | None = None,
+) -> Path:
+    """Write ``graphs`` ({file name: serialized ModelProto}, ``model.onnx`` among them) and ``model.json``."""
+    if ONNX_FILE not in graphs:
+        raise ValueError(f"an ONNX export needs a {ONNX_FILE}")
+    directory = Path(directory)
+    stale: list[str] = []
+    if (directory / ONNX_META).is_file():  # re-exporting over an older ONNX export: drop graphs it had, we don't
+        with contextlib.suppress(OSError, ValueError, AttributeError, TypeError):
+            old = json.loads((directory / ONNX_META).read_text())
+            if old.get("format") == ONNX_FORMAT:
+                stale = [n for n in old.get("files", {}) if n not in graphs and Path(n).name == n]
+    for name, blob in graphs.items():
+        atomic_write_bytes(directory / name, blob)
+    doc = {
+        "format": ONNX_FORMAT,
+        "format_version": ONNX_FORMAT_VERSION,
+        "kind": kind,
+        "config": config,
+        "mel_spec": mel_spec.to_dict(),
+        "sha256": sha256(graphs[ONNX_FILE]),
+        "files": {name: sha256(blob) for name, blob in graphs.items()},
+        "onnx": onnx_info,
+        "runtime": runtime or {},
+        "meta": meta or {},
+    }
+    atomic_write_text(directory / ONNX_META, json.dumps(doc, indent=2) + "\n")
+    for name in stale:
+        (directory / name).unlink(missing_ok=True)
+    return directory
+
+
+def read_onnx_export(directory: str | Path, kind: str | tuple[str, ...] | None = None) -> dict[str, Any]:
+    """``model.json`` of an ONNX export, checked for format, version and (optionally) kind."""
+    directory = Path(directory)
+    meta_path = directory / ONNX_META
+    try:
+        doc = json.loads(meta_path.read_text())
+    except FileNotFoundError:
+        raise CheckpointError(f"{directory}: not a canora ONNX export (no {ONNX_META}); make one with "
+                              "`canora export MODEL -o DIR`") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{meta_path}: corrupt model description ({e}); re-export the model") from None
+    if not isinstance(doc, dict) or doc.get("format") != ONNX_FORMAT:
+        raise CheckpointError(f"{meta_path}: not a canora ONNX export; make one with `canora export MODEL -o DIR`")
+    version = doc.get("format_version")
+    if not isinstance(version, int) or version > ONNX_FORMAT_VERSION:
+        raise CheckpointError(
+            f"{directory}: ONNX export format version {version} is newer than this canora reads "
+            f"({ONNX_FORMAT_VERSION}); upgrade canora"
+        )
+    kinds = (kind,) if isinstance(kind, str) else kind
+    if kinds is not None and doc.get("kind") not in kinds:
+        raise CheckpointError(f"{directory}: this is an ONNX {doc.get('kind')!r} model, expected "
+                              + " or ".join(repr(k) for k in kinds))
+    for key in ("config", "mel_spec", "files"):
+        if not isinstance(doc.get(key), dict):
+            raise CheckpointError(f"{meta_path}: incomplete ONNX export (no {key!r}); re-export the model")
+    return doc
+
+
+def read_graph(directory: str | Path, doc: dict[str, Any], name: str = ONNX_FILE) -> bytes:
+    """The bytes of graph ``name`` of an export, checked against the sha256 in its ``model.json``."""
+    path = Path(directory) / name
+    want = doc["files"].get(name)
+    if want is None:
+        raise CheckpointError(f"{Path(directory) / ONNX_META}: lists no {name}; re-export the model")
+    try:
+        blob = path.read_bytes()
+    except FileNotFoundError:
+        raise CheckpointError(f"{Path(directory)}: ONNX export has no {name}; re-export the model") from None
+    if sha256(blob) != want:
+        raise CheckpointError(f"{path}: graph does not match the hash in {ONNX_META} (corrupt or replaced)")
+    return blob
+
+
+# ---------------------------------------------------------------------- running
+def make_session(model: bytes, threads: int | None = None, name: str = "model") -> Any:
+    """An ONNX Runtime CPU session on a serialized model; ``threads`` intra-op threads (default: torch's)."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise CanoraError(f"the ONNX backend needs onnxruntime; {INSTALL_HINT}") from None
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = int(threads or torch.get_num_threads())
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.log_severity_level = 3
+    try:
+        return ort.InferenceSession(model, sess_options=opts, providers=["CPUExecutionProvider"])
+    except Exception as e:  # onnxruntime raises its own exception types
+        first = str(e).splitlines()[0][:300] if str(e) else type(e).__name__
+        raise CheckpointError(f"{name}: onnxruntime cannot load this graph ({first}); re-export the model") from None
+
+
+def check_io(session: Any, inputs: Sequence[str], outputs: Sequence[str], source: str) -> None:
+    """Raise :class:`CheckpointError` unless ``session`` has exactly these input and output names."""
+    got_in = [i.name for i in session.get_inputs()]
+    got_out = [o.name for o in session.get_outputs()]
+    if sorted(got_in) != sorted(inputs) or sorted(got_out) != sorted(outputs):
+        raise CheckpointError(
+            f"{source}: graph takes {got_in} and gives {got_out}, expected {list(inputs)} -> {list(outputs)}; "
+            "re-export the model with this canora"
+        )
+
+
+# ---------------------------------------------------------------------- exporting
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Silence the exporter's and the quantizer's progress prints, warnings and log lines (onnxscript, onnx_ir and
+    onnxruntime.quantization log at INFO through the root logger); their errors still raise."""
+    previous = logging.root.manager.disable
+    try:
+        logging.disable(logging.WARNING)
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logging.disable(previous)
+
+
+def torch_to_onnx(
+    module: torch.nn.Module,
+    args: tuple[torch.Tensor, ...],
+    input_names: Sequence[str],
+    output_names: Sequence[str],
+    dynamic_shapes: dict[str, Any],
+    what: str,
+) -> bytes:
+    """Export ``module(*args)`` with the torch.export-based exporter (opset :data:`OPSET`), weights inside the
+    graph; ``dynamic_shapes`` maps input names to ``{axis: torch.export.Dim}``. -> serialized ModelProto."""
+    try:
+        import onnx  # noqa: F401  (the exporter needs both)
+        import onnxscript  # noqa: F401
+    except ImportError:
+        raise CanoraError(f"exporting to ONNX needs the onnx and onnxscript packages; {INSTALL_HINT}") from None
+    try:
+        with _quiet(), torch.no_grad():
+            program = torch.onnx.export(
+                module.eval(), args, dynamo=True, input_names=list(input_names), output_names=list(output_names),
+                dynamic_shapes=dynamic_shapes, opset_version=OPSET, optimize=True, verbose=False,
+                external_data=False, report=False,
+            )
+    except Exception as e:  # the exporter raises many kinds; one line for the user, the cause for -v
+        logging.getLogger(__name__).debug("ONNX export of %s failed", what, exc_info=True)
+        first = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
+        raise CanoraError(f"{what}: torch.onnx.export failed ({type(e).__name__}: {first})") from None
+    return program.model_proto.SerializeToString()
+
+
+def quantize_int8(model: bytes, what: str = "model") -> bytes:
+    """ONNX Runtime dynamic quantization: int8 weights (per channel) for Conv / MatMul / Gemm, activations
+    quantised per call. Other ops (ConvTranspose, Resize, ...) stay float."""
+    try:
+        import onnx  # noqa: F401  (onnxruntime.quantization needs it)
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+        from onnxruntime.quantization.shape_inference import quant_pre_process
+    except ImportError:
+        raise CanoraError(f"int8 quantization needs onnx and onnxruntime; {INSTALL_HINT}") from None
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="canora-quant-") as tmp:
+        src, pre, dst = Path(tmp) / "in.onnx", Path(tmp) / "pre.onnx", Path(tmp) / "out.onnx"
+        src.write_bytes(model)
+        try:
+            with _quiet():
+                quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
+                quantize_dynamic(pre, dst, weight_type=QuantType.QInt8, per_channel=True)
+        except Exception as e:
+            first = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
+            raise CanoraError(f"{what}: int8 quantization failed ({type(e).__name__}: {first})") from None
+        return dst.read_bytes()
+
+
+def exporter_info() -> dict[str, Any]:
+    """Versions that made a graph (stored under ``model.json["onnx"]``)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    info: dict[str, Any] = {"opset": OPSET, "exporter": "torch.onnx.export(dynamo=True)", "torch": torch.__version__}
+    for pkg in ("onnx", "onnxscript", "onnxruntime"):
+        with contextlib.suppress(PackageNotFoundError):
+            info[pkg] = version(pkg)
+    return info

@@ -1,0 +1,216 @@
+"""The refiner's networks on ONNX Runtime: write a :class:`~canora.refiner.Refiner` as an ONNX export, run one.
+
+:meth:`Refiner.refine` calls the model in two places: :meth:`RefinerModel.encode` once per refinement (the
+conditioning: F0, voicing, loudness, content, singer -> every residual layer's projection), then
+:meth:`RefinerModel.denoise` once per sampler step. The export keeps that split, so a run of N steps pays for
+the conditioning once, as in torch:
+
+* ``model.onnx``, the denoiser: ``x`` (B, n_mels, T) float32, ``t`` (B,) int64, ``cond`` (B, layers * 2C, T)
+  float32 -> ``out`` (B, n_mels, T) (``v`` or ``eps``, the export's ``prediction_type``); the step embedding
+  is inside.
+* ``encoder.onnx``, the conditioning encoder: ``f0`` (B, T) Hz, ``voiced`` (B, T) float32 in {0, 1},
+  ``loudness`` (B, T) dB, ``content`` (B, content_dim, T) (only when ``content_dim`` > 0) and ``singer`` (B,)
+  int64 -> ``cond``.
+
+Everything else stays in Python as with torch: feature extraction, the mel normalisation, the noise
+schedule and the samplers (their state is a few scalars per step), all read from ``model.json`` (``meta``
+holds what a torch refiner export holds).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from canora.errors import CanoraError, CheckpointError
+from canora.io.onnx import (
+    ONNX_FILE,
+    QUANTIZATIONS,
+    check_io,
+    exporter_info,
+    make_session,
+    quantize_int8,
+    read_graph,
+    read_onnx_export,
+    save_onnx_export,
+    torch_to_onnx,
+)
+from canora.refiner.api import EXPORT_KIND, Refiner, read_refiner_doc
+from canora.refiner.model import RefinerConfig, RefinerModel
+
+log = logging.getLogger(__name__)
+ENCODER_FILE = "encoder.onnx"
+EXAMPLE_FRAMES = 24
+MAX_FRAMES = 10_000_000
+
+
+class _Encoder(nn.Module):
+    def __init__(self, model: RefinerModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, f0: Tensor, voiced: Tensor, loudness: Tensor, singer: Tensor,
+                content: Tensor | None = None) -> Tensor:
+        return self.model.encode(f0, voiced, loudness, content, singer)
+
+
+class _Denoiser(nn.Module):
+    def __init__(self, model: RefinerModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: Tensor, t: Tensor, cond: Tensor) -> Tensor:
+        return self.model.denoise(x, t, cond)
+
+
+def _encoder_inputs(cfg: RefinerConfig) -> list[str]:
+    return ["f0", "voiced", "loudness", "singer"] + (["content"] if cfg.content_dim else [])
+
+
+def _io_spec(cfg: RefinerConfig) -> dict[str, Any]:
+    cond = ["batch", cfg.layers * 2 * cfg.residual_channels, "frames"]
+    enc: dict[str, Any] = {"f0": ["batch", "frames"], "voiced": ["batch", "frames"], "loudness": ["batch", "frames"],
+                           "singer": ["batch"]}
+    if cfg.content_dim:
+        enc["content"] = ["batch", cfg.content_dim, "frames"]
+    return {
+        ONNX_FILE: {"inputs": {"x": ["batch", cfg.n_mels, "frames"], "t": ["batch"], "cond": cond},
+                    "outputs": {"out": ["batch", cfg.n_mels, "frames"]}},
+        ENCODER_FILE: {"inputs": enc, "outputs": {"cond": cond}},
+    }
+
+
+def refiner_graphs(ref: Refiner) -> dict[str, bytes]:
+    """{``model.onnx``: the denoiser, ``encoder.onnx``: the conditioning encoder} of a torch refiner."""
+    if ref.backend != "torch":
+        raise CanoraError(f"{ref.source}: already an ONNX refiner; export the torch model it came from")
+    model = (ref.model if ref.device.type == "cpu" else copy.deepcopy(ref.model).cpu()).eval()
+    cfg = model.config
+    g = torch.Generator().manual_seed(0)
+    b, n = 1, EXAMPLE_FRAMES
+    frames = torch.export.Dim("frames", min=1, max=MAX_FRAMES)
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    what = ref.source or "refiner"
+    f0 = 200 + 100 * torch.rand(b, n, generator=g)
+    args: tuple[Tensor, ...] = (f0, torch.ones(b, n), -30 + 10 * torch.randn(b, n, generator=g),
+                                torch.zeros(b, dtype=torch.long))
+    shapes: dict[str, Any] = {"f0": {0: batch, 1: frames}, "voiced": {0: batch, 1: frames},
+                              "loudness": {0: batch, 1: frames}, "singer": {0: batch}}
+    if cfg.content_dim:
+        args = (*args, torch.randn(b, cfg.content_dim, n, generator=g))
+        shapes["content"] = {0: batch, 2: frames}
+    encoder = torch_to_onnx(_Encoder(model), args, _encoder_inputs(cfg), ["cond"], shapes, f"{what} (encoder)")
+    with torch.no_grad():
+        cond = model.encode(*args[:3], args[4] if cfg.content_dim else None, args[3])
+    x = torch.randn(b, cfg.n_mels, n, generator=g)
+    t = torch.full((b,), 500, dtype=torch.long)
+    denoiser = torch_to_onnx(_Denoiser(model), (x, t, cond), ["x", "t", "cond"], ["out"],
+                             {"x": {0: batch, 2: frames}, "t": {0: batch}, "cond": {0: batch, 2: frames}},
+                             f"{what} (denoiser)")
+    return {ONNX_FILE: denoiser, ENCODER_FILE: encoder}
+
+
+def export_refiner_onnx(ref: Refiner, directory: str | Path, *, quantize: str | None = None,
+                        meta: dict[str, Any] | None = None) -> Path:
+    """Write ``directory/model.onnx`` (denoiser) + ``encoder.onnx`` + ``model.json`` for a torch refiner;
+    ``quantize="int8"``: ONNX Runtime dynamic int8 quantization of both graphs."""
+    if quantize is not None and quantize not in QUANTIZATIONS:
+        raise CanoraError(f"unknown quantization {quantize!r}; expected one of {QUANTIZATIONS}")
+    graphs = refiner_graphs(ref)
+    if quantize == "int8":
+        graphs = {k: quantize_int8(v, f"{ref.source} ({k})") for k, v in graphs.items()}
+    return save_onnx_export(
+        directory, kind=EXPORT_KIND, graphs=graphs, config=ref.model.config.to_dict(), mel_spec=ref.spec,
+        onnx_info={**exporter_info(), "quantization": quantize, "graphs": _io_spec(ref.model.config)},
+        runtime={
+            "outside_graph": ["features", "normalizer", "sampler"],
+            "what": "the refiner's Python side as with torch: features (F0, voicing, loudness, content) from "
+                    "audio, encoder.onnx once per refinement, model.onnx once per sampler step (noise schedule, "
+                    "prediction type and mel normalisation in meta)",
+        },
+        meta={**ref.export_meta(), "exported_from": ref.source, **(meta or {})},
+    )
+
+
+class OnnxRefinerModel:
+    """The two refiner networks on ONNX Runtime, with :class:`RefinerModel`'s ``encode`` / ``denoise`` calls."""
+
+    backend = "onnx"
+
+    def __init__(self, config: RefinerConfig, encoder: Any, denoiser: Any, source: str = "") -> None:
+        check_io(encoder, _encoder_inputs(config), ["cond"], f"{source} ({ENCODER_FILE})")
+        check_io(denoiser, ["x", "t", "cond"], ["out"], f"{source} ({ONNX_FILE})")
+        self.config = config
+        self.encoder = encoder
+        self.denoiser = denoiser
+        self.source = source
+
+    def eval(self) -> OnnxRefinerModel:
+        return self
+
+    def parameters(self) -> Any:
+        return iter(())
+
+    def state_dict(self) -> dict[str, Tensor]:
+        raise CanoraError(f"{self.source}: an ONNX refiner holds no torch weights; export the model it came from")
+
+    @staticmethod
+    def _np(x: Tensor, dtype: Any = np.float32) -> np.ndarray:
+        return np.ascontiguousarray(x.detach().cpu().numpy(), dtype=dtype)
+
+    def encode(self, f0: Tensor, voiced: Tensor, loudness: Tensor, content: Tensor | None, singer: Tensor) -> Tensor:
+        feeds = {"f0": self._np(f0), "voiced": self._np(voiced), "loudness": self._np(loudness),
+                 "singer": self._np(singer, np.int64)}
+        if self.config.content_dim:
+            if content is None or content.shape[1] != self.config.content_dim:
+                got = None if content is None else tuple(content.shape)
+                raise CanoraError(f"refiner expects content features of dim {self.config.content_dim}, got {got}")
+            feeds["content"] = self._np(content)
+        return torch.from_numpy(self.encoder.run(["cond"], feeds)[0])
+
+    def denoise(self, x: Tensor, t: Tensor, cond: Tensor) -> Tensor:
+        feeds = {"x": self._np(x), "t": self._np(t, np.int64), "cond": self._np(cond)}
+        return torch.from_numpy(self.denoiser.run(["out"], feeds)[0])
+
+
+def load_onnx_refiner(path: str | Path, threads: int | None = None) -> Refiner:
+    """A :class:`Refiner` on onnxruntime from an ONNX export directory (``canora export``)."""
+    path = Path(path)
+    doc = read_onnx_export(path, EXPORT_KIND)
+    cfg, spec, normalizer, schedule, params, meta = read_refiner_doc(path, doc)
+    model = OnnxRefinerModel(
+        cfg, make_session(read_graph(path, doc, ENCODER_FILE), threads, str(path / ENCODER_FILE)),
+        make_session(read_graph(path, doc, ONNX_FILE), threads, str(path / ONNX_FILE)), str(path),
+    )
+    return _refiner(model, spec, normalizer, schedule, params, meta, str(path))
+
+
+def _refiner(model: OnnxRefinerModel, spec: Any, normalizer: Any, schedule: Any, params: Any,
+             meta: dict[str, Any], source: str) -> Refiner:
+    try:
+        return Refiner(model, spec, normalizer, schedule, prediction_type=meta.get("prediction_type", "v"),
+                       singers=meta.get("singers"), singer_f0_stats=meta.get("singer_f0_stats"),
+                       feature_params=params, info=meta.get("info"), source=source)
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{source}: incomplete refiner export ({e}); re-export it") from None
+
+
+def to_onnx_backend(ref: Refiner, threads: int | None = None) -> Refiner:
+    """The same refiner with its networks on onnxruntime, exported in memory (some seconds)."""
+    t0 = time.perf_counter()
+    graphs = refiner_graphs(ref)
+    model = OnnxRefinerModel(ref.model.config, make_session(graphs[ENCODER_FILE], threads, ref.source),
+                             make_session(graphs[ONNX_FILE], threads, ref.source), ref.source)
+    out = Refiner(model, ref.spec, ref.normalizer, ref.schedule, prediction_type=ref.prediction_type,
+                  singers=ref.singers, singer_f0_stats=ref.singer_f0_stats, feature_params=ref.feature_params,
+                  info=ref.info, source=ref.source)
+    log.info("%s: exported to ONNX in memory in %.1f s; `canora export` it once to skip this", ref.source,
+             time.perf_counter() - t0)
+    return out

@@ -1,0 +1,323 @@
+"""ONNX export and the ONNX Runtime backend: tiny HiFi-GAN v1/v2/v3-shaped generators, NSF (both designs) and the
+refiner against torch, dynamic lengths, the CLI round trip, clear errors, and no onnxruntime import unless asked.
+
+Tolerances: every fp32 graph runs within 1e-5 (max |diff|) of torch (measured 1e-7 to 8e-7: float reordering
+in ONNX Runtime's kernels); a whole refinement (4 DPM-Solver++ steps) within 1e-4 of torch; the int8 graph of a
+generator whose output peaks near 0.5 within 0.1 (dynamic quantization error, measured ~0.01 on these tiny
+random models).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from canora.cli import main
+from canora.dsp.mel import MelSpec, read_config, wav_to_mel
+from canora.errors import CanoraError, CheckpointError
+from canora.vocoder import Vocoder
+
+from .conftest import SHARED_DATA, make_tiny_models
+from .official_hifigan import official_inference_generator
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("onnxscript")
+
+FP32_ATOL = 1e-5
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> None:
+    torch.set_num_threads(1)  # export is single-threaded; the runtimes follow torch's thread count
+
+
+@pytest.fixture(scope="module")
+def clip() -> tuple[np.ndarray, np.ndarray]:
+    """2 s of real singing (vocadito clip 1) when ../shared/data is there, else a synthetic sung tone; with its
+    log-mel (80, T)."""
+    sr = 22050
+    path = SHARED_DATA / "vocadito" / "vocadito_1.wav"
+    if path.exists():
+        from canora.io.audio import load_audio
+
+        wav = load_audio(path, sr)[sr : sr * 3]
+    else:
+        t = np.arange(2 * sr) / sr
+        f0 = 220 * 2 ** (0.3 * np.sin(2 * np.pi * 5 * t) / 12)
+        wav = (0.3 * sum(np.sin(k * 2 * np.pi * np.cumsum(f0) / sr) / k for k in range(1, 12))).astype(np.float32)
+    return wav, wav_to_mel(wav, MelSpec())
+
+
+def _tiny_official(directory: Path, version: str, channels: int) -> Path:
+    """A random generator in the official layout with ``version``'s shape at ``channels`` initial channels, its
+    output scaled to peak near 0.5 on a speech-like mel so that tolerances mean something."""
+    from canora.vocoder.hifigan import Generator, GeneratorConfig, to_official_keys
+
+    cfg = {**read_config(version), "upsample_initial_channel": channels}
+    torch.manual_seed(0)
+    gen = Generator.from_config(GeneratorConfig.from_hifigan_config(cfg)).eval()
+    with torch.no_grad():
+        peak = float(gen(torch.randn(1, 80, 40) - 5).abs().max())
+        gen.conv_post.parametrizations.weight.original0.mul_(0.5 / max(peak, 1e-6))
+    directory.mkdir(parents=True)
+    (directory / "config.json").write_text(json.dumps(cfg))
+    torch.save({"generator": to_official_keys(gen.state_dict())}, directory / "g_00000001")
+    return directory / "g_00000001"
+
+
+def _max_diff(a: np.ndarray | torch.Tensor, b: np.ndarray | torch.Tensor) -> float:
+    return float(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64)).max())
+
+
+# ---------------------------------------------------------------------- HiFi-GAN
+@pytest.mark.parametrize("version", ["v1", "v2", "v3"])
+def test_hifigan_onnx_matches_torch_at_two_lengths(tmp_path, clip, version):
+    """v1 and v3: tiny random generators of their shape (tolerance 1e-5); v2: the official LJ_V2 generator when
+    ../shared/data is there, else a tiny v2-shaped one. LJ_V2's real weights reorder more float error: measured
+    max |diff| 3e-6 on 10 s of singing and 1.3e-5 on the export's synthetic check tone, so 1e-4 for it."""
+    from canora.export import export_onnx
+
+    lj_v2 = SHARED_DATA / "hifigan" / "LJ_V2" / "generator_v2"
+    tol = FP32_ATOL
+    if version == "v2" and lj_v2.exists():
+        ckpt, tol = lj_v2, 1e-4
+    else:
+        ckpt = _tiny_official(tmp_path / "official", version, 16)
+    res = export_onnx(ckpt, tmp_path / "onnx")
+    assert res.kind == "hifigan" and res.max_abs_diff < tol
+    torch_voc = Vocoder.from_pretrained(ckpt)
+    onnx_voc = Vocoder.from_pretrained(tmp_path / "onnx")
+    assert onnx_voc.backend == "onnx" and torch_voc.backend == "torch"
+    assert onnx_voc.spec == torch_voc.spec and onnx_voc.config == torch_voc.config
+    _, mel = clip
+    ref = torch_voc.vocode(mel)
+    assert 0.05 < np.abs(ref).max() < 1
+    # torch is the official implementation's output: the generator rebuilt as published, run as inference.py does
+    official = official_inference_generator(json.loads((ckpt.parent / "config.json").read_text()),
+                                            torch.load(ckpt, map_location="cpu", weights_only=True)["generator"])
+    with torch.no_grad():
+        assert _max_diff(official(torch.from_numpy(mel)[None]).reshape(-1), ref) < 1e-6
+    out = onnx_voc.vocode(mel)
+    assert out.shape == ref.shape == (mel.shape[1] * 256,)
+    assert _max_diff(out, ref) < tol
+    # one export, other lengths and a batch: the frame axis and the batch axis are dynamic
+    short = mel[:, 5:42]
+    assert _max_diff(onnx_voc.vocode(short), torch_voc.vocode(short)) < tol
+    batch = np.stack([mel[:, :60], mel[:, 100:160]])
+    assert _max_diff(onnx_voc(batch), torch_voc(batch)) < tol
+    doc = json.loads((tmp_path / "onnx" / "model.json").read_text())
+    assert doc["format"] == "canora-onnx-export" and doc["kind"] == "hifigan"
+    assert doc["config"] == torch_voc.config.to_dict() and MelSpec.from_dict(doc["mel_spec"]) == torch_voc.spec
+    assert doc["onnx"]["graphs"]["model.onnx"]["inputs"] == {"mel": ["batch", 80, "frames"]}
+
+
+# ---------------------------------------------------------------------- NSF
+@pytest.fixture(scope="module")
+def tiny_exports(tmp_path_factory) -> dict[str, Path]:
+    """Tiny torch exports (refiner, NSF vocoder) and their ONNX exports, made once for this module."""
+    from canora.export import export_onnx
+
+    d = tmp_path_factory.mktemp("onnx_models")
+    ref, voc = make_tiny_models(d)
+    export_onnx(ref, d / "refiner_onnx")
+    export_onnx(voc, d / "vocoder_onnx")
+    return {"refiner": ref, "vocoder": voc, "refiner_onnx": d / "refiner_onnx", "vocoder_onnx": d / "vocoder_onnx"}
+
+
+def _f0_of(clip: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """A frame F0 (T,) with unvoiced gaps for the clip's mel (from the mel's own frame energy: no tracker)."""
+    _, mel = clip
+    t = np.arange(mel.shape[1])
+    f0 = (220 * 2 ** (0.5 * np.sin(2 * np.pi * t / 40) / 12)).astype(np.float32)
+    f0[(t % 50) < 6] = 0.0
+    return f0
+
+
+def test_nsf_onnx_matches_torch(tiny_exports, clip):
+    torch_voc = Vocoder.from_pretrained(tiny_exports["vocoder"])
+    onnx_voc = Vocoder.from_pretrained(tiny_exports["vocoder_onnx"])
+    assert onnx_voc.needs_f0 and onnx_voc.backend == "onnx"
+    _, mel = clip
+    f0 = _f0_of(clip)
+    ref = torch_voc.vocode(mel, f0, start_phase=0.3)
+    out = onnx_voc.vocode(mel, f0, start_phase=0.3)
+    assert out.shape == ref.shape and np.abs(ref).max() > 1e-3
+    assert _max_diff(out, ref) < FP32_ATOL
+    assert _max_diff(onnx_voc.vocode(mel[:, 3:50], f0[3:50]), torch_voc.vocode(mel[:, 3:50], f0[3:50])) < FP32_ATOL
+    np.testing.assert_array_equal(onnx_voc.frame_cycles(f0), torch_voc.frame_cycles(f0))
+    runtime = json.loads((tiny_exports["vocoder_onnx"] / "model.json").read_text())["runtime"]
+    assert runtime["outside_graph"] == ["source"] and runtime["source"]["phase_dtype"] == "float64"
+    assert len(runtime["source"]["state"]["merge.weight"][0]) == torch_voc.config.harmonics
+
+
+def test_legacy_nsf_design_exports_too(tmp_path, clip):
+    """canora 0.1's NSF (transposed-convolution upsampling, stepped source) loads and so must export."""
+    from canora.export import export_onnx
+    from canora.vocoder.nsf import NSFConfig, NSFGenerator
+
+    cfg = NSFConfig(upsample_initial_channel=16, resblock_kernel_sizes=(3,), resblock_dilation_sizes=((1, 2),),
+                    upsample="transposed", source="step", harmonics=8)
+    torch.manual_seed(1)
+    Vocoder(NSFGenerator.from_config(cfg), MelSpec(), cfg, "legacy").export(tmp_path / "torch")
+    assert export_onnx(tmp_path / "torch", tmp_path / "onnx").max_abs_diff < FP32_ATOL
+    _, mel = clip
+    f0 = _f0_of(clip)
+    out = Vocoder.from_pretrained(tmp_path / "onnx").vocode(mel, f0)
+    assert _max_diff(out, Vocoder.from_pretrained(tmp_path / "torch").vocode(mel, f0)) < FP32_ATOL
+
+
+# ---------------------------------------------------------------------- refiner
+def test_refiner_denoiser_and_encoder_match_torch(tiny_exports, clip):
+    from canora.refiner import Refiner
+
+    torch_ref = Refiner.from_pretrained(tiny_exports["refiner"])
+    onnx_ref = Refiner.from_pretrained(tiny_exports["refiner_onnx"])
+    assert onnx_ref.backend == "onnx" and onnx_ref.singers == torch_ref.singers
+    assert onnx_ref.schedule == torch_ref.schedule and onnx_ref.spec == torch_ref.spec
+    cfg = torch_ref.model.config
+    g = torch.Generator().manual_seed(0)
+    for n in (17, 203):  # one export, two lengths
+        f0, voiced = 150 + 200 * torch.rand(1, n, generator=g), (torch.rand(1, n, generator=g) > 0.2).float()
+        loud = -40 + 10 * torch.randn(1, n, generator=g)
+        content = torch.randn(1, cfg.content_dim, n, generator=g)
+        singer = torch.zeros(1, dtype=torch.long)
+        with torch.inference_mode():
+            cond = torch_ref.model.encode(f0, voiced, loud, content, singer)
+            assert _max_diff(onnx_ref.model.encode(f0, voiced, loud, content, singer), cond) < FP32_ATOL
+            x = torch.randn(1, cfg.n_mels, n, generator=g)
+            for step in (1, 250, 1000):
+                t = torch.full((1,), step, dtype=torch.long)
+                assert _max_diff(onnx_ref.model.denoise(x, t, cond), torch_ref.model.denoise(x, t, cond)) < FP32_ATOL
+    # a whole refinement of real (or synthetic) singing: features, 4 sampler steps, the same seed
+    wav, _ = clip
+    feats = torch_ref.features(wav, 22050)
+    kw = {"sampler": "dpmpp", "steps": 4, "strength": 0.6, "seed": 3}
+    ref = torch_ref.refine_in_key(feats, "pjs", **kw)
+    out = onnx_ref.refine_in_key(feats, "pjs", **kw)
+    assert out.shape == ref.shape and _max_diff(out, ref) < 1e-4
+
+
+def test_converter_runs_onnx_exports(tiny_exports, synth_clip):
+    from canora.pipeline import Converter
+
+    wav, sr = synth_clip
+    conv = Converter.from_pretrained(tiny_exports["refiner_onnx"], tiny_exports["vocoder_onnx"], backend="onnx")
+    assert conv.refiner.backend == conv.vocoder.backend == "onnx"
+    ref = Converter.from_pretrained(tiny_exports["refiner"], tiny_exports["vocoder"]).convert(wav, sr, steps=3)
+    out = conv.convert(wav, sr, steps=3)
+    assert out.audio.shape == ref.audio.shape and _max_diff(out.audio, ref.audio) < 1e-4
+    with pytest.raises(CanoraError, match="ONNX export"):
+        Converter.from_pretrained(tiny_exports["refiner_onnx"], tiny_exports["vocoder"], backend="torch")
+
+
+# ---------------------------------------------------------------------- runtime details
+def test_backend_onnx_exports_a_torch_model_in_memory(tiny_official_ckpt, clip):
+    _, mel = clip
+    voc = Vocoder.from_pretrained(tiny_official_ckpt, backend="onnx")
+    assert voc.backend == "onnx"
+    assert _max_diff(voc.vocode(mel[:, :80]), Vocoder.from_pretrained(tiny_official_ckpt).vocode(mel[:, :80])) \
+        < FP32_ATOL
+    with pytest.raises(CanoraError, match="no torch weights"):
+        voc.export(tiny_official_ckpt.parent / "again")
+    with pytest.raises(CanoraError, match="unknown vocoder backend"):
+        Vocoder.from_pretrained(tiny_official_ckpt, backend="tensorrt")
+
+
+def test_int8_quantization_and_tampered_graph(tmp_path, tiny_exports, clip):
+    from canora.io.onnx import ONNX_FILE, quantize_int8, read_onnx_export
+    from canora.vocoder.onnx import load_onnx_vocoder
+
+    src = tiny_exports["vocoder_onnx"]
+    q = tmp_path / "int8"
+    q.mkdir()
+    graph = quantize_int8((src / ONNX_FILE).read_bytes())
+    assert len(graph) < (src / ONNX_FILE).stat().st_size
+    doc = read_onnx_export(src)
+    (q / ONNX_FILE).write_bytes(graph)
+    from canora.io.onnx import sha256
+
+    doc["files"] = {ONNX_FILE: sha256(graph)}
+    doc["onnx"]["quantization"] = "int8"
+    (q / "model.json").write_text(json.dumps(doc))
+    _, mel = clip
+    f0 = _f0_of(clip)
+    ref = Vocoder.from_pretrained(src).vocode(mel, f0)
+    out = load_onnx_vocoder(q).vocode(mel, f0)
+    assert 0 < _max_diff(out, ref) < 0.1
+    (q / ONNX_FILE).write_bytes(graph[:-10] + b"0123456789")
+    with pytest.raises(CheckpointError, match="does not match the hash"):
+        Vocoder.from_pretrained(q)
+
+
+def test_onnxruntime_is_imported_only_when_asked(tiny_official_ckpt):
+    code = (
+        "import sys, numpy as np\n"
+        "from canora.pipeline import Converter\n"
+        "from canora.vocoder import Vocoder\n"
+        "from canora.refiner import Refiner\n"
+        f"v = Vocoder.from_pretrained({str(tiny_official_ckpt)!r})\n"
+        "v.vocode(np.full((80, 8), -5, np.float32))\n"
+        "assert 'onnxruntime' not in sys.modules and 'onnx' not in sys.modules, 'imported'\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+
+
+# ---------------------------------------------------------------------- CLI
+def _run(capsys, *argv) -> tuple[int, str]:
+    code = main([str(a) for a in argv])
+    return code, capsys.readouterr().err
+
+
+def test_cli_export_round_trip(capsys, tmp_path, tiny_official_ckpt, clip):
+    from canora.cli import build_parser
+
+    assert "export" in build_parser().format_help()
+    code, err = _run(capsys, "export", tiny_official_ckpt, "-o", tmp_path / "onnx", "--format", "onnx")
+    assert code == 0, err
+    assert "wrote" in err and "max |diff|" in err
+    assert {p.name for p in (tmp_path / "onnx").iterdir()} == {"model.onnx", "model.json"}
+    _, mel = clip
+    (tmp_path / "mels").mkdir()
+    np.save(tmp_path / "mels" / "a.npy", mel[:, :50])
+    code, err = _run(capsys, "vocode", tmp_path / "mels", "-o", tmp_path / "wav_onnx", "--checkpoint",
+                     tmp_path / "onnx")
+    assert code == 0, err
+    code, err = _run(capsys, "vocode", tmp_path / "mels", "-o", tmp_path / "wav_torch", "--checkpoint",
+                     tiny_official_ckpt)
+    assert code == 0, err
+    import soundfile as sf
+
+    a, _ = sf.read(tmp_path / "wav_onnx" / "a.wav", dtype="float32")
+    b, _ = sf.read(tmp_path / "wav_torch" / "a.wav", dtype="float32")
+    assert a.shape == b.shape == (50 * 256,) and _max_diff(a, b) <= 1 / 32768  # 16-bit PCM: one step at most
+
+
+@pytest.mark.parametrize(
+    "make,expect",
+    [
+        (lambda d: d / "nothing_here", "no such file or directory"),
+        (lambda d: (d / "g_00000001").write_text("not a model") and d / "g_00000001", "not a torch checkpoint"),
+        (lambda d: d, "no canora export (model.json) and no g_* generator file"),
+    ],
+    ids=["missing", "garbage", "empty-dir"],
+)
+def test_cli_export_bad_model_is_one_line_exit_2(capsys, tmp_path, make, expect):
+    model = make(tmp_path)
+    code, err = _run(capsys, "export", model, "-o", tmp_path / "out")
+    lines = [ln for ln in err.strip().splitlines() if ln.strip()]
+    assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
+    assert lines[0].startswith("canora export: error:") and expect in lines[0]
+
+
+def test_cli_export_refuses_an_onnx_export_and_its_own_directory(capsys, tmp_path, tiny_exports):
+    code, err = _run(capsys, "export", tiny_exports["vocoder_onnx"], "-o", tmp_path / "again")
+    assert code == 2 and "already an ONNX export" in err and len(err.strip().splitlines()) == 1
+    code, err = _run(capsys, "export", tiny_exports["vocoder"], "-o", tiny_exports["vocoder"])
+    assert code == 2 and "model's own directory" in err
