@@ -84,3 +84,38 @@ def test_save_wav_clips_pcm_keeps_float_and_leaves_no_temp_files(tmp_path):
     with pytest.raises(AudioError, match="NaN"):
         save_wav(tmp_path / "nan.wav", np.array([np.nan], np.float32), 22050)
     assert not (tmp_path / "nan.wav").exists()
+
+
+def test_many_channels_are_decoded_block_by_block(tmp_path, monkeypatch):
+    """An 8-channel file is read a block at a time and averaged to mono as it goes (never all channels at once)."""
+    import canora.io.audio as audio
+
+    sr = 48000
+    x = np.random.default_rng(0).uniform(-0.5, 0.5, (sr, 8)).astype(np.float32)
+    sf.write(tmp_path / "8ch.flac", x, sr, subtype="PCM_24")
+    whole, _ = sf.read(tmp_path / "8ch.flac", dtype="float32")
+    asked = []
+    real = sf.SoundFile.read
+
+    def spy(self, frames=-1, *a, **k):
+        asked.append(frames)
+        return real(self, frames, *a, **k)
+
+    monkeypatch.setattr(audio, "BLOCK_FRAMES", 4096)
+    monkeypatch.setattr(sf.SoundFile, "read", spy)
+    wav, got = read_audio(tmp_path / "8ch.flac")
+    assert got == sr and wav.shape == (sr,) and wav.dtype == np.float32
+    assert len(asked) >= sr // 4096 and all(0 < n <= 4096 for n in asked)
+    np.testing.assert_allclose(wav, whole.mean(axis=1), atol=1e-6)
+
+
+def test_output_format_comes_from_the_extension(tmp_path):
+    from canora.errors import CanoraError
+
+    save_wav(tmp_path / "a.flac", tone(22050), 22050)
+    assert sf.info(str(tmp_path / "a.flac")).format == "FLAC"
+    with pytest.raises(CanoraError, match=r"a\.mp3: canora writes \.wav or \.flac"):
+        save_wav(tmp_path / "a.mp3", tone(22050), 22050)
+    with pytest.raises(CanoraError, match="FLAC holds integer samples"):
+        save_wav(tmp_path / "b.flac", tone(22050), 22050, subtype="FLOAT")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.flac"]

@@ -114,3 +114,45 @@ def test_batch_skips_bad_files_and_exits_nonzero(capsys, tmp_path, wav_dir):
 def test_python_dash_m_entry_point():
     res = subprocess.run([sys.executable, "-m", "canora", "--help"], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0 and "mel" in res.stdout and "vocode" in res.stdout
+
+
+def test_one_naming_scheme_across_commands(capsys, tmp_path, wav_dir):
+    """Positional inputs, -o for outputs, --refiner/--vocoder (a path or 'bundled', the old --model/--checkpoint
+    still accepted), --device/--threads wherever a model runs, defaults and choices in --help, paths on stdout."""
+    from pathlib import Path
+
+    from canora.cli import build_parser
+
+    p = build_parser()
+    assert p.parse_args(["vocode", "x", "-o", "y"]).vocoder == "bundled"
+    assert p.parse_args(["vocode", "x", "-o", "y", "--checkpoint", "g_1"]).vocoder == "g_1"
+    assert p.parse_args(["refine", "x", "-o", "y", "--model", "r"]).refiner == "r"
+    assert p.parse_args(["refine", "x", "-o", "y"]).refiner == "bundled"
+    assert p.parse_args(["train-refiner", "d1", "d2", "-o", "r"]).data == [Path("d1"), Path("d2")]
+    assert p.parse_args(["train-refiner", "--data", "d1", "-o", "r"]).data_opt == [Path("d1")]
+    assert p.parse_args(["train-vocoder", "w", "-o", "r"]).wavs == Path("w")
+    assert p.parse_args(["train-vocoder", "--wavs", "w", "-o", "r"]).wavs_opt == Path("w")
+    a = p.parse_args(["report", "orig", "ref", "-o", "rep"])
+    assert (a.original, a.refined) == (Path("orig"), Path("ref"))
+    for cmd in (["convert", "x", "-o", "y"], ["refine", "x", "-o", "y"], ["vocode", "x", "-o", "y"],
+                ["report", "a", "b", "-o", "y"], ["demo"], ["ui"], ["train-refiner", "d", "-o", "r"],
+                ["train-vocoder", "w", "-o", "r"]):
+        a = p.parse_args([*cmd, "--device", "CPU", "--threads", "1"])
+        assert (a.device, a.threads) == ("cpu", 1), cmd
+    for cmd in ("convert", "refine", "vocode", "mel", "eval", "doctor", "report", "demo"):
+        assert "--overwrite" in p._subparsers._group_actions[0].choices[cmd].format_help(), cmd
+
+    code = main(["vocode", str(wav_dir / "b.flac"), "-o", str(tmp_path / "v"), "--vocoder", "bundled"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert out.strip() == str(tmp_path / "v" / "b.wav") and "vocoded 1 file(s)" in err
+
+
+def test_flag_errors_are_one_line_in_the_subcommands_words(capsys, tmp_path):
+    for argv, expect in ((["mel", "x", "-o", "y", "--bogus"], "canora mel: error: unrecognized arguments: --bogus"),
+                         (["convert", "x", "-o", "y", "--device", "gpu"], "canora convert: error: argument --device"),
+                         (["vocode", "x", "-o", "y", "--threads", "-1"], "canora vocode: error: argument --threads")):
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        assert e.value.code == 2
+        assert expect in one_error_line(capsys.readouterr().err)

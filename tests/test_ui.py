@@ -75,7 +75,7 @@ def test_cli_binds_localhost_by_default() -> None:
     from canora.cli import build_parser
 
     args = build_parser().parse_args(["ui"])
-    assert args.host == "127.0.0.1" and args.port is None and args.refiner is None and args.vocoder is None
+    assert args.host == "127.0.0.1" and args.port is None and args.refiner == "bundled" and args.vocoder == "bundled"
     args = build_parser().parse_args(["ui", "--port", "8123", "--max-upload-mb", "5", "--max-seconds", "30"])
     assert (args.port, args.max_upload_mb, args.max_seconds) == (8123, 5.0, 30.0)
 

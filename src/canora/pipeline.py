@@ -41,6 +41,30 @@ DEFAULT_VOCODER = PRETRAINED / "vocoder"
 #: a slice counts as sung when at least this many frames repeat at their F0 with this correlation
 MIN_PERIODIC_FRAMES = 5
 PERIODIC = 0.5
+#: a transpose beyond this many semitones is refused (3 octaves: nothing sung survives it); beyond WARN_TRANSPOSE
+#: (2 octaves) it is done with a warning
+MAX_TRANSPOSE = 36.0
+WARN_TRANSPOSE = 24.0
+#: a source with more than this fraction of its samples at full scale (|x| >= 0.999) gets a clipping notice
+CLIP_NOTICE_FRACTION = 1e-3
+
+
+def check_transpose(semitones: float, what: str = "transpose", warn: bool = True) -> float:
+    """``semitones`` as a float, or one :class:`CanoraError` when it is not finite or beyond +-MAX_TRANSPOSE;
+    a warning beyond +-WARN_TRANSPOSE (unless not ``warn``)."""
+    try:
+        t = float(semitones)
+    except (TypeError, ValueError):
+        raise CanoraError(f"{what} must be a number of semitones, got {semitones!r}") from None
+    if not math.isfinite(t):
+        raise CanoraError(f"{what} must be a finite number of semitones, got {semitones!r}")
+    if abs(t) > MAX_TRANSPOSE:
+        raise CanoraError(f"{what} {t:+g} semitones is beyond +-{MAX_TRANSPOSE:g} (3 octaves), where nothing sung "
+                          "survives; choose a smaller shift, or --auto-transpose")
+    if warn and abs(t) > WARN_TRANSPOSE:
+        log.warning("%s %+g semitones is more than 2 octaves: expect artifacts (the trackers and the vocoder "
+                    "leave the range of singing)", what, t)
+    return t
 
 
 @dataclass
@@ -207,9 +231,14 @@ class Converter:
 
     @classmethod
     def from_pretrained(
-        cls, refiner: str | Path | None = None, vocoder: str | Path | None = None, *, device: str = "cpu"
+        cls, refiner: str | Path | None = None, vocoder: str | Path | None = None, *, device: str = "cpu",
+        backend: str | None = None,
     ) -> Converter:
-        """Load a refiner export and a vocoder (an export or an official checkpoint); None = the bundled one."""
+        """Load a refiner export and a vocoder (an export or an official checkpoint); None = the bundled one.
+
+        ``backend`` goes to both loaders: ``None`` runs ONNX exports (``canora export``) on ONNX Runtime and
+        torch models on torch, ``"onnx"`` runs both models on ONNX Runtime (torch models are exported in memory
+        first), ``"torch"`` runs torch models only."""
         from canora.refiner import Refiner
         from canora.vocoder import Vocoder
 
@@ -220,7 +249,8 @@ class Converter:
                 hint = "reinstall canora (the bundled models are missing)" if p.parent == PRETRAINED else \
                     f"pass an existing path with {flag}"
                 raise CanoraError(f"{p}: {what} not found; {hint}")
-        return cls(Refiner.from_pretrained(ref_path, device=device), Vocoder.from_pretrained(voc_path, device=device))
+        return cls(Refiner.from_pretrained(ref_path, device=device, backend=backend),
+                   Vocoder.from_pretrained(voc_path, device=device, backend=backend))
 
     @property
     def sample_rate(self) -> int:
@@ -336,8 +366,8 @@ class Converter:
             raise CanoraError(f"unknown key mode {key_mode!r}; choose one of {', '.join(KEY_MODES)}")
         if auto_transpose:
             self.refiner.singer_f0_range(singer_name)  # no statistics: error before any work
-        if not math.isfinite(transpose):
-            raise CanoraError(f"transpose must be a finite number of semitones, got {transpose!r}")
+        if not auto_transpose:
+            check_transpose(transpose)
         if not math.isfinite(max_slice_seconds) or max_slice_seconds < 1.0:
             raise CanoraError(f"max_slice_seconds must be a number >= 1, got {max_slice_seconds!r}")
         return Job(singer_name, sampler, steps, strength, int(seed), key_mode)
@@ -354,6 +384,16 @@ class Converter:
             raise AudioError(f"{name}: expected mono audio (N,), got shape {wav.shape}")
         if not np.isfinite(wav).all():
             raise AudioError(f"{name}: audio holds NaN/inf samples")
+        if isinstance(sr, bool) or not isinstance(sr, (int, np.integer, float)) or not 1000 <= sr <= 1_000_000 \
+                or sr != int(sr):
+            raise AudioError(f"{name}: sample rate {sr!r} Hz is not a whole number of Hz in 1000..1000000")
+        from canora.io.audio import full_scale_fraction
+
+        clipped = full_scale_fraction(wav)
+        if clipped > CLIP_NOTICE_FRACTION:
+            log.warning("%s: %.1f %% of the samples are at full scale: the recording clips, and the conversion "
+                        "follows the distorted sound (re-record or re-export it with headroom if you can)",
+                        name, 100 * clipped)
         wav = resample(wav, int(sr), self.spec.sample_rate)
         if len(wav) < self.spec.n_fft:
             raise AudioError(f"{name}: {len(wav) / self.spec.sample_rate:.3f} s of audio is too short to convert")

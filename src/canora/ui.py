@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from canora.errors import AudioError, CanoraError, MelError
+from canora.errors import AudioError, CanoraError
 
 log = logging.getLogger(__name__)
 
@@ -37,10 +37,13 @@ OUTPUT_MAX_AGE_SECONDS = 6 * 3600  # converted files older than this are pruned 
 
 @dataclass(frozen=True)
 class UILimits:
-    """Per-upload caps: file size in MB (also enforced by Gradio before the upload lands) and audio seconds."""
+    """Per-upload caps: file size in MB (also enforced by Gradio before the upload lands), audio seconds, and
+    decoded samples (channels x rate x seconds, read from the header before decoding: a small compressed file of
+    many channels at a high rate would otherwise decode to gigabytes)."""
 
     max_upload_mb: float = 50.0
     max_seconds: float = 600.0
+    max_samples: float = 120e6  # 10 minutes of stereo at 96 kHz; 480 MB of float32 at most
 
 
 @dataclass
@@ -167,7 +170,10 @@ class UIBackend:
             raise CanoraError(f"{p.name}: the upload is missing; upload it again")
         if p.suffix.lower() not in suffixes:
             raise CanoraError(f"{p.name}: not {what} (accepted: {', '.join(suffixes)})")
-        size_mb = p.stat().st_size / 2**20
+        size = p.stat().st_size
+        if size == 0:
+            raise CanoraError(f"{p.name}: the upload is empty (0 bytes); upload it again")
+        size_mb = size / 2**20
         if size_mb > self.limits.max_upload_mb:
             raise CanoraError(f"{p.name}: {size_mb:.1f} MB is over this page's {self.limits.max_upload_mb:g} MB "
                               "upload limit; cut the file or start `canora ui --max-upload-mb` higher")
@@ -175,19 +181,21 @@ class UIBackend:
 
     def read_clip(self, path: str | Path) -> tuple[np.ndarray, int]:
         """Check and read an uploaded clip -> ((N,) float32 mono, sample rate). Errors name the file only."""
-        import soundfile as sf
-
-        from canora.io.audio import AUDIO_EXTENSIONS, read_audio
+        from canora.io.audio import AUDIO_EXTENSIONS, audio_info, read_audio
 
         p = self._check_file(path, AUDIO_EXTENSIONS, "an audio file")
         cap = self.limits.max_seconds
         too_long = f"over this page's {cap:g} s limit; cut the clip or start `canora ui --max-seconds` higher"
-        try:  # cheap header check first, so an hour-long file is refused before it is decoded
-            seconds = float(sf.info(str(p)).duration)
-        except (sf.LibsndfileError, RuntimeError, TypeError, ValueError):
-            seconds = None  # unreadable: read_audio below says why
-        if seconds is not None and seconds > cap:
-            raise AudioError(f"{p.name}: {seconds:.1f} s of audio is {too_long}")
+        try:  # cheap header checks first, so an hour-long or 8-channel 192 kHz file is refused before it is decoded
+            channels, rate, frames = audio_info(p)
+        except CanoraError:
+            channels = rate = frames = 0  # unreadable: read_audio below says why
+        if rate > 0 and frames / rate > cap:
+            raise AudioError(f"{p.name}: {frames / rate:.1f} s of audio is {too_long}")
+        if channels * frames > self.limits.max_samples:
+            raise AudioError(f"{p.name}: {channels} channel(s) x {frames} frames ({channels * frames / 1e6:.0f} M "
+                             f"samples at {rate} Hz) is over this page's {self.limits.max_samples / 1e6:g} M decoded "
+                             "samples; mix it down or lower its rate, or start `canora ui --max-samples` higher")
         try:
             wav, sr = read_audio(p)
         except CanoraError as e:
@@ -266,13 +274,11 @@ class UIBackend:
     def doctor(self, path: str | Path) -> str:
         """The doctor's verdict (a few lines of text) on an uploaded ``.npy`` mel against the vocoder's MelSpec."""
         from canora.analysis.doctor import diagnose
+        from canora.io.melfiles import load_npy
 
         p = self._check_file(path, (".npy",), "a .npy mel")
         try:
-            mel = np.load(p, allow_pickle=False)
-        except (ValueError, OSError, EOFError) as e:
-            raise MelError(f"{p.name}: not a readable .npy array ({_with_name(CanoraError(str(e)), p)})") from None
-        try:
+            mel = load_npy(p)
             return diagnose(mel, self.vocoder_spec, name=p.name).summary()
         except CanoraError as e:
             raise type(e)(_with_name(e, p)) from None

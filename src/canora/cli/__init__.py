@@ -1,7 +1,9 @@
 """The ``canora`` command: thin subcommands over the library, with lazy imports.
 
-Every subcommand lives in ``canora.cli.<name>``; errors caused by the user's input
-(:class:`canora.errors.CanoraError`) print one line and exit with status 2, without a traceback.
+Every subcommand lives in ``canora.cli.<name>``. Every failure is one line on stderr, without a traceback:
+errors caused by the user's input (:class:`canora.errors.CanoraError`, a bad flag) exit with status 2, and so does
+an ``OSError`` (named with its file and the fix); anything unexpected prints one line naming it (``-v`` shows the
+traceback) and exits with status 1, Ctrl+C or SIGTERM with 130 (temp files are removed on the way out).
 """
 
 from __future__ import annotations
@@ -9,9 +11,16 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import signal
 import sys
+import warnings
 
 from canora import __version__
+
+# pyworld (imported lazily by the F0 trackers) imports pkg_resources, whose deprecation warning would interrupt
+# a command's output; it is about pyworld's packaging, nothing a user can act on (main() sets it again, for
+# callers that reset the warning filters).
+warnings.filterwarnings("ignore", message=r"pkg_resources is deprecated", category=UserWarning)
 
 # subcommand name -> module in canora.cli (order = order in --help)
 COMMANDS: dict[str, str] = {
@@ -19,6 +28,7 @@ COMMANDS: dict[str, str] = {
     "mel": "mel",
     "refine": "refine",
     "vocode": "vocode",
+    "export": "export",
     "train-refiner": "train_refiner",
     "train-vocoder": "train_vocoder",
     "eval": "eval",
@@ -29,8 +39,15 @@ COMMANDS: dict[str, str] = {
 }
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with one-line errors (status 2): the usage is in ``--help``, not repeated above the error."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="canora",
         description="Singing voice conversion: wav -> mel -> diffusion refiner -> HiFi-GAN -> wav.",
     )
@@ -39,12 +56,20 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module in COMMANDS.values():
         importlib.import_module(f"canora.cli.{module}").add_parser(sub)
+    parser.set_defaults(_subcommands=sub.choices)  # for errors in the subcommand's own words
     return parser
 
 
+def _sigterm(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # like Ctrl+C: finally-blocks run, temp files are removed
+
+
 def main(argv: list[str] | None = None) -> int:
+    warnings.filterwarnings("ignore", message=r"pkg_resources is deprecated", category=UserWarning)
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # name the subcommand whose options these are not
+        getattr(args, "_subcommands", {}).get(args.command, parser).error(f"unrecognized arguments: {' '.join(extra)}")
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="canora: %(message)s", stream=sys.stderr
     )
@@ -53,11 +78,48 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from canora.errors import CanoraError
 
+    name = f"canora {args.command}"
+    try:
+        old = signal.signal(signal.SIGTERM, _sigterm)
+    except ValueError:  # not the main thread: leave signals alone
+        old = None
     try:
         return int(args.run(args) or 0)
     except CanoraError as e:
-        print(f"canora {args.command}: error: {e}", file=sys.stderr)
+        print(f"{name}: error: {_one_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"canora {args.command}: interrupted", file=sys.stderr)
+        print(f"{name}: interrupted", file=sys.stderr)
         return 130
+    except OSError as e:  # one no check caught: name the file, and the fix when it is the disk's
+        from canora.io.files import FATAL_ERRNOS, describe_os_error
+
+        where = e.filename or "a file"
+        msg = describe_os_error(where, e) if e.errno in FATAL_ERRNOS else \
+            f"{where}: {e.strerror or e}; check the path and its permissions"
+        print(f"{name}: error: {_one_line(msg)}", file=sys.stderr)
+        if args.verbose:
+            import traceback
+
+            traceback.print_exc()
+        return 2
+    except MemoryError:
+        print(f"{name}: error: out of memory; use shorter inputs (convert: a smaller --max-slice-seconds) or a "
+              "machine with more memory", file=sys.stderr)
+        return 1
+    except Exception as e:  # a bug: one line, the traceback with -v
+        print(f"{name}: unexpected error: {type(e).__name__}: {_one_line(e)} (a bug in canora; "
+              f"`canora -v {args.command} ...` shows the traceback; please report it)", file=sys.stderr)
+        if args.verbose:
+            import traceback
+
+            traceback.print_exc()
+        return 1
+    finally:
+        if old is not None:
+            signal.signal(signal.SIGTERM, old)
+
+
+def _one_line(e: object) -> str:
+    """The message of ``e`` on one line (newlines folded)."""
+    return " ".join(str(e).split()) or type(e).__name__

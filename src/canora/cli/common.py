@@ -1,32 +1,217 @@
-"""Helpers shared by subcommands: input listing, batch loops with progress and failure counting."""
+"""Helpers shared by subcommands: one naming scheme for flags, checks made before any work (inputs, outputs,
+devices, models), batch loops with progress and failure counting, and the result lines on stdout.
+
+The conventions every command follows:
+
+* inputs are positional; every output is ``-o/--out``; an existing output file is an error unless
+  ``--overwrite``; outputs are checked (not an input, writable, a format canora writes) before any work;
+* models are ``--refiner`` / ``--vocoder``: a path, or ``bundled`` (the default where a model is optional) for the
+  models shipped with canora; ``--model`` / ``--checkpoint`` still work as hidden aliases;
+* ``--device`` / ``--threads`` wherever a model runs, checked before the work;
+* results (the paths written) on stdout, diagnostics and progress bars on stderr.
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import math
+import re
 import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from canora.errors import CanoraError
 
 log = logging.getLogger("canora")
 
+#: -o with one of these extensions names a file; anything else names a directory
+FILE_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".au", ".w64", ".m4a", ".aac",
+                 ".wma", ".mp4", ".npy", ".npz", ".json", ".txt", ".csv", ".html", ".pt", ".pth")
+DEVICE_RE = re.compile(r"^(cpu|cuda(:\d+)?|mps)$")
 
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Descriptions kept as written; every option's default shown in ``--help`` (unless its help already says it)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "%(default)" in text or "default" in text.lower() or action.default is None or action.default is False \
+                or action.default == argparse.SUPPRESS or f"({action.default})" in text:
+            return text
+        if action.option_strings or action.nargs in (argparse.OPTIONAL, argparse.ZERO_OR_MORE):
+            return f"{text} (default: %(default)s)"
+        return text
+
+
+# ---------------------------------------------------------------------- argument types
+def positive_int(s: str) -> int:
+    try:
+        v = int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {s!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {v}")
+    return v
+
+
+def nonneg_int(s: str) -> int:
+    try:
+        v = int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {s!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {v}")
+    return v
+
+
+def finite_float(s: str) -> float:
+    try:
+        v = float(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {s!r}") from None
+    if not math.isfinite(v):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {s!r}")
+    return v
+
+
+def device_arg(s: str) -> str:
+    v = s.strip().lower()
+    if not DEVICE_RE.match(v):
+        raise argparse.ArgumentTypeError(f"unknown device {s!r}; choose cpu, cuda, cuda:N or mps")
+    return v
+
+
+def port_arg(s: str) -> int:
+    try:
+        v = int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number 1-65535, got {s!r}") from None
+    if not 0 < v < 65536:
+        raise argparse.ArgumentTypeError(f"expected a port number 1-65535, got {v}")
+    return v
+
+
+# ---------------------------------------------------------------------- common flags
 def add_device_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default: cpu)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--device", type=device_arg, default="cpu", metavar="{cpu,cuda,cuda:N,mps}",
+                   help="torch device the models run on (default: cpu)")
+    p.add_argument("--threads", type=positive_int, default=None, metavar="N",
+                   help="torch CPU threads (default: torch's choice, usually one per core)")
 
 
 def apply_device_args(args: argparse.Namespace) -> None:
-    if args.threads:
+    """Check ``--device`` against this machine and this torch build, and set ``--threads``, before any work."""
+    check_device(getattr(args, "device", "cpu") or "cpu")
+    if getattr(args, "threads", None):
         import torch
 
         torch.set_num_threads(args.threads)
 
 
+def check_device(device: str) -> None:
+    """One :class:`CanoraError` when ``device`` does not exist here (CUDA on a CPU build, a GPU index too high)."""
+    if device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            why = ("this torch is a CPU build (no CUDA support)" if torch.version.cuda is None
+                   else "no CUDA GPU is visible (driver, CUDA_VISIBLE_DEVICES?)")
+            raise CanoraError(f"--device {device}: {why}; use --device cpu")
+        index = int(device.partition(":")[2] or 0)
+        if index >= torch.cuda.device_count():
+            raise CanoraError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s) "
+                              f"(cuda:0..cuda:{torch.cuda.device_count() - 1})")
+    elif device == "mps":
+        import torch
+
+        if not torch.backends.mps.is_available():
+            raise CanoraError("--device mps: Apple's Metal backend is not available here; use --device cpu")
+
+
+def add_overwrite_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace output files that already exist (default: an existing output is an error)")
+
+
+def add_model_arg(p: argparse.ArgumentParser, kind: str, *, alias: str | None = None, bundled_default: bool = True,
+                  help: str = "") -> None:
+    """``--refiner`` / ``--vocoder`` (dest = kind): a path, or ``bundled`` for the model shipped with canora (the
+    default unless ``bundled_default`` is False: then no model unless given). ``alias`` (``--model``,
+    ``--checkpoint``) is accepted too, hidden from ``--help``."""
+    default = "bundled" if bundled_default else None
+    what = "an export directory" + (" or an official HiFi-GAN g_* checkpoint" if kind == "vocoder" else "")
+    text = (help or f"the {kind}: {what}, or 'bundled' for canora's own") + (" (default: bundled)" if
+                                                                              bundled_default else "")
+    p.add_argument(f"--{kind}", dest=kind, default=default, metavar="PATH|bundled", help=text)
+    if alias:
+        p.add_argument(alias, dest=kind, default=default, help=argparse.SUPPRESS)
+
+
+# ---------------------------------------------------------------------- models
+def load_refiner(name: str | Path | None, device: str = "cpu") -> Any:
+    """The refiner named by ``--refiner`` (a path or ``bundled``), loaded; every failure one line naming the file.
+    Its stored feature extractors are checked here, so an export naming an extractor this canora lacks fails now,
+    not per file after minutes."""
+    from canora.dsp.content import available_content_encoders
+    from canora.dsp.pitch import available_f0_extractors
+    from canora.errors import CheckpointError
+    from canora.io.models import load_model, model_file, resolve_model
+    from canora.refiner import Refiner
+
+    ref = load_model(name, "refiner", lambda p: Refiner.from_pretrained(p, device=device))
+    fp = ref.feature_params
+    where = model_file(resolve_model(name, "refiner"))
+    if fp.f0_method not in available_f0_extractors():
+        raise CheckpointError(f"{where}: the refiner's F0 extractor {fp.f0_method!r} is not in this canora "
+                              f"({', '.join(available_f0_extractors())}); upgrade canora or use another refiner")
+    if fp.content_method not in available_content_encoders():
+        raise CheckpointError(f"{where}: the refiner's content encoder {fp.content_method!r} is not in this canora "
+                              f"({', '.join(available_content_encoders())}); upgrade canora or use another refiner")
+    return ref
+
+
+def load_vocoder(name: str | Path | None, config: str | None = None, device: str = "cpu") -> Any:
+    """The vocoder named by ``--vocoder`` (a path or ``bundled``), loaded; every failure one line naming the file."""
+    from canora.io.models import load_model, resolve_model
+    from canora.vocoder import Vocoder
+
+    path = resolve_model(name, "vocoder")
+    settings = None  # an official checkpoint's settings are its config.json: errors name that file
+    if config is not None and Path(config).is_file():
+        settings = Path(config)
+    elif not (path / "model.json").is_file():
+        beside = (path if path.is_dir() else path.parent) / "config.json"
+        settings = beside if beside.is_file() else None
+    return load_model(path, "vocoder", lambda p: Vocoder.from_pretrained(p, config=config, device=device), settings)
+
+
+def load_converter(refiner: str | Path | None, vocoder: str | Path | None, device: str = "cpu") -> Any:
+    """A :class:`canora.pipeline.Converter` over ``--refiner`` and ``--vocoder`` (paths or ``bundled``)."""
+    from canora.pipeline import Converter
+
+    return Converter(load_refiner(refiner, device), load_vocoder(vocoder, device=device))
+
+
+def load_spec_arg(name_or_path: str | Path, flag: str = "--config") -> Any:
+    """The MelSpec of ``--config`` (v1/v2/v3 or a JSON file); every failure one line naming the file."""
+    from canora.dsp.mel import load_spec
+
+    try:
+        return load_spec(name_or_path)
+    except CanoraError as e:
+        if str(name_or_path) in str(e):
+            raise
+        raise type(e)(f"{name_or_path}: {e}") from None
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise CanoraError(f"{name_or_path}: not a usable {flag} ({type(e).__name__}: {e}); pass v1, v2, v3 or a "
+                          "HiFi-GAN config.json") from None
+
+
+# ---------------------------------------------------------------------- inputs and outputs
 def list_inputs(
     path: Path, suffixes: Iterable[str], skip: Callable[[Path], bool] | None = None
 ) -> list[Path]:
@@ -50,10 +235,94 @@ def list_inputs(
     return files
 
 
+def names_a_file(out: Path) -> bool:
+    """Whether ``-o`` names a file (an extension such as .wav/.npy/.json and not an existing directory)."""
+    return out.suffix.lower() in FILE_SUFFIXES and not out.is_dir()
+
+
+def require_dir_out(out: Path, what: str) -> None:
+    """``-o`` of a command that writes a directory: not a file name (``-o report.html`` would silently become a
+    directory of that name), not an existing file."""
+    if names_a_file(out):
+        raise CanoraError(f"{out}: {what} writes a directory of files, not one {out.suffix} file; give -o DIR")
+    if out.exists() and not out.is_dir():
+        raise CanoraError(f"{out}: exists and is a file, not a directory; choose another -o")
+
+
+def plan_outputs(inp: Path, files: list[Path], out: Path, suffix: str, file_suffixes: tuple[str, ...],
+                 what: str) -> dict[Path, Path]:
+    """The output path of each input: ``-o`` a file name (one input; its extension one of ``file_suffixes``), or
+    a directory that gets ``<stem><suffix>``. Refuses -o that is the input directory or an existing file used as
+    a directory, and an extension the command does not write."""
+    if names_a_file(out):
+        if out.suffix.lower() not in file_suffixes:
+            raise CanoraError(f"{out}: {what} writes {' or '.join(file_suffixes)} files, not {out.suffix}; give -o "
+                              f"NAME{file_suffixes[0]} or an output directory")
+        if inp.is_dir() or len(files) > 1:
+            raise CanoraError(f"{out}: a directory of inputs needs an output directory, not a file name")
+        return {files[0]: out}
+    from canora.io.files import check_output_dir
+
+    check_output_dir(inp, out)
+    return {f: out / f"{f.stem}{suffix}" for f in files}
+
+
+def check_outputs(paths: Iterable[Path], args: argparse.Namespace, inputs: Iterable[Path] = (),
+                  need_bytes: int = 0) -> None:
+    """:func:`canora.io.files.check_outputs` with ``--overwrite`` from ``args``."""
+    from canora.io.files import check_outputs as check
+
+    check(list(paths), overwrite=bool(getattr(args, "overwrite", False)), inputs=list(inputs), need_bytes=need_bytes)
+
+
+def audio_output_bytes(files: Iterable[Path], sample_rate: int, bytes_per_sample: int) -> int:
+    """About how many bytes the audio outputs of ``files`` take at ``sample_rate`` (from their headers; files
+    whose header does not read count 0, they fail later on their own)."""
+    from canora.io.audio import audio_info
+
+    total = 0
+    for f in files:
+        try:
+            _, sr, frames = audio_info(f)
+        except CanoraError:
+            continue
+        total += int(frames / max(sr, 1) * sample_rate * bytes_per_sample) + 4096
+    return total
+
+
+def check_run_dir(out: Path, data: Iterable[Path], recursive: bool) -> None:
+    """A training run directory ``-o``: not a file, not a data directory (nor, when the data is listed
+    recursively, inside one), writable."""
+    from canora.io.files import check_writable, remove_stale_temps
+
+    if out.exists() and not out.is_dir():
+        raise CanoraError(f"{out}: exists and is a file, not a run directory; choose another -o")
+    require_dir_out(out, "training")
+    o = out.resolve()
+    for d in data:
+        if not d.exists():
+            raise CanoraError(f"{d}: no such directory")
+        r = d.resolve()
+        if o == r or (recursive and r in o.parents):
+            raise CanoraError(f"{out}: the run directory is {'inside ' if o != r else ''}the data directory {d} "
+                              "(checkpoints would mix with the recordings); choose another -o")
+    check_writable(out)
+    remove_stale_temps(out)
+
+
+def emit(path: Path | str) -> None:
+    """A result (a path written) on stdout, one per line, without breaking a progress bar on stderr."""
+    from tqdm import tqdm
+
+    tqdm.write(str(path), file=sys.stdout)
+
+
+# ---------------------------------------------------------------------- batches
 @dataclass
 class BatchResult:
     done: int = 0
     failed: list[tuple[Path, str]] = field(default_factory=list)
+    not_done: list[Path] = field(default_factory=list)
     audio_seconds: float = 0.0
     wall_seconds: float = 0.0
 
@@ -65,18 +334,27 @@ class BatchResult:
         )
         if self.failed:
             s += f"; {len(self.failed)} failed"
+        if self.not_done:
+            s += f"; {len(self.not_done)} not attempted"
         return s
 
 
+def _named(f: Path, msg: str) -> str:
+    return msg if (f.name in msg or str(f) in msg) else f"{f}: {msg}"
+
+
 def run_batch(files: list[Path], fn: Callable[[Path], float], desc: str) -> BatchResult:
-    """Call ``fn(file) -> audio seconds`` for each file with a progress bar; a file whose ``fn`` raises a
-    :class:`CanoraError` is reported on one line and skipped (unless it is the only file, then it raises)."""
+    """Call ``fn(file) -> audio seconds`` for each file with a progress bar (stderr). A file whose ``fn`` raises is
+    reported on one line and skipped, and the rest go on (unless it is the only file: then it raises); a write
+    error that every later file would hit too (a full disk, a read-only file system) stops the batch there."""
     from tqdm import tqdm
+
+    from canora.io.files import FATAL_ERRNOS
 
     res = BatchResult()
     t0 = time.perf_counter()
     bar = tqdm(files, desc=desc, unit="file", disable=len(files) < 2 or not sys.stderr.isatty(), file=sys.stderr)
-    for f in bar:
+    for i, f in enumerate(bar):
         try:
             res.audio_seconds += fn(f)
             res.done += 1
@@ -84,14 +362,81 @@ def run_batch(files: list[Path], fn: Callable[[Path], float], desc: str) -> Batc
             if len(files) == 1:
                 raise
             res.failed.append((f, str(e)))
-            tqdm.write(f"skipped: {e}", file=sys.stderr)
+            tqdm.write(f"skipped: {_named(f, ' '.join(str(e).split()))}", file=sys.stderr)
+            if getattr(e, "errno", None) in FATAL_ERRNOS:
+                res.not_done = files[i + 1:]
+                break
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as e:  # a bug, or an error no check foresaw: this file fails, the batch goes on
+            if len(files) == 1:
+                raise
+            msg = f"unexpected error {type(e).__name__}: {' '.join(str(e).split())[:300]}"
+            res.failed.append((f, msg))
+            tqdm.write(f"skipped: {f}: {msg}", file=sys.stderr)
+    bar.close()
     res.wall_seconds = time.perf_counter() - t0
     return res
 
 
 def finish(res: BatchResult, verb: str) -> int:
     print(res.summary(verb), file=sys.stderr)
-    if res.failed:
-        print(f"{len(res.failed)} file(s) failed: " + ", ".join(p.name for p, _ in res.failed), file=sys.stderr)
+    if res.failed or res.not_done:
+        names = ", ".join(p.name for p, _ in res.failed)
+        line = f"{len(res.failed)} file(s) failed: {names}" if res.failed else ""
+        if res.not_done:
+            line += ("; " if line else "") + (f"stopped after a write error; not attempted: "
+                                              f"{', '.join(p.name for p in res.not_done)}")
+        print(line, file=sys.stderr)
         return 1
     return 0
+
+
+# ---------------------------------------------------------------------- a cheap check of the result
+#: the refined mel differs from the source mel by more than this (mean |ln| over loud frames): not a refinement
+MAX_MEL_CHANGE = 3.0
+CHECK_SECONDS = 5.0
+
+
+def collapse_check(res: Any, spec: Any) -> dict[str, Any] | None:
+    """A cheap sanity check of a conversion (:class:`canora.pipeline.Conversion`), on its first sung stretch only
+    (at most :data:`CHECK_SECONDS`): the mel cycle error of the output audio against the refined mel, and how far
+    the refined mel moved from the source mel. An untrained or collapsed refiner scores far above the thresholds
+    (cycle error > ``canora.analysis.collapse.MAX_CYCLE_ERROR``, change > :data:`MAX_MEL_CHANGE`); a trained one
+    well below. -> ``{"cycle_error", "mel_change", "seconds", "ok"}``, or None when nothing was sung."""
+    import numpy as np
+
+    from canora.analysis.collapse import MAX_CYCLE_ERROR
+    from canora.dsp.metrics import loud_frames, mel_cycle_error
+
+    voiced = np.flatnonzero(np.asarray(res.f0) > 0)
+    if voiced.size == 0:
+        return None
+    hop = spec.hop_length
+    a = int(voiced[0])
+    b = min(res.mel.shape[1], a + int(CHECK_SECONDS * spec.sample_rate / hop))
+    mel, src = res.mel[:, a:b], res.source_mel[:, a:b]
+    audio = res.audio[a * hop: b * hop]
+    if mel.shape[1] < 8 or len(audio) < spec.n_fft:
+        return None
+    err = mel_cycle_error(mel, audio, spec)
+    mask = loud_frames(src, spec)
+    change = float(np.abs(mel - src)[:, mask].mean()) if mask.any() else float("nan")
+    ok = not ((math.isfinite(err) and err > MAX_CYCLE_ERROR) or (math.isfinite(change) and change > MAX_MEL_CHANGE))
+    return {"cycle_error": None if not math.isfinite(err) else round(err, 4),
+            "mel_change": None if not math.isfinite(change) else round(change, 4),
+            "seconds": round((b - a) * hop / spec.sample_rate, 2), "ok": ok}
+
+
+def warn_if_collapsed(check: dict[str, Any] | None, name: str) -> None:
+    if check is None or check["ok"]:
+        return
+    from canora.analysis.collapse import MAX_CYCLE_ERROR
+
+    def num(v: float | None) -> str:
+        return "n/a" if v is None else f"{v:.2f}"
+
+    log.warning("%s: the result looks collapsed (mel cycle error %s, limit %.1f; refined mel %s ln units from the "
+                "source, limit %.1f; on the first %.1f s sung): is the refiner untrained, or not matched to the "
+                "vocoder? Listen before using it; `canora report` shows more", name, num(check["cycle_error"]),
+                MAX_CYCLE_ERROR, num(check["mel_change"]), MAX_MEL_CHANGE, check["seconds"])

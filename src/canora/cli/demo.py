@@ -5,42 +5,63 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from canora.cli.common import HelpFormatter, add_device_args, add_model_arg, add_overwrite_arg
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "demo",
+        "demo", formatter_class=HelpFormatter,
         help="synthesise a sung phrase and run the pipeline on it",
         description="Synthesise a short sung phrase (demo_out/phrase.wav), extract its HiFi-GAN mel "
         "(phrase.npy) and, with the bundled default models, convert it (phrase_converted.wav).",
     )
-    p.add_argument("-o", "--out", type=Path, default=Path("demo_out"), help="output directory (default demo_out)")
-    p.add_argument("--refiner", type=Path, default=None, help="refiner export (default: the bundled one)")
-    p.add_argument("--vocoder", type=Path, default=None, help="vocoder (default: the bundled one)")
+    p.add_argument("-o", "--out", type=Path, default=Path("demo_out"), help="output directory")
+    add_model_arg(p, "refiner")
+    add_model_arg(p, "vocoder")
+    add_overwrite_arg(p)
+    add_device_args(p)
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     import sys
 
+    from canora.cli.common import (
+        apply_device_args,
+        check_outputs,
+        collapse_check,
+        emit,
+        load_converter,
+        require_dir_out,
+        warn_if_collapsed,
+    )
     from canora.demo import synth_phrase
     from canora.dsp.mel import MelSpec, wav_to_mel
-    from canora.io.audio import save_wav
-    from canora.io.melfiles import save_mel
+    from canora.io.audio import audio_bytes
+    from canora.io.files import OutputSet
+    from canora.io.melfiles import mel_bytes
 
+    require_dir_out(args.out, "demo")
+    names = ("phrase.wav", "phrase.npy", "phrase_converted.wav", "phrase_converted.npy")
+    check_outputs([args.out / n for n in names], args)
+    apply_device_args(args)
+    conv = load_converter(args.refiner, args.vocoder, device=args.device)
     spec = MelSpec()
     wav = synth_phrase(spec.sample_rate)
-    save_wav(args.out / "phrase.wav", wav, spec.sample_rate)
     mel = wav_to_mel(wav, spec)
-    save_mel(args.out / "phrase.npy", mel)
+    with OutputSet() as written:
+        written.add(args.out / "phrase.wav", audio_bytes(args.out / "phrase.wav", wav, spec.sample_rate))
+        written.add(args.out / "phrase.npy", mel_bytes(mel))
     print(f"wrote {args.out / 'phrase.wav'} ({len(wav) / spec.sample_rate:.1f} s) and its mel "
           f"{args.out / 'phrase.npy'} {mel.shape}", file=sys.stderr)
-    from canora.pipeline import Converter
-
-    conv = Converter.from_pretrained(args.refiner, args.vocoder)
-    res = conv.convert(wav, spec.sample_rate, auto_transpose=True, progress=True, name="phrase.wav")
+    res = conv.convert(wav, spec.sample_rate, auto_transpose=True, progress=sys.stderr.isatty(), name="phrase.wav")
+    warn_if_collapsed(collapse_check(res, conv.spec), "phrase.wav")
     out = args.out / "phrase_converted.wav"
-    save_wav(out, res.audio, res.sample_rate)
-    save_mel(args.out / "phrase_converted.npy", res.mel)
+    with OutputSet() as written:
+        written.add(out, audio_bytes(out, res.audio, res.sample_rate))
+        written.add(args.out / "phrase_converted.npy", mel_bytes(res.mel))
     print(f"converted it to singer {res.singer!r} (transpose {res.transpose:+.0f} semitones, "
-          f"real-time factor {res.stats['real_time_factor']:.2f}): {out}", file=sys.stderr)
+          f"real-time factor {res.stats['real_time_factor']:.2f})", file=sys.stderr)
+    for n in names:
+        emit(args.out / n)
     return 0

@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from canora.cli.common import HelpFormatter, add_model_arg, add_overwrite_arg
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "doctor",
+        "doctor", formatter_class=HelpFormatter,
         help="diagnose mel conventions (log base, dB, normalisation, layout, padding, fmax) and fix them",
         description="Inspect .npy mels and name the convention they are in (natural log, log10, power dB, log1p, "
         "clamp, [-1, 1] or mean-variance normalised, power mel, (T, n_mels) layout; with --audio also center=True "
@@ -18,7 +20,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("input", type=Path, help="a .npy mel or a directory of them")
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--vocoder", type=Path, default=None, help="check against this vocoder's MelSpec (g_*, dir, export)")
+    add_model_arg(g, "vocoder", bundled_default=False,
+                  help="check against this vocoder's MelSpec (g_*, its directory, an export, or 'bundled')")
     g.add_argument("--config", default=None, help="check against this MelSpec: v1/v2/v3 or a config JSON (default v1)")
     p.add_argument("--audio", type=Path, default=None,
                    help="the recording(s) the mels were made from: an audio file, or a directory with <stem>.wav etc.; "
@@ -28,6 +31,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="also apply approximate conversions (power mel or power dB -> magnitude)")
     p.add_argument("-o", "--out", type=Path, default=None, help="output directory for --fix")
     p.add_argument("--json", action="store_true", help="print the diagnoses as JSON")
+    add_overwrite_arg(p)
     p.set_defaults(run=run)
 
 
@@ -47,42 +51,46 @@ def _audio_for(audio: Path | None, stem: str) -> Path | None:
 def run(args: argparse.Namespace) -> int:
     import json
     import logging
-
-    import numpy as np
+    import sys
 
     from canora.analysis.doctor import apply_fix, diagnose
-    from canora.cli.common import list_inputs
-    from canora.dsp.mel import load_spec
+    from canora.cli.common import check_outputs, list_inputs, load_spec_arg, load_vocoder, require_dir_out
     from canora.errors import CanoraError, MelError
     from canora.io.audio import read_audio
     from canora.io.files import check_output_dir
-    from canora.io.melfiles import save_mel
+    from canora.io.melfiles import load_npy, save_mel
 
     log = logging.getLogger("canora")
     if args.fix and args.out is None:
         raise CanoraError("--fix needs -o DIR for the converted mels")
+    if args.out is not None and not args.fix:
+        raise CanoraError("-o is where --fix writes the converted mels; add --fix, or leave -o out")
     if args.audio is not None and not args.audio.exists():
         raise CanoraError(f"{args.audio}: no such audio file or directory")
-    if args.vocoder is not None:
-        from canora.vocoder import Vocoder
-
-        spec, against = Vocoder.from_pretrained(args.vocoder).spec, f"vocoder {args.vocoder}"
-    else:
-        spec, against = load_spec(args.config or "v1"), f"config {args.config or 'v1'}"
     files = list_inputs(args.input, (".npy",), lambda f: f.name.endswith(".f0.npy"))  # F0 tracks are no mels
     if args.fix:
         check_output_dir(args.input, args.out)
-    results, bad, unfixed = [], 0, 0
+        require_dir_out(args.out, "doctor --fix")
+        check_outputs([args.out / f"{f.stem}.npy" for f in files], args, inputs=files)
+    if args.vocoder is not None:
+        spec, against = load_vocoder(args.vocoder).spec, f"vocoder {args.vocoder}"
+    else:
+        spec, against = load_spec_arg(args.config or "v1"), f"config {args.config or 'v1'}"
+    results, bad, unfixed, failed = [], 0, 0, []
     for f in files:
         try:
-            mel = np.load(f, allow_pickle=False)
-        except (ValueError, OSError, EOFError) as e:
-            raise MelError(f"{f}: not a readable .npy array ({e})") from None
-        apath = _audio_for(args.audio, f.stem)
-        if args.audio is not None and apath is None:
-            log.warning("%s: no audio named %s.* in %s; blind checks only", f, f.stem, args.audio)
-        wav, sr = read_audio(apath) if apath is not None else (None, None)
-        diag = diagnose(mel, spec, name=str(f), audio=wav, audio_sr=sr)
+            mel = load_npy(f)
+            apath = _audio_for(args.audio, f.stem)
+            if args.audio is not None and apath is None:
+                log.warning("%s: no audio named %s.* in %s; blind checks only", f, f.stem, args.audio)
+            wav, sr = read_audio(apath) if apath is not None else (None, None)
+            diag = diagnose(mel, spec, name=str(f), audio=wav, audio_sr=sr)
+        except CanoraError as e:
+            if len(files) == 1:
+                raise
+            failed.append(f.name)
+            print(f"skipped: {' '.join(str(e).split())}", file=sys.stderr)
+            continue
         bad += not diag.matches
         entry = diag.to_dict()
         if args.fix and not diag.matches:
@@ -103,6 +111,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(results, indent=2))
     else:
-        print(f"{len(files)} mel(s) checked against {against}: {len(files) - bad} match, {bad} do not"
-              + (f"; {unfixed} could not be fixed" if args.fix else ""))
-    return 1 if (unfixed or (bad and not args.fix)) else 0
+        print(f"{len(files) - len(failed)} mel(s) checked against {against}: {len(files) - len(failed) - bad} match, "
+              f"{bad} do not" + (f"; {unfixed} could not be fixed" if args.fix else "")
+              + (f"; {len(failed)} unreadable ({', '.join(failed)})" if failed else ""))
+    return 1 if (failed or unfixed or (bad and not args.fix)) else 0

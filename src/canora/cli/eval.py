@@ -25,16 +25,59 @@ or with --sources DIR/<stem>.*; the transpose comes from that JSON unless --tran
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    from canora.cli.common import HelpFormatter, add_overwrite_arg, finite_float, positive_int
+    from canora.dsp.pitch import available_f0_extractors
+
     p = sub.add_parser("eval", help="score conversions: F0 error, singer similarity, mel cycle error, RTF",
-                       description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+                       description=DESCRIPTION, formatter_class=HelpFormatter)
     p.add_argument("converted", type=Path, help="a converted .wav or a directory of them (canora convert output)")
     p.add_argument("-o", "--out", type=Path, required=True, help="JSON file to write the scores to")
     p.add_argument("--sources", type=Path, default=None, help="directory of the source recordings (<stem>.*)")
     p.add_argument("--target-refs", type=Path, default=None,
                    help="directory of the target singer's own recordings (held out from training)")
-    p.add_argument("--transpose", type=float, default=None, help="semitones applied (default: from <stem>.json)")
-    p.add_argument("--f0-method", default="harvest", help="F0 extractor for scoring (default harvest)")
+    p.add_argument("--transpose", type=finite_float, default=None,
+                   help="semitones applied (default: from <stem>.json)")
+    p.add_argument("--f0-method", default="harvest", choices=available_f0_extractors(),
+                   help="F0 extractor for scoring")
+    p.add_argument("--threads", type=positive_int, default=None, metavar="N",
+                   help="torch CPU threads (default: torch's choice; the speaker encoder runs on the CPU)")
+    add_overwrite_arg(p)
     p.set_defaults(run=run)
+
+
+SIDECAR_NUMBERS = ("transpose", "mel_cycle_error", "real_time_factor")
+
+
+def read_sidecar(path: Path) -> dict:
+    """The ``<stem>.json`` canora convert wrote beside a converted wav ({} when there is none), its fields checked:
+    one :class:`CanoraError` naming the file for anything else."""
+    import json
+    import math
+
+    from canora.errors import CanoraError
+
+    if not path.is_file():
+        return {}
+    fix = "re-run canora convert, or pass --sources (and --transpose)"
+    try:
+        doc = json.loads(path.read_text())
+    except OSError as e:
+        raise CanoraError(f"{path}: cannot read the sidecar ({e.strerror or e}); {fix}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CanoraError(f"{path}: unreadable sidecar ({e}); {fix}") from None
+    if not isinstance(doc, dict):
+        raise CanoraError(f"{path}: a sidecar is a JSON object, this is a {type(doc).__name__}; {fix}")
+    for k in SIDECAR_NUMBERS:
+        v = doc.get(k)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)):
+            raise CanoraError(f"{path}: {k} = {v!r} is not a number; {fix}")
+    sr = doc.get("sample_rate")
+    if sr is not None and (isinstance(sr, bool) or not isinstance(sr, int) or not 1000 <= sr <= 1_000_000):
+        raise CanoraError(f"{path}: sample_rate = {sr!r} is not a rate in Hz; {fix}")
+    src = doc.get("source")
+    if src is not None and not isinstance(src, str):
+        raise CanoraError(f"{path}: source = {src!r} is not a path; {fix}")
+    return doc
 
 
 def _source_for(wav: Path, side: dict, sources: Path | None) -> Path:
@@ -57,18 +100,26 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     import numpy as np
+    from tqdm import tqdm
 
     from canora.analysis.evaluation import SpeakerEmbedder, centroid, evaluate_conversion
-    from canora.cli.common import list_inputs
+    from canora.cli.common import check_outputs, list_inputs
     from canora.errors import CanoraError
     from canora.io.audio import AUDIO_EXTENSIONS, list_audio, load_audio
     from canora.io.files import atomic_write_text
 
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     files = list_inputs(args.converted, (".wav",))
     if args.out.suffix.lower() != ".json":
         raise CanoraError(f"{args.out}: -o takes a .json file path")
     if any(args.out.resolve() == f.with_suffix(".json").resolve() for f in files):
         raise CanoraError(f"{args.out}: that is the convert sidecar of a converted file; choose another -o")
+    check_outputs([args.out], args, inputs=files)
+    if args.sources is not None and not args.sources.is_dir():
+        raise CanoraError(f"{args.sources}: --sources must be a directory of the source recordings")
     embedder = target = None
     if args.target_refs is not None:
         refs = list_audio(args.target_refs) if args.target_refs.exists() else []
@@ -76,18 +127,16 @@ def run(args: argparse.Namespace) -> int:
         if not refs:
             raise CanoraError(f"{args.target_refs}: no recordings of the target singer in this directory")
         embedder = SpeakerEmbedder()
-        target = centroid([embedder.embed(load_audio(r, 16000), 16000) for r in refs])
+        target = centroid([embedder.embed(load_audio(r, 16000), 16000)
+                           for r in tqdm(refs, desc="target refs", unit="file", file=sys.stderr,
+                                         disable=len(refs) < 2 or not sys.stderr.isatty())])
     rows, failed = [], []
-    for f in files:
-        side_path = f.with_suffix(".json")
+    for f in tqdm(files, desc="eval", unit="file", file=sys.stderr, disable=len(files) < 2 or not sys.stderr.isatty()):
         try:
-            side = json.loads(side_path.read_text()) if side_path.is_file() else {}
-        except (OSError, json.JSONDecodeError) as e:
-            raise CanoraError(f"{side_path}: unreadable ({e}); re-run canora convert or pass --sources") from None
-        transpose = args.transpose if args.transpose is not None else float(side.get("transpose", 0.0))
-        try:
+            side = read_sidecar(f.with_suffix(".json"))
+            transpose = args.transpose if args.transpose is not None else float(side.get("transpose") or 0.0)
             src = _source_for(f, side, args.sources)
-            sr = int(side.get("sample_rate", 22050))
+            sr = int(side.get("sample_rate") or 22050)
             conv_wav = load_audio(f, sr, allow_silent=True)
             src_wav = load_audio(src, sr)
             scores = evaluate_conversion(conv_wav, src_wav, sr, transpose=transpose, f0_method=args.f0_method,
@@ -96,7 +145,17 @@ def run(args: argparse.Namespace) -> int:
             if len(files) == 1:
                 raise
             failed.append(f.name)
-            print(f"skipped: {f}: {e}", file=sys.stderr)
+            msg = " ".join(str(e).split())
+            tqdm.write(f"skipped: {msg if f.name in msg else f'{f}: {msg}'}", file=sys.stderr)
+            continue
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as e:  # an error no check foresaw: this file fails, the others are scored
+            if len(files) == 1:
+                raise
+            failed.append(f.name)
+            tqdm.write(f"skipped: {f}: unexpected error {type(e).__name__}: {' '.join(str(e).split())[:300]}",
+                       file=sys.stderr)
             continue
         rows.append({"file": f.name, "source": str(src), "transpose": transpose, **scores,
                      "mel_cycle_error": side.get("mel_cycle_error"), "real_time_factor": side.get("real_time_factor")})

@@ -5,12 +5,23 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from canora.cli.common import add_device_args
+from canora.cli.common import (
+    HelpFormatter,
+    add_device_args,
+    add_model_arg,
+    add_overwrite_arg,
+    finite_float,
+    positive_int,
+)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    from canora.pipeline import MAX_TRANSPOSE
+    from canora.refiner.api import DEFAULT_SAMPLER, DEFAULT_STEPS, DEFAULT_STRENGTH
+    from canora.refiner.samplers import available_samplers
+
     p = sub.add_parser(
-        "refine",
+        "refine", formatter_class=HelpFormatter,
         help="refine mels toward a target singer with the diffusion refiner",
         description="Refine log-mels toward a target singer and write <stem>.npy (n_mels, T), the layout "
         "`canora vocode` and HiFi-GAN read, plus <stem>.f0.npy: the frame-aligned F0 in Hz after transpose "
@@ -21,28 +32,31 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "against the model's MelSpec.",
     )
     p.add_argument("input", type=Path, help="a .npy mel or audio file, or a directory of them")
-    p.add_argument("-o", "--out", type=Path, required=True, help="output directory (must not be the input)")
-    p.add_argument("--model", type=Path, required=True, help="refiner export directory (model.json + .safetensors)")
+    p.add_argument("-o", "--out", type=Path, required=True,
+                   help="output directory (not the input's), or NAME.npy for one input (+ NAME.f0.npy)")
+    add_model_arg(p, "refiner", alias="--model")
     p.add_argument("--singer", default=None, help="target singer name (optional for one-singer models)")
-    p.add_argument("--sampler", default="dpmpp", help="ddpm, ddim or dpmpp (default dpmpp)")
-    p.add_argument("--steps", type=int, default=10, help="denoising steps (default 10)")
+    p.add_argument("--sampler", choices=available_samplers(), default=DEFAULT_SAMPLER, help="the sampler")
+    p.add_argument("--steps", type=positive_int, default=DEFAULT_STEPS, help="denoising steps")
     p.add_argument(
-        "--strength", type=float, default=0.6,
+        "--strength", type=finite_float, default=DEFAULT_STRENGTH,
         help="shallow-diffusion depth in (0, 1]: the noise level the source mel is taken to; "
-        "1 = generate from pure noise, conditioned only on features (default 0.6)",
+        "1 = generate from pure noise, conditioned only on features",
     )
     key = p.add_mutually_exclusive_group()
-    key.add_argument("--transpose", type=float, default=0.0, help="shift the pitch by N semitones (default 0)")
+    key.add_argument("--transpose", type=finite_float, default=0.0, metavar="SEMITONES",
+                     help=f"shift the pitch by N semitones, within +-{MAX_TRANSPOSE:g}")
     key.add_argument(
         "--auto-transpose", action="store_true",
         help="move the source toward the target singer's range (statistics stored in the model): whole octaves "
         "(the key kept) unless --key-mode free",
     )
     p.add_argument("--key-mode", choices=("octave", "free"), default="octave",
-                   help="with --auto-transpose: octave keeps the key (default), free allows any semitone")
+                   help="with --auto-transpose: octave keeps the key, free allows any semitone")
     p.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same output")
     p.add_argument("--audio", type=Path, default=None, help="directory of the source audio of .npy mel inputs")
     p.add_argument("--mel-spec", type=Path, default=None, help="MelSpec JSON the input mels were made with")
+    add_overwrite_arg(p)
     add_device_args(p)
     p.set_defaults(run=run)
 
@@ -60,33 +74,46 @@ def _find_audio(directory: Path, stem: str) -> Path | None:
 def run(args: argparse.Namespace) -> int:
     import logging
 
-    from canora.cli.common import apply_device_args, finish, list_inputs, run_batch
+    from canora.cli.common import (
+        apply_device_args,
+        check_outputs,
+        emit,
+        finish,
+        list_inputs,
+        load_refiner,
+        plan_outputs,
+        run_batch,
+    )
     from canora.dsp.mel import MelSpec
     from canora.errors import CanoraError
     from canora.io.audio import AUDIO_EXTENSIONS, load_audio
-    from canora.io.files import atomic_save_npy, check_output_dir
-    from canora.io.melfiles import load_mel, save_mel
-    from canora.refiner import Refiner
+    from canora.io.files import OutputSet, npy_bytes
+    from canora.io.melfiles import load_mel, mel_bytes
+    from canora.pipeline import check_transpose
     from canora.refiner.samplers import check_steps_strength
 
     log = logging.getLogger("canora")
     check_steps_strength(args.steps, args.strength)
+    if not args.auto_transpose:
+        check_transpose(args.transpose, "--transpose")
     apply_device_args(args)
-    refiner = Refiner.from_pretrained(args.model, device=args.device)
-    refiner.singer_index(args.singer)  # unknown singer: fail before any work
     files = list_inputs(args.input, (".npy", *AUDIO_EXTENSIONS), lambda f: f.name.endswith(".f0.npy"))
-    check_output_dir(args.input, args.out)
+    mels = plan_outputs(args.input, files, args.out, ".npy", (".npy",), "refine")
+    outputs = {f: [m, m.with_name(m.name.removesuffix(".npy") + ".f0.npy")] for f, m in mels.items()}
     if args.audio is not None and not args.audio.is_dir():
         raise CanoraError(f"{args.audio}: --audio must be a directory holding the source audio of the mels")
+    check_outputs([p for outs in outputs.values() for p in outs], args, inputs=files)
+    refiner = load_refiner(args.refiner, device=args.device)
+    refiner.singer_index(args.singer)  # unknown singer: fail before any work
     spec_file = args.mel_spec
     if spec_file is None and args.input.is_dir() and (args.input / "mel_spec.json").is_file():
         spec_file = args.input / "mel_spec.json"
     mel_spec = None
     if spec_file is not None and any(f.suffix.lower() == ".npy" for f in files):
         try:
-            mel_spec = MelSpec.from_json(spec_file.read_text())
-        except (OSError, ValueError) as e:
-            raise CanoraError(f"{spec_file}: unreadable MelSpec JSON ({e})") from None
+            mel_spec = MelSpec.from_dict(json_object(spec_file), str(spec_file))
+        except CanoraError as e:
+            raise CanoraError(str(e) if str(spec_file) in str(e) else f"{spec_file}: {e}") from None
         refiner.check_spec(mel_spec, name=f"mels described by {spec_file}")
     sr = refiner.spec.sample_rate
     warned = False
@@ -112,9 +139,29 @@ def run(args: argparse.Namespace) -> int:
         )
         if args.auto_transpose:
             log.info("%s: auto-transpose %+.1f semitones", f.name, res.transpose)
-        save_mel(args.out / f"{f.stem}.npy", res.mel)
-        atomic_save_npy(args.out / f"{f.stem}.f0.npy", res.f0)
+        out = outputs[f]
+        with OutputSet() as written:  # the mel and its F0 appear together or not at all
+            written.add(out[0], mel_bytes(res.mel))
+            written.add(out[1], npy_bytes(res.f0))
+        emit(out[0])
         return res.mel.shape[1] * refiner.spec.hop_length / sr
 
     return finish(run_batch(files, one, "refine"), f"refined ({args.sampler}, {args.steps} steps, "
                   f"strength {args.strength:g}, singer {refiner.singers[refiner.singer_index(args.singer)]})")
+
+
+def json_object(path: Path) -> dict:
+    """A JSON object from ``path``, or one :class:`CanoraError` naming the file."""
+    import json
+
+    from canora.errors import CanoraError
+
+    try:
+        doc = json.loads(path.read_text())
+    except OSError as e:
+        raise CanoraError(f"{path}: cannot read ({e.strerror or e})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CanoraError(f"{path}: not valid JSON ({e}); fix or re-create the file") from None
+    if not isinstance(doc, dict):
+        raise CanoraError(f"{path}: expected a JSON object, got {type(doc).__name__}")
+    return doc

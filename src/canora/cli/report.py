@@ -5,29 +5,32 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from canora.cli.common import add_device_args
+from canora.cli.common import HelpFormatter, add_device_args, add_model_arg, add_overwrite_arg, nonneg_int
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "report",
+        "report", formatter_class=HelpFormatter,
         help="HTML report: mel distributions, refiner effect, vocoder collapse",
-        description="Pair <stem>.npy mels of --original and --refined; plot per-band statistics, histograms and "
-        "the per-band Wasserstein distance; check the generated audio (--generated <stem>.wav, or vocode the "
-        "refined mels with --vocoder) for collapse (mel cycle error, spectral flatness, energy, clipping, NaN). "
-        "Writes OUT/report.html (self-contained) and OUT/metrics.json.",
+        description="Pair <stem>.npy mels of ORIGINAL and REFINED (two directories); plot per-band statistics, "
+        "histograms and the per-band Wasserstein distance; check the generated audio (--generated <stem>.wav, or "
+        "vocode the refined mels with --vocoder) for collapse (mel cycle error, spectral flatness, energy, clipping, "
+        "NaN). Writes OUT/report.html (self-contained) and OUT/metrics.json.",
     )
-    p.add_argument("--original", type=Path, required=True, help="directory of original <stem>.npy mels")
-    p.add_argument("--refined", type=Path, required=True, help="directory of refined <stem>.npy mels")
+    p.add_argument("original", type=Path, nargs="?", default=None, help="directory of original <stem>.npy mels")
+    p.add_argument("refined", type=Path, nargs="?", default=None, help="directory of refined <stem>.npy mels")
+    p.add_argument("--original", dest="original_opt", type=Path, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--refined", dest="refined_opt", type=Path, default=None, help=argparse.SUPPRESS)
     p.add_argument("--generated", type=Path, default=None, help="directory of <stem>.wav made from the refined mels")
-    p.add_argument("--vocoder", type=Path, default=None,
-                   help="HiFi-GAN generator (g_*, generator_v2, dir or canora export): vocodes the original mels "
-                   "(and the refined ones when --generated is absent); its MelSpec is the report's")
+    add_model_arg(p, "vocoder", bundled_default=False,
+                  help="the vocoder (g_*, generator_v2, its directory, a canora export or 'bundled'): vocodes the "
+                  "original mels (and the refined ones when --generated is absent); its MelSpec is the report's")
     p.add_argument("--config", default=None,
                    help="MelSpec when no vocoder is given: v1/v2/v3 or a config JSON (default: v1); with --vocoder, "
                    "the vocoder's config.json")
     p.add_argument("-o", "--out", type=Path, required=True, help="output directory for report.html and metrics.json")
-    p.add_argument("--examples", type=int, default=2, help="spectrograms of this many worst and best files")
+    p.add_argument("--examples", type=nonneg_int, default=2, help="spectrograms of this many worst and best files")
+    add_overwrite_arg(p)
     add_device_args(p)
     p.set_defaults(run=run)
 
@@ -36,28 +39,36 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from canora.analysis.report import build_report
-    from canora.cli.common import apply_device_args
-    from canora.dsp.mel import load_spec
+    from canora.cli.common import apply_device_args, check_outputs, emit, load_spec_arg, load_vocoder, require_dir_out
     from canora.errors import CanoraError
 
+    original = args.original or args.original_opt
+    refined = args.refined or args.refined_opt
+    if original is None or refined is None:
+        raise CanoraError("report needs two directories of mels: canora report ORIGINAL REFINED -o DIR")
+    if (args.original and args.original_opt) or (args.refined and args.refined_opt):
+        raise CanoraError("give ORIGINAL and REFINED once each (positionally, or as --original/--refined)")
+    for d in (original, refined, args.generated):
+        if d is not None and not d.is_dir():
+            raise CanoraError(f"{d}: no such directory of mels{' or wavs' if d == args.generated else ''}")
     apply_device_args(args)
-    for d in (args.original, args.refined, args.generated):
+    for d in (original, refined, args.generated):
         if d is not None and args.out.exists() and args.out.resolve() == d.resolve():
             raise CanoraError(f"{args.out}: the output directory is an input directory; choose another -o")
+    require_dir_out(args.out, "report")
+    check_outputs([args.out / "report.html", args.out / "metrics.json"], args)
     vocoder = None
     if args.vocoder is not None:
-        from canora.vocoder import Vocoder
-
-        vocoder = Vocoder.from_pretrained(args.vocoder, config=args.config, device=args.device)
+        vocoder = load_vocoder(args.vocoder, config=args.config, device=args.device)
         spec = vocoder.spec
     else:
-        spec = load_spec(args.config or "v1")
-    m = build_report(args.original, args.refined, args.out, spec=spec, generated=args.generated, vocoder=vocoder,
+        spec = load_spec_arg(args.config or "v1")
+    m = build_report(original, refined, args.out, spec=spec, generated=args.generated, vocoder=vocoder,
                      worst_best=args.examples)
     s = m["summary"]
     print(f"report: {s['files']} file(s); collapsed refined {s['collapsed_refined']}, original "
           f"{s['collapsed_original']}; median cycle error refined {s['median_cycle_error_refined']}, original "
           f"{s['median_cycle_error_original']}; mean band W1 {m['distribution']['mean_wasserstein']:.3f}",
           file=sys.stderr)
-    print(args.out / "report.html")
+    emit(args.out / "report.html")
     return 0

@@ -5,73 +5,132 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from canora.cli.common import (
+    HelpFormatter,
+    add_device_args,
+    add_model_arg,
+    finite_float,
+    nonneg_int,
+    positive_int,
+)
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     from canora.config import default_of
+    from canora.dsp.content import available_content_encoders
+    from canora.dsp.pitch import DEFAULT_F0_METHOD, available_f0_extractors
     from canora.training.refiner import RefinerTrainConfig as C
 
     p = sub.add_parser(
         "train-refiner",
         help="train a diffusion mel refiner on one folder of recordings per singer",
-        description="Train the diffusion mel refiner. Each --data folder holds one singer's recordings "
+        description="Train the diffusion mel refiner. Each DATA folder holds one singer's recordings "
         "(the folder name is the singer name, unless --singers names them); the last files of each "
         "(sorted by name) are held out for validation. Features are cached under OUT/cache; checkpoints "
-        "(OUT/ckpt_*) are atomic and a run started again with the same --out resumes at the same step. "
+        "(OUT/ckpt_*) are atomic and a run started again with the same -o resumes at the same step. "
         "OUT/export always points at the newest slim export (written with every checkpoint). "
         "Under torchrun (torchrun --nproc_per_node N -m canora train-refiner ...) it trains with DDP over gloo.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
-    p.add_argument("--data", type=Path, nargs="+", required=True, help="folders of recordings, one per singer")
+    p.add_argument("data", type=Path, nargs="*", default=[], metavar="DATA",
+                   help="folders of recordings, one per singer")
+    p.add_argument("--data", dest="data_opt", type=Path, nargs="+", default=None, help=argparse.SUPPRESS)
     p.add_argument("-o", "--out", type=Path, required=True, help="run directory (checkpoints, exports, logs)")
-    p.add_argument("--singers", nargs="+", default=None, help="singer names for the --data folders, in order")
+    p.add_argument("--singers", nargs="+", default=None, help="singer names for the DATA folders, in order")
     p.add_argument("--size", "--config", dest="size", default=default_of(C, "model"),
                    choices=("tiny", "small", "default"), help="model size")
-    p.add_argument("--steps", type=int, default=default_of(C, "steps"), help="total training steps")
-    p.add_argument("--batch-size", type=int, default=default_of(C, "batch_size"), help="crops per step and process")
-    p.add_argument("--crop-frames", type=int, default=default_of(C, "crop_frames"), help="frames per crop")
-    p.add_argument("--lr", type=float, default=default_of(C, "lr"), help="AdamW learning rate")
+    p.add_argument("--steps", type=positive_int, default=default_of(C, "steps"), help="total training steps")
+    p.add_argument("--batch-size", type=positive_int, default=default_of(C, "batch_size"),
+                   help="crops per step and process")
+    p.add_argument("--crop-frames", type=positive_int, default=default_of(C, "crop_frames"), help="frames per crop")
+    p.add_argument("--lr", type=finite_float, default=default_of(C, "lr"), help="AdamW learning rate")
     p.add_argument("--mel-config", default="v1", help="MelSpec: v1/v2/v3, a HiFi-GAN config.json or MelSpec JSON")
-    p.add_argument("--f0-method", default=None, help="F0 extractor (default: canora's default)")
-    p.add_argument("--content-method", default=None, help="content feature extractor (default: dsp)")
+    p.add_argument("--f0-method", default=DEFAULT_F0_METHOD, choices=available_f0_extractors(), help="F0 extractor")
+    p.add_argument("--content-method", default="dsp", choices=available_content_encoders(),
+                   help="content feature extractor (hubert needs --content-model)")
+    p.add_argument("--content-model", type=Path, default=None, metavar="DIR",
+                   help="for --content-method hubert: a local HubertModel.save_pretrained folder (never downloaded)")
+    p.add_argument("--content-layer", type=nonneg_int, default=None,
+                   help="for --content-method hubert: the transformer layer to take (default: the last)")
     p.add_argument("--norm", default=default_of(C, "norm"), choices=("fixed", "per_bin"),
                    help="diffusion-space mel normalisation")
-    p.add_argument("--val-count", type=int, default=default_of(C, "val_count"),
+    p.add_argument("--val-count", type=nonneg_int, default=default_of(C, "val_count"),
                    help="held-out files per singer (0 = 10 %%)")
-    p.add_argument("--val-every", type=int, default=default_of(C, "val_every"), help="validate every N steps")
-    p.add_argument("--checkpoint-every", type=int, default=default_of(C, "checkpoint_every"),
+    p.add_argument("--val-every", type=nonneg_int, default=default_of(C, "val_every"), help="validate every N steps")
+    p.add_argument("--checkpoint-every", type=nonneg_int, default=default_of(C, "checkpoint_every"),
                    help="checkpoint and export every N steps")
-    p.add_argument("--keep", type=int, default=default_of(C, "keep"), help="keep the newest N checkpoints")
-    p.add_argument("--max-minutes", type=float, default=0.0, help="stop after this many minutes (0 = no limit)")
-    p.add_argument("--vocoder", type=Path, default=None, help="vocoder for validation audio samples in TensorBoard")
+    p.add_argument("--keep", type=positive_int, default=default_of(C, "keep"), help="keep the newest N checkpoints")
+    p.add_argument("--max-minutes", type=finite_float, default=0.0, help="stop after this many minutes (0 = no limit)")
+    add_model_arg(p, "vocoder", bundled_default=False,
+                  help="vocoder for validation audio samples in TensorBoard (a path or 'bundled'; default: none)")
     p.add_argument("--cache-dir", type=Path, default=None, help="feature cache (default OUT/cache)")
     p.add_argument("--seed", type=int, default=default_of(C, "seed"), help="random seed")
-    p.add_argument("--device", default="cpu", help="cpu or cuda")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    add_device_args(p)
     p.set_defaults(run=run)
 
 
-def _preview(vocoder: Path, spec: object):  # noqa: ANN202
+def _preview(vocoder: str | Path, spec: object, device: str):  # noqa: ANN202
     """A mel -> audio callable for TensorBoard previews (the composition of refiner and vocoder lives here)."""
-    from canora.vocoder import Vocoder
+    from canora.cli.common import load_vocoder
 
-    voc = Vocoder.from_pretrained(vocoder)
+    voc = load_vocoder(vocoder, device=device)
     voc.spec.require_same(spec, f"--vocoder {vocoder} vs the refiner's MelSpec",
                           "pass a vocoder trained on the same MelSpec, or none")
     return voc.vocode
 
 
-def run(args: argparse.Namespace) -> int:
-    import torch
+def _content_params(args: argparse.Namespace) -> dict:
+    """--content-model / --content-layer as the content encoder's parameters, checked before any work."""
+    from canora.errors import CanoraError
 
+    if args.content_method != "hubert":
+        if args.content_model is not None or args.content_layer is not None:
+            raise CanoraError(f"--content-model/--content-layer are for --content-method hubert, not "
+                              f"{args.content_method!r}")
+        return {}
+    if args.content_model is None:
+        raise CanoraError("--content-method hubert needs --content-model DIR: a local HubertModel folder (written "
+                          "by transformers' HubertModel.save_pretrained); canora never downloads one")
+    if not (args.content_model / "config.json").is_file():
+        raise CanoraError(f"{args.content_model}: no config.json here; --content-model takes a folder written by "
+                          "HubertModel.save_pretrained")
+    try:
+        import transformers  # noqa: F401
+    except ImportError:
+        raise CanoraError("--content-method hubert needs the transformers package, which is not installed: "
+                          "pip install transformers") from None
+    params: dict = {"model_dir": str(args.content_model)}
+    if args.content_layer is not None:
+        params["layer"] = args.content_layer
+    return params
+
+
+def run(args: argparse.Namespace) -> int:
+    from canora.cli.common import apply_device_args, check_run_dir, load_spec_arg
     from canora.conditioning import FeatureParams
-    from canora.dsp.mel import load_spec
+    from canora.errors import CanoraError
     from canora.training.refiner import RefinerTrainConfig, train_refiner
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    spec = load_spec(args.mel_config)
+    if args.data and args.data_opt:
+        raise CanoraError("give the data folders once (positionally, or after --data)")
+    data = list(args.data or args.data_opt or [])
+    if not data:
+        raise CanoraError("train-refiner needs at least one folder of recordings: canora train-refiner DATA -o RUN")
+    if args.singers is not None and len(args.singers) != len(data):
+        raise CanoraError(f"--singers names {len(args.singers)} singer(s) for {len(data)} data folder(s)")
+    from canora.io.audio import AUDIO_EXTENSIONS
+
+    for d in data:
+        if not d.is_dir():
+            raise CanoraError(f"{d}: not a directory of recordings")
+        if not any(p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file() for p in d.rglob("*")):
+            raise CanoraError(f"{d}: no audio files ({', '.join(AUDIO_EXTENSIONS)}) in this folder")
+    check_run_dir(args.out, data, recursive=True)
+    apply_device_args(args)
+    spec = load_spec_arg(args.mel_config, "--mel-config")
     fp = FeatureParams()
-    overrides = {k: v for k, v in (("f0_method", args.f0_method), ("content_method", args.content_method)) if v}
+    overrides = {"f0_method": args.f0_method, "content_method": args.content_method,
+                 "content_params": _content_params(args)}
     fp = FeatureParams.from_dict({**fp.to_dict(), **overrides})
     cfg = RefinerTrainConfig(
         model=args.size, steps=args.steps, batch_size=args.batch_size, crop_frames=args.crop_frames, lr=args.lr,
@@ -79,8 +138,8 @@ def run(args: argparse.Namespace) -> int:
         val_every=args.val_every, checkpoint_every=args.checkpoint_every, keep=args.keep,
         max_minutes=args.max_minutes, seed=args.seed, device=args.device,
     )
-    preview = _preview(args.vocoder, spec) if args.vocoder else None
-    export = train_refiner(args.data, args.out, cfg, singers=args.singers, preview=preview, cache_dir=args.cache_dir)
+    preview = _preview(args.vocoder, spec, args.device) if args.vocoder else None
+    export = train_refiner(data, args.out, cfg, singers=args.singers, preview=preview, cache_dir=args.cache_dir)
     if export is not None:
         print(f"newest export: {export} (also {args.out / 'export'})")
     return 0

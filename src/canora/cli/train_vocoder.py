@@ -7,6 +7,8 @@ import argparse
 from pathlib import Path
 from typing import TypeVar
 
+from canora.cli.common import HelpFormatter, add_device_args
+
 T = TypeVar("T")
 
 DESCRIPTION = """\
@@ -46,17 +48,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "train-vocoder",
         help="train or fine-tune a HiFi-GAN vocoder (official checkpoints, resumable, torchrun DDP)",
         description=DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument("--arch", choices=("hifigan", "nsf"), default="hifigan",
                    help="hifigan: the official generator (default); nsf: canora's F0-driven singing vocoder")
-    p.add_argument("--wavs", type=Path, required=True, help="directory of training recordings")
+    p.add_argument("wavs", type=Path, nargs="?", default=None, metavar="WAVS", help="directory of training recordings")
+    p.add_argument("--wavs", dest="wavs_opt", type=Path, default=None, help=argparse.SUPPRESS)
     p.add_argument("-o", "--out", type=Path, required=True, help="run directory (checkpoints, config.json, logs)")
     p.add_argument("--config", default=None,
                    help="v1, v2, v3 or a HiFi-GAN config.json (default: the --init-from checkpoint's)")
     p.add_argument("--mels", type=Path, default=None, help="precomputed <stem>.npy mels paired with --wavs")
-    p.add_argument("--refiner", type=Path, default=None,
-                   help="refiner export: fine-tune on its reconstruction of --wavs (the sound recipe)")
+    p.add_argument("--refiner", type=Path, default=None, metavar="PATH|bundled",
+                   help="refiner export (or 'bundled'): fine-tune on its reconstruction of WAVS (the sound recipe)")
     p.add_argument("--singer", default=None,
                    help="the singer of --wavs (the refiner's singer for --refiner; checked against mel sidecars)")
     p.add_argument("--refiner-strength", type=float, default=0.5, help="reconstruction noise strength (0.5)")
@@ -65,7 +68,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--val-list", type=Path, default=None, help="HiFi-GAN filelist for validation")
     p.add_argument("--val-count", type=int, default=None,
                    help="without filelists: hold out the last N files by name (default 5%%, 1-10; 0 = none)")
-    p.add_argument("--init-from", type=Path, default=None, help="generator to start from (official g_* or export)")
+    p.add_argument("--init-from", type=Path, default=None, metavar="PATH|bundled",
+                   help="generator to start from (official g_*, an export, or 'bundled': canora's NSF vocoder)")
     p.add_argument("--schedule", choices=("official", "finetune"), default="official",
                    help="official: lr 2e-4 x 0.999 per epoch; finetune: constant low lr (1e-5) after a warmup")
     p.add_argument("--lr", type=float, default=None, help="learning rate (default by --schedule)")
@@ -90,8 +94,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cache-dir", type=Path, default=None, help="mel cache (default OUT/cache)")
     p.add_argument("--f0-method", default=DEFAULT_F0_METHOD, choices=available_f0_extractors(),
                    help="nsf: the F0 tracker of the training F0 (default %(default)s)")
-    p.add_argument("--device", default="cpu", help="cpu or cuda (under torchrun: one GPU per process)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads per process")
+    add_device_args(p)  # under torchrun: one GPU per process; --threads per process
     p.set_defaults(run=run)
 
 
@@ -147,14 +150,45 @@ def run_nsf(args: argparse.Namespace) -> int:
     return 0
 
 
-def run(args: argparse.Namespace) -> int:
-    import torch
+def _check(args: argparse.Namespace) -> None:
+    """Before any work: WAVS given once and a directory, -o a writable run directory that is not WAVS, the device
+    there, and 'bundled' model names resolved to paths."""
+    from canora.cli.common import apply_device_args, check_run_dir
+    from canora.errors import CanoraError
+    from canora.io.models import is_bundled_name, resolve_model
 
+    if args.wavs is not None and args.wavs_opt is not None:
+        raise CanoraError("give the training recordings once (positionally, or after --wavs)")
+    args.wavs = args.wavs or args.wavs_opt
+    if args.wavs is None:
+        raise CanoraError("train-vocoder needs a directory of recordings: canora train-vocoder WAVS -o RUN")
+    if not args.wavs.is_dir():
+        raise CanoraError(f"{args.wavs}: not a directory of recordings")
+    from canora.io.audio import AUDIO_EXTENSIONS, list_audio
+
+    if not list_audio(args.wavs):
+        raise CanoraError(f"{args.wavs}: no audio files ({', '.join(AUDIO_EXTENSIONS)}) in this directory")
+    check_run_dir(args.out, [args.wavs], recursive=False)
+    apply_device_args(args)
+    if args.refiner is not None and is_bundled_name(str(args.refiner)):
+        args.refiner = resolve_model("bundled", "refiner")
+    if args.init_from is not None and is_bundled_name(str(args.init_from)):
+        args.init_from = resolve_model("bundled", "vocoder")
+    if args.init_from is not None and not args.init_from.exists():
+        raise CanoraError(f"--init-from {args.init_from}: no such file or directory")
+    if args.init_from is not None and args.arch == "nsf":
+        from canora.io.checkpoint import is_export
+
+        if not is_export(args.init_from):
+            raise CanoraError(f"--init-from {args.init_from}: --arch nsf starts from an NSF export (a directory with "
+                              "model.json, e.g. RUN/export or 'bundled'), not this")
+
+
+def run(args: argparse.Namespace) -> int:
     from canora.training.hifigan import TrainConfig as C
     from canora.training.hifigan import train_vocoder
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    _check(args)
     if args.arch == "nsf":
         return run_nsf(args)
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from canora.cli.common import add_device_args
+from canora.cli.common import HelpFormatter, add_device_args, add_model_arg, add_overwrite_arg
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "vocode",
+        "vocode", formatter_class=HelpFormatter,
         help="mels (.npy) or audio -> wav with a HiFi-GAN vocoder",
         description="Synthesise <stem>.wav from <stem>.npy mels of shape (n_mels, T). Audio inputs are "
         "analysed with the vocoder's own MelSpec and resynthesised (copy-synthesis). Mels are checked "
@@ -20,13 +20,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "the mel (Griffin-Lim + an F0 tracker: slower and rougher; a warning says so).",
     )
     p.add_argument("input", type=Path, help="a .npy mel or audio file, or a directory of them")
-    p.add_argument("-o", "--out", type=Path, required=True, help="output directory (must not be the input)")
-    p.add_argument(
-        "--checkpoint", required=True, type=Path,
-        help="official generator file (g_XXXXXXXX, generator_v2), its directory, or a canora vocoder export",
-    )
+    p.add_argument("-o", "--out", type=Path, required=True,
+                   help="output directory (not the input's), or NAME.wav / NAME.flac for one input")
+    add_model_arg(p, "vocoder", alias="--checkpoint",
+                  help="the vocoder: an official generator file (g_XXXXXXXX, generator_v2), its directory, a canora "
+                  "vocoder export, or 'bundled' for canora's NSF-HiFi-GAN")
     p.add_argument("--config", default=None, help="config.json for the checkpoint (default: the one beside it)")
     p.add_argument("--float", action="store_true", help="write 32-bit float wavs instead of 16-bit PCM")
+    add_overwrite_arg(p)
     add_device_args(p)
     p.set_defaults(run=run)
 
@@ -34,23 +35,40 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import logging
 
-    from canora.cli.common import apply_device_args, finish, list_inputs, run_batch
+    from canora.cli.common import (
+        apply_device_args,
+        audio_output_bytes,
+        check_outputs,
+        emit,
+        finish,
+        list_inputs,
+        load_vocoder,
+        plan_outputs,
+        run_batch,
+    )
     from canora.dsp.mel import wav_to_mel
     from canora.dsp.pitch import extract_f0
-    from canora.io.audio import AUDIO_EXTENSIONS, load_audio, save_wav
-    from canora.io.files import check_output_dir
+    from canora.io.audio import AUDIO_EXTENSIONS, audio_bytes, load_audio, output_format
+    from canora.io.files import atomic_write_bytes
     from canora.io.melfiles import load_f0, load_mel
-    from canora.vocoder import Vocoder
 
     log = logging.getLogger("canora")
     apply_device_args(args)
-    voc = Vocoder.from_pretrained(args.checkpoint, config=args.config, device=args.device)
+
     def skip(f: Path) -> bool:  # F0 tracks are no mels; audio beside its own mel (convert --save-mel) is vocoded once
         return f.name.endswith(".f0.npy") or (f.suffix.lower() != ".npy" and f.with_suffix(".npy").is_file())
 
     files = list_inputs(args.input, (".npy", *AUDIO_EXTENSIONS), skip)
-    check_output_dir(args.input, args.out)
+    outputs = plan_outputs(args.input, files, args.out, ".wav", (".wav", ".flac"), "vocode")
+    subtype = "FLOAT" if args.float else "PCM_16"
+    for out in outputs.values():
+        output_format(out, subtype)
+    check_outputs(outputs.values(), args, inputs=files)
+    voc = load_vocoder(args.vocoder, config=args.config, device=args.device)
     spec = voc.spec
+    check_outputs(outputs.values(), args, inputs=files,
+                  need_bytes=audio_output_bytes([f for f in files if f.suffix.lower() != ".npy"], spec.sample_rate,
+                                                4 if args.float else 2))
     warned = False
 
     def one(f: Path) -> float:
@@ -70,7 +88,8 @@ def run(args: argparse.Namespace) -> int:
             if voc.needs_f0:
                 f0 = extract_f0(audio, spec.sample_rate, hop_length=spec.hop_length, n_frames=mel.shape[1])
         wav = voc.vocode(mel, f0)
-        save_wav(args.out / f"{f.stem}.wav", wav, spec.sample_rate, subtype="FLOAT" if args.float else "PCM_16")
+        atomic_write_bytes(outputs[f], audio_bytes(outputs[f], wav, spec.sample_rate, subtype=subtype))
+        emit(outputs[f])
         return len(wav) / spec.sample_rate
 
     return finish(run_batch(files, one, "vocode"), "vocoded")

@@ -30,6 +30,12 @@ EXPORT_WEIGHTS = "model.safetensors"
 EXPORT_META = "model.json"
 
 
+def _first_sentence(e: BaseException, limit: int = 160) -> str:
+    """The first sentence of an exception's message (torch's run on for a paragraph), at most ``limit`` chars."""
+    text = " ".join(str(e).split()) or type(e).__name__
+    return text.split(". ")[0].rstrip(".")[:limit]
+
+
 def load_torch_file(path: str | Path) -> Any:
     """``torch.load(path, weights_only=True)`` on CPU, with one clear error for anything that is not a checkpoint.
 
@@ -38,19 +44,24 @@ def load_torch_file(path: str | Path) -> Any:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
-    with open(path, "rb") as f:
-        head = f.read(4)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError as e:
+        raise CheckpointError(f"{path}: cannot read the checkpoint ({e.strerror or e})") from None
     if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):  # zip archive or legacy pickle
         raise CheckpointError(f"{path}: not a torch checkpoint (neither a zip nor a pickle file)")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        first = str(e).splitlines()[0][:200]
+        first = _first_sentence(e)
         raise CheckpointError(
             f"{path}: not a safe torch checkpoint ({first}); canora only loads weights (weights_only=True)"
         ) from None
-    except (RuntimeError, EOFError, OSError, ValueError, AttributeError, KeyError, IndexError) as e:
-        first = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+    except MemoryError:
+        raise CheckpointError(f"{path}: too large to load into memory; is it a checkpoint?") from None
+    except Exception as e:  # truncated zips, corrupt pickles, foreign objects: torch raises many types
+        first = _first_sentence(e)
         raise CheckpointError(f"{path}: not a torch checkpoint ({first})") from None
 
 
@@ -129,6 +140,8 @@ def read_export_meta(directory: str | Path, kind: str | None = None) -> dict[str
         raise CheckpointError(f"{directory}: not a canora model export (no {EXPORT_META})") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise CheckpointError(f"{meta_path}: corrupt model description ({e}); re-export the model") from None
+    except OSError as e:
+        raise CheckpointError(f"{meta_path}: cannot read the model description ({e.strerror or e})") from None
     if not isinstance(doc, dict) or doc.get("format") != "canora-export":
         raise CheckpointError(f"{meta_path}: not a canora model export")
     version = doc.get("format_version")
@@ -153,6 +166,8 @@ def load_export(directory: str | Path, kind: str | None = None) -> tuple[dict[st
         blob = wpath.read_bytes()
     except FileNotFoundError:
         raise CheckpointError(f"{directory}: export has no {EXPORT_WEIGHTS}") from None
+    except OSError as e:
+        raise CheckpointError(f"{wpath}: cannot read the weights ({e.strerror or e})") from None
     if doc.get("sha256") and hashlib.sha256(blob).hexdigest() != doc["sha256"]:
         raise CheckpointError(f"{wpath}: weights do not match the hash in {EXPORT_META} (corrupt or replaced)")
     try:

@@ -1,12 +1,27 @@
-"""Atomic file writes and output-path safety shared by every writer in canora."""
+"""Atomic file writes, output sets published together, and the output checks every command makes before its work.
+
+* :func:`atomic_open` / :func:`atomic_write_bytes`: one file, written to a temp name beside it and renamed over it
+  only when complete.
+* :class:`OutputSet`: several files that belong together (``out.wav`` and its ``out.json`` sidecar): every one is
+  written to a temp name first, then all are renamed; on any error nothing is published and no temp is left.
+* :func:`check_outputs` / :func:`check_writable`: before any work, the outputs are not inputs, do not exist
+  (unless overwriting), and their directory takes a new file (a temp file is created and removed there).
+
+Every ``OSError`` while writing (full disk, read-only file system, no permission, ...) becomes one
+:class:`OutputError` line naming the file and the fix. Temp files are named ``.<name>.canora-<pid>-<random>.tmp``;
+:func:`remove_stale_temps` deletes those of processes that are gone (killed mid-write).
+"""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import os
+import re
+import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -15,28 +30,120 @@ import numpy as np
 from canora.errors import CanoraError
 
 
+class OutputError(CanoraError):
+    """An output that cannot be written (it exists, is an input, or the disk refuses: full, read-only, no access)."""
+
+
+#: errno -> the fix, for the one-line message of an OSError while writing
+_FIXES: dict[int, str] = {
+    errno.ENOSPC: "the disk is full; free some space or choose another -o",
+    errno.EROFS: "the file system is read-only; choose another -o",
+    errno.EACCES: "no permission to write there; choose another -o (a directory you can write to)",
+    errno.EPERM: "no permission to write there; choose another -o (a directory you can write to)",
+    errno.ENAMETOOLONG: "the name is too long for the file system; choose a shorter -o",
+    errno.ENOTDIR: "a part of the path is a file, not a directory; choose another -o",
+    errno.EISDIR: "that is a directory; give a file name, or choose another -o",
+    errno.EEXIST: "a file is in the way of a directory of that name; choose another -o",
+    errno.EIO: "the device reported an input/output error; check the disk, or choose another -o",
+}
+if hasattr(errno, "EDQUOT"):
+    _FIXES[errno.EDQUOT] = "the disk quota is used up; free some space or choose another -o"
+
+#: write errors that hit every later file in the same place too (a batch stops at them instead of going on)
+FATAL_ERRNOS = frozenset(e for e in (errno.ENOSPC, errno.EROFS, getattr(errno, "EDQUOT", None)) if e is not None)
+
+_TEMP_RE = re.compile(r"^\..*\.canora-(\d+)-[^/]*\.tmp$")
+
+
+def describe_os_error(path: str | Path, e: OSError, doing: str = "cannot write") -> str:
+    """One line for an ``OSError`` on ``path``: what failed, why, and the fix."""
+    reason = e.strerror or str(e) or type(e).__name__
+    return f"{path}: {doing} ({reason}); {_FIXES.get(e.errno or -1, 'choose another -o')}"
+
+
+def output_error(path: str | Path, e: OSError, doing: str = "cannot write") -> OutputError:
+    """An :class:`OutputError` for ``e`` on ``path``; ``.errno`` is kept (batches stop at a full disk)."""
+    err = OutputError(describe_os_error(path, e, doing))
+    err.errno = e.errno  # type: ignore[attr-defined]
+    return err
+
+
+def _mkstemp(path: Path) -> tuple[int, str]:
+    """A new temp file beside ``path`` (same file system, so the rename is atomic), named after it and this pid."""
+    return tempfile.mkstemp(prefix=f".{path.name[:100]}.canora-{os.getpid()}-", suffix=".tmp", dir=path.parent)
+
+
+def _unlink_quietly(p: str | Path) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(p)
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: it exists, owned by someone else
+        return True
+    return True
+
+
+def remove_stale_temps(directory: str | Path) -> list[Path]:
+    """Delete canora temp files in ``directory`` whose writing process is gone (a crash or SIGKILL mid-write);
+    those of live processes (another rank, another run) are left alone. Returns the removed paths."""
+    directory = Path(directory)
+    removed: list[Path] = []
+    try:
+        entries = list(directory.iterdir())
+    except OSError:
+        return removed
+    for p in entries:
+        m = _TEMP_RE.match(p.name)
+        if m and not _pid_alive(int(m.group(1))):
+            with contextlib.suppress(OSError):
+                p.unlink()
+                removed.append(p)
+    return removed
+
+
+def _chmod_default(tmp: str) -> None:
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
+
+
 @contextlib.contextmanager
 def atomic_open(path: Path) -> Iterator[BinaryIO]:
-    """Open a temp file beside ``path`` for binary writing; rename it over ``path`` only on success."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    """Open a temp file beside ``path`` for binary writing; rename it over ``path`` only on success.
+
+    An ``OSError`` (full disk, read-only, no permission) becomes one :class:`OutputError` naming ``path``; the
+    temp file is removed on any error.
+    """
+    path = Path(path)
     try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = _mkstemp(path)
+    except OSError as e:
+        raise output_error(path, e) from None
+    try:
+        _chmod_default(tmp)
         with os.fdopen(fd, "wb") as f:
             yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as e:
+        _unlink_quietly(tmp)
+        raise output_error(path, e) from None
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+        _unlink_quietly(tmp)
         raise
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    with atomic_open(path) as f:
+    with atomic_open(Path(path)) as f:
         f.write(data)
 
 
@@ -46,20 +153,159 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 def atomic_write_with(path: Path, writer: Callable[[BinaryIO], None]) -> None:
     """Atomically write ``path`` with ``writer(file_object)``."""
+    atomic_write_bytes(path, bytes_with(writer))
+
+
+def bytes_with(writer: Callable[[BinaryIO], None]) -> bytes:
+    """What ``writer(file_object)`` writes, as bytes (to stage it in an :class:`OutputSet`)."""
     buf = io.BytesIO()
     writer(buf)
-    atomic_write_bytes(path, buf.getvalue())
+    return buf.getvalue()
+
+
+def npy_bytes(array: np.ndarray) -> bytes:
+    """``array`` as the bytes of a ``.npy`` file (no pickles)."""
+    return bytes_with(lambda f: np.save(f, array, allow_pickle=False))
 
 
 def atomic_save_npy(path: Path, array: np.ndarray) -> None:
-    atomic_write_with(path, lambda f: np.save(f, array, allow_pickle=False))
+    atomic_write_bytes(path, npy_bytes(array))
+
+
+class OutputSet:
+    """Files that belong together (audio + sidecar), published together.
+
+    ``add`` writes each file to a temp name beside its target (and syncs it); leaving the ``with`` block
+    renames them all, in the order added. An error anywhere (in ``add``, in the work inside the block, or in a
+    rename) publishes nothing new: the temps are removed and files already renamed in this set that did not
+    exist before are removed again (a file that was overwritten cannot be brought back). ``OSError`` becomes
+    one :class:`OutputError` naming the file.
+    """
+
+    def __init__(self) -> None:
+        self._staged: list[tuple[str, Path]] = []
+
+    def __enter__(self) -> OutputSet:
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.discard()
+
+    def add(self, path: str | Path, data: bytes) -> Path:
+        path = Path(path)
+        tmp = None
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = _mkstemp(path)
+            _chmod_default(tmp)
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as e:
+            if tmp is not None:
+                _unlink_quietly(tmp)
+            self.discard()
+            raise output_error(path, e) from None
+        except BaseException:
+            if tmp is not None:
+                _unlink_quietly(tmp)
+            self.discard()
+            raise
+        self._staged.append((tmp, path))
+        return path
+
+    def commit(self) -> list[Path]:
+        """Rename every staged file to its name; returns the published paths."""
+        done: list[tuple[Path, bool]] = []
+        try:
+            for tmp, path in self._staged:
+                existed = path.exists()
+                os.replace(tmp, path)
+                done.append((path, existed))
+        except OSError as e:
+            for p, existed in done:
+                if not existed:
+                    _unlink_quietly(p)
+            self.discard()
+            raise output_error(path, e) from None
+        self._staged = []
+        return [p for p, _ in done]
+
+    def discard(self) -> None:
+        """Remove every staged temp file (nothing is published)."""
+        for tmp, _ in self._staged:
+            _unlink_quietly(tmp)
+        self._staged = []
+
+
+# ---------------------------------------------------------------------- checks before the work
+def _nearest_existing(path: Path) -> Path:
+    p = path
+    while not p.exists() and p.parent != p:
+        p = p.parent
+    return p
+
+
+def check_writable(directory: str | Path, need_bytes: int = 0) -> None:
+    """Before any work: a new file can be created in ``directory`` (or, when it does not exist yet, in its
+    nearest existing parent, where it will be created), and the disk has ``need_bytes`` free. A temp file is
+    created and removed to find out; nothing else is made."""
+    directory = Path(directory)
+    base = _nearest_existing(directory)
+    if not base.is_dir():
+        raise OutputError(f"{directory}: {base} is a file, not a directory; choose another -o")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".canora-write-check-{os.getpid()}-", suffix=".tmp", dir=base)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as e:
+        raise output_error(directory, e, "cannot write here") from None
+    try:
+        free = shutil.disk_usage(base).free
+    except OSError:
+        return
+    if free < max(1, need_bytes):
+        need = f" (about {need_bytes / 2**20:.1f} MB needed, {free / 2**20:.1f} MB free)" if need_bytes else ""
+        raise OutputError(f"{directory}: the disk is full{need}; free some space or choose another -o")
+
+
+def check_outputs(
+    paths: Iterable[str | Path], *, overwrite: bool = False, inputs: Iterable[str | Path] = (), need_bytes: int = 0
+) -> None:
+    """Before any work: no output is an input or a directory, none exists unless ``overwrite``, and every output
+    directory takes a new file (see :func:`check_writable`; ``need_bytes`` in all). Stale canora temp files in
+    those directories (of a killed run) are removed."""
+    ins = {Path(p).resolve() for p in inputs}
+    existing: list[Path] = []
+    dirs: dict[Path, None] = {}
+    for p in map(Path, paths):
+        if p.resolve() in ins:
+            raise OutputError(f"{p}: refusing to overwrite the input file; choose another -o")
+        if p.is_dir():
+            raise OutputError(f"{p}: is a directory, so it cannot be written as a file; choose another -o")
+        if p.exists() or p.is_symlink():
+            existing.append(p)
+        dirs.setdefault(p.parent)
+    if existing and not overwrite:
+        more = f" (and {len(existing) - 1} more output(s))" if len(existing) > 1 else ""
+        raise OutputError(f"{existing[0]}: already exists{more}; pass --overwrite to replace, or choose another -o")
+    for d in dirs:
+        check_writable(d, need_bytes)
+        remove_stale_temps(d)
 
 
 def check_output_dir(in_path: Path, out_dir: Path) -> None:
-    """Refuse an output directory that is the input directory (outputs would overwrite or mix with inputs)."""
+    """Refuse an output directory that is the input directory (outputs would overwrite or mix with inputs), or
+    that is an existing file."""
     in_dir = in_path if in_path.is_dir() else in_path.parent
     if out_dir.exists() and in_dir.exists() and out_dir.resolve() == in_dir.resolve():
         raise CanoraError(f"{out_dir}: the output directory is the input directory; choose another -o")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise CanoraError(f"{out_dir}: exists and is a file, not a directory; choose another -o")
 
 
 def check_not_input(out_path: Path, in_path: Path) -> None:

@@ -6,13 +6,14 @@ HiFi-GAN's tools read ``<stem>.npy`` of shape (n_mels, T) (or (1, n_mels, T)); t
 from __future__ import annotations
 
 import math
+import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from canora.dsp.mel import MelSpec
 from canora.errors import MelError
-from canora.io.files import atomic_save_npy
+from canora.io.files import atomic_save_npy, npy_bytes
 
 
 def guess_value_convention(mel: np.ndarray, spec: MelSpec) -> str | None:
@@ -71,16 +72,54 @@ def validate_mel(mel: np.ndarray, spec: MelSpec, name: str) -> np.ndarray:
     return np.ascontiguousarray(mel, dtype=np.float32)
 
 
-def load_mel(path: str | Path, spec: MelSpec) -> np.ndarray:
-    """Load and validate a ``.npy`` mel -> float32 (n_mels, T)."""
+def load_npy(path: str | Path, what: str = "mel", noun: str = "array") -> np.ndarray:
+    """Read one numeric array from a ``.npy`` file, or raise one clear :class:`MelError`.
+
+    The header is read first (memory-mapped), so a file that claims more data than it holds is refused before
+    anything is allocated; an ``.npz`` archive saved under a ``.npy`` name, pickled objects, structured or
+    non-numeric arrays are refused with their fix.
+    """
     path = Path(path)
+    if path.is_dir():
+        raise MelError(f"{path}: is a directory, expected a .npy {what} file")
     try:
-        mel = np.load(path, allow_pickle=False)
+        with open(path, "rb") as f:
+            head = f.read(6)
     except FileNotFoundError:
         raise MelError(f"{path}: file not found") from None
-    except (ValueError, OSError, EOFError) as e:
-        raise MelError(f"{path}: not a readable .npy array ({e}); re-extract it with `canora mel`") from None
-    return validate_mel(mel, spec, str(path))
+    except OSError as e:
+        raise MelError(f"{path}: cannot read ({e.strerror or e})") from None
+    if head and not head.startswith((b"\x93NUMPY", b"PK\x03\x04")):
+        audio = head.startswith((b"RIFF", b"fLaC", b"OggS", b"ID3", b"FORM"))
+        if audio:
+            raise MelError(f"{path}: not a .npy {noun} but an audio file named .npy; give it its audio extension")
+        raise MelError(f"{path}: not a readable .npy {noun} (no .npy header); re-create it (np.save, or `canora mel`)")
+    try:
+        arr = np.load(path, mmap_mode="r", allow_pickle=False)
+    except FileNotFoundError:
+        raise MelError(f"{path}: file not found") from None
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+        first = (str(e).splitlines() or [type(e).__name__])[0][:160]
+        raise MelError(f"{path}: not a readable .npy {noun} ({first}); re-create it (np.save, or `canora mel`)"
+                       ) from None
+    if isinstance(arr, np.lib.npyio.NpzFile):
+        names = list(arr.files)
+        arr.close()
+        first = names[0] if names else "..."
+        raise MelError(f"{path}: an .npz archive (arrays {names[:4]}) named .npy, not one array; save the {what} "
+                       f"alone with np.save (e.g. np.save(path, np.load(path)[{first!r}]))")
+    if not isinstance(arr, np.ndarray):
+        raise MelError(f"{path}: not a .npy array ({type(arr).__name__})")
+    if arr.dtype.names is not None or arr.dtype.kind not in "fiub":
+        raise MelError(f"{path}: a {what} array of dtype {arr.dtype}; expected real numbers")
+    if arr.size == 0:
+        raise MelError(f"{path}: an empty array of shape {tuple(arr.shape)}; nothing to read as a {what}")
+    return np.array(arr)  # a copy in memory (no open memory map)
+
+
+def load_mel(path: str | Path, spec: MelSpec) -> np.ndarray:
+    """Load and validate a ``.npy`` mel -> float32 (n_mels, T)."""
+    return validate_mel(load_npy(path, "mel"), spec, str(Path(path)))
 
 
 def save_mel(path: str | Path, mel: np.ndarray) -> None:
@@ -88,13 +127,15 @@ def save_mel(path: str | Path, mel: np.ndarray) -> None:
     atomic_save_npy(Path(path), np.ascontiguousarray(mel, dtype=np.float32))
 
 
+def mel_bytes(mel: np.ndarray) -> bytes:
+    """A (n_mels, T) mel as float32 ``.npy`` bytes (to stage in an :class:`canora.io.files.OutputSet`)."""
+    return npy_bytes(np.ascontiguousarray(mel, dtype=np.float32))
+
+
 def load_f0(path: str | Path, frames: int) -> np.ndarray:
     """Read an F0 track ``<stem>.f0.npy`` (frames,) in Hz, 0 = unvoiced, checked against the mel's frames."""
     path = Path(path)
-    try:
-        f0 = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as e:
-        raise MelError(f"{path}: not a readable .npy F0 track ({str(e).splitlines()[0][:120]})") from None
+    f0 = load_npy(path, "F0 track", "F0 track")
     if f0.dtype.kind not in "fiu":
         raise MelError(f"{path}: F0 array of dtype {f0.dtype}; expected numbers in Hz")
     if f0.ndim != 1 or len(f0) != frames:

@@ -1,0 +1,1328 @@
+"""A corpus of hostile inputs for every command: each gets one clear line, before the work, and nothing is lost.
+
+Every case builds its files in a fresh workspace (``in/`` for inputs, ``out/`` for outputs, tiny models shared
+by the module), runs the command in-process and checks:
+
+* the exit status: 2 for bad input (or a disk that refuses a write), 1 for a batch with failures, 0 where the
+  input is odd but fine (downmixed, replaced with --overwrite, ...);
+* for status 2: exactly one non-empty line on stderr, no "Traceback", naming what is wrong;
+* for status 1: a "skipped:" line naming the bad file and a summary, no "Traceback";
+* the inputs and the models are unchanged (hashes before and after);
+* no partial outputs (``out/`` as it was, or only the outputs of the good files) and no temp files anywhere.
+
+Real recordings are used where a case needs singing (skipped when ../shared/data is missing); the rest is
+synthetic. Write errors (read-only or full disk) are simulated by making the writer raise the OSError, so the
+cases do not depend on running as root or on a real full disk.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import shutil
+import socket
+import struct
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from canora.cli import main
+from canora.dsp.mel import MelSpec, wav_to_mel
+from tests.conftest import make_tiny_models, shared_file
+
+SR = 22050
+SPEC = MelSpec()
+
+
+def tone(seconds: float = 1.0, hz: float = 220.0, sr: int = SR, amp: float = 0.3) -> np.ndarray:
+    t = np.arange(int(seconds * sr)) / sr
+    f0 = hz * 2 ** (0.3 * np.sin(2 * np.pi * 5 * t) / 12)
+    phase = 2 * np.pi * np.cumsum(f0) / sr
+    return (amp * sum(np.sin(k * phase) / k for k in range(1, 8))).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    return make_tiny_models(tmp_path_factory.mktemp("bad_inputs_models"))
+
+
+# ---------------------------------------------------------------------- the workspace of one case
+class WS:
+    """Files of one case: ``inp`` (inputs, hashed), ``out`` (outputs), copies of the tiny models."""
+
+    def __init__(self, root: Path, models: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+        self.root, self.mp = root, monkeypatch
+        self.inp, self.out = root / "in", root / "out"
+        self.inp.mkdir()
+        self.ref, self.voc = models
+        self.watched: list[Path] = [self.inp, self.ref, self.voc]
+
+    # inputs
+    def wav(self, name: str, data: np.ndarray | None = None, sr: int = SR, subtype: str = "PCM_16") -> Path:
+        p = self.inp / name
+        sf.write(p, tone() if data is None else data, sr, subtype=subtype, format="WAV")
+        return p
+
+    def raw(self, name: str, data: bytes) -> Path:
+        p = self.inp / name
+        p.write_bytes(data)
+        return p
+
+    def npy(self, name: str, arr: np.ndarray) -> Path:
+        p = self.inp / name
+        with open(p, "wb") as f:
+            np.save(f, arr)
+        return p
+
+    def mel(self, name: str = "m.npy") -> Path:
+        return self.npy(name, wav_to_mel(tone(), SPEC))
+
+    def model_copy(self, which: str, edit: Callable[[dict], None] | None = None, text: str | None = None) -> Path:
+        """A copy of the tiny refiner/vocoder in ``in/`` (so it is watched) with model.json edited."""
+        d = self.inp / f"{which}_model"
+        shutil.copytree(self.ref if which == "refiner" else self.voc, d)
+        if edit is not None:
+            doc = json.loads((d / "model.json").read_text())
+            edit(doc)
+            (d / "model.json").write_text(json.dumps(doc))
+        if text is not None:
+            (d / "model.json").write_text(text)
+        return d
+
+    # checks
+    def hashes(self) -> dict[str, str]:
+        out = {}
+        for base in self.watched:
+            for p in sorted([base] if base.is_file() else base.rglob("*")):
+                if p.is_file():
+                    out[str(p)] = hashlib.sha256(p.read_bytes()).hexdigest()
+        return out
+
+    def out_files(self) -> dict[str, str]:
+        if not self.out.exists():
+            return {}
+        return {str(p.relative_to(self.out)): hashlib.sha256(p.read_bytes()).hexdigest()
+                for p in sorted(self.out.rglob("*")) if p.is_file()}
+
+    def models_args(self) -> list[str]:
+        return ["--refiner", str(self.ref), "--vocoder", str(self.voc)]
+
+
+@dataclass
+class Case:
+    argv: list[str]
+    code: int = 2
+    expect: str | tuple[str, ...] = ()  # in the error line (status 2) or in stderr (status 1)
+    made: tuple[str, ...] = ()  # outputs (relative to out/) that must exist afterwards
+    check: Callable[[], None] | None = None
+    extra: dict = field(default_factory=dict)
+
+
+CASES: dict[str, Callable[[WS], Case]] = {}
+
+
+def case(fn: Callable[[WS], Case]) -> Callable[[WS], Case]:
+    CASES[fn.__name__.removeprefix("c_")] = fn
+    return fn
+
+
+def wav_header(channels: int, sr: int, frames: int, bits: int = 16) -> bytes:
+    block = channels * bits // 8
+    data = frames * block
+    return (b"RIFF" + struct.pack("<I", 36 + data) + b"WAVEfmt " + struct.pack("<IHHIIHH", 16, 1, channels, sr,
+                                                                             sr * block, block, bits)
+            + b"data" + struct.pack("<I", data))
+
+
+def simulate_write_error(ws: WS, code: int, after: int = 0, name_filter: str = "") -> None:
+    """Make canora's writer fail with ``OSError(code)``: after ``after`` files were written (per process), and only
+    for outputs whose name contains ``name_filter``."""
+    import canora.io.files as files
+
+    real = files._mkstemp
+    seen = {"n": 0}
+
+    def failing(path: Path) -> tuple[int, str]:
+        if name_filter in path.name:
+            seen["n"] += 1
+            if seen["n"] > after:
+                raise OSError(code, os.strerror(code), str(path))
+        return real(path)
+
+    ws.mp.setattr(files, "_mkstemp", failing)
+
+
+# ---------------------------------------------------------------------- audio
+@case
+def c_audio_corrupt(ws: WS) -> Case:
+    return Case(["mel", ws.raw("corrupt.wav", b"RIFF\x00\x00\x00\x00WAVEfmt garbage" * 20), "-o", ws.out],
+                expect=("corrupt.wav", "cannot read audio"))
+
+
+@case
+def c_audio_zero_bytes(ws: WS) -> Case:
+    return Case(["mel", ws.raw("zero.wav", b""), "-o", ws.out], expect=("zero.wav", "cannot read audio"))
+
+
+@case
+def c_audio_empty(ws: WS) -> Case:
+    return Case(["mel", ws.wav("empty.wav", np.zeros(0, np.float32)), "-o", ws.out], expect=("empty.wav", "empty"))
+
+
+@case
+def c_audio_silent(ws: WS) -> Case:
+    return Case(["mel", ws.wav("silent.wav", np.zeros(SR, np.float32)), "-o", ws.out],
+                expect=("silent.wav", "silent"))
+
+
+@case
+def c_audio_nan(ws: WS) -> Case:
+    x = tone()
+    x[100:200] = np.nan
+    return Case(["mel", ws.wav("nan.wav", x, subtype="FLOAT"), "-o", ws.out], expect=("nan.wav", "NaN"))
+
+
+@case
+def c_audio_inf_convert(ws: WS) -> Case:
+    x = tone()
+    x[5] = np.inf
+    return Case(["convert", ws.wav("inf.wav", x, subtype="FLOAT"), "-o", ws.out / "o.wav", *ws.models_args()],
+                expect=("inf.wav", "NaN/inf"))
+
+
+@case
+def c_audio_text_named_wav(ws: WS) -> Case:
+    return Case(["convert", ws.raw("notes.wav", b"la la la, not audio\n" * 50), "-o", ws.out / "o.wav",
+                 *ws.models_args()], expect=("notes.wav", "cannot read audio"))
+
+
+@case
+def c_audio_npy_named_wav(ws: WS) -> Case:
+    p = ws.inp / "mel.wav"
+    with open(p, "wb") as f:
+        np.save(f, np.zeros((80, 10), np.float32))
+    return Case(["mel", p, "-o", ws.out], expect=("mel.wav", "cannot read audio"))
+
+
+@case
+def c_audio_text_named_mp3(ws: WS) -> Case:
+    return Case(["vocode", ws.raw("song.mp3", b"ID3 but not really" * 30), "-o", ws.out, "--vocoder", ws.voc],
+                expect=("song.mp3", "cannot read audio"))
+
+
+@case
+def c_audio_absurd_channel_header(ws: WS) -> Case:
+    return Case(["mel", ws.raw("chan.wav", wav_header(60000, SR, 10, bits=8) + b"\x00" * 100), "-o", ws.out],
+                expect="chan.wav")
+
+
+@case
+def c_audio_truncated_header(ws: WS) -> Case:
+    return Case(["mel", ws.raw("trunc.wav", wav_header(1, SR, 1000)[:20]), "-o", ws.out], expect="trunc.wav")
+
+
+@case
+def c_audio_many_channels_downmixed(ws: WS) -> Case:
+    """64 channels: accepted, decoded block by block and averaged to mono."""
+    x = np.repeat(tone(0.5)[:, None], 64, axis=1) * 0.5
+    p = ws.inp / "many.wav"
+    sf.write(p, x, SR, subtype="PCM_16")
+    return Case(["mel", p, "-o", ws.out], code=0, made=("many.npy",))
+
+
+@case
+def c_audio_too_short_to_convert(ws: WS) -> Case:
+    return Case(["convert", ws.wav("short.wav", tone(0.01)), "-o", ws.out / "o.wav", *ws.models_args()],
+                expect=("short.wav", "too short"))
+
+
+@case
+def c_audio_missing_input(ws: WS) -> Case:
+    return Case(["convert", ws.inp / "nope.wav", "-o", ws.out, *ws.models_args()],
+                expect=("nope.wav", "no such file"))
+
+
+@case
+def c_audio_dir_without_audio(ws: WS) -> Case:
+    ws.raw("readme.txt", b"hello")
+    return Case(["mel", ws.inp, "-o", ws.out], expect="no input files")
+
+
+@case
+def c_audio_same_stem_twice(ws: WS) -> Case:
+    ws.wav("a.wav")
+    sf.write(ws.inp / "a.flac", tone(), SR)
+    return Case(["mel", ws.inp, "-o", ws.out], expect=("same name", "collide"))
+
+
+# ---------------------------------------------------------------------- mels
+@case
+def c_mel_npz_as_npy_vocode(ws: WS) -> Case:
+    p = ws.inp / "m.npy"
+    with open(p, "wb") as f:
+        np.savez(f, mel=wav_to_mel(tone(), SPEC))
+    return Case(["vocode", p, "-o", ws.out, "--vocoder", ws.voc], expect=("m.npy", ".npz archive"))
+
+
+@case
+def c_mel_npz_as_npy_refine(ws: WS) -> Case:
+    p = ws.inp / "m.npy"
+    with open(p, "wb") as f:
+        np.savez(f, a=np.zeros(3), b=np.ones(2))
+    return Case(["refine", p, "-o", ws.out, "--refiner", ws.ref], expect=("m.npy", ".npz archive"))
+
+
+@case
+def c_mel_npz_as_npy_doctor(ws: WS) -> Case:
+    p = ws.inp / "m.npy"
+    with open(p, "wb") as f:
+        np.savez(f, mel=np.zeros((80, 5)))
+    return Case(["doctor", p], expect=("m.npy", ".npz archive"))
+
+
+@case
+def c_mel_time_major(ws: WS) -> Case:
+    return Case(["vocode", ws.npy("t.npy", wav_to_mel(tone(), SPEC).T.copy()), "-o", ws.out, "--vocoder", ws.voc],
+                expect=("t.npy", "(T, 80) layout"))
+
+
+@case
+def c_mel_time_major_refine(ws: WS) -> Case:
+    return Case(["refine", ws.npy("t.npy", wav_to_mel(tone(), SPEC).T.copy()), "-o", ws.out, "--refiner", ws.ref],
+                expect=("t.npy", "(T, 80) layout"))
+
+
+@case
+def c_mel_nan(ws: WS) -> Case:
+    m = wav_to_mel(tone(), SPEC)
+    m[3, 4] = np.nan
+    return Case(["vocode", ws.npy("n.npy", m), "-o", ws.out, "--vocoder", ws.voc], expect=("n.npy", "NaN"))
+
+
+@case
+def c_mel_power_db(ws: WS) -> Case:
+    m = np.random.default_rng(0).uniform(-80, 0, (80, 40)).astype(np.float32)
+    return Case(["vocode", ws.npy("db.npy", m), "-o", ws.out, "--vocoder", ws.voc], expect=("db.npy", "dB"))
+
+
+@case
+def c_mel_one_dimensional(ws: WS) -> Case:
+    return Case(["vocode", ws.npy("v.npy", np.zeros(80, np.float32)), "-o", ws.out, "--vocoder", ws.voc],
+                expect=("v.npy", "shape"))
+
+
+@case
+def c_mel_integer(ws: WS) -> Case:
+    return Case(["vocode", ws.npy("i.npy", np.full((80, 10), -5, np.int16)), "-o", ws.out, "--vocoder", ws.voc],
+                expect=("i.npy", "dtype"))
+
+
+@case
+def c_mel_complex(ws: WS) -> Case:
+    return Case(["vocode", ws.npy("c.npy", np.zeros((80, 10), np.complex64)), "-o", ws.out, "--vocoder", ws.voc],
+                expect=("c.npy", "real numbers"))
+
+
+@case
+def c_mel_pickled_objects(ws: WS) -> Case:
+    p = ws.inp / "o.npy"
+    with open(p, "wb") as f:
+        np.save(f, np.array([{"x": 1}], dtype=object), allow_pickle=True)
+    return Case(["vocode", p, "-o", ws.out, "--vocoder", ws.voc], expect=("o.npy", "not a readable .npy"))
+
+
+@case
+def c_mel_empty_array(ws: WS) -> Case:
+    return Case(["vocode", ws.npy("e.npy", np.zeros((80, 0), np.float32)), "-o", ws.out, "--vocoder", ws.voc],
+                expect=("e.npy", "empty"))
+
+
+@case
+def c_mel_truncated(ws: WS) -> Case:
+    p = ws.mel("t.npy")
+    p.write_bytes(p.read_bytes()[:200])
+    return Case(["vocode", p, "-o", ws.out, "--vocoder", ws.voc], expect=("t.npy", "not a readable .npy"))
+
+
+@case
+def c_mel_header_claims_huge_shape(ws: WS) -> Case:
+    p = ws.mel("h.npy")
+    raw = p.read_bytes()
+    head_len = struct.unpack("<H", raw[8:10])[0]
+    header = raw[10:10 + head_len].decode("latin1")
+    shape = header[header.index("(") : header.index(")") + 1]
+    new = header.replace(shape, "(80, 999999999999)").ljust(head_len)[:head_len]
+    p.write_bytes(raw[:10] + new.encode("latin1") + raw[10 + head_len:])
+    return Case(["vocode", p, "-o", ws.out, "--vocoder", ws.voc], expect=("h.npy", "not a readable .npy"))
+
+
+@case
+def c_mel_zero_byte(ws: WS) -> Case:
+    return Case(["doctor", ws.raw("z.npy", b"")], expect=("z.npy", "not a readable .npy"))
+
+
+@case
+def c_mel_f0_wrong_length(ws: WS) -> Case:
+    p = ws.mel("s.npy")
+    ws.npy("s.f0.npy", np.full(7, 220.0, np.float32))
+    return Case(["vocode", p, "-o", ws.out, "--vocoder", ws.voc], expect=("s.f0.npy", "does not fit"))
+
+
+@case
+def c_mel_f0_negative(ws: WS) -> Case:
+    p = ws.mel("s.npy")
+    ws.npy("s.f0.npy", np.full(np.load(p).shape[1], -5.0, np.float32))
+    return Case(["vocode", p, "-o", ws.out, "--vocoder", ws.voc], expect=("s.f0.npy", "negative"))
+
+
+@case
+def c_mel_f0_npz(ws: WS) -> Case:
+    p = ws.mel("s.npy")
+    with open(ws.inp / "s.f0.npy", "wb") as f:
+        np.savez(f, f0=np.zeros(3))
+    return Case(["vocode", p, "-o", ws.out, "--vocoder", ws.voc], expect=("s.f0.npy", ".npz archive"))
+
+
+# ---------------------------------------------------------------------- checkpoints and models
+@case
+def c_ckpt_garbage(ws: WS) -> Case:
+    return Case(["vocode", ws.mel(), "-o", ws.out, "--vocoder", ws.raw("g_00000001", os.urandom(500))],
+                expect=("g_00000001", "not a torch checkpoint"))
+
+
+@case
+def c_ckpt_truncated_zip(ws: WS) -> Case:
+    p = ws.inp / "g_00000002"
+    torch.save({"generator": {"conv_pre.weight": torch.zeros(4, 80, 7)}}, p)
+    p.write_bytes(p.read_bytes()[:300])
+    return Case(["vocode", ws.mel(), "-o", ws.out, "--checkpoint", p], expect=("g_00000002", "not a torch checkpoint"))
+
+
+@case
+def c_ckpt_pickle_payload(ws: WS) -> Case:
+    import pickle
+
+    marker = ws.root / "pwned"
+
+    class Evil:
+        def __reduce__(self):  # noqa: ANN204
+            return (os.system, (f"touch {marker}",))
+
+    p = ws.inp / "g_00000003"
+    p.write_bytes(pickle.dumps({"generator": Evil()}, protocol=2))
+
+    def not_run() -> None:
+        assert not marker.exists(), "the pickle payload ran"
+
+    return Case(["vocode", ws.mel(), "-o", ws.out, "--vocoder", p], expect=("g_00000003", "weights_only"),
+                check=not_run)
+
+
+@case
+def c_ckpt_missing(ws: WS) -> Case:
+    return Case(["vocode", ws.mel(), "-o", ws.out, "--vocoder", ws.inp / "nowhere"], expect=("nowhere", "not found"))
+
+
+@case
+def c_ckpt_export_weights_replaced(ws: WS) -> Case:
+    d = ws.model_copy("vocoder")
+    (d / "model.safetensors").write_bytes(b"\x00" * 64)
+    return Case(["vocode", ws.mel(), "-o", ws.out, "--vocoder", d], expect=("model.safetensors", "hash"))
+
+
+@case
+def c_ckpt_dir_without_model(ws: WS) -> Case:
+    d = ws.inp / "empty_model"
+    d.mkdir()
+    return Case(["convert", ws.wav("s.wav"), "-o", ws.out, "--refiner", d, "--vocoder", ws.voc],
+                expect=("empty_model", "model"))
+
+
+@case
+def c_ckpt_wrong_kind(ws: WS) -> Case:
+    return Case(["refine", ws.wav("s.wav"), "-o", ws.out, "--refiner", ws.voc], expect=("expected a 'refiner'",))
+
+
+@case
+def c_ckpt_discriminator_file(ws: WS) -> Case:
+    p = ws.inp / "do_00000001"
+    torch.save({"mpd": {"w": torch.zeros(1)}, "msd": {"w": torch.zeros(1)}}, p)
+    return Case(["vocode", ws.mel(), "-o", ws.out, "--vocoder", p], expect=("do_00000001", "discriminator"))
+
+
+# ---------------------------------------------------------------------- configs
+@case
+def c_config_refiner_wrong_type(ws: WS) -> Case:
+    d = ws.model_copy("refiner", lambda doc: doc["config"].__setitem__("layers", "abc"))
+    return Case(["refine", ws.wav("s.wav"), "-o", ws.out, "--refiner", d],
+                expect=("model.json", "layers", "expected an integer"))
+
+
+@case
+def c_config_refiner_unknown_key(ws: WS) -> Case:
+    d = ws.model_copy("refiner", lambda doc: doc["config"].__setitem__("wings", 2))
+    return Case(["convert", ws.wav("s.wav"), "-o", ws.out, "--refiner", d, "--vocoder", ws.voc],
+                expect=("model.json", "unknown keys", "wings"))
+
+
+@case
+def c_config_refiner_invalid_json(ws: WS) -> Case:
+    d = ws.model_copy("refiner", text='{"format": "canora-export", ')
+    return Case(["refine", ws.wav("s.wav"), "-o", ws.out, "--refiner", d], expect=("model.json", "corrupt"))
+
+
+@case
+def c_config_refiner_singers_not_a_list(ws: WS) -> Case:
+    d = ws.model_copy("refiner", lambda doc: doc["meta"].__setitem__("singers", 5))
+    return Case(["refine", ws.wav("s.wav"), "-o", ws.out, "--refiner", d], expect=("model.json",))
+
+
+@case
+def c_config_refiner_normalizer_text(ws: WS) -> Case:
+    d = ws.model_copy("refiner", lambda doc: doc["meta"]["normalizer"].__setitem__("lo", "x"))
+    return Case(["refine", ws.wav("s.wav"), "-o", ws.out, "--refiner", d], expect=("model.json",))
+
+
+@case
+def c_config_refiner_unknown_f0_method(ws: WS) -> Case:
+    d = ws.model_copy("refiner", lambda doc: doc["meta"]["features"].__setitem__("f0_method", "crepe-xl"))
+    return Case(["convert", ws.wav("s.wav"), "-o", ws.out, "--refiner", d, "--vocoder", ws.voc],
+                expect=("model.json", "crepe-xl"))
+
+
+@case
+def c_config_vocoder_wrong_type(ws: WS) -> Case:
+    d = ws.model_copy("vocoder", lambda doc: doc["mel_spec"].__setitem__("hop_length", [256]))
+    return Case(["vocode", ws.mel(), "-o", ws.out, "--vocoder", d], expect=("model.json", "hop_length"))
+
+
+@case
+def c_config_vocoder_config_list(ws: WS) -> Case:
+    d = ws.model_copy("vocoder", lambda doc: doc.__setitem__("config", [1, 2]))
+    return Case(["vocode", ws.mel(), "-o", ws.out, "--vocoder", d], expect=("model.json", "JSON object"))
+
+
+@case
+def c_config_mel_invalid_json(ws: WS) -> Case:
+    cfg = ws.raw("cfg.json", b"{not json")
+    return Case(["mel", ws.wav("s.wav"), "-o", ws.out, "--config", cfg], expect=("cfg.json", "not valid JSON"))
+
+
+@case
+def c_config_mel_wrong_type(ws: WS) -> Case:
+    cfg = ws.raw("spec.json", json.dumps({**SPEC.to_dict(), "sample_rate": "fast"}).encode())
+    return Case(["mel", ws.wav("s.wav"), "-o", ws.out, "--config", cfg], expect=("spec.json", "sample_rate"))
+
+
+@case
+def c_config_mel_unknown_key(ws: WS) -> Case:
+    cfg = ws.raw("spec.json", json.dumps({**SPEC.to_dict(), "dither": 1}).encode())
+    return Case(["mel", ws.wav("s.wav"), "-o", ws.out, "--config", cfg], expect=("spec.json", "unknown keys"))
+
+
+@case
+def c_config_mel_array(ws: WS) -> Case:
+    cfg = ws.raw("arr.json", b"[1, 2, 3]")
+    return Case(["mel", ws.wav("s.wav"), "-o", ws.out, "--config", cfg], expect=("arr.json", "JSON object"))
+
+
+@case
+def c_config_mel_missing(ws: WS) -> Case:
+    return Case(["mel", ws.wav("s.wav"), "-o", ws.out, "--config", ws.inp / "nope.json"],
+                expect=("nope.json", "not found"))
+
+
+@case
+def c_config_refine_mel_spec_invalid(ws: WS) -> Case:
+    ws.mel("m.npy")
+    ws.raw("mel_spec.json", b"{{{")
+    return Case(["refine", ws.inp, "-o", ws.out, "--refiner", ws.ref], expect=("mel_spec.json", "not valid JSON"))
+
+
+@case
+def c_config_refine_mel_spec_wrong_type(ws: WS) -> Case:
+    m = ws.mel("m.npy")
+    spec = ws.raw("my_spec.json", json.dumps({**SPEC.to_dict(), "n_mels": "eighty"}).encode())
+    return Case(["refine", m, "-o", ws.out, "--refiner", ws.ref, "--mel-spec", spec],
+                expect=("my_spec.json", "n_mels"))
+
+
+@case
+def c_config_vocode_hifigan_config_missing_keys(ws: WS) -> Case:
+    cfg = ws.raw("config.json", b'{"resblock": "1"}')
+    p = ws.inp / "g_00000001"
+    torch.save({"generator": {"conv_pre.weight": torch.zeros(4, 80, 7)}}, p)
+    return Case(["vocode", ws.mel(), "-o", ws.out, "--vocoder", p, "--config", cfg],
+                expect=("config.json", "missing keys"))
+
+
+# ---------------------------------------------------------------------- sidecars (canora eval)
+def _eval_case(ws: WS, side: bytes) -> Case:
+    conv = ws.inp / "conv"
+    conv.mkdir()
+    sf.write(conv / "a.wav", tone(), SR)
+    (conv / "a.json").write_bytes(side)
+    return Case(["eval", conv, "-o", ws.out / "scores.json"], expect="a.json")
+
+
+@case
+def c_sidecar_invalid_json(ws: WS) -> Case:
+    return _eval_case(ws, b'{"transpose": ')
+
+
+@case
+def c_sidecar_a_list(ws: WS) -> Case:
+    return _eval_case(ws, b"[1, 2]")
+
+
+@case
+def c_sidecar_transpose_text(ws: WS) -> Case:
+    return _eval_case(ws, json.dumps({"transpose": "up", "source": "x.wav"}).encode())
+
+
+@case
+def c_sidecar_sample_rate_zero(ws: WS) -> Case:
+    return _eval_case(ws, json.dumps({"sample_rate": 0, "transpose": 0}).encode())
+
+
+@case
+def c_sidecar_source_number(ws: WS) -> Case:
+    return _eval_case(ws, json.dumps({"source": 12, "transpose": 0}).encode())
+
+
+@case
+def c_sidecar_batch_one_bad(ws: WS) -> Case:
+    """Two converted files, one with a broken sidecar: the other is scored, exit 1."""
+    conv = ws.inp / "conv"
+    conv.mkdir()
+    for stem in ("good", "bad"):
+        sf.write(conv / f"{stem}.wav", tone(1.0), SR)
+    (conv / "good.json").write_text(json.dumps({"source": str(conv / "good.wav"), "transpose": 0, "sample_rate": SR}))
+    (conv / "bad.json").write_text("{oops")
+
+    def scored() -> None:
+        doc = json.loads((ws.out / "scores.json").read_text())
+        assert [r["file"] for r in doc["files"]] == ["good.wav"]
+
+    return Case(["eval", conv, "-o", ws.out / "scores.json", "--f0-method", "dio"], code=1, expect="bad.json",
+                made=("scores.json",), check=scored)
+
+
+@case
+def c_eval_out_not_json(ws: WS) -> Case:
+    conv = ws.inp / "conv"
+    conv.mkdir()
+    sf.write(conv / "a.wav", tone(), SR)
+    return Case(["eval", conv, "-o", ws.out / "scores.txt"], expect=".json")
+
+
+@case
+def c_eval_out_exists(ws: WS) -> Case:
+    conv = ws.inp / "conv"
+    conv.mkdir()
+    sf.write(conv / "a.wav", tone(), SR)
+    ws.out.mkdir()
+    (ws.out / "scores.json").write_text("{}")
+    return Case(["eval", conv, "-o", ws.out / "scores.json"], expect=("scores.json", "already exists", "--overwrite"))
+
+
+# ---------------------------------------------------------------------- flags
+@case
+def c_flag_device_gpu(ws: WS) -> Case:
+    return Case(["convert", ws.wav("s.wav"), "-o", ws.out, "--device", "gpu"], expect=("--device", "gpu", "cpu"))
+
+
+@case
+def c_flag_device_cuda_on_cpu_build(ws: WS) -> Case:
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is here: --device cuda is fine")
+    return Case(["vocode", ws.mel(), "-o", ws.out, "--vocoder", ws.voc, "--device", "cuda"],
+                expect=("--device cuda", "--device cpu"))
+
+
+@case
+def c_flag_device_cuda_index(ws: WS) -> Case:
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is here")
+    return Case(["refine", ws.wav("s.wav"), "-o", ws.out, "--refiner", ws.ref, "--device", "cuda:7"],
+                expect="cuda:7")
+
+
+@case
+def c_flag_threads_negative(ws: WS) -> Case:
+    return Case(["convert", ws.wav("s.wav"), "-o", ws.out, "--threads", "-1"], expect=("--threads", "-1"))
+
+
+@case
+def c_flag_threads_zero(ws: WS) -> Case:
+    return Case(["vocode", ws.mel(), "-o", ws.out, "--threads", "0"], expect="--threads")
+
+
+@case
+def c_flag_transpose_1000(ws: WS) -> Case:
+    return Case(["convert", ws.wav("s.wav"), "-o", ws.out, "--transpose", "1000", *ws.models_args()],
+                expect=("1000", "36"))
+
+
+@case
+def c_flag_transpose_nan(ws: WS) -> Case:
+    return Case(["refine", ws.wav("s.wav"), "-o", ws.out, "--refiner", ws.ref, "--transpose", "nan"],
+                expect=("--transpose", "finite"))
+
+
+@case
+def c_flag_transpose_refine_beyond(ws: WS) -> Case:
+    return Case(["refine", ws.wav("s.wav"), "-o", ws.out, "--refiner", ws.ref, "--transpose", "-40"],
+                expect=("-40", "36"))
+
+
+@case
+def c_flag_steps_zero(ws: WS) -> Case:
+    return Case(["convert", ws.wav("s.wav"), "-o", ws.out, "--steps", "0"], expect="--steps")
+
+
+@case
+def c_flag_strength_two(ws: WS) -> Case:
+    return Case(["refine", ws.wav("s.wav"), "-o", ws.out, "--refiner", ws.ref, "--strength", "2"],
+                expect="strength must be in (0, 1]")
+
+
+@case
+def c_flag_unknown_sampler(ws: WS) -> Case:
+    return Case(["convert", ws.wav("s.wav"), "-o", ws.out, "--sampler", "euler"], expect=("euler", "dpmpp"))
+
+
+@case
+def c_flag_unknown_f0_method(ws: WS) -> Case:
+    return Case(["train-refiner", ws.inp, "-o", ws.out, "--f0-method", "crepe"], expect=("crepe", "harvest"))
+
+
+@case
+def c_flag_unknown_content_method(ws: WS) -> Case:
+    return Case(["train-refiner", ws.inp, "-o", ws.out, "--content-method", "whisper"], expect=("whisper", "dsp"))
+
+
+@case
+def c_flag_hubert_without_model(ws: WS) -> Case:
+    ws.wav("s.wav")
+    return Case(["train-refiner", ws.inp, "-o", ws.out, "--content-method", "hubert"],
+                expect=("--content-model", "hubert"), check=lambda: None)
+
+
+@case
+def c_flag_hubert_model_dir_empty(ws: WS) -> Case:
+    ws.wav("s.wav")
+    d = ws.root / "hubert"
+    d.mkdir()
+    return Case(["train-refiner", ws.inp, "-o", ws.out, "--content-method", "hubert", "--content-model", d],
+                expect=("hubert", "config.json"))
+
+
+@case
+def c_flag_content_model_without_hubert(ws: WS) -> Case:
+    ws.wav("s.wav")
+    return Case(["train-refiner", ws.inp, "-o", ws.out, "--content-model", ws.root], expect="--content-model")
+
+
+@case
+def c_flag_unknown_singer(ws: WS) -> Case:
+    return Case(["convert", ws.wav("s.wav"), "-o", ws.out, "--singer", "bob", *ws.models_args()],
+                expect=("unknown singer 'bob'", "pjs"))
+
+
+@case
+def c_flag_max_slice_zero(ws: WS) -> Case:
+    return Case(["convert", ws.wav("s.wav"), "-o", ws.out, "--max-slice-seconds", "0", *ws.models_args()],
+                expect="--max-slice-seconds")
+
+
+@case
+def c_flag_key_mode(ws: WS) -> Case:
+    return Case(["convert", ws.wav("s.wav"), "-o", ws.out, "--auto-transpose", "--key-mode", "fifths"],
+                expect="fifths")
+
+
+@case
+def c_flag_unknown_option(ws: WS) -> Case:
+    return Case(["mel", ws.wav("s.wav"), "-o", ws.out, "--colour", "blue"], expect="--colour")
+
+
+@case
+def c_flag_ui_port_in_use(ws: WS) -> Case:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen(1)
+    port = s.getsockname()[1]
+    ws.extra_socket = s  # type: ignore[attr-defined]
+    return Case(["ui", "--port", str(port), *ws.models_args()], expect=(str(port), "in use"), check=s.close)
+
+
+@case
+def c_flag_ui_port_out_of_range(ws: WS) -> Case:
+    return Case(["ui", "--port", "70000"], expect=("--port", "70000"))
+
+
+@case
+def c_flag_eval_f0_method(ws: WS) -> Case:
+    return Case(["eval", ws.wav("a.wav"), "-o", ws.out / "s.json", "--f0-method", "yin2"], expect="yin2")
+
+
+# ---------------------------------------------------------------------- paths
+@case
+def c_path_existing_output(ws: WS) -> Case:
+    ws.out.mkdir()
+    (ws.out / "o.wav").write_bytes(b"precious")
+    return Case(["convert", ws.wav("s.wav"), "-o", ws.out / "o.wav", *ws.models_args()],
+                expect=("o.wav", "already exists", "--overwrite"))
+
+
+@case
+def c_path_existing_output_in_dir(ws: WS) -> Case:
+    ws.out.mkdir()
+    (ws.out / "s.npy").write_bytes(b"precious")
+    return Case(["mel", ws.wav("s.wav"), "-o", ws.out], expect=("s.npy", "already exists"))
+
+
+@case
+def c_path_existing_output_overwrite(ws: WS) -> Case:
+    ws.out.mkdir()
+    (ws.out / "s.npy").write_bytes(b"old")
+
+    def replaced() -> None:
+        assert np.load(ws.out / "s.npy").shape[0] == 80
+
+    return Case(["mel", ws.wav("s.wav"), "-o", ws.out, "--overwrite"], code=0, made=("s.npy",), check=replaced)
+
+
+@case
+def c_path_output_is_the_input(ws: WS) -> Case:
+    p = ws.wav("s.wav")
+    return Case(["convert", p, "-o", p, *ws.models_args()], expect=("s.wav", "overwrite the input"))
+
+
+@case
+def c_path_output_dir_is_input_dir(ws: WS) -> Case:
+    ws.wav("s.wav")
+    return Case(["mel", ws.inp, "-o", ws.inp], expect="input directory")
+
+
+@case
+def c_path_output_under_an_input_file(ws: WS) -> Case:
+    p = ws.wav("s.wav")
+    return Case(["vocode", p, "-o", p / "out", "--vocoder", ws.voc], expect=("s.wav", "not a directory"))
+
+
+@case
+def c_path_output_is_a_file_not_dir(ws: WS) -> Case:
+    ws.out.mkdir()
+    blocker = ws.out / "mels"
+    blocker.write_text("a file")
+    return Case(["mel", ws.wav("s.wav"), "-o", blocker], expect=("mels", "not a directory"))
+
+
+@case
+def c_path_dir_of_inputs_to_one_file(ws: WS) -> Case:
+    ws.wav("a.wav")
+    ws.wav("b.wav")
+    return Case(["convert", ws.inp, "-o", ws.out / "x.wav", *ws.models_args()], expect="output directory")
+
+
+@case
+def c_path_out_mp3(ws: WS) -> Case:
+    return Case(["convert", ws.wav("s.wav"), "-o", ws.out / "o.mp3", *ws.models_args()],
+                expect=("o.mp3", ".wav or .flac"))
+
+
+@case
+def c_path_out_flac_float(ws: WS) -> Case:
+    return Case(["vocode", ws.mel(), "-o", ws.out / "o.flac", "--vocoder", ws.voc, "--float"], expect=("FLAC",))
+
+
+@case
+def c_path_mel_to_wav_name(ws: WS) -> Case:
+    return Case(["mel", ws.wav("s.wav"), "-o", ws.out / "s.wav"], expect=("s.wav", ".npy"))
+
+
+@case
+def c_path_report_out_html(ws: WS) -> Case:
+    (ws.inp / "o").mkdir()
+    (ws.inp / "r").mkdir()
+    return Case(["report", ws.inp / "o", ws.inp / "r", "-o", ws.out / "report.html"],
+                expect=("report.html", "writes a directory"))
+
+
+@case
+def c_path_doctor_fix_to_npy(ws: WS) -> Case:
+    return Case(["doctor", ws.mel(), "--fix", "-o", ws.out / "fixed.npy"], expect=("fixed.npy", "directory"))
+
+
+@case
+def c_path_doctor_out_without_fix(ws: WS) -> Case:
+    return Case(["doctor", ws.mel(), "-o", ws.out], expect=("--fix",))
+
+
+@case
+def c_path_vocode_to_flac(ws: WS) -> Case:
+    def is_flac() -> None:
+        assert sf.info(str(ws.out / "o.flac")).format == "FLAC"
+
+    return Case(["vocode", ws.mel(), "-o", ws.out / "o.flac", "--vocoder", ws.voc], code=0, made=("o.flac",),
+                check=is_flac)
+
+
+@case
+def c_path_train_refiner_out_inside_data(ws: WS) -> Case:
+    ws.wav("s.wav")
+    return Case(["train-refiner", ws.inp, "-o", ws.inp / "run"], expect=("inside", "data directory"))
+
+
+@case
+def c_path_train_vocoder_out_is_data(ws: WS) -> Case:
+    ws.wav("s.wav")
+    return Case(["train-vocoder", ws.inp, "-o", ws.inp], expect="data directory")
+
+
+@case
+def c_path_train_refiner_out_is_file(ws: WS) -> Case:
+    ws.wav("s.wav")
+    ws.out.mkdir()
+    (ws.out / "run").write_text("x")
+    return Case(["train-refiner", ws.inp, "-o", ws.out / "run"], expect=("run", "is a file"))
+
+
+@case
+def c_path_train_data_without_audio(ws: WS) -> Case:
+    return Case(["train-vocoder", ws.inp, "-o", ws.out / "run"], expect="no audio files")
+
+
+@case
+def c_path_read_only_dir(ws: WS) -> Case:
+    if os.geteuid() == 0:  # root writes anyway: simulate the file system refusing the probe instead
+        import canora.io.files as files
+
+        def refuse(*a: object, **k: object) -> tuple[int, str]:
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+
+        ws.mp.setattr(files.tempfile, "mkstemp", refuse)
+    else:
+        ws.out.mkdir()
+        ws.out.chmod(0o555)
+    return Case(["mel", ws.wav("s.wav"), "-o", ws.out / "mels"], expect=("mels", "choose another -o"))
+
+
+@case
+def c_path_input_dir_unreadable(ws: WS) -> Case:
+    """An OSError no check foresaw (here: listing the input directory is refused) is one line naming the path."""
+    ws.wav("s.wav")
+    real = Path.iterdir
+
+    def refuse(self: Path):  # noqa: ANN202
+        if self == ws.inp:
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(self))
+        return real(self)
+
+    ws.mp.setattr(Path, "iterdir", refuse)
+    return Case(["mel", ws.inp, "-o", ws.out], expect=("in", "Permission denied"))
+
+
+@case
+def c_path_disk_full_before_work(ws: WS) -> Case:
+    import canora.io.files as files
+
+    ws.mp.setattr(files.shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(10**9, 10**9, 0))
+    return Case(["convert", ws.wav("s.wav"), "-o", ws.out / "o.wav", *ws.models_args()], expect=("disk is full",))
+
+
+@case
+def c_path_enospc_while_writing_sidecar(ws: WS) -> Case:
+    """The conversion is done, the audio is staged, the sidecar hits a full disk: neither is published."""
+    simulate_write_error(ws, errno.ENOSPC, name_filter=".json")
+    return Case(["convert", ws.wav("s.wav"), "-o", ws.out / "o.wav", "--steps", "1", *ws.models_args()],
+                expect=("o.json", "disk is full"))
+
+
+@case
+def c_path_erofs_while_writing(ws: WS) -> Case:
+    simulate_write_error(ws, errno.EROFS)
+    return Case(["vocode", ws.mel(), "-o", ws.out, "--vocoder", ws.voc], expect=("m.wav", "read-only"))
+
+
+@case
+def c_path_eacces_while_writing(ws: WS) -> Case:
+    simulate_write_error(ws, errno.EACCES)
+    return Case(["refine", ws.wav("s.wav"), "-o", ws.out, "--refiner", ws.ref, "--steps", "1"],
+                expect=("s.npy", "permission"))
+
+
+@case
+def c_path_rename_fails(ws: WS) -> Case:
+    """The second rename of a set fails: the first file is taken back, nothing is left."""
+    import canora.io.files as files
+
+    real = files.os.replace
+    calls = {"n": 0}
+
+    def replace(a: str, b: str) -> None:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise OSError(errno.EIO, os.strerror(errno.EIO), b)
+        real(a, b)
+
+    ws.mp.setattr(files.os, "replace", replace)
+    return Case(["refine", ws.wav("s.wav"), "-o", ws.out, "--refiner", ws.ref, "--steps", "1"],
+                expect=("s.f0.npy", "input/output error"))
+
+
+@case
+def c_path_stale_temp_removed(ws: WS) -> Case:
+    """A temp file of a killed run (its pid is gone) is cleaned up; the run then works."""
+    ws.out.mkdir()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    (ws.out / f".s.npy.canora-{int(dead.stdout)}-abc123.tmp").write_bytes(b"half")
+    return Case(["mel", ws.wav("s.wav"), "-o", ws.out], code=0, made=("s.npy",))
+
+
+# ---------------------------------------------------------------------- batches with one bad file
+@case
+def c_batch_mel_one_corrupt(ws: WS) -> Case:
+    ws.wav("a.wav")
+    ws.wav("c.wav", tone(0.5))
+    ws.raw("b.wav", b"RIFF nonsense")
+    return Case(["mel", ws.inp, "-o", ws.out], code=1, expect=("b.wav", "1 failed"), made=("a.npy", "c.npy"))
+
+
+@case
+def c_batch_vocode_one_npz(ws: WS) -> Case:
+    ws.mel("a.npy")
+    with open(ws.inp / "b.npy", "wb") as f:
+        np.savez(f, mel=np.zeros((80, 3)))
+    return Case(["vocode", ws.inp, "-o", ws.out, "--vocoder", ws.voc], code=1, expect=("b.npy", ".npz archive"),
+                made=("a.wav",))
+
+
+@case
+def c_batch_vocode_one_nan(ws: WS) -> Case:
+    ws.mel("a.npy")
+    m = wav_to_mel(tone(), SPEC)
+    m[0, 0] = np.nan
+    ws.npy("b.npy", m)
+    return Case(["vocode", ws.inp, "-o", ws.out, "--vocoder", ws.voc], code=1, expect=("b.npy", "NaN"),
+                made=("a.wav",))
+
+
+@case
+def c_batch_refine_one_corrupt(ws: WS) -> Case:
+    ws.wav("a.wav")
+    ws.raw("b.flac", b"fLaC but broken")
+    return Case(["refine", ws.inp, "-o", ws.out, "--refiner", ws.ref, "--steps", "1"], code=1,
+                expect=("b.flac", "1 failed"), made=("a.npy", "a.f0.npy"))
+
+
+@case
+def c_batch_convert_one_corrupt(ws: WS) -> Case:
+    ws.wav("a.wav")
+    ws.raw("b.wav", b"garbage" * 30)
+    return Case(["convert", ws.inp, "-o", ws.out, "--steps", "1", *ws.models_args()], code=1, expect="b.wav",
+                made=("a.wav", "a.json"))
+
+
+@case
+def c_batch_doctor_one_unreadable(ws: WS) -> Case:
+    ws.mel("a.npy")
+    ws.raw("b.npy", b"\x93NUMPY garbage")
+    return Case(["doctor", ws.inp], code=1, expect="b.npy")
+
+
+@case
+def c_batch_disk_full_stops(ws: WS) -> Case:
+    """A full disk at the second file: the batch stops there (the rest would fail the same way), says so."""
+    for s in "abc":
+        ws.wav(f"{s}.wav")
+    simulate_write_error(ws, errno.ENOSPC, after=1)
+    return Case(["mel", ws.inp, "-o", ws.out], code=1, expect=("b.npy", "disk is full", "not attempted: c.wav"),
+                made=("a.npy",))
+
+
+@case
+def c_batch_eacces_goes_on(ws: WS) -> Case:
+    """No permission for one output: that file fails, the others are written."""
+    for s in "abc":
+        ws.wav(f"{s}.wav")
+    simulate_write_error(ws, errno.EACCES, name_filter="b.npy")
+    return Case(["mel", ws.inp, "-o", ws.out], code=1, expect=("b.npy", "permission"), made=("a.npy", "c.npy"))
+
+
+@case
+def c_batch_unexpected_error_goes_on(ws: WS) -> Case:
+    """A bug in one file's processing (simulated): that file fails with one line, the rest are done."""
+    import canora.dsp.mel as dmel
+
+    real = dmel.wav_to_mel
+
+    def flaky(wav: np.ndarray, spec: MelSpec) -> np.ndarray:
+        if len(wav) == SR // 2:
+            raise ZeroDivisionError("simulated")
+        return real(wav, spec)
+
+    ws.mp.setattr(dmel, "wav_to_mel", flaky)
+    ws.wav("a.wav")
+    ws.wav("b.wav", tone(0.5))
+    return Case(["mel", ws.inp, "-o", ws.out], code=1, expect=("b.wav", "ZeroDivisionError"), made=("a.npy",))
+
+
+@case
+def c_unexpected_error_single(ws: WS) -> Case:
+    import canora.dsp.mel as dmel
+
+    def broken(wav: np.ndarray, spec: MelSpec) -> np.ndarray:
+        raise RuntimeError("simulated\nover two lines")
+
+    ws.mp.setattr(dmel, "wav_to_mel", broken)
+    return Case(["mel", ws.wav("s.wav"), "-o", ws.out], code=1, expect=("unexpected error", "RuntimeError"))
+
+
+# ---------------------------------------------------------------------- real recordings and a real checkpoint
+@case
+def c_real_wav_truncated_mid_data(ws: WS) -> Case:
+    """A real song cut off mid-file (the header promises more): read as far as it goes, not an error."""
+    data = shared_file("pjs/pjs001_song.wav").read_bytes()
+    return Case(["mel", ws.raw("cut.wav", data[:200_000]), "-o", ws.out], code=0, made=("cut.npy",))
+
+
+@case
+def c_real_wav_named_npy(ws: WS) -> Case:
+    data = shared_file("vocadito/vocadito_1.wav").read_bytes()
+    return Case(["vocode", ws.raw("v.npy", data[:100_000]), "-o", ws.out, "--vocoder", ws.voc],
+                expect=("v.npy", "an audio file named .npy"))
+
+
+@case
+def c_real_mel_time_major(ws: WS) -> Case:
+    from canora.io.audio import load_audio
+
+    wav = load_audio(shared_file("vocadito/vocadito_1.wav"), SR)[: 2 * SR]
+    return Case(["refine", ws.npy("real.npy", wav_to_mel(wav, SPEC).T.copy()), "-o", ws.out, "--refiner", ws.ref],
+                expect=("real.npy", "(T, 80) layout"))
+
+
+@case
+def c_real_mel_in_db(ws: WS) -> Case:
+    from canora.io.audio import load_audio
+
+    wav = load_audio(shared_file("vocadito/vocadito_1.wav"), SR)[: 2 * SR]
+    db = 20 * wav_to_mel(wav, SPEC) / np.log(10)  # the same mel in dB (20 log10 |x|)
+    return Case(["vocode", ws.npy("db.npy", db.astype(np.float32)), "-o", ws.out, "--vocoder", ws.voc],
+                expect=("db.npy", "look like"))
+
+
+@case
+def c_real_ckpt_truncated(ws: WS) -> Case:
+    d = ws.inp / "lj"
+    d.mkdir()
+    src = shared_file("hifigan/LJ_V2/generator_v2")
+    (d / "config.json").write_bytes((src.parent / "config.json").read_bytes())
+    (d / "generator_v2").write_bytes(src.read_bytes()[:1_000_000])
+    return Case(["vocode", ws.mel(), "-o", ws.out, "--vocoder", d / "generator_v2"],
+                expect=("generator_v2", "not a torch checkpoint"))
+
+
+@case
+def c_real_ckpt_config_wrong_type(ws: WS) -> Case:
+    d = ws.inp / "lj"
+    d.mkdir()
+    src = shared_file("hifigan/LJ_V2/generator_v2")
+    cfg = json.loads((src.parent / "config.json").read_text())
+    cfg["num_mels"] = "eighty"
+    (d / "config.json").write_text(json.dumps(cfg))
+    shutil.copy(src, d / "generator_v2")
+    return Case(["vocode", ws.mel(), "-o", ws.out, "--vocoder", d / "generator_v2"], expect=("config.json",))
+
+
+@case
+def c_real_batch_one_cut_to_nothing(ws: WS) -> Case:
+    """Real songs, one cut to its header: the others are done, the empty one is named, exit 1."""
+    from canora.io.audio import load_audio
+
+    wav = load_audio(shared_file("vocadito/vocadito_1.wav"), SR)
+    sf.write(ws.inp / "a.wav", wav[SR: 2 * SR], SR)
+    sf.write(ws.inp / "b.flac", wav[2 * SR: 3 * SR], SR)
+    ws.raw("c.wav", shared_file("pjs/pjs002_song.wav").read_bytes()[:44])
+    return Case(["mel", ws.inp, "-o", ws.out], code=1, expect=("c.wav", "1 failed"), made=("a.npy", "b.npy"))
+
+
+# ---------------------------------------------------------------------- the corpus
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_bad_input(name: str, tmp_path: Path, models: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch,
+                   capsys: pytest.CaptureFixture[str]) -> None:
+    ws = WS(tmp_path, models, monkeypatch)
+    c = CASES[name](ws)
+    before, out_before = ws.hashes(), ws.out_files()
+    capsys.readouterr()
+    try:
+        code = main([str(a) for a in c.argv])
+    except SystemExit as e:  # argparse: a bad flag
+        code = e.code
+    finally:
+        if ws.out.exists():
+            ws.out.chmod(0o755)
+    out, err = capsys.readouterr()
+    assert code == c.code, f"exit {code}, expected {c.code}\nstderr:\n{err}"
+    assert "Traceback" not in err and "Traceback" not in out
+    expect = (c.expect,) if isinstance(c.expect, str) else c.expect
+    if c.code == 2:
+        lines = [ln for ln in err.splitlines() if ln.strip()]
+        assert len(lines) == 1, f"expected one error line, got:\n{err}"
+        assert lines[0].startswith(f"canora {c.argv[0]}: error: "), lines[0]
+        text = lines[0]
+    else:
+        text = err
+        if c.code == 1 and "unexpected error" not in err.split("\n")[0]:
+            assert "skipped:" in err or "failed" in err, err
+    for e in expect:
+        assert e in text, f"{e!r} not in:\n{text}"
+    assert ws.hashes() == before, "an input or a model changed"
+    leftovers = [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp")]
+    assert not leftovers, f"temp files left: {leftovers}"
+    now = ws.out_files()
+    if c.code == 2:
+        assert now == out_before, f"partial outputs: {sorted(set(now) - set(out_before))}"
+    for m in c.made:
+        assert m in now, f"{m} not written ({sorted(now)})"
+    if c.code == 1:  # only the outputs of the good files (and, for eval, the scores)
+        assert set(now) - set(out_before) <= set(c.made), sorted(now)
+    if c.check is not None:
+        c.check()
+
+
+def test_the_corpus_is_big_enough() -> None:
+    assert len(CASES) >= 60
+
+
+# ---------------------------------------------------------------------- UI uploads (the UIBackend API)
+@pytest.fixture(scope="module")
+def backend_converter(models: tuple[Path, Path]):  # noqa: ANN201
+    from canora.pipeline import Converter
+
+    return Converter.from_pretrained(*models)
+
+
+def _upload(tmp_path: Path, name: str, write: Callable[[Path], None]) -> Path:
+    p = tmp_path / "uploads" / name
+    p.parent.mkdir(exist_ok=True)
+    write(p)
+    return p
+
+
+UPLOADS: dict[str, tuple[str, Callable[[Path], None], str, dict]] = {
+    "text_as_wav": ("t.wav", lambda p: p.write_text("not audio"), r"^t\.wav: cannot read audio", {}),
+    "empty_file": ("e.wav", lambda p: p.write_bytes(b""), r"^e\.wav: the upload is empty", {}),
+    "other_type": ("notes.txt", lambda p: p.write_text("x"), r"^notes\.txt: not an audio file", {}),
+    "nan_audio": ("n.wav", lambda p: sf.write(p, np.full(SR, np.nan, np.float32), SR, subtype="FLOAT"),
+                  r"^n\.wav: audio holds NaN", {}),
+    "too_long": ("long.wav", lambda p: sf.write(p, tone(3.0), SR), r"^long\.wav: 3\.0 s of audio is over",
+                 {"max_seconds": 2.0}),
+    "too_many_samples": ("wide.flac", lambda p: sf.write(p, np.zeros((96000, 8), np.float32), 192000,
+                                                         subtype="PCM_16"),
+                         r"^wide\.flac: 8 channel\(s\) x 96000 frames .* decoded samples", {"max_samples": 1e5}),
+    "too_big": ("big.wav", lambda p: sf.write(p, tone(2.0), SR), r"^big\.wav: .* MB is over", {"max_upload_mb": 0.01}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(UPLOADS))
+def test_ui_upload(name: str, tmp_path: Path, backend_converter) -> None:  # noqa: ANN001
+    from canora.errors import CanoraError
+    from canora.ui import UIBackend, UILimits
+
+    fname, write, pattern, limits = UPLOADS[name]
+    p = _upload(tmp_path, fname, write)
+    digest = hashlib.sha256(p.read_bytes()).hexdigest()
+    backend = UIBackend(backend_converter, tmp_path / "work", UILimits(**limits))
+    with pytest.raises(CanoraError, match=pattern) as e:
+        backend.convert(p)
+    assert str(tmp_path) not in str(e.value)  # the page shows the file name, not the server's path
+    assert "\n" not in str(e.value)
+    assert hashlib.sha256(p.read_bytes()).hexdigest() == digest
+    assert not list((tmp_path / "work").rglob("*.wav")) and not list(tmp_path.rglob("*.tmp"))
+
+
+@pytest.mark.parametrize("arr, pattern", [
+    ("npz", r"^m\.npy: an \.npz archive"),
+    ("empty", r"^m\.npy: an empty array"),
+    ("garbage", r"^m\.npy: not a readable \.npy array"),
+    ("objects", r"^m\.npy: not a readable \.npy array"),
+])
+def test_ui_doctor_upload(arr: str, pattern: str, tmp_path: Path, backend_converter) -> None:  # noqa: ANN001
+    from canora.errors import CanoraError
+    from canora.ui import UIBackend
+
+    p = tmp_path / "m.npy"
+    if arr == "npz":
+        with open(p, "wb") as f:
+            np.savez(f, mel=np.zeros((80, 4)))
+    elif arr == "empty":
+        with open(p, "wb") as f:
+            np.save(f, np.zeros((80, 0), np.float32))
+    elif arr == "garbage":
+        p.write_bytes(b"\x93NUMPY\x01\x00garbage")
+    else:
+        with open(p, "wb") as f:
+            np.save(f, np.array([None], dtype=object), allow_pickle=True)
+    with pytest.raises(CanoraError, match=pattern):
+        UIBackend(backend_converter, tmp_path / "work").doctor(p)
+
+
+# ---------------------------------------------------------------------- odd but fine: notices, not errors
+def test_clipping_and_far_transpose_get_a_notice(tmp_path: Path, models: tuple[Path, Path],
+                                                 caplog: pytest.LogCaptureFixture) -> None:
+    x = np.clip(tone(1.0, amp=3.0), -1, 1)
+    sf.write(tmp_path / "loud.wav", x, SR, subtype="FLOAT")
+    code = main(["convert", str(tmp_path / "loud.wav"), "-o", str(tmp_path / "o.wav"), "--steps", "1",
+                 "--transpose", "30", "--refiner", str(models[0]), "--vocoder", str(models[1])])
+    assert code == 0
+    assert "full scale" in caplog.text and "clips" in caplog.text
+    assert caplog.text.count("more than 2 octaves") == 1
+    side = json.loads((tmp_path / "o.json").read_text())
+    assert side["transpose"] == 30 and "refiner_check" in side
+
+
+def test_an_untrained_refiner_is_flagged(tmp_path: Path, models: tuple[Path, Path],
+                                         caplog: pytest.LogCaptureFixture) -> None:
+    """The tiny random refiner on real singing: the quick check of the result warns (and records why)."""
+    from canora.io.audio import load_audio
+
+    wav = load_audio(shared_file("vocadito/vocadito_1.wav"), SR)[SR: 4 * SR]
+    sf.write(tmp_path / "sung.wav", wav, SR)
+    code = main(["convert", str(tmp_path / "sung.wav"), "-o", str(tmp_path / "o.wav"), "--steps", "2",
+                 "--refiner", str(models[0]), "--vocoder", str(models[1])])
+    assert code == 0
+    check = json.loads((tmp_path / "o.json").read_text())["refiner_check"]
+    assert check["ok"] is False and check["cycle_error"] > 1.5
+    assert "looks collapsed" in caplog.text
+
+
+def test_pyworld_import_warning_is_silenced() -> None:
+    code = "import canora.cli, pyworld"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "pkg_resources" not in r.stderr, r.stderr
+
+
+def test_outputs_go_to_stdout_and_the_help_shows_defaults(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    sf.write(tmp_path / "s.wav", tone(), SR)
+    assert main(["mel", str(tmp_path / "s.wav"), "-o", str(tmp_path / "m")]) == 0
+    out, err = capsys.readouterr()
+    assert out.strip() == str(tmp_path / "m" / "s.npy") and "wrote mels" in err
+    with pytest.raises(SystemExit):
+        main(["convert", "--help"])
+    text = capsys.readouterr().out
+    for needle in ("(default: 10)", "(default: 0.6)", "{ddim,ddpm,dpmpp}", "(default: bundled)", "(default: cpu)",
+                   "--overwrite"):
+        assert needle in text, needle
