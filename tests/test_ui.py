@@ -6,6 +6,7 @@ the system chromium (``executable_path``) and never downloads a browser of its o
 
 from __future__ import annotations
 
+import re
 import shutil
 import socket
 import subprocess
@@ -276,7 +277,10 @@ def test_page_end_to_end(converter: Any, clip: Path, text_as_wav: Path, tmp_path
                 rec.locator("#source-audio button", has_text="Stop").first.click()
                 rec.locator("#source-audio [data-testid^='waveform-']").first.wait_for(timeout=20_000)
                 _click_convert_when_the_clip_has_landed(rec)
-                sync_api.expect(rec.locator("#status")).to_contain_text("converted to pjs", timeout=60_000)
+                # Chromium's fake microphone plays beeps: a pure tone the F0 tracker need not call a voice, so
+                # the recording either converts or, correctly, converts to silence with a notice
+                sync_api.expect(rec.locator("#status")).to_contain_text(
+                    re.compile("converted to pjs|no voice found"), timeout=60_000)
             finally:
                 browser.close()
         # uploads and results landed in the UI's own directory (closing the app empties it)
