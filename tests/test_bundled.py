@@ -71,6 +71,8 @@ def test_demo_phrase_converts_with_auto_key(converter):
 def test_readme_main_job_runs(tmp_path, capsys):
     assert main(["demo", "-o", str(tmp_path / "demo")]) == 0
     assert (tmp_path / "demo" / "phrase_converted.wav").is_file()
+    assert main(["demo", "-o", str(tmp_path / "demo")]) == 0  # the README's line runs twice: it replaces its own
+    assert main(["demo", "-o", str(tmp_path / "demo"), "--keep"]) == 2
     assert "converted it to singer 'pjs'" in capsys.readouterr().err
 
 

@@ -139,7 +139,7 @@ def test_one_naming_scheme_across_commands(capsys, tmp_path, wav_dir):
                 ["train-vocoder", "w", "-o", "r"]):
         a = p.parse_args([*cmd, "--device", "CPU", "--threads", "1"])
         assert (a.device, a.threads) == ("cpu", 1), cmd
-    for cmd in ("convert", "refine", "vocode", "mel", "eval", "doctor", "report", "demo"):
+    for cmd in ("convert", "refine", "vocode", "mel", "eval", "doctor", "report"):
         assert "--overwrite" in p._subparsers._group_actions[0].choices[cmd].format_help(), cmd
 
     code = main(["vocode", str(wav_dir / "b.flac"), "-o", str(tmp_path / "v"), "--vocoder", "bundled"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from canora.cli.common import HelpFormatter, add_device_args, add_model_arg, add_overwrite_arg
+from canora.cli.common import HelpFormatter, add_device_args, add_model_arg
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -13,12 +13,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "demo", formatter_class=HelpFormatter,
         help="synthesise a sung phrase and run the pipeline on it",
         description="Synthesise a short sung phrase (demo_out/phrase.wav), extract its HiFi-GAN mel "
-        "(phrase.npy) and, with the bundled default models, convert it (phrase_converted.wav).",
+        "(phrase.npy) and, with the bundled default models, convert it (phrase_converted.wav). Running it again "
+        "replaces the demo's own four files (never anything else) unless --keep is given.",
     )
     p.add_argument("-o", "--out", type=Path, default=Path("demo_out"), help="output directory")
     add_model_arg(p, "refiner")
     add_model_arg(p, "vocoder")
-    add_overwrite_arg(p)
+    p.add_argument("--keep", action="store_true", help="refuse to replace the files of an earlier demo run")
     add_device_args(p)
     p.set_defaults(run=run)
 
@@ -43,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
 
     require_dir_out(args.out, "demo")
     names = ("phrase.wav", "phrase.npy", "phrase_converted.wav", "phrase_converted.npy")
+    args.overwrite = not args.keep  # the demo's own files, named by the demo: running it again replaces them
     check_outputs([args.out / n for n in names], args)
     apply_device_args(args)
     conv = load_converter(args.refiner, args.vocoder, device=args.device)
