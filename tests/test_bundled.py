@@ -102,3 +102,11 @@ def test_forced_cuts_inside_a_held_note_leave_no_dip_or_click(converter):
     typical = np.percentile(step[SR:], 99.9)
     for j in joins:
         assert step[j - 1024: j + 1024].max() <= 1.5 * typical, f"click at the join at {j / SR:.2f} s"
+
+
+def test_the_bundled_models_load_by_name():
+    from canora.refiner import Refiner
+    from canora.vocoder import Vocoder
+
+    assert Vocoder.from_pretrained().source == Vocoder.from_pretrained("bundled").source == str(DEFAULT_VOCODER)
+    assert Refiner.from_pretrained("bundled").singers == ["pjs"]

@@ -28,6 +28,7 @@ import numpy as np
 
 from canora.dsp.pitch import KeyChoice
 from canora.errors import AudioError, CanoraError
+from canora.io.models import BUNDLED
 
 if TYPE_CHECKING:
     from canora.conditioning import RefinerFeatures
@@ -35,9 +36,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-PRETRAINED = Path(__file__).resolve().parent / "pretrained"
-DEFAULT_REFINER = PRETRAINED / "refiner"
-DEFAULT_VOCODER = PRETRAINED / "vocoder"
+DEFAULT_REFINER = BUNDLED["refiner"]
+DEFAULT_VOCODER = BUNDLED["vocoder"]
 #: a slice counts as sung when at least this many frames repeat at their F0 with this correlation
 MIN_PERIODIC_FRAMES = 5
 PERIODIC = 0.5
@@ -234,7 +234,8 @@ class Converter:
         cls, refiner: str | Path | None = None, vocoder: str | Path | None = None, *, device: str = "cpu",
         backend: str | None = None,
     ) -> Converter:
-        """Load a refiner export and a vocoder (an export or an official checkpoint); None = the bundled one.
+        """Load a refiner export and a vocoder (an export or an official checkpoint); None or ``"bundled"``: the
+        bundled one.
 
         ``backend`` goes to both loaders: ``None`` runs ONNX exports (``canora export``) on ONNX Runtime and
         torch models on torch, ``"onnx"`` runs both models on ONNX Runtime (torch models are exported in memory
@@ -242,15 +243,8 @@ class Converter:
         from canora.refiner import Refiner
         from canora.vocoder import Vocoder
 
-        ref_path = Path(refiner) if refiner is not None else DEFAULT_REFINER
-        voc_path = Path(vocoder) if vocoder is not None else DEFAULT_VOCODER
-        for what, p, flag in (("refiner", ref_path, "--refiner"), ("vocoder", voc_path, "--vocoder")):
-            if not p.exists():
-                hint = "reinstall canora (the bundled models are missing)" if p.parent == PRETRAINED else \
-                    f"pass an existing path with {flag}"
-                raise CanoraError(f"{p}: {what} not found; {hint}")
-        return cls(Refiner.from_pretrained(ref_path, device=device, backend=backend),
-                   Vocoder.from_pretrained(voc_path, device=device, backend=backend))
+        return cls(Refiner.from_pretrained(refiner, device=device, backend=backend),
+                   Vocoder.from_pretrained(vocoder, device=device, backend=backend))
 
     @property
     def sample_rate(self) -> int:

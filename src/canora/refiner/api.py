@@ -124,15 +124,18 @@ class Refiner:
     # ------------------------------------------------------------------ loading / saving
     @classmethod
     def from_pretrained(
-        cls, path: str | Path, device: str | torch.device = "cpu", backend: str | None = None
+        cls, path: str | Path | None = "bundled", device: str | torch.device = "cpu", backend: str | None = None
     ) -> Refiner:
         """Load a slim export directory written by :meth:`export` (or by training), or an ONNX export
-        (``canora export``), whose denoiser and conditioning encoder then run on ONNX Runtime.
+        (``canora export``), whose denoiser and conditioning encoder then run on ONNX Runtime; ``"bundled"`` (the
+        default) or None: the refiner shipped with canora.
 
         ``backend``: ``None`` picks by the export (ONNX export -> ``"onnx"``, else ``"torch"``); ``"onnx"`` with
         a torch export exports the two networks in memory first (some seconds); see :mod:`canora.refiner.onnx`.
         """
-        path = Path(path)
+        from canora.io.models import resolve_model
+
+        path = resolve_model(path, "refiner")
         if backend is not None and backend not in BACKENDS:
             raise CanoraError(f"unknown refiner backend {backend!r}; expected one of {BACKENDS}")
         from canora.io.onnx import is_onnx_export

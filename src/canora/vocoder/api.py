@@ -99,12 +99,14 @@ class Vocoder:
     # ------------------------------------------------------------------ loading
     @classmethod
     def from_pretrained(
-        cls, path: str | Path, config: str | Path | None = None, device: str | torch.device = "cpu",
+        cls, path: str | Path | None = "bundled", config: str | Path | None = None, device: str | torch.device = "cpu",
         backend: str | None = None,
     ) -> Vocoder:
         """Load a canora export, an official ``g_*`` file, a directory of them, or an ONNX export (see module
-        doc, also for ``backend``)."""
-        path = Path(path)
+        doc, also for ``backend``); ``"bundled"`` (the default) or None: the vocoder shipped with canora."""
+        from canora.io.models import resolve_model
+
+        path = resolve_model(path, "vocoder")
         if backend is not None and backend not in BACKENDS:
             raise CanoraError(f"unknown vocoder backend {backend!r}; expected one of {BACKENDS}")
         from canora.io.onnx import is_onnx_export
