@@ -309,3 +309,33 @@ def test_cli_npy_without_audio_uses_griffin_lim_features(capsys, caplog, tmp_pat
     assert both.mean() > 0.3
     cents = 1200 * np.abs(np.log2(f0[both] / ref_f0[both]))
     assert np.median(cents) < 50  # F0 re-extracted from a Griffin-Lim reconstruction is still close
+
+
+def test_singer_mix_interpolates_the_embeddings():
+    """--singer alto:0.7,pjs:0.3: the conditioning uses 0.7 x alto's embedding + 0.3 x pjs's; a pure "mix"
+    equals the singer; the mixed range is the weighted geometric mean; bad mixes are one clear error."""
+    ref = make_refiner(singers=("alto", "pjs"))
+    x = inputs()
+    kw = dict(steps=2, strength=0.5, seed=3)
+    alto = ref.refine(x["mel"], x["f0"], x["loudness"], None, "alto", **kw)
+    assert np.array_equal(ref.refine(x["mel"], x["f0"], x["loudness"], None, "alto:1", **kw), alto)
+    mixed = ref.refine(x["mel"], x["f0"], x["loudness"], None, "alto:0.7,pjs:0.3", **kw)
+    pjs = ref.refine(x["mel"], x["f0"], x["loudness"], None, "pjs", **kw)
+    assert not np.allclose(mixed, alto) and not np.allclose(mixed, pjs)
+    # the mix is the embedding interpolation (checked on the conditioning the model sees)
+    m = ref.model
+    emb = 0.7 * m.singer.weight[0] + 0.3 * m.singer.weight[1]
+    w = torch.tensor([[0.7, 0.3]])
+    args = (torch.full((1, 8), 220.0), torch.ones(1, 8), torch.full((1, 8), -20.0), None)
+    with torch.no_grad():
+        a = m.encode(*args, w)
+        m.singer.weight[0] = emb  # row 0 now holds the mix: index 0 must give the same conditioning
+        b = m.encode(*args, torch.tensor([0]))
+    torch.testing.assert_close(a, b)
+    assert ref.singer_label({"pjs": 1, "alto": 3}) == "alto:0.75,pjs:0.25"
+    rng = ref.singer_f0_range("alto:0.5,pjs:0.5")
+    assert rng.median == pytest.approx(np.sqrt(220.0 * 440.0))
+    for bad, msg in (("alto:x", "not a number"), ("bob:1", "unknown singer"), ("alto:0,pjs:0", "all 0"),
+                     (":1", "empty name")):
+        with pytest.raises(CanoraError, match=msg):
+            ref.singer_weights(bad)

@@ -347,7 +347,7 @@ class Converter:
         from canora.refiner.api import DEFAULT_SAMPLER, DEFAULT_STEPS, DEFAULT_STRENGTH, check_steps_strength
         from canora.refiner.samplers import available_samplers
 
-        singer_name = self.singers[self.refiner.singer_index(singer)]  # unknown singer: error before any work
+        singer_name = self.refiner.singer_label(singer)  # unknown singer or bad mix: error before any work
         sampler = sampler or DEFAULT_SAMPLER
         steps = DEFAULT_STEPS if steps is None else int(steps)
         strength = DEFAULT_STRENGTH if strength is None else float(strength)

@@ -46,7 +46,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("input", type=Path, help="an audio file or a directory of them")
     p.add_argument("-o", "--out", type=Path, required=True,
                    help="output .wav or .flac (one input), or a directory (<stem>.wav + <stem>.json)")
-    p.add_argument("--singer", default=None, help="target singer (default: the refiner's only singer)")
+    p.add_argument("--singer", default=None, help="target singer (default: the refiner's only singer), or a mix of a "
+                   "multi-singer refiner's singers such as a:0.7,b:0.3")
     key = p.add_mutually_exclusive_group()
     key.add_argument("--transpose", type=finite_float, default=0.0, metavar="SEMITONES",
                      help=f"shift the pitch by N semitones, within +-{MAX_TRANSPOSE:g}")
@@ -159,7 +160,7 @@ def run(args: argparse.Namespace) -> int:
     mine = [p for f in files for p in outputs[f]]
     check_outputs(mine, args, inputs=inputs)  # exists, is an input, not writable: before the models load
     conv = load_converter(args.refiner, args.vocoder, device=args.device)
-    singer = conv.singers[conv.refiner.singer_index(args.singer)]  # unknown singer: fail before any work
+    singer = conv.refiner.singer_label(args.singer)  # unknown singer or bad mix: fail before any work
     check_outputs(mine, args, inputs=inputs,  # and room on the disk for the audio at the models' rate
                   need_bytes=audio_output_bytes(files, conv.sample_rate, 4 if args.float else 2))
     progress = len(files) == 1 and sys.stderr.isatty()  # per-slice bars for one song (a batch has its own bar)

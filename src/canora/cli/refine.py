@@ -35,7 +35,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--out", type=Path, required=True,
                    help="output directory (not the input's), or NAME.npy for one input (+ NAME.f0.npy)")
     add_model_arg(p, "refiner", alias="--model")
-    p.add_argument("--singer", default=None, help="target singer name (optional for one-singer models)")
+    p.add_argument("--singer", default=None, help="target singer name (optional for one-singer models), or a "
+                   "mix such as a:0.7,b:0.3")
     p.add_argument("--sampler", choices=available_samplers(), default=DEFAULT_SAMPLER, help="the sampler")
     p.add_argument("--steps", type=positive_int, default=DEFAULT_STEPS, help="denoising steps")
     p.add_argument(
@@ -104,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
         raise CanoraError(f"{args.audio}: --audio must be a directory holding the source audio of the mels")
     check_outputs([p for outs in outputs.values() for p in outs], args, inputs=files)
     refiner = load_refiner(args.refiner, device=args.device)
-    refiner.singer_index(args.singer)  # unknown singer: fail before any work
+    refiner.singer_label(args.singer)  # unknown singer or bad mix: fail before any work
     spec_file = args.mel_spec
     if spec_file is None and args.input.is_dir() and (args.input / "mel_spec.json").is_file():
         spec_file = args.input / "mel_spec.json"
@@ -147,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
         return res.mel.shape[1] * refiner.spec.hop_length / sr
 
     return finish(run_batch(files, one, "refine"), f"refined ({args.sampler}, {args.steps} steps, "
-                  f"strength {args.strength:g}, singer {refiner.singers[refiner.singer_index(args.singer)]})")
+                  f"strength {args.strength:g}, singer {refiner.singer_label(args.singer)})")
 
 
 def json_object(path: Path) -> dict:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -75,6 +75,24 @@ def read_refiner_doc(
     except (KeyError, TypeError) as e:
         raise CheckpointError(f"{path}: incomplete refiner export (missing {e}); re-export it") from None
     return cfg, spec, normalizer, schedule, params, meta
+
+
+#: a target singer: a name, an index, None (one-singer models), or a mix ("a:0.7,b:0.3" or {"a": 0.7, "b": 0.3})
+Singer = str | int | None | Mapping[str, float]
+
+
+def parse_singer_mix(text: str) -> dict[str, float]:
+    """``"a:0.7,b:0.3"`` -> ``{"a": 0.7, "b": 0.3}`` (a name without a weight counts 1)."""
+    mix: dict[str, float] = {}
+    for part in text.split(","):
+        name, _, weight = part.strip().partition(":")
+        if not name:
+            raise CanoraError(f"singer mix {text!r}: an empty name; write it like a:0.7,b:0.3")
+        try:
+            mix[name.strip()] = mix.get(name.strip(), 0.0) + (float(weight) if weight.strip() else 1.0)
+        except ValueError:
+            raise CanoraError(f"singer mix {text!r}: {weight!r} is not a number; write it like a:0.7,b:0.3") from None
+    return mix
 
 
 @dataclass
@@ -204,8 +222,40 @@ class Refiner:
         return getattr(self.model, "backend", "torch")
 
     # ------------------------------------------------------------------ helpers
+    def singer_weights(self, singer: Singer) -> np.ndarray:
+        """Weights (n_singers,) float64 summing to 1 over the model's singers: one-hot for a name, an index or
+        None (one-singer models); a mix for ``"a:0.7,b:0.3"`` or a mapping ``{"a": 0.7, "b": 0.3}`` (weights
+        are normalised; names must be the model's)."""
+        mix = parse_singer_mix(singer) if isinstance(singer, str) and ":" in singer else singer
+        w = np.zeros(len(self.singers))
+        if isinstance(mix, Mapping):
+            if not mix:
+                raise CanoraError("an empty singer mix; give e.g. --singer a:0.7,b:0.3")
+            for name, weight in mix.items():
+                if not (isinstance(weight, (int, float)) and math.isfinite(weight) and weight >= 0):
+                    raise CanoraError(f"singer mix weight of {name!r} must be a number >= 0, got {weight!r}")
+                w[self.singer_index(name)] += float(weight)
+            if w.sum() <= 0:
+                raise CanoraError("the singer mix weights are all 0; give at least one weight > 0")
+            return w / w.sum()
+        w[self.singer_index(mix)] = 1.0
+        return w
+
+    def singer_label(self, singer: Singer) -> str:
+        """A name for ``singer``: the singer's own, or ``"a:0.70,b:0.30"`` for a mix (sorted, weights to 2 dp)."""
+        w = self.singer_weights(singer)
+        nz = np.flatnonzero(w)
+        if len(nz) == 1:
+            return self.singers[int(nz[0])]
+        return ",".join(f"{self.singers[i]}:{w[i]:.2f}" for i in nz)
+
     def singer_index(self, singer: str | int | None) -> int:
         """Index of ``singer`` (a name, an index, or None for a one-singer model)."""
+        if isinstance(singer, str) and ":" in singer:
+            w = self.singer_weights(singer)
+            if np.count_nonzero(w) == 1:
+                return int(np.flatnonzero(w)[0])
+            raise CanoraError(f"{singer!r} is a mix of singers; this call takes one singer")
         if singer is None:
             if len(self.singers) == 1:
                 return 0
@@ -258,7 +308,7 @@ class Refiner:
         check_steps_strength(steps, strength)
         self.check_mel(mel, spec)
         frames = mel.shape[1]
-        idx = self.singer_index(singer)
+        weights = self.singer_weights(singer)
         f0 = np.asarray(f0, dtype=np.float32)
         if voiced is None:
             voiced = f0 > 0
@@ -292,7 +342,8 @@ class Refiner:
             torch.as_tensor(arrays["voiced"].astype(np.float32), device=dev)[None],
             torch.as_tensor(arrays["loudness"], device=dev)[None],
             cond_content,
-            torch.tensor([idx], device=dev),
+            (torch.tensor([int(np.argmax(weights))], device=dev) if np.count_nonzero(weights) == 1  # one singer
+             else torch.as_tensor(weights[None], dtype=torch.float32, device=dev)),  # a mix of embeddings
         )
         x0 = self.normalizer.normalize(torch.as_tensor(np.asarray(mel, np.float32), device=dev)[None])
         gen = torch.Generator(device="cpu").manual_seed(int(seed))
@@ -331,15 +382,22 @@ class Refiner:
         feats.mel = np.ascontiguousarray(mel, dtype=np.float32)
         return feats
 
-    def singer_f0_range(self, singer: str | int | None) -> F0Stats:
-        """``singer``'s stored pitch range (for auto-transpose); :class:`CanoraError` when there is none."""
+    def singer_f0_range(self, singer: Singer) -> F0Stats:
+        """``singer``'s stored pitch range (for auto-transpose; a mix: the weighted geometric mean of its singers'
+        ranges); :class:`CanoraError` when there is none."""
         from canora.dsp.pitch import F0Stats
 
-        name = self.singers[self.singer_index(singer)]
-        stats = self.singer_f0_stats.get(name)
-        if stats is None:
-            raise CanoraError(f"this refiner has no F0 statistics for singer {name!r}; use --transpose instead")
-        return F0Stats.from_dict(stats)
+        w = self.singer_weights(singer)
+        logs = np.zeros(3)
+        for i in np.flatnonzero(w):
+            name = self.singers[int(i)]
+            stats = self.singer_f0_stats.get(name)
+            if stats is None:
+                raise CanoraError(f"this refiner has no F0 statistics for singer {name!r}; use --transpose instead")
+            st = F0Stats.from_dict(stats)
+            logs += w[i] * np.log([st.median, st.p5, st.p95])
+        median, p5, p95 = np.exp(logs)
+        return F0Stats(float(median), float(p5), float(p95))
 
     def choose_key(
         self, feats: RefinerFeatures | Sequence[RefinerFeatures], singer: str | int | None, mode: str = "octave"

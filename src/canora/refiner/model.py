@@ -7,7 +7,8 @@
 * ``voiced`` (B, T) in {0, 1};
 * ``loudness`` (B, T) dB, fed as ``(dB - loudness_ref_db) / loudness_scale_db``;
 * ``content`` (B, content_dim, T), standardised with per-dimension statistics stored as buffers;
-* ``singer`` (B,) long, an index into an ``nn.Embedding`` (one-singer models have one row).
+* ``singer`` (B,) long, an index into an ``nn.Embedding`` (one-singer models have one row), or (B, n_singers)
+  float weights that mix the singers' embeddings (speaker mixing; rows summing to 1).
 
 They are encoded once (:meth:`RefinerModel.encode`) into the per-layer conditioning of every residual
 layer, so a sampling run of N steps pays for the conditioning once (:meth:`RefinerModel.denoise`).
@@ -148,7 +149,11 @@ class RefinerModel(nn.Module):
                 raise CanoraError(f"refiner expects content features of dim {cfg.content_dim}, got shape {got}")
             parts.append((content - self.content_mean[:, None]) / self.content_std[:, None])
         h = nn.functional.silu(self.cond_in(torch.cat(parts, dim=1)))
-        h = self.cond_mid(h) + self.singer(singer)[:, :, None]
+        if singer.dim() == 2:  # a mix: weights (B, n_singers) over the embedding rows
+            emb = singer.to(self.singer.weight.dtype) @ self.singer.weight
+        else:
+            emb = self.singer(singer)
+        h = self.cond_mid(h) + emb[:, :, None]
         return self.cond_proj(nn.functional.silu(h))
 
     def denoise(self, x: Tensor, t: Tensor, cond: Tensor) -> Tensor:

@@ -166,6 +166,9 @@ class OnnxRefinerModel:
         return np.ascontiguousarray(x.detach().cpu().numpy(), dtype=dtype)
 
     def encode(self, f0: Tensor, voiced: Tensor, loudness: Tensor, content: Tensor | None, singer: Tensor) -> Tensor:
+        if singer.dim() != 1:
+            raise CanoraError("a mix of singers runs on the torch backend only (the ONNX encoder takes one singer "
+                              "index); load the torch export, or pick one singer")
         feeds = {"f0": self._np(f0), "voiced": self._np(voiced), "loudness": self._np(loudness),
                  "singer": self._np(singer, np.int64)}
         if self.config.content_dim:
