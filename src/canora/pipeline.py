@@ -223,16 +223,17 @@ def _check_models(refiner: Any, vocoder: Any) -> None:
 class Converter:
     """A refiner plus a vocoder that share one :class:`~canora.dsp.mel.MelSpec` (checked when built)."""
 
-    def __init__(self, refiner: Any, vocoder: Any) -> None:
+    def __init__(self, refiner: Any, vocoder: Any, singer: str | None = None) -> None:
         _check_models(refiner, vocoder)
         self.refiner = refiner
         self.vocoder = vocoder
         self.spec = refiner.spec
+        self.default_singer = singer  # the singer convert() uses when given none (a voice's own)
 
     @classmethod
     def from_pretrained(
         cls, refiner: str | Path | None = None, vocoder: str | Path | None = None, *, device: str = "cpu",
-        backend: str | None = None,
+        backend: str | None = None, voice: str | Path | None = None,
     ) -> Converter:
         """Load a refiner export and a vocoder (an export or an official checkpoint); None or ``"bundled"``: the
         bundled one.
@@ -243,8 +244,16 @@ class Converter:
         from canora.refiner import Refiner
         from canora.vocoder import Vocoder
 
+        singer = None
+        if voice is not None:  # a voice by name or folder: its refiner, vocoder and singer (canora voices)
+            from canora.io.voices import resolve_voice
+
+            v = resolve_voice(voice)
+            if refiner is not None or vocoder is not None:
+                raise CanoraError(f"voice {voice!r} brings its own models; pass either voice= or refiner=/vocoder=")
+            refiner, vocoder, singer = v.refiner, v.vocoder, v.singer
         return cls(Refiner.from_pretrained(refiner, device=device, backend=backend),
-                   Vocoder.from_pretrained(vocoder, device=device, backend=backend))
+                   Vocoder.from_pretrained(vocoder, device=device, backend=backend), singer)
 
     @property
     def sample_rate(self) -> int:
@@ -347,6 +356,8 @@ class Converter:
         from canora.refiner.api import DEFAULT_SAMPLER, DEFAULT_STEPS, DEFAULT_STRENGTH, check_steps_strength
         from canora.refiner.samplers import available_samplers
 
+        if singer is None:
+            singer = self.default_singer
         singer_name = self.refiner.singer_label(singer)  # unknown singer or bad mix: error before any work
         sampler = sampler or DEFAULT_SAMPLER
         steps = DEFAULT_STEPS if steps is None else int(steps)

@@ -31,11 +31,13 @@ COMMANDS: dict[str, str] = {
     "export": "export",
     "train-refiner": "train_refiner",
     "train-vocoder": "train_vocoder",
+    "train-voice": "train_voice",
     "eval": "eval",
     "demo": "demo",
     "report": "report",
     "doctor": "doctor",
     "ui": "ui",
+    "voices": "voices",
 }
 
 

@@ -151,6 +151,31 @@ def add_model_arg(p: argparse.ArgumentParser, kind: str, *, alias: str | None = 
         p.add_argument(alias, dest=kind, default=default, help=argparse.SUPPRESS)
 
 
+def add_voice_arg(p: argparse.ArgumentParser) -> None:
+    """``--voice NAME|PATH``: a voice from `canora voices` (its refiner, vocoder and singer) instead of
+    ``--refiner``/``--vocoder``/``--singer``."""
+    p.add_argument("--voice", default=None, metavar="NAME|PATH",
+                   help="a voice by name (see `canora voices`) or a voice folder: its refiner, vocoder and singer")
+
+
+def apply_voice(args: argparse.Namespace) -> None:
+    """Fill ``args.refiner``/``args.vocoder``/``args.singer`` from ``--voice`` (before any work); a voice with an
+    explicit ``--refiner``/``--vocoder`` other than bundled is a conflict."""
+    if getattr(args, "voice", None) is None:
+        return
+    from canora.io.voices import resolve_voice
+
+    voice = resolve_voice(args.voice)
+    for kind in ("refiner", "vocoder"):
+        given = getattr(args, kind, None)
+        if given not in (None, "bundled"):
+            raise CanoraError(f"--voice {args.voice} brings its own {kind}; drop --{kind} {given} (or --voice)")
+        if hasattr(args, kind):
+            setattr(args, kind, str(getattr(voice, kind)) if getattr(voice, kind) else "bundled")
+    if getattr(args, "singer", None) is None:
+        args.singer = voice.singer
+
+
 # ---------------------------------------------------------------------- models
 def load_refiner(name: str | Path | None, device: str = "cpu") -> Any:
     """The refiner named by ``--refiner`` (a path or ``bundled``), loaded; every failure one line naming the file.

@@ -10,6 +10,7 @@ from canora.cli.common import (
     add_device_args,
     add_model_arg,
     add_overwrite_arg,
+    add_voice_arg,
     finite_float,
     names_a_file,
     plan_outputs,
@@ -64,6 +65,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same output")
     add_model_arg(p, "refiner")
     add_model_arg(p, "vocoder")
+    add_voice_arg(p)
     p.add_argument("--max-slice-seconds", type=finite_float, default=30.0, help="longest slice converted at once")
     p.add_argument("--save-mel", action="store_true",
                    help="also write the refined mel <stem>.npy (n_mels, T) and its F0 <stem>.f0.npy")
@@ -122,6 +124,7 @@ def run(args: argparse.Namespace) -> int:
 
     from canora.cli.common import (
         apply_device_args,
+        apply_voice,
         audio_output_bytes,
         check_outputs,
         collapse_check,
@@ -159,6 +162,7 @@ def run(args: argparse.Namespace) -> int:
         log.info("rank %d of %d: converting %d of the files", rank, world, len(files))
     mine = [p for f in files for p in outputs[f]]
     check_outputs(mine, args, inputs=inputs)  # exists, is an input, not writable: before the models load
+    apply_voice(args)
     conv = load_converter(args.refiner, args.vocoder, device=args.device)
     singer = conv.refiner.singer_label(args.singer)  # unknown singer or bad mix: fail before any work
     check_outputs(mine, args, inputs=inputs,  # and room on the disk for the audio at the models' rate

@@ -10,6 +10,7 @@ from canora.cli.common import (
     add_device_args,
     add_model_arg,
     add_overwrite_arg,
+    add_voice_arg,
     finite_float,
     positive_int,
 )
@@ -35,6 +36,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--out", type=Path, required=True,
                    help="output directory (not the input's), or NAME.npy for one input (+ NAME.f0.npy)")
     add_model_arg(p, "refiner", alias="--model")
+    add_voice_arg(p)
     p.add_argument("--singer", default=None, help="target singer name (optional for one-singer models), or a "
                    "mix such as a:0.7,b:0.3")
     p.add_argument("--sampler", choices=available_samplers(), default=DEFAULT_SAMPLER, help="the sampler")
@@ -77,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
 
     from canora.cli.common import (
         apply_device_args,
+        apply_voice,
         check_outputs,
         emit,
         finish,
@@ -104,6 +107,7 @@ def run(args: argparse.Namespace) -> int:
     if args.audio is not None and not args.audio.is_dir():
         raise CanoraError(f"{args.audio}: --audio must be a directory holding the source audio of the mels")
     check_outputs([p for outs in outputs.values() for p in outs], args, inputs=files)
+    apply_voice(args)
     refiner = load_refiner(args.refiner, device=args.device)
     refiner.singer_label(args.singer)  # unknown singer or bad mix: fail before any work
     spec_file = args.mel_spec

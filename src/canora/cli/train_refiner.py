@@ -63,6 +63,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-minutes", type=finite_float, default=0.0, help="stop after this many minutes (0 = no limit)")
     add_model_arg(p, "vocoder", bundled_default=False,
                   help="vocoder for validation audio samples in TensorBoard (a path or 'bundled'; default: none)")
+    p.add_argument("--init-from", default=None, metavar="EXPORT|bundled",
+                   help="fine-tune from a refiner export ('bundled' = canora's): its size, MelSpec, features and "
+                   "normalisation are kept (--size/--mel-config/--f0-method/--content-method must agree or be left "
+                   "at their defaults); each new singer starts from the mean of its singers")
     p.add_argument("--cache-dir", type=Path, default=None, help="feature cache (default OUT/cache)")
     p.add_argument("--seed", type=int, default=default_of(C, "seed"), help="random seed")
     add_device_args(p)
@@ -132,11 +136,17 @@ def run(args: argparse.Namespace) -> int:
     overrides = {"f0_method": args.f0_method, "content_method": args.content_method,
                  "content_params": _content_params(args)}
     fp = FeatureParams.from_dict({**fp.to_dict(), **overrides})
+    if args.init_from is not None:  # fine-tuning: the base's MelSpec and features (checked again in training)
+        from canora.cli.common import load_refiner
+
+        base = load_refiner(args.init_from, device="cpu")
+        spec, fp = base.spec, base.feature_params
     cfg = RefinerTrainConfig(
         model=args.size, steps=args.steps, batch_size=args.batch_size, crop_frames=args.crop_frames, lr=args.lr,
         norm=args.norm, mel_spec=spec.to_dict(), features=fp.to_dict(), val_count=args.val_count,
         val_every=args.val_every, checkpoint_every=args.checkpoint_every, keep=args.keep,
         max_minutes=args.max_minutes, seed=args.seed, device=args.device,
+        init_from=None if args.init_from is None else str(args.init_from),
     )
     preview = _preview(args.vocoder, spec, args.device) if args.vocoder else None
     export = train_refiner(data, args.out, cfg, singers=args.singers, preview=preview, cache_dir=args.cache_dir)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from canora.cli.common import HelpFormatter, add_device_args, add_model_arg, finite_float, port_arg
+from canora.cli.common import HelpFormatter, add_device_args, add_model_arg, add_voice_arg, finite_float, port_arg
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -24,6 +24,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--port", type=port_arg, default=None, help="port (default: 7860 or the next free one)")
     add_model_arg(p, "refiner")
     add_model_arg(p, "vocoder")
+    add_voice_arg(p)
     p.add_argument("--max-upload-mb", type=finite_float, default=UILimits.max_upload_mb,
                    help="largest accepted upload in MB")
     p.add_argument("--max-seconds", type=finite_float, default=UILimits.max_seconds,
@@ -63,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     import signal
     import tempfile
 
-    from canora.cli.common import apply_device_args, load_converter
+    from canora.cli.common import apply_device_args, apply_voice, load_converter
     from canora.errors import CanoraError
     from canora.ui import INSTALL_HINT, UIBackend, UILimits, serve
 
@@ -76,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
     except ImportError:
         raise CanoraError(f"the web UI needs gradio, which is not installed: {INSTALL_HINT}") from None
     apply_device_args(args)
+    apply_voice(args)
     converter = load_converter(args.refiner, args.vocoder, device=args.device)
     workdir = Path(tempfile.mkdtemp(prefix="canora-ui-"))
 

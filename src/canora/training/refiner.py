@@ -81,6 +81,9 @@ class RefinerTrainConfig(RunConfig):
     timbre_prob: float = 0.75
     timbre_warp: tuple[float, float] = (0.85, 1.18)
     timbre_eq_db: float = 6.0
+    # a refiner export to start from (fine-tuning; "bundled" = canora's): its architecture, MelSpec, features,
+    # normalisation and content statistics are kept, each new singer starts at the mean of its singer embeddings
+    init_from: str | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -326,17 +329,28 @@ class RefinerTask(Task):
             self.train_data, self.val_data, self.train_paths = _extract_all(self.manifest, spec, params, cache, False)
         self.variants = self._timbre_variants(ctx, cache)
         content_dim = self.train_data[0][0].content.shape[0]
-        mcfg = RefinerConfig.preset(cfg.model, n_mels=spec.n_mels, content_dim=content_dim,
-                                    n_singers=len(self.manifest.singers))
+        base = self._base(spec, params, content_dim) if cfg.init_from else None
+        if base is not None:
+            from dataclasses import replace
+
+            mcfg = replace(base.model.config, n_singers=len(self.manifest.singers))
+        else:
+            mcfg = RefinerConfig.preset(cfg.model, n_mels=spec.n_mels, content_dim=content_dim,
+                                        n_singers=len(self.manifest.singers))
         self.model = RefinerModel(mcfg).to(ctx.device)
-        if content_dim:
+        if base is not None:
+            self._start_from(base, ctx)
+        elif content_dim:
             allc = np.concatenate([f.content for f, _ in self.train_data], axis=1)
             self.model.set_content_stats(torch.from_numpy(allc.mean(1)), torch.from_numpy(allc.std(1)))
         self.ema = RefinerModel(mcfg).to(ctx.device)
         self.ema.load_state_dict(self.model.state_dict())
         self.ema.requires_grad_(False)
-        self.normalizer = (MelNormalizer.fixed(spec) if cfg.norm == "fixed"
-                           else MelNormalizer.per_bin((f.mel for f, _ in self.train_data), spec))
+        if base is not None:
+            self.normalizer = base.normalizer
+        else:
+            self.normalizer = (MelNormalizer.fixed(spec) if cfg.norm == "fixed"
+                               else MelNormalizer.per_bin((f.mel for f, _ in self.train_data), spec))
         self.schedule = NoiseSchedule(cfg.schedule, cfg.timesteps)
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, betas=cfg.betas,
                                      weight_decay=cfg.weight_decay)
@@ -373,6 +387,34 @@ class RefinerTask(Task):
                         params.content_method)
             return None
         return out
+
+    def _base(self, spec: MelSpec, params: FeatureParams, content_dim: int) -> Refiner:
+        """The refiner to fine-tune from (``init_from``), checked against this run's MelSpec and features."""
+        base = Refiner.from_pretrained(self.cfg.init_from)
+        base.spec.require_same(spec, f"--init-from {self.cfg.init_from} vs this run's MelSpec",
+                               "train with the base's MelSpec (--mel-config) or another base")
+        if base.feature_params != params:
+            raise CanoraError(f"--init-from {self.cfg.init_from}: its features ({base.feature_params.to_dict()}) "
+                              f"differ from this run's ({params.to_dict()}); train with the base's --f0-method and "
+                              "--content-method")
+        if base.model.config.content_dim != content_dim:
+            raise CanoraError(f"--init-from {self.cfg.init_from}: content dim {base.model.config.content_dim}, "
+                              f"the data gives {content_dim}")
+        return base
+
+    def _start_from(self, base: Refiner, ctx: Context) -> None:
+        """Copy ``base``'s weights (all but the singer table); every singer of this run starts at the mean of the
+        base's singer embeddings (a neutral voice the fine-tune moves toward the new singer)."""
+        state = {k: v for k, v in base.model.state_dict().items() if k != "singer.weight"}
+        missing, unexpected = self.model.load_state_dict(state, strict=False)
+        if unexpected or set(missing) != {"singer.weight"}:
+            raise CheckpointError(f"--init-from {self.cfg.init_from}: does not fit ({missing}, {unexpected})")
+        with torch.no_grad():
+            self.model.singer.weight.copy_(base.model.singer.weight.mean(0, keepdim=True).expand_as(
+                self.model.singer.weight))
+        if ctx.is_main:
+            log.info("fine-tuning from %s (%s; %d singer(s) there)", self.cfg.init_from,
+                     base.info.get("trained_steps", "?") if base.info else "?", len(base.singers))
 
     def _singer_f0_stats(self) -> dict[str, dict[str, Any]]:
         from canora.dsp.pitch import F0Stats

@@ -1,0 +1,62 @@
+"""``canora train-voice``: a voice of your own from a few minutes of recordings, fine-tuned from a base."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from canora.cli.common import HelpFormatter, add_device_args, add_overwrite_arg, finite_float, positive_int
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train-voice", formatter_class=HelpFormatter,
+        help="make a voice (for --voice NAME) from a few minutes of one singer's recordings",
+        description="Check the recordings (clipping, too little voice, accompaniment or noise besides the voice, "
+        "mixed sample rates), cut them at silences, hold out about 10 %% of the audio, fine-tune the refiner from "
+        "a base (the bundled refiner unless --base) for at most --minutes on this machine's CPU (and with "
+        "--vocoder-share the NSF vocoder from the bundled one), score the result on the held-out audio (singer "
+        "similarity, pitch error by two trackers) and save a voice folder in the voices directory (see `canora "
+        "voices`). Running it again with the same --work resumes the training where it stopped.",
+    )
+    p.add_argument("recordings", type=Path, help="a folder of one singer's recordings (a cappella is best)")
+    p.add_argument("--name", required=True, help="the voice's name (letters, digits, _ . -)")
+    p.add_argument("--base", default="bundled", metavar="EXPORT|bundled", help="the refiner to fine-tune from")
+    p.add_argument("--minutes", type=finite_float, default=30.0, help="CPU time for the fine-tuning, at most")
+    p.add_argument("--steps", type=positive_int, default=100_000, help="refiner steps, at most")
+    p.add_argument("--vocoder-share", type=finite_float, default=0.0,
+                   help="share of --minutes spent fine-tuning the NSF vocoder too (0 = keep the bundled one)")
+    p.add_argument("--vocoder", default="bundled", metavar="EXPORT|bundled",
+                   help="the NSF vocoder the voice uses (and fine-tunes from, with --vocoder-share); an export is "
+                   "copied into the voice folder")
+    p.add_argument("-o", "--out", type=Path, default=None,
+                   help="the voices directory to save into (default: $CANORA_VOICES or ~/.local/share/canora/voices)")
+    p.add_argument("--work", type=Path, default=None, help="working directory (default: <voices>/.work/<name>)")
+    add_overwrite_arg(p)
+    add_device_args(p)
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import sys
+
+    from canora.cli.common import apply_device_args
+    from canora.errors import CanoraError
+    from canora.io.voices import check_name, voices_dir
+    from canora.training.voice import train_voice
+
+    check_name(args.name)
+    if not args.recordings.is_dir():
+        raise CanoraError(f"{args.recordings}: not a folder of recordings")
+    voices = args.out or voices_dir()
+    if (voices / args.name).exists() and not args.overwrite:
+        raise CanoraError(f"{voices / args.name}: a voice of that name exists; choose another --name or --overwrite")
+    voices.mkdir(parents=True, exist_ok=True)
+    apply_device_args(args)
+    folder = train_voice(args.recordings, args.name, work=args.work or voices / ".work" / args.name, voices=voices,
+                         base=args.base, minutes=args.minutes, steps=args.steps, vocoder_share=args.vocoder_share,
+                         overwrite=args.overwrite, vocoder=args.vocoder, progress=sys.stderr.isatty())
+    print(folder)
+    print(f"voice {args.name!r} saved in {folder}; convert with --voice {args.name} "
+          f"(model card: {folder / 'README.md'})", file=sys.stderr)
+    return 0

@@ -1,0 +1,40 @@
+"""``canora voices``: the voices this canora can convert into, by name (``--voice NAME``)."""
+
+from __future__ import annotations
+
+import argparse
+
+from canora.cli.common import HelpFormatter
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "voices", formatter_class=HelpFormatter, help="list the voices (bundled and your own) for --voice NAME",
+        description="List the voices --voice NAME can use: the bundled voice (pjs) and the voice folders in the "
+        "voices directory ($CANORA_VOICES, else $XDG_DATA_HOME/canora/voices, i.e. ~/.local/share/canora/voices). "
+        "`canora train-voice` makes new ones; a voice folder copied there (or passed as a path) works as it is.",
+    )
+    p.add_argument("--json", action="store_true", help="print the list as JSON")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+
+    from canora.io.voices import list_voices, voices_dir
+
+    rows = []
+    for v in list_voices():
+        trained = v.info.get("trained", {}) if v.info else {}
+        rows.append({"name": v.name, "singer": v.singer or "pjs", "where": str(v.folder) if v.folder else "bundled",
+                     "refiner": str(v.refiner) if v.refiner else "bundled",
+                     "vocoder": str(v.vocoder) if v.vocoder else "bundled",
+                     "created": v.info.get("created", ""), "minutes_of_audio": trained.get("minutes_of_audio")})
+    if args.json:
+        print(json.dumps({"voices_dir": str(voices_dir()), "voices": rows}, indent=2))
+        return 0
+    print(f"{'name':<20} {'singer':<16} {'created':<21} where")
+    for r in rows:
+        print(f"{r['name']:<20} {r['singer']:<16} {r['created']:<21} {r['where']}")
+    print(f"(user voices live in {voices_dir()}; use one with --voice NAME)")
+    return 0

@@ -1,0 +1,91 @@
+"""Voices: made from a few clips by fine-tuning a tiny base, used by name, copied elsewhere and used by path,
+resumed; `canora voices` lists them; --voice conflicts and unknown names are one clear line."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from canora.cli import main
+from canora.errors import CanoraError
+from canora.io.voices import list_voices, resolve_voice
+
+from .conftest import make_tiny_models
+
+SR = 22050
+
+
+def sung(seconds: float, hz: float, seed: int) -> np.ndarray:
+    """A harmonic tone with vibrato and a short pause (a stand-in singer)."""
+    t = np.arange(int(seconds * SR)) / SR
+    f0 = hz * 2 ** (0.3 * np.sin(2 * np.pi * 5 * t + seed) / 12)
+    ph = 2 * np.pi * np.cumsum(f0) / SR
+    x = 0.3 * sum(np.sin(k * ph) / k for k in range(1, 12))
+    x[int(0.45 * len(x)): int(0.55 * len(x))] = 0.0
+    return x.astype(np.float32)
+
+
+@pytest.fixture
+def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
+    refiner, vocoder = make_tiny_models(tmp_path / "base")
+    rec = tmp_path / "recordings"
+    rec.mkdir()
+    for i, hz in enumerate((196.0, 220.0, 247.0)):
+        sf.write(rec / f"take{i}.wav", sung(4.0, hz, i), SR)
+    voices = tmp_path / "voices"
+    monkeypatch.setenv("CANORA_VOICES", str(voices))
+    return {"refiner": refiner, "vocoder": vocoder, "rec": rec, "voices": voices, "tmp": tmp_path}
+
+
+def test_a_voice_is_made_used_by_name_copied_and_reused(setup, caplog):
+    from canora.pipeline import Converter
+    from canora.training.voice import train_voice
+
+    folder = train_voice(setup["rec"], "ana", work=setup["tmp"] / "work", voices=setup["voices"],
+                         base=str(setup["refiner"]), minutes=5.0, steps=3, vocoder=str(setup["vocoder"]),
+                         progress=False)
+    assert folder == setup["voices"] / "ana"
+    doc = json.loads((folder / "voice.json").read_text())
+    assert doc["singer"] == "ana" and doc["trained"]["refiner_steps"] == 3 and doc["vocoder"] == "vocoder"
+    assert set(doc["f0_range"]) == {"median", "p5", "p95"} and (folder / "README.md").is_file()
+    assert doc["evaluation"]["pieces"] >= 1
+    assert "under a minute rarely makes" in caplog.text  # 12 s of voice: warned, made anyway
+    assert [v.name for v in list_voices()] == ["pjs", "ana"]
+    # used by name: the voice's refiner, vocoder (copied in) and singer
+    v = resolve_voice("ana")
+    assert v.singer == "ana" and v.refiner == (folder / "refiner").resolve()
+    assert v.vocoder == (folder / "vocoder").resolve()
+    conv = Converter.from_pretrained(voice="ana")
+    res = conv.convert(sung(2.0, 220.0, 9), SR, steps=2)
+    assert res.singer == "ana" and np.isfinite(res.audio).all()
+    # copied to another place, it works from there by path
+    elsewhere = setup["tmp"] / "elsewhere" / "ana-copy"
+    shutil.copytree(folder, elsewhere)
+    assert resolve_voice(str(elsewhere)).refiner == (elsewhere / "refiner").resolve()
+    # run again with more steps and the same work dir: the training resumes from its checkpoint
+    again = train_voice(setup["rec"], "ana", work=setup["tmp"] / "work", voices=setup["voices"],
+                        base=str(setup["refiner"]), minutes=5.0, steps=5, overwrite=True,
+                        vocoder=str(setup["vocoder"]), progress=False)
+    assert json.loads((again / "voice.json").read_text())["trained"]["refiner_steps"] == 5
+
+
+def test_cli_voices_lists_and_bad_names_fail_clearly(setup, capsys):
+    assert main(["voices"]) == 0
+    assert "pjs" in capsys.readouterr().out
+    with pytest.raises(CanoraError, match="no voice 'nobody'"):
+        resolve_voice("nobody")
+    code = main(["convert", str(setup["rec"] / "take0.wav"), "-o", str(setup["tmp"] / "o.wav"), "--voice", "nobody"])
+    err = capsys.readouterr().err
+    assert code == 2 and "no voice 'nobody'" in err and "Traceback" not in err
+    code = main(["train-voice", str(setup["rec"]), "--name", "pjs"])
+    assert code == 2 and "bundled voice" in capsys.readouterr().err
+    (setup["voices"] / "broken").mkdir(parents=True)
+    (setup["voices"] / "broken" / "voice.json").write_text("{not json")
+    with pytest.raises(CanoraError, match="voice.json: not valid JSON"):
+        resolve_voice(str(setup["voices"] / "broken"))
+    assert [v.name for v in list_voices()] == ["pjs"]  # an unreadable folder is left out of the list
