@@ -1,23 +1,37 @@
 #!/usr/bin/env bash
-# Re-train the bundled default models from scratch on the PJS corpus (../shared/data/pjs), the way the
-# committed ones were made (see src/canora/pretrained/README.md for steps, hours and measured quality).
-# Both runs are resumable: run the script again to continue them. 2 CPU cores: one thread each, side by side.
+# Re-train the bundled default models from scratch on the PJS corpus, the way the committed ones were made
+# (see src/canora/pretrained/README.md for steps, hours and measured quality). PJS=/path/to/pjs (the folder
+# with the 90 songs' wavs) is required. Every run is resumable: run the script again to continue it.
+# 2 CPU cores: the refiner and the vocoder train side by side, one thread each.
+#
+#   refiner   train-refiner, preset default, timbre perturbation on, F0 by swift, 30k steps (the bundled one
+#             stopped earlier: see the model card), songs 001-081 train / 082-090 validation
+#   vocoder   1. reconstruction phase (mel + multi-resolution STFT losses, no discriminator)
+#             2. adversarial phase started from the reconstruction export (narrowed MPD + MSD, lr 2e-4)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PJS=${PJS:-../shared/data/pjs}
+: "${PJS:?set PJS to the folder of PJS recordings}"
 RUNS=${RUNS:-runs}
+REFINER_MINUTES=${REFINER_MINUTES:-300}
+RECON_MINUTES=${RECON_MINUTES:-120}
+ADV_MINUTES=${ADV_MINUTES:-180}
 mkdir -p "$RUNS"
-.venv/bin/canora train-refiner --data "$PJS" --out "$RUNS/refiner_pjs" --config default --steps 200000 \
-  --max-minutes 110 --threads 1 --val-every 2000 --checkpoint-every 500 \
-  > "$RUNS/refiner_pjs.log" 2>&1 &
-# the vocoder shares the refiner's feature cache (same MelSpec and extractors): wait until it exists
-sleep 300
-.venv/bin/canora train-vocoder --arch nsf --wavs "$PJS" --out "$RUNS/nsf_pjs" --steps 16000 --max-minutes 85 \
-  --threads 1 --cache-dir "$RUNS/refiner_pjs/cache" --val-every 1000 --checkpoint-every 500 --log-every 100 \
-  > "$RUNS/nsf_pjs.log" 2>&1
+
+.venv/bin/canora train-refiner --data "$PJS" --singers pjs -o "$RUNS/refiner_pjs" --size default \
+  --steps 30000 --max-minutes "$REFINER_MINUTES" --threads 1 --val-every 2000 --checkpoint-every 1000 \
+  --cache-dir "$RUNS/cache_refiner" > "$RUNS/refiner_pjs.log" 2>&1 &
+
+.venv/bin/canora train-vocoder --arch nsf "$PJS" -o "$RUNS/nsf_recon" --recon-steps 1000000 \
+  --steps 11085 --max-minutes "$RECON_MINUTES" --threads 1 --val-every 1000 --checkpoint-every 500 \
+  --log-every 100 --cache-dir "$RUNS/cache_vocoder" > "$RUNS/nsf_recon.log" 2>&1
+.venv/bin/canora train-vocoder --arch nsf "$PJS" -o "$RUNS/nsf_adv" --init-from "$RUNS/nsf_recon/export" \
+  --recon-steps 0 --disc-width-div 8 --lr 2e-4 --steps 100000 --max-minutes "$ADV_MINUTES" --threads 1 \
+  --val-every 500 --checkpoint-every 250 --log-every 50 --cache-dir "$RUNS/cache_vocoder" \
+  > "$RUNS/nsf_adv.log" 2>&1
 wait
+
 rm -rf src/canora/pretrained/refiner src/canora/pretrained/vocoder
 mkdir -p src/canora/pretrained
 cp -rL "$RUNS/refiner_pjs/export" src/canora/pretrained/refiner
-cp -rL "$RUNS/nsf_pjs/export" src/canora/pretrained/vocoder
+cp -rL "$RUNS/nsf_adv/export" src/canora/pretrained/vocoder
 echo "bundled models updated from $RUNS"
