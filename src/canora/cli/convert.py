@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from canora.cli.common import (
     HelpFormatter,
@@ -41,6 +42,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     from canora.pipeline import MAX_TRANSPOSE
     from canora.refiner.api import DEFAULT_SAMPLER, DEFAULT_STEPS, DEFAULT_STRENGTH
     from canora.refiner.samplers import available_samplers
+    from canora.streaming import DEFAULT_BLOCK_MS, DEFAULT_STREAM_STEPS
 
     p = sub.add_parser("convert", help="convert songs to the target singer's voice (bundled models by default)",
                        description=DESCRIPTION, formatter_class=HelpFormatter)
@@ -58,7 +60,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--key-mode", choices=("octave", "free"), default="octave",
                    help="with --auto-transpose: octave keeps the key (whole octaves only), free allows any semitone")
     p.add_argument("--sampler", choices=available_samplers(), default=DEFAULT_SAMPLER, help="the refiner's sampler")
-    p.add_argument("--steps", type=positive_int, default=DEFAULT_STEPS, help="denoising steps")
+    p.add_argument("--steps", type=positive_int, default=None,
+                   help=f"denoising steps (default {DEFAULT_STEPS}; {DEFAULT_STREAM_STEPS} with --stream)")
     p.add_argument("--strength", type=finite_float, default=DEFAULT_STRENGTH,
                    help="shallow-diffusion depth in (0, 1]: how far from the source mel the refiner may go "
                    "(1 = from pure noise)")
@@ -73,6 +76,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cycle-error", action="store_true",
                    help="also measure the vocoder's mel cycle error on the refined mel (one more mel of the output) "
                    "and write it into <stem>.json for `canora eval`")
+    p.add_argument("--stream", action="store_true",
+                   help="convert through the streaming converter (canora.streaming: fixed latency, block by block, "
+                   "a fixed --transpose) and record its latency and per-block compute time in <stem>.json")
+    p.add_argument("--block-ms", type=finite_float, default=DEFAULT_BLOCK_MS,
+                   help="with --stream: block length in ms (rounded to whole 256-sample frames)")
     add_overwrite_arg(p)
     add_device_args(p)
     p.set_defaults(run=run)
@@ -117,6 +125,34 @@ def _sidecar(f: Path, res: object, args: argparse.Namespace, check: dict | None)
     return (json.dumps(plain(side), indent=2) + "\n").encode()
 
 
+def _stream(conv: Any, wav: Any, sr: int, singer: str, args: argparse.Namespace) -> Any:
+    """``wav`` (N,) at ``sr`` through a :class:`canora.streaming.StreamConverter` in blocks of --block-ms -> a
+    result for the sidecar: the aligned audio, and ``stats["stream"]`` (latency, compute per block)."""
+    import time
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from canora.streaming import StreamConverter
+
+    t0 = time.perf_counter()
+    sc = StreamConverter(conv, block_ms=args.block_ms, input_sample_rate=int(sr), transpose=args.transpose,
+                         singer=singer, sampler=args.sampler, steps=args.steps, strength=args.strength, seed=args.seed,
+                         prime=False)
+    audio = sc.convert(np.asarray(wav, np.float32), round(sr * args.block_ms / 1000))
+    wall = time.perf_counter() - t0
+    ms = 1000 * np.asarray(sc.block_seconds)
+    seconds = len(wav) / sr
+    stats = {"seconds": seconds, "wall_seconds": wall, "real_time_factor": wall / seconds, "sampler": args.sampler,
+             "steps": args.steps, "strength": args.strength, "seed": args.seed,
+             "stream": {"block_ms": args.block_ms, "latency_ms": sc.latency_ms,
+                        "compute_ms": {"median": float(np.median(ms)), "p95": float(np.percentile(ms, 95)),
+                                       "max": float(ms.max())} if len(ms) else None,
+                        "block_duration_ms": sc.block_duration_ms, "blocks": len(ms)}}
+    return SimpleNamespace(audio=audio, sample_rate=sc.sample_rate, singer=sc.job.singer, transpose=sc.transpose,
+                           stats=stats, mel=None, f0=None)
+
+
 def run(args: argparse.Namespace) -> int:
     import logging
     import os
@@ -144,6 +180,14 @@ def run(args: argparse.Namespace) -> int:
 
     log = logging.getLogger("canora")
     # every check before any work: options, device, inputs, outputs, models, singer
+    if args.steps is None:
+        from canora.refiner.api import DEFAULT_STEPS
+        from canora.streaming import DEFAULT_STREAM_STEPS
+
+        args.steps = DEFAULT_STREAM_STEPS if args.stream else DEFAULT_STEPS
+    if args.stream and (args.auto_transpose or args.save_mel or args.cycle_error):
+        raise CanoraError("--stream converts with a fixed --transpose and measures no mels; drop --auto-transpose, "
+                          "--save-mel and --cycle-error")
     check_steps_strength(args.steps, args.strength)
     if not args.auto_transpose:
         check_transpose(args.transpose, "--transpose", warn=False)  # the conversion warns beyond 2 octaves
@@ -171,11 +215,15 @@ def run(args: argparse.Namespace) -> int:
 
     def one(f: Path) -> float:
         wav, sr = read_audio(f)
+        if args.stream:
+            return write(f, _stream(conv, wav, sr, singer, args), None)
         res = conv.convert(wav, sr, singer=singer, transpose=args.transpose, auto_transpose=args.auto_transpose,
                            key_mode=args.key_mode, sampler=args.sampler, steps=args.steps, strength=args.strength,
                            seed=args.seed, max_slice_seconds=args.max_slice_seconds, progress=progress, name=str(f),
                            measure_cycle_error=args.cycle_error)
-        check = None if res.stats.get("silent") else collapse_check(res, conv.spec)
+        return write(f, res, None if res.stats.get("silent") else collapse_check(res, conv.spec))
+
+    def write(f: Path, res: Any, check: dict | None) -> float:
         out = outputs[f]
         with OutputSet() as written:  # audio and sidecar (and mels) appear together or not at all
             written.add(out[0], audio_bytes(out[0], res.audio, res.sample_rate, subtype=subtype))
