@@ -37,6 +37,7 @@ COMMANDS: dict[str, str] = {
     "report": "report",
     "doctor": "doctor",
     "ui": "ui",
+    "live": "live",
     "voices": "voices",
 }
 
