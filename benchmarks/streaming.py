@@ -13,8 +13,8 @@ count. Reported per row:
 * quality against the offline conversion of the same clip with the same models and steps (``canora.dsp.artifacts``
   on the source's frames): frame-rate periodicity and lines, voiced HNR, gross pitch error by harvest.
 
-The machine's load average is printed and stored (two background trainings share its two cores: numbers are
-comparable within one run only).
+The machine's load average is printed and stored: a busy machine slows every block, so compare numbers
+within one run only.
 
     .venv/bin/python benchmarks/streaming.py [--seconds 6] [--blocks 40 60 80 100 120 150 200] [--threads 1]
         [--steps 2] [--transpose 5] [--out bench_out/streaming.json]
@@ -122,7 +122,7 @@ def main() -> None:
     print()
     print_table(rows, ["block_ms", "threads", "latency_ms", "compute_med", "compute_p95", "compute_max", "load_med",
                        "load_p95", "load_max", "dropped", "periodicity", "lines_db", "hnr_db", "gpe_harvest"])
-    print(f"load average before {load[0]}, after {load[-1]} (2 background training runs share the CPU)")
+    print(f"load average before {load[0]}, after {load[-1]}")
     write_json(args.out, {"clip": clip, "seconds": len(wav) / SR, "steps": args.steps, "transpose": args.transpose,
                           "loadavg": load, "rows": rows})
 
