@@ -4,10 +4,11 @@
 # with the 90 songs' wavs) is required. Every run is resumable: run the script again to continue it.
 # 2 CPU cores: the refiner and the vocoder train side by side, one thread each.
 #
-#   refiner   train-refiner, preset default, timbre perturbation on, F0 by swift, 30k steps (the bundled one
-#             stopped earlier: see the model card), songs 001-081 train / 082-090 validation
-#   vocoder   1. reconstruction phase (mel + multi-resolution STFT losses, no discriminator)
-#             2. adversarial phase started from the reconstruction export (narrowed MPD + MSD, lr 2e-4)
+#   refiner   train-refiner, preset default, timbre perturbation on, F0 by swift, 18,153 steps (the bundled one was
+#             stopped there; 30k were planned), songs 001-081 train / 082-090 validation
+#   vocoder   reconstruction losses (mel + multi-resolution STFT, no discriminator), 11,085 steps: the bundled one;
+#             ADV=1 also runs the adversarial phase from its export (narrowed MPD + MSD, lr 2e-4), which the model
+#             card measured and did not bundle (it raised the frame-rate periodicity of unvoiced sounds)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 : "${PJS:?set PJS to the folder of PJS recordings}"
@@ -18,20 +19,22 @@ ADV_MINUTES=${ADV_MINUTES:-180}
 mkdir -p "$RUNS"
 
 .venv/bin/canora train-refiner --data "$PJS" --singers pjs -o "$RUNS/refiner_pjs" --size default \
-  --steps 30000 --max-minutes "$REFINER_MINUTES" --threads 1 --val-every 2000 --checkpoint-every 1000 \
+  --steps 18153 --max-minutes "$REFINER_MINUTES" --threads 1 --val-every 2000 --checkpoint-every 1000 \
   --cache-dir "$RUNS/cache_refiner" > "$RUNS/refiner_pjs.log" 2>&1 &
 
 .venv/bin/canora train-vocoder --arch nsf "$PJS" -o "$RUNS/nsf_recon" --recon-steps 1000000 \
   --steps 11085 --max-minutes "$RECON_MINUTES" --threads 1 --val-every 1000 --checkpoint-every 500 \
   --log-every 100 --cache-dir "$RUNS/cache_vocoder" > "$RUNS/nsf_recon.log" 2>&1
-.venv/bin/canora train-vocoder --arch nsf "$PJS" -o "$RUNS/nsf_adv" --init-from "$RUNS/nsf_recon/export" \
-  --recon-steps 0 --disc-width-div 8 --lr 2e-4 --steps 100000 --max-minutes "$ADV_MINUTES" --threads 1 \
-  --val-every 500 --checkpoint-every 250 --log-every 50 --cache-dir "$RUNS/cache_vocoder" \
-  > "$RUNS/nsf_adv.log" 2>&1
+if [ "${ADV:-0}" = 1 ]; then
+  .venv/bin/canora train-vocoder --arch nsf "$PJS" -o "$RUNS/nsf_adv" --init-from "$RUNS/nsf_recon/export" \
+    --recon-steps 0 --disc-width-div 8 --lr 2e-4 --steps 100000 --max-minutes "$ADV_MINUTES" --threads 1 \
+    --val-every 500 --checkpoint-every 250 --log-every 50 --cache-dir "$RUNS/cache_vocoder" \
+    > "$RUNS/nsf_adv.log" 2>&1
+fi
 wait
 
 rm -rf src/canora/pretrained/refiner src/canora/pretrained/vocoder
 mkdir -p src/canora/pretrained
 cp -rL "$RUNS/refiner_pjs/export" src/canora/pretrained/refiner
-cp -rL "$RUNS/nsf_adv/export" src/canora/pretrained/vocoder
+cp -rL "$RUNS/nsf_recon/export" src/canora/pretrained/vocoder
 echo "bundled models updated from $RUNS"
