@@ -14,7 +14,7 @@ With the ``pesq`` package installed, the "all" row also gets wideband PESQ (ITU-
 vocoded recording against the original, averaged over recordings (a perceptual proxy; 1 = bad, 4.6 = best).
 
     .venv/bin/python benchmarks/finetune_eval.py --vocoder before=../shared/data/hifigan/LJ_V2/generator_v2 \\
-        --vocoder after=/work/runs/vocoder_ft/run --wavs ../shared/data/pjs/pjs08[1-9]_song.wav \\
+        --vocoder after=runs/vocoder_ft/run --wavs ../shared/data/pjs/pjs08[1-9]_song.wav \\
         ../shared/data/pjs/pjs090_song.wav [--f0-method harvest] [--out bench_out/finetune_eval.json]
 """
 

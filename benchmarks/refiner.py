@@ -2,7 +2,7 @@
 and the mel distance of each result to the 50-step DDPM result (same features, same seed).
 
     .venv/bin/python benchmarks/refiner.py                       # default-size model, random weights (speed only)
-    .venv/bin/python benchmarks/refiner.py --model /work/runs/refiner_pjs/export   # a trained export (+ quality)
+    .venv/bin/python benchmarks/refiner.py --model runs/refiner_pjs/export   # a trained export (+ quality)
 
 RTF = refine seconds / audio seconds (warm, features extracted once beforehand and timed separately).
 Quality: mean |log-mel difference| to the 50-step DDPM output at the same strength (lower = closer to the

@@ -35,9 +35,9 @@ second table). A PNG shows, for the first recording, each system's spectrogram o
 0-1500 Hz (4096-point FFT; ticks at multiples of 86.13 Hz: stationary horizontal lines there are a frame-rate
 buzz) and 0-8 kHz (harmonics or noise above 2 kHz).
 
-    .venv/bin/python benchmarks/vocoder_quality.py --vocoder lj_v2=/work/shared/data/hifigan/LJ_V2/generator_v2 \\
+    .venv/bin/python benchmarks/vocoder_quality.py --vocoder lj_v2=../shared/data/hifigan/LJ_V2/generator_v2 \\
         --vocoder bundled_0.1=src/canora/pretrained/vocoder --vocoder nsf_new=/tmp/nsf_new_snapshot \\
-        [--wavs /work/shared/data/pjs/pjs08[7-9]_song.wav /work/shared/data/pjs/pjs090_song.wav] [--seconds 30] \\
+        [--wavs ../shared/data/pjs/pjs08[7-9]_song.wav ../shared/data/pjs/pjs090_song.wav] [--seconds 30] \\
         [--f0-method swift] [--gl-iters 32] [--plot-start 3.0] [--threads 1] [--out bench_out/vocoder_quality.json]
 """
 
@@ -65,7 +65,8 @@ from canora.io.checkpoint import is_export, read_export_meta
 from canora.vocoder.api import Vocoder
 from canora.vocoder.losses import multi_resolution_stft_loss
 
-DEFAULT_WAVS = [Path(f"/work/shared/data/pjs/pjs{i:03d}_song.wav") for i in range(87, 91)]
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DEFAULT_WAVS = [DATA / "pjs" / f"pjs{i:03d}_song.wav" for i in range(87, 91)]
 LEGACY_F0_METHOD = "harvest"  # what NSF exports without meta.f0_method (canora 0.1) were trained with
 PER_RECORDING = ("pesq_wb", "mr_stft", "cycle_err", "periodicity", "line_db", "hnr_db", "rtf")
 
