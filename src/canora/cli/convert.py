@@ -61,7 +61,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="with --auto-transpose: octave keeps the key (whole octaves only), free allows any semitone")
     p.add_argument("--sampler", choices=available_samplers(), default=DEFAULT_SAMPLER, help="the refiner's sampler")
     p.add_argument("--steps", type=positive_int, default=None,
-                   help=f"denoising steps (default {DEFAULT_STEPS}; {DEFAULT_STREAM_STEPS} with --stream)")
+                   help=f"denoising steps; {DEFAULT_STREAM_STEPS} with --stream (default: {DEFAULT_STEPS})")
     p.add_argument("--strength", type=finite_float, default=DEFAULT_STRENGTH,
                    help="shallow-diffusion depth in (0, 1]: how far from the source mel the refiner may go "
                    "(1 = from pure noise)")
