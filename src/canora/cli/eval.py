@@ -51,22 +51,15 @@ SIDECAR_NUMBERS = ("transpose", "mel_cycle_error", "real_time_factor")
 def read_sidecar(path: Path) -> dict:
     """The ``<stem>.json`` canora convert wrote beside a converted wav ({} when there is none), its fields checked:
     one :class:`CanoraError` naming the file for anything else."""
-    import json
     import math
 
     from canora.errors import CanoraError
+    from canora.io.files import read_json_object
 
     if not path.is_file():
         return {}
     fix = "re-run canora convert, or pass --sources (and --transpose)"
-    try:
-        doc = json.loads(path.read_text())
-    except OSError as e:
-        raise CanoraError(f"{path}: cannot read the sidecar ({e.strerror or e}); {fix}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CanoraError(f"{path}: unreadable sidecar ({e}); {fix}") from None
-    if not isinstance(doc, dict):
-        raise CanoraError(f"{path}: a sidecar is a JSON object, this is a {type(doc).__name__}; {fix}")
+    doc = read_json_object(path, fix)
     for k in SIDECAR_NUMBERS:
         v = doc.get(k)
         if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)):

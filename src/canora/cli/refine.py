@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
     from canora.dsp.mel import MelSpec
     from canora.errors import CanoraError
     from canora.io.audio import AUDIO_EXTENSIONS, load_audio
-    from canora.io.files import OutputSet, npy_bytes
+    from canora.io.files import OutputSet, npy_bytes, read_json_object
     from canora.io.melfiles import load_mel, mel_bytes
     from canora.pipeline import check_transpose
     from canora.refiner.samplers import check_steps_strength
@@ -116,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
     mel_spec = None
     if spec_file is not None and any(f.suffix.lower() == ".npy" for f in files):
         try:
-            mel_spec = MelSpec.from_dict(json_object(spec_file), str(spec_file))
+            mel_spec = MelSpec.from_dict(read_json_object(spec_file, "fix or re-create the file"), str(spec_file))
         except CanoraError as e:
             raise CanoraError(str(e) if str(spec_file) in str(e) else f"{spec_file}: {e}") from None
         refiner.check_spec(mel_spec, name=f"mels described by {spec_file}")
@@ -154,19 +154,3 @@ def run(args: argparse.Namespace) -> int:
     return finish(run_batch(files, one, "refine"), f"refined ({args.sampler}, {args.steps} steps, "
                   f"strength {args.strength:g}, singer {refiner.singer_label(args.singer)})")
 
-
-def json_object(path: Path) -> dict:
-    """A JSON object from ``path``, or one :class:`CanoraError` naming the file."""
-    import json
-
-    from canora.errors import CanoraError
-
-    try:
-        doc = json.loads(path.read_text())
-    except OSError as e:
-        raise CanoraError(f"{path}: cannot read ({e.strerror or e})") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CanoraError(f"{path}: not valid JSON ({e}); fix or re-create the file") from None
-    if not isinstance(doc, dict):
-        raise CanoraError(f"{path}: expected a JSON object, got {type(doc).__name__}")
-    return doc

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import io
+import json
 import os
 import re
 import shutil
@@ -312,3 +313,18 @@ def check_not_input(out_path: Path, in_path: Path) -> None:
     """Refuse to write ``out_path`` when it is the input file itself."""
     if out_path.exists() and in_path.exists() and out_path.resolve() == in_path.resolve():
         raise CanoraError(f"{out_path}: refusing to overwrite the input file; choose another output path")
+
+
+def read_json_object(path: Path, fix: str, error: type[Exception] | None = None) -> dict:
+    """The JSON object in ``path``, or one error line (``error``, default :class:`CanoraError`) naming the file,
+    what is wrong with it and ``fix``."""
+    error = error or CanoraError
+    try:
+        doc = json.loads(Path(path).read_text())
+    except OSError as e:
+        raise error(f"{path}: cannot read ({e.strerror or e}); {fix}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise error(f"{path}: not valid JSON ({e}); {fix}") from None
+    if not isinstance(doc, dict):
+        raise error(f"{path}: expected a JSON object, got {type(doc).__name__}; {fix}")
+    return doc

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from canora.errors import CanoraError, CheckpointError
+from canora.io.files import read_json_object
 
 VOICE_FORMAT = "canora-voice"
 VOICE_FORMAT_VERSION = 1
@@ -69,14 +70,9 @@ class Voice:
 
 def _read(folder: Path) -> Voice:
     path = folder / VOICE_FILE
-    try:
-        doc = json.loads(path.read_text())
-    except OSError as e:
-        raise CheckpointError(f"{path}: cannot read ({e.strerror or e}); is {folder} a voice folder?") from None
-    except json.JSONDecodeError as e:
-        raise CheckpointError(f"{path}: not valid JSON ({e.msg} at line {e.lineno}); re-create the voice") from None
-    if not isinstance(doc, dict) or doc.get("format") != VOICE_FORMAT:
-        fmt = doc.get("format") if isinstance(doc, dict) else type(doc).__name__
+    doc = read_json_object(path, "re-create the voice, or point --voice at a voice folder", CheckpointError)
+    if doc.get("format") != VOICE_FORMAT:
+        fmt = doc.get("format")
         raise CheckpointError(f"{path}: not a canora voice (format {fmt!r}); point --voice at a voice folder")
     if int(doc.get("format_version", 0)) > VOICE_FORMAT_VERSION:
         raise CheckpointError(f"{path}: voice format {doc.get('format_version')} is newer than this canora; upgrade it")
