@@ -48,24 +48,22 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
 
 # ---------------------------------------------------------------------- argument types
-def positive_int(s: str) -> int:
+def _whole_number(s: str, lo: int) -> int:
     try:
         v = int(s)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {s!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {v}")
+        raise argparse.ArgumentTypeError(f"expected a whole number >= {lo}, got {s!r}") from None
+    if v < lo:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= {lo}, got {v}")
     return v
+
+
+def positive_int(s: str) -> int:
+    return _whole_number(s, 1)
 
 
 def nonneg_int(s: str) -> int:
-    try:
-        v = int(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {s!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {v}")
-    return v
+    return _whole_number(s, 0)
 
 
 def finite_float(s: str) -> float:
