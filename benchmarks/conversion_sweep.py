@@ -15,6 +15,10 @@ adds the harmonic detail of the refined mel against real recordings of the targe
   harmonics above 2 kHz into a noise band scores below 1;
 * real-time factor of the conversion (wall / audio seconds, warm), with the load average in the JSON.
 
+A second table gives the ceiling of the similarity: the target's own held-out songs (PJS 087-088, not in the
+centroid) as recorded, resynthesised by the vocoder from their own mel and F0 (copy-synthesis), and converted
+into the target at the first setting of the grid. What the vocoder loses there, no refiner can win back.
+
     .venv/bin/python benchmarks/conversion_sweep.py [--refiner EXPORT] [--vocoder EXPORT] \\
         [--samplers dpmpp] [--steps 4 10] [--strengths 0.6 0.8 1.0] [--key none octave] [--clip-seconds 10]
 """
@@ -105,6 +109,35 @@ class DetailReference:
         return out
 
 
+def ceiling(conv: Converter, emb: SpeakerEmbedder, target: np.ndarray, clip_seconds: float, sampler: str,
+            steps: int, strength: float) -> list[dict[str, object]]:
+    """Similarity to the target's centroid of its own held-out songs: recorded, copy-synthesised, converted."""
+    from canora.conditioning import extract_features
+
+    sr, rows = conv.sample_rate, []
+
+    def sim(x: np.ndarray) -> float:
+        e = emb.embed(load_audio_array(x, sr), 16000)
+        return float(e @ target / (np.linalg.norm(e) * np.linalg.norm(target)))
+
+    for path in resolve(TARGET_REFS[:2]):
+        wav = load_audio(path, sr)
+        start = max(0, (len(wav) - int(clip_seconds * sr)) // 2)
+        wav = wav[start: start + int(clip_seconds * sr)]
+        feats = extract_features(wav, conv.spec, conv.refiner.feature_params)
+        copy = conv.vocoder.vocode(feats.mel, feats.f0_with_zeros(), 0.0)
+        res = conv.convert(wav, sr, sampler=sampler, steps=steps, strength=strength, name=path.stem)
+        rows.append({"clip": path.stem, "recording": sim(wav), "vocoder_copy": sim(copy), "converted": sim(res.audio)})
+    return rows
+
+
+def load_audio_array(x: np.ndarray, sr: int) -> np.ndarray:
+    """(N,) at ``sr`` -> (M,) float32 at 16 kHz for the speaker embedder."""
+    import librosa
+
+    return librosa.resample(np.asarray(x, np.float32), orig_sr=sr, target_sr=16000)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--refiner", type=Path, default=None)
@@ -179,10 +212,13 @@ def main() -> None:
     print_table(means, ["key", "sampler", "steps", "strength", "sim", "sim_min", "sim_source", "gpe_harvest",
                         "gpe_praat", "gpe_max", "hnr_db", "hnr_db_src", "detail_0-1k", "detail_1-2k",
                         "detail_2-4k", "detail_4-8k", "rtf"])
+    top = ceiling(conv, emb, target, args.clip_seconds, args.samplers[0], args.steps[0], args.strengths[0])
+    print("\nceiling: the target's own held-out songs, similarity to its centroid")
+    print_table(top, ["clip", "recording", "vocoder_copy", "converted"])
     write_json(args.out, {"benchmark": "conversion_sweep", "clip_seconds": args.clip_seconds,
                           "sources": [str(p) for p in sources], "target_refs": [str(p) for p in refs],
                           "refiner": str(args.refiner or "bundled"), "vocoder": str(args.vocoder or "bundled"),
-                          "threads": args.threads, "loadavg": load, "rows": rows, "means": means})
+                          "threads": args.threads, "loadavg": load, "rows": rows, "means": means, "ceiling": top})
 
 
 if __name__ == "__main__":
