@@ -3,7 +3,8 @@ dropped blocks under a simulated real-time clock, and quality against the offlin
 
 A clip of real singing (vocadito clip 10 from ../shared/data; a synthetic phrase without it) is fed to a
 :class:`StreamConverter` with the bundled models in blocks of the block size, at each block size and thread
-count. Reported per row:
+count, on each ``--backends`` (torch; onnx = both models on ONNX Runtime, exported in memory). Reported per
+row:
 
 * ``latency_ms``: the algorithmic latency (block + lookahead + cross-fade + resampler);
 * ``compute_ms`` median / p95 / max of one internal block, and the same as a fraction of the block duration
@@ -17,7 +18,7 @@ The machine's load average is printed and stored: a busy machine slows every blo
 within one run only.
 
     .venv/bin/python benchmarks/streaming.py [--seconds 6] [--blocks 40 60 80 100 120 150 200] [--threads 1]
-        [--steps 2] [--transpose 5] [--out bench_out/streaming.json]
+        [--steps 2] [--transpose 5] [--backends torch onnx] [--out bench_out/streaming.json]
 """
 
 from __future__ import annotations
@@ -77,6 +78,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, nargs="+", default=[1])
     ap.add_argument("--steps", type=int, default=DEFAULT_STREAM_STEPS)
     ap.add_argument("--transpose", type=float, default=5.0)
+    ap.add_argument("--backends", nargs="+", default=["torch"], choices=("torch", "onnx"),
+                    help="model backends to compare (onnx needs onnxruntime)")
     ap.add_argument("--no-quality", action="store_true", help="skip the artifact metrics (faster)")
     ap.add_argument("--out", type=Path, default=ROOT / "bench_out" / "streaming.json")
     args = ap.parse_args()
@@ -85,43 +88,45 @@ def main() -> None:
     load = [os.getloadavg()]
     print(f"{clip}: {len(wav) / SR:.1f} s; steps {args.steps}; transpose {args.transpose:+g}; "
           f"load average {load[0]}", flush=True)
-    conv = Converter.from_pretrained()
+    convs = {b: Converter.from_pretrained(backend=b) for b in args.backends}
     torch.set_num_threads(min(args.threads))
-    offline = conv.convert(wav, SR, transpose=args.transpose, steps=args.steps).audio
+    offline = convs[args.backends[0]].convert(wav, SR, transpose=args.transpose, steps=args.steps).audio
     masks = None if args.no_quality else reference_masks(wav.astype(np.float64), SR, 256)
     rows = []
     if masks is not None:
         rows.append({"block_ms": "offline", "threads": min(args.threads), **quality(offline, masks, args.transpose)})
-    for threads in args.threads:
+    for threads, backend, block_ms in ((t, b, m) for t in args.threads for b in args.backends for m in args.blocks):
+        conv = convs[backend]
         torch.set_num_threads(threads)
-        for block_ms in args.blocks:
-            sc = StreamConverter(conv, block_ms=block_ms, transpose=args.transpose, steps=args.steps)
-            chunk = sc.block_samples
-            sc.process(wav[: chunk])  # warm-up, then a fresh stream
-            sc.reset()
-            sc.block_seconds.clear()
-            calls, outs = [], []
-            for i in range(0, len(wav), chunk):
-                t0 = time.perf_counter()
-                outs.append(sc.process(wav[i: i + chunk]))
-                calls.append(time.perf_counter() - t0)
-            outs.append(sc.flush())
-            streamed = np.concatenate(outs)[sc.latency_samples:]
-            ms = 1000 * np.asarray(sc.block_seconds)
-            dur = sc.block_duration_ms
-            row = {"block_ms": round(dur, 1), "threads": threads, "latency_ms": round(sc.latency_ms, 1),
-                   "compute_med": float(np.median(ms)), "compute_p95": float(np.percentile(ms, 95)),
-                   "compute_max": float(ms.max()), "load_med": float(np.median(ms)) / dur,
-                   "load_p95": float(np.percentile(ms, 95)) / dur, "load_max": float(ms.max()) / dur,
-                   "dropped": f"{dropped_blocks(calls, dur / 1000)}/{len(calls)}"}
-            if masks is not None:
-                row.update(quality(streamed, masks, args.transpose))
-            rows.append(row)
-            print(row, flush=True)
-            load.append(os.getloadavg())
+        sc = StreamConverter(conv, block_ms=block_ms, transpose=args.transpose, steps=args.steps)
+        chunk = sc.block_samples
+        sc.process(wav[: chunk])  # warm-up, then a fresh stream
+        sc.reset()
+        sc.block_seconds.clear()
+        calls, outs = [], []
+        for i in range(0, len(wav), chunk):
+            t0 = time.perf_counter()
+            outs.append(sc.process(wav[i: i + chunk]))
+            calls.append(time.perf_counter() - t0)
+        outs.append(sc.flush())
+        streamed = np.concatenate(outs)[sc.latency_samples:]
+        ms = 1000 * np.asarray(sc.block_seconds)
+        dur = sc.block_duration_ms
+        row = {"block_ms": round(dur, 1), "threads": threads, "backend": backend,
+               "latency_ms": round(sc.latency_ms, 1),
+               "compute_med": float(np.median(ms)), "compute_p95": float(np.percentile(ms, 95)),
+               "compute_max": float(ms.max()), "load_med": float(np.median(ms)) / dur,
+               "load_p95": float(np.percentile(ms, 95)) / dur, "load_max": float(ms.max()) / dur,
+               "dropped": f"{dropped_blocks(calls, dur / 1000)}/{len(calls)}"}
+        if masks is not None:
+            row.update(quality(streamed, masks, args.transpose))
+        rows.append(row)
+        print(row, flush=True)
+        load.append(os.getloadavg())
     print()
-    print_table(rows, ["block_ms", "threads", "latency_ms", "compute_med", "compute_p95", "compute_max", "load_med",
-                       "load_p95", "load_max", "dropped", "periodicity", "lines_db", "hnr_db", "gpe_harvest"])
+    print_table(rows, ["block_ms", "threads", "backend", "latency_ms", "compute_med", "compute_p95", "compute_max",
+                       "load_med", "load_p95", "load_max", "dropped", "periodicity", "lines_db", "hnr_db",
+                       "gpe_harvest"])
     print(f"load average before {load[0]}, after {load[-1]}")
     write_json(args.out, {"clip": clip, "seconds": len(wav) / SR, "steps": args.steps, "transpose": args.transpose,
                           "loadavg": load, "rows": rows})
