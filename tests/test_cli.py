@@ -141,6 +141,8 @@ def test_one_naming_scheme_across_commands(capsys, tmp_path, wav_dir):
         assert (a.device, a.threads) == ("cpu", 1), cmd
     for cmd in ("convert", "refine", "vocode", "mel", "eval", "doctor", "report"):
         assert "--overwrite" in p._subparsers._group_actions[0].choices[cmd].format_help(), cmd
+    for cmd, sub in p._subparsers._group_actions[0].choices.items():  # argparse %-formats help, not descriptions
+        assert "%%" not in sub.format_help(), cmd
 
     code = main(["vocode", str(wav_dir / "b.flac"), "-o", str(tmp_path / "v"), "--vocoder", "bundled"])
     out, err = capsys.readouterr()

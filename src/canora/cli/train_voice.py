@@ -13,7 +13,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "train-voice", formatter_class=HelpFormatter,
         help="make a voice (for --voice NAME) from a few minutes of one singer's recordings",
         description="Check the recordings (clipping, too little voice, accompaniment or noise besides the voice, "
-        "mixed sample rates), cut them at silences, hold out about 10 %% of the audio, fine-tune the refiner from "
+        "mixed sample rates), cut them at silences, hold out about 10 % of the audio, fine-tune the refiner from "
         "a base (the bundled refiner unless --base) for at most --minutes on this machine's CPU (and with "
         "--vocoder-share the NSF vocoder from the bundled one), score the result on the held-out audio (singer "
         "similarity, pitch error by two trackers) and save a voice folder in the voices directory (see `canora "
