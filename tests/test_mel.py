@@ -134,3 +134,42 @@ def test_bad_config_files(tmp_path):
 def test_too_short_audio_is_a_clear_error():
     with pytest.raises(MelError, match="too short"):
         wav_to_mel(np.zeros(100, np.float32), MelSpec())
+
+
+@pytest.mark.parametrize("sr,n_fft,n_mels,fmin,fmax", [
+    (22050, 1024, 80, 0.0, 8000.0),  # HiFi-GAN v1/v2/v3
+    (22050, 1024, 80, 0.0, None),  # fmax_for_loss = None: Nyquist
+    (24000, 2048, 128, 30.0, 12000.0),
+    (44100, 2048, 40, 55.0, 7600.0),
+    (16000, 512, 80, 0.0, 7600.0),
+    (22050, 1024, 26, 0.0, 11025.0),  # the cepstral content feature's bank
+])
+@pytest.mark.parametrize("htk", [False, True])
+def test_own_mel_filterbank_is_librosas_bit_for_bit(sr, n_fft, n_mels, fmin, fmax, htk):
+    from canora.dsp.melbank import mel_filterbank, mel_frequencies
+
+    ours = mel_filterbank(sr, n_fft, n_mels, fmin, fmax, htk=htk)
+    ref = librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax, htk=htk, norm="slaney")
+    assert ours.dtype == ref.dtype == np.float32 and ours.shape == ref.shape
+    assert np.array_equal(ours, ref)
+    top = sr / 2 if fmax is None else fmax
+    assert np.array_equal(mel_frequencies(n_mels, fmin, top, htk), librosa.mel_frequencies(n_mels, fmin=fmin, fmax=top,
+                                                                                           htk=htk))
+    assert np.array_equal(mel_filterbank(sr, n_fft, n_mels, fmin, fmax, htk=htk, norm=None),
+                          librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax, htk=htk,
+                                              norm=None))
+
+
+def test_converting_does_not_import_scipy_signal(tmp_path):
+    """scipy.signal's import costs about a second of every command's start-up; the convert path needs none."""
+    import subprocess
+    import sys
+
+    import soundfile as sf
+
+    t = np.arange(22050) / 22050
+    sf.write(tmp_path / "a.wav", (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), 22050)
+    code = (f"import sys; from canora.cli import main; rc = main(['convert', {str(tmp_path / 'a.wav')!r}, '-o', "
+            f"{str(tmp_path / 'b.wav')!r}, '--steps', '1']); print(rc, 'scipy.signal' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.stdout.split()[-2:] == ["0", "False"], out.stderr[-2000:]

@@ -170,8 +170,9 @@ class CepstralContent(ContentEncoder):
         return self.extract_from_power(stft_power(x, hop, self.stft_size(sr, hop)), sr, hop, n_frames)
 
     def extract_from_power(self, power: np.ndarray, sr: int, hop: int, n_frames: int) -> np.ndarray:
-        import librosa
         from scipy.fft import dct
+
+        from canora.dsp.melbank import mel_filterbank
 
         n_fft = self.stft_size(sr, hop)
         if power.shape[0] != n_fft // 2 + 1:
@@ -185,7 +186,7 @@ class CepstralContent(ContentEncoder):
         top = min(self.fmax, sr / 2)
         if self.vtln:
             power = warp_spectrum(power, freqs, self.warp_factor(power, freqs, active), top)
-        fb = librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=self.n_mels, fmin=0.0, fmax=top)
+        fb = mel_filterbank(sr, n_fft, self.n_mels, 0.0, top)
         logmel = np.log(fb @ power + 1e-10).T  # (frames, n_mels)
         ceps = dct(logmel, type=2, norm="ortho", axis=1)[:, self.first : self.last + 1]
         if self.normalize:

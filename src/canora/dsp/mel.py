@@ -3,7 +3,8 @@
 The official HiFi-GAN mel (jik876/hifi-gan ``meldataset.py``) is reproduced on current torch/librosa:
 
 1. float waveform in [-1, 1];
-2. librosa ``filters.mel`` (Slaney scale and norm), float32;
+2. librosa's ``filters.mel`` (Slaney scale and norm), float32, computed bit for bit by
+   :mod:`canora.dsp.melbank` (without importing librosa's filters and scipy.signal);
 3. reflect padding of (n_fft - hop) / 2 on each side, then an STFT with ``center=False`` and a periodic
    Hann window, onesided, not normalised;
 4. magnitude ``sqrt(re^2 + im^2 + 1e-9)``;
@@ -216,18 +217,12 @@ _CACHE: dict[tuple[MelSpec, str, torch.dtype], tuple[torch.Tensor, torch.Tensor]
 
 
 def mel_filterbank(spec: MelSpec) -> np.ndarray:
-    """librosa mel filter matrix (n_mels, n_fft // 2 + 1), float32, for ``spec``."""
-    import librosa
+    """The mel filter matrix (n_mels, n_fft // 2 + 1) float32 for ``spec``: librosa's, bit for bit
+    (:mod:`canora.dsp.melbank`)."""
+    from canora.dsp import melbank
 
-    return librosa.filters.mel(
-        sr=spec.sample_rate,
-        n_fft=spec.n_fft,
-        n_mels=spec.n_mels,
-        fmin=spec.fmin,
-        fmax=spec.fmax_hz,
-        htk=spec.mel_scale == "htk",
-        norm="slaney",
-    ).astype(np.float32)
+    return melbank.mel_filterbank(spec.sample_rate, spec.n_fft, spec.n_mels, spec.fmin, spec.fmax_hz,
+                                  htk=spec.mel_scale == "htk", norm="slaney")
 
 
 def _basis(spec: MelSpec, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
