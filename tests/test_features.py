@@ -188,3 +188,13 @@ def test_analysis_falls_back_to_own_stfts_when_parameters_differ(monkeypatch) ->
     seen = []
     monkeypatch.setattr(feat.CepstralContent, "extract", lambda self, w, *a: seen.append(len(w)) or np.zeros((n, 19)))
     assert extract_features(wav, MelSpec(), FeatureParams()).content.shape == (19, n) and seen == [len(wav)]
+
+
+def test_a_weighting_is_librosas_curve():
+    import librosa
+
+    from canora.dsp.loudness import a_weighting_db
+
+    f = np.maximum(np.fft.rfftfreq(1024, 1 / 22050), 1e-3)
+    assert np.array_equal(a_weighting_db(f), librosa.A_weighting(f, min_db=None))
+    assert abs(float(a_weighting_db(np.array([1000.0]))[0])) < 0.01  # 0 dB at 1 kHz

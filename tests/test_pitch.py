@@ -267,3 +267,15 @@ def test_swift_missing_package_names_the_install(monkeypatch: pytest.MonkeyPatch
             pitch.get_f0_extractor("swift").extract(sine(np.full(SR, 220.0)), SR, HOP, SR // HOP)
     finally:
         pitch._swift_detector.cache_clear()
+
+
+def test_running_median_is_scipys_nearest_median_filter() -> None:
+    from scipy.ndimage import median_filter
+
+    rng = np.random.default_rng(0)
+    for n in (1, 2, 3, 10, 31, 200):
+        x = rng.normal(size=n)
+        for size in (1, 3, 5, 31, 33):
+            assert np.array_equal(pitch.running_median(x, size), median_filter(x, size=size, mode="nearest"))
+    with pytest.raises(ValueError, match="must be odd"):
+        pitch.running_median(np.zeros(5), 4)

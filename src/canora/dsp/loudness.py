@@ -34,6 +34,17 @@ def loudness(
     return _fit_frames(db, len(wav) // hop if n_frames is None else int(n_frames))
 
 
+def a_weighting_db(freqs: np.ndarray) -> np.ndarray:
+    """The A-weighting curve (IEC 61672-1) in dB at ``freqs`` Hz (any shape, > 0), float64: 0 dB at 1 kHz.
+
+    The pole frequencies are the standard's 20.6, 107.7, 737.9 and 12194 Hz; the +2.0 dB normalises 1 kHz.
+    (The numbers of ``librosa.A_weighting``, computed in the same order, without importing librosa.)"""
+    f_sq = np.asarray(freqs, dtype=np.float64) ** 2.0
+    p1, p2, p3, p4 = np.array([12194.217, 20.598997, 107.65265, 737.86223]) ** 2.0
+    return 2.0 + 20.0 * (np.log10(p1) + 2 * np.log10(f_sq) - np.log10(f_sq + p1) - np.log10(f_sq + p2)
+                         - 0.5 * np.log10(f_sq + p3) - 0.5 * np.log10(f_sq + p4))
+
+
 def loudness_n_fft(hop: int) -> int:
     """The default STFT size of :func:`loudness`: 4 * hop."""
     return 4 * hop
@@ -50,10 +61,8 @@ def loudness_from_power(
     if n_fft % 2 == 0:
         weight[-1] = 1.0
     if kind == "a_weighted":
-        import librosa
-
         freqs = np.fft.rfftfreq(n_fft, 1.0 / sr)
-        weight *= 10.0 ** (librosa.A_weighting(np.maximum(freqs, 1e-3), min_db=None) / 10.0)
+        weight *= 10.0 ** (a_weighting_db(np.maximum(freqs, 1e-3)) / 10.0)
     win = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n_fft) / n_fft)
     ms = (weight @ np.asarray(power, dtype=np.float64)) / (n_fft * np.sum(win**2))  # Parseval: frame mean square
     return np.maximum(10.0 * np.log10(np.maximum(ms, 1e-30)), floor_db).astype(np.float32)

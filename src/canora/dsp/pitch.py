@@ -342,6 +342,16 @@ def require_voiced(f0: np.ndarray, source_name: str) -> np.ndarray:
     return voiced
 
 
+def running_median(x: np.ndarray, size: int) -> np.ndarray:
+    """Median of each odd ``size`` window centred on every sample of ``x`` (T,), the ends extended with their
+    edge values (``scipy.ndimage.median_filter(x, size, mode="nearest")``, without importing scipy.ndimage)."""
+    if size < 1 or size % 2 == 0:
+        raise ValueError(f"running median window {size} must be odd and positive")
+    half = size // 2
+    padded = np.pad(np.asarray(x), half, mode="edge")
+    return np.median(np.lib.stride_tricks.sliding_window_view(padded, size), axis=1)
+
+
 def repair_octave_jumps(
     f0: np.ndarray, window: int = 31, tolerance: float = 0.2, passes: int = 2
 ) -> np.ndarray:
@@ -352,15 +362,13 @@ def repair_octave_jumps(
     is folded back. Runs shorter than about ``window // 2`` voiced frames are repaired; longer ones (a real
     octave leap held for a note) move the median with them and are kept.
     """
-    from scipy.ndimage import median_filter
-
     f0 = np.asarray(f0, dtype=np.float32).copy()
     voiced = np.isfinite(f0) & (f0 > 0)
     if voiced.sum() < 3:
         return np.where(voiced, f0, 0.0).astype(np.float32)
     lf = np.log2(f0[voiced].astype(np.float64))
     for _ in range(passes):
-        ref = median_filter(lf, size=min(window, len(lf)) | 1, mode="nearest")
+        ref = running_median(lf, min(window, len(lf)) | 1)
         octaves = np.round(lf - ref)
         fix = (octaves != 0) & (np.abs(lf - ref - octaves) < tolerance)
         if not fix.any():

@@ -17,11 +17,9 @@ def shift_mel_pitch(mel: np.ndarray, semitones: float, spec: MelSpec) -> np.ndar
     """
     if semitones == 0:
         return mel
-    import librosa
+    from canora.dsp.melbank import mel_frequencies
 
-    centres = librosa.mel_frequencies(
-        n_mels=spec.n_mels + 2, fmin=spec.fmin, fmax=spec.fmax_hz, htk=spec.mel_scale == "htk"
-    )[1:-1]
+    centres = mel_frequencies(spec.n_mels + 2, spec.fmin, spec.fmax_hz, htk=spec.mel_scale == "htk")[1:-1]
     src = centres / 2 ** (semitones / 12)
     out = np.empty_like(mel)
     for i in range(mel.shape[1]):
