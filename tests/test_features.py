@@ -198,3 +198,12 @@ def test_a_weighting_is_librosas_curve():
     f = np.maximum(np.fft.rfftfreq(1024, 1 / 22050), 1e-3)
     assert np.array_equal(a_weighting_db(f), librosa.A_weighting(f, min_db=None))
     assert abs(float(a_weighting_db(np.array([1000.0]))[0])) < 0.01  # 0 dB at 1 kHz
+
+
+def test_cepstral_dct_matrix_is_scipys_orthonormal_dct2():
+    from scipy.fft import dct
+
+    from canora.dsp.content import _dct2_ortho
+
+    x = np.random.default_rng(0).normal(size=(300, 26)) * 5
+    np.testing.assert_allclose(x @ _dct2_ortho(26).T, dct(x, type=2, norm="ortho", axis=1), rtol=0, atol=1e-12)
