@@ -16,6 +16,9 @@ octaves toward the voice's range) at the refiner's default settings, and scored 
 * gross pitch error against the transposed source by harvest and by Praat;
 * frame-rate periodicity and voiced HNR of the conversion (the artifact metrics of the vocoder issue).
 
+A last line gives the ceiling for voices that keep the bundled vocoder: the held-out recordings themselves and
+their copy-synthesis by the bundled vocoder (own mel and F0), scored against the same centroid.
+
     .venv/bin/python benchmarks/voice_finetune.py --base pjs=bundled --base multi=EXPORT \\
         --minutes 10 30 --data-seconds 40 [--work bench_out/voices] [--threads 1] [--train-only]
 """
@@ -35,6 +38,7 @@ import torch
 from _common import print_table, write_json
 
 from canora.analysis.evaluation import SpeakerEmbedder, centroid, evaluate_conversion
+from canora.dsp.resample import resample
 from canora.io.audio import load_audio
 from canora.pipeline import Converter
 
@@ -157,6 +161,19 @@ def main() -> int:
         table.append({"base": b, "data_s": s, "minutes": m, "steps": doc["trained"].get("refiner_steps"),
                       "train_min": doc["trained"].get("refiner_minutes"), **summary(rows)})
         per_clip += [{"base": b, "data_s": s, "minutes": m, **r} for r in rows]
+    from canora.conditioning import extract_features
+
+    conv = Converter.from_pretrained()
+    for p in args.holdout:
+        wav = load_audio(DATA / p, conv.sample_rate)
+        feats = extract_features(wav, conv.spec, conv.refiner.feature_params)
+        copy = conv.vocoder.vocode(feats.mel, feats.f0_with_zeros(), 0.0)
+        sims = [float(e @ target / (np.linalg.norm(e) * np.linalg.norm(target)))
+                for e in (emb.embed(load_audio(DATA / p, 16000), 16000),
+                          emb.embed(resample(copy, conv.sample_rate, 16000), 16000))]
+        print(f"ceiling, {Path(p).stem}: recording {sims[0]:.3f}, bundled-vocoder copy-synthesis {sims[1]:.3f}")
+        per_clip.append({"base": "ceiling", "source": Path(p).stem, "similarity_recording": sims[0],
+                         "similarity_vocoder_copy": sims[1]})
     cols = ["base", "data_s", "minutes", "steps", "similarity_converted", "similarity_source", "gpe_harvest",
             "gpe_praat", "periodicity_converted", "periodicity_source", "hnr_db_converted", "hnr_db_source", "rtf"]
     print_table(table, cols)
