@@ -65,14 +65,16 @@ def _data_folder(train: list[Path], seconds: float, out: Path, sr: int, hop: int
 
 
 def make_voice(base: str, base_name: str, seconds: float, minutes: float, train: list[Path], work: Path,
-               threads: int, steps_per_minute: int = 0) -> Path:
+               threads: int, steps_per_minute: int = 0, vocoder_share: float = 0.0) -> Path:
     """The voice for one (base, data, budget), trained unless its folder exists; returns its folder.
     ``steps_per_minute`` > 0 turns the budget into ``minutes * steps_per_minute`` steps (with a generous clock),
-    so that voices trained side by side on a busy machine get the same work as on an idle one."""
+    so that voices trained side by side on a busy machine get the same work as on an idle one; with a
+    ``vocoder_share`` (the NSF vocoder fine-tuned too, which train-voice budgets by the clock) the budget is
+    wall-clock minutes."""
     from canora.refiner import Refiner
     from canora.training.voice import train_voice
 
-    name = f"{base_name}_{seconds:g}s_{minutes:g}min"
+    name = f"{base_name}_{seconds:g}s_{minutes:g}min" + (f"_voc{vocoder_share:g}" if vocoder_share else "")
     voices = work / "voices"
     if (voices / name).is_dir():
         return voices / name
@@ -80,9 +82,9 @@ def make_voice(base: str, base_name: str, seconds: float, minutes: float, train:
     data = _data_folder(train, seconds, work / "data" / f"{seconds:g}s", spec.sample_rate, spec.hop_length)
     torch.set_num_threads(threads)
     t0 = time.monotonic()
-    budget = dict(minutes=minutes, steps=100_000) if steps_per_minute <= 0 else \
+    budget = dict(minutes=minutes, steps=100_000) if steps_per_minute <= 0 or vocoder_share else \
         dict(minutes=4 * minutes, steps=int(minutes * steps_per_minute))
-    folder = train_voice(data, name, work=work / "runs" / name, voices=voices, base=base,
+    folder = train_voice(data, name, work=work / "runs" / name, voices=voices, base=base, vocoder_share=vocoder_share,
                          progress=sys.stderr.isatty(), **budget)
     print(f"{name}: trained in {(time.monotonic() - t0) / 60:.1f} min", file=sys.stderr)
     return folder
@@ -128,6 +130,8 @@ def main() -> int:
     ap.add_argument("--key", default="octave", choices=("none", "octave", "free"), help="key handling")
     ap.add_argument("--steps-per-minute", type=int, default=0,
                     help="budget in steps: minutes x this (0 = wall-clock minutes); for runs on a busy machine")
+    ap.add_argument("--vocoder-share", type=float, nargs="+", default=[0.0],
+                    help="share of the budget for fine-tuning the NSF vocoder too (0 = keep the bundled one)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads for training and conversion")
     ap.add_argument("--work", type=Path, default=Path("bench_out/voice_finetune"), help="voices and scratch data")
     ap.add_argument("--train-only", action="store_true", help="make the voices, score nothing")
@@ -138,8 +142,9 @@ def main() -> int:
         return 0
     bases = dict(b.split("=", 1) for b in (args.base or ["pjs=bundled"]))
     train = [DATA / p for p in args.train]
-    voices = {(b, s, m): make_voice(path, b, s, m, train, args.work, args.threads, args.steps_per_minute)
-              for b, path in bases.items() for s in args.data_seconds for m in args.minutes}
+    voices = {(b, s, m, v): make_voice(path, b, s, m, train, args.work, args.threads, args.steps_per_minute, v)
+              for b, path in bases.items() for s in args.data_seconds for m in args.minutes
+              for v in args.vocoder_share}
     if args.train_only:
         return 0
     torch.set_num_threads(args.threads)
@@ -154,13 +159,14 @@ def main() -> int:
         rows = score(conv, singer, sources, emb, target, args.key)
         table.append({"base": b, "data_s": 0, "minutes": 0, "steps": 0, **summary(rows)})
         per_clip += [{"base": b, "minutes": 0, **r} for r in rows]
-    for (b, s, m), folder in voices.items():
+    for (b, s, m, v), folder in voices.items():
         conv = Converter.from_pretrained(voice=folder)
         doc = json.loads((folder / "voice.json").read_text())
         rows = score(conv, conv.default_singer or folder.name, sources, emb, target, args.key)
-        table.append({"base": b, "data_s": s, "minutes": m, "steps": doc["trained"].get("refiner_steps"),
-                      "train_min": doc["trained"].get("refiner_minutes"), **summary(rows)})
-        per_clip += [{"base": b, "data_s": s, "minutes": m, **r} for r in rows]
+        t = doc["trained"]
+        table.append({"base": b, "data_s": s, "minutes": m, "vocoder_share": v, "steps": t.get("refiner_steps"),
+                      "vocoder_steps": t.get("vocoder_steps"), "train_min": t.get("refiner_minutes"), **summary(rows)})
+        per_clip += [{"base": b, "data_s": s, "minutes": m, "vocoder_share": v, **r} for r in rows]
     from canora.conditioning import extract_features
 
     conv = Converter.from_pretrained()
@@ -174,8 +180,9 @@ def main() -> int:
         print(f"ceiling, {Path(p).stem}: recording {sims[0]:.3f}, bundled-vocoder copy-synthesis {sims[1]:.3f}")
         per_clip.append({"base": "ceiling", "source": Path(p).stem, "similarity_recording": sims[0],
                          "similarity_vocoder_copy": sims[1]})
-    cols = ["base", "data_s", "minutes", "steps", "similarity_converted", "similarity_source", "gpe_harvest",
-            "gpe_praat", "periodicity_converted", "periodicity_source", "hnr_db_converted", "hnr_db_source", "rtf"]
+    cols = ["base", "data_s", "minutes", "vocoder_share", "steps", "vocoder_steps", "similarity_converted",
+            "similarity_source", "gpe_harvest", "gpe_praat", "periodicity_converted", "periodicity_source",
+            "hnr_db_converted", "hnr_db_source", "rtf"]
     print_table(table, cols)
     load = os.getloadavg()
     print(f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
