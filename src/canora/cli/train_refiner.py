@@ -63,10 +63,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-minutes", type=finite_float, default=0.0, help="stop after this many minutes (0 = no limit)")
     add_model_arg(p, "vocoder", bundled_default=False,
                   help="vocoder for validation audio samples in TensorBoard (a path or 'bundled'; default: none)")
-    p.add_argument("--init-from", default=None, metavar="EXPORT|bundled",
-                   help="fine-tune from a refiner export ('bundled' = canora's): its size, MelSpec, features and "
+    p.add_argument("--init-from", default=None, metavar="EXPORT|bundled|bundled-base",
+                   help="fine-tune from a refiner export ('bundled' = canora's PJS refiner, 'bundled-base' = its "
+                   "multi-singer base): its size, MelSpec, features and "
                    "normalisation are kept (--size/--mel-config/--f0-method/--content-method must agree or be left "
-                   "at their defaults); each new singer starts from the mean of its singers")
+                   "at their defaults); a singer the base has (same name) keeps its embedding, each new singer "
+                   "starts from the mean of the base's singers")
     p.add_argument("--cache-dir", type=Path, default=None, help="feature cache (default OUT/cache)")
     p.add_argument("--seed", type=int, default=default_of(C, "seed"), help="random seed")
     add_device_args(p)

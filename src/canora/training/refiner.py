@@ -403,18 +403,23 @@ class RefinerTask(Task):
         return base
 
     def _start_from(self, base: Refiner, ctx: Context) -> None:
-        """Copy ``base``'s weights (all but the singer table); every singer of this run starts at the mean of the
-        base's singer embeddings (a neutral voice the fine-tune moves toward the new singer)."""
+        """Copy ``base``'s weights (all but the singer table); a singer the base has under the same name keeps its
+        embedding, every other singer of this run starts at the mean of the base's singer embeddings (a neutral
+        voice the fine-tune moves toward the new singer)."""
         state = {k: v for k, v in base.model.state_dict().items() if k != "singer.weight"}
         missing, unexpected = self.model.load_state_dict(state, strict=False)
         if unexpected or set(missing) != {"singer.weight"}:
             raise CheckpointError(f"--init-from {self.cfg.init_from}: does not fit ({missing}, {unexpected})")
+        table = base.model.singer.weight
+        known = {name: i for i, name in enumerate(base.singers)}
         with torch.no_grad():
-            self.model.singer.weight.copy_(base.model.singer.weight.mean(0, keepdim=True).expand_as(
-                self.model.singer.weight))
+            for j, name in enumerate(self.manifest.singers):
+                self.model.singer.weight[j] = table[known[name]] if name in known else table.mean(0)
         if ctx.is_main:
-            log.info("fine-tuning from %s (%s; %d singer(s) there)", self.cfg.init_from,
-                     base.info.get("trained_steps", "?") if base.info else "?", len(base.singers))
+            kept = [n for n in self.manifest.singers if n in known]
+            log.info("fine-tuning from %s (%s; %d singer(s) there%s)", self.cfg.init_from,
+                     base.info.get("trained_steps", "?") if base.info else "?", len(base.singers),
+                     f"; kept: {', '.join(kept)}" if kept else "")
 
     def _singer_f0_stats(self) -> dict[str, dict[str, Any]]:
         from canora.dsp.pitch import F0Stats
