@@ -140,14 +140,18 @@ def test_cli_train_refiner_under_torchrun_ddp(tmp_path, one_clip):
 
 
 def test_init_from_keeps_the_bases_singers_and_starts_new_ones_at_their_mean(tmp_path, one_clip):
-    base = Trainer(tmp_path / "base", replace(QUICK, steps=3), [one_clip]).run()
-    bass = tmp_path / "data" / "bass"
-    bass.mkdir()
-    (bass / "clip.wav").write_bytes((one_clip / "clip.wav").read_bytes())
+    def folder(name: str) -> Path:
+        d = tmp_path / "data" / name
+        d.mkdir()
+        (d / "clip.wav").write_bytes((one_clip / "clip.wav").read_bytes())
+        return d
+
+    tenor, bass = folder("tenor"), folder("bass")
+    base = Trainer(tmp_path / "base", replace(QUICK, steps=3), [one_clip, tenor]).run()
     cfg = replace(QUICK, steps=1, lr=1e-12, weight_decay=0.0, ema_decay=0.0, checkpoint_every=0, init_from=str(base))
     tuned = Refiner.from_pretrained(Trainer(tmp_path / "tuned", cfg, [bass, one_clip]).run())
     before = Refiner.from_pretrained(base).model.singer.weight.detach()
     after = tuned.model.singer.weight.detach()
-    assert tuned.singers == ["bass", "alto"]
+    assert tuned.singers == ["bass", "alto"] and not torch.allclose(before[0], before.mean(0))
     torch.testing.assert_close(after[1], before[0], atol=1e-6, rtol=0)  # alto: the base's own embedding
     torch.testing.assert_close(after[0], before.mean(0), atol=1e-6, rtol=0)  # bass: new, at the mean
