@@ -89,3 +89,23 @@ def test_cli_voices_lists_and_bad_names_fail_clearly(setup, capsys):
     with pytest.raises(CanoraError, match="voice.json: not valid JSON"):
         resolve_voice(str(setup["voices"] / "broken"))
     assert [v.name for v in list_voices()] == ["pjs"]  # an unreadable folder is left out of the list
+
+
+def test_an_interrupted_voice_resumes_to_the_same_weights(setup):
+    """Stopped after 2 steps and run again to 4, the voice's refiner is the one an uninterrupted 4-step run makes."""
+    from safetensors.numpy import load_file
+
+    from canora.training.voice import train_voice
+
+    def make(work: str, steps: int, voices: str) -> Path:
+        return train_voice(setup["rec"], "ana", work=setup["tmp"] / work, voices=setup["tmp"] / voices,
+                           base=str(setup["refiner"]), minutes=5.0, steps=steps, vocoder=str(setup["vocoder"]),
+                           progress=False)
+
+    whole = make("w1", 4, "v1")
+    make("w2", 2, "v2")
+    shutil.rmtree(setup["tmp"] / "v2" / "ana")  # as if the first run had stopped before saving the voice
+    resumed = make("w2", 4, "v2")
+    a, b = (load_file(str(f / "refiner" / "model.safetensors")) for f in (whole, resumed))
+    assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+    assert json.loads((resumed / "voice.json").read_text())["trained"]["refiner_steps"] == 4

@@ -21,6 +21,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import json
 
+    from canora.io.models import BASE_NAME, BUNDLED_BASE
     from canora.io.voices import list_voices, voices_dir
 
     rows = []
@@ -37,4 +38,6 @@ def run(args: argparse.Namespace) -> int:
     for r in rows:
         print(f"{r['name']:<20} {r['singer']:<16} {r['created']:<21} {r['where']}")
     print(f"(user voices live in {voices_dir()}; use one with --voice NAME)")
+    if BUNDLED_BASE.exists():
+        print(f"(canora train-voice starts new voices from the bundled multi-singer base refiner, {BASE_NAME})")
     return 0
