@@ -142,8 +142,8 @@ def add_model_arg(p: argparse.ArgumentParser, kind: str, *, alias: str | None = 
     ``--checkpoint``) is accepted too, hidden from ``--help``."""
     default = "bundled" if bundled_default else None
     what = "an export directory" + (" or an official HiFi-GAN g_* checkpoint" if kind == "vocoder" else "")
-    text = (help or f"the {kind}: {what}, or 'bundled' for canora's own") + (" (default: bundled)" if
-                                                                              bundled_default else "")
+    own = "'bundled' for canora's own" + (" ('bundled-base': its multi-singer base)" if kind == "refiner" else "")
+    text = (help or f"the {kind}: {what}, or {own}") + (" (default: bundled)" if bundled_default else "")
     p.add_argument(f"--{kind}", dest=kind, default=default, metavar="PATH|bundled", help=text)
     if alias:
         p.add_argument(alias, dest=kind, default=default, help=argparse.SUPPRESS)

@@ -1,4 +1,5 @@
-"""Model names and paths: ``bundled`` (or nothing) means the model shipped with canora; anything else is a path.
+"""Model names and paths: ``bundled`` (or nothing) means the model shipped with canora, ``bundled-base`` the
+multi-singer refiner shipped to fine-tune voices from; anything else is a path.
 
 :func:`resolve_model` is the one place the name is turned into a path (the CLI, and ``from_pretrained``);
 :func:`load_model` runs a model loader so that every way a model file can be broken (a value of the wrong type in
@@ -20,6 +21,9 @@ PRETRAINED = Path(__file__).resolve().parents[1] / "pretrained"
 BUNDLED: dict[str, Path] = {"refiner": PRETRAINED / "refiner", "vocoder": PRETRAINED / "vocoder"}
 #: names that mean the bundled model (a directory of that name is given as ``./bundled``)
 BUNDLED_NAMES = ("bundled",)
+#: the name of the bundled multi-singer base refiner (``train-voice --base``, ``--init-from``, ``--refiner``)
+BASE_NAME = "bundled-base"
+BUNDLED_BASE = PRETRAINED / "base"
 
 
 def is_bundled_name(name_or_path: str | Path | None) -> bool:
@@ -29,9 +33,16 @@ def is_bundled_name(name_or_path: str | Path | None) -> bool:
 
 def resolve_model(name_or_path: str | Path | None, kind: str) -> Path:
     """The path of the ``kind`` model (``"refiner"`` or ``"vocoder"``) given by ``name_or_path``: None or
-    ``"bundled"`` -> the bundled one, else the path, which must exist. One :class:`CheckpointError` otherwise."""
+    ``"bundled"`` -> the bundled one, ``"bundled-base"`` -> the bundled base refiner, else the path, which must
+    exist. One :class:`CheckpointError` otherwise."""
     if kind not in BUNDLED:
         raise CanoraError(f"unknown model kind {kind!r}; expected one of {', '.join(BUNDLED)}")
+    if isinstance(name_or_path, str) and name_or_path.strip().lower() == BASE_NAME:
+        if kind != "refiner":
+            raise CanoraError(f"{BASE_NAME} is a refiner (the multi-singer base for voices), not a {kind}")
+        if not BUNDLED_BASE.exists():
+            raise CheckpointError(f"{BUNDLED_BASE}: the bundled base refiner is missing; reinstall canora")
+        return BUNDLED_BASE
     if is_bundled_name(name_or_path):
         path = BUNDLED[kind]
         if not path.exists():
