@@ -117,7 +117,7 @@ def ceiling(conv: Converter, emb: SpeakerEmbedder, target: np.ndarray, clip_seco
     sr, rows = conv.sample_rate, []
 
     def sim(x: np.ndarray) -> float:
-        e = emb.embed(load_audio_array(x, sr), 16000)
+        e = emb.embed(x, sr)
         return float(e @ target / (np.linalg.norm(e) * np.linalg.norm(target)))
 
     for path in resolve(TARGET_REFS[:2]):
@@ -129,13 +129,6 @@ def ceiling(conv: Converter, emb: SpeakerEmbedder, target: np.ndarray, clip_seco
         res = conv.convert(wav, sr, sampler=sampler, steps=steps, strength=strength, name=path.stem)
         rows.append({"clip": path.stem, "recording": sim(wav), "vocoder_copy": sim(copy), "converted": sim(res.audio)})
     return rows
-
-
-def load_audio_array(x: np.ndarray, sr: int) -> np.ndarray:
-    """(N,) at ``sr`` -> (M,) float32 at 16 kHz for the speaker embedder."""
-    import librosa
-
-    return librosa.resample(np.asarray(x, np.float32), orig_sr=sr, target_sr=16000)
 
 
 def main() -> None:

@@ -88,16 +88,24 @@ def main() -> None:
     load = [os.getloadavg()]
     print(f"{clip}: {len(wav) / SR:.1f} s; steps {args.steps}; transpose {args.transpose:+g}; "
           f"load average {load[0]}", flush=True)
-    convs = {b: Converter.from_pretrained(backend=b) for b in args.backends}
-    torch.set_num_threads(min(args.threads))
-    offline = convs[args.backends[0]].convert(wav, SR, transpose=args.transpose, steps=args.steps).audio
+    convs: dict[tuple[int, str], Converter] = {}
+
+    def converter(threads: int, backend: str) -> Converter:
+        """One per thread count and backend: ONNX Runtime sessions take the thread count when they are made."""
+        torch.set_num_threads(threads)
+        if (threads, backend) not in convs:
+            convs[threads, backend] = Converter.from_pretrained(backend=backend)
+        return convs[threads, backend]
+
+    offline = converter(min(args.threads), args.backends[0]).convert(wav, SR, transpose=args.transpose,
+                                                                     steps=args.steps).audio
     masks = None if args.no_quality else reference_masks(wav.astype(np.float64), SR, 256)
     rows = []
     if masks is not None:
-        rows.append({"block_ms": "offline", "threads": min(args.threads), **quality(offline, masks, args.transpose)})
+        rows.append({"block_ms": "offline", "threads": min(args.threads), "backend": args.backends[0],
+                     **quality(offline, masks, args.transpose)})
     for threads, backend, block_ms in ((t, b, m) for t in args.threads for b in args.backends for m in args.blocks):
-        conv = convs[backend]
-        torch.set_num_threads(threads)
+        conv = converter(threads, backend)
         sc = StreamConverter(conv, block_ms=block_ms, transpose=args.transpose, steps=args.steps)
         chunk = sc.block_samples
         sc.process(wav[: chunk])  # warm-up, then a fresh stream

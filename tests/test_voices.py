@@ -91,7 +91,7 @@ def test_cli_voices_lists_and_bad_names_fail_clearly(setup, capsys):
     assert [v.name for v in list_voices()] == ["pjs"]  # an unreadable folder is left out of the list
 
 
-def test_an_interrupted_voice_resumes_to_the_same_weights(setup):
+def test_an_interrupted_voice_resumes_to_the_same_weights(setup, caplog):
     """Stopped after 2 steps and run again to 4, the voice's refiner is the one an uninterrupted 4-step run makes."""
     from safetensors.numpy import load_file
 
@@ -105,7 +105,10 @@ def test_an_interrupted_voice_resumes_to_the_same_weights(setup):
     whole = make("w1", 4, "v1")
     make("w2", 2, "v2")
     shutil.rmtree(setup["tmp"] / "v2" / "ana")  # as if the first run had stopped before saving the voice
-    resumed = make("w2", 4, "v2")
+    caplog.clear()
+    with caplog.at_level("INFO"):
+        resumed = make("w2", 4, "v2")
+    assert "at step 2" in caplog.text and "resumed" in caplog.text  # it went on from the checkpoint
     a, b = (load_file(str(f / "refiner" / "model.safetensors")) for f in (whole, resumed))
     assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
     assert json.loads((resumed / "voice.json").read_text())["trained"]["refiner_steps"] == 4

@@ -85,18 +85,18 @@ def mel_f0_png(
 ) -> bytes:
     """PNG bytes of a log-mel ``mel`` (n_mels, T) with its F0 curve ``f0`` (T,) Hz (0 = unvoiced) drawn at the
     height of the fundamental (mel band axis left, Hz right). Uses matplotlib's object API (thread-safe)."""
-    import librosa
     from matplotlib.figure import Figure
 
     from canora.analysis.plots import band_centres_hz
+    from canora.dsp.melbank import hz_to_mel
 
     n_mels, n_frames = mel.shape
     sec = spec.hop_length / spec.sample_rate
     htk = spec.mel_scale == "htk"
-    centres = librosa.hz_to_mel(band_centres_hz(spec), htk=htk)
+    centres = hz_to_mel(band_centres_hz(spec), htk=htk)
 
     def band_of(hz: np.ndarray) -> np.ndarray:
-        return np.interp(librosa.hz_to_mel(hz, htk=htk), centres, np.arange(n_mels))
+        return np.interp(hz_to_mel(hz, htk=htk), centres, np.arange(n_mels))
 
     fig = Figure(figsize=(7.0, 3.4), dpi=100)
     ax = fig.add_subplot()

@@ -105,7 +105,6 @@ def warp_spectrum(power: np.ndarray, freqs: np.ndarray, alpha: float, top: float
     return (1 - a) * power[lo] + a * power[lo + 1]
 
 
-
 @functools.lru_cache(maxsize=8)
 def _dct2_ortho(n: int) -> np.ndarray:
     """The orthonormal DCT-II matrix (n, n) float64: ``x @ D.T`` is ``scipy.fft.dct(x, 2, norm="ortho")`` along
@@ -113,7 +112,9 @@ def _dct2_ortho(n: int) -> np.ndarray:
     k, i = np.arange(n)[:, None], np.arange(n)[None, :]
     d = np.cos(np.pi * k * (2 * i + 1) / (2 * n)) * np.sqrt(2.0 / n)
     d[0] /= np.sqrt(2.0)
+    d.flags.writeable = False  # shared by every caller (cached)
     return d
+
 
 @register_content_encoder
 class CepstralContent(ContentEncoder):

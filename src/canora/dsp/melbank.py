@@ -8,7 +8,11 @@ second, paid by every ``canora convert`` for a matrix that takes a millisecond t
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 _F_SP = 200.0 / 3  # Slaney: 66.67 Hz per mel below 1 kHz
 _MIN_LOG_HZ = 1000.0
@@ -57,4 +61,9 @@ def mel_filterbank(sr: int, n_fft: int, n_mels: int, fmin: float = 0.0, fmax: fl
         weights[i] = np.maximum(0.0, np.minimum(-ramps[i] / widths[i], ramps[i + 2] / widths[i + 1]))
     if norm == "slaney":
         weights *= (2.0 / (points[2: n_mels + 2] - points[:n_mels]))[:, None]
+    empty = (points[:-2] != 0) & (weights.max(axis=1) <= 0)
+    if empty.any():
+        log.warning("mel filterbank: %d of %d bands cover no FFT bin (sr %d, n_fft %d, %g-%g Hz); those bands stay "
+                    "at the floor: use fewer mels, a larger n_fft or a wider range", int(empty.sum()), n_mels, sr,
+                    n_fft, fmin, fmax)
     return weights

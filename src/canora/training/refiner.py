@@ -82,7 +82,8 @@ class RefinerTrainConfig(RunConfig):
     timbre_warp: tuple[float, float] = (0.85, 1.18)
     timbre_eq_db: float = 6.0
     # a refiner export to start from (fine-tuning; "bundled" = canora's): its architecture, MelSpec, features,
-    # normalisation and content statistics are kept, each new singer starts at the mean of its singer embeddings
+    # normalisation and content statistics are kept; a singer the base has (same name) keeps its embedding, each
+    # new singer starts at the mean of the base's singer embeddings
     init_from: str | None = None
 
     def __post_init__(self) -> None:
@@ -420,6 +421,9 @@ class RefinerTask(Task):
             log.info("fine-tuning from %s (%s; %d singer(s) there%s)", self.cfg.init_from,
                      base.info.get("trained_steps", "?") if base.info else "?", len(base.singers),
                      f"; kept: {', '.join(kept)}" if kept else "")
+            if kept:
+                log.warning("singer(s) %s: the base has a singer of that name; starting from its embedding (rename "
+                            "the folder to start from the mean of the base's singers instead)", ", ".join(kept))
 
     def _singer_f0_stats(self) -> dict[str, dict[str, Any]]:
         from canora.dsp.pitch import F0Stats
