@@ -24,6 +24,14 @@ def _few_threads() -> None:
     torch.set_num_threads(2)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _own_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Exported ONNX graphs are cached in a folder of the test session's, never in the user's cache."""
+    import os
+
+    os.environ["CANORA_CACHE_DIR"] = str(tmp_path_factory.mktemp("canora-cache"))
+
+
 @pytest.fixture
 def sung_clip() -> tuple[np.ndarray, int]:
     """3 s of real singing (vocadito clip 1), mono float32 at 22050 Hz."""

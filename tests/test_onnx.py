@@ -229,6 +229,39 @@ def test_backend_onnx_exports_a_torch_model_in_memory(tiny_official_ckpt, clip):
         Vocoder.from_pretrained(tiny_official_ckpt, backend="tensorrt")
 
 
+def test_in_memory_exports_are_cached_by_weights_and_survive_damage(tmp_path, tiny_official_ckpt, clip,
+                                                                     monkeypatch, caplog):
+    import canora.io.onnx as io_onnx
+
+    monkeypatch.setenv("CANORA_CACHE_DIR", str(tmp_path / "cache"))
+    _, mel = clip
+    first = Vocoder.from_pretrained(tiny_official_ckpt, backend="onnx").vocode(mel[:, :80])
+    graphs = sorted((tmp_path / "cache" / "onnx").glob("*.onnx"))
+    assert len(graphs) == 1 and graphs[0].with_suffix(".json").is_file()
+    calls = []
+    real = io_onnx._export
+    monkeypatch.setattr(io_onnx, "_export", lambda *a, **k: calls.append(1) or real(*a, **k))
+    again = Vocoder.from_pretrained(tiny_official_ckpt, backend="onnx").vocode(mel[:, :80])
+    assert calls == [] and np.array_equal(first, again)  # the cached graph, the same output
+    graphs[0].write_bytes(graphs[0].read_bytes()[:-10])  # damaged: found out, exported again, replaced
+    with caplog.at_level("WARNING"):
+        Vocoder.from_pretrained(tiny_official_ckpt, backend="onnx")
+    assert calls == [1] and "damaged cached ONNX graph" in caplog.text
+    voc = Vocoder.from_pretrained(tiny_official_ckpt)  # other weights: another key
+    with torch.no_grad():
+        next(voc.generator.parameters()).add_(0.01)
+    key = io_onnx.graph_key(voc.generator, (torch.zeros(1, 80, 64),), ["mel"], ["wav"], {})
+    assert key != io_onnx.graph_key(Vocoder.from_pretrained(tiny_official_ckpt).generator,
+                                    (torch.zeros(1, 80, 64),), ["mel"], ["wav"], {})
+    monkeypatch.setenv("CANORA_CACHE_DIR", "")  # caching off
+    assert io_onnx.cache_dir() is None
+    Vocoder.from_pretrained(tiny_official_ckpt, backend="onnx")
+    assert calls == [1, 1]
+    (tmp_path / "ro").write_text("a file where the cache folder would go")  # cannot be made: skipped, still works
+    monkeypatch.setenv("CANORA_CACHE_DIR", str(tmp_path / "ro"))
+    assert np.array_equal(Vocoder.from_pretrained(tiny_official_ckpt, backend="onnx").vocode(mel[:, :80]), first)
+
+
 def test_int8_quantization_and_tampered_graph(tmp_path, tiny_exports, clip):
     from canora.io.onnx import ONNX_FILE, quantize_int8, read_onnx_export
     from canora.vocoder.onnx import load_onnx_vocoder

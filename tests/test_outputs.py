@@ -116,6 +116,21 @@ def test_bundled_names_resolve_to_the_shipped_models(tmp_path: Path) -> None:
         resolve_model(None, "diffuser")
 
 
+def test_bundled_base_names_the_shipped_base_refiner_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import canora.io.models as models
+
+    assert resolve_model(models.BASE_NAME, "refiner") == models.BUNDLED_BASE
+    assert resolve_model(" Bundled-Base ", "refiner") == models.BUNDLED_BASE
+    with pytest.raises(CanoraError, match="bundled-base is a refiner"):
+        resolve_model("bundled-base", "vocoder")
+    (tmp_path / "bundled-base").mkdir()  # a folder of that name is ./bundled-base
+    monkeypatch.chdir(tmp_path)
+    assert resolve_model("./bundled-base", "refiner") == Path("./bundled-base")
+    monkeypatch.setattr(models, "BUNDLED_BASE", tmp_path / "gone")
+    with pytest.raises(CheckpointError, match="the bundled base refiner is missing; reinstall canora"):
+        resolve_model("bundled-base", "refiner")
+
+
 def test_load_model_names_the_file_of_every_failure(tmp_path: Path) -> None:
     d = tmp_path / "m"
     d.mkdir()

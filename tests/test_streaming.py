@@ -178,6 +178,27 @@ def test_convert_stream_cli_writes_the_stream_sidecar(tmp_path, tiny_converter):
     side = json.loads((tmp_path / "out.json").read_text())["stream"]
     assert side["block_ms"] == 60 and side["latency_ms"] > side["block_duration_ms"]
     assert set(side["compute_ms"]) == {"median", "p95", "max"}
+    rc = main(["convert", str(tmp_path / "in.wav"), "-o", str(tmp_path / "out2.wav"), "--stream", "--block-ms", "60",
+               "--refiner", str(src[0]), "--vocoder", str(src[1]), "--threads", "1", "--backend", "torch"])
+    assert rc == 0 and np.abs(sf.read(tmp_path / "out2.wav")[0] - audio).max() < 1e-3  # torch: the same sound
+
+
+def test_streaming_runs_on_onnx_runtime_when_it_can_with_the_same_output(tiny_converter):
+    from canora.pipeline import onnx_available
+
+    if not onnx_available():
+        pytest.skip("the onnx extra is not installed")
+    src = tiny_converter.refiner.source, tiny_converter.vocoder.source
+    fast = StreamConverter.from_pretrained(*src, block_ms=60)  # backend "auto"
+    slow = StreamConverter.from_pretrained(*src, block_ms=60, backend="torch")
+    assert (fast.converter.refiner.backend, fast.converter.vocoder.backend) == ("onnx", "onnx")
+    assert (slow.converter.refiner.backend, slow.converter.vocoder.backend) == ("torch", "torch")
+    x = _tone(0.8)
+    a, b = fast.convert(x), slow.convert(x)
+    assert a.shape == b.shape and np.abs(a - b).max() < 1e-3 and np.abs(b).max() > 0.01
+    assert tiny_converter.with_backend("torch") is tiny_converter
+    with pytest.raises(CanoraError, match="unknown backend 'tensorrt'"):
+        tiny_converter.with_backend("tensorrt")
 
 
 # ------------------------------------------------------------------ real singing, bundled models

@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from canora.errors import AudioError, CanoraError
-from canora.pipeline import Converter, Job, Sung, check_transpose
+from canora.pipeline import Converter, Job, Sung, check_backend, check_transpose
 
 if TYPE_CHECKING:
     from canora.conditioning import RefinerFeatures
@@ -214,10 +214,14 @@ class StreamConverter:
     @classmethod
     def from_pretrained(
         cls, refiner: str | Path | None = None, vocoder: str | Path | None = None, *, device: str = "cpu",
-        backend: str | None = None, voice: str | Path | None = None, **kwargs: Any,
+        backend: str = "auto", voice: str | Path | None = None, **kwargs: Any,
     ) -> StreamConverter:
-        """Load the models as :meth:`Converter.from_pretrained` does; ``kwargs`` as in the constructor."""
-        return cls(Converter.from_pretrained(refiner, vocoder, device=device, backend=backend, voice=voice), **kwargs)
+        """Load the models as :meth:`Converter.from_pretrained` does, on ``backend`` (:meth:`Converter.with_backend`:
+        ``"auto"`` = ONNX Runtime when the ``onnx`` extra is installed); ``kwargs`` as in the constructor."""
+        check_backend(backend)
+        conv = Converter.from_pretrained(refiner, vocoder, device=device, voice=voice,
+                                         backend="onnx" if backend == "onnx" else None)
+        return cls(conv.with_backend(backend), **kwargs)
 
     # ------------------------------------------------------------------ geometry
     @property

@@ -81,6 +81,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    "a fixed --transpose) and record its latency and per-block compute time in <stem>.json")
     p.add_argument("--block-ms", type=finite_float, default=DEFAULT_BLOCK_MS,
                    help="with --stream: block length in ms (rounded to whole 256-sample frames)")
+    p.add_argument("--backend", default="auto", choices=("auto", "torch", "onnx"),
+                   help="run the models on torch or ONNX Runtime (exported once, then cached); auto = ONNX Runtime "
+                   "with --stream when the onnx extra is installed, else torch (ONNX exports always run on ONNX "
+                   "Runtime)")
     add_overwrite_arg(p)
     add_device_args(p)
     p.set_defaults(run=run)
@@ -208,6 +212,7 @@ def run(args: argparse.Namespace) -> int:
     check_outputs(mine, args, inputs=inputs)  # exists, is an input, not writable: before the models load
     apply_voice(args)
     conv = load_converter(args.refiner, args.vocoder, device=args.device)
+    conv = conv.with_backend("torch" if args.backend == "auto" and not args.stream else args.backend)
     singer = conv.refiner.singer_label(args.singer)  # unknown singer or bad mix: fail before any work
     check_outputs(mine, args, inputs=inputs,  # and room on the disk for the audio at the models' rate
                   need_bytes=audio_output_bytes(files, conv.sample_rate, 4 if args.float else 2))

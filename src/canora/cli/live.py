@@ -60,6 +60,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="shallow-diffusion depth in (0, 1]")
     p.add_argument("--seconds", type=finite_float, default=None, metavar="N",
                    help="stop after N seconds (default: run until Ctrl-C)")
+    p.add_argument("--backend", default="auto", choices=("auto", "torch", "onnx"),
+                   help="run the models on torch or ONNX Runtime (1.5x faster per block here; exported once, then "
+                   "cached); auto = ONNX Runtime when the onnx extra is installed")
     add_model_arg(p, "refiner")
     add_model_arg(p, "vocoder")
     add_voice_arg(p)
@@ -212,7 +215,7 @@ def run(args: argparse.Namespace) -> int:
     from canora.live import LiveSession
     from canora.streaming import StreamConverter
 
-    conv = load_converter(args.refiner, args.vocoder, device=args.device)
+    conv = load_converter(args.refiner, args.vocoder, device=args.device).with_backend(args.backend)
     singer = conv.refiner.singer_label(args.singer)
     sc = StreamConverter(conv, block_ms=args.block_ms, input_sample_rate=rate, transpose=args.transpose,
                          singer=singer, steps=args.steps, strength=args.strength)

@@ -197,6 +197,76 @@ def _quiet() -> Iterator[None]:
         logging.disable(previous)
 
 
+def cache_dir() -> Path | None:
+    """Where exported graphs are kept between runs: ``$CANORA_CACHE_DIR/onnx``, else
+    ``$XDG_CACHE_HOME/canora/onnx`` (``~/.cache/canora/onnx``); None when ``CANORA_CACHE_DIR`` is set empty."""
+    import os
+
+    env = os.environ.get("CANORA_CACHE_DIR")
+    if env is not None:
+        return Path(env).expanduser() / "onnx" if env.strip() else None
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "canora" / "onnx"
+
+
+def _code_digest() -> str:
+    """sha256 of the model code (canora's refiner and vocoder packages and this module): a graph exported by
+    other code is not reused."""
+    root = Path(__file__).resolve().parents[1]
+    h = hashlib.sha256()
+    for f in sorted([*root.glob("refiner/*.py"), *root.glob("vocoder/*.py"), Path(__file__).resolve()]):
+        h.update(f.name.encode() + f.read_bytes())
+    return h.hexdigest()
+
+
+def graph_key(module: torch.nn.Module, args: tuple[torch.Tensor, ...], input_names: Sequence[str],
+              output_names: Sequence[str], dynamic_shapes: dict[str, Any]) -> str:
+    """The cache key of an export: the module's class, weights and buffers, the example inputs' shapes and
+    dtypes, the names, the dynamic axes, the exporter's versions and the model code."""
+    h = hashlib.sha256()
+    h.update(f"{type(module).__module__}.{type(module).__qualname__}".encode())
+    for name, t in sorted(module.state_dict().items()):
+        t = t.detach().cpu().contiguous()
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
+        h.update(t.numpy().tobytes())
+    h.update(repr([(tuple(a.shape), str(a.dtype)) for a in args]).encode())
+    h.update(repr((list(input_names), list(output_names))).encode())
+    h.update(repr({k: {ax: (d.__name__, getattr(d, "min", None), getattr(d, "max", None)) for ax, d in v.items()}
+                   for k, v in sorted(dynamic_shapes.items())}).encode())
+    h.update(json.dumps(exporter_info(), sort_keys=True).encode())
+    h.update(_code_digest().encode())
+    return h.hexdigest()
+
+
+def _cached(key: str) -> bytes | None:
+    """The cached graph of ``key`` if it is there and intact (its sha256 recorded beside it), else None."""
+    d = cache_dir()
+    if d is None:
+        return None
+    graph, meta = d / f"{key}.onnx", d / f"{key}.json"
+    try:
+        data = graph.read_bytes()
+        if json.loads(meta.read_text()).get("sha256") == sha256(data):
+            return data
+        logging.getLogger(__name__).warning("%s: damaged cached ONNX graph; exporting again", graph)
+    except (OSError, ValueError, AttributeError):
+        pass
+    return None
+
+
+def _store(key: str, data: bytes, what: str) -> None:
+    """Keep an exported graph in the cache; a cache that cannot be written is skipped (logged at debug)."""
+    d = cache_dir()
+    if d is None:
+        return
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(d / f"{key}.onnx", data)
+        atomic_write_text(d / f"{key}.json", json.dumps({"sha256": sha256(data), "what": what, **exporter_info()}))
+    except OSError as e:
+        logging.getLogger(__name__).debug("ONNX graph cache %s not written: %s", d, e)
+
+
 def torch_to_onnx(
     module: torch.nn.Module,
     args: tuple[torch.Tensor, ...],
@@ -206,7 +276,28 @@ def torch_to_onnx(
     what: str,
 ) -> bytes:
     """Export ``module(*args)`` with the torch.export-based exporter (opset :data:`OPSET`), weights inside the
-    graph; ``dynamic_shapes`` maps input names to ``{axis: torch.export.Dim}``. -> serialized ModelProto."""
+    graph; ``dynamic_shapes`` maps input names to ``{axis: torch.export.Dim}``. -> serialized ModelProto.
+
+    Exports are kept in :func:`cache_dir` under :func:`graph_key`, so a model exported once (tens of seconds)
+    loads at once the next time: same weights, shapes, exporter and model code give the same graph."""
+    key = graph_key(module, args, input_names, output_names, dynamic_shapes)
+    hit = _cached(key)
+    if hit is not None:
+        return hit
+    data = _export(module, args, input_names, output_names, dynamic_shapes, what)
+    _store(key, data, what)
+    return data
+
+
+def _export(
+    module: torch.nn.Module,
+    args: tuple[torch.Tensor, ...],
+    input_names: Sequence[str],
+    output_names: Sequence[str],
+    dynamic_shapes: dict[str, Any],
+    what: str,
+) -> bytes:
+    """:func:`torch_to_onnx` without the cache."""
     try:
         import onnx  # noqa: F401  (the exporter needs both)
         import onnxscript  # noqa: F401

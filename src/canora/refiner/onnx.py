@@ -214,6 +214,6 @@ def to_onnx_backend(ref: Refiner, threads: int | None = None) -> Refiner:
     out = Refiner(model, ref.spec, ref.normalizer, ref.schedule, prediction_type=ref.prediction_type,
                   singers=ref.singers, singer_f0_stats=ref.singer_f0_stats, feature_params=ref.feature_params,
                   info=ref.info, source=ref.source)
-    log.info("%s: exported to ONNX in memory in %.1f s; `canora export` it once to skip this", ref.source,
+    log.info("%s: on ONNX Runtime in %.1f s (exported once, then cached; `canora export` saves a copy)", ref.source,
              time.perf_counter() - t0)
     return out

@@ -217,6 +217,6 @@ def to_onnx_backend(voc: Vocoder, threads: int | None = None) -> Vocoder:
     session = make_session(vocoder_graph(voc), threads, voc.source)
     state = _source_runtime(voc)["source"]["state"] if voc.needs_f0 else None
     out = _vocoder(session, voc.config, voc.spec, voc.source, state)
-    log.info("%s: exported to ONNX in memory in %.1f s; `canora export` it once to skip this", voc.source,
+    log.info("%s: on ONNX Runtime in %.1f s (exported once, then cached; `canora export` saves a copy)", voc.source,
              time.perf_counter() - t0)
     return out
