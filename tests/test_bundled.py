@@ -112,6 +112,28 @@ def test_the_bundled_models_load_by_name():
     assert Refiner.from_pretrained("bundled").singers == ["pjs"]
 
 
+def test_the_bundled_base_is_a_multi_singer_refiner_that_pairs_with_the_bundled_vocoder(converter):
+    """The base new voices start from: PJS and the other singers, the bundled refiner's MelSpec, features and
+    F0 tracker (so a voice made from it runs with the bundled vocoder), every singer with its F0 range, and a
+    singer embedding that changes the refined mel."""
+    from canora.io.models import BUNDLED_BASE
+    from canora.refiner import Refiner
+
+    base = Refiner.from_pretrained("bundled-base")
+    assert base.source == str(BUNDLED_BASE) and base.singers[0] == "pjs" and len(base.singers) >= 5
+    assert base.spec == converter.spec and base.feature_params == converter.refiner.feature_params
+    assert set(base.singer_f0_stats) == set(base.singers)
+    assert sum(p.stat().st_size for p in BUNDLED_BASE.iterdir()) < 20 * 2**20
+    t = np.arange(SR) / SR
+    wav = (0.3 * sum(np.sin(2 * np.pi * k * 220 * t) / k for k in range(1, 10))).astype(np.float32)
+    feats = base.features(wav, SR)
+    a = base.refine_features(feats, "pjs", steps=2, seed=0).mel
+    b = base.refine_features(feats, base.singers[-1], steps=2, seed=0).mel
+    mix = base.refine_features(feats, f"pjs:0.5,{base.singers[-1]}:0.5", steps=2, seed=0).mel
+    assert np.isfinite(mix).all() and np.abs(a - b).mean() > 0.01
+    assert np.abs(mix - a).mean() < np.abs(b - a).mean()  # halfway, nearer than the other singer
+
+
 def test_bundled_vocoder_copy_synthesis_is_as_clean_as_the_recording():
     """Copy-synthesis of 6 s of a PJS song neither model trained on (088), from its own mel and F0: the
     frame-rate metrics stay within the issue's margins of the recording's own values (periodicity at lag = hop
