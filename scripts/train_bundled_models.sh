@@ -9,6 +9,10 @@
 #   vocoder   reconstruction losses (mel + multi-resolution STFT, no discriminator), 11,085 steps: the bundled one;
 #             ADV=1 also runs the adversarial phase from its export (narrowed MPD + MSD, lr 2e-4), which the model
 #             card measured and did not bundle (it raised the frame-rate periodicity of unvoiced sounds)
+#   base      (with SHARED=/path/to/the development recordings: vocadito/, smstools/, speech/, dagstuhl/) the
+#             refiner fine-tuned from the one above on PJS plus 9 other voices, one singer entry each, 8,105 steps,
+#             lr 2e-4; NIT-SONG070, vocadito 10/14 and the sms-tools female singer stay out (the voice benchmark's
+#             new singer and sources)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 : "${PJS:?set PJS to the folder of PJS recordings}"
@@ -33,8 +37,29 @@ if [ "${ADV:-0}" = 1 ]; then
 fi
 wait
 
+if [ -n "${SHARED:-}" ]; then  # the multi-singer base: one folder per voice, links to the recordings
+  B="$RUNS/base_data"
+  rm -rf "$B" && mkdir -p "$B"
+  voice() { local name=$1; shift; mkdir -p "$B/$name"; for f in "$@"; do ln -sf "$(realpath "$SHARED/$f")" "$B/$name/"; done; }
+  voice vocadito_1 vocadito/vocadito_1.wav
+  voice sms_carnatic smstools/vignesh.wav
+  voice sms_soprano smstools/soprano-E4.wav
+  voice sms_speech_f smstools/speech-female.wav
+  voice sms_speech_m smstools/speech-male.wav
+  voice arctic_aew speech/cmu_arctic_us_aew_a0001.wav speech/cmu_arctic_us_aew_a0002.wav
+  voice arctic_axb speech/cmu_arctic_us_axb_a0004.wav speech/cmu_arctic_us_axb_a0005.wav
+  voice dagstuhl_s1 dagstuhl/DCS_SE_FullChoir_ScaleUpDown02_S1_DYN.wav
+  voice dagstuhl_b2 dagstuhl/DCS_SE_FullChoir_ScaleUpDown02_B2_DYN.wav
+  .venv/bin/canora train-refiner "$PJS" "$B"/vocadito_1 "$B"/sms_carnatic "$B"/sms_soprano "$B"/sms_speech_f \
+    "$B"/sms_speech_m "$B"/arctic_aew "$B"/arctic_axb "$B"/dagstuhl_s1 "$B"/dagstuhl_b2 \
+    --singers pjs vocadito_1 sms_carnatic sms_soprano sms_speech_f sms_speech_m arctic_aew arctic_axb dagstuhl_s1 \
+    dagstuhl_b2 -o "$RUNS/base" --init-from "$RUNS/refiner_pjs/export" --lr 2e-4 --steps 8105 --threads 1 \
+    --val-every 2000 --checkpoint-every 500 --cache-dir "$RUNS/cache_refiner" > "$RUNS/base.log" 2>&1
+fi
+
 rm -rf src/canora/pretrained/refiner src/canora/pretrained/vocoder
 mkdir -p src/canora/pretrained
 cp -rL "$RUNS/refiner_pjs/export" src/canora/pretrained/refiner
 cp -rL "$RUNS/nsf_recon/export" src/canora/pretrained/vocoder
+if [ -n "${SHARED:-}" ]; then rm -rf src/canora/pretrained/base && cp -rL "$RUNS/base/export" src/canora/pretrained/base; fi
 echo "bundled models updated from $RUNS"
