@@ -53,6 +53,8 @@ def test_a_voice_is_made_used_by_name_copied_and_reused(setup, caplog):
     doc = json.loads((folder / "voice.json").read_text())
     assert doc["singer"] == "ana" and doc["trained"]["refiner_steps"] == 3 and doc["vocoder"] == "vocoder"
     assert set(doc["f0_range"]) == {"median", "p5", "p95"} and (folder / "README.md").is_file()
+    card = (folder / "README.md").read_text()
+    assert "5th-95th percentile" in card and "Hz" in card and "{" not in card  # readable, not a dict
     assert doc["evaluation"]["pieces"] >= 1
     assert "under a minute rarely makes" in caplog.text  # 12 s of voice: warned, made anyway
     assert [v.name for v in list_voices()] == ["pjs", "ana"]

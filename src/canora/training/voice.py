@@ -163,6 +163,19 @@ def evaluate_voice(refiner: Path, vocoder: Path | None, singer: str, data: Path,
             "gpe_praat": mean("gpe_praat")}
 
 
+def _f0_range(r: Any) -> str:
+    """``{"median", "p5", "p95"}`` in Hz as one phrase (whatever else as it is)."""
+    try:
+        return f"median {r['median']:.0f} Hz, 5th-95th percentile {r['p5']:.0f}-{r['p95']:.0f} Hz"
+    except (TypeError, KeyError, ValueError):
+        return str(r)
+
+
+def _base_name(base: Any) -> str:
+    return {"bundled": "the bundled PJS refiner", "bundled-base": "the bundled multi-singer base"}.get(
+        str(base).strip().lower(), str(base))
+
+
 def model_card(name: str, doc: dict[str, Any]) -> str:
     """A short README.md for a voice folder from its ``voice.json`` content."""
     t, ev = doc.get("trained", {}), doc.get("evaluation", {})
@@ -173,12 +186,12 @@ def model_card(name: str, doc: dict[str, Any]) -> str:
     return "\n".join([
         f"# Voice `{name}`", "",
         f"Made by `canora train-voice` on {doc.get('created', '?')}: the refiner fine-tuned from "
-        f"{t.get('base', '?')} on {f(t.get('minutes_of_audio', 0), 1)} minutes of recordings "
+        f"{_base_name(t.get('base', '?'))} on {f(t.get('minutes_of_audio', 0), 1)} minutes of recordings "
         f"({f(t.get('voiced_minutes', 0), 1)} of sung voice), {t.get('refiner_steps', '?')} steps in "
         f"{f(t.get('refiner_minutes', 0), 1)} minutes; vocoder: "
         + (f"fine-tuned, {t.get('vocoder_steps')} steps" if doc.get("vocoder") != "bundled" else "the bundled one")
         + ".", "",
-        f"Singer F0 range (Hz): {doc.get('f0_range')}", "",
+        f"Singer F0 range: {_f0_range(doc.get('f0_range'))}", "",
         f"On {ev.get('pieces', 0)} held-out piece(s) of the singer, converted into this voice: singer similarity "
         f"{f(ev.get('similarity_converted'))} (the pieces themselves: {f(ev.get('similarity_source'))}), gross pitch "
         f"error {f(ev.get('gpe_harvest'))} (harvest) / {f(ev.get('gpe_praat'))} (Praat).", "",
