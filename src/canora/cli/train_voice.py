@@ -14,14 +14,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="make a voice (for --voice NAME) from a few minutes of one singer's recordings",
         description="Check the recordings (clipping, too little voice, accompaniment or noise besides the voice, "
         "mixed sample rates), cut them at silences, hold out about 10 % of the audio, fine-tune the refiner from "
-        "a base (the bundled refiner unless --base) for at most --minutes on this machine's CPU (and with "
+        "a base (the bundled multi-singer base unless --base) for at most --minutes on this machine's CPU (and with "
         "--vocoder-share the NSF vocoder from the bundled one), score the result on the held-out audio (singer "
         "similarity, pitch error by two trackers) and save a voice folder in the voices directory (see `canora "
         "voices`). Running it again with the same --work resumes the training where it stopped.",
     )
     p.add_argument("recordings", type=Path, help="a folder of one singer's recordings (a cappella is best)")
     p.add_argument("--name", required=True, help="the voice's name (letters, digits, _ . -)")
-    p.add_argument("--base", default="bundled", metavar="EXPORT|bundled", help="the refiner to fine-tune from")
+    p.add_argument("--base", default="bundled-base", metavar="EXPORT|bundled-base|bundled",
+                   help="the refiner to fine-tune from: canora's multi-singer base, its PJS refiner, or an export")
     p.add_argument("--minutes", type=finite_float, default=30.0, help="CPU time for the fine-tuning, at most")
     p.add_argument("--steps", type=positive_int, default=100_000, help="refiner steps, at most")
     p.add_argument("--vocoder-share", type=finite_float, default=0.0,

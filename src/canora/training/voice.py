@@ -7,7 +7,8 @@
    voiced: accompaniment or noise) are reported before any training;
 2. **slice** them at silences into pieces of at most 30 s under ``WORK/data/<name>/``, holding the last ~10 % of
    the audio (at least one piece) out under ``WORK/holdout/``;
-3. **fine-tune** the refiner from a base (the bundled refiner by default) for at most ``minutes`` (and,
+3. **fine-tune** the refiner from a base (the bundled multi-singer base, ``bundled-base``, by default; the
+   bundled PJS refiner measured the same in ``benchmarks/voice_finetune.py``) for at most ``minutes`` (and,
    when asked, the NSF vocoder from the bundled one, with reconstruction losses, for a share of that time);
    both runs resume when the command is run again with the same ``WORK``;
 4. **evaluate** on the held-out pieces: each is converted into the new voice and scored (resemblyzer singer
@@ -201,7 +202,7 @@ def model_card(name: str, doc: dict[str, Any]) -> str:
     ])
 
 
-def train_voice(recordings: Path, name: str, *, work: Path, voices: Path, base: str = "bundled",
+def train_voice(recordings: Path, name: str, *, work: Path, voices: Path, base: str = "bundled-base",
                 minutes: float = 30.0, steps: int = 100_000, vocoder_share: float = 0.0, overwrite: bool = False,
                 vocoder: str = "bundled", progress: bool = True) -> Path:
     """Make the voice ``name`` from the recordings in ``recordings`` (see the module doc); returns its folder.
