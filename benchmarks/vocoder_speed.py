@@ -280,7 +280,7 @@ def main() -> None:
                        "mel_cycle_error"])
     print(json.dumps(info, indent=1))
     load_after = os.getloadavg()
-    print(f"load average before {load_before}, after {load_after} (2 background training runs share the CPU)")
+    print(f"load average before {load_before}, after {load_after}")
     write_json(args.out, {"clip": clip, "frames": int(mel.shape[1]), "repeats": args.repeats,
                           "load_average_before": load_before, "load_average_after": load_after,
                           "info": info, "rows": rows})
