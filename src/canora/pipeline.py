@@ -224,6 +224,7 @@ BACKEND_CHOICES = ("auto", "torch", "onnx")
 
 
 def check_backend(backend: str) -> str:
+    """``backend`` if it is one of :data:`BACKEND_CHOICES`, else one :class:`CanoraError` line."""
     if backend not in BACKEND_CHOICES:
         raise CanoraError(f"unknown backend {backend!r}; expected one of {', '.join(BACKEND_CHOICES)}")
     return backend

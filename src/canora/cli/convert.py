@@ -39,7 +39,7 @@ share of the files (every file exactly once).
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from canora.pipeline import MAX_TRANSPOSE
+    from canora.pipeline import BACKEND_CHOICES, MAX_TRANSPOSE
     from canora.refiner.api import DEFAULT_SAMPLER, DEFAULT_STEPS, DEFAULT_STRENGTH
     from canora.refiner.samplers import available_samplers
     from canora.streaming import DEFAULT_BLOCK_MS, DEFAULT_STREAM_STEPS
@@ -81,7 +81,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    "a fixed --transpose) and record its latency and per-block compute time in <stem>.json")
     p.add_argument("--block-ms", type=finite_float, default=DEFAULT_BLOCK_MS,
                    help="with --stream: block length in ms (rounded to whole 256-sample frames)")
-    p.add_argument("--backend", default="auto", choices=("auto", "torch", "onnx"),
+    p.add_argument("--backend", default="auto", choices=BACKEND_CHOICES,
                    help="run the models on torch or ONNX Runtime (exported once, then cached); auto = ONNX Runtime "
                    "with --stream when the onnx extra is installed, else torch (ONNX exports always run on ONNX "
                    "Runtime)")

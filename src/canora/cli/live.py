@@ -35,6 +35,7 @@ pip install 'canora[live]' (and e.g. apt install libportaudio2).
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    from canora.pipeline import BACKEND_CHOICES
     from canora.refiner.api import DEFAULT_STRENGTH
     from canora.streaming import DEFAULT_BLOCK_MS, DEFAULT_STREAM_STEPS
 
@@ -60,7 +61,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="shallow-diffusion depth in (0, 1]")
     p.add_argument("--seconds", type=finite_float, default=None, metavar="N",
                    help="stop after N seconds (default: run until Ctrl-C)")
-    p.add_argument("--backend", default="auto", choices=("auto", "torch", "onnx"),
+    p.add_argument("--backend", default="auto", choices=BACKEND_CHOICES,
                    help="run the models on torch or ONNX Runtime (1.5x faster per block here; exported once, then "
                    "cached); auto = ONNX Runtime when the onnx extra is installed")
     add_model_arg(p, "refiner")

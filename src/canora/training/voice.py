@@ -173,8 +173,11 @@ def _f0_range(r: Any) -> str:
 
 
 def _base_name(base: Any) -> str:
-    return {"bundled": "the bundled PJS refiner", "bundled-base": "the bundled multi-singer base"}.get(
-        str(base).strip().lower(), str(base))
+    from canora.io.models import BASE_NAME, is_bundled_name
+
+    name = str(base).strip().lower()
+    return ("the bundled PJS refiner" if is_bundled_name(name) else
+            "the bundled multi-singer base" if name == BASE_NAME else str(base))
 
 
 def model_card(name: str, doc: dict[str, Any]) -> str:
