@@ -12,8 +12,9 @@ row:
 * ``dropped``: blocks late under a simulated real-time clock: block ``i`` arrives at ``(i + 1) * block``, is
   processed when the previous one is done, and is dropped when its output is not ready one block later;
 * quality against the offline conversion of the same clip with the same models and steps (``canora.dsp.artifacts``
-  on the source's frames): frame-rate periodicity and lines, voiced HNR, gross pitch error by harvest; and the
-  strongest tone held through the clip above 3 kHz (``tone_db`` above the local spectrum, at ``tone_hz``).
+  on the source's frames): frame-rate periodicity and lines, voiced HNR, gross pitch error by harvest and Praat;
+  and the strongest tone held through the clip above 3 kHz (``held_tone``: ``tone_db`` above the neighbouring
+  bins, at ``tone_hz``; recordings about +2 dB).
 
 The machine's load average is printed and stored: a busy machine slows every block, so compare numbers
 within one run only.
@@ -66,25 +67,11 @@ def dropped_blocks(call_seconds: list[float], block_seconds: float) -> int:
     return late
 
 
-def stationary_tone(x: np.ndarray, lo: float = 3000.0) -> tuple[float, float]:
-    """(dB, Hz) of the strongest tone held through the clip above ``lo`` Hz: per STFT frame (2048 points, hop
-    256), each bin's level above the median of its 31 neighbours, then the median over frames (a harmonic that
-    moves with the notes has a low median; a fixed tone keeps its excess). A recording scores about +2 dB."""
-    import librosa
-    from scipy.ndimage import median_filter
-
-    db = 20 * np.log10(np.abs(librosa.stft(np.asarray(x, np.float32), n_fft=2048, hop_length=256)) + 1e-9)
-    held = np.median(db - median_filter(db, size=(31, 1)), axis=1)
-    freqs = np.fft.rfftfreq(2048, 1 / SR)
-    i = int(np.argmax(np.where(freqs > lo, held, -np.inf)))
-    return float(held[i]), float(freqs[i])
-
-
 def quality(x: np.ndarray, masks: object, transpose: float) -> dict[str, float]:
     m = artifact_metrics(x, SR, 256, masks, transpose=transpose)
-    tone_db, tone_hz = stationary_tone(x)
     return {"periodicity": m.frame_rate_periodicity, "lines_db": m.frame_rate_line_db, "hnr_db": m.hnr_db,
-            "gpe_harvest": m.gpe_harvest, "tone_db": tone_db, "tone_hz": tone_hz}
+            "gpe_harvest": m.gpe_harvest, "gpe_praat": m.gpe_praat, "tone_db": m.held_tone_db,
+            "tone_hz": m.held_tone_hz}
 
 
 def main() -> None:
@@ -150,7 +137,7 @@ def main() -> None:
     print()
     print_table(rows, ["block_ms", "threads", "backend", "latency_ms", "compute_med", "compute_p95", "compute_max",
                        "load_med", "load_p95", "load_max", "dropped", "periodicity", "lines_db", "hnr_db",
-                       "gpe_harvest", "tone_db", "tone_hz"])
+                       "gpe_harvest", "gpe_praat", "tone_db", "tone_hz"])
     print(f"load average before {load[0]}, after {load[-1]}")
     write_json(args.out, {"clip": clip, "seconds": len(wav) / SR, "steps": args.steps, "transpose": args.transpose,
                           "loadavg": load, "rows": rows})

@@ -88,6 +88,21 @@ def test_lines_ignore_a_held_note_on_a_multiple_of_the_frame_rate():
     assert abs(aware[0]) < 3.0  # line 1 (86 Hz) lies between the note's harmonics: noise floor only
 
 
+def test_held_tone_finds_a_quiet_whistle_that_the_notes_do_not_make(recording, scored):
+    """A fixed 10.3 kHz tone 40 dB below the singing (a streamed vocoder's defect) stands out of the
+    neighbouring bins; the recording's own harmonics move with the notes and do not."""
+    out, ref = scored["harmless"]
+    assert ref.held_tone_db < 4.0 and out.held_tone_db < 4.0
+    t = np.arange(len(recording)) / SR
+    rms = np.sqrt(np.mean(recording**2))
+    whistle = recording + 0.01 * rms * np.sin(2 * np.pi * 120 * SR / HOP * t)
+    db, hz = A.held_tone(whistle, SR)
+    assert db > ref.held_tone_db + 4.0 and abs(hz - 120 * SR / HOP) < 11.0
+    flagged, _ = A.compare(whistle, recording, SR, HOP)
+    assert any("fixed tone" in p for p in A.problems(flagged, ref))
+    assert np.isnan(A.held_tone(recording[:1000], SR)[0])
+
+
 def test_periodicity_is_nan_without_qualifying_frames():
     x = np.random.default_rng(0).normal(size=SR)
     assert np.isnan(A.frame_rate_periodicity(x, SR, HOP, np.zeros(len(x) // HOP, bool)))

@@ -14,7 +14,7 @@ from canora.errors import CanoraError, MelError
 from canora.training.loop import Loop
 from canora.training.nsf import NSFTask, NSFTrainConfig, crop_batch, load_clips
 from canora.vocoder import Vocoder
-from canora.vocoder.nsf import NSFConfig, NSFGenerator, SineSource
+from canora.vocoder.nsf import NOISE_CHUNK, NSFConfig, NSFGenerator, SineSource
 
 SPEC = MelSpec()
 TINY = NSFConfig(upsample_initial_channel=16, resblock_kernel_sizes=(3,), resblock_dilation_sizes=((1, 2),))
@@ -217,27 +217,45 @@ def test_unvoiced_or_unreadable_training_files_are_skipped(tmp_path, wav_dir, ca
 
 @pytest.mark.parametrize("design", ["smooth", "step"])
 def test_vocoding_in_pieces_with_the_running_phase_continues_the_source(design):
-    """The second half of a note, vocoded on its own with ``start_phase = frame_cycles(whole)[k]``, is driven by
-    exactly the source samples the whole note would have had (no phase jump where pieces meet)."""
+    """The second half of a note, vocoded on its own with ``start_phase = frame_cycles(whole)[k]`` and
+    ``start_frame = k``, is driven by exactly the source samples the whole note would have had, noise included
+    (no phase jump where pieces meet, and no noise pattern that repeats once per piece)."""
     cfg = NSFConfig(upsample_initial_channel=16, resblock_kernel_sizes=(3,), resblock_dilation_sizes=((1, 2),),
-                    noise_std=0.0, source=design, upsample="interpolate" if design == "smooth" else "transposed")
+                    noise_std=0.01, source=design, upsample="interpolate" if design == "smooth" else "transposed")
     torch.manual_seed(0)
     voc = Vocoder(NSFGenerator.from_config(cfg), SPEC, cfg, "tiny")
     captured: list[torch.Tensor] = []
-    voc.generator.source.register_forward_hook(lambda m, i, o: captured.append(o[0, 0].clone()))
+    voc.generator.source.register_forward_hook(lambda m, i, o: captured.append(o[0].clone()))
     frames = 40
     f0 = (330.0 * 2 ** (0.5 * np.sin(np.arange(frames) / 5) / 12)).astype(np.float32)
-    if design == "smooth":  # a breath inside: the phase must stay aligned across it (the step source's
-        f0[25:29] = 0.0    # single channel carries fresh noise there, so it is compared on a held note)
+    f0[25:29] = 0.0  # a breath inside: the phase must stay aligned across it, and its noise the same
     mel = np.full((80, frames), -5.0, np.float32)
     voc.vocode(mel, f0)
     k = 17
-    voc.vocode(mel[:, k:], f0[k:], start_phase=voc.frame_cycles(f0)[k] % 1.0)
+    voc.vocode(mel[:, k:], f0[k:], start_phase=voc.frame_cycles(f0)[k] % 1.0, start_frame=k)
     whole, second = captured
     # identical but for the piece's last frame, which cannot see the frame after it
-    assert torch.allclose(whole[k * 256: (frames - 1) * 256], second[: (frames - 1 - k) * 256], atol=1e-4)
-    voc.vocode(mel[:, k:], f0[k:])  # without the phase: a different source (the jump the pipeline avoids)
-    assert not torch.allclose(whole[k * 256:], captured[-1], atol=1e-2)
+    assert torch.allclose(whole[:, k * 256: (frames - 1) * 256], second[:, : (frames - 1 - k) * 256], atol=1e-4)
+    voc.vocode(mel[:, k:], f0[k:])  # without the phase and place: another source (the jump the pipeline avoids)
+    assert not torch.allclose(whole[:, k * 256:], captured[-1], atol=1e-2)
+
+
+def test_source_noise_is_tied_to_the_place_in_the_song():
+    """Any piece of the song gets the samples the whole song has there, across chunk boundaries; another
+    seed or batch item gets other noise, and a piece at another place is not a copy of the first piece."""
+    src = SineSource(22050, 256, 8, 0.1, 0.003, "smooth")
+    whole = src.stream_noise(7, 0, 3 * NOISE_CHUNK, batch=2)
+    assert whole.shape == (2, 3 * NOISE_CHUNK, 1) and abs(float(whole.std()) - 1.0) < 0.02
+    a = NOISE_CHUNK - 1000
+    assert torch.equal(src.stream_noise(7, a, 5000, batch=2), whole[:, a: a + 5000])
+    assert not torch.allclose(whole[0], whole[1])
+    assert not torch.allclose(src.stream_noise(8, 0, 5000)[0], whole[0, :5000])
+    assert not torch.allclose(whole[0, 2304: 2304 + 5000], whole[0, :5000])
+    assert src.stream_noise(7, 0, 0).shape == (1, 0, 1)
+    step = SineSource(22050, 256, 8, 0.1, 0.003, "step")
+    assert step.stream_noise(0, 100, 300).shape == (1, 300, 8)
+    with pytest.raises(CanoraError, match="noise"):
+        src(torch.full((1, 4), 200.0), noise=torch.zeros(1, 5, 1))
 
 
 def test_odd_upsampling_strides_fit():

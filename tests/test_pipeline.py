@@ -106,7 +106,7 @@ def straightforward(conv: Converter, wav: np.ndarray, transpose: float, max_slic
     """The conversion written out plainly from public pieces, slice by slice: each region's features
     (refiner.features of exactly that region), refine_features with the transpose, one F0 track for the song
     from each slice's own frames, each region vocoded from its frame of that track at the vocoder's phase
-    there, cross-fade join, envelope. -> (audio (N,), mel (80, T), f0 (T,))."""
+    there and its place in the song, cross-fade join, envelope. -> (audio (N,), mel (80, T), f0 (T,))."""
     from canora.dsp.envelope import match_envelope
     from canora.dsp.slicing import join, plan_slices
 
@@ -122,8 +122,8 @@ def straightforward(conv: Converter, wav: np.ndarray, transpose: float, max_slic
         mels.append(res.mel[:, a: a + n])
         refined.append((r0, res.mel))
     cycles = conv.vocoder.frame_cycles(song_f0)
-    pieces = [conv.vocoder.vocode(mel, song_f0[r0 // hop: r0 // hop + mel.shape[1]], start_phase=cycles[r0 // hop] % 1)
-              for r0, mel in refined]
+    pieces = [conv.vocoder.vocode(mel, song_f0[r0 // hop: r0 // hop + mel.shape[1]], start_phase=cycles[r0 // hop] % 1,
+                                  start_frame=r0 // hop) for r0, mel in refined]
     out = match_envelope(join(pieces, slices, total, overlap), wav, hop=hop)
     return np.clip(out, -1, 1).astype(np.float32), np.concatenate(mels, axis=1), song_f0
 

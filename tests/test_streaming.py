@@ -223,7 +223,12 @@ def test_streamed_conversion_of_a_real_clip_is_close_to_offline():
     assert s.frame_rate_periodicity <= o.frame_rate_periodicity + 0.1, (s, o)
     assert s.frame_rate_line_db <= max(o.frame_rate_line_db, 0.0) + 3.0, (s, o)
     assert s.hnr_db >= o.hnr_db - 3.0, (s, o)
-    assert s.gpe_harvest <= 0.2, (s, o)  # measured 0.12-0.14 (offline 0.03-0.06): see the README's Streaming
+    # measured: harvest 0.093 (offline 0.081), Praat 0.031 (offline 0.017); harvest misreads the vocoded output
+    # in places whichever way it is made (see the README's Streaming)
+    assert s.gpe_harvest <= o.gpe_harvest + 0.04 and s.gpe_praat <= 0.05, (s, o)
+    # no fixed whistle: the vocoder's noise once repeated per block and held a tone at 120 x the frame rate
+    # (+7.5 dB above its neighbours against the offline conversion's +2.3)
+    assert s.held_tone_db <= max(o.held_tone_db, 2.0) + 2.0, (s.held_tone_db, s.held_tone_hz, o.held_tone_db)
 
 
 def test_streamed_conversion_lands_on_the_singer_as_offline_does():

@@ -498,14 +498,14 @@ class Converter:
         start_phase = float(cycles[first] % 1.0)
         if isinstance(analysis, Unsung):  # sound without pitch (breath, consonants): resynthesise as it is
             f0 = np.zeros(analysis.mel.shape[1], np.float32)
-            return Rendered(self.vocoder.vocode(analysis.mel, f0, start_phase), analysis.mel, analysis.mel)
+            return Rendered(self.vocoder.vocode(analysis.mel, f0, start_phase, first), analysis.mel, analysis.mel)
         if analysis.keyed is None:
             raise CanoraError("render() needs the slice in the song's key; call put_in_key() first")
         mel = self.refiner.refine_in_key(analysis.keyed, job.singer, sampler=job.sampler, steps=job.steps,
                                          strength=job.strength, seed=job.seed)
         f0 = drive[first: first + mel.shape[1]]
         f0 = np.pad(f0, (0, mel.shape[1] - len(f0)))
-        audio = self.vocoder.vocode(mel, f0, start_phase)
+        audio = self.vocoder.vocode(mel, f0, start_phase, first)
         err = None
         if measure_cycle_error:
             from canora.dsp.metrics import mel_cycle_error

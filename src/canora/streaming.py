@@ -374,7 +374,7 @@ class StreamConverter:
             mel = analysis.mel
         drive = self._commit(new_f0, a, k)
         start_phase = self._phase_at(v0)
-        audio = conv.vocoder.vocode(mel[:, v0 - a:], drive[v0 - a:], start_phase)
+        audio = conv.vocoder.vocode(mel[:, v0 - a:], drive[v0 - a:], start_phase, v0)
         self._trim(k)
         return self._envelope(audio, window[(v0 - a) * hop:])
 

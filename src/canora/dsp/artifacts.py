@@ -18,6 +18,10 @@ copy-synthesis, the source for a conversion):
   one tracker can follow the intended notes through an artifact that the other reads as the pitch. Only
   frames where both trackers hear the reference as voiced count: harvest alone calls many breaths and
   consonants "voiced" (37 % false voicing on vocadito), and a "pitch" of noise is no reference.
+* :func:`held_tone`: the strongest tone held through the whole signal above 3 kHz, in dB above the
+  neighbouring bins (median over frames, so harmonics that move with the notes score low). Recordings and
+  clean conversions: about +2 dB; a fixed whistle (e.g. one noise pattern repeated per vocoded piece):
+  +5 dB and more.
 
 :func:`artifact_metrics` computes all of them for one signal against a reference; the voicing masks come
 from the reference so that both are measured on the same frames. All signals are mono (N,) float arrays.
@@ -34,6 +38,7 @@ PRAAT_FLOOR = 60.0
 PRAAT_CEILING = 1100.0
 GROSS_CENTS = 50.0
 AUDIBLE_DB = 45.0  # a frame is audible when its RMS is within this many dB of the signal's loudest frames
+TONE_ABOVE_HZ = 3000.0  # held tones are looked for above this (below it, held notes are tones too)
 HIGHPASS_HZ = 100.0  # mains hum, rumble and DC below this would correlate at any lag; the buzz's harmonics pass
 
 
@@ -188,6 +193,25 @@ def gross_pitch_error(
     return float(np.mean(np.abs(1200 * np.log2(out[both] / ref[both])) > GROSS_CENTS))
 
 
+def held_tone(x: np.ndarray, sr: int, above_hz: float = TONE_ABOVE_HZ) -> tuple[float, float]:
+    """(dB, Hz) of the strongest tone held through ``x`` (N,) above ``above_hz``: per STFT frame (2048 points,
+    hop 256, Hann), each bin's level above the median of its 31 neighbours, then the median over frames. A
+    harmonic that moves with the notes has a low median; a fixed tone keeps its excess. (NaN, NaN) when
+    ``x`` is shorter than one frame."""
+    from scipy.ndimage import median_filter
+
+    x = np.asarray(x, np.float64)
+    n_fft, hop = 2048, 256
+    if len(x) < n_fft:
+        return float("nan"), float("nan")
+    frames = np.lib.stride_tricks.sliding_window_view(x, n_fft)[::hop] * np.hanning(n_fft + 1)[:-1]
+    db = 20 * np.log10(np.abs(np.fft.rfft(frames, axis=1)).T + 1e-9)  # (bins, frames)
+    held = np.median(db - median_filter(db, size=(31, 1), mode="nearest"), axis=1)
+    freqs = np.fft.rfftfreq(n_fft, 1 / sr)
+    i = int(np.argmax(np.where(freqs > above_hz, held, -np.inf)))
+    return float(held[i]), float(freqs[i])
+
+
 @dataclass(frozen=True)
 class ArtifactMetrics:
     """The waveform artifact metrics of one signal (see the module doc); NaN where no frame qualified."""
@@ -198,6 +222,8 @@ class ArtifactMetrics:
     hnr_db: float  # median voiced harmonics-to-noise ratio
     gpe_harvest: float  # gross pitch error against the reference (NaN for the reference itself)
     gpe_praat: float
+    held_tone_db: float = float("nan")  # the strongest tone held through the signal above 3 kHz
+    held_tone_hz: float = float("nan")
 
     def to_dict(self) -> dict[str, float | list[float]]:
         d = asdict(self)
@@ -250,6 +276,7 @@ def artifact_metrics(
         hnr_db=voiced_hnr(x, sr, hop, masks.voiced),
         gpe_harvest=gpe_h,
         gpe_praat=gpe_p,
+        **dict(zip(("held_tone_db", "held_tone_hz"), held_tone(x, sr), strict=True)),
     )
 
 
@@ -264,7 +291,8 @@ def compare(
 
 
 # Tolerances of a clean output against its reference (issue targets): used by verdicts and tests.
-TOLERANCE = {"frame_rate_periodicity": 0.1, "frame_rate_line_db": 3.0, "hnr_db": 3.0, "gpe": 0.05}
+TOLERANCE = {"frame_rate_periodicity": 0.1, "frame_rate_line_db": 3.0, "hnr_db": 3.0, "gpe": 0.05,
+             "held_tone_db": 2.0}
 
 
 def problems(out: ArtifactMetrics, ref: ArtifactMetrics) -> list[str]:
@@ -278,6 +306,9 @@ def problems(out: ArtifactMetrics, ref: ArtifactMetrics) -> list[str]:
                      f"{ref.frame_rate_line_db:+.1f})")
     if out.hnr_db < ref.hnr_db - TOLERANCE["hnr_db"]:
         found.append(f"noisy voiced sound (HNR {out.hnr_db:.1f} dB vs {ref.hnr_db:.1f})")
+    if out.held_tone_db > max(ref.held_tone_db, 2.0) + TOLERANCE["held_tone_db"]:
+        found.append(f"a fixed tone at {out.held_tone_hz:.0f} Hz ({out.held_tone_db:+.1f} dB above its "
+                     f"neighbours vs {ref.held_tone_db:+.1f})")
     for name, v in (("harvest", out.gpe_harvest), ("Praat", out.gpe_praat)):
         if v > TOLERANCE["gpe"]:
             found.append(f"pitch off by > 50 cents in {100 * v:.0f} % of frames ({name})")

@@ -182,7 +182,7 @@ class Vocoder:
     @torch.inference_mode()
     def __call__(
         self, mel: torch.Tensor | np.ndarray, f0: torch.Tensor | np.ndarray | None = None, seed: int = 0,
-        start_phase: float = 0.0,
+        start_phase: float = 0.0, start_frame: int = 0,
     ) -> torch.Tensor:
         """Log-mel (n_mels, T) or (B, n_mels, T) -> waveform (T * hop,) or (B, T * hop), float32 in [-1, 1].
 
@@ -190,7 +190,10 @@ class Vocoder:
         ignored by plain HiFi-GANs. ``seed`` fixes the NSF source's noise and harmonic phase offsets;
         ``start_phase`` is the fundamental's phase (cycles) before the first sample: vocoding a song in
         pieces with ``start_phase = frame_cycles(song F0)[first frame] % 1`` (:meth:`frame_cycles`) makes each
-        piece's source continue the last.
+        piece's source continue the last. ``start_frame`` is the piece's first frame in the song: the source's
+        noise is drawn by position in the song (:meth:`SineSource.stream_noise`), so overlapping pieces share it
+        and no noise pattern repeats once per piece (pieces vocoded with the same noise at every call add a tone
+        at a multiple of the frame rate).
         """
         x = torch.as_tensor(mel, dtype=torch.float32, device=self.device)
         squeeze = x.dim() == 2
@@ -218,7 +221,11 @@ class Vocoder:
         offsets[0] = 0.0
         mult = torch.arange(1, harmonics + 1, dtype=torch.float64)
         phase0 = torch.remainder(mult * float(start_phase) + offsets, 1.0).expand(x.shape[0], harmonics)
-        wav = self.generator(x, f, torch.Generator().manual_seed(seed), phase0).squeeze(1)
+        if isinstance(start_frame, bool) or not isinstance(start_frame, (int, np.integer)) or start_frame < 0:
+            raise CanoraError(f"start_frame must be a frame index >= 0, got {start_frame!r}")
+        hop = self.spec.hop_length
+        noise = self.generator.source.stream_noise(seed, int(start_frame) * hop, x.shape[2] * hop, x.shape[0])
+        wav = self.generator(x, f, None, phase0, noise).squeeze(1)
         return wav.squeeze(0) if squeeze else wav
 
     def frame_cycles(self, f0: np.ndarray) -> np.ndarray:
@@ -228,9 +235,10 @@ class Vocoder:
             return np.zeros(len(f0) + 1)
         return self.generator.source.frame_cycles(f0)
 
-    def vocode(self, mel: np.ndarray, f0: np.ndarray | None = None, start_phase: float = 0.0) -> np.ndarray:
-        """numpy convenience: (n_mels, T) [+ F0 (T,)] -> (T * hop,) float32."""
-        return self(mel, f0, start_phase=start_phase).cpu().numpy()
+    def vocode(self, mel: np.ndarray, f0: np.ndarray | None = None, start_phase: float = 0.0,
+               start_frame: int = 0) -> np.ndarray:
+        """numpy convenience: (n_mels, T) [+ F0 (T,)] -> (T * hop,) float32 (arguments as in :meth:`__call__`)."""
+        return self(mel, f0, start_phase=start_phase, start_frame=start_frame).cpu().numpy()
 
     # ------------------------------------------------------------------ saving
     def export(self, directory: str | Path, meta: dict[str, Any] | None = None) -> Path:

@@ -46,6 +46,9 @@ from canora.vocoder.hifigan import (
     init_weights,
 )
 
+#: samples per chunk of the source's song-positioned noise (:meth:`SineSource.stream_noise`): 64 frames of 256
+NOISE_CHUNK = 16384
+
 
 @dataclass(frozen=True)
 class NSFConfig(UpsamplingConfig):
@@ -119,7 +122,9 @@ class SineSource(nn.Module):
     ``step`` (C = 1, canora 0.1): F0 held over each frame, noise ``noise_std`` where voiced and ``sine_amp / 3``
     where unvoiced added to the sines before the mix.
     Phases are accumulated in float64 and wrapped, so long inputs keep an exact pitch; ``generator`` makes the
-    random start phases and noise repeatable.
+    random start phases and noise repeatable. Inference passes ``noise`` from :meth:`stream_noise` instead: noise
+    tied to the sample's place in the song, so pieces of one song vocoded apart share it where they overlap and
+    never repeat one pattern per piece.
     """
 
     def __init__(self, sample_rate: int, hop: int, harmonics: int, sine_amp: float, noise_std: float,
@@ -148,12 +153,36 @@ class SineSource(nn.Module):
         per_frame = f.reshape(-1, self.hop).sum(dim=1).numpy() / self.sample_rate
         return np.concatenate([[0.0], np.cumsum(per_frame)])
 
+    def noise_channels(self) -> int:
+        """Channels of the Gaussian noise the source draws per sample (1 for ``smooth``, H for ``step``)."""
+        return 1 if self.kind == "smooth" else self.harmonics
+
+    def stream_noise(self, seed: int, start: int, n: int, batch: int = 1) -> torch.Tensor:
+        """Unit Gaussian noise (batch, n, :meth:`noise_channels`) float32 for samples ``[start, start + n)`` of a
+        song: sample ``s`` of batch item ``b`` is the same whichever piece of the song asks for it (drawn in
+        chunks of :data:`NOISE_CHUNK` samples, each from its own seed ``(seed, b, chunk)``)."""
+        if start < 0 or n < 0:
+            raise CanoraError(f"noise for samples [{start}, {start + n}): a song's samples start at 0")
+        c = self.noise_channels()
+        if n == 0:
+            return torch.zeros(batch, 0, c)
+        first, last = start // NOISE_CHUNK, (start + n - 1) // NOISE_CHUNK
+        out = np.empty((batch, (last - first + 1) * NOISE_CHUNK, c), np.float32)
+        for b in range(batch):
+            for i, chunk in enumerate(range(first, last + 1)):
+                rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, b, chunk])
+                out[b, i * NOISE_CHUNK: (i + 1) * NOISE_CHUNK] = rng.standard_normal((NOISE_CHUNK, c), np.float32)
+        off = start - first * NOISE_CHUNK
+        return torch.from_numpy(out[:, off: off + n])
+
     def forward(
-        self, f0: torch.Tensor, generator: torch.Generator | None = None, phase0: torch.Tensor | None = None
+        self, f0: torch.Tensor, generator: torch.Generator | None = None, phase0: torch.Tensor | None = None,
+        noise: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """``f0`` (B, T) frame F0 in Hz; ``phase0`` (B, H) in cycles: each harmonic's phase before the first
         sample (random when None, as in training; given by inference so that consecutive pieces of one song
-        continue each other)."""
+        continue each other); ``noise`` (B, T * hop, :meth:`noise_channels`) unit Gaussian noise (drawn from
+        ``generator`` when None)."""
         fs, voiced = self.sample_f0(f0)
         b, n = fs.shape
         if phase0 is None:
@@ -170,7 +199,11 @@ class SineSource(nn.Module):
                 phase = torch.remainder(cycles * h + start[:, h - 1: h], 1.0).to(fs.dtype)
                 audible = (fs * h < self.sample_rate / 2).to(fs.dtype)
                 harmonic = harmonic + self.merge.weight[0, h - 1] * torch.sin(2 * math.pi * phase) * audible * amp
-            noise = self.sine_amp * torch.randn((b, 1, n), generator=generator, dtype=fs.dtype).to(f0.device)
+            if noise is None:
+                noise = torch.randn((b, 1, n), generator=generator, dtype=fs.dtype).to(f0.device)
+            else:
+                noise = self._given(noise, b, n, fs).transpose(1, 2)
+            noise = self.sine_amp * noise
             return torch.cat([torch.tanh(harmonic)[:, None], noise], dim=1)
         mult = torch.arange(1, self.harmonics + 1, device=f0.device, dtype=torch.float64)
         fh = fs.double()[:, :, None] * mult  # (B, N, H)
@@ -179,8 +212,17 @@ class SineSource(nn.Module):
         sines = self.sine_amp * torch.sin(2 * math.pi * phase) * audible * voiced[:, :, None]
         v = voiced[:, :, None]
         noise_amp = v * self.noise_std + (1 - v) * self.sine_amp / 3
-        noise = torch.randn(sines.shape, generator=generator, dtype=sines.dtype).to(f0.device)
+        if noise is None:
+            noise = torch.randn(sines.shape, generator=generator, dtype=sines.dtype).to(f0.device)
+        else:
+            noise = self._given(noise, b, n, sines)
         return torch.tanh(self.merge(sines + noise_amp * noise)).transpose(1, 2)
+
+    def _given(self, noise: torch.Tensor, b: int, n: int, like: torch.Tensor) -> torch.Tensor:
+        """Check given noise against (B, N, channels) and move it to ``like``'s device and dtype."""
+        if tuple(noise.shape) != (b, n, self.noise_channels()):
+            raise CanoraError(f"source noise of shape {tuple(noise.shape)}; need {(b, n, self.noise_channels())}")
+        return noise.to(device=like.device, dtype=like.dtype)
 
 
 class InterpolateConv(nn.Module):
@@ -254,12 +296,13 @@ class NSFGenerator(GeneratorBase):
 
     def forward(
         self, mel: torch.Tensor, f0: torch.Tensor, generator: torch.Generator | None = None,
-        phase0: torch.Tensor | None = None,
+        phase0: torch.Tensor | None = None, noise: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """mel (B, n_mels, T), f0 (B, T), optional start phases ``phase0`` (B, harmonics) -> (B, 1, T * hop)."""
+        """mel (B, n_mels, T), f0 (B, T), optional start phases ``phase0`` (B, harmonics) and source noise
+        (B, T * hop, C) (:meth:`SineSource.forward`) -> (B, 1, T * hop)."""
         if f0.shape != (mel.shape[0], mel.shape[2]):
             raise CanoraError(f"F0 of shape {tuple(f0.shape)} does not fit the mel {tuple(mel.shape)}: need (B, T)")
-        src = self.source(f0.to(mel.dtype), generator, phase0)
+        src = self.source(f0.to(mel.dtype), generator, phase0, noise)
         x = self.conv_pre(mel)
         for i, up in enumerate(self.ups):
             x = up(F.leaky_relu(x, LRELU_SLOPE))

@@ -148,7 +148,7 @@ def export_vocoder_onnx(
 
 class OnnxGenerator(nn.Module):
     """A generator whose network runs on ONNX Runtime, with the call signature of the torch ones:
-    ``(mel)`` for HiFi-GAN, ``(mel, f0, generator, phase0)`` for NSF (``source`` computes the excitation)."""
+    ``(mel)`` for HiFi-GAN, ``(mel, f0, generator, phase0, noise)`` for NSF (``source`` computes the excitation)."""
 
     backend = "onnx"
     has_weight_norm = False
@@ -164,14 +164,14 @@ class OnnxGenerator(nn.Module):
 
     def forward(
         self, mel: torch.Tensor, f0: torch.Tensor | None = None, generator: torch.Generator | None = None,
-        phase0: torch.Tensor | None = None,
+        phase0: torch.Tensor | None = None, noise: torch.Tensor | None = None,
     ) -> torch.Tensor:
         feeds = {"mel": np.ascontiguousarray(mel.detach().cpu().numpy(), dtype=np.float32)}
         if self.source is not None:
             if f0 is None or f0.shape != (mel.shape[0], mel.shape[2]):
                 raise MelError(f"F0 of shape {None if f0 is None else tuple(f0.shape)} does not fit the mel "
                                f"{tuple(mel.shape)}: need (B, T)")
-            src = self.source(f0.to(mel.dtype), generator, phase0)
+            src = self.source(f0.to(mel.dtype), generator, phase0, noise)
             feeds["source"] = np.ascontiguousarray(src.cpu().numpy(), dtype=np.float32)
         return torch.from_numpy(self.session.run(["wav"], feeds)[0])
 
