@@ -21,6 +21,8 @@ printed and stored: the numbers are only comparable within one run.
 
     .venv/bin/python benchmarks/vocoder_speed.py [--seconds 10] [--threads 1 2] [--repeats 3] [--configs v1 v2]
         [--compile] [--no-nsf] [--out bench_out/vocoder_speed.json]
+
+``--configs`` with no name times only the bundled NSF vocoder.
 """
 
 from __future__ import annotations
@@ -229,15 +231,31 @@ def nsf_rows(wav: np.ndarray, threads: list[int], repeats: int, tmp: Path) -> tu
             with torch.inference_mode():
                 return voc.generator.source(f0_t, torch.Generator().manual_seed(0), None)
 
+        def source_per_sine(f0_t: torch.Tensor = f0_t) -> torch.Tensor:
+            """The source's harmonics as computed before the recurrence: each sine evaluated apart."""
+            src = voc.generator.source
+            with torch.inference_mode():
+                fs, voiced = src.sample_f0(f0_t)
+                start = torch.rand(1, src.harmonics, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+                cycles = torch.cumsum(fs.double() / src.sample_rate, dim=1)
+                harmonic = src.merge.bias.expand(fs.shape)
+                for h in range(1, src.harmonics + 1):
+                    phase = torch.remainder(cycles * h + start[:, h - 1: h], 1.0).to(fs.dtype)
+                    audible = (fs * h < src.sample_rate / 2).to(fs.dtype)
+                    harmonic = harmonic + src.merge.weight[0, h - 1] * torch.sin(2 * np.pi * phase) * audible \
+                        * src.sine_amp * voiced
+                return torch.tanh(harmonic)
+
         variants = {"torch Vocoder": lambda: voc.vocode(mel, f0), "onnx fp32": lambda v=ort32: v.vocode(mel, f0),
-                    "onnx int8": lambda v=ort8: v.vocode(mel, f0), "source only (torch, in both)": source_only}
+                    "onnx int8": lambda v=ort8: v.vocode(mel, f0), "source only (torch, in both)": source_only,
+                    "source, each sine apart (before)": source_per_sine}
         best, outs = run_rounds(variants, repeats)
         ref = flat(outs["torch Vocoder"])
         ref_mel = wav_to_mel(ref.astype(np.float32), spec)
         for k, t in best.items():
             row = {"model": "nsf bundled", "variant": k, "threads": n, "seconds": t, "rtf": t / audio_s,
                    "speed_vs_a": best["torch Vocoder"] / t}
-            if k != "source only (torch, in both)":
+            if not k.startswith("source"):
                 y = flat(outs[k])
                 row["max_abs_diff_vs_a"] = float(np.abs(y - ref).max())
                 row["mel_l1_vs_a"] = float(np.abs(wav_to_mel(y.astype(np.float32), spec) - ref_mel).mean())
@@ -254,7 +272,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--repeats", type=int, default=3, help="timed rounds after one warm-up (best is kept)")
-    ap.add_argument("--configs", nargs="+", default=["v1", "v2"])
+    ap.add_argument("--configs", nargs="*", default=["v1", "v2"], help="HiFi-GAN configs (none: the NSF rows only)")
     ap.add_argument("--compile", action="store_true", help="also torch.compile (minutes of warm-up on a CPU)")
     ap.add_argument("--no-nsf", action="store_true", help="skip the bundled NSF vocoder")
     ap.add_argument("--out", type=Path, default=Path("bench_out/vocoder_speed.json"))
