@@ -96,8 +96,8 @@ def evaluate_conversion(
     """Scores of one conversion (both signals (N,) at ``sample_rate``, time-aligned, as the pipeline makes
     them): F0 agreement with the source after ``transpose`` (``f0_*``, by ``f0_method``); the waveform artifact
     metrics of :mod:`canora.dsp.artifacts` of the conversion and of the source on the source's frames
-    (``periodicity_*``, ``frame_rate_line_db_*``, ``hnr_db_*``) and the gross pitch error by harvest and by
-    Praat (``gpe_harvest``, ``gpe_praat``); with an embedder and the target singer's centroid, the singer
+    (``periodicity_*``, ``frame_rate_line_db_*``, ``hnr_db_*``, ``held_tone_db_*``) and the gross pitch error by
+    harvest and by Praat (``gpe_harvest``, ``gpe_praat``); with an embedder and the target singer's centroid, the singer
     similarity of the conversion and of the source (cosine to the centroid)."""
     from canora.dsp import artifacts
     from canora.dsp.pitch import extract_f0
@@ -119,7 +119,7 @@ def evaluate_conversion(
     m_conv = artifacts.artifact_metrics(conv, sample_rate, hop, masks, transpose, tracks=tracks)
     m_src = artifacts.artifact_metrics(src, sample_rate, hop, masks, is_reference=True)
     for key, attr in (("periodicity", "frame_rate_periodicity"), ("frame_rate_line_db", "frame_rate_line_db"),
-                      ("hnr_db", "hnr_db")):
+                      ("hnr_db", "hnr_db"), ("held_tone_db", "held_tone_db")):
         out[f"{key}_converted"], out[f"{key}_source"] = getattr(m_conv, attr), getattr(m_src, attr)
     out["gpe_harvest"], out["gpe_praat"] = m_conv.gpe_harvest, m_conv.gpe_praat
     if embedder is not None and target_centroid is not None:

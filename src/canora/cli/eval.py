@@ -155,7 +155,8 @@ def run(args: argparse.Namespace) -> int:
 
     keys = ["f0_rmse_cents", "f0_gross_error_rate", "f0_vuv_error_rate", "f0_pearson", "gpe_harvest", "gpe_praat",
             "periodicity_converted", "periodicity_source", "frame_rate_line_db_converted", "frame_rate_line_db_source",
-            "hnr_db_converted", "hnr_db_source", "similarity_converted", "similarity_source", "mel_cycle_error",
+            "hnr_db_converted", "hnr_db_source", "held_tone_db_converted", "held_tone_db_source",
+            "similarity_converted", "similarity_source", "mel_cycle_error",
             "real_time_factor"]
 
     def mean(k: str) -> float | None:
