@@ -13,7 +13,8 @@ How a block is converted (``B`` frames of ``hop`` = 256 samples at the models' r
   again (:meth:`Converter.analyse`: STFT, mel, F0, loudness, content, sung or not), put in the fixed key
   (:meth:`Converter.put_in_key`), refined (the window's past frames are the refiner's context; its noise is
   seeded with ``seed + k``, so a stream converts the same way every time whatever the caller's block sizes) and
-  vocoded from ``crossfade_frames + VOCODER_MARGIN`` frames before the block on;
+  vocoded from ``crossfade_frames + VOCODER_MARGIN`` frames before the block on, with the NSF source's noise of
+  that place in the song (``start_frame``: the same noise wherever a block starts, so no pattern repeats per block);
 * F0 that drove the vocoder for output already emitted is committed: the next window's source repeats it
   exactly over the cross-fade, from the same running NSF phase, so two renders of a held note cross-fade in
   phase (no level dip, no click); the complementary linear cross-fade is ``crossfade_frames`` long;

@@ -12,7 +12,7 @@ Graphs (weight norm folded, batch and frame count dynamic):
   - its phases are accumulated in float64 over every sample (``cumsum``) and wrapped; in float32 a long
     note drifts audibly, and float64 ``CumSum``/``Mod`` are among the op/type pairs ONNX runtimes support
     least well;
-  - its noise and the harmonics' start phases come from a seeded ``torch.Generator``: inside the graph
+  - its noise (numpy, by the sample's place in the song) and the harmonics' start phases are seeded: inside the graph
     they would be another random stream (ONNX ``RandomNormal`` has its own generator and is not
     reproducible across runtimes), so the ONNX vocoder could not match the torch one sample for sample,
     and pieces of a song could no longer continue each other's phase (``start_phase``);
