@@ -171,7 +171,8 @@ def run(args: argparse.Namespace) -> int:
     doc = {"files": [{k: finite(v) for k, v in r.items()} for r in rows], "mean": summary}
     atomic_write_text(args.out, json.dumps(doc, indent=2) + "\n")
     heads = ["file", "F0 cents", "GPE", "V/UV err", "F0 corr", "GPE harv", "GPE praat", "buzz conv", "buzz src",
-             "lines conv", "lines src", "HNR conv", "HNR src", "sim conv", "sim src", "cycle err", "RTF"]
+             "lines conv", "lines src", "HNR conv", "HNR src", "tone conv", "tone src", "sim conv", "sim src",
+             "cycle err", "RTF"]
     print(" | ".join(f"{h:>9}" for h in heads))
 
     def fmt(v: object) -> str:

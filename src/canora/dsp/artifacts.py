@@ -197,17 +197,22 @@ def held_tone(x: np.ndarray, sr: int, above_hz: float = TONE_ABOVE_HZ) -> tuple[
     """(dB, Hz) of the strongest tone held through ``x`` (N,) above ``above_hz``: per STFT frame (2048 points,
     hop 256, Hann), each bin's level above the median of its 31 neighbours, then the median over frames. A
     harmonic that moves with the notes has a low median; a fixed tone keeps its excess. (NaN, NaN) when
-    ``x`` is shorter than one frame."""
+    ``x`` is shorter than one frame or no bin lies above ``above_hz``. Frames are taken a block at a time, so
+    memory stays small for long songs."""
     from scipy.ndimage import median_filter
 
-    x = np.asarray(x, np.float64)
-    n_fft, hop = 2048, 256
-    if len(x) < n_fft:
-        return float("nan"), float("nan")
-    frames = np.lib.stride_tricks.sliding_window_view(x, n_fft)[::hop] * np.hanning(n_fft + 1)[:-1]
-    db = 20 * np.log10(np.abs(np.fft.rfft(frames, axis=1)).T + 1e-9)  # (bins, frames)
-    held = np.median(db - median_filter(db, size=(31, 1), mode="nearest"), axis=1)
+    n_fft, hop, block = 2048, 256, 256
     freqs = np.fft.rfftfreq(n_fft, 1 / sr)
+    x = np.asarray(x, np.float32)
+    if len(x) < n_fft or not (freqs > above_hz).any():
+        return float("nan"), float("nan")
+    frames = np.lib.stride_tricks.sliding_window_view(x, n_fft)[::hop]
+    window = np.hanning(n_fft + 1)[:-1].astype(np.float32)
+    excess = []
+    for i in range(0, len(frames), block):
+        db = 20 * np.log10(np.abs(np.fft.rfft(frames[i: i + block] * window, axis=1)).T + 1e-9)  # (bins, frames)
+        excess.append((db - median_filter(db, size=(31, 1), mode="nearest")).astype(np.float32))
+    held = np.median(np.concatenate(excess, axis=1), axis=1)
     i = int(np.argmax(np.where(freqs > above_hz, held, -np.inf)))
     return float(held[i]), float(freqs[i])
 
