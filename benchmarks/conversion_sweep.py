@@ -21,7 +21,9 @@ adds the harmonic detail of the refined mel against real recordings of the targe
 
 A second table gives the ceiling of the similarity: the target's own held-out songs (PJS 087-088, not in the
 centroid) as recorded, resynthesised by the vocoder from their own mel and F0 (copy-synthesis), and converted
-into the target at the first setting of the grid. What the vocoder loses there, no refiner can win back.
+into the target at the first setting of the grid, also an octave down and up. What the vocoder loses there, no
+refiner can win back; what the octaves lose is the similarity measure's pitch sensitivity (PJS 087 into PJS:
+0.93 in its own range, 0.88 an octave down, 0.85 an octave up).
 
     .venv/bin/python benchmarks/conversion_sweep.py [--refiner EXPORT] [--vocoder EXPORT] \\
         [--samplers dpmpp] [--steps 4 10] [--strengths 0.6 0.8 1.0] [--key none octave] [--clip-seconds 10]
@@ -122,7 +124,9 @@ class DetailReference:
 
 def ceiling(conv: Converter, emb: SpeakerEmbedder, target: np.ndarray, clip_seconds: float, sampler: str,
             steps: int, strength: float) -> list[dict[str, object]]:
-    """Similarity to the target's centroid of its own held-out songs: recorded, copy-synthesised, converted."""
+    """Similarity to the target's centroid of its own held-out songs: recorded, copy-synthesised, converted, and
+    converted an octave down and up (the similarity measure's own pitch sensitivity: a conversion that keeps a
+    source's key lands an octave away from the target's range as often as not)."""
     from canora.conditioning import extract_features
 
     sr, rows = conv.sample_rate, []
@@ -138,7 +142,11 @@ def ceiling(conv: Converter, emb: SpeakerEmbedder, target: np.ndarray, clip_seco
         feats = extract_features(wav, conv.spec, conv.refiner.feature_params)
         copy = conv.vocoder.vocode(feats.mel, feats.f0_with_zeros(), 0.0)
         res = conv.convert(wav, sr, sampler=sampler, steps=steps, strength=strength, name=path.stem)
-        rows.append({"clip": path.stem, "recording": sim(wav), "vocoder_copy": sim(copy), "converted": sim(res.audio)})
+        row = {"clip": path.stem, "recording": sim(wav), "vocoder_copy": sim(copy), "converted": sim(res.audio)}
+        for tr in (-12, 12):
+            row[f"converted_{tr:+d}"] = sim(conv.convert(wav, sr, transpose=float(tr), sampler=sampler, steps=steps,
+                                                         strength=strength, name=path.stem).audio)
+        rows.append(row)
     return rows
 
 
@@ -222,7 +230,7 @@ def main() -> None:
                         "detail_2-4k", "detail_4-8k", "heard_2-4k", "heard_4-8k", "rtf"])
     top = ceiling(conv, emb, target, args.clip_seconds, args.samplers[0], args.steps[0], args.strengths[0])
     print("\nceiling: the target's own held-out songs, similarity to its centroid")
-    print_table(top, ["clip", "recording", "vocoder_copy", "converted"])
+    print_table(top, ["clip", "recording", "vocoder_copy", "converted", "converted_-12", "converted_+12"])
     write_json(args.out, {"benchmark": "conversion_sweep", "clip_seconds": args.clip_seconds,
                           "sources": [str(p) for p in sources], "target_refs": [str(p) for p in refs],
                           "refiner": str(args.refiner or "bundled"), "vocoder": str(args.vocoder or "bundled"),
