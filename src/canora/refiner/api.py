@@ -47,7 +47,10 @@ log = logging.getLogger(__name__)
 EXPORT_KIND = "refiner"
 REFINER_FORMAT_VERSION = 1
 DEFAULT_SAMPLER = "dpmpp"
-DEFAULT_STEPS = 10
+#: sampler steps of a conversion: 4 DPM-Solver++ steps from strength 0.6 give the output of 10 (conversion_sweep on
+#: 9 unseen clips: similarity 0.812 vs 0.811, pitch error and harmonic detail as heard within 0.5 %, voiced HNR
+#: -0.1 dB) in 0.4x the refiner's time; 10 only sharpened grain in the refined mel that the vocoder does not render
+DEFAULT_STEPS = 4
 DEFAULT_STRENGTH = 0.6
 BACKENDS = ("torch", "onnx")
 
