@@ -109,13 +109,14 @@ def straightforward(conv: Converter, wav: np.ndarray, transpose: float, max_slic
     there and its place in the song, cross-fade join, envelope. -> (audio (N,), mel (80, T), f0 (T,))."""
     from canora.dsp.envelope import match_envelope
     from canora.dsp.slicing import join, plan_slices
+    from canora.pipeline import CROSSFADE_FRAMES, MARGIN_FRAMES
 
     hop, total = 256, len(wav)
-    overlap = 4 * hop
+    overlap, context = CROSSFADE_FRAMES * hop, (CROSSFADE_FRAMES + MARGIN_FRAMES) * hop
     slices = plan_slices(wav, SR, hop=hop, max_seconds=max_slice_seconds, overlap=overlap)
     song_f0, mels, refined = np.zeros(total // hop, np.float32), [], []
     for s in slices:
-        r0, r1 = s.region(overlap, total)
+        r0, r1 = s.region(context, total)
         res = conv.refiner.refine_features(conv.refiner.features(wav[r0:r1], SR), transpose=transpose, **kw)
         a, n = (s.start - r0) // hop, (s.end - s.start) // hop
         song_f0[s.start // hop: s.start // hop + n] = res.f0[a: a + n]
@@ -124,7 +125,7 @@ def straightforward(conv: Converter, wav: np.ndarray, transpose: float, max_slic
     cycles = conv.vocoder.frame_cycles(song_f0)
     pieces = [conv.vocoder.vocode(mel, song_f0[r0 // hop: r0 // hop + mel.shape[1]], start_phase=cycles[r0 // hop] % 1,
                                   start_frame=r0 // hop) for r0, mel in refined]
-    out = match_envelope(join(pieces, slices, total, overlap), wav, hop=hop)
+    out = match_envelope(join(pieces, slices, total, overlap, context), wav, hop=hop)
     return np.clip(out, -1, 1).astype(np.float32), np.concatenate(mels, axis=1), song_f0
 
 

@@ -44,6 +44,24 @@ def test_identity_processing_joins_back_exactly():
     np.testing.assert_allclose(join(pieces, slices, len(wav), 512), wav, atol=1e-6)
 
 
+def test_the_context_beyond_the_cross_fade_is_rendered_but_not_used():
+    """Pieces with 3 frames of context a side beyond the cross-fade: the identity joins back exactly, and
+    garbage in that context (a model's edge effects) never reaches the output; a context shorter than the
+    cross-fade is refused."""
+    wav = phrase_signal([3.0, 1.0, 5.0])
+    slices = plan_slices(wav, SR, max_seconds=2.0, overlap=512)
+    ctx = 512 + 3 * 256
+    pieces = [wav[slice(*s.region(ctx, len(wav)))].copy() for s in slices]
+    np.testing.assert_allclose(join(pieces, slices, len(wav), 512, ctx), wav, atol=1e-6)
+    for p, s in zip(pieces, slices):
+        r0, r1 = s.region(ctx, len(wav))
+        p[: max(0, s.start - 512 - r0)] = 9.0  # before the left cross-fade
+        p[max(0, s.end + 512 - r0):] = 9.0  # after the right one
+    np.testing.assert_allclose(join(pieces, slices, len(wav), 512, ctx), wav, atol=1e-6)
+    with pytest.raises(ValueError, match="context"):
+        join(pieces, slices, len(wav), 512, 256)
+
+
 def test_join_of_a_forced_cut_inside_a_note_has_no_click():
     """Each slice re-synthesised with its own phase (as a vocoder does); the cross-fade must keep the
     sample-to-sample step at the joins as small as inside the note."""

@@ -100,26 +100,34 @@ def plan_slices(
     return slices
 
 
-def join(pieces: list[np.ndarray], slices: list[Slice], total: int, overlap: int) -> np.ndarray:
+def join(pieces: list[np.ndarray], slices: list[Slice], total: int, overlap: int, context: int | None = None
+         ) -> np.ndarray:
     """Blend processed regions back into one (total,) signal.
 
-    ``pieces[i]`` is the processed ``slices[i].region(overlap, total)``; a piece shorter than its region
-    (vocoders emit whole frames) is zero-padded, a longer one trimmed.
+    ``pieces[i]`` is the processed ``slices[i].region(context, total)`` (``context`` defaults to ``overlap``);
+    a piece shorter than its region (vocoders emit whole frames) is zero-padded, a longer one trimmed.
+    Neighbouring pieces cross-fade linearly over ``[cut - overlap, cut + overlap)``; a piece's context beyond
+    that (``context > overlap``: room for the models' edge effects) is rendered but not used.
     """
+    context = overlap if context is None else context
+    if context < overlap:
+        raise ValueError(f"context ({context}) must cover the cross-fade overlap ({overlap})")
     out = np.zeros(total, dtype=np.float32)
     weight = np.zeros(total, dtype=np.float32)
     for k, (piece, s) in enumerate(zip(pieces, slices)):
-        r0, r1 = s.region(overlap, total)
+        r0, r1 = s.region(context, total)
         n = r1 - r0
         seg = np.zeros(n, dtype=np.float32)
         m = min(n, len(piece))
         seg[:m] = piece[:m]
         w = np.ones(n, dtype=np.float32)
         ramp = np.linspace(0, 1, 2 * overlap, endpoint=False, dtype=np.float32)
-        if k > 0:  # ramp up across the left boundary: [start - ov, start + ov)
+        if k > 0:  # ramp up across the left boundary: [start - ov, start + ov), nothing before it
+            w[: max(0, s.start - overlap - r0)] = 0.0
             _put(w, s.start - overlap - r0, ramp)
         if k < len(slices) - 1:  # ramp down across the right boundary, complementary to the next slice's
             _put(w, s.end - overlap - r0, 1 - ramp)
+            w[max(0, s.end + overlap - r0):] = 0.0
         out[r0:r1] += seg * w
         weight[r0:r1] += w
     nz = weight > 1e-6
