@@ -78,7 +78,7 @@ def test_readme_main_job_runs(tmp_path, capsys):
 
 def test_forced_cuts_inside_a_held_note_leave_no_dip_or_click(converter):
     """A 9 s held note with vibrato and no pause, converted in slices of at most 2 s, against the same note
-    converted in one piece: around every join the level stays within ~2.5 dB of the one-piece conversion
+    converted in one piece: around every join the level stays within ~1.5 dB of the one-piece conversion
     (no cancellation hole), and the sample-to-sample step at the joins is no larger than inside the slices
     (no click). (Cuts land on the quietest frames, which in a vibrato are its amplitude troughs, so the
     one-piece conversion is the fair reference, not the song's median level.)"""
@@ -96,8 +96,10 @@ def test_forced_cuts_inside_a_held_note_leave_no_dip_or_click(converter):
     def rms(y: np.ndarray, j: int) -> float:
         return float(np.sqrt(np.mean(y[j - 512: j + 512] ** 2)))
 
+    # measured 1.02-1.09; without the render margin around each cut, 0.69-0.86 (two edge-distorted renders)
     for j in joins:
-        assert rms(sliced, j) > 0.75 * rms(whole, j), f"level dip at the join at {j / SR:.2f} s"
+        ratio = rms(sliced, j) / rms(whole, j)
+        assert 0.85 < ratio < 1.25, f"level change x{ratio:.2f} at the join at {j / SR:.2f} s"
     step = np.abs(np.diff(sliced))
     typical = np.percentile(step[SR:], 99.9)
     for j in joins:
