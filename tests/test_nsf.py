@@ -264,6 +264,13 @@ def test_harmonics_by_recurrence_equal_each_sine_evaluated_apart():
         fast = src._mixed_harmonics(fs, start)[0]
     assert (fs[0] * 64 > 11025).any() and (fs[0] * 64 < 11025).any()
     assert float((fast.double() - direct).abs().max()) < 1e-5 * float(src.merge.weight.abs().sum())
+    # a low note keeps all 64 harmonics below Nyquist (no mask at all); silence has none audible but is finite
+    low = torch.full((1, 2560), 110.0)
+    cyc = torch.cumsum(low.double() / 22050, dim=1)
+    ref = (torch.sin(2 * math.pi * (cyc[0, :, None] * h + start[0])) @ src.merge.weight[0].double())
+    with torch.no_grad():
+        assert float((src._mixed_harmonics(low, start)[0].double() - ref).abs().max()) < 1e-5 * 64
+        assert torch.isfinite(src._mixed_harmonics(torch.zeros(1, 256), start)).all()
 
 
 def test_source_noise_is_tied_to_the_place_in_the_song():

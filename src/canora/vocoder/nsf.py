@@ -224,13 +224,16 @@ class SineSource(nn.Module):
         rot = 2 * math.pi * start.double()
         on_sin, on_cos = (w * torch.cos(rot)).to(fs.dtype), (w * torch.sin(rot)).to(fs.dtype)  # (B, H)
         nyquist = self.sample_rate / 2
+        top = float(fs.max()) if fs.numel() else 0.0
+        # harmonics up to ``free`` are below Nyquist on every sample: no mask to build or apply for them
+        free = self.harmonics if top <= 0 else min(self.harmonics, int(nyquist / top - 1e-9))
         ch, sh = c1, s1
-        acc = torch.zeros_like(fs)
-        for h in range(1, self.harmonics + 1):
-            if h > 1:
-                ch, sh = ch * c1 - sh * s1, sh * c1 + ch * s1
-            term = sh * on_sin[:, h - 1: h] + ch * on_cos[:, h - 1: h]
-            acc = acc + term * (fs < nyquist / h)
+        acc = sh * on_sin[:, :1]
+        acc = acc.addcmul(ch, on_cos[:, :1]) if free >= 1 else acc.addcmul(ch, on_cos[:, :1]) * (fs < nyquist)
+        for h in range(2, self.harmonics + 1):
+            ch, sh = torch.addcmul(ch * c1, sh, s1, value=-1), torch.addcmul(sh * c1, ch, s1)
+            term = torch.addcmul(sh * on_sin[:, h - 1: h], ch, on_cos[:, h - 1: h])
+            acc = acc + term if h <= free else torch.addcmul(acc, term, fs < nyquist / h)
         return acc
 
     def _given(self, noise: torch.Tensor, b: int, n: int, like: torch.Tensor) -> torch.Tensor:
