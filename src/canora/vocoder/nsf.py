@@ -214,9 +214,9 @@ class SineSource(nn.Module):
     def _mixed_harmonics(self, fs: torch.Tensor, start: torch.Tensor) -> torch.Tensor:
         """sum_h w_h * sin(2 pi (h * cycles + start_h)) over the audible harmonics (B, N), ``fs`` (B, N) Hz and
         ``start`` (B, H) cycles: the fundamental's running phase in float64 (exact over long notes), then
-        harmonic ``h`` as ``z^h`` (z = e^{i theta}, one complex product per harmonic in float32, ~1e-7 from
-        evaluating each sine apart and 2-3x faster) rotated by its start phase and mixed as it comes, so memory
-        stays (B, N) for any number of harmonics."""
+        harmonic ``h`` as ``z^h`` (z = e^{i theta}, one complex product per harmonic in float32, ~1e-6 from
+        evaluating each sine apart and ~5x faster) rotated by its start phase and mixed as it comes, so memory
+        stays (B, N) for any number of harmonics; the Nyquist mask is applied only to harmonics that reach it."""
         cycles = torch.cumsum(fs.double() / self.sample_rate, dim=1)
         theta = 2 * math.pi * torch.remainder(cycles, 1.0)
         c1, s1 = torch.cos(theta).to(fs.dtype), torch.sin(theta).to(fs.dtype)
@@ -228,10 +228,10 @@ class SineSource(nn.Module):
         # harmonics up to ``free`` are below Nyquist on every sample: no mask to build or apply for them
         free = self.harmonics if top <= 0 else min(self.harmonics, int(nyquist / top - 1e-9))
         ch, sh = c1, s1
-        acc = sh * on_sin[:, :1]
-        acc = acc.addcmul(ch, on_cos[:, :1]) if free >= 1 else acc.addcmul(ch, on_cos[:, :1]) * (fs < nyquist)
-        for h in range(2, self.harmonics + 1):
-            ch, sh = torch.addcmul(ch * c1, sh, s1, value=-1), torch.addcmul(sh * c1, ch, s1)
+        acc = torch.zeros_like(fs)
+        for h in range(1, self.harmonics + 1):
+            if h > 1:
+                ch, sh = torch.addcmul(ch * c1, sh, s1, value=-1), torch.addcmul(sh * c1, ch, s1)
             term = torch.addcmul(sh * on_sin[:, h - 1: h], ch, on_cos[:, h - 1: h])
             acc = acc + term if h <= free else torch.addcmul(acc, term, fs < nyquist / h)
         return acc
