@@ -8,7 +8,8 @@ from ../shared/data when present), on the same mel of real singing (vocadito cli
 
 * (a) ``official``: the official implementation rebuilt as published (tests/official_hifigan.py: legacy
   weight norm, ``remove_weight_norm()``, ``torch.no_grad()``: what the official inference.py does);
-* (b) ``canora``: ``Vocoder.from_pretrained`` (weight norm folded, ``inference_mode``);
+* (b) ``canora``: ``Vocoder.from_pretrained`` (weight norm folded, ``inference_mode``, mels of more than 1.5 x
+  ``CHUNK_FRAMES`` vocoded in pieces), and the same in one piece whatever the length;
 * (c) torch variants of (b): ``jit.optimize_for_inference`` (trace + freeze + oneDNN layout), ``conv2d (1, k)``
   (each Conv1d as a Conv2d over (B, C, 1, T)), ``flush denormals`` (``torch.set_flush_denormal``), and with
   ``--compile`` ``torch.compile`` (inductor; its warm-up is timed separately);
@@ -22,7 +23,8 @@ printed and stored: the numbers are only comparable within one run.
     .venv/bin/python benchmarks/vocoder_speed.py [--seconds 10] [--threads 1 2] [--repeats 3] [--configs v1 v2]
         [--compile] [--no-nsf] [--out bench_out/vocoder_speed.json]
 
-``--configs`` with no name times only the bundled NSF vocoder.
+``--configs`` with no name times only the bundled NSF vocoder. ``--seconds 30`` shows what cutting long mels
+into pieces gains (at 10 s the mel is short enough to go in one piece).
 """
 
 from __future__ import annotations
@@ -134,6 +136,8 @@ def hifigan_rows(name: str, mel: np.ndarray, threads: list[int], repeats: int, c
     torch.save({"generator": state}, d / "g_00000001")
     official = official_inference_generator(h, state)
     voc = Vocoder.from_pretrained(d / "g_00000001")
+    one = copy.copy(voc)  # the same model vocoding any length in one piece (canora before it cut long mels)
+    one.chunk_frames = 10**9
     t_export, res = timed(lambda: export_onnx(d / "g_00000001", tmp / f"{name}_onnx"))
     t_quant, _ = timed(lambda: export_onnx(d / "g_00000001", tmp / f"{name}_int8", quantize="int8"))
     spec = voc.spec
@@ -172,7 +176,7 @@ def hifigan_rows(name: str, mel: np.ndarray, threads: list[int], repeats: int, c
                 torch.set_flush_denormal(old)
 
         variants: dict[str, Callable[[], Any]] = {
-            "(a) official": off, "(b) canora Vocoder": lambda: voc(mel),
+            "(a) official": off, "(b) canora Vocoder": lambda: voc(mel), "(b) canora, one piece": lambda: one(mel),
             "(c) jit.optimize_for_inference": jit, "(c) conv2d (1, k)": conv2d, "(c) flush denormals": denormal,
             "(d) onnx fp32": lambda v=ort32: v.vocode(mel), "(d) onnx int8": lambda v=ort8: v.vocode(mel),
         }
@@ -211,6 +215,8 @@ def nsf_rows(wav: np.ndarray, threads: list[int], repeats: int, tmp: Path) -> tu
     from canora.vocoder.onnx import export_vocoder_onnx, load_onnx_vocoder
 
     voc = Vocoder.from_pretrained(DEFAULT_VOCODER)
+    one = copy.copy(voc)
+    one.chunk_frames = 10**9
     spec = voc.spec
     mel = wav_to_mel(wav, spec)
     f0 = extract_f0(wav, spec.sample_rate, hop_length=spec.hop_length, n_frames=mel.shape[1])
@@ -246,7 +252,8 @@ def nsf_rows(wav: np.ndarray, threads: list[int], repeats: int, tmp: Path) -> tu
                         * src.sine_amp * voiced
                 return torch.tanh(harmonic)
 
-        variants = {"torch Vocoder": lambda: voc.vocode(mel, f0), "onnx fp32": lambda v=ort32: v.vocode(mel, f0),
+        variants = {"torch Vocoder": lambda: voc.vocode(mel, f0), "torch, one piece": lambda: one.vocode(mel, f0),
+                    "onnx fp32": lambda v=ort32: v.vocode(mel, f0),
                     "onnx int8": lambda v=ort8: v.vocode(mel, f0), "source only (torch, in both)": source_only,
                     "source, each sine apart (before)": source_per_sine}
         best, outs = run_rounds(variants, repeats)

@@ -81,11 +81,33 @@ class UpsamplingConfig(Config):
     one shape check (:func:`generator_shape_problems`) covers both."""
 
     upsample_rates: tuple[int, ...]
+    upsample_kernel_sizes: tuple[int, ...]
+    resblock: str
+    resblock_kernel_sizes: tuple[int, ...]
+    resblock_dilation_sizes: tuple[tuple[int, ...], ...]
 
     @property
     def hop_length(self) -> int:
         """Samples per mel frame = the product of the upsampling rates."""
         return math.prod(self.upsample_rates)
+
+    def receptive_frames(self) -> int:
+        """Mel frames either side of a frame that can reach its output samples (an upper bound from the layer
+        shapes): inputs cut into pieces with this much context each side vocode as the whole input does."""
+        interpolate = getattr(self, "upsample", "transposed") == "interpolate"
+        reach, rate = 3.0, 1  # conv_pre: kernel 7 at the frame rate
+        for u, k in zip(self.upsample_rates, self.upsample_kernel_sizes):
+            if interpolate:  # linear interpolation (one input either side), then a conv at the output rate
+                reach += (1 + getattr(self, "interp_kernel", 1) // 2 / u) / rate
+            else:  # a transposed conv: each output sees ceil(k / u) inputs
+                reach += math.ceil(k / u) / rate
+            rate *= u
+            blocks = []
+            for rk, dil in zip(self.resblock_kernel_sizes, self.resblock_dilation_sizes):
+                half = (rk - 1) // 2  # ResBlock1 follows each dilated conv with an undilated one
+                blocks.append(sum(half * d for d in dil) + (half * len(dil) if self.resblock == "1" else 0))
+            reach += max(blocks, default=0) / rate
+        return math.ceil(reach + 3 / rate + 1)  # conv_post (kernel 7), and one frame for the NSF noise convs
 
     def check_shape(self, what: str, problems: list[str] | None = None) -> None:
         """Raise one :class:`CanoraError` listing the shape ``problems`` (and any given ones) of this config."""
@@ -187,6 +209,11 @@ class GeneratorBase(nn.Module):
             xs = xs + self.resblocks[i * self.num_kernels + j](x)
         return xs / self.num_kernels
 
+    def network(self, mel: torch.Tensor, src: torch.Tensor | None = None) -> torch.Tensor:
+        """The layers from mel (B, n_mels, T) to waveform (B, 1, T * hop); an NSF generator also takes its
+        source's excitation ``src`` (B, C, T * hop), computed over the whole input before it is cut."""
+        raise NotImplementedError
+
     def output(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, N) -> waveform (B, 1, N): leaky ReLU with the default slope 0.01 (as in the official model),
         ``conv_post``, tanh."""
@@ -261,6 +288,12 @@ class Generator(GeneratorBase):
 
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
         """(B, n_mels, frames) -> (B, 1, frames * hop)."""
+        return self.network(mel)
+
+    def network(self, mel: torch.Tensor, src: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, n_mels, frames) -> (B, 1, frames * hop); a HiFi-GAN has no source (``src`` must be None)."""
+        if src is not None:
+            raise CanoraError("a HiFi-GAN generator takes no source excitation")
         x = self.conv_pre(mel)
         for i, up in enumerate(self.ups):
             x = self.fuse(i, up(F.leaky_relu(x, LRELU_SLOPE)))

@@ -320,7 +320,13 @@ class NSFGenerator(GeneratorBase):
         (B, T * hop, C) (:meth:`SineSource.forward`) -> (B, 1, T * hop)."""
         if f0.shape != (mel.shape[0], mel.shape[2]):
             raise CanoraError(f"F0 of shape {tuple(f0.shape)} does not fit the mel {tuple(mel.shape)}: need (B, T)")
-        src = self.source(f0.to(mel.dtype), generator, phase0, noise)
+        return self.network(mel, self.source(f0.to(mel.dtype), generator, phase0, noise))
+
+    def network(self, mel: torch.Tensor, src: torch.Tensor | None = None) -> torch.Tensor:
+        """The layers after the source: mel (B, n_mels, T) and its excitation ``src`` (B, C, T * hop)
+        (:class:`SineSource`) -> (B, 1, T * hop)."""
+        if src is None:
+            raise CanoraError("an NSF generator needs its source's excitation")
         x = self.conv_pre(mel)
         for i, up in enumerate(self.ups):
             x = up(F.leaky_relu(x, LRELU_SLOPE))

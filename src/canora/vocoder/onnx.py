@@ -34,7 +34,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from canora.dsp.mel import MelSpec
@@ -52,7 +51,7 @@ from canora.io.onnx import (
     torch_to_onnx,
 )
 from canora.vocoder.api import EXPORT_KIND, NSF_KIND, Vocoder
-from canora.vocoder.hifigan import LRELU_SLOPE, GeneratorConfig
+from canora.vocoder.hifigan import GeneratorConfig
 from canora.vocoder.nsf import NSFConfig, NSFGenerator, SineSource
 
 log = logging.getLogger(__name__)
@@ -62,23 +61,15 @@ MAX_FRAMES = 10_000_000
 
 
 class NSFFilter(nn.Module):
-    """An NSF generator without its source: (mel (B, n_mels, T), excitation (B, C, T * hop)) -> (B, 1, T * hop).
-
-    The same layer sequence as :meth:`NSFGenerator.forward` after its ``self.source(...)`` call (the tests
-    compare the two end to end)."""
+    """An NSF generator without its source (:meth:`NSFGenerator.network`): (mel (B, n_mels, T), excitation
+    (B, C, T * hop)) -> (B, 1, T * hop)."""
 
     def __init__(self, gen: NSFGenerator) -> None:
         super().__init__()
         self.gen = gen
 
     def forward(self, mel: torch.Tensor, src: torch.Tensor) -> torch.Tensor:
-        g = self.gen
-        x = g.conv_pre(mel)
-        for i, up in enumerate(g.ups):
-            x = up(F.leaky_relu(x, LRELU_SLOPE))
-            s = g.noise_convs[i](src)
-            x = g.fuse(i, x + s[..., : x.shape[-1]])
-        return g.output(x)
+        return self.gen.network(mel, src)
 
 
 def _io_spec(voc: Vocoder) -> dict[str, Any]:
@@ -166,13 +157,22 @@ class OnnxGenerator(nn.Module):
         self, mel: torch.Tensor, f0: torch.Tensor | None = None, generator: torch.Generator | None = None,
         phase0: torch.Tensor | None = None, noise: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        feeds = {"mel": np.ascontiguousarray(mel.detach().cpu().numpy(), dtype=np.float32)}
+        src = None
         if self.source is not None:
             if f0 is None or f0.shape != (mel.shape[0], mel.shape[2]):
                 raise MelError(f"F0 of shape {None if f0 is None else tuple(f0.shape)} does not fit the mel "
                                f"{tuple(mel.shape)}: need (B, T)")
             src = self.source(f0.to(mel.dtype), generator, phase0, noise)
-            feeds["source"] = np.ascontiguousarray(src.cpu().numpy(), dtype=np.float32)
+        return self.network(mel, src)
+
+    def network(self, mel: torch.Tensor, src: torch.Tensor | None = None) -> torch.Tensor:
+        """The graph: mel (B, n_mels, T) [+ the source's excitation (B, C, T * hop)] -> (B, 1, T * hop)."""
+        feeds = {"mel": np.ascontiguousarray(mel.detach().cpu().numpy(), dtype=np.float32)}
+        if (src is None) != (self.source is None):
+            raise CanoraError(f"{self.name}: " + ("an NSF graph needs its source's excitation" if src is None
+                                                   else "a HiFi-GAN graph takes no source excitation"))
+        if src is not None:
+            feeds["source"] = np.ascontiguousarray(src.detach().cpu().numpy(), dtype=np.float32)
         return torch.from_numpy(self.session.run(["wav"], feeds)[0])
 
 
