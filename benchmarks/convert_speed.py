@@ -5,6 +5,8 @@ to the length asked, resampled from their native 24 kHz like any user file) and 
 resampling, analysis (of which: F0 tracking, and the rest of the features from one STFT), the key, the
 refiner, the vocoder, joining the slices and writing the wav. Then the whole command as a user runs it
 (`python -m canora convert`, start-up and model loading included) for the real-time factor that matters.
+The stages run one slice at a time; ``Converter.convert`` and the command are also timed with ``--workers 1``
+beside the default (one slice per torch thread), interleaved, best of two.
 
     .venv/bin/python benchmarks/convert_speed.py [--seconds 10 60 300] [--threads 2] [--steps 4]
         [--refiner EXPORT] [--vocoder EXPORT] [--compare-f0 harvest]
@@ -53,7 +55,7 @@ def staged(conv, wav_path: Path, steps: int, f0_method: str | None = None) -> di
     from canora.dsp.pitch import extract_f0
     from canora.dsp.slicing import plan_slices
     from canora.io.audio import read_audio, resample, save_wav
-    from canora.pipeline import Region, song_f0
+    from canora.pipeline import CROSSFADE_FRAMES, MARGIN_FRAMES, Region, song_f0
 
     t: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -66,9 +68,9 @@ def staged(conv, wav_path: Path, steps: int, f0_method: str | None = None) -> di
     spec, hop, total = conv.spec, conv.spec.hop_length, len(wav)
     if f0_method:
         conv.refiner.feature_params = replace(conv.refiner.feature_params, f0_method=f0_method)
-    overlap = 4 * hop
+    overlap, context = CROSSFADE_FRAMES * hop, (CROSSFADE_FRAMES + MARGIN_FRAMES) * hop
     slices = plan_slices(wav, spec.sample_rate, hop=hop, max_seconds=30.0, overlap=overlap)
-    regions = [Region(s, *s.region(overlap, total)) for s in slices]
+    regions = [Region(s, *s.region(context, total)) for s in slices]
     t0 = time.perf_counter()
     analyses = [conv.analyse(wav[r.start: r.end], r.cut.silent, "bench") for r in regions]
     t["analyse"] = time.perf_counter() - t0
@@ -104,7 +106,7 @@ def staged(conv, wav_path: Path, steps: int, f0_method: str | None = None) -> di
     t["refine"], t["vocode"] = spent["refine"], spent["vocode"]
     t["render other"] = render - spent["refine"] - spent["vocode"]
     t0 = time.perf_counter()
-    out = conv.assemble([p.audio for p in pieces], slices, wav, overlap)
+    out = conv.assemble([p.audio for p in pieces], slices, wav, overlap, context)
     t["join + envelope"] = time.perf_counter() - t0
     with tempfile.TemporaryDirectory() as d:
         t0 = time.perf_counter()
@@ -132,7 +134,7 @@ def main() -> None:
 
     steps = args.steps or DEFAULT_STEPS
     conv = Converter.from_pretrained(args.refiner, args.vocoder)
-    rows, cli_rows, load = [], [], [os.getloadavg()]
+    rows, cli_rows, convert_rows, load = [], [], [], [os.getloadavg()]
     with tempfile.TemporaryDirectory() as d:
         for secs in args.seconds:
             path = Path(d) / f"song_{int(secs)}s.wav"
@@ -141,6 +143,19 @@ def main() -> None:
             t = staged(conv, path, steps)
             rows.append({"seconds": secs, "f0": conv.refiner.feature_params.f0_method, **t,
                          "rtf": t["total"] / secs})
+            from canora.io.audio import read_audio
+
+            raw, sr = read_audio(path)
+            best: dict[str, float] = {}
+            for _ in range(2):  # interleaved, best of two: one slice at a time on all threads, then the default
+                for label, workers in (("convert(), 1 worker", 1), ("convert(), default workers", None)):
+                    t0 = time.perf_counter()
+                    res = conv.convert(raw, sr, steps=steps, workers=workers)
+                    best[label] = min(best.get(label, float("inf")), time.perf_counter() - t0)
+                    best[f"{label} n"] = res.stats["workers"]
+            for label in ("convert(), 1 worker", "convert(), default workers"):
+                convert_rows.append({"seconds": secs, "call": label, "workers": best[f"{label} n"],
+                                     "wall": best[label], "rtf": best[label] / secs})
             if args.compare_f0:
                 other = Converter.from_pretrained(args.refiner, args.vocoder)
                 t2 = staged(other, path, steps, args.compare_f0)
@@ -151,22 +166,29 @@ def main() -> None:
                 for flag, v in (("--refiner", args.refiner), ("--vocoder", args.vocoder)):
                     if v:
                         cmd += [flag, v]
-                t0 = time.perf_counter()
-                subprocess.run(cmd, check=True, capture_output=True)
-                wall = time.perf_counter() - t0
-                cli_rows.append({"seconds": secs, "command_wall": wall, "command_rtf": wall / secs})
+                walls: dict[str, float] = {}
+                for _ in range(2):  # interleaved, best of two
+                    for label, extra in (("--workers 1", ["--workers", "1"]), ("default", [])):
+                        t0 = time.perf_counter()
+                        subprocess.run(cmd + extra, check=True, capture_output=True)
+                        walls[label] = min(walls.get(label, float("inf")), time.perf_counter() - t0)
+                for label, wall in walls.items():
+                    cli_rows.append({"seconds": secs, "workers": label, "command_wall": wall,
+                                     "command_rtf": wall / secs})
             load.append(os.getloadavg())
             print(f"{secs:g} s: done", file=sys.stderr)
     cols = ["seconds", "f0", "read", "resample", "analyse", "of which F0", "key", "refine", "vocode", "render other",
             "join + envelope", "write", "total", "rtf"]
     print_table(rows, cols)
+    print()
+    print_table(convert_rows, ["seconds", "call", "workers", "wall", "rtf"])
     if cli_rows:
         print()
-        print_table(cli_rows, ["seconds", "command_wall", "command_rtf"])
+        print_table(cli_rows, ["seconds", "workers", "command_wall", "command_rtf"])
     print(f"\nload average (1/5/15 min) before and after each length: {load}", file=sys.stderr)
     write_json(args.out, {"benchmark": "convert_speed", "threads": args.threads, "steps": steps,
                           "refiner": args.refiner or "bundled", "vocoder": args.vocoder or "bundled",
-                          "loadavg": load, "stages": rows, "command": cli_rows})
+                          "loadavg": load, "stages": rows, "convert": convert_rows, "command": cli_rows})
 
 
 if __name__ == "__main__":

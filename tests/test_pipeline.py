@@ -136,7 +136,7 @@ def test_staged_conversion_equals_the_straightforward_one(tiny_models, seconds, 
     conv = Converter.from_pretrained(*tiny_models)
     wav = held_note(seconds)
     kw = dict(sampler="dpmpp", steps=2, strength=0.6, seed=3)
-    res = conv.convert(wav, SR, transpose=5.0, max_slice_seconds=max_slice, **kw)
+    res = conv.convert(wav, SR, transpose=5.0, max_slice_seconds=max_slice, workers=1, **kw)
     assert res.stats["slices"] == (1 if max_slice > seconds else res.stats["voiced_slices"]) >= 1
     assert max_slice > seconds or res.stats["slices"] >= 3
     audio, mel, f0 = straightforward(conv, wav, 5.0, max_slice, **kw)
@@ -145,6 +145,39 @@ def test_staged_conversion_equals_the_straightforward_one(tiny_models, seconds, 
     np.testing.assert_array_equal(res.audio, audio)
     v = res.source_f0 > 0
     np.testing.assert_allclose(res.f0[v] / res.source_f0[v], 2 ** (5 / 12), rtol=1e-6)  # transposed once
+
+
+def test_slices_converted_at_once_match_one_at_a_time(tiny_models, monkeypatch):
+    """Two slices at once (threads, one torch thread each) give the one-at-a-time conversion to float rounding,
+    each piece in its place; torch's thread count is restored, and a failing slice fails the conversion."""
+    import torch
+
+    conv = Converter.from_pretrained(*tiny_models)
+    wav = np.concatenate([held_note(1.5, 262.0), held_note(1.5, 330.0), held_note(1.5, 196.0)])
+    kw = dict(transpose=2.0, max_slice_seconds=1.0, steps=2, seed=1)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    one = conv.convert(wav, SR, workers=1, **kw)
+    two = conv.convert(wav, SR, workers=2, **kw)
+    assert torch.get_num_threads() == 2
+    assert one.stats["workers"] == 1 and two.stats["workers"] == 2 and two.stats["slices"] >= 4
+    np.testing.assert_array_equal(two.f0, one.f0)
+    np.testing.assert_allclose(two.mel, one.mel, atol=1e-4)
+    np.testing.assert_allclose(two.audio, one.audio, atol=1e-4)
+    assert conv.convert(wav, SR, **kw).stats["workers"] == 2  # the default: one slice per torch thread
+    with pytest.raises(CanoraError, match="workers"):
+        conv.convert(wav, SR, workers=0, **kw)
+
+    def broken(*a, **k):
+        raise CanoraError("slice failed")
+
+    monkeypatch.setattr(conv.refiner, "refine_in_key", broken)
+    try:
+        with pytest.raises(CanoraError, match="slice failed"):
+            conv.convert(wav, SR, workers=2, **kw)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_slices_are_typed_silent_unsung_or_sung(tiny_models):

@@ -70,6 +70,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_model_arg(p, "vocoder")
     add_voice_arg(p)
     p.add_argument("--max-slice-seconds", type=finite_float, default=30.0, help="longest slice converted at once")
+    p.add_argument("--workers", type=positive_int, default=None, metavar="N",
+                   help="slices converted at the same time, sharing the torch threads (default: one per thread; "
+                   "1 = one slice at a time on all threads)")
     p.add_argument("--save-mel", action="store_true",
                    help="also write the refined mel <stem>.npy (n_mels, T) and its F0 <stem>.f0.npy")
     p.add_argument("--float", action="store_true", help="write 32-bit float wavs instead of 16-bit PCM")
@@ -225,7 +228,7 @@ def run(args: argparse.Namespace) -> int:
         res = conv.convert(wav, sr, singer=singer, transpose=args.transpose, auto_transpose=args.auto_transpose,
                            key_mode=args.key_mode, sampler=args.sampler, steps=args.steps, strength=args.strength,
                            seed=args.seed, max_slice_seconds=args.max_slice_seconds, progress=progress, name=str(f),
-                           measure_cycle_error=args.cycle_error)
+                           measure_cycle_error=args.cycle_error, workers=args.workers)
         return write(f, res, None if res.stats.get("silent") else collapse_check(res, conv.spec))
 
     def write(f: Path, res: Any, check: dict | None) -> float:
