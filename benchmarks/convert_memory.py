@@ -7,7 +7,7 @@ mels and F0 returned) grow linearly, about 0.6 MB per second of audio at their p
 vocoder's activations do not grow with length but with the longest slice (``--max-slice-seconds``).
 The table shows the peak RSS per length and the growth per minute.
 
-    .venv/bin/python benchmarks/convert_memory.py [--minutes 0.5 5] [--steps 10]
+    .venv/bin/python benchmarks/convert_memory.py [--minutes 0.5 5] [--steps N] [--workers 1 0]
 
 RTF = conversion wall seconds / audio seconds (2 threads, models loaded and warm, default sampler).
 """
@@ -28,7 +28,8 @@ import numpy as np, torch
 torch.set_num_threads(2)
 from canora.demo import synth_phrase
 from canora.pipeline import Converter
-minutes, steps, max_slice = float(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+minutes, steps, max_slice = float(sys.argv[1]), int(sys.argv[2]) or None, float(sys.argv[3])
+workers = int(sys.argv[4]) or None
 conv = Converter.from_pretrained()
 phrase = synth_phrase(22050)
 conv.convert(phrase, 22050, steps=steps)  # warm-up
@@ -36,10 +37,11 @@ n = int(minutes * 60 * 22050)
 wav = np.tile(phrase, n // len(phrase) + 1)[:n]
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 t0 = time.perf_counter()
-res = conv.convert(wav, 22050, steps=steps, max_slice_seconds=max_slice)
+res = conv.convert(wav, 22050, steps=steps, max_slice_seconds=max_slice, workers=workers)
 wall = time.perf_counter() - t0
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-print(json.dumps({"minutes": minutes, "slices": res.stats["slices"], "rss_before_mb": base, "peak_rss_mb": peak,
+print(json.dumps({"minutes": minutes, "workers": res.stats["workers"], "slices": res.stats["slices"],
+                  "rss_before_mb": base, "peak_rss_mb": peak,
                   "rtf": wall / (n / 22050)}))
 """
 
@@ -47,21 +49,26 @@ print(json.dumps({"minutes": minutes, "slices": res.stats["slices"], "rss_before
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--minutes", type=float, nargs="+", default=[0.5, 5.0])
-    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--steps", type=int, default=0, help="refiner steps (0: the refiner's default)")
+    ap.add_argument("--workers", type=int, nargs="+", default=[0],
+                    help="slices converted at once, each a run (0: the default, one per torch thread)")
     ap.add_argument("--max-slice-seconds", type=float, default=30.0)
     ap.add_argument("--out", type=Path, default=Path("bench_out/convert_memory.json"))
     args = ap.parse_args()
     rows = []
-    for m in args.minutes:
-        out = subprocess.run([sys.executable, "-c", CHILD, str(m), str(args.steps), str(args.max_slice_seconds)],
-                             check=True, capture_output=True, text=True).stdout
-        rows.append(json.loads(out.strip().splitlines()[-1]))
-        print(f"{m} min: done", file=sys.stderr)
-    first = rows[0]
-    for r in rows:
-        extra = r["minutes"] - first["minutes"]
-        r["growth_mb_per_min"] = (r["peak_rss_mb"] - first["peak_rss_mb"]) / extra if extra > 0 else float("nan")
-    print_table(rows, ["minutes", "slices", "rss_before_mb", "peak_rss_mb", "growth_mb_per_min", "rtf"])
+    for w in args.workers:
+        mine = []
+        for m in args.minutes:
+            out = subprocess.run([sys.executable, "-c", CHILD, str(m), str(args.steps), str(args.max_slice_seconds),
+                                  str(w)], check=True, capture_output=True, text=True).stdout
+            mine.append(json.loads(out.strip().splitlines()[-1]))
+            print(f"{m} min, workers {w or 'default'}: done", file=sys.stderr)
+        for r in mine:
+            extra = r["minutes"] - mine[0]["minutes"]
+            r["growth_mb_per_min"] = ((r["peak_rss_mb"] - mine[0]["peak_rss_mb"]) / extra if extra > 0
+                                      else float("nan"))
+        rows += mine
+    print_table(rows, ["minutes", "workers", "slices", "rss_before_mb", "peak_rss_mb", "growth_mb_per_min", "rtf"])
     write_json(args.out, {"benchmark": "convert_memory", "steps": args.steps,
                           "max_slice_seconds": args.max_slice_seconds, "rows": rows})
 
