@@ -375,8 +375,10 @@ class Converter:
         adds the vocoder's mel cycle error to ``stats`` (one more mel of every sung slice's output).
         ``workers`` slices are analysed and rendered at once, each on ``torch.get_num_threads() // workers``
         threads (default: one slice per torch thread, at most one per slice; models on torch on the CPU only,
-        else one): on two cores, two slices on one thread each measured about 1.3x faster than one slice on two
-        threads (``benchmarks/convert_speed.py``). The output differs from one worker's by float rounding only.
+        else one): on two idle cores, two slices on one thread each measured 1.07x faster in-process and 1.16x
+        for the whole command than one slice on two threads, and about 2x with another job on one of the cores
+        (``benchmarks/convert_speed.py``, ``convert_memory.py``). The output differs from one worker's by float
+        rounding only.
 
         Stages: :meth:`analyse` every slice (once), :meth:`choose_key` for the song, :meth:`put_in_key`
         (F0 transposed once), :meth:`render` every slice (refine + vocode), :meth:`assemble` the pieces.

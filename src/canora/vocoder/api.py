@@ -47,8 +47,8 @@ NSF_KIND = "nsf-hifigan"
 BACKENDS = ("torch", "onnx")
 #: mels longer than 1.5x this many frames are vocoded in pieces of at most this many (about 9 s at 22050 Hz / 256),
 #: each with its generator's receptive field of context either side: the output is the same to float rounding,
-#: and on a CPU the network's (channels x samples) activations stay in cache. A 30-s NSF slice measured 2.4x
-#: faster in pieces of 646 frames than in one (``benchmarks/vocoder_speed.py --lengths 10 30``)
+#: and on a CPU the network's (channels x samples) activations stay in cache. A 30-s NSF slice measured 2.0x faster
+#: in pieces of 646 frames than in one on two threads, 1.5x on one (``benchmarks/vocoder_speed.py --seconds 30``)
 CHUNK_FRAMES = 768
 
 
