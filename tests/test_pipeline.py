@@ -269,8 +269,9 @@ def test_cli_batch_converts_the_rest_and_exits_nonzero_on_a_corrupt_file(capsys,
     assert Path(side["source"]) == (songs / "one.wav").resolve()
     assert "mel_cycle_error" not in side  # measured only with --cycle-error
     assert main(["convert", str(songs / "one.wav"), "-o", str(tmp_path / "c.wav"), "--refiner", str(ref),
-                 "--vocoder", str(voc), "--steps", "1", "--cycle-error"]) == 0
-    assert json.loads((tmp_path / "c.json").read_text())["mel_cycle_error"] > 0
+                 "--vocoder", str(voc), "--steps", "1", "--cycle-error", "--workers", "1"]) == 0
+    side = json.loads((tmp_path / "c.json").read_text())
+    assert side["mel_cycle_error"] > 0 and side["workers"] == 1
 
 
 def test_cli_refuses_to_overwrite_the_input_and_lists_singers(capsys, tmp_path, tiny_models):
