@@ -6,7 +6,7 @@
 #
 #   refiner   train-refiner, preset default, timbre perturbation on, F0 by swift, 18,153 steps (the bundled one was
 #             stopped there; 30k were planned), songs 001-081 train / 082-090 validation
-#   vocoder   reconstruction losses (mel + multi-resolution STFT, no discriminator), 36,711 steps: the bundled one;
+#   vocoder   reconstruction losses (mel + multi-resolution STFT, no discriminator), 25,679 steps: the bundled one;
 #             ADV=1 also runs the adversarial phase from its export (narrowed MPD + MSD, lr 2e-4), which the model
 #             card measured and did not bundle (it raised the frame-rate periodicity of unvoiced sounds)
 #   base      (with SHARED=/path/to/the development recordings: vocadito/, smstools/, speech/, dagstuhl/) the
@@ -18,7 +18,7 @@ cd "$(dirname "$0")/.."
 : "${PJS:?set PJS to the folder of PJS recordings}"
 RUNS=${RUNS:-runs}
 REFINER_MINUTES=${REFINER_MINUTES:-300}
-RECON_MINUTES=${RECON_MINUTES:-400}
+RECON_MINUTES=${RECON_MINUTES:-300}
 ADV_MINUTES=${ADV_MINUTES:-180}
 mkdir -p "$RUNS"
 
@@ -27,7 +27,7 @@ mkdir -p "$RUNS"
   --cache-dir "$RUNS/cache_refiner" > "$RUNS/refiner_pjs.log" 2>&1 &
 
 .venv/bin/canora train-vocoder --arch nsf "$PJS" -o "$RUNS/nsf_recon" --recon-steps 1000000 \
-  --steps 36711 --max-minutes "$RECON_MINUTES" --threads 1 --val-every 1000 --checkpoint-every 500 \
+  --steps 25679 --max-minutes "$RECON_MINUTES" --threads 1 --val-every 1000 --checkpoint-every 500 \
   --log-every 100 --cache-dir "$RUNS/cache_vocoder" > "$RUNS/nsf_recon.log" 2>&1
 if [ "${ADV:-0}" = 1 ]; then
   .venv/bin/canora train-vocoder --arch nsf "$PJS" -o "$RUNS/nsf_adv" --init-from "$RUNS/nsf_recon/export" \
