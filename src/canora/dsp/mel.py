@@ -20,15 +20,18 @@ from __future__ import annotations
 import json
 import logging
 import math
+import sys
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-import torch
 
 from canora.config import Config
 from canora.errors import CanoraError, MelError
+
+if TYPE_CHECKING:
+    import torch
 
 #: official HiFi-GAN *training* audio is peak-normalised to this (inference and fine-tuning audio is not)
 PEAK_NORMALIZE = 0.95
@@ -213,7 +216,7 @@ def load_spec(name_or_path: str | Path) -> MelSpec:
 
 
 # ---------------------------------------------------------------------- the mel itself
-_CACHE: dict[tuple[MelSpec, str, torch.dtype], tuple[torch.Tensor, torch.Tensor]] = {}
+_CACHE: dict[tuple[MelSpec, str, Any], tuple[torch.Tensor, torch.Tensor]] = {}
 
 
 def mel_filterbank(spec: MelSpec) -> np.ndarray:
@@ -227,6 +230,8 @@ def mel_filterbank(spec: MelSpec) -> np.ndarray:
 
 def _basis(spec: MelSpec, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
     """(mel filter, Hann window) for ``spec`` on ``device``; cached on the whole spec, device and dtype."""
+    import torch
+
     key = (spec, str(device), dtype)
     hit = _CACHE.get(key)
     if hit is None:
@@ -237,6 +242,8 @@ def _basis(spec: MelSpec, device: torch.device, dtype: torch.dtype) -> tuple[tor
 
 
 def _make_basis(spec: MelSpec, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    import torch
+
     fb = torch.from_numpy(mel_filterbank(spec)).to(device=device, dtype=dtype)
     win = torch.hann_window(spec.win_length, device=device, dtype=dtype)
     return fb, win
@@ -247,6 +254,8 @@ def mel_spectrogram(wav: torch.Tensor, spec: MelSpec) -> torch.Tensor:
 
     Batched, on the waveform's device; differentiable (used in the vocoder's mel loss).
     """
+    import torch
+
     squeeze = wav.dim() == 1
     x = wav.unsqueeze(0) if squeeze else wav
     if x.dim() != 2:
@@ -274,8 +283,17 @@ def mel_spectrogram(wav: torch.Tensor, spec: MelSpec) -> torch.Tensor:
 
 def wav_to_mel(wav: np.ndarray, spec: MelSpec) -> np.ndarray:
     """numpy convenience: (T,) float audio -> (n_mels, frames) float32 log-mel."""
+    import torch
+
     with torch.inference_mode():
         return mel_spectrogram(torch.from_numpy(np.ascontiguousarray(wav, dtype=np.float32)), spec).numpy()
+
+
+def torch_loaded() -> bool:
+    """True when torch is already imported in this process. Feature code that has an exact torch form and a
+    numpy one (:func:`mel_from_power`, :func:`canora.dsp.stft.hifigan_power`) takes numpy otherwise, so the ONNX
+    Runtime path never imports torch; the two agree to float32 rounding."""
+    return sys.modules.get("torch") is not None
 
 
 def mel_from_power(power: np.ndarray, spec: MelSpec) -> np.ndarray:
@@ -284,10 +302,18 @@ def mel_from_power(power: np.ndarray, spec: MelSpec) -> np.ndarray:
     The steps of :func:`mel_spectrogram` after its STFT (magnitude ``sqrt(p + 1e-9)`` or power, filter,
     clamp, log), in the same torch operations on the same (1, F, T) layout, so the power of
     :func:`canora.dsp.stft.hifigan_power` gives exactly :func:`wav_to_mel` when ``spec`` uses that STFT
-    (``padding="hifigan"``, ``win_length == n_fft``).
+    (``padding="hifigan"``, ``win_length == n_fft``). Without torch imported (:func:`torch_loaded`) the same
+    steps in numpy float32 (within 1e-5 of it).
     """
     if power.ndim != 2 or power.shape[0] != spec.n_fft // 2 + 1:
         raise MelError(f"STFT power of shape {power.shape}; expected ({spec.n_fft // 2 + 1}, T) for n_fft {spec.n_fft}")
+    if not torch_loaded():
+        p = np.ascontiguousarray(power, dtype=np.float32)
+        mag = np.sqrt(p + np.float32(1e-9)) if spec.power == 1.0 else p
+        mel = np.maximum(_numpy_filter(spec) @ mag, np.float32(spec.clamp))
+        return (np.log(mel) if spec.log_base == "e" else np.log10(mel)).astype(np.float32, copy=False)
+    import torch
+
     with torch.inference_mode():
         p = torch.from_numpy(np.ascontiguousarray(power, dtype=np.float32))[None]
         fb, _ = _basis(spec, p.device, p.dtype)
@@ -295,3 +321,14 @@ def mel_from_power(power: np.ndarray, spec: MelSpec) -> np.ndarray:
         mel = torch.clamp(torch.matmul(fb, mag), min=spec.clamp)
         out = torch.log(mel) if spec.log_base == "e" else torch.log10(mel)
         return out[0].numpy()
+
+
+_NP_FILTERS: dict[MelSpec, np.ndarray] = {}
+
+
+def _numpy_filter(spec: MelSpec) -> np.ndarray:
+    """:func:`mel_filterbank` of ``spec``, cached."""
+    fb = _NP_FILTERS.get(spec)
+    if fb is None:
+        fb = _NP_FILTERS[spec] = mel_filterbank(spec)
+    return fb

@@ -52,13 +52,17 @@ def hifigan_power(wav: np.ndarray, hop: int, n_fft: int) -> np.ndarray:
     """:func:`stft_power` as the HiFi-GAN mel computes it: (n_fft // 2 + 1, len(wav) // hop) float32 |X|^2.
 
     torch, float32: reflect padding of (n_fft - hop) / 2 each side, periodic Hann of n_fft, ``center=False``,
-    ``re^2 + im^2`` (before the mel's + 1e-9). Signals too short to reflect-pad take :func:`stft_power`.
+    ``re^2 + im^2`` (before the mel's + 1e-9). Signals too short to reflect-pad take :func:`stft_power`, and so
+    does every signal when torch is not imported in this process (:func:`canora.dsp.mel.torch_loaded`: the ONNX
+    Runtime path), in float64 and then rounded (within float32 rounding of torch's).
     """
-    import torch
+    from canora.dsp.mel import torch_loaded
 
     _check_sizes(hop, n_fft)
-    if (n_fft - hop) % 2 or len(wav) <= (n_fft - hop) // 2:
+    if (n_fft - hop) % 2 or len(wav) <= (n_fft - hop) // 2 or not torch_loaded():
         return stft_power(np.asarray(wav, dtype=np.float64), hop, n_fft).astype(np.float32)
+    import torch
+
     pad = (n_fft - hop) // 2
     with torch.inference_mode():
         x = torch.from_numpy(np.ascontiguousarray(wav, dtype=np.float32))[None]

@@ -17,13 +17,14 @@ import json
 import pickle
 import re
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from canora.dsp.mel import MelSpec
 from canora.errors import CheckpointError
 from canora.io.files import atomic_write_bytes, atomic_write_text
+
+if TYPE_CHECKING:
+    import torch
 
 FORMAT_VERSION = 1
 EXPORT_WEIGHTS = "model.safetensors"
@@ -51,6 +52,8 @@ def load_torch_file(path: str | Path) -> Any:
         raise CheckpointError(f"{path}: cannot read the checkpoint ({e.strerror or e})") from None
     if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):  # zip archive or legacy pickle
         raise CheckpointError(f"{path}: not a torch checkpoint (neither a zip nor a pickle file)")
+    import torch
+
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
@@ -67,6 +70,8 @@ def load_torch_file(path: str | Path) -> Any:
 
 def save_torch_file(path: str | Path, obj: Any) -> None:
     """Atomically ``torch.save`` ``obj`` to ``path`` (never leaves a half-written file)."""
+    import torch
+
     buf = io.BytesIO()
     torch.save(obj, buf)
     atomic_write_bytes(Path(path), buf.getvalue())

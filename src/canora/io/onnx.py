@@ -27,14 +27,15 @@ import logging
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from canora.dsp.mel import MelSpec
 from canora.errors import CanoraError, CheckpointError
 from canora.io.checkpoint import EXPORT_WEIGHTS
 from canora.io.files import atomic_write_bytes, atomic_write_text
+
+if TYPE_CHECKING:
+    import torch
 
 ONNX_FORMAT = "canora-onnx-export"
 ONNX_FORMAT_VERSION = 1
@@ -153,13 +154,14 @@ def read_graph(directory: str | Path, doc: dict[str, Any], name: str = ONNX_FILE
 
 # ---------------------------------------------------------------------- running
 def make_session(model: bytes, threads: int | None = None, name: str = "model") -> Any:
-    """An ONNX Runtime CPU session on a serialized model; ``threads`` intra-op threads (default: torch's)."""
+    """An ONNX Runtime CPU session on a serialized model; ``threads`` intra-op threads (default: torch's when torch
+    is imported, else the CPU cores this process may use)."""
     try:
         import onnxruntime as ort
     except ImportError:
         raise CanoraError(f"the ONNX backend needs onnxruntime; {INSTALL_HINT}") from None
     opts = ort.SessionOptions()
-    opts.intra_op_num_threads = int(threads or torch.get_num_threads())
+    opts.intra_op_num_threads = int(threads or default_threads())
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -169,6 +171,17 @@ def make_session(model: bytes, threads: int | None = None, name: str = "model") 
     except Exception as e:  # onnxruntime raises its own exception types
         first = str(e).splitlines()[0][:300] if str(e) else type(e).__name__
         raise CheckpointError(f"{name}: onnxruntime cannot load this graph ({first}); re-export the model") from None
+
+
+def default_threads() -> int:
+    """torch's intra-op thread count when torch is imported, else the CPU cores this process may use."""
+    import os
+    import sys
+
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        return int(torch.get_num_threads())
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def check_io(session: Any, inputs: Sequence[str], outputs: Sequence[str], source: str) -> None:
@@ -303,6 +316,8 @@ def _export(
         import onnxscript  # noqa: F401
     except ImportError:
         raise CanoraError(f"exporting to ONNX needs the onnx and onnxscript packages; {INSTALL_HINT}") from None
+    import torch
+
     try:
         with _quiet(), torch.no_grad():
             program = torch.onnx.export(
@@ -344,6 +359,8 @@ def quantize_int8(model: bytes, what: str = "model") -> bytes:
 def exporter_info() -> dict[str, Any]:
     """Versions that made a graph (stored under ``model.json["onnx"]``)."""
     from importlib.metadata import PackageNotFoundError, version
+
+    import torch
 
     info: dict[str, Any] = {"opset": OPSET, "exporter": "torch.onnx.export(dynamo=True)", "torch": torch.__version__}
     for pkg in ("onnx", "onnxscript", "onnxruntime"):
