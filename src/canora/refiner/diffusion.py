@@ -24,15 +24,21 @@ Eps prediction remains available for models trained that way.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from canora.errors import CanoraError
+from canora.refiner.schedule import (
+    DEFAULT_PREDICTION_TYPE,
+    PREDICTION_TYPES,
+    SCHEDULE_KINDS,
+    NoiseSchedule,
+    check_prediction_type,
+    x0_eps_from_output,
+)
 
 __all__ = [
     "DEFAULT_PREDICTION_TYPE",
@@ -48,105 +54,8 @@ __all__ = [
     "training_target",
 ]
 
-PREDICTION_TYPES = ("epsilon", "v")
-DEFAULT_PREDICTION_TYPE = "v"
-SCHEDULE_KINDS = ("linear", "cosine", "scaled_linear")
-
 #: The denoiser contract: ``model(x_t (B, n_mels, T), t (B,) long, **cond) -> (B, n_mels, T)``.
 DenoiserFn = Callable[..., Tensor]
-
-
-def check_prediction_type(prediction_type: str) -> str:
-    """Return ``prediction_type`` if it is known, else raise :class:`CanoraError`."""
-    if prediction_type not in PREDICTION_TYPES:
-        raise CanoraError(f"unknown prediction type {prediction_type!r}; expected one of {PREDICTION_TYPES}")
-    return prediction_type
-
-
-def _betas(kind: str, n: int) -> Tensor:
-    """Betas for steps ``1..n`` (float64, shape (n,))."""
-    if kind == "linear":  # DDPM's 1e-4..0.02 for T=1000, rescaled so other T keep the same end point.
-        scale = 1000.0 / n
-        return torch.linspace(1e-4 * scale, 0.02 * scale, n, dtype=torch.float64)
-    if kind == "scaled_linear":  # Stable Diffusion / LDM: linear in sqrt(beta).
-        return torch.linspace(0.00085**0.5, 0.012**0.5, n, dtype=torch.float64) ** 2
-    # cosine (Nichol & Dhariwal 2021), s = 0.008, betas clipped at 0.999.
-    steps = torch.arange(n + 1, dtype=torch.float64) / n
-    f = torch.cos((steps + 0.008) / 1.008 * math.pi / 2) ** 2
-    return (1 - f[1:] / f[:-1]).clamp(max=0.999)
-
-
-@dataclass(frozen=True)
-class NoiseSchedule:
-    """A variance-preserving noise schedule; tensors have ``T + 1`` float64 entries indexed by ``t``.
-
-    ``betas[0] = 0`` and ``alphas_cumprod[0] = 1`` (t = 0 is clean data); ``alphas_cumprod`` decreases
-    strictly to ``alphas_cumprod[T] > 0``.
-    """
-
-    kind: str = "linear"
-    num_train_timesteps: int = 1000
-    betas: Tensor = field(init=False, repr=False, compare=False)
-    alphas_cumprod: Tensor = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        if self.kind not in SCHEDULE_KINDS:
-            raise CanoraError(f"unknown noise schedule {self.kind!r}; expected one of {SCHEDULE_KINDS}")
-        if (
-            isinstance(self.num_train_timesteps, bool)
-            or not isinstance(self.num_train_timesteps, int)
-            or (self.num_train_timesteps < 2)
-        ):
-            raise CanoraError(f"num_train_timesteps must be an integer >= 2, got {self.num_train_timesteps!r}")
-        betas = torch.cat([torch.zeros(1, dtype=torch.float64), _betas(self.kind, self.num_train_timesteps)])
-        if not bool(((betas[1:] > 0) & (betas[1:] < 1)).all()):
-            raise CanoraError(
-                f"{self.kind} schedule is invalid for num_train_timesteps={self.num_train_timesteps} "
-                "(betas leave (0, 1)); use more timesteps"
-            )
-        object.__setattr__(self, "betas", betas)
-        object.__setattr__(self, "alphas_cumprod", torch.cumprod(1 - betas, 0))
-
-    @property
-    def alphas(self) -> Tensor:
-        """``sqrt(alphas_cumprod)``: the signal scale ``a_t``, shape (T + 1,)."""
-        return self.alphas_cumprod.sqrt()
-
-    @property
-    def sigmas(self) -> Tensor:
-        """``sqrt(1 - alphas_cumprod)``: the noise scale ``s_t``, shape (T + 1,)."""
-        return (1 - self.alphas_cumprod).sqrt()
-
-    @property
-    def log_snr(self) -> Tensor:
-        """``log(a_t^2 / s_t^2)``, shape (T + 1,); ``+inf`` at t = 0."""
-        return self.alphas_cumprod.log() - (1 - self.alphas_cumprod).log()
-
-    def alpha_sigma(self, t: Tensor | int, like: Tensor) -> tuple[Tensor, Tensor]:
-        """``(a_t, s_t)`` in ``like``'s dtype/device, broadcastable to ``like`` (B, ...).
-
-        ``t`` is an int (same level for the batch) or a (B,) integer tensor, each in ``0..T``.
-        """
-        t = torch.as_tensor(t, dtype=torch.long)
-        if bool((t < 0).any()) or bool((t > self.num_train_timesteps).any()):
-            raise CanoraError(f"timestep out of range 0..{self.num_train_timesteps}: {t.tolist()}")
-        acp = self.alphas_cumprod[t.cpu()]
-        if acp.ndim == 1:
-            acp = acp.view(-1, *([1] * (like.ndim - 1)))
-        acp = acp.to(device=like.device)
-        return acp.sqrt().to(like.dtype), (1 - acp).sqrt().to(like.dtype)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-serialisable description, stored with a model."""
-        return {"kind": self.kind, "num_train_timesteps": self.num_train_timesteps}
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> NoiseSchedule:
-        """Inverse of :meth:`to_dict`; unknown keys are an error."""
-        unknown = set(d) - {"kind", "num_train_timesteps"}
-        if unknown:
-            raise CanoraError(f"unknown noise schedule keys {sorted(unknown)}")
-        return cls(**d)
 
 
 def q_sample(schedule: NoiseSchedule, x0: Tensor, noise: Tensor, t: Tensor | int) -> Tensor:
@@ -170,9 +79,7 @@ def model_output_to_x0_eps(
 ) -> tuple[Tensor, Tensor]:
     """Convert a denoiser output at ``(x_t, t)`` to ``(x0_pred, eps_pred)``, each shaped like ``x_t``."""
     a, s = schedule.alpha_sigma(t, x_t)
-    if check_prediction_type(prediction_type) == "epsilon":
-        return (x_t - s * model_output) / a, model_output
-    return a * x_t - s * model_output, s * x_t + a * model_output
+    return x0_eps_from_output(model_output, x_t, a, s, prediction_type)
 
 
 def sample_train_timesteps(

@@ -18,14 +18,17 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
-import torch
-from torch import Tensor
 
 from canora.dsp.mel import MelSpec
 from canora.errors import CheckpointError
+
+if TYPE_CHECKING:
+    from torch import Tensor
+
+Array = TypeVar("Array", np.ndarray, "Tensor")
 
 NORM_KINDS = ("fixed", "per_bin")
 FIXED_TOP_LN = 2.0  # ln-magnitude headroom above any real HiFi-GAN mel value
@@ -81,20 +84,29 @@ class MelNormalizer:
         hi = np.maximum(hi, lo + min_range)
         return cls("per_bin", tuple(float(x) for x in lo), tuple(float(x) for x in hi), spec.log_floor)
 
-    def _lo_hi(self, like: Tensor) -> tuple[Tensor, Tensor]:
+    def _lo_hi(self, like: Array) -> tuple[Array, Array]:
+        """(lo, hi) as (n_mels, 1) columns in ``like``'s kind of array (numpy, or torch on its device), dtype."""
+        if isinstance(like, np.ndarray):
+            return (np.asarray(self.lo, like.dtype)[:, None], np.asarray(self.hi, like.dtype)[:, None])
+        import torch
+
         lo = torch.tensor(self.lo, dtype=like.dtype, device=like.device)[:, None]
         hi = torch.tensor(self.hi, dtype=like.dtype, device=like.device)[:, None]
         return lo, hi
 
-    def normalize(self, mel: Tensor) -> Tensor:
-        """Log-mel (..., n_mels, T) -> diffusion space (same shape)."""
+    def normalize(self, mel: Array) -> Array:
+        """Log-mel (..., n_mels, T) -> diffusion space (same shape); numpy or torch."""
         lo, hi = self._lo_hi(mel)
         return (mel - lo) / (hi - lo) * 2.0 - 1.0
 
-    def denormalize(self, x: Tensor) -> Tensor:
-        """Diffusion space (..., n_mels, T) -> log-mel, clamped below at the MelSpec's floor (as a real mel is)."""
+    def denormalize(self, x: Array) -> Array:
+        """Diffusion space (..., n_mels, T) -> log-mel, clamped below at the MelSpec's floor (as a real mel is);
+        numpy or torch."""
         lo, hi = self._lo_hi(x)
-        return ((x + 1.0) * 0.5 * (hi - lo) + lo).clamp(min=self.floor)
+        out = (x + 1.0) * 0.5 * (hi - lo) + lo
+        if isinstance(out, np.ndarray):
+            return np.maximum(out, out.dtype.type(self.floor))
+        return out.clamp(min=self.floor)
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "lo": list(self.lo), "hi": list(self.hi), "floor": self.floor}

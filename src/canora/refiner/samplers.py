@@ -26,20 +26,26 @@ import math
 import numbers
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import torch
-from torch import Tensor
+import numpy as np
 
 from canora.errors import CanoraError
-from canora.refiner.diffusion import (
+from canora.refiner.schedule import (
     DEFAULT_PREDICTION_TYPE,
-    DenoiserFn,
     NoiseSchedule,
     check_prediction_type,
-    model_output_to_x0_eps,
-    q_sample,
+    x0_eps_from_output,
 )
+
+if TYPE_CHECKING:
+    import torch
+    from torch import Tensor
+
+    from canora.refiner.diffusion import DenoiserFn
+
+#: what a sampler draws its noise from: a torch.Generator (torch arrays) or a numpy Generator (either kind)
+Generator = Any
 
 __all__ = [
     "DDIMSampler",
@@ -50,6 +56,7 @@ __all__ = [
     "check_steps_strength",
     "get_sampler",
     "sample",
+    "sample_numpy",
 ]
 
 
@@ -61,8 +68,21 @@ def check_steps_strength(steps: int, strength: float) -> None:
         raise CanoraError(f"strength must be in (0, 1], got {strength!r}")
 
 
-def _randn_like(x: Tensor, generator: torch.Generator | None) -> Tensor:
-    """Standard normal noise shaped like ``x``, drawn from ``generator`` (on its own device)."""
+def _randn_like(x: Any, generator: Generator | None) -> Any:
+    """Standard normal noise shaped like ``x`` (numpy or torch, its dtype and device). A numpy ``Generator``
+    draws in float32 with numpy for either kind of ``x`` (so torch and ONNX Runtime runs of one seed draw the same
+    noise); a torch one (or None, with torch) on its own device."""
+    if isinstance(generator, np.random.Generator):
+        z = generator.standard_normal(tuple(x.shape), dtype=np.float32)
+        if isinstance(x, np.ndarray):
+            return z.astype(x.dtype, copy=False)
+        import torch
+
+        return torch.from_numpy(z).to(device=x.device, dtype=x.dtype)
+    if isinstance(x, np.ndarray):
+        raise CanoraError("numpy samples need a numpy Generator (np.random.default_rng(seed))")
+    import torch
+
     device = generator.device if generator is not None else x.device
     return torch.randn(x.shape, generator=generator, device=device, dtype=x.dtype).to(x.device)
 
@@ -78,7 +98,7 @@ class Sampler(ABC):
     def __init__(self, schedule: NoiseSchedule, prediction_type: str = DEFAULT_PREDICTION_TYPE) -> None:
         self.schedule = schedule
         self.prediction_type = check_prediction_type(prediction_type)
-        self._timesteps: Tensor | None = None
+        self._timesteps: list[int] | None = None
         self._index: dict[int, int] = {}
         self.strength = 1.0
 
@@ -94,27 +114,34 @@ class Sampler(ABC):
                 f"use steps <= {t_start} or a higher strength"
             )
         # Round half up: monotone, so a spacing >= 1 (steps <= t_start) gives distinct integers.
-        levels = torch.linspace(float(t_start), 0.0, steps + 1, dtype=torch.float64)[:-1]
-        self._timesteps = torch.floor(levels + 0.5).long()
-        self._index = {int(t): i for i, t in enumerate(self._timesteps)}
+        levels = np.linspace(float(t_start), 0.0, steps + 1, dtype=np.float64)[:-1]
+        self._timesteps = [int(t) for t in np.floor(levels + 0.5)]
+        self._index = {t: i for i, t in enumerate(self._timesteps)}
         self.strength = float(strength)
 
     @property
-    def timesteps(self) -> Tensor:
-        """Descending timesteps of this run, LongTensor (steps,), values in ``1..T``."""
+    def timestep_list(self) -> list[int]:
+        """Descending timesteps of this run (steps,), values in ``1..T``."""
         if self._timesteps is None:
             raise RuntimeError("call set_timesteps() before using the sampler")
-        return self._timesteps
+        return list(self._timesteps)
+
+    @property
+    def timesteps(self) -> Tensor:
+        """:attr:`timestep_list` as a LongTensor (steps,) (imports torch)."""
+        import torch
+
+        return torch.tensor(self.timestep_list, dtype=torch.long)
 
     @property
     def num_inference_steps(self) -> int:
         """Number of model evaluations in this run."""
-        return len(self.timesteps)
+        return len(self.timestep_list)
 
     @property
     def start_timestep(self) -> int:
         """The noise level the run starts from: noise the source with ``add_noise(x0, noise, this)``."""
-        return int(self.timesteps[0])
+        return self.timestep_list[0]
 
     def _indices(self, t: Tensor | int) -> tuple[int, int, int]:
         """``(index, t, t_prev)`` for the current timestep ``t``; ``t_prev`` is 0 after the last one."""
@@ -122,23 +149,32 @@ class Sampler(ABC):
         i = self._index.get(t_int)
         if self._timesteps is None or i is None:
             raise RuntimeError(f"timestep {t_int} is not in this run's timesteps; call set_timesteps() first")
-        t_prev = int(self._timesteps[i + 1]) if i + 1 < len(self._timesteps) else 0
+        t_prev = self._timesteps[i + 1] if i + 1 < len(self._timesteps) else 0
         return i, t_int, t_prev
 
-    def add_noise(self, x0: Tensor, noise: Tensor, t: Tensor | int) -> Tensor:
-        """``sqrt(acp[t]) * x0 + sqrt(1 - acp[t]) * noise``; t = 0 returns ``x0``. t: int or (B,)."""
+    def add_noise(self, x0: Any, noise: Any, t: Tensor | int) -> Any:
+        """``sqrt(acp[t]) * x0 + sqrt(1 - acp[t]) * noise``; t = 0 returns ``x0``. t: int (numpy or torch) or
+        (B,) tensor (torch)."""
+        if isinstance(t, (int, np.integer)) or (isinstance(x0, np.ndarray) and np.ndim(t) == 0):
+            if int(t) == 0:
+                return x0
+            a, s = self.schedule.scalars(int(t))
+            return a * x0 + s * noise
+        from canora.refiner.diffusion import q_sample
+
         return q_sample(self.schedule, x0, noise, t)
 
-    def predict_x0_eps(self, model_output: Tensor, t: int, sample: Tensor) -> tuple[Tensor, Tensor]:
-        """``(x0_pred, eps_pred)`` from the denoiser output at ``(sample, t)``."""
-        return model_output_to_x0_eps(self.schedule, model_output, sample, t, self.prediction_type)
+    def predict_x0_eps(self, model_output: Any, t: int, sample: Any) -> tuple[Any, Any]:
+        """``(x0_pred, eps_pred)`` from the denoiser output at ``(sample, t)`` (numpy or torch)."""
+        a, s = self.schedule.scalars(t)
+        return x0_eps_from_output(model_output, sample, a, s, self.prediction_type)
 
     def _acp(self, t: int) -> float:
-        return float(self.schedule.alphas_cumprod[t])
+        return float(self.schedule.acp[t])
 
     @abstractmethod
     def step(
-        self, model_output: Tensor, t: Tensor | int, sample: Tensor, generator: torch.Generator | None = None
+        self, model_output: Tensor, t: Tensor | int, sample: Tensor, generator: Generator | None = None
     ) -> Tensor:
         """Move ``sample`` (B, n_mels, T) from timestep ``t`` to the next one of :attr:`timesteps`.
 
@@ -156,7 +192,7 @@ class DDPMSampler(Sampler):
     name = "ddpm"
 
     def step(
-        self, model_output: Tensor, t: Tensor | int, sample: Tensor, generator: torch.Generator | None = None
+        self, model_output: Tensor, t: Tensor | int, sample: Tensor, generator: Generator | None = None
     ) -> Tensor:
         _, t, s = self._indices(t)
         x0, _ = self.predict_x0_eps(model_output, t, sample)
@@ -185,7 +221,7 @@ class DDIMSampler(Sampler):
         self.eta = float(eta)
 
     def step(
-        self, model_output: Tensor, t: Tensor | int, sample: Tensor, generator: torch.Generator | None = None
+        self, model_output: Tensor, t: Tensor | int, sample: Tensor, generator: Generator | None = None
     ) -> Tensor:
         _, t, s = self._indices(t)
         x0, eps = self.predict_x0_eps(model_output, t, sample)
@@ -209,7 +245,7 @@ class DPMSolverPPSampler(Sampler):
 
     def __init__(self, schedule: NoiseSchedule, prediction_type: str = DEFAULT_PREDICTION_TYPE) -> None:
         super().__init__(schedule, prediction_type)
-        self._prev: tuple[int, Tensor, float] | None = None  # (index, x0_pred, lambda) of the last step
+        self._prev: tuple[int, Any, float] | None = None  # (index, x0_pred, lambda) of the last step
 
     def set_timesteps(self, steps: int, strength: float = 1.0) -> None:
         super().set_timesteps(steps, strength)
@@ -220,7 +256,7 @@ class DPMSolverPPSampler(Sampler):
         return 0.5 * (math.log(acp) - math.log1p(-acp))
 
     def step(
-        self, model_output: Tensor, t: Tensor | int, sample: Tensor, generator: torch.Generator | None = None
+        self, model_output: Tensor, t: Tensor | int, sample: Tensor, generator: Generator | None = None
     ) -> Tensor:
         i, t, s = self._indices(t)
         prev = self._prev if self._prev is not None and self._prev[0] == i - 1 else None
@@ -261,7 +297,6 @@ def get_sampler(
     return cls(schedule, prediction_type, **kwargs)
 
 
-@torch.no_grad()
 def sample(
     model: DenoiserFn,
     sampler: Sampler,
@@ -271,18 +306,21 @@ def sample(
     shape: tuple[int, ...] | None = None,
     source: Tensor | None = None,
     cond: Mapping[str, Any] | None = None,
-    generator: torch.Generator | None = None,
-    dtype: torch.dtype = torch.float32,
+    generator: Generator | None = None,
+    dtype: torch.dtype | None = None,
     device: torch.device | str | None = None,
     progress: bool = False,
 ) -> Tensor:
-    """Run a full sampling loop and return the clean estimate, shape (B, n_mels, T).
+    """Run a full sampling loop on torch and return the clean estimate, shape (B, n_mels, T).
 
     ``strength == 1``: start from pure noise of ``shape`` (or ``source.shape``; the source itself is then
     unused). ``strength < 1`` (shallow diffusion): start from ``add_noise(source, noise, t_start)``, which
     needs ``source``. ``model(x_t, t, **cond)`` gets ``t`` as a (B,) long tensor. Noise (initial and
-    per-step) comes from ``generator``, so a seeded generator makes the result reproducible.
+    per-step) comes from ``generator`` (torch or numpy, :func:`_randn_like`), so a seeded generator makes the
+    result reproducible. :func:`sample_numpy` is the same loop on numpy arrays.
     """
+    import torch
+
     if source is not None:
         shape, dtype, device = tuple(source.shape), source.dtype, source.device
     elif shape is None:
@@ -291,17 +329,45 @@ def sample(
     if source is None and strength < 1.0:
         raise CanoraError(f"strength={strength} < 1 needs a source mel to start from")
     device = torch.device(device) if device is not None else torch.device("cpu")
-    gen_device = generator.device if generator is not None else device
-    x = torch.randn(shape, generator=generator, device=gen_device, dtype=dtype).to(device)
+    x = _randn_like(torch.empty(shape, dtype=dtype or torch.float32, device=device), generator)
     if source is not None and strength < 1.0:
         x = sampler.add_noise(source, x, sampler.start_timestep)
+    with torch.no_grad():
+        return _run(model, sampler, x, cond, generator, progress,
+                    lambda t: torch.full((shape[0],), t, dtype=torch.long, device=device))
+
+
+def sample_numpy(
+    model: DenoiserFn,
+    sampler: Sampler,
+    *,
+    steps: int,
+    strength: float,
+    source: np.ndarray,
+    cond: Mapping[str, Any] | None = None,
+    generator: np.random.Generator,
+    progress: bool = False,
+) -> np.ndarray:
+    """:func:`sample` on numpy arrays (ONNX Runtime): ``source`` (B, n_mels, T) float32 (its shape only when
+    ``strength == 1``), ``model(x_t, t (B,) int64, **cond)``; noise from the numpy ``generator``, drawn as
+    :func:`sample` draws it from the same generator, so both give the same result for one seed."""
+    sampler.set_timesteps(steps, strength)
+    x = _randn_like(source, generator)
+    if strength < 1.0:
+        x = sampler.add_noise(source, x, sampler.start_timestep)
+    return _run(model, sampler, x, cond, generator, progress, lambda t: np.full((source.shape[0],), t, np.int64))
+
+
+def _run(model: DenoiserFn, sampler: Sampler, x: Any, cond: Mapping[str, Any] | None, generator: Generator | None,
+         progress: bool, t_batch: Any) -> Any:
+    """The steps of a run set up by ``set_timesteps``, from ``x`` at its first level; ``t_batch(t)`` makes the
+    (B,) timestep array the model takes."""
     cond = dict(cond or {})
-    timesteps = sampler.timesteps
+    timesteps: Any = sampler.timestep_list
     if progress:
         from tqdm.auto import tqdm
 
         timesteps = tqdm(timesteps, desc=f"{sampler.name} x{len(timesteps)}", leave=False)
     for t in timesteps:
-        t_batch = torch.full((shape[0],), int(t), dtype=torch.long, device=device)
-        x = sampler.step(model(x, t_batch, **cond), t, x, generator=generator)
+        x = sampler.step(model(x, t_batch(t), **cond), t, x, generator=generator)
     return x
