@@ -4,12 +4,13 @@ Runs the staged pipeline by hand (the same calls `Converter.convert` makes) on r
 to the length asked, resampled from their native 24 kHz like any user file) and times: reading the file,
 resampling, analysis (of which: F0 tracking, and the rest of the features from one STFT), the key, the
 refiner, the vocoder, joining the slices and writing the wav. Then the whole command as a user runs it
-(`python -m canora convert`, start-up and model loading included) for the real-time factor that matters.
+(`python -m canora convert`, start-up and model loading included) for the real-time factor that matters;
+``--onnx`` adds the command on ONNX exports of the same models (ONNX Runtime, torch never imported).
 The stages run one slice at a time; ``Converter.convert`` and the command are also timed with ``--workers 1``
 beside the default (one slice per torch thread), interleaved, best of two.
 
     .venv/bin/python benchmarks/convert_speed.py [--seconds 10 60 300] [--threads 2] [--steps 4]
-        [--refiner EXPORT] [--vocoder EXPORT] [--compare-f0 harvest]
+        [--refiner EXPORT] [--vocoder EXPORT] [--compare-f0 harvest] [--onnx]
 
 ``--compare-f0`` also times the analysis with another F0 tracker (the ratio is the F0 choice's share).
 Numbers are wall seconds on this machine with its load average noted; compare ratios from one run.
@@ -125,17 +126,29 @@ def main() -> None:
     ap.add_argument("--vocoder", default=None)
     ap.add_argument("--compare-f0", default=None, help="also time the analysis with this F0 tracker")
     ap.add_argument("--no-cli", action="store_true", help="skip the whole-command runs")
+    ap.add_argument("--onnx", action="store_true",
+                    help="also time the command on ONNX exports of the two models (ONNX Runtime, no torch import)")
     ap.add_argument("--out", type=Path, default=Path("bench_out/convert_speed.json"))
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     from canora.io.audio import save_wav
     from canora.pipeline import Converter
-    from canora.refiner.api import DEFAULT_STEPS
+    from canora.refiner.base import DEFAULT_STEPS
 
     steps = args.steps or DEFAULT_STEPS
     conv = Converter.from_pretrained(args.refiner, args.vocoder)
     rows, cli_rows, convert_rows, load = [], [], [], [os.getloadavg()]
     with tempfile.TemporaryDirectory() as d:
+        variants: list[tuple[str, list[str]]] = [("--workers 1", ["--workers", "1"]), ("default", [])]
+        if args.onnx and not args.no_cli:
+            from canora.export import export_onnx
+            from canora.io.models import resolve_model
+
+            ref_onnx, voc_onnx = Path(d) / "refiner_onnx", Path(d) / "vocoder_onnx"
+            export_onnx(resolve_model(args.refiner, "refiner"), ref_onnx)
+            export_onnx(resolve_model(args.vocoder, "vocoder"), voc_onnx)
+            variants.append(("ONNX exports (no torch), default", ["--refiner", str(ref_onnx), "--vocoder",
+                                                                  str(voc_onnx)]))
         for secs in args.seconds:
             path = Path(d) / f"song_{int(secs)}s.wav"
             save_wav(path, song(secs, 24000), 24000)  # the user's file, at its own rate
@@ -163,14 +176,14 @@ def main() -> None:
             if not args.no_cli:
                 cmd = [sys.executable, "-m", "canora", "convert", str(path), "-o", str(Path(d) / "cli.wav"),
                        "--overwrite", "--threads", str(args.threads), "--steps", str(steps)]
-                for flag, v in (("--refiner", args.refiner), ("--vocoder", args.vocoder)):
-                    if v:
-                        cmd += [flag, v]
                 walls: dict[str, float] = {}
                 for _ in range(2):  # interleaved, best of two
-                    for label, extra in (("--workers 1", ["--workers", "1"]), ("default", [])):
+                    for label, extra in variants:
+                        models = [] if "--refiner" in extra else [
+                            a for flag, v in (("--refiner", args.refiner), ("--vocoder", args.vocoder)) if v
+                            for a in (flag, v)]
                         t0 = time.perf_counter()
-                        subprocess.run(cmd + extra, check=True, capture_output=True)
+                        subprocess.run(cmd + models + extra, check=True, capture_output=True)
                         walls[label] = min(walls.get(label, float("inf")), time.perf_counter() - t0)
                 for label, wall in walls.items():
                     cli_rows.append({"seconds": secs, "workers": label, "command_wall": wall,

@@ -267,6 +267,17 @@ def check_backend(backend: str) -> str:
     return backend
 
 
+def onnx_exports_only(refiner: str | Path | None, vocoder: str | Path | None, backend: str | None = None,
+                      device: str = "cpu") -> bool:
+    """True when both models (names or paths as ``from_pretrained`` takes them) are ONNX exports that will run on
+    ONNX Runtime on the CPU: a conversion that never imports torch."""
+    from canora.io.models import resolve_model
+    from canora.io.onnx import is_onnx_export
+
+    return (backend != "torch" and str(device) == "cpu" and is_onnx_export(resolve_model(refiner, "refiner"))
+            and is_onnx_export(resolve_model(vocoder, "vocoder")))
+
+
 def onnx_available() -> bool:
     """True when torch models can be exported and run on ONNX Runtime here (the ``onnx`` extra is installed)."""
     import importlib.util
@@ -294,9 +305,8 @@ class Converter:
 
         ``backend`` goes to both loaders: ``None`` runs ONNX exports (``canora export``) on ONNX Runtime and
         torch models on torch, ``"onnx"`` runs both models on ONNX Runtime (torch models are exported in memory
-        first), ``"torch"`` runs torch models only."""
-        from canora.refiner import Refiner
-        from canora.vocoder import Vocoder
+        first), ``"torch"`` runs torch models only. When both are ONNX exports, torch is never imported."""
+        from canora.io.models import open_refiner, open_vocoder
 
         singer = None
         if voice is not None:  # a voice by name or folder: its refiner, vocoder and singer (canora voices)
@@ -306,8 +316,8 @@ class Converter:
             if refiner is not None or vocoder is not None:
                 raise CanoraError(f"voice {voice!r} brings its own models; pass either voice= or refiner=/vocoder=")
             refiner, vocoder, singer = v.refiner, v.vocoder, v.singer
-        return cls(Refiner.from_pretrained(refiner, device=device, backend=backend),
-                   Vocoder.from_pretrained(vocoder, device=device, backend=backend), singer)
+        return cls(open_refiner(refiner, device=device, backend=backend),
+                   open_vocoder(vocoder, device=device, backend=backend), singer)
 
     def with_backend(self, backend: str = "auto") -> Converter:
         """This converter with its torch models on ONNX Runtime, which measured 1.5x faster than torch per
@@ -461,8 +471,8 @@ class Converter:
         transpose: float, auto_transpose: bool, max_slice_seconds: float, key_mode: str = "octave",
     ) -> Job:
         """Check the options before any work and fill in the refiner's defaults."""
-        from canora.refiner.api import DEFAULT_SAMPLER, DEFAULT_STEPS, DEFAULT_STRENGTH, check_steps_strength
-        from canora.refiner.samplers import available_samplers
+        from canora.refiner.base import DEFAULT_SAMPLER, DEFAULT_STEPS, DEFAULT_STRENGTH
+        from canora.refiner.samplers import available_samplers, check_steps_strength
 
         if singer is None:
             singer = self.default_singer

@@ -153,7 +153,7 @@ class UIBackend:
 
     @property
     def defaults(self) -> dict[str, Any]:
-        from canora.refiner.api import DEFAULT_SAMPLER, DEFAULT_STEPS, DEFAULT_STRENGTH
+        from canora.refiner.base import DEFAULT_SAMPLER, DEFAULT_STEPS, DEFAULT_STRENGTH
 
         return {"sampler": DEFAULT_SAMPLER, "steps": DEFAULT_STEPS, "strength": DEFAULT_STRENGTH}
 

@@ -49,7 +49,9 @@ class ArgumentParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The ``canora`` parser with every subcommand, or with ``only`` that one (what ``main`` runs: a subcommand's
+    parser can import heavy modules for its defaults, and a conversion on ONNX exports must not import torch)."""
     parser = ArgumentParser(
         prog="canora",
         description="Singing voice conversion: wav -> mel -> diffusion refiner -> HiFi-GAN -> wav.",
@@ -57,7 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"canora {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in COMMANDS.values():
+    for name, module in COMMANDS.items():
+        if only is not None and name != only:
+            continue
         importlib.import_module(f"canora.cli.{module}").add_parser(sub)
     parser.set_defaults(_subcommands=sub.choices)  # for errors in the subcommand's own words
     return parser
@@ -69,7 +73,9 @@ def _sigterm(signum: int, frame: object) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", message=r"pkg_resources is deprecated", category=UserWarning)
-    parser = build_parser()
+    words = sys.argv[1:] if argv is None else argv
+    command = next((w for w in words if not w.startswith("-")), None)  # top-level options take no values
+    parser = build_parser(command if command in COMMANDS else None)
     args, extra = parser.parse_known_args(argv)
     if extra:  # name the subcommand whose options these are not
         getattr(args, "_subcommands", {}).get(args.command, parser).error(f"unrecognized arguments: {' '.join(extra)}")

@@ -101,13 +101,19 @@ def add_device_args(p: argparse.ArgumentParser) -> None:
                    help="torch CPU threads (default: torch's choice, usually one per core)")
 
 
-def apply_device_args(args: argparse.Namespace) -> None:
-    """Check ``--device`` against this machine and this torch build, and set ``--threads``, before any work."""
+def apply_device_args(args: argparse.Namespace, uses_torch: bool = True) -> None:
+    """Check ``--device`` against this machine and this torch build, and set ``--threads`` (for ONNX Runtime
+    sessions, and for torch unless ``uses_torch`` is False: a command whose models are all ONNX exports never
+    imports torch), before any work."""
     check_device(getattr(args, "device", "cpu") or "cpu")
     if getattr(args, "threads", None):
-        import torch
+        from canora.io.onnx import set_threads
 
-        torch.set_num_threads(args.threads)
+        set_threads(args.threads)
+        if uses_torch:
+            import torch
+
+            torch.set_num_threads(args.threads)
 
 
 def check_device(device: str) -> None:
@@ -182,10 +188,9 @@ def load_refiner(name: str | Path | None, device: str = "cpu") -> Any:
     from canora.dsp.content import available_content_encoders
     from canora.dsp.pitch import available_f0_extractors
     from canora.errors import CheckpointError
-    from canora.io.models import load_model, model_file, resolve_model
-    from canora.refiner import Refiner
+    from canora.io.models import load_model, model_file, open_refiner, resolve_model
 
-    ref = load_model(name, "refiner", lambda p: Refiner.from_pretrained(p, device=device))
+    ref = load_model(name, "refiner", lambda p: open_refiner(p, device=device))
     fp = ref.feature_params
     where = model_file(resolve_model(name, "refiner"))
     if fp.f0_method not in available_f0_extractors():
@@ -199,8 +204,7 @@ def load_refiner(name: str | Path | None, device: str = "cpu") -> Any:
 
 def load_vocoder(name: str | Path | None, config: str | None = None, device: str = "cpu") -> Any:
     """The vocoder named by ``--vocoder`` (a path or ``bundled``), loaded; every failure one line naming the file."""
-    from canora.io.models import load_model, resolve_model
-    from canora.vocoder import Vocoder
+    from canora.io.models import load_model, open_vocoder, resolve_model
 
     path = resolve_model(name, "vocoder")
     settings = None  # an official checkpoint's settings are its config.json: errors name that file
@@ -209,7 +213,7 @@ def load_vocoder(name: str | Path | None, config: str | None = None, device: str
     elif not (path / "model.json").is_file():
         beside = (path if path.is_dir() else path.parent) / "config.json"
         settings = beside if beside.is_file() else None
-    return load_model(path, "vocoder", lambda p: Vocoder.from_pretrained(p, config=config, device=device), settings)
+    return load_model(path, "vocoder", lambda p: open_vocoder(p, config=config, device=device), settings)
 
 
 def load_converter(refiner: str | Path | None, vocoder: str | Path | None, device: str = "cpu") -> Any:

@@ -40,7 +40,7 @@ share of the files (every file exactly once).
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     from canora.pipeline import BACKEND_CHOICES, MAX_TRANSPOSE
-    from canora.refiner.api import DEFAULT_SAMPLER, DEFAULT_STEPS, DEFAULT_STRENGTH
+    from canora.refiner.base import DEFAULT_SAMPLER, DEFAULT_STEPS, DEFAULT_STRENGTH
     from canora.refiner.samplers import available_samplers
     from canora.streaming import DEFAULT_BLOCK_MS, DEFAULT_STREAM_STEPS
 
@@ -182,13 +182,13 @@ def run(args: argparse.Namespace) -> int:
     from canora.io.audio import AUDIO_EXTENSIONS, audio_bytes, output_format, read_audio
     from canora.io.files import OutputSet, npy_bytes
     from canora.io.melfiles import mel_bytes
-    from canora.pipeline import check_transpose
+    from canora.pipeline import check_transpose, onnx_exports_only
     from canora.refiner.samplers import check_steps_strength
 
     log = logging.getLogger("canora")
     # every check before any work: options, device, inputs, outputs, models, singer
     if args.steps is None:
-        from canora.refiner.api import DEFAULT_STEPS
+        from canora.refiner.base import DEFAULT_STEPS
         from canora.streaming import DEFAULT_STREAM_STEPS
 
         args.steps = DEFAULT_STREAM_STEPS if args.stream else DEFAULT_STEPS
@@ -200,7 +200,8 @@ def run(args: argparse.Namespace) -> int:
         check_transpose(args.transpose, "--transpose", warn=False)  # the conversion warns beyond 2 octaves
     if args.max_slice_seconds < 1:
         raise CanoraError(f"--max-slice-seconds must be a number >= 1, got {args.max_slice_seconds:g}")
-    apply_device_args(args)
+    apply_voice(args)
+    apply_device_args(args, uses_torch=not onnx_exports_only(args.refiner, args.vocoder, args.backend, args.device))
     files = list_inputs(args.input, AUDIO_EXTENSIONS)
     outputs = _outputs(files, args)
     subtype = "FLOAT" if args.float else "PCM_16"
@@ -213,7 +214,6 @@ def run(args: argparse.Namespace) -> int:
         log.info("rank %d of %d: converting %d of the files", rank, world, len(files))
     mine = [p for f in files for p in outputs[f]]
     check_outputs(mine, args, inputs=inputs)  # exists, is an input, not writable: before the models load
-    apply_voice(args)
     conv = load_converter(args.refiner, args.vocoder, device=args.device)
     conv = conv.with_backend("torch" if args.backend == "auto" and not args.stream else args.backend)
     singer = conv.refiner.singer_label(args.singer)  # unknown singer or bad mix: fail before any work

@@ -36,7 +36,7 @@ pip install 'canora[live]' (and e.g. apt install libportaudio2).
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     from canora.pipeline import BACKEND_CHOICES
-    from canora.refiner.api import DEFAULT_STRENGTH
+    from canora.refiner.base import DEFAULT_STRENGTH
     from canora.streaming import DEFAULT_BLOCK_MS, DEFAULT_STREAM_STEPS
 
     p = sub.add_parser("live", help="convert a microphone live to the target singer's voice (needs canora[live])",

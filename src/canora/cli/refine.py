@@ -18,7 +18,7 @@ from canora.cli.common import (
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     from canora.pipeline import MAX_TRANSPOSE
-    from canora.refiner.api import DEFAULT_SAMPLER, DEFAULT_STEPS, DEFAULT_STRENGTH
+    from canora.refiner.base import DEFAULT_SAMPLER, DEFAULT_STEPS, DEFAULT_STRENGTH
     from canora.refiner.samplers import available_samplers
 
     p = sub.add_parser(

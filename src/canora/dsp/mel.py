@@ -282,7 +282,18 @@ def mel_spectrogram(wav: torch.Tensor, spec: MelSpec) -> torch.Tensor:
 
 
 def wav_to_mel(wav: np.ndarray, spec: MelSpec) -> np.ndarray:
-    """numpy convenience: (T,) float audio -> (n_mels, frames) float32 log-mel."""
+    """numpy convenience: (T,) float audio -> (n_mels, frames) float32 log-mel. Without torch imported
+    (:func:`torch_loaded`) a HiFi-GAN-padded spec with window = n_fft is computed in numpy (within float32
+    rounding)."""
+    if not torch_loaded() and spec.padding == "hifigan" and spec.win_length == spec.n_fft:
+        from canora.dsp.stft import hifigan_power
+
+        wav = np.asarray(wav)
+        pad = (spec.n_fft - spec.hop_length) // 2
+        if wav.ndim != 1 or len(wav) <= pad:
+            raise MelError(f"audio of shape {wav.shape} is too short or not (T,) for a mel (needs more than {pad} "
+                           "samples)")
+        return mel_from_power(hifigan_power(wav, spec.hop_length, spec.n_fft), spec)
     import torch
 
     with torch.inference_mode():

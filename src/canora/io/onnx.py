@@ -173,11 +173,22 @@ def make_session(model: bytes, threads: int | None = None, name: str = "model") 
         raise CheckpointError(f"{name}: onnxruntime cannot load this graph ({first}); re-export the model") from None
 
 
+_THREADS: list[int] = []
+
+
+def set_threads(n: int | None) -> None:
+    """Intra-op threads of the ONNX Runtime sessions made from now on (``--threads``; None: the default)."""
+    _THREADS[:] = [int(n)] if n else []
+
+
 def default_threads() -> int:
-    """torch's intra-op thread count when torch is imported, else the CPU cores this process may use."""
+    """Intra-op threads of a new session: :func:`set_threads`'s, else torch's when torch is imported, else the CPU
+    cores this process may use."""
     import os
     import sys
 
+    if _THREADS:
+        return _THREADS[0]
     torch = sys.modules.get("torch")
     if torch is not None:
         return int(torch.get_num_threads())

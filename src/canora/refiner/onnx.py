@@ -12,9 +12,10 @@ the conditioning once, as in torch:
   ``loudness`` (B, T) dB, ``content`` (B, content_dim, T) (only when ``content_dim`` > 0) and ``singer`` (B,)
   int64 -> ``cond``.
 
-Everything else stays in Python as with torch: feature extraction, the mel normalisation, the noise
-schedule and the samplers (their state is a few scalars per step), all read from ``model.json`` (``meta``
-holds what a torch refiner export holds).
+Everything else stays in Python: feature extraction, the mel normalisation, the noise schedule and the samplers
+(their state is a few scalars per step), all read from ``model.json`` (``meta`` holds what a torch refiner export
+holds). Running an export is :class:`canora.refiner.ort.OrtRefiner`, which imports no torch; this module writes
+exports (torch).
 """
 
 from __future__ import annotations
@@ -25,28 +26,23 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
-from canora.errors import CanoraError, CheckpointError
+from canora.errors import CanoraError
 from canora.io.onnx import (
     ONNX_FILE,
     QUANTIZATIONS,
-    check_io,
     exporter_info,
-    make_session,
     quantize_int8,
-    read_graph,
-    read_onnx_export,
     save_onnx_export,
     torch_to_onnx,
 )
-from canora.refiner.api import EXPORT_KIND, Refiner, read_refiner_doc
+from canora.refiner.api import EXPORT_KIND, Refiner
 from canora.refiner.model import RefinerConfig, RefinerModel
+from canora.refiner.ort import ENCODER_FILE, OrtRefiner, encoder_inputs
 
 log = logging.getLogger(__name__)
-ENCODER_FILE = "encoder.onnx"
 EXAMPLE_FRAMES = 24
 MAX_FRAMES = 10_000_000
 
@@ -68,10 +64,6 @@ class _Denoiser(nn.Module):
 
     def forward(self, x: Tensor, t: Tensor, cond: Tensor) -> Tensor:
         return self.model.denoise(x, t, cond)
-
-
-def _encoder_inputs(cfg: RefinerConfig) -> list[str]:
-    return ["f0", "voiced", "loudness", "singer"] + (["content"] if cfg.content_dim else [])
 
 
 def _io_spec(cfg: RefinerConfig) -> dict[str, Any]:
@@ -106,7 +98,7 @@ def refiner_graphs(ref: Refiner) -> dict[str, bytes]:
     if cfg.content_dim:
         args = (*args, torch.randn(b, cfg.content_dim, n, generator=g))
         shapes["content"] = {0: batch, 2: frames}
-    encoder = torch_to_onnx(_Encoder(model), args, _encoder_inputs(cfg), ["cond"], shapes, f"{what} (encoder)")
+    encoder = torch_to_onnx(_Encoder(model), args, encoder_inputs(cfg), ["cond"], shapes, f"{what} (encoder)")
     with torch.no_grad():
         cond = model.encode(*args[:3], args[4] if cfg.content_dim else None, args[3])
     x = torch.randn(b, cfg.n_mels, n, generator=g)
@@ -139,81 +131,17 @@ def export_refiner_onnx(ref: Refiner, directory: str | Path, *, quantize: str | 
     )
 
 
-class OnnxRefinerModel:
-    """The two refiner networks on ONNX Runtime, with :class:`RefinerModel`'s ``encode`` / ``denoise`` calls."""
-
-    backend = "onnx"
-
-    def __init__(self, config: RefinerConfig, encoder: Any, denoiser: Any, source: str = "") -> None:
-        check_io(encoder, _encoder_inputs(config), ["cond"], f"{source} ({ENCODER_FILE})")
-        check_io(denoiser, ["x", "t", "cond"], ["out"], f"{source} ({ONNX_FILE})")
-        self.config = config
-        self.encoder = encoder
-        self.denoiser = denoiser
-        self.source = source
-
-    def eval(self) -> OnnxRefinerModel:
-        return self
-
-    def parameters(self) -> Any:
-        return iter(())
-
-    def state_dict(self) -> dict[str, Tensor]:
-        raise CanoraError(f"{self.source}: an ONNX refiner holds no torch weights; export the model it came from")
-
-    @staticmethod
-    def _np(x: Tensor, dtype: Any = np.float32) -> np.ndarray:
-        return np.ascontiguousarray(x.detach().cpu().numpy(), dtype=dtype)
-
-    def encode(self, f0: Tensor, voiced: Tensor, loudness: Tensor, content: Tensor | None, singer: Tensor) -> Tensor:
-        if singer.dim() != 1:
-            raise CanoraError("a mix of singers runs on the torch backend only (the ONNX encoder takes one singer "
-                              "index); load the torch export, or pick one singer")
-        feeds = {"f0": self._np(f0), "voiced": self._np(voiced), "loudness": self._np(loudness),
-                 "singer": self._np(singer, np.int64)}
-        if self.config.content_dim:
-            if content is None or content.shape[1] != self.config.content_dim:
-                got = None if content is None else tuple(content.shape)
-                raise CanoraError(f"refiner expects content features of dim {self.config.content_dim}, got {got}")
-            feeds["content"] = self._np(content)
-        return torch.from_numpy(self.encoder.run(["cond"], feeds)[0])
-
-    def denoise(self, x: Tensor, t: Tensor, cond: Tensor) -> Tensor:
-        feeds = {"x": self._np(x), "t": self._np(t, np.int64), "cond": self._np(cond)}
-        return torch.from_numpy(self.denoiser.run(["out"], feeds)[0])
+def load_onnx_refiner(path: str | Path, threads: int | None = None) -> OrtRefiner:
+    """An :class:`OrtRefiner` (ONNX Runtime, no torch) from an ONNX export directory (``canora export``)."""
+    return OrtRefiner.load(path, threads)
 
 
-def load_onnx_refiner(path: str | Path, threads: int | None = None) -> Refiner:
-    """A :class:`Refiner` on onnxruntime from an ONNX export directory (``canora export``)."""
-    path = Path(path)
-    doc = read_onnx_export(path, EXPORT_KIND)
-    cfg, spec, normalizer, schedule, params, meta = read_refiner_doc(path, doc)
-    model = OnnxRefinerModel(
-        cfg, make_session(read_graph(path, doc, ENCODER_FILE), threads, str(path / ENCODER_FILE)),
-        make_session(read_graph(path, doc, ONNX_FILE), threads, str(path / ONNX_FILE)), str(path),
-    )
-    return _refiner(model, spec, normalizer, schedule, params, meta, str(path))
-
-
-def _refiner(model: OnnxRefinerModel, spec: Any, normalizer: Any, schedule: Any, params: Any,
-             meta: dict[str, Any], source: str) -> Refiner:
-    try:
-        return Refiner(model, spec, normalizer, schedule, prediction_type=meta.get("prediction_type", "v"),
-                       singers=meta.get("singers"), singer_f0_stats=meta.get("singer_f0_stats"),
-                       feature_params=params, info=meta.get("info"), source=source)
-    except (TypeError, ValueError) as e:
-        raise CheckpointError(f"{source}: incomplete refiner export ({e}); re-export it") from None
-
-
-def to_onnx_backend(ref: Refiner, threads: int | None = None) -> Refiner:
+def to_onnx_backend(ref: Refiner, threads: int | None = None) -> OrtRefiner:
     """The same refiner with its networks on onnxruntime, exported in memory (some seconds)."""
     t0 = time.perf_counter()
-    graphs = refiner_graphs(ref)
-    model = OnnxRefinerModel(ref.model.config, make_session(graphs[ENCODER_FILE], threads, ref.source),
-                             make_session(graphs[ONNX_FILE], threads, ref.source), ref.source)
-    out = Refiner(model, ref.spec, ref.normalizer, ref.schedule, prediction_type=ref.prediction_type,
-                  singers=ref.singers, singer_f0_stats=ref.singer_f0_stats, feature_params=ref.feature_params,
-                  info=ref.info, source=ref.source)
+    out = OrtRefiner.from_graphs(
+        refiner_graphs(ref), ref.config, ref.spec, ref.normalizer, ref.schedule, ref.feature_params,
+        {**ref.export_meta(), "prediction_type": ref.prediction_type}, ref.source, threads)
     log.info("%s: on ONNX Runtime in %.1f s (exported once, then cached; `canora export` saves a copy)", ref.source,
              time.perf_counter() - t0)
     return out
