@@ -40,6 +40,27 @@ def test_mel_matches_independent_reference_on_real_audio(sung_clip):
     assert ours.min() >= math.log(1e-5) - 1e-6  # clamp floor, natural log
 
 
+def test_numpy_mel_without_torch_matches_the_torch_mel(sung_clip, monkeypatch):
+    """With torch not imported (the ONNX Runtime path) wav_to_mel and the analysis STFT + mel_from_power run in
+    numpy: the same frames and the same mel to float32 rounding, and the same short-audio error."""
+    import canora.dsp.mel as mel_mod
+    from canora.dsp.stft import hifigan_power
+
+    wav, _ = sung_clip
+    spec = load_spec("v1")
+    torch_mel = wav_to_mel(wav, spec)
+    torch_power = hifigan_power(wav, spec.hop_length, spec.n_fft)
+    monkeypatch.setattr(mel_mod, "torch_loaded", lambda: False)
+    np_mel = wav_to_mel(wav, spec)
+    assert np_mel.dtype == np.float32 and np_mel.shape == torch_mel.shape
+    assert 0 < np.abs(np_mel - torch_mel).max() < 1e-4  # numpy's own path (not torch's), within rounding
+    np_power = hifigan_power(wav, spec.hop_length, spec.n_fft)
+    assert np.abs(mel_mod.mel_from_power(np_power, spec) - torch_mel).max() < 1e-4
+    assert np.abs(np_power - torch_power).max() <= 1e-4 * torch_power.max()
+    with pytest.raises(MelError, match="too short"):
+        wav_to_mel(np.zeros(100, np.float32), spec)
+
+
 @pytest.mark.parametrize("n", [256 * 40, 256 * 40 + 1, 256 * 41 - 1, 1000, 22050])
 def test_frame_count_is_floor_of_samples_over_hop(n):
     spec = MelSpec()

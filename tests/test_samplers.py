@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -16,7 +17,7 @@ from canora.refiner.diffusion import (
     training_loss,
     training_target,
 )
-from canora.refiner.samplers import available_samplers, get_sampler, sample
+from canora.refiner.samplers import available_samplers, get_sampler, sample, sample_numpy
 
 SCHED = NoiseSchedule("linear", 1000)
 SAMPLERS = available_samplers()
@@ -281,3 +282,26 @@ def test_other_misuse() -> None:
         sampler.step(x, 999, x)
     with pytest.raises(RuntimeError, match="in order"):  # multistep history must not be skipped
         sampler.step(x, sampler.timesteps[1], x)
+
+
+@pytest.mark.parametrize("name", SAMPLERS)
+@pytest.mark.parametrize("strength", [1.0, 0.6])
+def test_numpy_loop_equals_torch_loop_for_one_numpy_seed(name: str, strength: float) -> None:
+    """sample_numpy (ONNX Runtime's loop) and sample (torch) given the same numpy generator seed draw the same
+    noise and take the same steps: equal to float32 rounding; another seed differs."""
+    src = np.random.default_rng(5).standard_normal((2, 5, 7)).astype(np.float32)
+
+    def toy_np(x: np.ndarray, t: np.ndarray) -> np.ndarray:
+        assert t.dtype == np.int64 and t.shape == (2,)
+        return (0.1 * x + 1e-4 * t[:, None, None]).astype(np.float32)
+
+    def run_np(seed: int) -> np.ndarray:
+        return sample_numpy(toy_np, get_sampler(name, SCHED), steps=4, strength=strength, source=src,
+                            generator=np.random.default_rng(seed))
+
+    out_t = sample(_toy, get_sampler(name, SCHED), steps=4, strength=strength, source=torch.from_numpy(src),
+                   generator=np.random.default_rng(3)).numpy()
+    out_np = run_np(3)
+    assert out_np.dtype == np.float32 and out_np.shape == src.shape
+    assert np.abs(out_np - out_t).max() < 1e-5
+    assert np.abs(run_np(4) - out_np).max() > 1e-3
