@@ -31,25 +31,24 @@ import numpy as np
 import torch
 
 from canora.dsp.mel import BUILTIN_CONFIGS, MelSpec, read_config
-from canora.errors import CanoraError, CheckpointError, MelError
+from canora.errors import CanoraError, CheckpointError
 from canora.io.checkpoint import is_export, load_export, load_torch_file, newest, read_export_meta, save_export
-from canora.vocoder.hifigan import (
-    Generator,
-    GeneratorConfig,
-    check_state_dict,
-    from_official_keys,
+from canora.vocoder.config import EXPORT_KIND, NSF_KIND, GeneratorConfig, NSFConfig
+from canora.vocoder.excitation import start_phases
+from canora.vocoder.hifigan import Generator, check_state_dict, from_official_keys
+from canora.vocoder.inference import (  # noqa: F401 (CHUNK_FRAMES, f0_from_mel: re-exported)
+    CHUNK_FRAMES,
+    check_f0,
+    check_fit,
+    check_mel,
+    check_start_frame,
+    f0_from_mel,
+    pieces,
 )
-from canora.vocoder.nsf import NSFConfig, NSFGenerator
+from canora.vocoder.nsf import NSFGenerator
 
 log = logging.getLogger(__name__)
-EXPORT_KIND = "hifigan"
-NSF_KIND = "nsf-hifigan"
 BACKENDS = ("torch", "onnx")
-#: mels longer than 1.5x this many frames are vocoded in pieces of at most this many (about 9 s at 22050 Hz / 256),
-#: each with its generator's receptive field of context either side: the output is the same to float rounding,
-#: and on a CPU the network's (channels x samples) activations stay in cache. A 30-s NSF slice measured 2.0x faster
-#: in pieces of 646 frames than in one on two threads, 1.5x on one (``benchmarks/vocoder_speed.py --seconds 30``)
-CHUNK_FRAMES = 768
 
 
 def _generator_state(obj: Any, source: str) -> dict[str, torch.Tensor]:
@@ -85,15 +84,7 @@ class Vocoder:
         self, generator: Generator | NSFGenerator, spec: MelSpec, config: GeneratorConfig | NSFConfig,
         source: str = "",
     ) -> None:
-        if config.hop_length != spec.hop_length:
-            raise CheckpointError(
-                f"{source}: generator upsamples by {config.hop_length} but the mel hop is {spec.hop_length}"
-            )
-        if config.n_mels != spec.n_mels:
-            raise CheckpointError(f"{source}: generator takes {config.n_mels} mels but the MelSpec has {spec.n_mels}")
-        if isinstance(config, NSFConfig) and config.sample_rate != spec.sample_rate:
-            raise CheckpointError(f"{source}: NSF source runs at {config.sample_rate} Hz but the MelSpec at "
-                                  f"{spec.sample_rate} Hz")
+        check_fit(spec, config, source)
         self.generator = generator.eval()
         if self.generator.has_weight_norm:
             self.generator.remove_weight_norm()
@@ -193,7 +184,8 @@ class Vocoder:
         """Log-mel (n_mels, T) or (B, n_mels, T) -> waveform (T * hop,) or (B, T * hop), float32 in [-1, 1].
 
         ``f0`` (T,) or (B, T) Hz, 0 = unvoiced: used by NSF vocoders (estimated from the mel when None),
-        ignored by plain HiFi-GANs. ``seed`` fixes the NSF source's noise and harmonic phase offsets;
+        ignored by plain HiFi-GANs. ``seed`` fixes the NSF source's noise and harmonic phase offsets (drawn with
+        numpy, :mod:`canora.vocoder.excitation`, so that :class:`~canora.vocoder.ort.OrtVocoder` draws the same);
         ``start_phase`` is the fundamental's phase (cycles) before the first sample: vocoding a song in
         pieces with ``start_phase = frame_cycles(song F0)[first frame] % 1`` (:meth:`frame_cycles`) makes each
         piece's source continue the last. ``start_frame`` is the piece's first frame in the song: the source's
@@ -202,13 +194,9 @@ class Vocoder:
         at a multiple of the frame rate).
         """
         x = torch.as_tensor(mel, dtype=torch.float32, device=self.device)
-        squeeze = x.dim() == 2
+        squeeze = check_mel(tuple(x.shape), self.spec.n_mels, bool(torch.isfinite(x).all()))
         if squeeze:
             x = x.unsqueeze(0)
-        if x.dim() != 3 or x.shape[1] != self.spec.n_mels:
-            raise MelError(f"vocoder expects a mel of shape ({self.spec.n_mels}, T), got {tuple(mel.shape)}")
-        if not torch.isfinite(x).all():
-            raise MelError("mel holds NaN/inf values; the vocoder would output garbage")
         if not self.needs_f0:
             wav = self.network(x).squeeze(1)
             return wav.squeeze(0) if squeeze else wav
@@ -218,19 +206,11 @@ class Vocoder:
                             dtype=torch.float32, device=self.device)
         if f.dim() == 1:
             f = f.unsqueeze(0)
-        if f.shape != (x.shape[0], x.shape[2]):
-            raise MelError(f"F0 of shape {tuple(f.shape)} does not fit the mel {tuple(x.shape)}: one value per frame")
-        if not torch.isfinite(f).all() or (f < 0).any():
-            raise MelError("F0 holds NaN/inf or negative values; give Hz with 0 at unvoiced frames")
-        harmonics = self.config.harmonics
-        offsets = torch.rand(harmonics, generator=torch.Generator().manual_seed(seed + 1), dtype=torch.float64)
-        offsets[0] = 0.0
-        mult = torch.arange(1, harmonics + 1, dtype=torch.float64)
-        phase0 = torch.remainder(mult * float(start_phase) + offsets, 1.0).expand(x.shape[0], harmonics)
-        if isinstance(start_frame, bool) or not isinstance(start_frame, (int, np.integer)) or start_frame < 0:
-            raise CanoraError(f"start_frame must be a frame index >= 0, got {start_frame!r}")
+        check_f0(tuple(f.shape), tuple(x.shape), bool(torch.isfinite(f).all() and not (f < 0).any()))
+        start = check_start_frame(start_frame)
+        phase0 = torch.from_numpy(start_phases(seed, self.config.harmonics, start_phase)).expand(x.shape[0], -1)
         hop = self.spec.hop_length
-        noise = self.generator.source.stream_noise(seed, int(start_frame) * hop, x.shape[2] * hop, x.shape[0])
+        noise = self.generator.source.stream_noise(seed, start * hop, x.shape[2] * hop, x.shape[0])
         src = self.generator.source(f.to(x.dtype), None, phase0, noise)
         wav = self.network(x, src).squeeze(1)
         return wav.squeeze(0) if squeeze else wav
@@ -239,16 +219,12 @@ class Vocoder:
         """The generator's layers on mel (B, n_mels, T) (and an NSF source's excitation ``src`` (B, C, T * hop),
         computed over the whole input) -> (B, 1, T * hop). Inputs of more than 1.5 ``chunk`` frames (default
         ``self.chunk_frames``, :data:`CHUNK_FRAMES`) go in equal pieces of at most ``chunk`` frames, each with the
-        config's ``receptive_frames()`` of context a side."""
-        n, chunk = mel.shape[2], self.chunk_frames if chunk is None else chunk
-        if n <= 1.5 * chunk:
+        config's ``receptive_frames()`` of context a side (:func:`~canora.vocoder.inference.pieces`)."""
+        cut = pieces(mel.shape[2], self.chunk_frames if chunk is None else chunk, self.config.receptive_frames())
+        if len(cut) == 1:
             return self.generator.network(mel, src)
-        pieces = -(-n // chunk)
-        size, ctx, hop = -(-n // pieces), self.config.receptive_frames(), self.spec.hop_length
-        out = []
-        for a in range(0, n, size):
-            b = min(n, a + size)
-            lo, hi = max(0, a - ctx), min(n, b + ctx)
+        hop, out = self.spec.hop_length, []
+        for a, b, lo, hi in cut:
             wav = self.generator.network(mel[..., lo:hi], None if src is None else src[..., lo * hop: hi * hop])
             out.append(wav[..., (a - lo) * hop: (b - lo) * hop])
         return torch.cat(out, dim=-1)
@@ -261,9 +237,9 @@ class Vocoder:
         return self.generator.source.frame_cycles(f0)
 
     def vocode(self, mel: np.ndarray, f0: np.ndarray | None = None, start_phase: float = 0.0,
-               start_frame: int = 0) -> np.ndarray:
+               start_frame: int = 0, seed: int = 0) -> np.ndarray:
         """numpy convenience: (n_mels, T) [+ F0 (T,)] -> (T * hop,) float32 (arguments as in :meth:`__call__`)."""
-        return self(mel, f0, start_phase=start_phase, start_frame=start_frame).cpu().numpy()
+        return self(mel, f0, seed=seed, start_phase=start_phase, start_frame=start_frame).cpu().numpy()
 
     # ------------------------------------------------------------------ saving
     def export(self, directory: str | Path, meta: dict[str, Any] | None = None) -> Path:
@@ -278,20 +254,6 @@ class Vocoder:
             state_dict=self.generator.state_dict(),
             meta=meta,
         )
-
-
-def f0_from_mel(mel: np.ndarray, spec: MelSpec, method: str | None = None) -> np.ndarray:
-    """Estimate F0 (T,) Hz (0 = unvoiced) of a log-mel (n_mels, T): Griffin-Lim audio, then an F0 tracker.
-
-    For NSF vocoders given a bare mel; the pipeline passes the F0 it extracted from the source instead.
-    """
-    from canora.dsp.pitch import DEFAULT_F0_METHOD, extract_f0
-    from canora.dsp.spectral import griffin_lim
-
-    wav = griffin_lim(np.asarray(mel, dtype=np.float32), spec)
-    n = mel.shape[1]
-    wav = np.pad(wav, (0, max(0, n * spec.hop_length - len(wav))))
-    return extract_f0(wav, spec.sample_rate, hop_length=spec.hop_length, n_frames=n, method=method or DEFAULT_F0_METHOD)
 
 
 def official_config(gcfg: GeneratorConfig, spec: MelSpec, extra: dict[str, Any] | None = None) -> str:

@@ -27,8 +27,8 @@ as the first):
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
-from typing import Any, Literal
+from dataclasses import fields
+from typing import Literal
 
 import numpy as np
 import torch
@@ -37,57 +37,16 @@ from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
 
 from canora.errors import CanoraError
+from canora.vocoder import excitation
+from canora.vocoder.config import LEGACY_DESIGN, NSFConfig  # noqa: F401 (re-exported)
+from canora.vocoder.excitation import NOISE_CHUNK  # noqa: F401 (re-exported)
 from canora.vocoder.hifigan import (
     LRELU_SLOPE,
     GeneratorBase,
     ResBlock1,
     ResBlock2,
-    UpsamplingConfig,
     init_weights,
 )
-
-#: samples per chunk of the source's song-positioned noise (:meth:`SineSource.stream_noise`): 64 frames of 256
-NOISE_CHUNK = 16384
-
-
-@dataclass(frozen=True)
-class NSFConfig(UpsamplingConfig):
-    """Hyper-parameters of an NSF-HiFi-GAN generator (defaults: the ~0.4M-parameter bundled singing vocoder)."""
-
-    sample_rate: int = 22050
-    n_mels: int = 80
-    resblock: Literal["1", "2"] = "2"
-    upsample_rates: tuple[int, ...] = (8, 8, 4)
-    upsample_kernel_sizes: tuple[int, ...] = (16, 16, 8)
-    upsample_initial_channel: int = 128
-    resblock_kernel_sizes: tuple[int, ...] = (3, 5, 7)
-    resblock_dilation_sizes: tuple[tuple[int, ...], ...] = ((1, 2), (2, 6), (3, 12))
-    harmonics: int = 64  # up to Nyquist for F0 >= 172 Hz; 6.4 kHz at 100 Hz (canora 0.1: 8, i.e. ~2 kHz)
-    sine_amp: float = 0.1
-    noise_std: float = 0.003
-    upsample: Literal["transposed", "interpolate"] = "interpolate"
-    source: Literal["step", "smooth"] = "smooth"
-    interp_kernel: int = 5  # kernel of the convolution after each linear interpolation ("interpolate" only)
-
-    def __post_init__(self) -> None:
-        problems = []
-        if self.harmonics < 1 or self.sample_rate < 1:
-            problems.append("harmonics and sample_rate must be >= 1")
-        if self.upsample not in ("transposed", "interpolate"):
-            problems.append(f"upsample={self.upsample!r} must be 'transposed' or 'interpolate'")
-        if self.source not in ("step", "smooth"):
-            problems.append(f"source={self.source!r} must be 'step' or 'smooth'")
-        if self.interp_kernel < 1 or self.interp_kernel % 2 == 0:
-            problems.append(f"interp_kernel={self.interp_kernel} must be odd and >= 1")
-        self.check_shape("NSF generator", problems)
-
-    @classmethod
-    def upgrade(cls, d: dict[str, Any]) -> dict[str, Any]:
-        """A dict without ``upsample``/``source`` (canora 0.1) is the legacy design."""
-        return {**LEGACY_DESIGN, **d} if "upsample" not in d and "source" not in d else d
-
-
-LEGACY_DESIGN: dict[str, Any] = {"upsample": "transposed", "source": "step", "harmonics": 8}
 
 
 def upsample_f0(f0: torch.Tensor, hop: int) -> torch.Tensor:
@@ -148,32 +107,17 @@ class SineSource(nn.Module):
 
     def frame_cycles(self, f0: np.ndarray) -> np.ndarray:
         """Cycles (T + 1,) float64 the fundamental has advanced at the start of each frame of ``f0`` (T,) Hz
-        and at its end: the start phase of a piece of a song is ``cycles[first frame] % 1``."""
-        f, _ = self.sample_f0(torch.as_tensor(np.asarray(f0, np.float64))[None])
-        per_frame = f.reshape(-1, self.hop).sum(dim=1).numpy() / self.sample_rate
-        return np.concatenate([[0.0], np.cumsum(per_frame)])
+        and at its end (:func:`canora.vocoder.excitation.frame_cycles`)."""
+        return excitation.frame_cycles(f0, self.hop, self.sample_rate, self.kind)
 
     def noise_channels(self) -> int:
         """Channels of the Gaussian noise the source draws per sample (1 for ``smooth``, H for ``step``)."""
-        return 1 if self.kind == "smooth" else self.harmonics
+        return excitation.noise_channels(self.kind, self.harmonics)
 
     def stream_noise(self, seed: int, start: int, n: int, batch: int = 1) -> torch.Tensor:
         """Unit Gaussian noise (batch, n, :meth:`noise_channels`) float32 for samples ``[start, start + n)`` of a
-        song: sample ``s`` of batch item ``b`` is the same whichever piece of the song asks for it (drawn in
-        chunks of :data:`NOISE_CHUNK` samples, each from its own seed ``(seed, b, chunk)``)."""
-        if start < 0 or n < 0:
-            raise CanoraError(f"noise for samples [{start}, {start + n}): a song's samples start at 0")
-        c = self.noise_channels()
-        if n == 0:
-            return torch.zeros(batch, 0, c)
-        first, last = start // NOISE_CHUNK, (start + n - 1) // NOISE_CHUNK
-        out = np.empty((batch, (last - first + 1) * NOISE_CHUNK, c), np.float32)
-        for b in range(batch):
-            for i, chunk in enumerate(range(first, last + 1)):
-                rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, b, chunk])
-                out[b, i * NOISE_CHUNK: (i + 1) * NOISE_CHUNK] = rng.standard_normal((NOISE_CHUNK, c), np.float32)
-        off = start - first * NOISE_CHUNK
-        return torch.from_numpy(out[:, off: off + n])
+        song, by the sample's place in it (:func:`canora.vocoder.excitation.stream_noise`)."""
+        return torch.from_numpy(excitation.stream_noise(seed, start, n, self.noise_channels(), batch))
 
     def forward(
         self, f0: torch.Tensor, generator: torch.Generator | None = None, phase0: torch.Tensor | None = None,
