@@ -22,6 +22,8 @@ Graphs (weight norm folded, batch and frame count dynamic):
 
 :func:`load_onnx_vocoder` returns a :class:`Vocoder` whose generator runs on onnxruntime (CPU), so
 ``vocode(mel, f0)``, ``frame_cycles`` and the mel checks are the same as with torch.
+:class:`~canora.vocoder.ort.OrtVocoder` runs the same export with no torch in the process (the source in numpy,
+:mod:`canora.vocoder.excitation`).
 """
 
 from __future__ import annotations
@@ -46,13 +48,13 @@ from canora.io.onnx import (
     make_session,
     quantize_int8,
     read_graph,
-    read_onnx_export,
     save_onnx_export,
     torch_to_onnx,
 )
 from canora.vocoder.api import EXPORT_KIND, NSF_KIND, Vocoder
 from canora.vocoder.hifigan import GeneratorConfig
 from canora.vocoder.nsf import NSFConfig, NSFGenerator, SineSource
+from canora.vocoder.ort import read_vocoder_export
 
 log = logging.getLogger(__name__)
 #: frames of the example input the graph is traced with (any length runs afterwards)
@@ -197,16 +199,10 @@ def _vocoder(session: Any, config: GeneratorConfig | NSFConfig, spec: MelSpec, s
 
 
 def load_onnx_vocoder(path: str | Path, threads: int | None = None) -> Vocoder:
-    """A :class:`Vocoder` on onnxruntime from an ONNX export directory (``canora export``)."""
+    """A :class:`Vocoder` on onnxruntime from an ONNX export directory (``canora export``); without torch:
+    :class:`~canora.vocoder.ort.OrtVocoder`."""
     path = Path(path)
-    doc = read_onnx_export(path, (EXPORT_KIND, NSF_KIND))
-    try:
-        cfg: GeneratorConfig | NSFConfig = (NSFConfig if doc["kind"] == NSF_KIND else GeneratorConfig).from_dict(
-            doc["config"], str(path / "model.json"))
-        spec = MelSpec.from_dict(doc["mel_spec"])
-        state = doc["runtime"]["source"]["state"] if doc["kind"] == NSF_KIND else None
-    except (KeyError, TypeError) as e:
-        raise CheckpointError(f"{path}: incomplete ONNX vocoder export (missing {e}); re-export it") from None
+    doc, cfg, spec, state = read_vocoder_export(path)
     session = make_session(read_graph(path, doc), threads, str(path / ONNX_FILE))
     return _vocoder(session, cfg, spec, str(path), state)
 
