@@ -216,6 +216,35 @@ def test_converter_runs_onnx_exports(tiny_exports, synth_clip):
         Converter.from_pretrained(tiny_exports["refiner_onnx"], tiny_exports["vocoder"], backend="torch")
 
 
+def test_convert_command_on_onnx_exports_never_imports_torch(tiny_exports, synth_clip, tmp_path):
+    """`canora convert` with two ONNX exports runs in a process where importing torch fails (features, refiner
+    sampling, NSF source and the output check in numpy), and gives the torch models' conversion of the same seed."""
+    import soundfile as sf
+
+    from canora.pipeline import Converter
+
+    wav, sr = synth_clip
+    sf.write(tmp_path / "in.wav", wav, sr, subtype="FLOAT")
+    code = (
+        "import sys\n"
+        "sys.modules['torch'] = None  # any import of torch now fails\n"
+        "from canora.cli import main\n"
+        f"rc = main(['convert', {str(tmp_path / 'in.wav')!r}, '-o', {str(tmp_path / 'out.wav')!r}, '--float',\n"
+        f"           '--refiner', {str(tiny_exports['refiner_onnx'])!r}, '--vocoder', "
+        f"{str(tiny_exports['vocoder_onnx'])!r}, '--steps', '3', '--threads', '1'])\n"
+        "assert rc == 0, rc\n"
+        "assert 'torch' not in {m.split('.')[0] for m, v in sys.modules.items() if v is not None}\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    out, out_sr = sf.read(tmp_path / "out.wav", dtype="float32")
+    ref = Converter.from_pretrained(tiny_exports["refiner"], tiny_exports["vocoder"]).convert(wav, sr, steps=3)
+    assert out_sr == ref.sample_rate and out.shape == ref.audio.shape
+    assert np.abs(ref.audio).max() > 1e-3 and _max_diff(out, ref.audio) < 1e-3
+    side = json.loads((tmp_path / "out.json").read_text())
+    assert side["refiner_check"]["ok"] in (True, False)  # the output's mel check ran (numpy mel)
+
+
 # ---------------------------------------------------------------------- runtime details
 def test_backend_onnx_exports_a_torch_model_in_memory(tiny_official_ckpt, clip):
     _, mel = clip
@@ -354,3 +383,38 @@ def test_cli_export_refuses_an_onnx_export_and_its_own_directory(capsys, tmp_pat
     assert code == 2 and "already an ONNX export" in err and len(err.strip().splitlines()) == 1
     code, err = _run(capsys, "export", tiny_exports["vocoder"], "-o", tiny_exports["vocoder"])
     assert code == 2 and "model's own directory" in err
+
+
+def test_backend_onnx_keeps_an_onnx_copy_and_later_runs_skip_torch(tiny_exports, synth_clip, tmp_path, monkeypatch):
+    """`convert --backend onnx` on torch models exports them once into the cache; the next run loads the copies
+    without importing torch (same audio), and a damaged copy is exported again."""
+    import soundfile as sf
+
+    from canora.io.onnx_copies import cached_copy, copy_key
+
+    wav, sr = synth_clip
+    sf.write(tmp_path / "in.wav", wav, sr, subtype="FLOAT")
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("CANORA_CACHE_DIR", str(cache))
+    models = ["--refiner", str(tiny_exports["refiner"]), "--vocoder", str(tiny_exports["vocoder"])]
+    args = ["convert", tmp_path / "in.wav", "--float", "--steps", "2", "--backend", "onnx", "--overwrite", *models]
+    assert main([str(a) for a in [*args, "-o", tmp_path / "first.wav"]]) == 0
+    copies = [cached_copy(tiny_exports[k]) for k in ("refiner", "vocoder")]
+    assert all(c is not None and c.parent == cache / "onnx" / "exports" for c in copies)
+    code = (
+        "import sys\n"
+        "sys.modules['torch'] = None\n"
+        "from canora.cli import main\n"
+        f"sys.exit(main({[str(a) for a in [*args, '-o', tmp_path / 'second.wav']]!r}))\n"
+    )
+    env = {**__import__("os").environ, "CANORA_CACHE_DIR": str(cache)}
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
+    assert res.returncode == 0, res.stderr[-3000:]
+    first, _ = sf.read(tmp_path / "first.wav", dtype="float32")
+    second, _ = sf.read(tmp_path / "second.wav", dtype="float32")
+    assert first.shape == second.shape and _max_diff(first, second) < 1e-4
+    graph = copies[1] / "model.onnx"
+    graph.write_bytes(graph.read_bytes()[:-8] + b"damaged!")
+    assert cached_copy(tiny_exports["vocoder"]) is None
+    assert main([str(a) for a in [*args, "-o", tmp_path / "third.wav"]]) == 0
+    assert cached_copy(tiny_exports["vocoder"]) == copies[1] and copies[1].name == copy_key(tiny_exports["vocoder"])

@@ -269,13 +269,17 @@ def check_backend(backend: str) -> str:
 
 def onnx_exports_only(refiner: str | Path | None, vocoder: str | Path | None, backend: str | None = None,
                       device: str = "cpu") -> bool:
-    """True when both models (names or paths as ``from_pretrained`` takes them) are ONNX exports that will run on
-    ONNX Runtime on the CPU: a conversion that never imports torch."""
+    """True when both models (names or paths as ``from_pretrained`` takes them) will run on ONNX Runtime from ONNX
+    exports: exports given, or with ``backend="onnx"`` the kept ONNX copies of torch models
+    (:mod:`canora.io.onnx_copies`). A conversion then never imports torch."""
     from canora.io.models import resolve_model
     from canora.io.onnx import is_onnx_export
+    from canora.io.onnx_copies import cached_copy
 
-    return (backend != "torch" and str(device) == "cpu" and is_onnx_export(resolve_model(refiner, "refiner"))
-            and is_onnx_export(resolve_model(vocoder, "vocoder")))
+    if backend == "torch" or str(device) != "cpu":
+        return False
+    paths = (resolve_model(refiner, "refiner"), resolve_model(vocoder, "vocoder"))
+    return all(is_onnx_export(p) or (backend == "onnx" and cached_copy(p) is not None) for p in paths)
 
 
 def onnx_available() -> bool:

@@ -181,7 +181,7 @@ def apply_voice(args: argparse.Namespace) -> None:
 
 
 # ---------------------------------------------------------------------- models
-def load_refiner(name: str | Path | None, device: str = "cpu") -> Any:
+def load_refiner(name: str | Path | None, device: str = "cpu", backend: str | None = None) -> Any:
     """The refiner named by ``--refiner`` (a path or ``bundled``), loaded; every failure one line naming the file.
     Its stored feature extractors are checked here, so an export naming an extractor this canora lacks fails now,
     not per file after minutes."""
@@ -190,7 +190,7 @@ def load_refiner(name: str | Path | None, device: str = "cpu") -> Any:
     from canora.errors import CheckpointError
     from canora.io.models import load_model, model_file, open_refiner, resolve_model
 
-    ref = load_model(name, "refiner", lambda p: open_refiner(p, device=device))
+    ref = load_model(name, "refiner", lambda p: open_refiner(p, device=device, backend=backend))
     fp = ref.feature_params
     where = model_file(resolve_model(name, "refiner"))
     if fp.f0_method not in available_f0_extractors():
@@ -202,7 +202,8 @@ def load_refiner(name: str | Path | None, device: str = "cpu") -> Any:
     return ref
 
 
-def load_vocoder(name: str | Path | None, config: str | None = None, device: str = "cpu") -> Any:
+def load_vocoder(name: str | Path | None, config: str | None = None, device: str = "cpu",
+                 backend: str | None = None) -> Any:
     """The vocoder named by ``--vocoder`` (a path or ``bundled``), loaded; every failure one line naming the file."""
     from canora.io.models import load_model, open_vocoder, resolve_model
 
@@ -213,14 +214,17 @@ def load_vocoder(name: str | Path | None, config: str | None = None, device: str
     elif not (path / "model.json").is_file():
         beside = (path if path.is_dir() else path.parent) / "config.json"
         settings = beside if beside.is_file() else None
-    return load_model(path, "vocoder", lambda p: open_vocoder(p, config=config, device=device), settings)
+    return load_model(path, "vocoder", lambda p: open_vocoder(p, config=config, device=device, backend=backend),
+                      settings)
 
 
-def load_converter(refiner: str | Path | None, vocoder: str | Path | None, device: str = "cpu") -> Any:
-    """A :class:`canora.pipeline.Converter` over ``--refiner`` and ``--vocoder`` (paths or ``bundled``)."""
+def load_converter(refiner: str | Path | None, vocoder: str | Path | None, device: str = "cpu",
+                   backend: str | None = None) -> Any:
+    """A :class:`canora.pipeline.Converter` over ``--refiner`` and ``--vocoder`` (paths or ``bundled``);
+    ``backend="onnx"``: torch models through their kept ONNX copies (:func:`canora.io.models.open_refiner`)."""
     from canora.pipeline import Converter
 
-    return Converter(load_refiner(refiner, device), load_vocoder(vocoder, device=device))
+    return Converter(load_refiner(refiner, device, backend), load_vocoder(vocoder, device=device, backend=backend))
 
 
 def load_spec_arg(name_or_path: str | Path, flag: str = "--config") -> Any:

@@ -85,9 +85,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--block-ms", type=finite_float, default=DEFAULT_BLOCK_MS,
                    help="with --stream: block length in ms (rounded to whole 256-sample frames)")
     p.add_argument("--backend", default="auto", choices=BACKEND_CHOICES,
-                   help="run the models on torch or ONNX Runtime (exported once, then cached); auto = ONNX Runtime "
-                   "with --stream when the onnx extra is installed, else torch (ONNX exports always run on ONNX "
-                   "Runtime)")
+                   help="run the models on torch or ONNX Runtime; auto = ONNX Runtime with --stream when the onnx "
+                   "extra is installed, else torch. ONNX exports always run on ONNX Runtime without importing torch; "
+                   "onnx on torch models exports them once (tens of seconds) and keeps the copies, so later runs "
+                   "do not import torch either")
     add_overwrite_arg(p)
     add_device_args(p)
     p.set_defaults(run=run)
@@ -214,7 +215,8 @@ def run(args: argparse.Namespace) -> int:
         log.info("rank %d of %d: converting %d of the files", rank, world, len(files))
     mine = [p for f in files for p in outputs[f]]
     check_outputs(mine, args, inputs=inputs)  # exists, is an input, not writable: before the models load
-    conv = load_converter(args.refiner, args.vocoder, device=args.device)
+    conv = load_converter(args.refiner, args.vocoder, device=args.device,
+                          backend="onnx" if args.backend == "onnx" else None)
     conv = conv.with_backend("torch" if args.backend == "auto" and not args.stream else args.backend)
     singer = conv.refiner.singer_label(args.singer)  # unknown singer or bad mix: fail before any work
     check_outputs(mine, args, inputs=inputs,  # and room on the disk for the audio at the models' rate

@@ -86,11 +86,16 @@ def load_model(name_or_path: str | Path | None, kind: str, loader: Callable[[Pat
 
 def open_refiner(path: str | Path | None, device: str = "cpu", backend: str | None = None) -> Any:
     """The refiner at ``path`` (a name as in :func:`resolve_model`): an ONNX export on ONNX Runtime without importing
-    torch (:class:`canora.refiner.ort.OrtRefiner`) unless ``backend == "torch"``, else
+    torch (:class:`canora.refiner.ort.OrtRefiner`) unless ``backend == "torch"``; a torch model with ``backend ==
+    "onnx"`` through its kept ONNX copy (:mod:`canora.io.onnx_copies`); else
     :meth:`canora.refiner.api.Refiner.from_pretrained`."""
     from canora.io.onnx import is_onnx_export
 
     resolved = resolve_model(path, "refiner")
+    if backend == "onnx" and str(device) == "cpu" and not is_onnx_export(resolved):
+        from canora.io.onnx_copies import onnx_copy
+
+        resolved = onnx_copy(resolved)
     if is_onnx_export(resolved) and backend in (None, "onnx") and str(device) == "cpu":
         from canora.refiner.ort import OrtRefiner
 
@@ -103,11 +108,16 @@ def open_refiner(path: str | Path | None, device: str = "cpu", backend: str | No
 def open_vocoder(path: str | Path | None, config: str | None = None, device: str = "cpu",
                  backend: str | None = None) -> Any:
     """The vocoder at ``path``: an ONNX export on ONNX Runtime without importing torch
-    (:class:`canora.vocoder.ort.OrtVocoder`) unless ``backend == "torch"``, else
+    (:class:`canora.vocoder.ort.OrtVocoder`) unless ``backend == "torch"``; a torch model with ``backend == "onnx"``
+    through its kept ONNX copy (:mod:`canora.io.onnx_copies`); else
     :meth:`canora.vocoder.api.Vocoder.from_pretrained`."""
     from canora.io.onnx import is_onnx_export
 
     resolved = resolve_model(path, "vocoder")
+    if backend == "onnx" and str(device) == "cpu" and not is_onnx_export(resolved):
+        from canora.io.onnx_copies import onnx_copy
+
+        resolved = onnx_copy(resolved, config)
     if is_onnx_export(resolved) and backend in (None, "onnx") and str(device) == "cpu":
         from canora.vocoder.ort import OrtVocoder
 

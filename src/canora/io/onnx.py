@@ -233,7 +233,7 @@ def cache_dir() -> Path | None:
     return Path(base) / "canora" / "onnx"
 
 
-def _code_digest() -> str:
+def code_digest() -> str:
     """sha256 of the model code (canora's refiner and vocoder packages and this module): a graph exported by
     other code is not reused."""
     root = Path(__file__).resolve().parents[1]
@@ -258,7 +258,7 @@ def graph_key(module: torch.nn.Module, args: tuple[torch.Tensor, ...], input_nam
     h.update(repr({k: {ax: (d.__name__, getattr(d, "min", None), getattr(d, "max", None)) for ax, d in v.items()}
                    for k, v in sorted(dynamic_shapes.items())}).encode())
     h.update(json.dumps(exporter_info(), sort_keys=True).encode())
-    h.update(_code_digest().encode())
+    h.update(code_digest().encode())
     return h.hexdigest()
 
 

@@ -1,0 +1,101 @@
+"""ONNX copies of torch models, made once and kept: ``--backend onnx`` on a torch model (the bundled ones
+included) exports it the first time (torch) into the cache, and every later run loads the copy on ONNX Runtime
+without importing torch.
+
+A copy lives in ``cache_dir()/exports/<key>`` (:func:`canora.io.onnx.cache_dir`), a complete ``canora export``
+directory. The key is a sha256 of the model's files (an export's ``model.json`` and weights, or an official
+checkpoint and its ``config.json``) and of canora's model code, so a retrained model or a canora that computes
+differently gets a new copy. A copy that fails its own hash check is made again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from canora.errors import CanoraError
+from canora.io.onnx import cache_dir, code_digest, read_graph, read_onnx_export
+
+log = logging.getLogger(__name__)
+
+
+def _model_files(path: Path, config: str | Path | None) -> list[Path]:
+    """The files that define the model at ``path`` (a directory's regular files, or a checkpoint and its config)."""
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
+    else:
+        beside = path.parent / "config.json"
+        files = [path] + ([Path(config)] if config is not None else [beside] if beside.is_file() else [])
+    if not files:
+        raise CanoraError(f"{path}: no model files to export")
+    return files
+
+
+def copy_key(path: str | Path, config: str | Path | None = None) -> str:
+    """The cache key of the ONNX copy of the torch model at ``path`` (see the module doc)."""
+    h = hashlib.sha256(code_digest().encode())
+    for f in _model_files(Path(path), config):
+        h.update(f.name.encode())
+        with open(f, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()[:32]
+
+
+def _intact(directory: Path) -> bool:
+    """True when ``directory`` is an ONNX export whose every graph matches its hash."""
+    try:
+        doc = read_onnx_export(directory)
+        for name in doc["files"]:
+            read_graph(directory, doc, name)
+    except CanoraError:
+        return False
+    return True
+
+
+def cached_copy(path: str | Path, config: str | Path | None = None) -> Path | None:
+    """The ONNX copy of the torch model at ``path`` if one is kept and intact, else None (nothing imported)."""
+    root = cache_dir()
+    if root is None:
+        return None
+    d = root / "exports" / copy_key(path, config)
+    return d if _intact(d) else None
+
+
+def onnx_copy(path: str | Path, config: str | Path | None = None) -> Path:
+    """The ONNX copy of the torch model at ``path``: the kept one, or a new export (imports torch; tens of seconds
+    for the bundled models) kept for next time. Without a cache (``CANORA_CACHE_DIR`` set empty) the export goes to
+    a temporary directory that lasts as long as the process."""
+    found = cached_copy(path, config)
+    if found is not None:
+        return found
+    from canora.export import export_onnx
+
+    root = cache_dir()
+    log.info("%s: exporting to ONNX once (later runs load the copy%s)", path,
+             f" from {root / 'exports'}" if root is not None else "; no cache: CANORA_CACHE_DIR is empty")
+    parent = root / "exports" if root is not None else None
+    if parent is not None:
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            parent = None
+    tmp = Path(tempfile.mkdtemp(prefix=".export-", dir=parent))
+    export_onnx(path, tmp / "model", config=config)
+    if parent is None:
+        return tmp / "model"
+    final = parent / copy_key(path, config)
+    try:
+        if final.exists() and not _intact(final):  # damaged: replace it
+            shutil.rmtree(final)
+        if not final.exists():  # (else another process made it meanwhile)
+            os.replace(tmp / "model", final)
+    except OSError as e:
+        log.debug("cannot keep the ONNX copy in %s (%s); using it from %s", final, e, tmp)
+        return tmp / "model"
+    shutil.rmtree(tmp, ignore_errors=True)
+    return final
