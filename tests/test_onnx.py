@@ -390,7 +390,7 @@ def test_backend_onnx_keeps_an_onnx_copy_and_later_runs_skip_torch(tiny_exports,
     without importing torch (same audio), and a damaged copy is exported again."""
     import soundfile as sf
 
-    from canora.io.onnx_copies import cached_copy, copy_key
+    from canora.backends import cached_copy, copy_key
 
     wav, sr = synth_clip
     sf.write(tmp_path / "in.wav", wav, sr, subtype="FLOAT")

@@ -267,21 +267,6 @@ def check_backend(backend: str) -> str:
     return backend
 
 
-def onnx_exports_only(refiner: str | Path | None, vocoder: str | Path | None, backend: str | None = None,
-                      device: str = "cpu") -> bool:
-    """True when both models (names or paths as ``from_pretrained`` takes them) will run on ONNX Runtime from ONNX
-    exports: exports given, or with ``backend="onnx"`` the kept ONNX copies of torch models
-    (:mod:`canora.io.onnx_copies`). A conversion then never imports torch."""
-    from canora.io.models import resolve_model
-    from canora.io.onnx import is_onnx_export
-    from canora.io.onnx_copies import cached_copy
-
-    if backend == "torch" or str(device) != "cpu":
-        return False
-    paths = (resolve_model(refiner, "refiner"), resolve_model(vocoder, "vocoder"))
-    return all(is_onnx_export(p) or (backend == "onnx" and cached_copy(p) is not None) for p in paths)
-
-
 def onnx_available() -> bool:
     """True when torch models can be exported and run on ONNX Runtime here (the ``onnx`` extra is installed)."""
     import importlib.util
@@ -310,7 +295,7 @@ class Converter:
         ``backend`` goes to both loaders: ``None`` runs ONNX exports (``canora export``) on ONNX Runtime and
         torch models on torch, ``"onnx"`` runs both models on ONNX Runtime (torch models are exported in memory
         first), ``"torch"`` runs torch models only. When both are ONNX exports, torch is never imported."""
-        from canora.io.models import open_refiner, open_vocoder
+        from canora.backends import open_refiner, open_vocoder
 
         singer = None
         if voice is not None:  # a voice by name or folder: its refiner, vocoder and singer (canora voices)

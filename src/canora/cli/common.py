@@ -185,10 +185,11 @@ def load_refiner(name: str | Path | None, device: str = "cpu", backend: str | No
     """The refiner named by ``--refiner`` (a path or ``bundled``), loaded; every failure one line naming the file.
     Its stored feature extractors are checked here, so an export naming an extractor this canora lacks fails now,
     not per file after minutes."""
+    from canora.backends import open_refiner
     from canora.dsp.content import available_content_encoders
     from canora.dsp.pitch import available_f0_extractors
     from canora.errors import CheckpointError
-    from canora.io.models import load_model, model_file, open_refiner, resolve_model
+    from canora.io.models import load_model, model_file, resolve_model
 
     ref = load_model(name, "refiner", lambda p: open_refiner(p, device=device, backend=backend))
     fp = ref.feature_params
@@ -205,7 +206,8 @@ def load_refiner(name: str | Path | None, device: str = "cpu", backend: str | No
 def load_vocoder(name: str | Path | None, config: str | None = None, device: str = "cpu",
                  backend: str | None = None) -> Any:
     """The vocoder named by ``--vocoder`` (a path or ``bundled``), loaded; every failure one line naming the file."""
-    from canora.io.models import load_model, open_vocoder, resolve_model
+    from canora.backends import open_vocoder
+    from canora.io.models import load_model, resolve_model
 
     path = resolve_model(name, "vocoder")
     settings = None  # an official checkpoint's settings are its config.json: errors name that file

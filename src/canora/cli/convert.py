@@ -166,6 +166,7 @@ def run(args: argparse.Namespace) -> int:
     import os
     import sys
 
+    from canora.backends import onnx_exports_only
     from canora.cli.common import (
         apply_device_args,
         apply_voice,
@@ -183,7 +184,7 @@ def run(args: argparse.Namespace) -> int:
     from canora.io.audio import AUDIO_EXTENSIONS, audio_bytes, output_format, read_audio
     from canora.io.files import OutputSet, npy_bytes
     from canora.io.melfiles import mel_bytes
-    from canora.pipeline import check_transpose, onnx_exports_only
+    from canora.pipeline import check_transpose
     from canora.refiner.samplers import check_steps_strength
 
     log = logging.getLogger("canora")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from canora.errors import CanoraError, CheckpointError
 
@@ -83,45 +83,3 @@ def load_model(name_or_path: str | Path | None, kind: str, loader: Callable[[Pat
         raise CheckpointError(f"{where}: not a usable {kind} ({type(e).__name__}: {detail}); fix or re-export the "
                               f"model, or pass another --{kind}") from None
 
-
-def open_refiner(path: str | Path | None, device: str = "cpu", backend: str | None = None) -> Any:
-    """The refiner at ``path`` (a name as in :func:`resolve_model`): an ONNX export on ONNX Runtime without importing
-    torch (:class:`canora.refiner.ort.OrtRefiner`) unless ``backend == "torch"``; a torch model with ``backend ==
-    "onnx"`` through its kept ONNX copy (:mod:`canora.io.onnx_copies`); else
-    :meth:`canora.refiner.api.Refiner.from_pretrained`."""
-    from canora.io.onnx import is_onnx_export
-
-    resolved = resolve_model(path, "refiner")
-    if backend == "onnx" and str(device) == "cpu" and not is_onnx_export(resolved):
-        from canora.io.onnx_copies import onnx_copy
-
-        resolved = onnx_copy(resolved)
-    if is_onnx_export(resolved) and backend in (None, "onnx") and str(device) == "cpu":
-        from canora.refiner.ort import OrtRefiner
-
-        return OrtRefiner.load(resolved)
-    from canora.refiner import Refiner
-
-    return Refiner.from_pretrained(resolved, device=device, backend=backend)
-
-
-def open_vocoder(path: str | Path | None, config: str | None = None, device: str = "cpu",
-                 backend: str | None = None) -> Any:
-    """The vocoder at ``path``: an ONNX export on ONNX Runtime without importing torch
-    (:class:`canora.vocoder.ort.OrtVocoder`) unless ``backend == "torch"``; a torch model with ``backend == "onnx"``
-    through its kept ONNX copy (:mod:`canora.io.onnx_copies`); else
-    :meth:`canora.vocoder.api.Vocoder.from_pretrained`."""
-    from canora.io.onnx import is_onnx_export
-
-    resolved = resolve_model(path, "vocoder")
-    if backend == "onnx" and str(device) == "cpu" and not is_onnx_export(resolved):
-        from canora.io.onnx_copies import onnx_copy
-
-        resolved = onnx_copy(resolved, config)
-    if is_onnx_export(resolved) and backend in (None, "onnx") and str(device) == "cpu":
-        from canora.vocoder.ort import OrtVocoder
-
-        return OrtVocoder.load(resolved)
-    from canora.vocoder import Vocoder
-
-    return Vocoder.from_pretrained(resolved, config=config, device=device, backend=backend)

@@ -1,6 +1,10 @@
-"""ONNX copies of torch models, made once and kept: ``--backend onnx`` on a torch model (the bundled ones
-included) exports it the first time (torch) into the cache, and every later run loads the copy on ONNX Runtime
-without importing torch.
+"""Which runtime a model runs on: torch, an ONNX export on ONNX Runtime (no torch import), or the kept ONNX copy
+of a torch model.
+
+:func:`open_refiner` / :func:`open_vocoder` load a model by name or path for the pipeline and the CLI: an ONNX
+export (``canora export``) runs on ONNX Runtime without importing torch, unless ``backend="torch"``; a torch model
+with ``backend="onnx"`` goes through its ONNX copy, made once and kept: the first run exports it (torch) into the
+cache, every later run loads the copy without importing torch.
 
 A copy lives in ``cache_dir()/exports/<key>`` (:func:`canora.io.onnx.cache_dir`), a complete ``canora export``
 directory. The key is a sha256 of the model's files (an export's ``model.json`` and weights, or an official
@@ -16,9 +20,11 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from canora.errors import CanoraError
-from canora.io.onnx import cache_dir, code_digest, read_graph, read_onnx_export
+from canora.io.models import resolve_model
+from canora.io.onnx import cache_dir, code_digest, is_onnx_export, read_graph, read_onnx_export
 
 log = logging.getLogger(__name__)
 
@@ -99,3 +105,49 @@ def onnx_copy(path: str | Path, config: str | Path | None = None) -> Path:
         return tmp / "model"
     shutil.rmtree(tmp, ignore_errors=True)
     return final
+
+
+def open_refiner(path: str | Path | None, device: str = "cpu", backend: str | None = None) -> Any:
+    """The refiner at ``path`` (a name as in :func:`resolve_model`): an ONNX export on ONNX Runtime without importing
+    torch (:class:`canora.refiner.ort.OrtRefiner`) unless ``backend == "torch"``; a torch model with ``backend ==
+    "onnx"`` through its kept ONNX copy (:func:`onnx_copy`); else
+    :meth:`canora.refiner.api.Refiner.from_pretrained`."""
+    resolved = resolve_model(path, "refiner")
+    if backend == "onnx" and str(device) == "cpu" and not is_onnx_export(resolved):
+        resolved = onnx_copy(resolved)
+    if is_onnx_export(resolved) and backend in (None, "onnx") and str(device) == "cpu":
+        from canora.refiner.ort import OrtRefiner
+
+        return OrtRefiner.load(resolved)
+    from canora.refiner import Refiner
+
+    return Refiner.from_pretrained(resolved, device=device, backend=backend)
+
+
+def open_vocoder(path: str | Path | None, config: str | None = None, device: str = "cpu",
+                 backend: str | None = None) -> Any:
+    """The vocoder at ``path``: an ONNX export on ONNX Runtime without importing torch
+    (:class:`canora.vocoder.ort.OrtVocoder`) unless ``backend == "torch"``; a torch model with ``backend == "onnx"``
+    through its kept ONNX copy (:func:`onnx_copy`); else
+    :meth:`canora.vocoder.api.Vocoder.from_pretrained`."""
+    resolved = resolve_model(path, "vocoder")
+    if backend == "onnx" and str(device) == "cpu" and not is_onnx_export(resolved):
+        resolved = onnx_copy(resolved, config)
+    if is_onnx_export(resolved) and backend in (None, "onnx") and str(device) == "cpu":
+        from canora.vocoder.ort import OrtVocoder
+
+        return OrtVocoder.load(resolved)
+    from canora.vocoder import Vocoder
+
+    return Vocoder.from_pretrained(resolved, config=config, device=device, backend=backend)
+
+
+def onnx_exports_only(refiner: str | Path | None, vocoder: str | Path | None, backend: str | None = None,
+                      device: str = "cpu") -> bool:
+    """True when both models (names or paths as ``from_pretrained`` takes them) will run on ONNX Runtime from ONNX
+    exports: exports given, or with ``backend="onnx"`` the kept ONNX copies of torch models
+    (:func:`cached_copy`). A conversion then never imports torch."""
+    if backend == "torch" or str(device) != "cpu":
+        return False
+    paths = (resolve_model(refiner, "refiner"), resolve_model(vocoder, "vocoder"))
+    return all(is_onnx_export(p) or (backend == "onnx" and cached_copy(p) is not None) for p in paths)
