@@ -418,3 +418,25 @@ def test_backend_onnx_keeps_an_onnx_copy_and_later_runs_skip_torch(tiny_exports,
     assert cached_copy(tiny_exports["vocoder"]) is None
     assert main([str(a) for a in [*args, "-o", tmp_path / "third.wav"]]) == 0
     assert cached_copy(tiny_exports["vocoder"]) == copies[1] and copies[1].name == copy_key(tiny_exports["vocoder"])
+
+
+def test_onnx_runtime_slices_in_parallel_on_one_thread_sessions(tiny_exports, monkeypatch):
+    """On ONNX Runtime models the default converts one slice per thread on sessions of one thread each (made once
+    and kept), giving the one-at-a-time conversion to float rounding."""
+    from canora.io import onnx as onnx_io
+    from canora.pipeline import Converter
+
+    from .test_pipeline import SR, held_note
+
+    monkeypatch.setattr(onnx_io, "_THREADS", [2])
+    conv = Converter.from_pretrained(tiny_exports["refiner_onnx"], tiny_exports["vocoder_onnx"])
+    wav = np.concatenate([held_note(1.5, 262.0), held_note(1.5, 330.0), held_note(1.5, 196.0)])
+    kw = dict(transpose=2.0, max_slice_seconds=1.0, steps=2, seed=1)
+    one = conv.convert(wav, SR, workers=1, **kw)
+    two = conv.convert(wav, SR, **kw)
+    assert one.stats["workers"] == 1 and two.stats["workers"] == 2 and two.stats["slices"] >= 4
+    assert set(conv.refiner._by_threads) == set(conv.vocoder._by_threads) == {1}  # one-thread sessions, kept
+    assert conv.vocoder.with_threads(1) is conv.vocoder.with_threads(1)
+    assert conv.vocoder.with_threads(1).session.get_session_options().intra_op_num_threads == 1
+    np.testing.assert_array_equal(two.f0, one.f0)
+    np.testing.assert_allclose(two.audio, one.audio, atol=1e-4)

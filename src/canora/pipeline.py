@@ -372,9 +372,10 @@ class Converter:
         at all converts to silence (logged), not to an error. ``progress`` shows tqdm bars;
         ``on_progress(fraction, what)`` is called as slices are done (for UIs). ``measure_cycle_error``
         adds the vocoder's mel cycle error to ``stats`` (one more mel of every sung slice's output).
-        ``workers`` slices are analysed and rendered at once, each on ``torch.get_num_threads() // workers``
-        threads (default: one slice per torch thread, at most one per slice; models on torch on the CPU only,
-        else one): on two idle cores, two slices on one thread each measured 1.07x faster in-process and 1.16x
+        ``workers`` slices are analysed and rendered at once, each on ``threads // workers`` threads (torch's
+        threads, or ONNX Runtime's :func:`canora.io.onnx.default_threads` with sessions of that many threads; default:
+        one slice per thread, at most one per slice; both models on the CPU on one backend, else one): on two idle
+        cores, two slices on one thread each measured 1.07x faster in-process and 1.16x
         for the whole command than one slice on two threads, and about 2x with another job on one of the cores
         (``benchmarks/convert_speed.py``, ``convert_memory.py``). The output differs from one worker's by float
         rounding only.
@@ -395,10 +396,11 @@ class Converter:
         bar = _Progress(len(regions), name, progress, on_progress)
         workers, threads = self._workers(workers, len(regions))
 
-        def analyse(r: Region) -> SliceAnalysis:
-            return self.analyse(wav[r.start: r.end], r.cut.silent, f"{name} [{r.start / spec.sample_rate:.1f} s]")
+        with self._on_threads(threads) as conv:
+            def analyse(r: Region) -> SliceAnalysis:
+                where = f"{name} [{r.start / spec.sample_rate:.1f} s]"
+                return conv.analyse(wav[r.start: r.end], r.cut.silent, where)
 
-        with _torch_threads(threads):
             analyses = bar.map(analyse, regions, "analyse", "analysing", 0, workers)
         silent_file = not any(isinstance(a, Sung) for a in analyses)
         if silent_file:
@@ -416,10 +418,10 @@ class Converter:
         drive = song_f0(regions, analyses, total, hop, keyed=True)
         cycles = self.vocoder.frame_cycles(drive)  # the vocoder's source phase at every frame of the song
 
-        def render(ra: tuple[Region, SliceAnalysis]) -> Rendered:
-            return self.render(ra[0], ra[1], drive, cycles, job, measure_cycle_error)
+        with self._on_threads(threads) as conv:
+            def render(ra: tuple[Region, SliceAnalysis]) -> Rendered:
+                return conv.render(ra[0], ra[1], drive, cycles, job, measure_cycle_error)
 
-        with _torch_threads(threads):
             pieces = bar.map(render, list(zip(regions, analyses)), "convert", "converting", len(regions), workers)
         bar.report(2 * len(regions), "done")
         out = self.assemble([p.audio for p in pieces], slices, wav, overlap, context)
@@ -442,18 +444,37 @@ class Converter:
         )
 
     def _workers(self, workers: int | None, slices: int) -> tuple[int, int | None]:
-        """(slices converted at once, torch threads for each, None = unchanged) for ``workers`` (None: auto)."""
+        """(slices converted at once, threads for each, None = unchanged) for ``workers`` (None: auto: one slice per
+        thread, at most one per slice). Both models on the CPU on torch (torch's threads) or both on ONNX Runtime
+        (:func:`canora.io.onnx.default_threads`); else one slice at a time."""
         if workers is not None and (isinstance(workers, bool) or not isinstance(workers, (int, np.integer))
                                     or workers < 1):
             raise CanoraError(f"workers must be a whole number >= 1, got {workers!r}")
-        on_cpu_torch = all(m.backend == "torch" and m.device.type == "cpu" for m in (self.refiner, self.vocoder))
-        if not on_cpu_torch or slices < 2 or workers == 1:
+        models = (self.refiner, self.vocoder)
+        on_cpu = all(m.device.type == "cpu" for m in models)
+        backends = {m.backend for m in models}
+        if not on_cpu or len(backends) != 1 or slices < 2 or workers == 1:
             return 1, None
-        import torch
+        if backends == {"torch"}:
+            import torch
 
-        threads = torch.get_num_threads()
+            threads = torch.get_num_threads()
+        else:
+            from canora.io.onnx import default_threads
+
+            threads = default_threads()
         n = min(threads if workers is None else int(workers), slices)
         return (n, max(1, threads // n)) if n > 1 else (1, None)
+
+    @contextlib.contextmanager
+    def _on_threads(self, threads: int | None) -> Iterator[Converter]:
+        """The converter whose models run ``threads`` intra-op threads per call (None: this one as it is): torch's
+        thread count for the block, or ONNX Runtime sessions of that many threads (:meth:`OrtRefiner.with_threads`)."""
+        if threads is None or self.refiner.backend != "onnx":
+            with _torch_threads(threads):
+                yield self
+            return
+        yield Converter(self.refiner.with_threads(threads), self.vocoder.with_threads(threads), self.default_singer)
 
     def _job(
         self, singer: str | int | None, sampler: str | None, steps: int | None, strength: float | None, seed: int,

@@ -27,6 +27,7 @@ import logging
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 from canora.dsp.mel import MelSpec
@@ -172,6 +173,10 @@ def make_session(model: bytes, threads: int | None = None, name: str = "model") 
         first = str(e).splitlines()[0][:300] if str(e) else type(e).__name__
         raise CheckpointError(f"{name}: onnxruntime cannot load this graph ({first}); re-export the model") from None
 
+
+#: where ONNX Runtime models run: the ``device`` of the ONNX Runtime refiner and vocoder (``.type == "cpu"``, as a
+#: torch device reads)
+CPU = SimpleNamespace(type="cpu")
 
 _THREADS: list[int] = []
 

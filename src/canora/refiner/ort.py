@@ -8,21 +8,19 @@ refinement on both backends (to float32 rounding).
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 
 from canora.errors import CanoraError, CheckpointError
-from canora.io.onnx import ONNX_FILE, check_io, make_session, read_graph, read_onnx_export
+from canora.io.onnx import CPU, ONNX_FILE, check_io, make_session, read_graph, read_onnx_export
 from canora.refiner.base import EXPORT_KIND, RefinerBase, read_refiner_doc
 from canora.refiner.config import RefinerConfig
 from canora.refiner.samplers import get_sampler, sample_numpy
 
 ENCODER_FILE = "encoder.onnx"
-#: where ONNX Runtime models run (the pipeline reads ``.device.type`` of every model)
-CPU = SimpleNamespace(type="cpu")
 
 
 def encoder_inputs(cfg: RefinerConfig) -> list[str]:
@@ -87,9 +85,26 @@ class OrtRefiner(RefinerBase):
     backend = "onnx"
     device = CPU
 
-    def __init__(self, model: OrtRefinerModel, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, model: OrtRefinerModel, *args: Any, graphs: dict[str, bytes] | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(model.config, *args, **kwargs)
         self.model = model
+        self._graphs = graphs  # kept for :meth:`with_threads`
+        self._by_threads: dict[int, OrtRefiner] = {}
+
+    def with_threads(self, threads: int) -> OrtRefiner:
+        """This refiner on sessions of ``threads`` intra-op threads (made once, then kept): the pipeline converts
+        slices in parallel on one-thread sessions."""
+        if self._graphs is None:
+            return self
+        if threads not in self._by_threads:
+            other = copy.copy(self)
+            other.model = OrtRefinerModel(
+                self.config, make_session(self._graphs[ENCODER_FILE], threads, f"{self.source} ({ENCODER_FILE})"),
+                make_session(self._graphs[ONNX_FILE], threads, f"{self.source} ({ONNX_FILE})"), self.source)
+            other._by_threads = {}
+            self._by_threads[threads] = other
+        return self._by_threads[threads]
 
     @classmethod
     def load(cls, path: str | Path, threads: int | None = None) -> OrtRefiner:
@@ -109,7 +124,7 @@ class OrtRefiner(RefinerBase):
         try:
             return cls(model, spec, normalizer, schedule, prediction_type=meta.get("prediction_type", "v"),
                        singers=meta.get("singers"), singer_f0_stats=meta.get("singer_f0_stats"),
-                       feature_params=params, info=meta.get("info"), source=source)
+                       feature_params=params, info=meta.get("info"), source=source, graphs=graphs)
         except (TypeError, ValueError) as e:
             raise CheckpointError(f"{source}: incomplete refiner export ({e}); re-export it") from None
 

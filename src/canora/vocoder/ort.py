@@ -8,6 +8,7 @@ the merge weights from ``model.json["runtime"]["source"]["state"]``) and runs th
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ import numpy as np
 
 from canora.dsp.mel import MelSpec
 from canora.errors import CheckpointError
-from canora.io.onnx import ONNX_FILE, check_io, make_session, read_graph, read_onnx_export
+from canora.io.onnx import CPU, ONNX_FILE, check_io, make_session, read_graph, read_onnx_export
 from canora.vocoder import excitation
 from canora.vocoder.config import EXPORT_KIND, NSF_KIND, GeneratorConfig, NSFConfig
 from canora.vocoder.inference import (
@@ -65,11 +66,14 @@ class OrtVocoder:
     :class:`~canora.vocoder.Vocoder` that the pipeline uses (``vocode``, ``frame_cycles``, ``spec`` ...)."""
 
     backend = "onnx"
+    device = CPU
 
     def __init__(self, session: Any, spec: MelSpec, config: GeneratorConfig | NSFConfig, source: str = "",
-                 source_state: dict[str, Any] | None = None) -> None:
+                 source_state: dict[str, Any] | None = None, graph: bytes | None = None) -> None:
         check_fit(spec, config, source)
         self.session = session
+        self._graph = graph  # kept for :meth:`with_threads`
+        self._by_threads: dict[int, OrtVocoder] = {}
         self.spec = spec
         self.config = config
         self.source = source
@@ -88,8 +92,20 @@ class OrtVocoder:
         """The vocoder in an ONNX export directory (``canora export``), on ``threads`` intra-op threads."""
         path = Path(path)
         doc, cfg, spec, state = read_vocoder_export(path)
-        session = make_session(read_graph(path, doc), threads, str(path / ONNX_FILE))
-        return cls(session, spec, cfg, str(path), state)
+        graph = read_graph(path, doc)
+        return cls(make_session(graph, threads, str(path / ONNX_FILE)), spec, cfg, str(path), state, graph)
+
+    def with_threads(self, threads: int) -> OrtVocoder:
+        """This vocoder on a session of ``threads`` intra-op threads (made once, then kept): the pipeline converts
+        slices in parallel on one-thread sessions."""
+        if self._graph is None:
+            return self
+        if threads not in self._by_threads:
+            other = copy.copy(self)
+            other.session = make_session(self._graph, threads, self.source)
+            other._by_threads = {}
+            self._by_threads[threads] = other
+        return self._by_threads[threads]
 
     @property
     def sample_rate(self) -> int:
