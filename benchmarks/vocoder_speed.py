@@ -14,7 +14,8 @@ from ../shared/data when present), on the same mel of real singing (vocadito cli
   (each Conv1d as a Conv2d over (B, C, 1, T)), ``flush denormals`` (``torch.set_flush_denormal``), and with
   ``--compile`` ``torch.compile`` (inductor; its warm-up is timed separately);
 * (d) ONNX Runtime: ``onnx fp32`` and ``onnx int8`` (dynamic quantization) through ``Vocoder.from_pretrained``
-  of an export made by ``canora export``.
+  of an export made by ``canora export``, and fp32 through ``OrtVocoder`` (numpy in and out, the NSF source in
+  numpy: the path a conversion on ONNX exports takes, with no torch).
 
 Every row reports seconds, real-time factor (seconds / audio seconds), speed vs (a) and max |diff| vs (a); the
 int8 rows also the mel cycle error and the log-mel L1 against (a)'s output. The machine's load average is
@@ -52,6 +53,7 @@ from canora.dsp.mel import MelSpec, read_config, wav_to_mel  # noqa: E402
 from canora.dsp.metrics import mel_cycle_error  # noqa: E402
 from canora.vocoder import Vocoder  # noqa: E402
 from canora.vocoder.hifigan import Generator, GeneratorConfig, to_official_keys  # noqa: E402
+from canora.vocoder.ort import OrtVocoder  # noqa: E402
 from tests.official_hifigan import official_inference_generator  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
@@ -153,6 +155,7 @@ def hifigan_rows(name: str, mel: np.ndarray, threads: list[int], repeats: int, c
         torch.set_num_threads(n)
         ort32 = load_onnx_vocoder(tmp / f"{name}_onnx", threads=n)
         ort8 = load_onnx_vocoder(tmp / f"{name}_int8", threads=n)
+        ortnp = OrtVocoder.load(tmp / f"{name}_onnx", threads=n)
         with torch.no_grad():
             traced = torch.jit.optimize_for_inference(torch.jit.trace(voc.generator, x).eval())
 
@@ -179,6 +182,7 @@ def hifigan_rows(name: str, mel: np.ndarray, threads: list[int], repeats: int, c
             "(a) official": off, "(b) canora Vocoder": lambda: voc(mel), "(b) canora, one piece": lambda: one(mel),
             "(c) jit.optimize_for_inference": jit, "(c) conv2d (1, k)": conv2d, "(c) flush denormals": denormal,
             "(d) onnx fp32": lambda v=ort32: v.vocode(mel), "(d) onnx int8": lambda v=ort8: v.vocode(mel),
+            "(d) onnx fp32, numpy (OrtVocoder)": lambda v=ortnp: v.vocode(mel),
         }
         if compile_:
             if compiled is None:
@@ -231,6 +235,7 @@ def nsf_rows(wav: np.ndarray, threads: list[int], repeats: int, tmp: Path) -> tu
         torch.set_num_threads(n)
         ort32 = load_onnx_vocoder(tmp / "nsf_onnx", threads=n)
         ort8 = load_onnx_vocoder(tmp / "nsf_int8", threads=n)
+        ortnp = OrtVocoder.load(tmp / "nsf_onnx", threads=n)
         f0_t = torch.from_numpy(f0)[None]
 
         def source_only(f0_t: torch.Tensor = f0_t) -> torch.Tensor:
@@ -254,7 +259,9 @@ def nsf_rows(wav: np.ndarray, threads: list[int], repeats: int, tmp: Path) -> tu
 
         variants = {"torch Vocoder": lambda: voc.vocode(mel, f0), "torch, one piece": lambda: one.vocode(mel, f0),
                     "onnx fp32": lambda v=ort32: v.vocode(mel, f0),
-                    "onnx int8": lambda v=ort8: v.vocode(mel, f0), "source only (torch, in both)": source_only,
+                    "onnx int8": lambda v=ort8: v.vocode(mel, f0),
+                    "onnx fp32, numpy source (OrtVocoder, no torch)": lambda v=ortnp: v.vocode(mel, f0),
+                    "source only (torch)": source_only,
                     "source, each sine apart (before)": source_per_sine}
         best, outs = run_rounds(variants, repeats)
         ref = flat(outs["torch Vocoder"])

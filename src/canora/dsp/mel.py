@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import sys
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -28,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from canora.config import Config
+from canora.dsp.stft import torch_loaded
 from canora.errors import CanoraError, MelError
 
 if TYPE_CHECKING:
@@ -298,13 +298,6 @@ def wav_to_mel(wav: np.ndarray, spec: MelSpec) -> np.ndarray:
 
     with torch.inference_mode():
         return mel_spectrogram(torch.from_numpy(np.ascontiguousarray(wav, dtype=np.float32)), spec).numpy()
-
-
-def torch_loaded() -> bool:
-    """True when torch is already imported in this process. Feature code that has an exact torch form and a
-    numpy one (:func:`mel_from_power`, :func:`canora.dsp.stft.hifigan_power`) takes numpy otherwise, so the ONNX
-    Runtime path never imports torch; the two agree to float32 rounding."""
-    return sys.modules.get("torch") is not None
 
 
 def mel_from_power(power: np.ndarray, spec: MelSpec) -> np.ndarray:

@@ -9,9 +9,18 @@ and content from it.
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 
 from canora.errors import AudioError, CanoraError
+
+
+def torch_loaded() -> bool:
+    """True when torch is already imported in this process. Feature code that has an exact torch form and a
+    numpy one (:func:`canora.dsp.mel.mel_from_power`, :func:`hifigan_power`) takes numpy otherwise, so the ONNX
+    Runtime path never imports torch; the two agree to float32 rounding."""
+    return sys.modules.get("torch") is not None
 
 
 def check_wav(wav: np.ndarray, sr: int, hop: int) -> np.ndarray:
@@ -53,11 +62,9 @@ def hifigan_power(wav: np.ndarray, hop: int, n_fft: int) -> np.ndarray:
 
     torch, float32: reflect padding of (n_fft - hop) / 2 each side, periodic Hann of n_fft, ``center=False``,
     ``re^2 + im^2`` (before the mel's + 1e-9). Signals too short to reflect-pad take :func:`stft_power`, and so
-    does every signal when torch is not imported in this process (:func:`canora.dsp.mel.torch_loaded`: the ONNX
+    does every signal when torch is not imported in this process (:func:`torch_loaded`: the ONNX
     Runtime path), in float64 and then rounded (within float32 rounding of torch's).
     """
-    from canora.dsp.mel import torch_loaded
-
     _check_sizes(hop, n_fft)
     if (n_fft - hop) % 2 or len(wav) <= (n_fft - hop) // 2 or not torch_loaded():
         return stft_power(np.asarray(wav, dtype=np.float64), hop, n_fft).astype(np.float32)

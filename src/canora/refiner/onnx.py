@@ -24,7 +24,7 @@ import copy
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
@@ -38,9 +38,12 @@ from canora.io.onnx import (
     save_onnx_export,
     torch_to_onnx,
 )
-from canora.refiner.api import EXPORT_KIND, Refiner
+from canora.refiner.base import EXPORT_KIND
 from canora.refiner.model import RefinerConfig, RefinerModel
 from canora.refiner.ort import ENCODER_FILE, OrtRefiner, encoder_inputs
+
+if TYPE_CHECKING:
+    from canora.refiner.api import Refiner
 
 log = logging.getLogger(__name__)
 EXAMPLE_FRAMES = 24
