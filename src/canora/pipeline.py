@@ -267,6 +267,15 @@ def check_backend(backend: str) -> str:
     return backend
 
 
+def resolve_backend(backend: str, devices: list[str] | tuple[str, ...] = ("cpu",)) -> str:
+    """``"torch"`` or ``"onnx"`` for a :data:`BACKEND_CHOICES` value: ``"auto"`` is ONNX Runtime when every model
+    runs on the CPU (``devices``: their device types) and the ``onnx`` extra is installed, else torch."""
+    check_backend(backend)
+    if backend != "auto":
+        return backend
+    return "onnx" if all(d == "cpu" for d in devices) and onnx_available() else "torch"
+
+
 def onnx_available() -> bool:
     """True when torch models can be exported and run on ONNX Runtime here (the ``onnx`` extra is installed)."""
     import importlib.util
@@ -312,26 +321,33 @@ class Converter:
         """This converter with its torch models on ONNX Runtime, which measured 1.5x faster than torch per
         streaming block on one CPU thread (``benchmarks/streaming.py --backends torch onnx``). ``"auto"``: ONNX
         Runtime when the models run on the CPU and the ``onnx`` extra is installed, else as they are;
-        ``"torch"``: as they are; ``"onnx"``: ONNX Runtime or an error. The first use of a model exports it
-        (tens of seconds); the graphs are cached (:func:`canora.io.onnx.cache_dir`), so later starts take
-        under a second."""
-        check_backend(backend)
-        ref, voc = self.refiner, self.vocoder
-        torch_models = [m for m in (ref, voc) if m.backend == "torch"]
-        if backend == "torch" or not torch_models:
+        ``"torch"``: as they are; ``"onnx"``: ONNX Runtime or an error. A model loaded from a path goes through
+        its kept ONNX copy (:func:`canora.backends.onnx_copy`: exported the first time, tens of seconds; later
+        runs load it without torch); one built in memory is exported in memory (graphs cached,
+        :func:`canora.io.onnx.cache_dir`)."""
+        if resolve_backend(backend, [m.device.type for m in (self.refiner, self.vocoder)]) != "onnx":
             return self
-        if backend == "auto" and (not onnx_available() or any(m.device.type != "cpu" for m in torch_models)):
+        ref, voc = self.refiner, self.vocoder
+        if "torch" not in (ref.backend, voc.backend):
             return self
         log.info("running the models on ONNX Runtime (the first time, exporting them takes some tens of seconds; "
-                 "the graphs are cached for later runs)")
+                 "the copies are kept for later runs)")
+        from canora.backends import open_refiner, open_vocoder
+
         if ref.backend == "torch":
-            from canora.refiner.onnx import to_onnx_backend as refiner_to_onnx
+            if ref.source and Path(ref.source).exists():
+                ref = open_refiner(ref.source, backend="onnx")
+            else:
+                from canora.refiner.onnx import to_onnx_backend as refiner_to_onnx
 
-            ref = refiner_to_onnx(ref)
+                ref = refiner_to_onnx(ref)
         if voc.backend == "torch":
-            from canora.vocoder.onnx import to_onnx_backend as vocoder_to_onnx
+            if voc.source and Path(voc.source).exists():
+                voc = open_vocoder(voc.source, backend="onnx")
+            else:
+                from canora.vocoder.onnx import to_onnx_backend as vocoder_to_onnx
 
-            voc = vocoder_to_onnx(voc)
+                voc = vocoder_to_onnx(voc)
         return Converter(ref, voc, self.default_singer)
 
     @property

@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from canora.errors import AudioError, CanoraError
-from canora.pipeline import Converter, Job, Sung, check_backend, check_transpose
+from canora.pipeline import Converter, Job, Sung, check_transpose, resolve_backend
 
 if TYPE_CHECKING:
     from canora.conditioning import RefinerFeatures
@@ -219,9 +219,8 @@ class StreamConverter:
     ) -> StreamConverter:
         """Load the models as :meth:`Converter.from_pretrained` does, on ``backend`` (:meth:`Converter.with_backend`:
         ``"auto"`` = ONNX Runtime when the ``onnx`` extra is installed); ``kwargs`` as in the constructor."""
-        check_backend(backend)
         conv = Converter.from_pretrained(refiner, vocoder, device=device, voice=voice,
-                                         backend="onnx" if backend == "onnx" else None)
+                                         backend="onnx" if resolve_backend(backend, [device]) == "onnx" else None)
         return cls(conv.with_backend(backend), **kwargs)
 
     # ------------------------------------------------------------------ geometry

@@ -210,13 +210,18 @@ def run(args: argparse.Namespace) -> int:
     out_channels = min(2, int(out_dev["max_output_channels"]))
     check_rate(sd, "input", in_index, in_dev, 1, rate)
     check_rate(sd, "output", out_index, out_dev, out_channels, rate)
-    apply_device_args(args)
     apply_voice(args)
+    from canora.backends import onnx_exports_only
+    from canora.pipeline import resolve_backend
+
+    backend = "onnx" if resolve_backend(args.backend, [args.device.split(":")[0]]) == "onnx" else None
+    apply_device_args(args, uses_torch=not onnx_exports_only(args.refiner, args.vocoder, backend, args.device))
 
     from canora.live import LiveSession
     from canora.streaming import StreamConverter
 
-    conv = load_converter(args.refiner, args.vocoder, device=args.device).with_backend(args.backend)
+    conv = load_converter(args.refiner, args.vocoder, device=args.device,
+                          backend=backend).with_backend(args.backend)
     singer = conv.refiner.singer_label(args.singer)
     sc = StreamConverter(conv, block_ms=args.block_ms, input_sample_rate=rate, transpose=args.transpose,
                          singer=singer, steps=args.steps, strength=args.strength)
