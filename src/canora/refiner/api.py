@@ -75,11 +75,12 @@ class Refiner(RefinerBase):
         cls, path: str | Path | None = "bundled", device: str | torch.device = "cpu", backend: str | None = None
     ) -> Refiner | OrtRefiner:
         """Load a slim export directory written by :meth:`export` (or by training), or an ONNX export
-        (``canora export``), whose denoiser and conditioning encoder then run on ONNX Runtime; ``"bundled"`` (the
-        default) or None: the refiner shipped with canora.
+        (``canora export``), which then comes back as an :class:`~canora.refiner.ort.OrtRefiner` (ONNX Runtime,
+        the same interface); ``"bundled"`` (the default) or None: the refiner shipped with canora.
 
         ``backend``: ``None`` picks by the export (ONNX export -> ``"onnx"``, else ``"torch"``); ``"onnx"`` with
-        a torch export exports the two networks in memory first (some seconds); see :mod:`canora.refiner.onnx`.
+        a torch export exports the two networks in memory first (some seconds; :func:`canora.backends.open_refiner`
+        keeps a copy instead, so later runs skip torch); see :mod:`canora.refiner.onnx`.
         """
         from canora.io.models import resolve_model
 
