@@ -440,3 +440,25 @@ def test_onnx_runtime_slices_in_parallel_on_one_thread_sessions(tiny_exports, mo
     assert conv.vocoder.with_threads(1).session.get_session_options().intra_op_num_threads == 1
     np.testing.assert_array_equal(two.f0, one.f0)
     np.testing.assert_allclose(two.audio, one.audio, atol=1e-4)
+
+
+def test_onnx_refiner_of_two_singers_takes_each_and_refuses_a_mix(tmp_path, synth_clip):
+    """An ONNX refiner of two singers refines toward each like the torch one (same seed, 1e-4) and answers a mix of
+    singers, which its encoder cannot take, with one clear error."""
+    from canora.export import export_onnx
+    from canora.refiner import Refiner
+    from canora.refiner.ort import OrtRefiner
+
+    ref_dir, _ = make_tiny_models(tmp_path, singers=("a", "b"))
+    export_onnx(ref_dir, tmp_path / "onnx")
+    torch_ref, ort_ref = Refiner.from_pretrained(ref_dir), OrtRefiner.load(tmp_path / "onnx", threads=1)
+    wav, sr = synth_clip
+    feats = torch_ref.features(wav, sr)
+    outs = {}
+    for singer in ("a", "b"):
+        outs[singer] = ort_ref.refine_in_key(feats, singer, steps=2, seed=3)
+        assert _max_diff(outs[singer], torch_ref.refine_in_key(feats, singer, steps=2, seed=3)) < 1e-4
+    assert _max_diff(outs["a"], outs["b"]) > 1e-3  # the singer matters
+    with pytest.raises(CanoraError, match="mix of singers runs on the torch backend"):
+        ort_ref.refine_in_key(feats, "a:0.5,b:0.5", steps=2)
+    assert torch_ref.refine_in_key(feats, "a:0.5,b:0.5", steps=2).shape == outs["a"].shape
