@@ -442,9 +442,9 @@ def test_onnx_runtime_slices_in_parallel_on_one_thread_sessions(tiny_exports, mo
     np.testing.assert_allclose(two.audio, one.audio, atol=1e-4)
 
 
-def test_onnx_refiner_of_two_singers_takes_each_and_refuses_a_mix(tmp_path, synth_clip):
-    """An ONNX refiner of two singers refines toward each like the torch one (same seed, 1e-4) and answers a mix of
-    singers, which its encoder cannot take, with one clear error."""
+def test_onnx_refiner_of_two_singers_takes_each_and_mixes(tmp_path, synth_clip):
+    """An ONNX refiner of two singers refines toward each, and toward a mix of the two, like the torch one (same
+    seed, 1e-4): its encoder takes the singer as weights over the embeddings."""
     from canora.export import export_onnx
     from canora.refiner import Refiner
     from canora.refiner.ort import OrtRefiner
@@ -459,6 +459,42 @@ def test_onnx_refiner_of_two_singers_takes_each_and_refuses_a_mix(tmp_path, synt
         outs[singer] = ort_ref.refine_in_key(feats, singer, steps=2, seed=3)
         assert _max_diff(outs[singer], torch_ref.refine_in_key(feats, singer, steps=2, seed=3)) < 1e-4
     assert _max_diff(outs["a"], outs["b"]) > 1e-3  # the singer matters
-    with pytest.raises(CanoraError, match="mix of singers runs on the torch backend"):
-        ort_ref.refine_in_key(feats, "a:0.5,b:0.5", steps=2)
-    assert torch_ref.refine_in_key(feats, "a:0.5,b:0.5", steps=2).shape == outs["a"].shape
+    mix = ort_ref.refine_in_key(feats, "a:0.7,b:0.3", steps=2, seed=3)
+    assert _max_diff(mix, torch_ref.refine_in_key(feats, "a:0.7,b:0.3", steps=2, seed=3)) < 1e-4
+    assert _max_diff(mix, outs["a"]) > 1e-4 and _max_diff(mix, outs["b"]) > 1e-4
+    assert "singer_weights" in {i.name for i in ort_ref.model.encoder.get_inputs()}
+
+
+def test_onnx_refiner_exported_with_singer_indices_still_loads(tiny_exports, synth_clip, tmp_path):
+    """An export whose encoder takes ``singer`` (B,) indices (written before mixes ran on ONNX Runtime) loads and
+    refines as before; a mix on it is one clear error naming the fix."""
+    import hashlib
+    import shutil
+
+    from canora.io.onnx import sha256, torch_to_onnx
+    from canora.refiner import Refiner
+    from canora.refiner.onnx import _Encoder
+    from canora.refiner.ort import ENCODER_FILE, OrtRefiner, encoder_inputs
+
+    torch_ref = Refiner.from_pretrained(tiny_exports["refiner"])
+    cfg, n = torch_ref.config, 24
+    args = (200 + torch.rand(1, n), torch.ones(1, n), -30 + torch.randn(1, n), torch.zeros(1, dtype=torch.long),
+            torch.randn(1, cfg.content_dim, n))
+    frames, batch = torch.export.Dim("frames", min=1, max=10**6), torch.export.Dim("batch", min=1, max=64)
+    shapes = {"f0": {0: batch, 1: frames}, "voiced": {0: batch, 1: frames}, "loudness": {0: batch, 1: frames},
+              "singer": {0: batch}, "content": {0: batch, 2: frames}}
+    graph = torch_to_onnx(_Encoder(torch_ref.model), args, encoder_inputs(cfg, weights=False), ["cond"], shapes,
+                          "legacy encoder")
+    legacy = tmp_path / "legacy"
+    shutil.copytree(tiny_exports["refiner_onnx"], legacy)
+    (legacy / ENCODER_FILE).write_bytes(graph)
+    doc = json.loads((legacy / "model.json").read_text())
+    doc["files"][ENCODER_FILE] = sha256(graph)
+    (legacy / "model.json").write_text(json.dumps(doc))
+    old = OrtRefiner.load(legacy)
+    assert not old.model.takes_weights and hashlib.sha256(graph).hexdigest() == doc["files"][ENCODER_FILE]
+    wav, sr = synth_clip
+    feats = torch_ref.features(wav, sr)
+    assert _max_diff(old.refine_in_key(feats, "pjs", steps=2), torch_ref.refine_in_key(feats, "pjs", steps=2)) < 1e-4
+    with pytest.raises(CanoraError, match="re-export it"):
+        old.model.encode(*args[:3], args[4], torch.tensor([[1.0]]))

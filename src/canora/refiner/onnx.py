@@ -9,8 +9,9 @@ the conditioning once, as in torch:
   float32 -> ``out`` (B, n_mels, T) (``v`` or ``eps``, the export's ``prediction_type``); the step embedding
   is inside.
 * ``encoder.onnx``, the conditioning encoder: ``f0`` (B, T) Hz, ``voiced`` (B, T) float32 in {0, 1},
-  ``loudness`` (B, T) dB, ``content`` (B, content_dim, T) (only when ``content_dim`` > 0) and ``singer`` (B,)
-  int64 -> ``cond``.
+  ``loudness`` (B, T) dB, ``content`` (B, content_dim, T) (only when ``content_dim`` > 0) and ``singer_weights``
+  (B, n_singers) float32 over the singer embeddings (one-hot for one singer, a mix otherwise) -> ``cond``.
+  Exports written before mixes ran on ONNX Runtime take ``singer`` (B,) int64 instead; both still load.
 
 Everything else stays in Python: feature extraction, the mel normalisation, the noise schedule and the samplers
 (their state is a few scalars per step), all read from ``model.json`` (``meta`` holds what a torch refiner export
@@ -72,7 +73,7 @@ class _Denoiser(nn.Module):
 def _io_spec(cfg: RefinerConfig) -> dict[str, Any]:
     cond = ["batch", cfg.layers * 2 * cfg.residual_channels, "frames"]
     enc: dict[str, Any] = {"f0": ["batch", "frames"], "voiced": ["batch", "frames"], "loudness": ["batch", "frames"],
-                           "singer": ["batch"]}
+                           "singer_weights": ["batch", cfg.n_singers]}
     if cfg.content_dim:
         enc["content"] = ["batch", cfg.content_dim, "frames"]
     return {
@@ -94,8 +95,9 @@ def refiner_graphs(ref: Refiner) -> dict[str, bytes]:
     batch = torch.export.Dim("batch", min=1, max=4096)
     what = ref.source or "refiner"
     f0 = 200 + 100 * torch.rand(b, n, generator=g)
-    args: tuple[Tensor, ...] = (f0, torch.ones(b, n), -30 + 10 * torch.randn(b, n, generator=g),
-                                torch.zeros(b, dtype=torch.long))
+    weights = torch.zeros(b, cfg.n_singers)  # the singer as weights over the embeddings: one-hot, or a mix
+    weights[:, 0] = 1.0
+    args: tuple[Tensor, ...] = (f0, torch.ones(b, n), -30 + 10 * torch.randn(b, n, generator=g), weights)
     shapes: dict[str, Any] = {"f0": {0: batch, 1: frames}, "voiced": {0: batch, 1: frames},
                               "loudness": {0: batch, 1: frames}, "singer": {0: batch}}
     if cfg.content_dim:

@@ -23,9 +23,11 @@ from canora.refiner.samplers import get_sampler, sample_numpy
 ENCODER_FILE = "encoder.onnx"
 
 
-def encoder_inputs(cfg: RefinerConfig) -> list[str]:
-    """Input names of the conditioning encoder graph."""
-    return ["f0", "voiced", "loudness", "singer"] + (["content"] if cfg.content_dim else [])
+def encoder_inputs(cfg: RefinerConfig, weights: bool = True) -> list[str]:
+    """Input names of the conditioning encoder graph: the singer as ``singer_weights`` (B, n_singers), or, in exports
+    written before mixes ran on ONNX Runtime, as ``singer`` (B,) indices."""
+    return ["f0", "voiced", "loudness", "singer_weights" if weights else "singer"] + (
+        ["content"] if cfg.content_dim else [])
 
 
 def _np(x: Any, dtype: Any = np.float32) -> np.ndarray:
@@ -51,7 +53,8 @@ class OrtRefinerModel:
     backend = "onnx"
 
     def __init__(self, config: RefinerConfig, encoder: Any, denoiser: Any, source: str = "") -> None:
-        check_io(encoder, encoder_inputs(config), ["cond"], f"{source} ({ENCODER_FILE})")
+        self.takes_weights = "singer" not in {i.name for i in encoder.get_inputs()}
+        check_io(encoder, encoder_inputs(config, self.takes_weights), ["cond"], f"{source} ({ENCODER_FILE})")
         check_io(denoiser, ["x", "t", "cond"], ["out"], f"{source} ({ONNX_FILE})")
         self.config = config
         self.encoder = encoder
@@ -59,12 +62,20 @@ class OrtRefinerModel:
         self.source = source
 
     def encode(self, f0: Any, voiced: Any, loudness: Any, content: Any | None, singer: Any) -> Any:
-        """f0, voiced, loudness (B, T); content (B, content_dim, T) or None; singer (B,) int -> cond
-        (B, layers * 2C, T)."""
-        if np.ndim(singer) != 1:
-            raise CanoraError("a mix of singers runs on the torch backend only (the ONNX encoder takes one singer "
-                              "index); load the torch export, or pick one singer")
-        feeds = {"f0": _np(f0), "voiced": _np(voiced), "loudness": _np(loudness), "singer": _np(singer, np.int64)}
+        """f0, voiced, loudness (B, T); content (B, content_dim, T) or None; singer (B,) int indices or (B, n_singers)
+        weights over the singer embeddings (a mix) -> cond (B, layers * 2C, T)."""
+        feeds = {"f0": _np(f0), "voiced": _np(voiced), "loudness": _np(loudness)}
+        if self.takes_weights:
+            if np.ndim(singer) == 1:  # indices -> one-hot rows (the same embedding, exactly)
+                feeds["singer_weights"] = np.eye(self.config.n_singers, dtype=np.float32)[_np(singer, np.int64)]
+            else:
+                feeds["singer_weights"] = _np(singer)
+        elif np.ndim(singer) == 1:
+            feeds["singer"] = _np(singer, np.int64)
+        else:
+            raise CanoraError(f"{self.source}: this ONNX export takes one singer index, not a mix of singers; "
+                              "re-export it with `canora export` (mixes run on exports written since), or use the "
+                              "torch model")
         if self.config.content_dim:
             if content is None or content.shape[1] != self.config.content_dim:
                 got = None if content is None else tuple(content.shape)
@@ -135,11 +146,8 @@ class OrtRefiner(RefinerBase):
         self, x0: np.ndarray, cond: dict[str, np.ndarray], singer: int | np.ndarray, *, sampler: str, steps: int,
         strength: float, generator: np.random.Generator,
     ) -> np.ndarray:
-        if not isinstance(singer, int):
-            raise CanoraError("a mix of singers runs on the torch backend only (the ONNX encoder takes one singer "
-                              "index); load the torch export, or pick one singer")
-        c = self.model.encode(cond["f0"], cond["voiced"], cond["loudness"], cond.get("content"),
-                              np.array([singer], np.int64))
+        who = np.array([singer], np.int64) if isinstance(singer, int) else np.asarray(singer, np.float32)[None]
+        c = self.model.encode(cond["f0"], cond["voiced"], cond["loudness"], cond.get("content"), who)
         return sample_numpy(lambda x, t, cond: self.model.denoise(x, t, cond),
                             get_sampler(sampler, self.schedule, self.prediction_type),
                             steps=steps, strength=strength, source=x0, cond={"cond": c}, generator=generator)
