@@ -116,6 +116,16 @@ def apply_device_args(args: argparse.Namespace, uses_torch: bool = True) -> None
             torch.set_num_threads(args.threads)
 
 
+def model_backend(args: argparse.Namespace, streaming: bool) -> str | None:
+    """What the models of a converting command load with: ``"onnx"`` for ``--backend onnx``, and for ``auto`` while
+    streaming when ONNX Runtime can run them (:func:`canora.pipeline.resolve_backend`); else None (torch models on
+    torch, ONNX exports on ONNX Runtime). Offline ``auto`` stays on torch."""
+    from canora.pipeline import resolve_backend
+
+    chosen = args.backend if streaming or args.backend != "auto" else "torch"
+    return "onnx" if resolve_backend(chosen, [args.device.split(":")[0]]) == "onnx" else None
+
+
 def check_device(device: str) -> None:
     """One :class:`CanoraError` when ``device`` does not exist here (CUDA on a CPU build, a GPU index too high)."""
     if device.startswith("cuda"):

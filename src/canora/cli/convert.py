@@ -177,6 +177,7 @@ def run(args: argparse.Namespace) -> int:
         finish,
         list_inputs,
         load_converter,
+        model_backend,
         run_batch,
         warn_if_collapsed,
     )
@@ -184,7 +185,7 @@ def run(args: argparse.Namespace) -> int:
     from canora.io.audio import AUDIO_EXTENSIONS, audio_bytes, output_format, read_audio
     from canora.io.files import OutputSet, npy_bytes
     from canora.io.melfiles import mel_bytes
-    from canora.pipeline import check_transpose, resolve_backend
+    from canora.pipeline import check_transpose
     from canora.refiner.samplers import check_steps_strength
 
     log = logging.getLogger("canora")
@@ -203,9 +204,7 @@ def run(args: argparse.Namespace) -> int:
     if args.max_slice_seconds < 1:
         raise CanoraError(f"--max-slice-seconds must be a number >= 1, got {args.max_slice_seconds:g}")
     apply_voice(args)
-    # offline conversion stays on torch unless asked (`auto`); streaming takes ONNX Runtime when it can
-    backend = "onnx" if resolve_backend(args.backend if args.stream or args.backend != "auto" else "torch",
-                                        [args.device.split(":")[0]]) == "onnx" else None
+    backend = model_backend(args, streaming=args.stream)
     apply_device_args(args, uses_torch=not onnx_exports_only(args.refiner, args.vocoder, backend, args.device))
     files = list_inputs(args.input, AUDIO_EXTENSIONS)
     outputs = _outputs(files, args)
@@ -219,9 +218,7 @@ def run(args: argparse.Namespace) -> int:
         log.info("rank %d of %d: converting %d of the files", rank, world, len(files))
     mine = [p for f in files for p in outputs[f]]
     check_outputs(mine, args, inputs=inputs)  # exists, is an input, not writable: before the models load
-    conv = load_converter(args.refiner, args.vocoder, device=args.device,
-                          backend=backend)
-    conv = conv.with_backend("torch" if args.backend == "auto" and not args.stream else args.backend)
+    conv = load_converter(args.refiner, args.vocoder, device=args.device, backend=backend)
     singer = conv.refiner.singer_label(args.singer)  # unknown singer or bad mix: fail before any work
     check_outputs(mine, args, inputs=inputs,  # and room on the disk for the audio at the models' rate
                   need_bytes=audio_output_bytes(files, conv.sample_rate, 4 if args.float else 2))

@@ -184,7 +184,7 @@ def check_rate(sd: Any, kind: str, index: int, device: dict, channels: int, rate
 def run(args: argparse.Namespace) -> int:
     import sys
 
-    from canora.cli.common import apply_device_args, apply_voice, load_converter
+    from canora.cli.common import apply_device_args, apply_voice, load_converter, model_backend
     from canora.pipeline import check_transpose
     from canora.refiner.samplers import check_steps_strength
 
@@ -212,16 +212,14 @@ def run(args: argparse.Namespace) -> int:
     check_rate(sd, "output", out_index, out_dev, out_channels, rate)
     apply_voice(args)
     from canora.backends import onnx_exports_only
-    from canora.pipeline import resolve_backend
 
-    backend = "onnx" if resolve_backend(args.backend, [args.device.split(":")[0]]) == "onnx" else None
+    backend = model_backend(args, streaming=True)
     apply_device_args(args, uses_torch=not onnx_exports_only(args.refiner, args.vocoder, backend, args.device))
 
     from canora.live import LiveSession
     from canora.streaming import StreamConverter
 
-    conv = load_converter(args.refiner, args.vocoder, device=args.device,
-                          backend=backend).with_backend(args.backend)
+    conv = load_converter(args.refiner, args.vocoder, device=args.device, backend=backend)
     singer = conv.refiner.singer_label(args.singer)
     sc = StreamConverter(conv, block_ms=args.block_ms, input_sample_rate=rate, transpose=args.transpose,
                          singer=singer, steps=args.steps, strength=args.strength)

@@ -21,8 +21,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from canora.conditioning import FeatureParams
-from canora.dsp.mel import MelSpec
 from canora.errors import CanoraError, CheckpointError
 from canora.io.checkpoint import load_export, save_export
 from canora.refiner.base import (  # noqa: F401  (re-exported: the names callers import from here)
@@ -39,9 +37,8 @@ from canora.refiner.base import (  # noqa: F401  (re-exported: the names callers
     read_refiner_doc,
 )
 from canora.refiner.model import RefinerModel
-from canora.refiner.normalize import MelNormalizer
 from canora.refiner.samplers import get_sampler, sample
-from canora.refiner.schedule import DEFAULT_PREDICTION_TYPE, NoiseSchedule
+from canora.refiner.schedule import DEFAULT_PREDICTION_TYPE
 
 if TYPE_CHECKING:
     from canora.refiner.ort import OrtRefiner
@@ -52,22 +49,9 @@ class Refiner(RefinerBase):
 
     backend = "torch"
 
-    def __init__(
-        self,
-        model: RefinerModel,
-        spec: MelSpec,
-        normalizer: MelNormalizer,
-        schedule: NoiseSchedule,
-        *,
-        prediction_type: str = DEFAULT_PREDICTION_TYPE,
-        singers: list[str] | None = None,
-        singer_f0_stats: dict[str, dict[str, Any]] | None = None,
-        feature_params: FeatureParams | None = None,
-        info: dict[str, Any] | None = None,
-        source: str = "",
-    ) -> None:
-        super().__init__(model.config, spec, normalizer, schedule, prediction_type=prediction_type, singers=singers,
-                         singer_f0_stats=singer_f0_stats, feature_params=feature_params, info=info, source=source)
+    def __init__(self, model: RefinerModel, *args: Any, **kwargs: Any) -> None:
+        """``model`` and then the arguments of :class:`RefinerBase` after its config (the model's own)."""
+        super().__init__(model.config, *args, **kwargs)
         self.model = model.eval()
 
     @classmethod

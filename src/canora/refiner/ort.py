@@ -98,6 +98,8 @@ class OrtRefiner(RefinerBase):
 
     def __init__(self, model: OrtRefinerModel, *args: Any, graphs: dict[str, bytes] | None = None,
                  **kwargs: Any) -> None:
+        """``model`` and then the arguments of :class:`RefinerBase` after its config; ``graphs`` (the serialized
+        encoder and denoiser) let :meth:`with_threads` make sessions of other thread counts."""
         super().__init__(model.config, *args, **kwargs)
         self.model = model
         self._graphs = graphs  # kept for :meth:`with_threads`
