@@ -1,9 +1,10 @@
 """Conversion of singers the models never heard, across refiner settings: what to make the defaults.
 
 For every non-PJS singer in ../shared/data (one clip each, the middle ``--clip-seconds``) and every setting
-of the grid ``--samplers`` x ``--steps`` x ``--strengths``, with the key as given (``--key none`` = no flags,
-``octave`` = --auto-transpose keeping the key, ``free``), it scores the conversion as `canora eval` does and
-adds the harmonic detail of the refined mel against real recordings of the target:
+of the grid ``--samplers`` x ``--steps`` x ``--strengths``, with the key as given (``--key octave`` = no flags:
+the default automatic key, whole octaves toward the target's range; ``none`` = ``--transpose 0``, the source's
+pitch; ``free`` = ``--key-mode free``), it scores the conversion as `canora eval` does and adds the harmonic
+detail of the refined mel against real recordings of the target:
 
 * singer similarity: resemblyzer cosine to the centroid of the target's held-out recordings (PJS 089-090),
   beside the source's own similarity;

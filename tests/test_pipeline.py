@@ -77,6 +77,26 @@ def test_transpose_moves_the_driving_f0_and_other_rates_are_resampled(tiny_model
     assert res.sample_rate == SR and abs(len(res.audio) - 2 * SR) <= 1
 
 
+def test_the_key_is_automatic_unless_a_transpose_is_given(tiny_models, monkeypatch, caplog):
+    conv = Converter.from_pretrained(*tiny_models)
+    fifth_below = tone(2.0, hz=220.0 * 2 ** (-7 / 12))  # nearer an octave up than no shift
+    default = conv.convert(fifth_below, SR, steps=2)
+    assert default.transpose == 12 and default.stats["key"]["mode"] == "octave"
+    assert conv.song_key(fifth_below, SR).semitones == 12  # the analysis stage alone chooses the same
+    assert conv.song_key(np.zeros(SR, np.float32), SR) is None  # nothing sung: no key
+    for kw in ({"transpose": 0}, {"auto_transpose": False}):
+        kept = conv.convert(fifth_below, SR, steps=2, **kw)
+        assert kept.transpose == 0 and "key" not in kept.stats
+    with pytest.raises(CanoraError, match="not both"):
+        conv.convert(fifth_below, SR, transpose=3, auto_transpose=True, steps=2)
+    # a refiner without a stored range: the default converts as sung (logged); asking for the key is an error
+    monkeypatch.setattr(conv.refiner, "singer_f0_stats", {})
+    assert conv.convert(fifth_below, SR, steps=2).transpose == 0
+    assert "no pitch range" in caplog.text
+    with pytest.raises(CanoraError, match="no F0 statistics"):
+        conv.convert(fifth_below, SR, auto_transpose=True, steps=2)
+
+
 def test_long_audio_is_converted_slice_by_slice_in_bounded_pieces(tiny_models):
     conv = Converter.from_pretrained(*tiny_models)
     seen: list[int] = []
@@ -369,3 +389,17 @@ def test_eval_refuses_to_overwrite_a_convert_sidecar(tmp_path, capsys):
     (conv / "a.json").write_text("{}")
     assert main(["eval", str(conv), "-o", str(conv / "a.json"), "--sources", str(conv)]) == 2
     assert "sidecar" in capsys.readouterr().err and (conv / "a.json").read_text() == "{}"
+
+
+def test_refine_cli_chooses_the_key_as_convert_does(tiny_models, tmp_path):
+    """`canora refine` without --transpose moves the input by the octave `canora convert` would; --transpose 0
+    keeps it."""
+    save_wav(tmp_path / "low.wav", tone(2.0, hz=220.0 * 2 ** (-7 / 12)), SR)
+    ratios = {}
+    for name, extra in (("auto", []), ("as_sung", ["--transpose", "0"])):
+        out = tmp_path / name
+        assert main(["refine", str(tmp_path / "low.wav"), "-o", str(out), "--refiner", str(tiny_models[0]),
+                     "--steps", "2", *extra]) == 0
+        f0 = np.load(out / "low.f0.npy")
+        ratios[name] = float(np.median(f0[f0 > 0])) / (220.0 * 2 ** (-7 / 12))
+    assert ratios["auto"] == pytest.approx(2.0, rel=0.03) and ratios["as_sung"] == pytest.approx(1.0, rel=0.03)

@@ -183,6 +183,26 @@ def test_convert_stream_cli_writes_the_stream_sidecar(tmp_path, tiny_converter):
     assert rc == 0 and np.abs(sf.read(tmp_path / "out2.wav")[0] - audio).max() < 1e-3  # torch: the same sound
 
 
+def test_convert_stream_cli_chooses_the_key_convert_chooses(tmp_path, tiny_converter):
+    """Without --transpose a streamed file gets the automatic key of the whole file, as the offline conversion
+    does; --transpose N still fixes it."""
+    import soundfile as sf
+
+    from canora.cli import main
+
+    sf.write(tmp_path / "low.wav", _tone(1.0, f0=220.0 * 2 ** (-7 / 12)), SR)  # a fifth below the singer
+    models = ["--refiner", str(tiny_converter.refiner.source), "--vocoder", str(tiny_converter.vocoder.source),
+              "--threads", "1"]
+    sides = {}
+    for name, extra in (("offline", []), ("stream", ["--stream", "--block-ms", "60"]),
+                        ("fixed", ["--stream", "--block-ms", "60", "--transpose", "0"])):
+        assert main(["convert", str(tmp_path / "low.wav"), "-o", str(tmp_path / f"{name}.wav"), *extra, *models]) == 0
+        sides[name] = json.loads((tmp_path / f"{name}.json").read_text())
+    assert sides["offline"]["transpose"] == 12 and sides["offline"]["key"]["mode"] == "octave"
+    assert sides["stream"]["transpose"] == 12 and sides["stream"]["key"] == sides["offline"]["key"]
+    assert sides["fixed"]["transpose"] == 0 and "key" not in sides["fixed"]
+
+
 def test_streaming_runs_on_onnx_runtime_when_it_can_with_the_same_output(tiny_converter):
     from canora.pipeline import onnx_available
 

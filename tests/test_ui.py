@@ -94,8 +94,9 @@ def test_backend_converts_a_real_clip(converter: Any, clip: Path, tmp_path: Path
     assert r.conversion.transpose == 2.0 and r.conversion.stats["steps"] == 2
     assert "vocadito_1.wav" in r.status and "pjs" in r.status and "+2.0 semitones" in r.status
     assert seen[0][0] == 0.0 and seen[-1][0] == pytest.approx(1.0)
-    auto = backend.convert(clip, transpose=5, auto_transpose=True, steps=1)  # the key comes from the singer's range
+    auto = backend.convert(clip, steps=1)  # no transpose: the key comes from the singer's range (the default)
     assert "automatic key" in auto.status and auto.wav_path != r.wav_path
+    assert auto.conversion.stats["key"]["mode"] == "octave" and auto.conversion.transpose % 12 == 0
 
 
 def test_backend_text_file_renamed_wav(converter: Any, text_as_wav: Path, tmp_path: Path) -> None:

@@ -105,6 +105,21 @@ class Job:
     strength: float
     seed: int
     key_mode: str = "octave"
+    auto_key: bool = True  # choose the key from the song (``key_mode``); else shift by ``transpose``
+    transpose: float = 0.0
+
+
+def key_plan(transpose: float | None, auto_transpose: bool | None) -> tuple[bool, float]:
+    """(choose the key automatically?, fixed semitones) from a call's ``transpose`` / ``auto_transpose``.
+
+    No ``transpose`` means automatic (the default); a number is a fixed shift (0 keeps the pitch as sung).
+    ``auto_transpose=False`` without a number is a shift of 0. Both a number and ``auto_transpose=True`` is an
+    error: they contradict each other.
+    """
+    if transpose is not None and auto_transpose:
+        raise CanoraError(f"give either a transpose ({transpose:+g} semitones) or auto_transpose, not both")
+    auto = transpose is None if auto_transpose is None else bool(auto_transpose)
+    return auto, 0.0 if transpose is None else check_transpose(transpose)
 
 
 @dataclass(frozen=True)
@@ -365,8 +380,8 @@ class Converter:
         sr: int,
         *,
         singer: str | int | None = None,
-        transpose: float = 0.0,
-        auto_transpose: bool = False,
+        transpose: float | None = None,
+        auto_transpose: bool | None = None,
         key_mode: str = "octave",
         sampler: str | None = None,
         steps: int | None = None,
@@ -381,9 +396,12 @@ class Converter:
     ) -> Conversion:
         """Convert mono ``audio`` (N,) at ``sr`` Hz toward ``singer``; see :class:`Conversion`.
 
-        ``transpose`` semitones (or ``auto_transpose`` toward the singer's range, once for the whole
-        recording: whole octaves with ``key_mode="octave"``, the default, so the key is kept; any semitone
-        with ``"free"``; the choice and its reason land in ``stats["key"]``); ``sampler`` / ``steps`` /
+        The key: without ``transpose`` the song is moved toward the singer's range, once for the whole recording
+        (:meth:`choose_key`): whole octaves with ``key_mode="octave"``, the default, so the key is kept; any
+        semitone with ``"free"``. The choice and its reason land in ``stats["key"]``. A refiner with no stored
+        range for the singer converts in the source's key (logged). ``transpose=N`` shifts by N semitones instead
+        (0: the pitch as sung); ``auto_transpose=True`` asks for the automatic key explicitly (then the singer's
+        range is required). ``sampler`` / ``steps`` /
         ``strength`` default to the refiner's defaults. Audio with no voice
         at all converts to silence (logged), not to an error. ``progress`` shows tqdm bars;
         ``on_progress(fraction, what)`` is called as slices are done (for UIs). ``measure_cycle_error``
@@ -425,11 +443,11 @@ class Converter:
         choice = None
         if silent_file:
             key = 0.0
-        elif auto_transpose:
+        elif job.auto_key:
             choice = self.choose_key(analyses, job.singer, job.key_mode)
             key = float(choice.semitones)
         else:
-            key = float(transpose)
+            key = job.transpose
         analyses = [self.put_in_key(a, key) for a in analyses]
         drive = song_f0(regions, analyses, total, hop, keyed=True)
         cycles = self.vocoder.frame_cycles(drive)  # the vocoder's source phase at every frame of the song
@@ -494,7 +512,7 @@ class Converter:
 
     def _job(
         self, singer: str | int | None, sampler: str | None, steps: int | None, strength: float | None, seed: int,
-        transpose: float, auto_transpose: bool, max_slice_seconds: float, key_mode: str = "octave",
+        transpose: float | None, auto_transpose: bool | None, max_slice_seconds: float, key_mode: str = "octave",
     ) -> Job:
         """Check the options before any work and fill in the refiner's defaults."""
         from canora.refiner.base import DEFAULT_SAMPLER, DEFAULT_STEPS, DEFAULT_STRENGTH
@@ -513,13 +531,18 @@ class Converter:
 
         if key_mode not in KEY_MODES:
             raise CanoraError(f"unknown key mode {key_mode!r}; choose one of {', '.join(KEY_MODES)}")
-        if auto_transpose:
-            self.refiner.singer_f0_range(singer_name)  # no statistics: error before any work
-        if not auto_transpose:
-            check_transpose(transpose)
+        auto, fixed = key_plan(transpose, auto_transpose)
+        if auto:
+            try:
+                self.refiner.singer_f0_range(singer_name)  # no statistics: error before any work when asked for
+            except CanoraError:
+                if auto_transpose:
+                    raise
+                log.warning("the refiner stores no pitch range for %s: converting in the source's key", singer_name)
+                auto = False
         if not math.isfinite(max_slice_seconds) or max_slice_seconds < 1.0:
             raise CanoraError(f"max_slice_seconds must be a number >= 1, got {max_slice_seconds!r}")
-        return Job(singer_name, sampler, steps, strength, int(seed), key_mode)
+        return Job(singer_name, sampler, steps, strength, int(seed), key_mode, auto, fixed)
 
     def _prepare(self, audio: np.ndarray, sr: int, name: str) -> np.ndarray:
         """Checked mono float ``audio`` (N,) at ``sr`` -> (N',) float32 at the models' rate."""
@@ -569,6 +592,27 @@ class Converter:
         feats = features_from(analysis, params, f0, name)
         p = periodicity(region, feats.f0_with_zeros(), spec.sample_rate, spec.hop_length)
         return Sung(feats) if int((p > PERIODIC).sum()) >= MIN_PERIODIC_FRAMES else Unsung(analysis.mel)
+
+    def song_key(
+        self, audio: np.ndarray, sr: int, *, singer: str | int | None = None, key_mode: str = "octave",
+        auto_transpose: bool | None = None, name: str = "audio",
+    ) -> KeyChoice | None:
+        """The automatic key of a whole recording (N,) at ``sr`` for ``singer``, as :meth:`convert` chooses it
+        without a ``transpose`` (its analysis stage only): for a streamed conversion of a file, which can look at
+        the whole song before the first block. None when nothing in it is sung, or when the refiner stores no
+        pitch range for the singer (an error instead with ``auto_transpose=True``)."""
+        from canora.dsp.slicing import plan_slices
+
+        job = self._job(singer, None, None, None, 0, None, auto_transpose, 30.0, key_mode)
+        if not job.auto_key:
+            return None
+        wav = self._prepare(audio, sr, name)
+        spec = self.spec
+        slices = plan_slices(wav, spec.sample_rate, hop=spec.hop_length, max_seconds=30.0, overlap=0)
+        analyses = [self.analyse(wav[s.start: s.end], s.silent, name) for s in slices]
+        if not any(isinstance(a, Sung) for a in analyses):
+            return None
+        return self.choose_key(analyses, job.singer, job.key_mode)
 
     def choose_key(self, analyses: list[SliceAnalysis], singer: str, mode: str = "octave") -> KeyChoice:
         """The song's automatic key: the refiner's choice for the voiced frames of all sung slices together

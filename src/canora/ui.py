@@ -225,15 +225,17 @@ class UIBackend:
         path: str | Path,
         *,
         singer: str | None = None,
-        transpose: float = 0.0,
-        auto_transpose: bool = False,
+        transpose: float | None = None,
+        auto_transpose: bool | None = None,
         key_mode: str = "octave",
         sampler: str | None = None,
         steps: int | None = None,
         strength: float | None = None,
         on_progress: Callable[[float, str], None] | None = None,
     ) -> ConvertResult:
-        """Convert the uploaded clip at ``path``; the wav (N,) at the model rate is written under ``workdir``."""
+        """Convert the uploaded clip at ``path``; the wav (N,) at the model rate is written under ``workdir``.
+        The key as in :meth:`canora.pipeline.Converter.convert`: automatic (``key_mode``) unless ``transpose`` is
+        given."""
         from canora.io.audio import save_wav
 
         p = Path(path)
@@ -242,7 +244,8 @@ class UIBackend:
         wav, sr = self.read_clip(p)
         try:
             res = self.converter.convert(
-                wav, sr, singer=singer or None, transpose=float(transpose or 0.0), auto_transpose=bool(auto_transpose),
+                wav, sr, singer=singer or None, transpose=None if transpose is None else float(transpose),
+                auto_transpose=auto_transpose,
                 key_mode=key_mode or "octave", sampler=sampler or None, steps=None if steps is None else int(steps),
                 strength=None if strength is None else float(strength), on_progress=on_progress, name=p.name,
             )
@@ -305,7 +308,7 @@ def build_app(backend: UIBackend, title: str = "canora") -> Any:
         if not audio_path:
             return None, None, None, _status_html("upload or record a clip first", error=True)
         try:
-            r = backend.convert(audio_path, singer=singer, transpose=transpose, auto_transpose=auto,
+            r = backend.convert(audio_path, singer=singer, transpose=None if auto else float(transpose or 0.0),
                                 key_mode=KEY_CHOICES.get(key_mode, "octave"), sampler=sampler, steps=steps,
                                 strength=strength, on_progress=lambda f, d: progress(f, desc=d))
         except CanoraError as e:
@@ -338,8 +341,8 @@ def build_app(backend: UIBackend, title: str = "canora") -> Any:
                                          elem_id="singer")
                     with gr.Row():
                         transpose = gr.Slider(-24, 24, value=0, step=1, label="transpose (semitones)",
-                                              elem_id="transpose")
-                        auto = gr.Checkbox(value=False, label="automatic key (toward the singer's range)",
+                                              elem_id="transpose", interactive=False)
+                        auto = gr.Checkbox(value=True, label="automatic key (toward the singer's range)",
                                            elem_id="auto-key")
                         key_mode = gr.Radio(list(KEY_CHOICES), value=next(iter(KEY_CHOICES)), label="automatic key",
                                             elem_id="key-mode")

@@ -25,7 +25,10 @@ trained on the PJS singer and canora's NSF-HiFi-GAN singing vocoder).
 
 Long recordings are cut at silences (slices of at most --max-slice-seconds, so memory stays bounded), each
 slice is converted and the slices are cross-faded back together; the source's loudness envelope is kept
-and its silences stay silent. The key is chosen once per file (--transpose N or --auto-transpose).
+and its silences stay silent. The key is chosen once per file: by default the song moves by whole octaves
+toward the target singer's range, so it stays in its key (--key-mode free allows any semitone); --transpose N
+shifts it by N semitones instead (--transpose 0 keeps the pitch as sung). The shift and its reason are logged
+and written to <stem>.json.
 
 IN is an audio file or a directory of them; OUT is a .wav (or .flac) path for one input, else a directory that
 gets <stem>.wav plus <stem>.json (settings, transpose, timing, a quick check of the result, and with
@@ -52,13 +55,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--singer", default=None, help="target singer (default: the refiner's only singer), or a mix of a "
                    "multi-singer refiner's singers such as a:0.7,b:0.3")
     key = p.add_mutually_exclusive_group()
-    key.add_argument("--transpose", type=finite_float, default=0.0, metavar="SEMITONES",
-                     help=f"shift the pitch by N semitones, within +-{MAX_TRANSPOSE:g}")
+    key.add_argument("--transpose", type=finite_float, default=None, metavar="SEMITONES",
+                     help=f"shift the pitch by N semitones, within +-{MAX_TRANSPOSE:g} (0: as sung); default: the "
+                     "automatic key (--key-mode)")
     key.add_argument("--auto-transpose", action="store_true",
-                     help="move each song toward the target singer's range: whole octaves (the key kept) unless "
-                     "--key-mode free")
+                     help="the default, stated: move each song toward the target singer's range, whole octaves "
+                     "(the key kept) unless --key-mode free; an error if the refiner stores no range")
     p.add_argument("--key-mode", choices=("octave", "free"), default="octave",
-                   help="with --auto-transpose: octave keeps the key (whole octaves only), free allows any semitone")
+                   help="the automatic key: octave keeps the key (whole octaves only), free allows any semitone")
     p.add_argument("--sampler", choices=available_samplers(), default=DEFAULT_SAMPLER, help="the refiner's sampler")
     p.add_argument("--steps", type=positive_int, default=None,
                    help=f"denoising steps; {DEFAULT_STREAM_STEPS} with --stream (default: {DEFAULT_STEPS})")
@@ -81,7 +85,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    "and write it into <stem>.json for `canora eval`")
     p.add_argument("--stream", action="store_true",
                    help="convert through the streaming converter (canora.streaming: fixed latency, block by block, "
-                   "a fixed --transpose) and record its latency and per-block compute time in <stem>.json")
+                   "one key for the file, chosen from the whole file as without --stream) and record its latency "
+                   "and per-block compute time in <stem>.json")
     p.add_argument("--block-ms", type=finite_float, default=DEFAULT_BLOCK_MS,
                    help="with --stream: block length in ms (rounded to whole 256-sample frames)")
     p.add_argument("--backend", default="auto", choices=BACKEND_CHOICES,
@@ -133,7 +138,7 @@ def _sidecar(f: Path, res: object, args: argparse.Namespace, check: dict | None)
     return (json.dumps(plain(side), indent=2) + "\n").encode()
 
 
-def _stream(conv: Any, wav: Any, sr: int, singer: str, args: argparse.Namespace) -> Any:
+def _stream(conv: Any, wav: Any, sr: int, singer: str, args: argparse.Namespace, name: str) -> Any:
     """``wav`` (N,) at ``sr`` through a :class:`canora.streaming.StreamConverter` in blocks of --block-ms -> a
     result for the sidecar: the aligned audio, and ``stats["stream"]`` (latency, compute per block)."""
     import time
@@ -143,8 +148,13 @@ def _stream(conv: Any, wav: Any, sr: int, singer: str, args: argparse.Namespace)
 
     from canora.streaming import StreamConverter
 
+    choice, transpose = None, args.transpose
+    if transpose is None:  # a file can be looked at whole before streaming it: the key convert would choose
+        choice = conv.song_key(wav, sr, singer=singer, key_mode=args.key_mode,
+                               auto_transpose=args.auto_transpose or None, name=name)
+        transpose = float(choice.semitones) if choice is not None else 0.0
     t0 = time.perf_counter()
-    sc = StreamConverter(conv, block_ms=args.block_ms, input_sample_rate=int(sr), transpose=args.transpose,
+    sc = StreamConverter(conv, block_ms=args.block_ms, input_sample_rate=int(sr), transpose=transpose,
                          singer=singer, sampler=args.sampler, steps=args.steps, strength=args.strength, seed=args.seed,
                          prime=False)
     audio = sc.convert(np.asarray(wav, np.float32), round(sr * args.block_ms / 1000))
@@ -157,6 +167,8 @@ def _stream(conv: Any, wav: Any, sr: int, singer: str, args: argparse.Namespace)
                         "compute_ms": {"median": float(np.median(ms)), "p95": float(np.percentile(ms, 95)),
                                        "max": float(ms.max())} if len(ms) else None,
                         "block_duration_ms": sc.block_duration_ms, "blocks": len(ms)}}
+    if choice is not None:
+        stats["key"] = choice.to_dict()
     return SimpleNamespace(audio=audio, sample_rate=sc.sample_rate, singer=sc.job.singer, transpose=sc.transpose,
                            stats=stats, mel=None, f0=None)
 
@@ -195,11 +207,10 @@ def run(args: argparse.Namespace) -> int:
         from canora.streaming import DEFAULT_STREAM_STEPS
 
         args.steps = DEFAULT_STREAM_STEPS if args.stream else DEFAULT_STEPS
-    if args.stream and (args.auto_transpose or args.save_mel or args.cycle_error):
-        raise CanoraError("--stream converts with a fixed --transpose and measures no mels; drop --auto-transpose, "
-                          "--save-mel and --cycle-error")
+    if args.stream and (args.save_mel or args.cycle_error):
+        raise CanoraError("--stream measures no mels; drop --save-mel and --cycle-error")
     check_steps_strength(args.steps, args.strength)
-    if not args.auto_transpose:
+    if args.transpose is not None:
         check_transpose(args.transpose, "--transpose", warn=False)  # the conversion warns beyond 2 octaves
     if args.max_slice_seconds < 1:
         raise CanoraError(f"--max-slice-seconds must be a number >= 1, got {args.max_slice_seconds:g}")
@@ -227,8 +238,8 @@ def run(args: argparse.Namespace) -> int:
     def one(f: Path) -> float:
         wav, sr = read_audio(f)
         if args.stream:
-            return write(f, _stream(conv, wav, sr, singer, args), None)
-        res = conv.convert(wav, sr, singer=singer, transpose=args.transpose, auto_transpose=args.auto_transpose,
+            return write(f, _stream(conv, wav, sr, singer, args, str(f)), None)
+        res = conv.convert(wav, sr, singer=singer, transpose=args.transpose, auto_transpose=args.auto_transpose or None,
                            key_mode=args.key_mode, sampler=args.sampler, steps=args.steps, strength=args.strength,
                            seed=args.seed, max_slice_seconds=args.max_slice_seconds, progress=progress, name=str(f),
                            measure_cycle_error=args.cycle_error, workers=args.workers)
@@ -245,7 +256,7 @@ def run(args: argparse.Namespace) -> int:
         if res.stats.get("silent"):
             log.warning("%s: no voice found; wrote silence to %s", f.name, out[0])
         elif "key" in res.stats:
-            log.info("%s: auto-transpose %s", f.name, res.stats["key"]["reason"])
+            log.info("%s: key %s", f.name, res.stats["key"]["reason"])
         warn_if_collapsed(check, f.name)
         emit(out[0])
         return res.stats["seconds"]

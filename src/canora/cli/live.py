@@ -53,7 +53,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="block length in ms (rounded to whole 256-sample frames); longer = more latency, more "
                    "headroom")
     p.add_argument("--transpose", type=finite_float, default=0.0, metavar="SEMITONES",
-                   help="shift the pitch by N semitones (fixed for the session)")
+                   help="shift the pitch by N semitones (fixed for the session; a live input cannot be looked at "
+                   "ahead, so there is no automatic key: 12 takes a low voice up an octave)")
     p.add_argument("--singer", default=None, help="target singer (default: the refiner's only singer), or a mix such "
                    "as a:0.7,b:0.3")
     p.add_argument("--steps", type=positive_int, default=DEFAULT_STREAM_STEPS, help="denoising steps per block")
