@@ -66,7 +66,7 @@ def check_transpose(semitones: float, what: str = "transpose", warn: bool = True
         raise CanoraError(f"{what} must be a finite number of semitones, got {semitones!r}")
     if abs(t) > MAX_TRANSPOSE:
         raise CanoraError(f"{what} {t:+g} semitones is beyond +-{MAX_TRANSPOSE:g} (3 octaves), where nothing sung "
-                          "survives; choose a smaller shift, or --auto-transpose")
+                          "survives; choose a smaller shift, or leave --transpose out for the automatic key")
     if warn and abs(t) > WARN_TRANSPOSE:
         log.warning("%s %+g semitones is more than 2 octaves: expect artifacts (the trackers and the vocoder "
                     "leave the range of singing)", what, t)
