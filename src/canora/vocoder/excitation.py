@@ -65,26 +65,39 @@ def sample_f0(f0: np.ndarray, hop: int, kind: str) -> tuple[np.ndarray, np.ndarr
     """Frame F0 (B, T) Hz, 0 = unvoiced -> (sample F0 (B, T * hop), voicing (B, T * hop) in [0, 1]), in
     ``f0``'s dtype: ``step`` holds each frame; ``smooth`` glides both from frame ``t`` to ``t + 1`` (as
     :func:`canora.vocoder.nsf.glide_f0`: an unvoiced end holds the voiced end's F0 while the voicing fades)."""
-    b = f0.shape[0]
+    b, t = f0.shape
     if kind != "smooth":
         f = np.repeat(f0, hop, axis=1)
         return f, (f > 0).astype(f0.dtype)
-    nxt = np.concatenate([f0[:, 1:], f0[:, -1:]], axis=1)
-    lo = np.where(f0 > 0, f0, nxt)
-    hi = np.where(nxt > 0, nxt, f0)
+    ext = np.concatenate([f0[:, :1], f0], axis=1)  # frame -1 holds frame 0, for the first half frame
+    nxt = np.concatenate([ext[:, 1:], ext[:, -1:]], axis=1)
+    lo = np.where(ext > 0, ext, nxt)
+    hi = np.where(nxt > 0, nxt, ext)
     frac = np.arange(hop, dtype=f0.dtype) / f0.dtype.type(hop)
     f = (lo[..., None] + (hi - lo)[..., None] * frac).reshape(b, -1)
-    v0, v1 = (f0 > 0).astype(f0.dtype), (nxt > 0).astype(f0.dtype)
+    v0, v1 = (ext > 0).astype(f0.dtype), (nxt > 0).astype(f0.dtype)
     v = (v0[..., None] + (v1 - v0)[..., None] * frac).reshape(b, -1)
-    return f, v
+    half = hop // 2  # frame t's value lands on its centre, sample t * hop + hop / 2
+    return f[:, half: half + t * hop], v[:, half: half + t * hop]
 
 
 def frame_cycles(f0: np.ndarray, hop: int, sample_rate: int, kind: str) -> np.ndarray:
-    """Cycles (T + 1,) float64 the fundamental has advanced at the start of each frame of ``f0`` (T,) Hz and at
-    its end: the start phase of a piece of a song is ``cycles[first frame] % 1``."""
-    f, _ = sample_f0(np.asarray(f0, np.float64)[None], hop, kind)
-    per_frame = f.reshape(-1, hop).sum(axis=1) / sample_rate
-    return np.concatenate([[0.0], np.cumsum(per_frame)])
+    """Cycles (T + 1,) float64 of the fundamental for each frame of ``f0`` (T,) Hz, and the song's total at the
+    end: the start phase of a piece of the song beginning at frame ``t`` is ``cycles[t] % 1`` (for the ``step``
+    source, the phase at the frame's first sample; for ``smooth``, the phase that makes the piece's source equal
+    the song's from frame ``t``'s centre on)."""
+    f0 = np.asarray(f0, np.float64)
+    f, _ = sample_f0(f0[None], hop, kind)
+    if kind != "smooth":
+        per_frame = f.reshape(-1, hop).sum(axis=1) / sample_rate
+        return np.concatenate([[0.0], np.cumsum(per_frame)])
+    # the smooth source reaches frame t's F0 at the frame's centre; a piece starting at frame t holds that F0 over
+    # its first half frame (it has no frame before it), so its start phase is the song's phase at the centre
+    # minus what that half frame advances: from the centre on, the piece's source is the song's
+    cum = np.concatenate([[0.0], np.cumsum(f[0] / sample_rate)])
+    half = hop // 2
+    start = cum[np.arange(len(f0)) * hop + half] - np.maximum(f0, 0.0) * half / sample_rate
+    return np.concatenate([start, cum[-1:]])
 
 
 def excitation(

@@ -62,14 +62,17 @@ def glide_f0(f0: torch.Tensor, hop: int) -> tuple[torch.Tensor, torch.Tensor]:
     starts and ends with a one-frame fade at its own pitch. A frame's samples depend on frames ``t`` and
     ``t + 1`` only: a piece of a song is rendered exactly as in the whole song but for its last frame.
     """
-    nxt = torch.cat([f0[:, 1:], f0[:, -1:]], dim=1)
-    a = torch.where(f0 > 0, f0, nxt)
-    b = torch.where(nxt > 0, nxt, f0)
+    t = f0.shape[1]
+    ext = torch.cat([f0[:, :1], f0], dim=1)  # frame -1 holds frame 0, for the first half frame
+    nxt = torch.cat([ext[:, 1:], ext[:, -1:]], dim=1)
+    a = torch.where(ext > 0, ext, nxt)
+    b = torch.where(nxt > 0, nxt, ext)
     frac = torch.arange(hop, device=f0.device, dtype=f0.dtype) / hop
     f = (a[..., None] + (b - a)[..., None] * frac).reshape(f0.shape[0], -1)
-    v0, v1 = (f0 > 0).to(f0.dtype), (nxt > 0).to(f0.dtype)
+    v0, v1 = (ext > 0).to(f0.dtype), (nxt > 0).to(f0.dtype)
     v = (v0[..., None] + (v1 - v0)[..., None] * frac).reshape(f0.shape[0], -1)
-    return f, v
+    half = hop // 2  # frame t's value lands on its centre, sample t * hop + hop / 2
+    return f[:, half: half + t * hop], v[:, half: half + t * hop]
 
 
 class SineSource(nn.Module):
