@@ -330,3 +330,24 @@ def test_init_from_an_export_starts_where_it_ended(wav_dir, tmp_path):
     other = NSFConfig(upsample_initial_channel=32, resblock_kernel_sizes=(3,), resblock_dilation_sizes=((1, 2),))
     with pytest.raises(CanoraError, match="NSF config differs"):
         NSFTrainer(_cfg(wav_dir, tmp_path / "c", model=other.to_dict(), init_from=str(export)), tmp_path / "c").run()
+
+
+@pytest.mark.parametrize("hop", [5, 8, 255, 256])
+def test_piece_start_phases_continue_the_song_for_even_and_odd_hops(hop):
+    """A piece of a song from frame k, started at ``frame_cycles(song)[k]``, has the song's source phase from
+    frame k's centre (sample k * hop + ceil(hop / 2)) on, whatever the hop and around unvoiced frames."""
+    from canora.vocoder import excitation
+
+    rng = np.random.default_rng(hop)
+    f0 = 200.0 * 2 ** rng.uniform(-1, 1, 40)
+    f0[[0, 7, 8, 20, 39]] = 0.0
+    sr = 22050
+    song, _ = excitation.sample_f0(f0[None], hop, "smooth")
+    phase = np.cumsum(song[0]) / sr  # cycles after each sample
+    cycles = excitation.frame_cycles(f0, hop, sr, "smooth")
+    lead = hop - hop // 2
+    for k in (1, 7, 8, 9, 21, 38):
+        piece, _ = excitation.sample_f0(f0[None, k:], hop, "smooth")
+        mine = cycles[k] + np.cumsum(piece[0]) / sr
+        np.testing.assert_allclose(mine[lead:], phase[k * hop + lead:], atol=1e-9)
+        np.testing.assert_allclose(piece[0, lead:], song[0, k * hop + lead:], rtol=1e-12)

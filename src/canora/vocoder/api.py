@@ -230,8 +230,9 @@ class Vocoder:
         return torch.cat(out, dim=-1)
 
     def frame_cycles(self, f0: np.ndarray) -> np.ndarray:
-        """Cycles (T + 1,) float64 an NSF vocoder's fundamental has advanced at the start of each frame of ``f0``
-        (T,) Hz (0 = unvoiced), and at its end; zeros for a plain HiFi-GAN (no source)."""
+        """Start phases (T + 1,) float64 in cycles of an NSF vocoder's fundamental for pieces of the song ``f0``
+        (T,) Hz (0 = unvoiced) beginning at each frame, and the song's total at its end
+        (:func:`canora.vocoder.excitation.frame_cycles`); zeros for a plain HiFi-GAN (no source)."""
         if not self.needs_f0:
             return np.zeros(len(f0) + 1)
         return self.generator.source.frame_cycles(f0)

@@ -63,8 +63,9 @@ def start_phases(seed: int, harmonics: int, start_phase: float = 0.0) -> np.ndar
 
 def sample_f0(f0: np.ndarray, hop: int, kind: str) -> tuple[np.ndarray, np.ndarray]:
     """Frame F0 (B, T) Hz, 0 = unvoiced -> (sample F0 (B, T * hop), voicing (B, T * hop) in [0, 1]), in
-    ``f0``'s dtype: ``step`` holds each frame; ``smooth`` glides both from frame ``t`` to ``t + 1`` (as
-    :func:`canora.vocoder.nsf.glide_f0`: an unvoiced end holds the voiced end's F0 while the voicing fades)."""
+    ``f0``'s dtype: ``step`` holds each frame; ``smooth`` glides both between frame centres, frame ``t``'s
+    value on sample ``t * hop + ceil(hop / 2)`` (as :func:`canora.vocoder.nsf.glide_f0`: an unvoiced end holds
+    the voiced end's F0 while the voicing fades)."""
     b, t = f0.shape
     if kind != "smooth":
         f = np.repeat(f0, hop, axis=1)
@@ -77,7 +78,7 @@ def sample_f0(f0: np.ndarray, hop: int, kind: str) -> tuple[np.ndarray, np.ndarr
     f = (lo[..., None] + (hi - lo)[..., None] * frac).reshape(b, -1)
     v0, v1 = (ext > 0).astype(f0.dtype), (nxt > 0).astype(f0.dtype)
     v = (v0[..., None] + (v1 - v0)[..., None] * frac).reshape(b, -1)
-    half = hop // 2  # frame t's value lands on its centre, sample t * hop + hop / 2
+    half = hop // 2  # frame t's value lands on its centre, sample t * hop + ceil(hop / 2)
     return f[:, half: half + t * hop], v[:, half: half + t * hop]
 
 
@@ -95,8 +96,8 @@ def frame_cycles(f0: np.ndarray, hop: int, sample_rate: int, kind: str) -> np.nd
     # its first half frame (it has no frame before it), so its start phase is the song's phase at the centre
     # minus what that half frame advances: from the centre on, the piece's source is the song's
     cum = np.concatenate([[0.0], np.cumsum(f[0] / sample_rate)])
-    half = hop // 2
-    start = cum[np.arange(len(f0)) * hop + half] - np.maximum(f0, 0.0) * half / sample_rate
+    lead = hop - hop // 2  # samples before frame t's centre: a piece holds f0[t] over them
+    start = cum[np.arange(len(f0)) * hop + lead] - np.maximum(f0, 0.0) * lead / sample_rate
     return np.concatenate([start, cum[-1:]])
 
 

@@ -20,7 +20,7 @@ as the first):
   a pulse train at the frame rate (sr / hop = 86 Hz): a buzz in every consonant and a comb under every note.
 * ``upsample="interpolate"``, ``source="smooth"`` (the default): every stage upsamples by linear
   interpolation and then convolves, so a steady input gives a steady output and nothing in the network
-  repeats per frame; the source's F0 and voicing glide linearly across each frame, and a separate unit-noise
+  repeats per frame; the source's F0 and voicing glide linearly between frame centres, and a separate unit-noise
   channel lets the network shape breath and consonants from real noise instead of inventing it.
 """
 
@@ -57,10 +57,12 @@ def upsample_f0(f0: torch.Tensor, hop: int) -> torch.Tensor:
 def glide_f0(f0: torch.Tensor, hop: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Frame F0 (B, T) Hz, 0 = unvoiced -> (sample F0 (B, T * hop), voicing (B, T * hop) in [0, 1]).
 
-    Inside frame ``t`` both glide linearly from frame ``t``'s value to frame ``t + 1``'s (the last frame
-    holds). Where one end is unvoiced the F0 holds the voiced end's value while the voicing fades, so a note
-    starts and ends with a one-frame fade at its own pitch. A frame's samples depend on frames ``t`` and
-    ``t + 1`` only: a piece of a song is rendered exactly as in the whole song but for its last frame.
+    Both glide linearly between frame centres: frame ``t``'s value lands on sample ``t * hop + ceil(hop / 2)``,
+    the centre of its mel frame, where the trackers measure it (the first half frame holds frame 0, the last
+    half frame holds the last). Where one end is unvoiced the F0 holds the voiced end's value while the voicing
+    fades, so a note starts and ends with a one-frame fade at its own pitch. A frame's samples depend on frames
+    ``t - 1`` to ``t + 1`` only: a piece of a song is rendered as in the whole song but for its first half frame
+    and its last half frame.
     """
     t = f0.shape[1]
     ext = torch.cat([f0[:, :1], f0], dim=1)  # frame -1 holds frame 0, for the first half frame
@@ -71,7 +73,7 @@ def glide_f0(f0: torch.Tensor, hop: int) -> tuple[torch.Tensor, torch.Tensor]:
     f = (a[..., None] + (b - a)[..., None] * frac).reshape(f0.shape[0], -1)
     v0, v1 = (ext > 0).to(f0.dtype), (nxt > 0).to(f0.dtype)
     v = (v0[..., None] + (v1 - v0)[..., None] * frac).reshape(f0.shape[0], -1)
-    half = hop // 2  # frame t's value lands on its centre, sample t * hop + hop / 2
+    half = hop // 2  # frame t's value lands on its centre, sample t * hop + ceil(hop / 2)
     return f[:, half: half + t * hop], v[:, half: half + t * hop]
 
 
@@ -109,8 +111,8 @@ class SineSource(nn.Module):
         return f, (f > 0).to(f0.dtype)
 
     def frame_cycles(self, f0: np.ndarray) -> np.ndarray:
-        """Cycles (T + 1,) float64 the fundamental has advanced at the start of each frame of ``f0`` (T,) Hz
-        and at its end (:func:`canora.vocoder.excitation.frame_cycles`)."""
+        """Start phases (T + 1,) float64 in cycles for pieces beginning at each frame of ``f0`` (T,) Hz, and the
+        song's total at its end (:func:`canora.vocoder.excitation.frame_cycles`)."""
         return excitation.frame_cycles(f0, self.hop, self.sample_rate, self.kind)
 
     def noise_channels(self) -> int:
