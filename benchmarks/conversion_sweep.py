@@ -142,7 +142,7 @@ def ceiling(conv: Converter, emb: SpeakerEmbedder, target: np.ndarray, clip_seco
         wav = wav[start: start + int(clip_seconds * sr)]
         feats = extract_features(wav, conv.spec, conv.refiner.feature_params)
         copy = conv.vocoder.vocode(feats.mel, feats.f0_with_zeros(), 0.0)
-        res = conv.convert(wav, sr, sampler=sampler, steps=steps, strength=strength, name=path.stem)
+        res = conv.convert(wav, sr, transpose=0.0, sampler=sampler, steps=steps, strength=strength, name=path.stem)
         row = {"clip": path.stem, "recording": sim(wav), "vocoder_copy": sim(copy), "converted": sim(res.audio)}
         for tr in (-12, 12):
             row[f"converted_{tr:+d}"] = sim(conv.convert(wav, sr, transpose=float(tr), sampler=sampler, steps=steps,

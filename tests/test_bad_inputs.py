@@ -757,6 +757,18 @@ def c_flag_key_mode(ws: WS) -> Case:
 
 
 @case
+def c_flag_key_mode_with_transpose(ws: WS) -> Case:
+    return Case(["convert", ws.wav("s.wav"), "-o", ws.out, "--transpose", "3", "--key-mode", "free",
+                 *ws.models_args()], expect=("--key-mode", "--transpose"))
+
+
+@case
+def c_flag_refine_key_mode_without_auto(ws: WS) -> Case:
+    return Case(["refine", ws.wav("s.wav"), "-o", ws.out, "--refiner", ws.ref, "--key-mode", "free"],
+                expect=("--key-mode", "--auto-transpose"))
+
+
+@case
 def c_flag_unknown_option(ws: WS) -> Case:
     return Case(["mel", ws.wav("s.wav"), "-o", ws.out, "--colour", "blue"], expect="--colour")
 

@@ -84,6 +84,9 @@ def test_the_key_is_automatic_unless_a_transpose_is_given(tiny_models, monkeypat
     assert default.transpose == 12 and default.stats["key"]["mode"] == "octave"
     assert conv.song_key(fifth_below, SR).semitones == 12  # the analysis stage alone chooses the same
     assert conv.song_key(np.zeros(SR, np.float32), SR) is None  # nothing sung: no key
+    song = phrase_song(4)  # several slices: the key comes from the same analysis as convert's, to the last digit
+    full = conv.convert(song, SR, steps=2, max_slice_seconds=1.0).stats["key"]
+    assert conv.song_key(song, SR, max_slice_seconds=1.0).to_dict() == full
     for kw in ({"transpose": 0}, {"auto_transpose": False}):
         kept = conv.convert(fifth_below, SR, steps=2, **kw)
         assert kept.transpose == 0 and "key" not in kept.stats
@@ -91,7 +94,8 @@ def test_the_key_is_automatic_unless_a_transpose_is_given(tiny_models, monkeypat
         conv.convert(fifth_below, SR, transpose=3, auto_transpose=True, steps=2)
     # a refiner without a stored range: the default converts as sung (logged); asking for the key is an error
     monkeypatch.setattr(conv.refiner, "singer_f0_stats", {})
-    assert conv.convert(fifth_below, SR, steps=2).transpose == 0
+    fallback = conv.convert(fifth_below, SR, steps=2)
+    assert fallback.transpose == 0 and "no pitch range" in fallback.stats["key_note"]
     assert "no pitch range" in caplog.text
     with pytest.raises(CanoraError, match="no F0 statistics"):
         conv.convert(fifth_below, SR, auto_transpose=True, steps=2)
@@ -391,12 +395,12 @@ def test_eval_refuses_to_overwrite_a_convert_sidecar(tmp_path, capsys):
     assert "sidecar" in capsys.readouterr().err and (conv / "a.json").read_text() == "{}"
 
 
-def test_refine_cli_chooses_the_key_as_convert_does(tiny_models, tmp_path):
-    """`canora refine` without --transpose moves the input by the octave `canora convert` would; --transpose 0
-    keeps it."""
+def test_refine_cli_keeps_the_pitch_unless_asked(tiny_models, tmp_path):
+    """`canora refine` keeps the input's pitch by default (its mels are compared with the originals by `canora
+    report`); --auto-transpose moves it by the octave `canora convert` would choose."""
     save_wav(tmp_path / "low.wav", tone(2.0, hz=220.0 * 2 ** (-7 / 12)), SR)
     ratios = {}
-    for name, extra in (("auto", []), ("as_sung", ["--transpose", "0"])):
+    for name, extra in (("as_sung", []), ("auto", ["--auto-transpose"])):
         out = tmp_path / name
         assert main(["refine", str(tmp_path / "low.wav"), "-o", str(out), "--refiner", str(tiny_models[0]),
                      "--steps", "2", *extra]) == 0

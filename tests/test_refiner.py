@@ -299,7 +299,7 @@ def test_cli_npy_without_audio_uses_griffin_lim_features(capsys, caplog, tmp_pat
     (tmp_path / "mels").mkdir()
     save_mel(tmp_path / "mels" / "song.npy", wav_to_mel(wav, SPEC))
     code = main(["refine", str(tmp_path / "mels"), "-o", str(tmp_path / "out"), "--model", str(tmp_path / "model"),
-                 "--steps", "2", "--transpose", "0"])
+                 "--steps", "2"])
     err = capsys.readouterr().err
     assert code == 0, err
     assert "Griffin-Lim" in caplog.text

@@ -107,6 +107,7 @@ class Job:
     key_mode: str = "octave"
     auto_key: bool = True  # choose the key from the song (``key_mode``); else shift by ``transpose``
     transpose: float = 0.0
+    key_note: str = ""  # why the automatic key was not used, when it was the default
 
 
 def key_plan(transpose: float | None, auto_transpose: bool | None) -> tuple[bool, float]:
@@ -117,7 +118,7 @@ def key_plan(transpose: float | None, auto_transpose: bool | None) -> tuple[bool
     error: they contradict each other.
     """
     if transpose is not None and auto_transpose:
-        raise CanoraError(f"give either a transpose ({transpose:+g} semitones) or auto_transpose, not both")
+        raise CanoraError(f"give either a transpose ({transpose!r} semitones) or auto_transpose, not both")
     auto = transpose is None if auto_transpose is None else bool(auto_transpose)
     return auto, 0.0 if transpose is None else check_transpose(transpose)
 
@@ -417,25 +418,16 @@ class Converter:
         Stages: :meth:`analyse` every slice (once), :meth:`choose_key` for the song, :meth:`put_in_key`
         (F0 transposed once), :meth:`render` every slice (refine + vocode), :meth:`assemble` the pieces.
         """
-        from canora.dsp.slicing import plan_slices
-
         t0 = time.perf_counter()
         job = self._job(singer, sampler, steps, strength, seed, transpose, auto_transpose, max_slice_seconds,
                         key_mode)
         wav = self._prepare(audio, sr, name)
         spec, hop, total = self.spec, self.spec.hop_length, len(wav)
         overlap, context = CROSSFADE_FRAMES * hop, (CROSSFADE_FRAMES + MARGIN_FRAMES) * hop
-        slices = plan_slices(wav, spec.sample_rate, hop=hop, max_seconds=max_slice_seconds, overlap=overlap)
-        regions = [Region(s, *s.region(context, total)) for s in slices]
+        slices, regions = self._regions(wav, max_slice_seconds)
         bar = _Progress(len(regions), name, progress, on_progress)
         workers, threads = self._workers(workers, len(regions))
-
-        with self._on_threads(threads) as conv:
-            def analyse(r: Region) -> SliceAnalysis:
-                where = f"{name} [{r.start / spec.sample_rate:.1f} s]"
-                return conv.analyse(wav[r.start: r.end], r.cut.silent, where)
-
-            analyses = bar.map(analyse, regions, "analyse", "analysing", 0, workers)
+        analyses = self._analyse_regions(wav, regions, name, bar, workers, threads)
         silent_file = not any(isinstance(a, Sung) for a in analyses)
         if silent_file:
             log.warning("%s: no voice found (no pitched frames); the conversion is silence", name)
@@ -471,11 +463,34 @@ class Converter:
                       "silent": silent_file})
         if choice is not None:
             stats["key"] = choice.to_dict()
+        if job.key_note:
+            stats["key_note"] = job.key_note
         return Conversion(
             out, spec.sample_rate, _song_mel(regions, [p.source_mel for p in pieces], hop),
             _song_mel(regions, [p.mel for p in pieces], hop), song_f0(regions, analyses, total, hop, keyed=False),
             drive, float(key), job.singer, stats,
         )
+
+    def _regions(self, wav: np.ndarray, max_slice_seconds: float) -> tuple[list[Any], list[Region]]:
+        """(slices of ``wav`` (N,) at the models' rate, each slice's region: the slice plus its cross-fade and
+        margin)."""
+        from canora.dsp.slicing import plan_slices
+
+        hop = self.spec.hop_length
+        overlap, context = CROSSFADE_FRAMES * hop, (CROSSFADE_FRAMES + MARGIN_FRAMES) * hop
+        slices = plan_slices(wav, self.spec.sample_rate, hop=hop, max_seconds=max_slice_seconds, overlap=overlap)
+        return slices, [Region(s, *s.region(context, len(wav))) for s in slices]
+
+    def _analyse_regions(
+        self, wav: np.ndarray, regions: list[Region], name: str, bar: _Progress, workers: int, threads: int | None,
+    ) -> list[SliceAnalysis]:
+        """:meth:`analyse` of every region of ``wav``, ``workers`` at a time on ``threads`` threads each."""
+        with self._on_threads(threads) as conv:
+            def analyse(r: Region) -> SliceAnalysis:
+                where = f"{name} [{r.start / self.spec.sample_rate:.1f} s]"
+                return conv.analyse(wav[r.start: r.end], r.cut.silent, where)
+
+            return bar.map(analyse, regions, "analyse", "analysing", 0, workers)
 
     def _workers(self, workers: int | None, slices: int) -> tuple[int, int | None]:
         """(slices converted at once, threads for each, None = unchanged) for ``workers`` (None: auto: one slice per
@@ -532,17 +547,19 @@ class Converter:
         if key_mode not in KEY_MODES:
             raise CanoraError(f"unknown key mode {key_mode!r}; choose one of {', '.join(KEY_MODES)}")
         auto, fixed = key_plan(transpose, auto_transpose)
+        note = ""
         if auto:
             try:
                 self.refiner.singer_f0_range(singer_name)  # no statistics: error before any work when asked for
             except CanoraError:
                 if auto_transpose:
                     raise
-                log.warning("the refiner stores no pitch range for %s: converting in the source's key", singer_name)
+                note = f"the refiner stores no pitch range for {singer_name}: converted in the source's key"
+                log.warning("%s", note)
                 auto = False
         if not math.isfinite(max_slice_seconds) or max_slice_seconds < 1.0:
             raise CanoraError(f"max_slice_seconds must be a number >= 1, got {max_slice_seconds!r}")
-        return Job(singer_name, sampler, steps, strength, int(seed), key_mode, auto, fixed)
+        return Job(singer_name, sampler, steps, strength, int(seed), key_mode, auto, fixed, note)
 
     def _prepare(self, audio: np.ndarray, sr: int, name: str) -> np.ndarray:
         """Checked mono float ``audio`` (N,) at ``sr`` -> (N',) float32 at the models' rate."""
@@ -595,21 +612,22 @@ class Converter:
 
     def song_key(
         self, audio: np.ndarray, sr: int, *, singer: str | int | None = None, key_mode: str = "octave",
-        auto_transpose: bool | None = None, name: str = "audio",
+        auto_transpose: bool | None = None, max_slice_seconds: float = 30.0, workers: int | None = None,
+        name: str = "audio",
     ) -> KeyChoice | None:
         """The automatic key of a whole recording (N,) at ``sr`` for ``singer``, as :meth:`convert` chooses it
         without a ``transpose`` (its analysis stage only): for a streamed conversion of a file, which can look at
-        the whole song before the first block. None when nothing in it is sung, or when the refiner stores no
-        pitch range for the singer (an error instead with ``auto_transpose=True``)."""
-        from canora.dsp.slicing import plan_slices
-
-        job = self._job(singer, None, None, None, 0, None, auto_transpose, 30.0, key_mode)
+        the whole song before the first block (the same slices and analysis as :meth:`convert` with the same
+        ``max_slice_seconds``). None when nothing in it is sung, or when the refiner stores no pitch range for the
+        singer (an error instead with ``auto_transpose=True``)."""
+        job = self._job(singer, None, None, None, 0, None, auto_transpose, max_slice_seconds, key_mode)
         if not job.auto_key:
             return None
         wav = self._prepare(audio, sr, name)
-        spec = self.spec
-        slices = plan_slices(wav, spec.sample_rate, hop=spec.hop_length, max_seconds=30.0, overlap=0)
-        analyses = [self.analyse(wav[s.start: s.end], s.silent, name) for s in slices]
+        _, regions = self._regions(wav, max_slice_seconds)
+        workers, threads = self._workers(workers, len(regions))
+        analyses = self._analyse_regions(wav, regions, name, _Progress(len(regions), name, False, None), workers,
+                                         threads)
         if not any(isinstance(a, Sung) for a in analyses):
             return None
         return self.choose_key(analyses, job.singer, job.key_mode)

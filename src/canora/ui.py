@@ -267,6 +267,8 @@ class UIBackend:
         else:
             key = (f"automatic key ({st['key']['reason']})" if "key" in st
                    else f"transpose {res.transpose:+.1f} semitones")
+            if st.get("key_note"):
+                key += f" ({st['key_note']})"
             status = (f"{p.name}: {seconds:.2f} s converted to {res.singer}, {key}, "
                       f"{st.get('sampler')} × {st.get('steps')} steps, strength {st.get('strength'):g}, "
                       f"in {st.get('wall_seconds', 0.0):.1f} s "

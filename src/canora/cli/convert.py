@@ -61,8 +61,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     key.add_argument("--auto-transpose", action="store_true",
                      help="the default, stated: move each song toward the target singer's range, whole octaves "
                      "(the key kept) unless --key-mode free; an error if the refiner stores no range")
-    p.add_argument("--key-mode", choices=("octave", "free"), default="octave",
-                   help="the automatic key: octave keeps the key (whole octaves only), free allows any semitone")
+    p.add_argument("--key-mode", choices=("octave", "free"), default=None,
+                   help="the automatic key: octave (the default) keeps the key (whole octaves only), free allows any "
+                   "semitone; not with --transpose")
     p.add_argument("--sampler", choices=available_samplers(), default=DEFAULT_SAMPLER, help="the refiner's sampler")
     p.add_argument("--steps", type=positive_int, default=None,
                    help=f"denoising steps; {DEFAULT_STREAM_STEPS} with --stream (default: {DEFAULT_STEPS})")
@@ -151,7 +152,8 @@ def _stream(conv: Any, wav: Any, sr: int, singer: str, args: argparse.Namespace,
     choice, transpose = None, args.transpose
     if transpose is None:  # a file can be looked at whole before streaming it: the key convert would choose
         choice = conv.song_key(wav, sr, singer=singer, key_mode=args.key_mode,
-                               auto_transpose=args.auto_transpose or None, name=name)
+                               auto_transpose=args.auto_transpose or None,
+                               max_slice_seconds=args.max_slice_seconds, name=name)
         transpose = float(choice.semitones) if choice is not None else 0.0
     t0 = time.perf_counter()
     sc = StreamConverter(conv, block_ms=args.block_ms, input_sample_rate=int(sr), transpose=transpose,
@@ -212,6 +214,9 @@ def run(args: argparse.Namespace) -> int:
     check_steps_strength(args.steps, args.strength)
     if args.transpose is not None:
         check_transpose(args.transpose, "--transpose", warn=False)  # the conversion warns beyond 2 octaves
+        if args.key_mode is not None:
+            raise CanoraError("--key-mode chooses the automatic key, which --transpose replaces; give one of them")
+    args.key_mode = args.key_mode or "octave"
     if args.max_slice_seconds < 1:
         raise CanoraError(f"--max-slice-seconds must be a number >= 1, got {args.max_slice_seconds:g}")
     apply_voice(args)

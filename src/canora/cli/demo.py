@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
         written.add(args.out / "phrase.npy", mel_bytes(mel))
     print(f"wrote {args.out / 'phrase.wav'} ({len(wav) / spec.sample_rate:.1f} s) and its mel "
           f"{args.out / 'phrase.npy'} {mel.shape}", file=sys.stderr)
-    res = conv.convert(wav, spec.sample_rate, auto_transpose=True, progress=sys.stderr.isatty(), name="phrase.wav")
+    res = conv.convert(wav, spec.sample_rate, progress=sys.stderr.isatty(), name="phrase.wav")
     warn_if_collapsed(collapse_check(res, conv.spec), "phrase.wav")
     out = args.out / "phrase_converted.wav"
     with OutputSet() as written:

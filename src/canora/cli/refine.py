@@ -47,16 +47,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "1 = generate from pure noise, conditioned only on features",
     )
     key = p.add_mutually_exclusive_group()
-    key.add_argument("--transpose", type=finite_float, default=None, metavar="SEMITONES",
-                     help=f"shift the pitch by N semitones, within +-{MAX_TRANSPOSE:g} (0: as sung); default: the "
-                     "automatic key (--key-mode), as `canora convert` chooses it")
+    key.add_argument("--transpose", type=finite_float, default=0.0, metavar="SEMITONES",
+                     help=f"shift the pitch by N semitones, within +-{MAX_TRANSPOSE:g} (default 0: the mels keep "
+                     "their pitch, so `canora report` compares like with like)")
     key.add_argument(
         "--auto-transpose", action="store_true",
-        help="the default, stated: move each input toward the target singer's range (statistics stored in the "
-        "model), whole octaves (the key kept) unless --key-mode free; an error if the model stores no range",
+        help="move each input toward the target singer's range (statistics stored in the model): whole octaves "
+        "(the key kept) unless --key-mode free. Chosen per file: for the phrases of one song, `canora convert` "
+        "(one key per song, automatic by default) or one --transpose",
     )
-    p.add_argument("--key-mode", choices=("octave", "free"), default="octave",
-                   help="the automatic key: octave keeps the key, free allows any semitone")
+    p.add_argument("--key-mode", choices=("octave", "free"), default=None,
+                   help="with --auto-transpose: octave (the default) keeps the key, free allows any semitone")
     p.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same output")
     p.add_argument("--audio", type=Path, default=None, help="directory of the source audio of .npy mel inputs")
     p.add_argument("--mel-spec", type=Path, default=None, help="MelSpec JSON the input mels were made with")
@@ -94,12 +95,16 @@ def run(args: argparse.Namespace) -> int:
     from canora.io.audio import AUDIO_EXTENSIONS, load_audio
     from canora.io.files import OutputSet, npy_bytes, read_json_object
     from canora.io.melfiles import load_mel, mel_bytes
-    from canora.pipeline import key_plan
+    from canora.pipeline import check_transpose
     from canora.refiner.samplers import check_steps_strength
 
     log = logging.getLogger("canora")
     check_steps_strength(args.steps, args.strength)
-    auto, transpose = key_plan(args.transpose, args.auto_transpose or None)
+    if not args.auto_transpose:
+        check_transpose(args.transpose, "--transpose")
+        if args.key_mode is not None:
+            raise CanoraError("--key-mode chooses the key of --auto-transpose; add --auto-transpose or drop it")
+    args.key_mode = args.key_mode or "octave"
     apply_device_args(args)
     files = list_inputs(args.input, (".npy", *AUDIO_EXTENSIONS), lambda f: f.name.endswith(".f0.npy"))
     mels = plan_outputs(args.input, files, args.out, ".npy", (".npy",), "refine")
@@ -110,14 +115,6 @@ def run(args: argparse.Namespace) -> int:
     apply_voice(args)
     refiner = load_refiner(args.refiner, device=args.device)
     refiner.singer_label(args.singer)  # unknown singer or bad mix: fail before any work
-    if auto and not args.auto_transpose:  # the default: keep the pitch when the model stores no range
-        try:
-            refiner.singer_f0_range(args.singer)
-        except CanoraError:
-            log.warning("the refiner stores no pitch range for the singer: refining in the source's key")
-            auto = False
-    elif auto:
-        refiner.singer_f0_range(args.singer)  # asked for: no range is an error before any work
     spec_file = args.mel_spec
     if spec_file is None and args.input.is_dir() and (args.input / "mel_spec.json").is_file():
         spec_file = args.input / "mel_spec.json"
@@ -147,12 +144,11 @@ def run(args: argparse.Namespace) -> int:
         else:
             feats = refiner.features(load_audio(f, sr), sr, name=str(f))
         res = refiner.refine_features(
-            feats, args.singer, transpose=transpose, auto_transpose=auto, key_mode=args.key_mode,
+            feats, args.singer, transpose=args.transpose, auto_transpose=args.auto_transpose, key_mode=args.key_mode,
             sampler=args.sampler, steps=args.steps, strength=args.strength, seed=args.seed,
         )
-        if auto:
-            log.info("%s: key %+.0f semitones (%s)", f.name, res.transpose,
-                     "whole octaves toward the singer's range" if args.key_mode == "octave" else "any semitone")
+        if args.auto_transpose:
+            log.info("%s: auto-transpose %+.1f semitones", f.name, res.transpose)
         out = outputs[f]
         with OutputSet() as written:  # the mel and its F0 appear together or not at all
             written.add(out[0], mel_bytes(res.mel))
