@@ -6,7 +6,9 @@
 #
 #   refiner   train-refiner, preset default, timbre perturbation on, F0 by swift, 18,153 steps (the bundled one was
 #             stopped there; 30k were planned), songs 001-081 train / 082-090 validation
-#   vocoder   reconstruction losses (mel + multi-resolution STFT, no discriminator), 25,679 steps: the bundled one;
+#   vocoder   reconstruction losses (mel + multi-resolution STFT, no discriminator), 25,679 steps: the bundled one
+#             (it was trained with the NSF source's F0 half a frame early; this code puts it on frame centres, so a
+#             re-run trains a vocoder like it, not bit-identical to it);
 #             ADV=1 also runs the adversarial phase from its export (narrowed MPD + MSD, lr 2e-4), which the model
 #             card measured and did not bundle (it raised the frame-rate periodicity of unvoiced sounds)
 #   base      (with SHARED=/path/to/the development recordings: vocadito/, smstools/, speech/, dagstuhl/) the
