@@ -28,7 +28,8 @@ slice is converted and the slices are cross-faded back together; the source's lo
 and its silences stay silent. The key is chosen once per file: by default the song moves by whole octaves
 toward the target singer's range, so it stays in its key (--key-mode free allows any semitone); --transpose N
 shifts it by N semitones instead (--transpose 0 keeps the pitch as sung). The shift and its reason are logged
-and written to <stem>.json.
+and written to <stem>.json. Each file gets its own key: for a folder of phrases cut from one song, give one
+--transpose so they all move together.
 
 IN is an audio file or a directory of them; OUT is a .wav (or .flac) path for one input, else a directory that
 gets <stem>.wav plus <stem>.json (settings, transpose, timing, a quick check of the result, and with
