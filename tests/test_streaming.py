@@ -243,10 +243,9 @@ def test_streamed_conversion_of_a_real_clip_is_close_to_offline():
     assert s.frame_rate_periodicity <= o.frame_rate_periodicity + 0.1, (s, o)
     assert s.frame_rate_line_db <= max(o.frame_rate_line_db, 0.0) + 3.0, (s, o)
     assert s.hnr_db >= o.hnr_db - 3.0, (s, o)
-    # measured since the NSF source puts each frame's F0 on the frame's centre: streamed harvest 0.084, Praat 0.048
-    # (offline 0.030 / 0.009; before the fix 0.093 / 0.031 streamed, 0.081 / 0.017 offline). The streamed output
-    # lags the offline one by about 64 samples, which costs pitch error in fast passages (README, Streaming)
-    assert s.gpe_harvest <= 0.12 and s.gpe_praat <= 0.06, (s, o)
+    # measured: streamed harvest 0.043, Praat 0.030 (offline 0.030 / 0.009). Without the window's mirrored end
+    # (EDGE_MIRROR_FRAMES) the tracker misread the last frames of every window: 0.084 / 0.048
+    assert s.gpe_harvest <= o.gpe_harvest + 0.04 and s.gpe_praat <= 0.045, (s, o)
     # no fixed whistle: the vocoder's noise once repeated per block and held a tone at 120 x the frame rate
     # (+7.5 dB above its neighbours against the offline conversion's +2.3)
     assert s.held_tone_db <= max(o.held_tone_db, 2.0) + 2.0, (s.held_tone_db, s.held_tone_hz, o.held_tone_db)
