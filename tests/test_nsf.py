@@ -279,6 +279,34 @@ def test_harmonics_by_recurrence_equal_each_sine_evaluated_apart():
         assert torch.isfinite(src._mixed_harmonics(torch.zeros(1, 256), start)).all()
 
 
+def test_smooth_source_noise_is_quieter_where_voiced():
+    """``voiced_noise`` K: the noise channel is K x sine_amp inside notes, sine_amp in breaths, and follows the
+    gliding voicing between (one frame's fade); the harmonic channel and K = 1 are as before."""
+    f0 = torch.zeros(1, 80)
+    f0[0, 20:60] = 220.0
+    noise = torch.randn(1, 80 * 256, 1, generator=torch.Generator().manual_seed(0))
+    plain = SineSource(22050, 256, 8, 0.1, 0.003, "smooth")
+    quiet = SineSource(22050, 256, 8, 0.1, 0.003, "smooth", voiced_noise=0.25)
+    quiet.load_state_dict(plain.state_dict())
+    with torch.no_grad():
+        a, b = plain(f0, None, torch.zeros(1, 8), noise), quiet(f0, None, torch.zeros(1, 8), noise)
+    torch.testing.assert_close(a[:, 0], b[:, 0], rtol=0, atol=0)
+    torch.testing.assert_close(a[0, 1], 0.1 * noise[0, :, 0], rtol=0, atol=1e-7)
+    _, v = quiet.sample_f0(f0)
+    torch.testing.assert_close(b[0, 1], 0.1 * noise[0, :, 0] * (1 - 0.75 * v[0]), rtol=0, atol=1e-7)
+    inside, outside = slice(25 * 256, 55 * 256), slice(0, 15 * 256)
+    assert abs(float(b[0, 1, inside].std()) - 0.025) < 0.002 and abs(float(b[0, 1, outside].std()) - 0.1) < 0.008
+    fade = v[0, 19 * 256 + 128: 20 * 256 + 129]  # frame 19's centre (unvoiced) to frame 20's (voiced)
+    assert float(fade[0]) == 0.0 and float(fade[-1]) == 1.0 and bool((fade.diff() > 0).all())
+    cfg = NSFConfig.from_dict({**TINY.to_dict(), "voiced_noise": 0.25})
+    assert NSFGenerator.from_config(cfg).source.voiced_noise == 0.25
+    assert NSFConfig.from_dict(cfg.to_dict()) == cfg
+    old = {k: v for k, v in TINY.to_dict().items() if k != "voiced_noise"}  # an export from before the field
+    assert NSFConfig.from_dict(old).voiced_noise == 1.0
+    with pytest.raises(CanoraError, match="voiced_noise"):
+        NSFConfig(voiced_noise=1.5)
+
+
 def test_source_noise_is_tied_to_the_place_in_the_song():
     """Any piece of the song gets the samples the whole song has there, across chunk boundaries; another
     seed or batch item gets other noise, and a piece at another place is not a copy of the first piece."""
@@ -330,6 +358,23 @@ def test_init_from_an_export_starts_where_it_ended(wav_dir, tmp_path):
     other = NSFConfig(upsample_initial_channel=32, resblock_kernel_sizes=(3,), resblock_dilation_sizes=((1, 2),))
     with pytest.raises(CanoraError, match="NSF config differs"):
         NSFTrainer(_cfg(wav_dir, tmp_path / "c", model=other.to_dict(), init_from=str(export)), tmp_path / "c").run()
+    # the source's voiced noise level has no weights: a fine-tune may set another, and its export keeps it
+    quiet = {**TINY.to_dict(), "voiced_noise": 0.3}
+    NSFTrainer(_cfg(wav_dir, tmp_path / "d", steps=1, model=quiet, init_from=str(export)), tmp_path / "d").run()
+    assert Vocoder.from_pretrained(tmp_path / "d" / "export").config.voiced_noise == 0.3
+
+
+def test_cli_voiced_noise_sets_the_fine_tunes_source(wav_dir, tmp_path, capsys):
+    NSFTrainer(_cfg(wav_dir, tmp_path / "a", steps=1), tmp_path / "a").run()
+    code = main(["train-vocoder", "--arch", "nsf", str(wav_dir), "-o", str(tmp_path / "b"), "--init-from",
+                 str(tmp_path / "a" / "export"), "--voiced-noise", "0.4", "--steps", "1", "--batch-size", "1",
+                 "--segment-size", "2048", "--val-count", "0", "--cache-dir", str(tmp_path / "cache")])
+    assert code == 0, capsys.readouterr().err
+    assert Vocoder.from_pretrained(tmp_path / "b" / "export").config.voiced_noise == 0.4
+    code = main(["train-vocoder", str(wav_dir), "-o", str(tmp_path / "c"), "--voiced-noise", "0.4"])
+    assert code == 2 and "--arch nsf" in capsys.readouterr().err
+    code = main(["train-vocoder", "--arch", "nsf", str(wav_dir), "-o", str(tmp_path / "d"), "--voiced-noise", "2"])
+    assert code == 2 and "voiced_noise" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("hop", [5, 8, 255, 256])

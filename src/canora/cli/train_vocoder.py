@@ -81,6 +81,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="first N updates without discriminators (mel + STFT loss only; default 0, nsf: all)")
     p.add_argument("--stft-weight", type=float, default=None,
                    help="weight of a multi-resolution STFT loss (0; nsf 20)")
+    p.add_argument("--voiced-noise", type=float, default=None, metavar="K",
+                   help="nsf: level of the sine source's noise channel where voiced, relative to unvoiced, in [0, 1] "
+                        "(default: the --init-from export's, else 1); a source setting, so a fine-tune may change it")
     p.add_argument("--disc-width-div", type=int, choices=(1, 2, 4, 8), default=None,
                    help="divide the discriminators' channels (1 = official, the default; nsf 4)")
     p.add_argument("--checkpoint-every", type=int, default=None, help="checkpoint every N updates (1000; nsf 500)")
@@ -131,6 +134,10 @@ def run_nsf(args: argparse.Namespace) -> int:
         if args.config is not None:
             spec.require_same(exported, f"--config vs --init-from {args.init_from}", "omit --config")
         spec = exported
+    if args.voiced_noise is not None:
+        from dataclasses import replace
+
+        model = replace(model, voiced_noise=args.voiced_noise)
     if model.hop_length != spec.hop_length:
         raise CanoraError(f"the NSF generator upsamples by {model.hop_length}; the MelSpec's hop is {spec.hop_length}")
     cfg = C(
@@ -191,6 +198,10 @@ def run(args: argparse.Namespace) -> int:
     _check(args)
     if args.arch == "nsf":
         return run_nsf(args)
+    if args.voiced_noise is not None:
+        from canora.errors import CanoraError
+
+        raise CanoraError("--voiced-noise sets the NSF sine source; it needs --arch nsf")
 
     def s(p: Path | None) -> str | None:
         return None if p is None else str(p)

@@ -12,7 +12,7 @@ in mel metrics.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -193,7 +193,8 @@ class NSFTask(Task):
 
         doc, state = load_export(path, "nsf-hifigan")
         exported = NSFConfig.from_dict(doc["config"], str(path))
-        if exported != self.cfg.nsf:
+        # the source's voiced noise level has no weights: a fine-tune may change it
+        if replace(exported, voiced_noise=self.cfg.nsf.voiced_noise) != self.cfg.nsf:
             raise CanoraError(f"{path}: its NSF config differs from this run's ({exported} vs {self.cfg.nsf}); "
                               "train with the export's config (the CLI does so with --init-from)")
         MelSpec.from_dict(doc["mel_spec"], str(path)).require_same(
@@ -208,7 +209,8 @@ class NSFTask(Task):
         phase = ("reconstruction losses only" if self.cfg.recon_steps is None
                  else f"adversarial from step {self.cfg.recon_steps}")
         return (f"NSF-HiFi-GAN, {n_g} generator parameters, {len(self.train)} train / {len(self.val)} val files, "
-                f"batch {self.cfg.batch_size} x {self.cfg.segment_frames} frames, F0 by {self.cfg.f0_method}, {phase}")
+                f"batch {self.cfg.batch_size} x {self.cfg.segment_frames} frames, F0 by {self.cfg.f0_method}, "
+                f"voiced noise {self.cfg.nsf.voiced_noise:g}, {phase}")
 
     def modules(self) -> list[nn.Module]:
         return [self.generator, self.mpd, self.msd]

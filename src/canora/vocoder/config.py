@@ -143,11 +143,15 @@ class NSFConfig(UpsamplingConfig):
     upsample: Literal["transposed", "interpolate"] = "interpolate"
     source: Literal["step", "smooth"] = "smooth"
     interp_kernel: int = 5  # kernel of the convolution after each linear interpolation ("interpolate" only)
+    # "smooth" source only: its noise channel's level where voiced, relative to unvoiced (1 = the same everywhere)
+    voiced_noise: float = 1.0
 
     def __post_init__(self) -> None:
         problems = []
         if self.harmonics < 1 or self.sample_rate < 1:
             problems.append("harmonics and sample_rate must be >= 1")
+        if not 0.0 <= self.voiced_noise <= 1.0:
+            problems.append(f"voiced_noise={self.voiced_noise} must be in [0, 1]")
         if self.upsample not in ("transposed", "interpolate"):
             problems.append(f"upsample={self.upsample!r} must be 'transposed' or 'interpolate'")
         if self.source not in ("step", "smooth"):

@@ -103,11 +103,12 @@ def frame_cycles(f0: np.ndarray, hop: int, sample_rate: int, kind: str) -> np.nd
 
 def excitation(
     f0: np.ndarray, phase0: np.ndarray, noise: np.ndarray, *, kind: str, sample_rate: int, hop: int,
-    sine_amp: float, noise_std: float, weight: np.ndarray, bias: float,
+    sine_amp: float, noise_std: float, weight: np.ndarray, bias: float, voiced_noise: float = 1.0,
 ) -> np.ndarray:
     """The NSF source (B, C, T * hop) float32 of frame F0 ``f0`` (B, T) Hz (0 = unvoiced), start phases
     ``phase0`` (B, H) cycles and unit noise ``noise`` (B, T * hop, :func:`noise_channels`); ``weight`` (H,) and
-    ``bias`` are the source's merge layer. ``smooth``: C = 2 (tanh of the harmonic mix, scaled noise); ``step``:
+    ``bias`` are the source's merge layer. ``smooth``: C = 2 (tanh of the harmonic mix, scaled noise, times
+    ``voiced_noise`` where voiced); ``step``:
     C = 1. Equal to ``SineSource.forward(f0, None, phase0, noise)`` to float32 rounding."""
     f0 = np.asarray(f0, np.float32)
     fs, voiced = sample_f0(f0, hop, kind)
@@ -122,7 +123,10 @@ def excitation(
     if kind == "smooth":
         mixed = _mixed_harmonics(fs, start, np.asarray(weight, np.float64), sample_rate)
         harmonic = np.float32(bias) + sine_amp * voiced * mixed
-        return np.concatenate([np.tanh(harmonic)[:, None], sine_amp * noise.transpose(0, 2, 1)], axis=1)
+        scaled = sine_amp * noise.transpose(0, 2, 1)
+        if voiced_noise != 1.0:
+            scaled = scaled * (1.0 - (1.0 - voiced_noise) * voiced)[:, None]
+        return np.concatenate([np.tanh(harmonic)[:, None], scaled], axis=1)
     fh = fs.astype(np.float64)[:, :, None] * np.arange(1, harmonics + 1, dtype=np.float64)  # (B, N, H)
     phase = np.remainder(np.cumsum(fh / sample_rate, axis=1) + start[:, None], 1.0).astype(np.float32)
     audible = (fh < sample_rate / 2).astype(np.float32)

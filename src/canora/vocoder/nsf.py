@@ -82,7 +82,8 @@ class SineSource(nn.Module):
 
     ``smooth`` (C = 2): channel 0 is a learned mix (linear + tanh) of harmonics ``1..H`` of the gliding F0
     (:func:`glide_f0`; harmonics above Nyquist silenced), amplitude ``sine_amp`` times the voicing; channel 1
-    is Gaussian noise of standard deviation ``sine_amp`` everywhere, for the network to shape.
+    is Gaussian noise of standard deviation ``sine_amp`` where unvoiced and ``voiced_noise * sine_amp`` where
+    voiced (following the gliding voicing), for the network to shape.
     ``step`` (C = 1, canora 0.1): F0 held over each frame, noise ``noise_std`` where voiced and ``sine_amp / 3``
     where unvoiced added to the sines before the mix.
     Phases are accumulated in float64 and wrapped, so long inputs keep an exact pitch; ``generator`` makes the
@@ -92,8 +93,9 @@ class SineSource(nn.Module):
     """
 
     def __init__(self, sample_rate: int, hop: int, harmonics: int, sine_amp: float, noise_std: float,
-                 kind: Literal["step", "smooth"] = "smooth") -> None:
+                 kind: Literal["step", "smooth"] = "smooth", voiced_noise: float = 1.0) -> None:
         super().__init__()
+        self.voiced_noise = voiced_noise
         self.sample_rate = sample_rate
         self.hop = hop
         self.harmonics = harmonics
@@ -146,6 +148,8 @@ class SineSource(nn.Module):
             else:
                 noise = self._given(noise, b, n, fs).transpose(1, 2)
             noise = self.sine_amp * noise
+            if self.voiced_noise != 1.0:
+                noise = noise * (1.0 - (1.0 - self.voiced_noise) * voiced)[:, None]
             return torch.cat([torch.tanh(harmonic)[:, None], noise], dim=1)
         mult = torch.arange(1, self.harmonics + 1, device=f0.device, dtype=torch.float64)
         fh = fs.double()[:, :, None] * mult  # (B, N, H)
@@ -228,11 +232,12 @@ class NSFGenerator(GeneratorBase):
         upsample: Literal["transposed", "interpolate"] = "interpolate",
         source: Literal["step", "smooth"] = "smooth",
         interp_kernel: int = 5,
+        voiced_noise: float = 1.0,
     ) -> None:
         super().__init__()
         self.hop = math.prod(upsample_rates)
         self.num_kernels = len(resblock_kernel_sizes)
-        self.source = SineSource(sample_rate, self.hop, harmonics, sine_amp, noise_std, source)
+        self.source = SineSource(sample_rate, self.hop, harmonics, sine_amp, noise_std, source, voiced_noise)
         self.conv_pre = weight_norm(nn.Conv1d(n_mels, upsample_initial_channel, 7, 1, padding=3))
         block = ResBlock1 if resblock == "1" else ResBlock2
         self.ups = nn.ModuleList()

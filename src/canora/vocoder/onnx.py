@@ -106,11 +106,12 @@ def _source_runtime(voc: Vocoder) -> dict[str, Any]:
         "outside_graph": ["source"],
         "source": {
             "what": "the NSF excitation, input 'source' (B, C, T * hop) float32: canora.vocoder.nsf.SineSource "
-                    "(kind, harmonics, sample_rate, hop, sine_amp, noise_std below; its merge layer's weights "
-                    "in 'state') called on the frame F0 (B, T) Hz, 0 = unvoiced, with the start phases and "
+                    "(kind, harmonics, sample_rate, hop, sine_amp, noise_std, voiced_noise below; its merge layer's "
+                    "weights in 'state') called on the frame F0 (B, T) Hz, 0 = unvoiced, with the start phases and "
                     "seeded noise of canora.vocoder.Vocoder.__call__",
             "kind": src.kind, "channels": src.channels, "harmonics": src.harmonics,
             "sample_rate": src.sample_rate, "hop": src.hop, "sine_amp": src.sine_amp, "noise_std": src.noise_std,
+            "voiced_noise": src.voiced_noise,
             "phase_dtype": "float64",
             "state": {k: v.detach().cpu().tolist() for k, v in src.state_dict().items()},
         },
@@ -183,7 +184,7 @@ def _vocoder(session: Any, config: GeneratorConfig | NSFConfig, spec: MelSpec, s
     if isinstance(config, NSFConfig):
         check_io(session, ["mel", "source"], ["wav"], source)
         sine = SineSource(config.sample_rate, config.hop_length, config.harmonics, config.sine_amp, config.noise_std,
-                          config.source)
+                          config.source, config.voiced_noise)
         if source_state is not None:
             try:
                 sine.load_state_dict({k: torch.tensor(v, dtype=torch.float32) for k, v in source_state.items()})

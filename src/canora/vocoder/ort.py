@@ -148,7 +148,8 @@ class OrtVocoder:
         noise = excitation.stream_noise(seed, start * hop, x.shape[2] * hop,
                                         excitation.noise_channels(cfg.source, cfg.harmonics), batch)
         src = excitation.excitation(f, phase0, noise, kind=cfg.source, sample_rate=cfg.sample_rate, hop=hop,
-                                    sine_amp=cfg.sine_amp, noise_std=cfg.noise_std, weight=weight, bias=bias)
+                                    sine_amp=cfg.sine_amp, noise_std=cfg.noise_std, weight=weight, bias=bias,
+                                    voiced_noise=cfg.voiced_noise)
         wav = self.network(x, src)[:, 0]
         return wav[0] if squeeze else wav
 
