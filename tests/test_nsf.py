@@ -305,6 +305,8 @@ def test_smooth_source_noise_is_quieter_where_voiced():
     assert NSFConfig.from_dict(old).voiced_noise == 1.0
     with pytest.raises(CanoraError, match="voiced_noise"):
         NSFConfig(voiced_noise=1.5)
+    with pytest.raises(CanoraError, match="smooth source"):  # canora 0.1's step source would ignore it
+        NSFConfig(source="step", upsample="transposed", harmonics=8, voiced_noise=0.3)
 
 
 def test_source_noise_is_tied_to_the_place_in_the_song():
@@ -361,7 +363,9 @@ def test_init_from_an_export_starts_where_it_ended(wav_dir, tmp_path):
     # the source's voiced noise level has no weights: a fine-tune may set another, and its export keeps it
     quiet = {**TINY.to_dict(), "voiced_noise": 0.3}
     NSFTrainer(_cfg(wav_dir, tmp_path / "d", steps=1, model=quiet, init_from=str(export)), tmp_path / "d").run()
-    assert Vocoder.from_pretrained(tmp_path / "d" / "export").config.voiced_noise == 0.3
+    quiet_export = json.loads((tmp_path / "d" / "export" / "model.json").read_text())
+    assert quiet_export["config"]["voiced_noise"] == 0.3
+    assert quiet_export["meta"]["trained_steps"] == 3  # 2 of the export it started from + 1
 
 
 def test_cli_voiced_noise_sets_the_fine_tunes_source(wav_dir, tmp_path, capsys):

@@ -36,8 +36,9 @@ TINY_NSF = {"upsample_initial_channel": 16, "resblock_kernel_sizes": (3,), "resb
 
 def _tiny(name: str) -> Vocoder:
     """A tiny random torch vocoder: ``v1`` / ``v3`` (HiFi-GAN shapes at 16 channels, output scaled to peak near
-    0.5), ``smooth`` (the current NSF design) or ``step`` (canora 0.1's NSF)."""
-    torch.manual_seed({"v1": 0, "v3": 1, "smooth": 2, "step": 3}[name])
+    0.5), ``smooth`` (the current NSF design, noise at 0.3 inside notes), ``smooth1`` (the same at 1) or ``step``
+    (canora 0.1's NSF)."""
+    torch.manual_seed({"v1": 0, "v3": 1, "smooth": 2, "step": 3, "smooth1": 4}[name])
     if name in ("v1", "v3"):
         cfg = GeneratorConfig.from_hifigan_config({**read_config(name), "upsample_initial_channel": 16})
         gen = Generator.from_config(cfg).eval()
@@ -46,7 +47,8 @@ def _tiny(name: str) -> Vocoder:
             gen.conv_post.parametrizations.weight.original0.mul_(0.5 / max(peak, 1e-6))
         return Vocoder(gen, SPEC, cfg, name)
     design = {"upsample": "transposed", "source": "step", "harmonics": 8} if name == "step" else {}
-    design = design or {"voiced_noise": 0.3}  # the current design: quieter noise where voiced
+    if name == "smooth":  # the bundled design: quieter noise where voiced ("smooth1": the same noise everywhere)
+        design = {"voiced_noise": 0.3}
     ncfg = NSFConfig(**TINY_NSF, noise_std=0.01, **design)
     return Vocoder(NSFGenerator.from_config(ncfg), SPEC, ncfg, name)
 
@@ -58,7 +60,7 @@ def exports(tmp_path_factory) -> dict[str, tuple[Vocoder, Path]]:
 
     d = tmp_path_factory.mktemp("ort_vocoders")
     out = {}
-    for name in ("v1", "v3", "smooth", "step"):
+    for name in ("v1", "v3", "smooth", "step", "smooth1"):
         voc = _tiny(name)
         out[name] = (voc, export_vocoder_onnx(voc, d / name))
     return out
@@ -83,7 +85,7 @@ def _max_diff(a: np.ndarray | torch.Tensor, b: np.ndarray | torch.Tensor) -> flo
 
 
 # ---------------------------------------------------------------------- against torch
-@pytest.mark.parametrize("name", ["v1", "v3", "smooth", "step"])
+@pytest.mark.parametrize("name", ["v1", "v3", "smooth", "step", "smooth1"])
 def test_ort_vocoder_equals_the_torch_vocoder(exports, song, name):
     voc, path = exports[name]
     ort = OrtVocoder.load(path, threads=1)
@@ -110,6 +112,10 @@ def test_ort_vocoder_equals_the_torch_vocoder(exports, song, name):
     assert got.shape == (2, 60 * 256)
     assert _max_diff(got, voc(batch, fb, seed=7, start_frame=100)) < ATOL
     np.testing.assert_allclose(ort.frame_cycles(f0), voc.frame_cycles(f0), rtol=0, atol=1e-9)
+    # the torch facade over the same graph (its source in torch, built from the export's model.json)
+    from canora.vocoder.onnx import load_onnx_vocoder
+
+    assert _max_diff(load_onnx_vocoder(path, threads=1).vocode(mel, f0, **args), ref) < ATOL
 
 
 def test_the_seed_changes_an_nsf_vocoders_output_the_same_way_on_both(exports, song):

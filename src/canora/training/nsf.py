@@ -301,6 +301,16 @@ class NSFTask(Task):
             raise CheckpointError(f"{source}: does not fit this NSF training run ({str(e).splitlines()[0][:200]})") \
                 from None
 
+    def _init_steps(self) -> int:
+        """Steps the ``init_from`` export had been trained for (0 if it does not say or is gone)."""
+        import json
+
+        try:
+            doc = json.loads((Path(self.cfg.init_from) / "model.json").read_text())
+            return int(doc.get("meta", {}).get("trained_steps", 0))
+        except (OSError, ValueError, TypeError, AttributeError):
+            return 0
+
     def export(self, directory: Path, step: int) -> Path:
         """Slim export of the current generator (weight norm folded) that ``Vocoder.from_pretrained`` reads."""
         from canora.vocoder.api import Vocoder
@@ -308,6 +318,9 @@ class NSFTask(Task):
         gen = NSFGenerator.from_config(self.cfg.nsf)  # a fresh copy: deepcopy would share parametrizations
         gen.load_state_dict(self.generator.state_dict())
         info = {"trained_steps": step, "trained_on": str(self.cfg.wavs), "f0_method": self.cfg.f0_method}
+        if self.cfg.init_from is not None:  # a fine-tune: count the steps of the export it started from too
+            info["trained_steps"] = step + self._init_steps()
+            info["fine_tuned_from"] = str(self.cfg.init_from)
         return Vocoder(gen, self.spec, self.cfg.nsf, "training").export(directory, info)
 
 

@@ -127,7 +127,8 @@ class GeneratorConfig(UpsamplingConfig):
 
 @dataclass(frozen=True)
 class NSFConfig(UpsamplingConfig):
-    """Hyper-parameters of an NSF-HiFi-GAN generator (defaults: the ~0.4M-parameter bundled singing vocoder)."""
+    """Hyper-parameters of an NSF-HiFi-GAN generator (defaults: the ~0.3M-parameter bundled singing vocoder's
+    design, trained from scratch with ``voiced_noise`` 1; the bundled one was then fine-tuned with 0.3)."""
 
     sample_rate: int = 22050
     n_mels: int = 80
@@ -152,6 +153,9 @@ class NSFConfig(UpsamplingConfig):
             problems.append("harmonics and sample_rate must be >= 1")
         if not 0.0 <= self.voiced_noise <= 1.0:
             problems.append(f"voiced_noise={self.voiced_noise} must be in [0, 1]")
+        elif self.voiced_noise != 1.0 and self.source != "smooth":
+            problems.append(f"voiced_noise={self.voiced_noise} needs the smooth source (the step source has its "
+                            "own noise_std inside notes)")
         if self.upsample not in ("transposed", "interpolate"):
             problems.append(f"upsample={self.upsample!r} must be 'transposed' or 'interpolate'")
         if self.source not in ("step", "smooth"):

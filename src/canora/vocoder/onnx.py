@@ -108,7 +108,8 @@ def _source_runtime(voc: Vocoder) -> dict[str, Any]:
             "what": "the NSF excitation, input 'source' (B, C, T * hop) float32: canora.vocoder.nsf.SineSource "
                     "(kind, harmonics, sample_rate, hop, sine_amp, noise_std, voiced_noise below; its merge layer's "
                     "weights in 'state') called on the frame F0 (B, T) Hz, 0 = unvoiced, with the start phases and "
-                    "seeded noise of canora.vocoder.Vocoder.__call__",
+                    "seeded noise of canora.vocoder.Vocoder.__call__; smooth kind: channel 1 is sine_amp * noise * "
+                    "(1 - (1 - voiced_noise) * v), v the voicing gliding linearly between frame centres",
             "kind": src.kind, "channels": src.channels, "harmonics": src.harmonics,
             "sample_rate": src.sample_rate, "hop": src.hop, "sine_amp": src.sine_amp, "noise_std": src.noise_std,
             "voiced_noise": src.voiced_noise,
