@@ -10,7 +10,7 @@
 #             trained with the NSF source's F0 half a frame early; this code puts it on frame centres, so a re-run
 #             trains a vocoder like it, not bit-identical to it), then 8,062 steps from its export with the
 #             source's noise at 0.3 inside notes (--voiced-noise 0.3, lr 2e-4): the bundled one;
-#             ADV=1 also runs the adversarial phase from its export (narrowed MPD + MSD, lr 2e-4), which the model
+#             ADV=1 also runs the adversarial phase from the reconstruction export (narrowed MPD + MSD, lr 2e-4), which the model
 #             card measured and did not bundle (it raised the frame-rate periodicity of unvoiced sounds)
 #   base      (with SHARED=/path/to/the development recordings: vocadito/, smstools/, speech/, dagstuhl/) the
 #             refiner fine-tuned from the one above on PJS plus 9 other voices, one singer entry each, 8,105 steps,
@@ -38,7 +38,7 @@ mkdir -p "$RUNS"
   --val-every 1000 --checkpoint-every 500 --log-every 100 --cache-dir "$RUNS/cache_vocoder" \
   > "$RUNS/nsf_quiet.log" 2>&1
 if [ "${ADV:-0}" = 1 ]; then
-  .venv/bin/canora train-vocoder --arch nsf "$PJS" -o "$RUNS/nsf_adv" --init-from "$RUNS/nsf_quiet/export" \
+  .venv/bin/canora train-vocoder --arch nsf "$PJS" -o "$RUNS/nsf_adv" --init-from "$RUNS/nsf_recon/export" \
     --recon-steps 0 --disc-width-div 8 --lr 2e-4 --steps 100000 --max-minutes "$ADV_MINUTES" --threads 1 \
     --val-every 500 --checkpoint-every 250 --log-every 50 --cache-dir "$RUNS/cache_vocoder" \
     > "$RUNS/nsf_adv.log" 2>&1
