@@ -10,8 +10,9 @@
 #             trained with the NSF source's F0 half a frame early; this code puts it on frame centres, so a re-run
 #             trains a vocoder like it, not bit-identical to it), then 8,062 steps from its export with the
 #             source's noise at 0.3 inside notes (--voiced-noise 0.3, lr 2e-4): the bundled one;
-#             ADV=1 also runs the adversarial phase from the reconstruction export (narrowed MPD + MSD, lr 2e-4), which the model
-#             card measured and did not bundle (it raised the frame-rate periodicity of unvoiced sounds)
+#             ADV=1 also runs the adversarial phase from the reconstruction export (narrowed MPD + MSD, lr 2e-4),
+#             which the model card measured and did not bundle (it raised the frame-rate periodicity of unvoiced
+#             sounds)
 #   base      (with SHARED=/path/to/the development recordings: vocadito/, smstools/, speech/, dagstuhl/) the
 #             refiner fine-tuned from the one above on PJS plus 9 other voices, one singer entry each, 8,105 steps,
 #             lr 2e-4; NIT-SONG070, vocadito 10/14 and the sms-tools female singer stay out (the voice benchmark's
