@@ -303,13 +303,13 @@ class NSFTask(Task):
 
     def _init_steps(self) -> int:
         """Steps the ``init_from`` export had been trained for (0 if it does not say or is gone)."""
-        import json
+        from canora.io.files import read_json_object
 
         try:
-            doc = json.loads((Path(self.cfg.init_from) / "model.json").read_text())
-            return int(doc.get("meta", {}).get("trained_steps", 0))
-        except (OSError, ValueError, TypeError, AttributeError):
+            steps = read_json_object(Path(self.cfg.init_from) / "model.json", "").get("meta", {}).get("trained_steps")
+        except CanoraError:
             return 0
+        return steps if isinstance(steps, int) else 0
 
     def export(self, directory: Path, step: int) -> Path:
         """Slim export of the current generator (weight norm folded) that ``Vocoder.from_pretrained`` reads."""

@@ -108,8 +108,8 @@ def excitation(
     """The NSF source (B, C, T * hop) float32 of frame F0 ``f0`` (B, T) Hz (0 = unvoiced), start phases
     ``phase0`` (B, H) cycles and unit noise ``noise`` (B, T * hop, :func:`noise_channels`); ``weight`` (H,) and
     ``bias`` are the source's merge layer. ``smooth``: C = 2 (tanh of the harmonic mix, scaled noise, times
-    ``voiced_noise`` where voiced); ``step``:
-    C = 1. Equal to ``SineSource.forward(f0, None, phase0, noise)`` to float32 rounding."""
+    ``voiced_noise`` where voiced); ``step``: C = 1. Equal to ``SineSource.forward(f0, None, phase0, noise)`` to
+    float32 rounding."""
     f0 = np.asarray(f0, np.float32)
     fs, voiced = sample_f0(f0, hop, kind)
     b, n = fs.shape
