@@ -279,3 +279,97 @@ def test_running_median_is_scipys_nearest_median_filter() -> None:
             assert np.array_equal(pitch.running_median(x, size), median_filter(x, size=size, mode="nearest"))
     with pytest.raises(ValueError, match="must be odd"):
         pitch.running_median(np.zeros(5), 4)
+
+
+def _rich_tone(f_inst: np.ndarray, n_harmonics: int = 40, noise: float = 0.01, seed: int = 0) -> np.ndarray:
+    """A tone (T,) with ``n_harmonics`` harmonics falling as 1/k along the per-sample F0 ``f_inst`` (T,) Hz,
+    plus white noise."""
+    phase = 2 * np.pi * np.cumsum(f_inst) / SR
+    wav = sum(np.sin(k * phase) / k for k in range(1, n_harmonics + 1))
+    return wav + noise * np.random.default_rng(seed).standard_normal(len(wav))
+
+
+def test_refine_to_harmonics_finds_the_pitch_of_a_vibrato_tone() -> None:
+    """F0 given 0-30 cents off (random per frame; median 15) on a 170 Hz tone with a 5.5 Hz, +-50-cent vibrato
+    and 40 harmonics comes back near the true pitch at each frame centre: median under 4 cents, 90 % under 7
+    (measured 3.2 / 5.4; within a 46-ms window the vibrato sweeps, so a fixed pitch fits it only so well). The
+    vibrato moves the pitch up to 20 cents per frame, so a window one frame off its frame's centre fails this
+    (measured 13 cents); unvoiced frames stay 0, and nothing moves further than the 50-cent search."""
+    from canora.dsp.f0refine import refine_to_harmonics
+
+    t = np.arange(3 * SR) / SR
+    f_inst = 170.0 * 2 ** (0.5 * np.sin(2 * np.pi * 5.5 * t) / 12)
+    wav = _rich_tone(f_inst)
+    n = len(wav) // HOP
+    truth = np.interp(pitch.frame_times(n, SR, HOP), t, f_inst)
+    rng = np.random.default_rng(1)
+    given = truth * 2 ** (rng.uniform(-30, 30, n) / 1200)
+    given[[0, 1, 50, 51, n - 1]] = 0.0
+    got = refine_to_harmonics(wav, SR, HOP, given)
+    assert got.dtype == np.float32 and got.shape == (n,)
+    assert (got[given == 0] == 0).all()
+    v = given > 0
+    err = np.abs(1200 * np.log2(got[v] / truth[v]))
+    assert np.median(err) < 4.0 and np.percentile(err, 90) < 7.0, (np.median(err), np.percentile(err, 90))
+    assert np.abs(1200 * np.log2(got[v] / given[v])).max() <= 50.0 + 1e-3
+    late = refine_to_harmonics(wav[HOP:], SR, HOP, given[:-1])  # the audio a frame early: the fit follows it
+    assert np.median(np.abs(1200 * np.log2(late[v[:-1]] / truth[:-1][v[:-1]]))) > 8.0
+
+
+def test_refine_keeps_f0_with_no_harmonic_peak_in_reach_and_checks_input() -> None:
+    """Noise has no comb to fit, so its frames keep the tracker's value (with the contrast floor off, 95 % of
+    them would move to a random candidate); a best fit on the search's edge keeps it too; empty or all-unvoiced
+    input comes back as it is; bad shapes and steps are CanoraErrors."""
+    from canora.dsp.f0refine import refine_to_harmonics
+
+    noise = np.random.default_rng(0).standard_normal(SR)
+    f0 = np.full(SR // HOP, 200.0)
+    assert (refine_to_harmonics(noise, SR, HOP, f0) == np.float32(200.0)).all()
+    loose = refine_to_harmonics(noise, SR, HOP, f0, min_contrast=-np.inf)
+    assert (loose != np.float32(200.0)).mean() > 0.5
+    edge = refine_to_harmonics(noise, SR, HOP, f0, search_cents=2.0, min_contrast=-np.inf)
+    assert np.abs(1200 * np.log2(edge / 200.0)).max() <= 1.0 + 1e-3  # only the inner candidate can win
+    assert (refine_to_harmonics(noise, SR, HOP, np.zeros(10)) == 0).all()
+    assert refine_to_harmonics(noise[:0], SR, HOP, np.zeros(0)).shape == (0,)
+    with pytest.raises(CanoraError, match="mono"):
+        refine_to_harmonics(np.zeros((2, 100)), SR, HOP, f0)
+    with pytest.raises(CanoraError, match="step_cents"):
+        refine_to_harmonics(noise, SR, HOP, f0, step_cents=0.0)
+
+
+@needs_swift
+def test_refine_option_sharpens_the_high_harmonics_of_real_singing() -> None:
+    """``refine=True`` on every extractor; on 20 s of PJS song 087 with swift it keeps the voicing, moves no
+    frame more than 50 cents and raises the mean harmonic contrast (ln, harmonics against midpoints) at 4-8 kHz
+    of low notes (F0 < 250 Hz), where the tracker's few cents matter most, measured in a window twice as long as
+    the refinement's: 0.41 -> 0.79."""
+    from canora.dsp.f0refine import _interp
+    from canora.io.audio import load_audio
+
+    from .conftest import shared_file
+
+    wav = load_audio(shared_file("pjs/pjs087_song.wav"), SR)[: 20 * SR]
+    n = len(wav) // HOP
+    plain = pitch.extract_f0(wav, SR, HOP, n, method="swift")
+    fine = pitch.extract_f0(wav, SR, HOP, n, method="swift", refine=True)
+    assert ((plain > 0) == (fine > 0)).all()
+    v = plain > 0
+    assert np.abs(1200 * np.log2(fine[v] / plain[v])).max() <= 50.0 + 1e-3
+    win, n_fft = np.hanning(2048), 16384  # another window than the refinement's 1024
+
+    def contrast(f0: np.ndarray, i: int) -> float:
+        c = int((i + 0.5) * HOP)
+        seg = wav[c - 1024: c + 1024].astype(np.float64)
+        spec = np.log(np.abs(np.fft.rfft(seg * win, n_fft)) + 1e-7)
+        ks = np.arange(np.ceil(4000 / f0[i]), np.floor(8000 / f0[i]))
+        return float(np.mean(_interp(spec, ks * f0[i] * n_fft / SR) - _interp(spec, (ks + 0.5) * f0[i] * n_fft / SR)))
+
+    low = [i for i in np.nonzero(v & (plain < 250))[0] if 1024 <= (i + 0.5) * HOP <= len(wav) - 1024]
+    assert len(low) >= 50
+    before = np.mean([contrast(plain, i) for i in low])
+    after = np.mean([contrast(fine, i) for i in low])
+    assert after > before + 0.2, (before, after)
+    for name in pitch.available_f0_extractors():
+        assert pitch.get_f0_extractor(name, refine=True).refine is True
+    with pytest.raises(CanoraError, match="refine"):
+        pitch.get_f0_extractor("swift", refine="yes")
