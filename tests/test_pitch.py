@@ -295,7 +295,7 @@ def test_refine_to_harmonics_finds_the_pitch_of_a_vibrato_tone() -> None:
     (measured 3.2 / 5.4; within a 46-ms window the vibrato sweeps, so a fixed pitch fits it only so well). The
     vibrato moves the pitch up to 20 cents per frame, so a window one frame off its frame's centre fails this
     (measured 13 cents); unvoiced frames stay 0, and nothing moves further than the 50-cent search."""
-    from canora.dsp.f0refine import refine_to_harmonics
+    from canora.dsp.harmonics import refine_to_harmonics
 
     t = np.arange(3 * SR) / SR
     f_inst = 170.0 * 2 ** (0.5 * np.sin(2 * np.pi * 5.5 * t) / 12)
@@ -320,7 +320,7 @@ def test_refine_keeps_f0_with_no_harmonic_peak_in_reach_and_checks_input() -> No
     """Noise has no comb to fit, so its frames keep the tracker's value (with the contrast floor off, 95 % of
     them would move to a random candidate); a best fit on the search's edge keeps it too; empty or all-unvoiced
     input comes back as it is; bad shapes and steps are CanoraErrors."""
-    from canora.dsp.f0refine import refine_to_harmonics
+    from canora.dsp.harmonics import refine_to_harmonics
 
     noise = np.random.default_rng(0).standard_normal(SR)
     f0 = np.full(SR // HOP, 200.0)
@@ -343,7 +343,7 @@ def test_refine_option_sharpens_the_high_harmonics_of_real_singing() -> None:
     frame more than 50 cents and raises the mean harmonic contrast (ln, harmonics against midpoints) at 4-8 kHz
     of low notes (F0 < 250 Hz), where the tracker's few cents matter most, measured in a window twice as long as
     the refinement's: 0.41 -> 0.79."""
-    from canora.dsp.f0refine import _interp
+    from canora.dsp.harmonics import harmonic_contrast
     from canora.io.audio import load_audio
 
     from .conftest import shared_file
@@ -355,21 +355,41 @@ def test_refine_option_sharpens_the_high_harmonics_of_real_singing() -> None:
     assert ((plain > 0) == (fine > 0)).all()
     v = plain > 0
     assert np.abs(1200 * np.log2(fine[v] / plain[v])).max() <= 50.0 + 1e-3
-    win, n_fft = np.hanning(2048), 16384  # another window than the refinement's 1024
-
-    def contrast(f0: np.ndarray, i: int) -> float:
-        c = int((i + 0.5) * HOP)
-        seg = wav[c - 1024: c + 1024].astype(np.float64)
-        spec = np.log(np.abs(np.fft.rfft(seg * win, n_fft)) + 1e-7)
-        ks = np.arange(np.ceil(4000 / f0[i]), np.floor(8000 / f0[i]))
-        return float(np.mean(_interp(spec, ks * f0[i] * n_fft / SR) - _interp(spec, (ks + 0.5) * f0[i] * n_fft / SR)))
-
-    low = [i for i in np.nonzero(v & (plain < 250))[0] if 1024 <= (i + 0.5) * HOP <= len(wav) - 1024]
-    assert len(low) >= 50
-    before = np.mean([contrast(plain, i) for i in low])
-    after = np.mean([contrast(fine, i) for i in low])
+    low = v & (plain < 250)
+    assert low.sum() >= 50
+    before = np.nanmean(harmonic_contrast(wav, SR, HOP, plain, 4000, 8000)[low])
+    after = np.nanmean(harmonic_contrast(wav, SR, HOP, fine, 4000, 8000)[low])
     assert after > before + 0.2, (before, after)
     for name in pitch.available_f0_extractors():
         assert pitch.get_f0_extractor(name, refine=True).refine is True
     with pytest.raises(CanoraError, match="refine"):
         pitch.get_f0_extractor("swift", refine="yes")
+
+
+def test_harmonic_contrast_hears_harmonics_that_a_mel_cannot() -> None:
+    """At 4-8 kHz a 150-Hz tone's harmonics are 150 Hz apart, under the width of a mel band there: its contrast
+    is high, noise's is about 0, and the same tone with noise between the harmonics falls in between. Scored
+    30 cents off its pitch, the comb misses the harmonics at 8 kHz. Unvoiced frames and a band with no harmonic
+    are NaN; a band above Nyquist is refused."""
+    from canora.dsp.harmonics import harmonic_contrast
+
+    t = np.arange(2 * SR) / SR
+    f_inst = np.full(len(t), 150.0)
+    n = len(t) // HOP
+    f0 = np.full(n, 150.0)
+    f0[:3] = 0.0
+    rng = np.random.default_rng(0)
+    clean = _rich_tone(f_inst, n_harmonics=60, noise=0.0)
+    noisy = clean + 0.3 * rng.standard_normal(len(t))  # noise that brings it to a low voice's level (measured 0.8)
+    noise = rng.standard_normal(len(t))
+    c_clean = np.nanmean(harmonic_contrast(clean, SR, HOP, f0, 4000, 8000))
+    c_noisy = np.nanmean(harmonic_contrast(noisy, SR, HOP, f0, 4000, 8000))
+    c_noise = np.nanmean(harmonic_contrast(noise, SR, HOP, f0, 4000, 8000))
+    off = np.nanmean(harmonic_contrast(clean, SR, HOP, f0 * 2 ** (30 / 1200), 4000, 8000))
+    assert c_clean > 6.0 and abs(c_noise) < 0.2 and 0.4 < c_noisy < 1.2, (c_clean, c_noisy, c_noise)
+    assert off < 0.0, off  # measured -1.8: the comb sits beside the harmonics
+    out = harmonic_contrast(clean, SR, HOP, f0, 4000, 8000)
+    assert out.shape == (n,) and np.isnan(out[:3]).all() and not np.isnan(out[3:]).any()
+    assert np.isnan(harmonic_contrast(clean, SR, HOP, np.full(n, 9000.0), 4000, 8000)).all()
+    with pytest.raises(CanoraError, match="sample rate"):
+        harmonic_contrast(clean, SR, HOP, f0, 4000, 12000)

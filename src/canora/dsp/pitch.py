@@ -84,7 +84,7 @@ class F0Extractor(ABC):
             raise CanoraError(f"F0 option refine must be true or false, got {refine!r}")
         self.f0_min = float(f0_min)
         self.f0_max = float(f0_max)
-        #: move each voiced frame to its best fit to the recording's harmonics (:mod:`canora.dsp.f0refine`)
+        #: move each voiced frame to its best fit to the recording's harmonics (:mod:`canora.dsp.harmonics`)
         self.refine = refine
 
     def extract(self, wav: np.ndarray, sr: int, hop: int, n_frames: int) -> np.ndarray:
@@ -98,7 +98,7 @@ class F0Extractor(ABC):
         out = resample_track(times, f0, frame_times(n_frames, sr, hop))
         out = np.where((out >= self.f0_min * 0.97) & (out <= self.f0_max * 1.03), out, 0.0).astype(np.float32)
         if self.refine:
-            from canora.dsp.f0refine import refine_to_harmonics
+            from canora.dsp.harmonics import refine_to_harmonics
 
             out = refine_to_harmonics(x, int(sr), hop, out)
         return out

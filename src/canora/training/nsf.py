@@ -65,7 +65,7 @@ class NSFTrainConfig(RunConfig):
     seed: int = 1234
     cache_dir: str | None = None
     f0_method: str = DEFAULT_F0_METHOD
-    f0_refine: bool = False  # train on F0 refined to each recording's harmonics (canora.dsp.f0refine)
+    f0_refine: bool = False  # train on F0 refined to each recording's harmonics (canora.dsp.harmonics)
     init_from: str | None = None  # an NSF export to start the generator from (a fresh run only)
 
     def __post_init__(self) -> None:
