@@ -18,6 +18,11 @@ detail of the refined mel against real recordings of the target:
   average over 5 frames on both sides, so only ripple that lasts counts. The refined mel's own ratio also counts
   grain that the sampler leaves and the vocoder does not render: 20 steps instead of 10 raise ``detail_4-8k``
   from 0.53 to 0.87 while the output's mel does not change;
+* harmonic contrast as heard on the waveform (``comb_*``, 1-2, 2-4, 4-8 kHz): how far the output's harmonics
+  stand above the noise between them (:func:`canora.dsp.harmonics.harmonic_contrast`, at an F0 fitted to the
+  output's own harmonics), divided by the same for the target's recordings at the same pitch (2-semitone bins),
+  with ``comb_src_*`` the source's own (at its pitch). Above 2 kHz a mel band is wider than the spacing of a low
+  voice's harmonics, so the mel ratios above cannot tell harmonics from a noise band there; this can;
 * real-time factor of the conversion (wall / audio seconds, warm), with the load average in the JSON.
 
 A second table gives the ceiling of the similarity: the target's own held-out songs (PJS 087-088, not in the
@@ -43,6 +48,7 @@ import torch
 from _common import print_table, write_json
 
 from canora.analysis.evaluation import SpeakerEmbedder, centroid, evaluate_conversion
+from canora.dsp.harmonics import harmonic_contrast, refine_to_harmonics
 from canora.dsp.mel import wav_to_mel
 from canora.dsp.metrics import DETAIL_BANDS
 from canora.dsp.pitch import extract_f0
@@ -58,6 +64,8 @@ TARGET_REFS = ["pjs/pjs087_song.wav", "pjs/pjs088_song.wav", "pjs/pjs089_song.wa
 SIM_REFS = TARGET_REFS[2:]
 #: frames the "heard" detail averages over before measuring ripple (5 frames = 58 ms)
 HEARD_SMOOTH = 5
+#: the bands of the waveform's harmonic contrast (below 1 kHz every voice's harmonics are resolved by the mel)
+COMB_BANDS = ((1000, 2000), (2000, 4000), (4000, 8000))
 
 
 def resolve(patterns: list[str]) -> list[Path]:
@@ -123,6 +131,50 @@ class DetailReference:
         return out
 
 
+def _comb(wav: np.ndarray, f0: np.ndarray, sr: int, hop: int) -> np.ndarray:
+    """Harmonic contrast (len(COMB_BANDS), T) of ``wav`` at ``f0`` (T,) refined to its own harmonics."""
+    fit = refine_to_harmonics(wav, sr, hop, f0)
+    return np.stack([harmonic_contrast(wav, sr, hop, fit, lo, hi) for lo, hi in COMB_BANDS])
+
+
+class CombReference:
+    """The target's harmonic contrast per band and 2-semitone F0 bin, from its recordings (swift F0, fitted)."""
+
+    def __init__(self, paths: list[Path], sr: int, hop: int) -> None:
+        self.sr, self.hop = sr, hop
+        combs, bins = [], []
+        for p in paths:
+            wav = load_audio(p, sr)
+            f0 = extract_f0(wav, sr, hop)
+            combs.append(_comb(wav, f0, sr, hop)[:, f0 > 0])
+            bins.append(DetailReference.bin_of(f0[f0 > 0]))
+        self.comb, self.bins = np.concatenate(combs, axis=1), np.concatenate(bins)
+
+    def ratio(self, wav: np.ndarray, f0: np.ndarray) -> list[float]:
+        """Per band of COMB_BANDS: mean contrast of ``wav`` (N,) over its voiced frames (``f0`` (T,) > 0, the F0
+        it should have) / the reference's at the same pitch, weighted by ``wav``'s frames per bin."""
+        n = min(len(f0), len(wav) // self.hop)
+        f0 = f0[:n]
+        mine = _comb(wav, np.where(f0 > 0, f0, 0.0), self.sr, self.hop)
+        v = f0 > 0
+        b = DetailReference.bin_of(f0[v])
+        mine = mine[:, v]
+        out = []
+        for band in range(len(COMB_BANDS)):
+            num = den = 0.0
+            for k in np.unique(b):
+                ref = self.comb[band, self.bins == k]
+                ref = ref[~np.isnan(ref)]
+                m = mine[band, b == k]
+                m = m[~np.isnan(m)]
+                if len(ref) == 0 or len(m) == 0:
+                    continue
+                num += float(m.mean()) * len(m)
+                den += float(ref.mean()) * len(m)
+            out.append(num / den if den > 0 else float("nan"))
+        return out
+
+
 def ceiling(conv: Converter, emb: SpeakerEmbedder, target: np.ndarray, clip_seconds: float, sampler: str,
             steps: int, strength: float) -> list[dict[str, object]]:
     """Similarity to the target's centroid of its own held-out songs: recorded, copy-synthesised, converted, and
@@ -173,6 +225,7 @@ def main() -> None:
     target = centroid([emb.embed(load_audio(r, 16000), 16000) for r in resolve(SIM_REFS)])
     detail = DetailReference(refs, spec)
     heard = DetailReference(refs, spec, smooth=HEARD_SMOOTH)
+    comb = CombReference(refs, sr, spec.hop_length)
     load = [os.getloadavg()]
     rows = []
     conv.convert(load_audio(sources[0], sr)[: sr], sr, steps=1)  # warm-up
@@ -182,6 +235,7 @@ def main() -> None:
         wav = wav[start: start + int(args.clip_seconds * sr)]
         secs = len(wav) / sr
         src_scores = None
+        src_comb = comb.ratio(wav, extract_f0(wav, sr, spec.hop_length))
         for key in args.key:
             for sampler in args.samplers:
                 for steps in args.steps:
@@ -196,6 +250,7 @@ def main() -> None:
                         src_scores = src_scores or s
                         ratio = detail.ratio(res.mel, res.f0)
                         heard_ratio = heard.ratio(wav_to_mel(res.audio, spec), res.f0)
+                        comb_ratio = comb.ratio(res.audio, res.f0)
                         rows.append({
                             "clip": path.stem[:20], "key": key, "sampler": sampler, "steps": steps,
                             "strength": strength, "transpose": res.transpose,
@@ -208,12 +263,17 @@ def main() -> None:
                                zip(DETAIL_BANDS, ratio)},
                             **{f"heard_{int(lo / 1000)}-{int(hi / 1000)}k": r for (lo, hi), r in
                                zip(DETAIL_BANDS, heard_ratio)},
+                            **{f"comb_{int(lo / 1000)}-{int(hi / 1000)}k": r for (lo, hi), r in
+                               zip(COMB_BANDS, comb_ratio)},
+                            **{f"comb_src_{int(lo / 1000)}-{int(hi / 1000)}k": r for (lo, hi), r in
+                               zip(COMB_BANDS, src_comb)},
                             "rtf": wall / secs})
         print(f"{path.name}: done", file=sys.stderr)
         load.append(os.getloadavg())
     cols = ["clip", "key", "sampler", "steps", "strength", "transpose", "sim", "sim_source", "gpe_harvest",
             "gpe_praat", "periodicity", "periodicity_src", "hnr_db", "hnr_db_src", "detail_0-1k", "detail_1-2k",
-            "detail_2-4k", "detail_4-8k", "heard_0-1k", "heard_1-2k", "heard_2-4k", "heard_4-8k", "rtf"]
+            "detail_2-4k", "detail_4-8k", "heard_0-1k", "heard_1-2k", "heard_2-4k", "heard_4-8k", "comb_1-2k",
+            "comb_2-4k", "comb_4-8k", "comb_src_1-2k", "comb_src_2-4k", "comb_src_4-8k", "rtf"]
     print_table(rows, cols)
     def setting(r: dict) -> tuple:
         return r["key"], r["sampler"], r["steps"], r["strength"]
@@ -228,7 +288,8 @@ def main() -> None:
     print()
     print_table(means, ["key", "sampler", "steps", "strength", "sim", "sim_min", "sim_source", "gpe_harvest",
                         "gpe_praat", "gpe_max", "hnr_db", "hnr_db_src", "detail_0-1k", "detail_1-2k",
-                        "detail_2-4k", "detail_4-8k", "heard_2-4k", "heard_4-8k", "rtf"])
+                        "detail_2-4k", "detail_4-8k", "heard_2-4k", "heard_4-8k", "comb_2-4k", "comb_4-8k",
+                        "comb_src_4-8k", "rtf"])
     top = ceiling(conv, emb, target, args.clip_seconds, args.samplers[0], args.steps[0], args.strengths[0])
     print("\nceiling: the target's own held-out songs, similarity to its centroid")
     print_table(top, ["clip", "recording", "vocoder_copy", "converted", "converted_-12", "converted_+12"])

@@ -350,6 +350,9 @@ def test_cli_eval_scores_against_the_source_after_transpose(capsys, tmp_path):
     row = doc["files"][0]
     assert row["f0_rmse_cents"] < 5 and row["f0_vuv_error_rate"] < 0.01 and doc["mean"]["mel_cycle_error"] == 0.5
     assert row["held_tone_db_converted"] == row["held_tone_db_source"] < 4.0  # the same audio, no whistle
+    for band in ("2-4k", "4-8k"):  # the same audio: the same harmonics, well above the noise of a real voice
+        assert row[f"harmonics_{band}_converted"] == pytest.approx(row[f"harmonics_{band}_source"], abs=0.05)
+        assert 0.3 < row[f"harmonics_{band}_source"] < 5.0
     assert "F0 cents" in capsys.readouterr().out
     assert main(["eval", str(conv), "-o", str(tmp_path / "e12.json"), "--transpose", "12"]) == 0
     row = json.loads((tmp_path / "e12.json").read_text())["files"][0]

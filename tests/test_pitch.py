@@ -393,3 +393,36 @@ def test_harmonic_contrast_hears_harmonics_that_a_mel_cannot() -> None:
     assert np.isnan(harmonic_contrast(clean, SR, HOP, np.full(n, 9000.0), 4000, 8000)).all()
     with pytest.raises(CanoraError, match="sample rate"):
         harmonic_contrast(clean, SR, HOP, f0, 4000, 12000)
+
+
+def test_harmonic_contrast_ranks_tone_and_noise_where_the_mel_ripple_cannot() -> None:
+    """Why the waveform measure exists: at 200 Hz the harmonics at 4-8 kHz are closer than the mel bands there
+    are wide, and a noise band makes the log-mel ripple from band to band (5-frame mean, as the conversion
+    benchmark's "heard" detail) more than clean harmonics do (measured 0.18 against 0.03). The harmonic contrast
+    ranks them right: tone > tone + noise > noise. At 450 Hz, where the mel resolves the harmonics, both agree."""
+    from scipy.ndimage import uniform_filter1d
+
+    from canora.analysis.evaluation import harmonics_by_band
+    from canora.dsp.mel import MelSpec, wav_to_mel
+    from canora.dsp.melbank import mel_frequencies
+
+    spec = MelSpec()
+    centres = mel_frequencies(spec.n_mels + 2, spec.fmin, spec.fmax_hz)[2:-2]
+    rows = (centres >= 4000) & (centres < 8000)
+
+    def ripple(w: np.ndarray) -> float:
+        m = uniform_filter1d(wav_to_mel(w.astype(np.float32), spec), 5, axis=1, mode="nearest")
+        return float(np.abs(m[2:] - 2 * m[1:-1] + m[:-2])[rows].mean())
+
+    rng = np.random.default_rng(0)
+    t = np.arange(2 * SR) / SR
+    for f0, mel_sees_it in ((200.0, False), (450.0, True)):
+        tone = _rich_tone(np.full(len(t), f0), n_harmonics=int(10000 / f0), noise=0.0)
+        freqs = np.fft.rfftfreq(len(t), 1 / SR)
+        noise = np.fft.irfft(np.fft.rfft(rng.standard_normal(len(t))) * f0 / np.maximum(freqs, f0), len(t))
+        noise *= tone.std() / noise.std()  # the tone's 1/k envelope, no harmonics
+        mix = tone + 0.5 * noise
+        n = len(t) // HOP
+        contrast = [harmonics_by_band(x, SR, HOP, np.full(n, f0), np.ones(n, bool))[1] for x in (tone, mix, noise)]
+        assert contrast[0] > contrast[1] > contrast[2] + 0.5 and abs(contrast[2]) < 0.2, (f0, contrast)
+        assert (ripple(tone) > ripple(noise)) == mel_sees_it, (f0, ripple(tone), ripple(noise))

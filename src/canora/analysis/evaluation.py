@@ -82,6 +82,28 @@ def cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-9))
 
 
+#: the bands of :func:`harmonics_by_band` (Hz): where a mel band is as wide as a low voice's harmonic spacing
+HARMONIC_BANDS: tuple[tuple[float, float], ...] = ((2000.0, 4000.0), (4000.0, 8000.0))
+
+
+def harmonics_by_band(
+    x: np.ndarray, sample_rate: int, hop: int, f0: np.ndarray, frames: np.ndarray,
+    bands: tuple[tuple[float, float], ...] = HARMONIC_BANDS,
+) -> list[float]:
+    """Mean harmonic contrast (ln) of ``x`` (N,) per band over ``frames`` (T,) bool where ``f0`` (T,) Hz is voiced,
+    at ``f0`` fitted to the signal's own harmonics; NaN for a band with no such frame."""
+    from canora.dsp.harmonics import harmonic_contrast, refine_to_harmonics
+
+    n = min(len(f0), len(frames))
+    f0 = np.where(np.asarray(frames[:n], bool) & (np.nan_to_num(f0[:n]) > 0), np.nan_to_num(f0[:n]), 0.0)
+    fit = refine_to_harmonics(x, sample_rate, hop, f0)
+    out = []
+    for lo, hi in bands:
+        c = harmonic_contrast(x, sample_rate, hop, fit, lo, min(hi, 0.49 * sample_rate))
+        out.append(float(np.nanmean(c)) if np.isfinite(c).any() else float("nan"))
+    return out
+
+
 def evaluate_conversion(
     converted: np.ndarray,
     source: np.ndarray,
@@ -97,10 +119,13 @@ def evaluate_conversion(
     them): F0 agreement with the source after ``transpose`` (``f0_*``, by ``f0_method``); the waveform artifact
     metrics of :mod:`canora.dsp.artifacts` of the conversion and of the source on the source's frames
     (``periodicity_*``, ``frame_rate_line_db_*``, ``hnr_db_*``, ``held_tone_db_*``) and the gross pitch error by
-    harvest and by Praat (``gpe_harvest``, ``gpe_praat``); with an embedder and the target singer's centroid, the singer
+    harvest and by Praat (``gpe_harvest``, ``gpe_praat``); the harmonic contrast of each at 2-4 and 4-8 kHz on the
+    source's voiced frames (``harmonics_2-4k_*``, ``harmonics_4-8k_*``: ln magnitude of the harmonics over the
+    midpoints between them, at each signal's harvest F0 fitted to its own harmonics; see
+    :func:`canora.dsp.harmonics.harmonic_contrast`); with an embedder and the target singer's centroid, the singer
     similarity of the conversion and of the source (cosine to the centroid)."""
     from canora.dsp import artifacts
-    from canora.dsp.pitch import extract_f0
+    from canora.dsp.pitch import extract_f0, repair_octave_jumps
 
     n = min(len(converted), len(source))
     conv, src = np.asarray(converted[:n], np.float64), np.asarray(source[:n], np.float64)
@@ -109,8 +134,6 @@ def evaluate_conversion(
     tracks = (artifacts.track_f0(conv, sample_rate, hop, frames, "harvest"),
               artifacts.track_f0(conv, sample_rate, hop, frames, "praat"))
     if f0_method == "harvest":  # the artifact metrics' own harvest tracks, octave-repaired as extract_f0's are
-        from canora.dsp.pitch import repair_octave_jumps
-
         f0_src, f0_out = repair_octave_jumps(masks.f0_harvest), repair_octave_jumps(tracks[0])
     else:
         f0_src = extract_f0(src, sample_rate, hop_length=hop, method=f0_method)
@@ -122,6 +145,10 @@ def evaluate_conversion(
                       ("hnr_db", "hnr_db"), ("held_tone_db", "held_tone_db")):
         out[f"{key}_converted"], out[f"{key}_source"] = getattr(m_conv, attr), getattr(m_src, attr)
     out["gpe_harvest"], out["gpe_praat"] = m_conv.gpe_harvest, m_conv.gpe_praat
+    for name, x, f0 in (("converted", conv, tracks[0]), ("source", src, masks.f0_harvest)):
+        f0 = repair_octave_jumps(np.nan_to_num(f0))
+        for (lo, hi), value in zip(HARMONIC_BANDS, harmonics_by_band(x, sample_rate, hop, f0, masks.voiced)):
+            out[f"harmonics_{int(lo / 1000)}-{int(hi / 1000)}k_{name}"] = value
     if embedder is not None and target_centroid is not None:
         out["similarity_converted"] = cosine(embedder.embed(converted[:n], sample_rate), target_centroid)
         out["similarity_source"] = cosine(embedder.embed(source[:n], sample_rate), target_centroid)

@@ -156,6 +156,7 @@ def run(args: argparse.Namespace) -> int:
     keys = ["f0_rmse_cents", "f0_gross_error_rate", "f0_vuv_error_rate", "f0_pearson", "gpe_harvest", "gpe_praat",
             "periodicity_converted", "periodicity_source", "frame_rate_line_db_converted", "frame_rate_line_db_source",
             "hnr_db_converted", "hnr_db_source", "held_tone_db_converted", "held_tone_db_source",
+            "harmonics_2-4k_converted", "harmonics_2-4k_source", "harmonics_4-8k_converted", "harmonics_4-8k_source",
             "similarity_converted", "similarity_source", "mel_cycle_error",
             "real_time_factor"]
 
@@ -171,7 +172,8 @@ def run(args: argparse.Namespace) -> int:
     doc = {"files": [{k: finite(v) for k, v in r.items()} for r in rows], "mean": summary}
     atomic_write_text(args.out, json.dumps(doc, indent=2) + "\n")
     heads = ["file", "F0 cents", "GPE", "V/UV err", "F0 corr", "GPE harv", "GPE praat", "buzz conv", "buzz src",
-             "lines conv", "lines src", "HNR conv", "HNR src", "tone conv", "tone src", "sim conv", "sim src",
+             "lines conv", "lines src", "HNR conv", "HNR src", "tone conv", "tone src", "harm2-4 c", "harm2-4 s",
+             "harm4-8 c", "harm4-8 s", "sim conv", "sim src",
              "cycle err", "RTF"]
     print(" | ".join(f"{h:>9}" for h in heads))
 

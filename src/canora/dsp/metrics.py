@@ -39,9 +39,13 @@ def harmonic_detail(
     """Harmonic structure of a log-mel (n_mels, T) in its ``voiced`` (T,) frames, per frequency band: the mean
     |second difference along frequency| of the log-mel (ln units), over the bins whose centre lies in the band.
 
-    Resolved harmonics make the mel ripple from band to band; noise (or a mel smoothed by a model) makes it
-    flat. Depends on pitch (higher notes resolve further up), so compare mels of similar pitch ranges: a
-    refined mel against real recordings of the target singer. NaN for a band without bins or voiced frames.
+    Resolved harmonics make the mel ripple from band to band; a mel smoothed by a model is flat. Depends on
+    pitch (higher notes resolve further up), so compare mels of similar pitch ranges: a refined mel against real
+    recordings of the target singer. NaN for a band without bins or voiced frames.
+
+    It cannot tell harmonics from noise where a mel band is wider than the harmonic spacing (4-8 kHz below about
+    300 Hz): there a noise band ripples *more* than clean harmonics do. Judge the audio there with
+    :func:`canora.dsp.harmonics.harmonic_contrast`.
     """
     import librosa
 
