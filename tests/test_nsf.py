@@ -381,29 +381,6 @@ def test_cli_voiced_noise_sets_the_fine_tunes_source(wav_dir, tmp_path, capsys):
     assert code == 2 and "voiced_noise" in capsys.readouterr().err
 
 
-def test_cli_f0_refine_trains_on_f0_fitted_to_the_harmonics(wav_dir, tmp_path, capsys):
-    """``--f0-refine``: the clips' F0 is the tracker's moved to the recording's harmonics (same voicing, a few
-    cents on most frames, at most 50) and the export records it; refused without nsf."""
-    files = sorted(wav_dir.iterdir())
-    plain = load_clips(files, SPEC, None, progress=False)
-    fine = load_clips(files, SPEC, None, progress=False, f0_refine=True)
-    for a, b in zip(plain, fine):
-        assert ((a.f0 > 0) == (b.f0 > 0)).all()
-        v = a.f0 > 0
-        cents = np.abs(1200 * np.log2(b.f0[v] / a.f0[v]))
-        assert cents.max() <= 50.0 + 1e-3 and (cents > 0.5).mean() > 0.3
-        np.testing.assert_array_equal(a.mel, b.mel)
-    NSFTrainer(_cfg(wav_dir, tmp_path / "a", steps=1), tmp_path / "a").run()
-    code = main(["train-vocoder", "--arch", "nsf", str(wav_dir), "-o", str(tmp_path / "b"), "--f0-refine",
-                 "--init-from", str(tmp_path / "a" / "export"), "--steps", "1", "--batch-size", "1",
-                 "--segment-size", "2048", "--val-count", "0", "--cache-dir", str(tmp_path / "cache")])
-    assert code == 0, capsys.readouterr().err
-    meta = json.loads((tmp_path / "b" / "export" / "model.json").read_text())["meta"]
-    assert meta["f0_refined"] is True and meta["f0_method"] == "swift"
-    code = main(["train-vocoder", str(wav_dir), "-o", str(tmp_path / "c"), "--f0-refine"])
-    assert code == 2 and "--arch nsf" in capsys.readouterr().err
-
-
 @pytest.mark.parametrize("hop", [5, 8, 255, 256])
 def test_piece_start_phases_continue_the_song_for_even_and_odd_hops(hop):
     """A piece of a song from frame k, started at ``frame_cycles(song)[k]``, has the song's source phase from

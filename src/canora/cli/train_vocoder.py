@@ -97,9 +97,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cache-dir", type=Path, default=None, help="mel cache (default OUT/cache)")
     p.add_argument("--f0-method", default=DEFAULT_F0_METHOD, choices=available_f0_extractors(),
                    help="nsf: the F0 tracker of the training F0 (default %(default)s)")
-    p.add_argument("--f0-refine", action="store_true",
-                   help="nsf: move the training F0 of each voiced frame (within 50 cents) to where the recording's "
-                        "harmonics lie, so the source's high harmonics line up with the audio's")
     add_device_args(p)  # under torchrun: one GPU per process; --threads per process
     p.set_defaults(run=run)
 
@@ -152,7 +149,7 @@ def run_nsf(args: argparse.Namespace) -> int:
         checkpoint_every=_pick(args.checkpoint_every, C, "checkpoint_every"), keep=args.keep,
         log_every=_pick(args.log_every, C, "log_every"), max_minutes=args.max_minutes,
         seed=_pick(args.seed, C, "seed"), cache_dir=None if args.cache_dir is None else str(args.cache_dir),
-        f0_method=args.f0_method, f0_refine=args.f0_refine, device=args.device,
+        f0_method=args.f0_method, device=args.device,
         init_from=None if args.init_from is None else str(args.init_from),
     )
     export = train_nsf(cfg, args.out)
@@ -201,11 +198,10 @@ def run(args: argparse.Namespace) -> int:
     _check(args)
     if args.arch == "nsf":
         return run_nsf(args)
-    for flag, given in (("--voiced-noise", args.voiced_noise is not None), ("--f0-refine", args.f0_refine)):
-        if given:
-            from canora.errors import CanoraError
+    if args.voiced_noise is not None:
+        from canora.errors import CanoraError
 
-            raise CanoraError(f"{flag} is about the NSF sine source; it needs --arch nsf")
+        raise CanoraError("--voiced-noise sets the NSF sine source; it needs --arch nsf")
 
     def s(p: Path | None) -> str | None:
         return None if p is None else str(p)

@@ -7,11 +7,10 @@ bands there are wider than the spacing of a low voice's harmonics, so a vocoder 
 them with noise and one that does not can have the same mel.
 
 * :func:`refine_to_harmonics`: a tracker's F0 is typically a few cents off the true pitch (SwiftF0 on PJS: a
-  median of 3-7 cents, 10 % of frames more than 20 cents). That is inaudible as pitch, but an NSF vocoder builds
-  its source from ``k * F0``, and at harmonic 30 (6 kHz at 200 Hz) 20 cents put the source's harmonic a third
-  of the way to the next one. This moves each voiced frame's F0 (within a few tens of cents) to where the comb
-  of its harmonics best fits the frame's spectrum, for training such a vocoder on F0 that lines up with the
-  audio.
+  median of 3-7 cents, 10 % of frames more than 20 cents). That is inaudible as pitch, but at harmonic 30 (6 kHz
+  at 200 Hz) 20 cents put ``k * F0`` a third of the way to the next harmonic, so a comb at the tracker's F0
+  misses the harmonics it should score. This moves each voiced frame's F0 (within a few tens of cents) to where
+  the comb best fits the frame's spectrum.
 * :func:`harmonic_contrast`: the contrast per frame in a frequency band, the waveform measure of "harmonics up
   to 8 kHz" against "a noise band".
 """

@@ -77,15 +77,11 @@ class F0Extractor(ABC):
 
     name: ClassVar[str] = ""
 
-    def __init__(self, f0_min: float = F0_MIN, f0_max: float = F0_MAX, refine: bool = False) -> None:
+    def __init__(self, f0_min: float = F0_MIN, f0_max: float = F0_MAX) -> None:
         if not 0 < f0_min < f0_max:
             raise CanoraError(f"F0 range must satisfy 0 < f0_min < f0_max, got {f0_min}..{f0_max} Hz")
-        if not isinstance(refine, bool):
-            raise CanoraError(f"F0 option refine must be true or false, got {refine!r}")
         self.f0_min = float(f0_min)
         self.f0_max = float(f0_max)
-        #: move each voiced frame to its best fit to the recording's harmonics (:mod:`canora.dsp.harmonics`)
-        self.refine = refine
 
     def extract(self, wav: np.ndarray, sr: int, hop: int, n_frames: int) -> np.ndarray:
         """F0 (n_frames,) float32 Hz, 0 = unvoiced, of ``wav`` (T,) at ``sr``; frame i at (i+.5)*hop/sr."""
@@ -96,12 +92,9 @@ class F0Extractor(ABC):
             return np.zeros(n_frames, np.float32)
         times, f0 = self._track(x, int(sr), hop / sr)
         out = resample_track(times, f0, frame_times(n_frames, sr, hop))
-        out = np.where((out >= self.f0_min * 0.97) & (out <= self.f0_max * 1.03), out, 0.0).astype(np.float32)
-        if self.refine:
-            from canora.dsp.harmonics import refine_to_harmonics
-
-            out = refine_to_harmonics(x, int(sr), hop, out)
-        return out
+        return np.where((out >= self.f0_min * 0.97) & (out <= self.f0_max * 1.03), out, 0.0).astype(
+            np.float32
+        )
 
     @abstractmethod
     def _track(self, x: np.ndarray, sr: int, step: float) -> tuple[np.ndarray, np.ndarray]:
@@ -146,9 +139,8 @@ class PraatF0(F0Extractor):
         f0_max: float = F0_MAX,
         voicing_threshold: float = 0.45,
         octave_jump_cost: float = 0.35,
-        refine: bool = False,
     ) -> None:
-        super().__init__(f0_min, f0_max, refine)
+        super().__init__(f0_min, f0_max)
         self.voicing_threshold = voicing_threshold
         self.octave_jump_cost = octave_jump_cost
 
@@ -195,10 +187,8 @@ class HarvestF0(_WorldF0):
     PARALLEL_MIN_SECONDS: ClassVar[float] = 4.0
     CHUNK_CONTEXT_SECONDS: ClassVar[float] = 0.3
 
-    def __init__(
-        self, f0_min: float = F0_MIN, f0_max: float = F0_MAX, workers: int | None = None, refine: bool = False
-    ) -> None:
-        super().__init__(f0_min, f0_max, refine)
+    def __init__(self, f0_min: float = F0_MIN, f0_max: float = F0_MAX, workers: int | None = None) -> None:
+        super().__init__(f0_min, f0_max)
         self.workers = max(1, min(4, os.cpu_count() or 1) if workers is None else int(workers))
 
     def _coarse(
@@ -302,9 +292,8 @@ class SwiftF0(F0Extractor):
         f0_max: float = F0_MAX,
         voicing_threshold: float = 0.5,
         threads: int = 1,
-        refine: bool = False,
     ) -> None:
-        super().__init__(f0_min, f0_max, refine)
+        super().__init__(f0_min, f0_max)
         self.voicing_threshold = float(voicing_threshold)
         self.threads = max(1, int(threads))
 

@@ -65,7 +65,6 @@ class NSFTrainConfig(RunConfig):
     seed: int = 1234
     cache_dir: str | None = None
     f0_method: str = DEFAULT_F0_METHOD
-    f0_refine: bool = False  # train on F0 refined to each recording's harmonics (canora.dsp.harmonics)
     init_from: str | None = None  # an NSF export to start the generator from (a fresh run only)
 
     def __post_init__(self) -> None:
@@ -98,7 +97,6 @@ class Clip:
 def load_clips(
     files: list[Path], spec: MelSpec, cache_dir: Path | None, progress: bool = True,
     f0_method: str = DEFAULT_F0_METHOD,
-    f0_refine: bool = False,
 ) -> list[Clip]:
     """Mel, F0 and audio of each file (features cached; unreadable or unvoiced files are skipped, said)."""
     from tqdm import tqdm
@@ -106,7 +104,7 @@ def load_clips(
     from canora.conditioning import FeatureParams, load_features
 
     clips = []
-    params = FeatureParams(f0_method=f0_method, f0_params={"refine": True} if f0_refine else {})
+    params = FeatureParams(f0_method=f0_method)
     for path in tqdm(files, desc="features", unit="file", disable=not progress):
         try:
             feats = load_features(path, spec, params, cache_dir)
@@ -181,11 +179,11 @@ class NSFTask(Task):
         train_files, val_files = holdout(files, cfg.val_count)
         cache = Path(cfg.cache_dir) if cfg.cache_dir else ctx.out / "cache"
         if ctx.is_main:  # rank 0 fills the cache, the others read it
-            self.train = load_clips(train_files, self.spec, cache, ctx.progress, cfg.f0_method, cfg.f0_refine)
+            self.train = load_clips(train_files, self.spec, cache, ctx.progress, cfg.f0_method)
         ctx.barrier()
         if not ctx.is_main:
-            self.train = load_clips(train_files, self.spec, cache, False, cfg.f0_method, cfg.f0_refine)
-        self.val = load_clips(val_files, self.spec, cache, False, cfg.f0_method, cfg.f0_refine) if ctx.is_main else []
+            self.train = load_clips(train_files, self.spec, cache, False, cfg.f0_method)
+        self.val = load_clips(val_files, self.spec, cache, False, cfg.f0_method) if ctx.is_main else []
         if not self.train:
             raise CanoraError(f"{wavs}: no usable training files (all unreadable or without voice)")
 
@@ -211,8 +209,7 @@ class NSFTask(Task):
         phase = ("reconstruction losses only" if self.cfg.recon_steps is None
                  else f"adversarial from step {self.cfg.recon_steps}")
         return (f"NSF-HiFi-GAN, {n_g} generator parameters, {len(self.train)} train / {len(self.val)} val files, "
-                f"batch {self.cfg.batch_size} x {self.cfg.segment_frames} frames, F0 by {self.cfg.f0_method}"
-                f"{' refined to the harmonics' if self.cfg.f0_refine else ''}, "
+                f"batch {self.cfg.batch_size} x {self.cfg.segment_frames} frames, F0 by {self.cfg.f0_method}, "
                 f"voiced noise {self.cfg.nsf.voiced_noise:g}, {phase}")
 
     def modules(self) -> list[nn.Module]:
@@ -320,8 +317,7 @@ class NSFTask(Task):
 
         gen = NSFGenerator.from_config(self.cfg.nsf)  # a fresh copy: deepcopy would share parametrizations
         gen.load_state_dict(self.generator.state_dict())
-        info = {"trained_steps": step, "trained_on": str(self.cfg.wavs), "f0_method": self.cfg.f0_method,
-                "f0_refined": self.cfg.f0_refine}
+        info = {"trained_steps": step, "trained_on": str(self.cfg.wavs), "f0_method": self.cfg.f0_method}
         if self.cfg.init_from is not None:  # a fine-tune: count the steps of the export it started from too
             info["trained_steps"] = step + self._init_steps()
             info["fine_tuned_from"] = str(self.cfg.init_from)
