@@ -101,8 +101,9 @@ def make_tiny_models(directory: Path, singers: tuple[str, ...] = ("pjs",), seed:
         for p in (model.out_proj.weight, model.x_gain.weight):
             p.normal_(0, 0.05)
     stats = {s: {"median": 220.0 * k, "p5": 150.0 * k, "p95": 330.0 * k} for k, s in enumerate(singers, 1)}
+    levels = {s: -20.0 - 5.0 * k for k, s in enumerate(singers)}
     ref = Refiner(model, spec, MelNormalizer.fixed(spec), NoiseSchedule("linear", 1000), singers=list(singers),
-                  singer_f0_stats=stats, feature_params=fp)
+                  singer_f0_stats=stats, singer_level_db=levels, feature_params=fp)
     ncfg = NSFConfig(upsample_initial_channel=16, resblock_kernel_sizes=(3,), resblock_dilation_sizes=((1, 2),))
     voc = Vocoder(NSFGenerator.from_config(ncfg), spec, ncfg, "tiny")
     return ref.export(directory / "refiner"), voc.export(directory / "vocoder")

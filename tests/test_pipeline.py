@@ -77,6 +77,33 @@ def test_transpose_moves_the_driving_f0_and_other_rates_are_resampled(tiny_model
     assert res.sample_rate == SR and abs(len(res.audio) - 2 * SR) <= 1
 
 
+def test_a_quiet_recording_converts_like_a_loud_one(tiny_models, monkeypatch, caplog):
+    """The refiner sees each song at the singer's stored voiced level: the same song 12 dB quieter gets a gain
+    12 dB larger and the same refined mel; the output still has each recording's own level. With
+    match_level=False, or a refiner that stores no level (logged), the quieter song is refined differently.
+    song_choices gives convert's key and level from the analysis alone."""
+    conv = Converter.from_pretrained(*tiny_models)
+    loud = tone(2.0, amp=0.5)
+    quiet = loud * np.float32(10 ** (-12 / 20))
+    a, b = conv.convert(loud, SR, steps=2), conv.convert(quiet, SR, steps=2)
+    la, lb = a.stats["level"], b.stats["level"]
+    assert la["singer_db"] == lb["singer_db"] == -20.0 and "singer's -20.0 dB" in la["reason"]
+    assert lb["gain_db"] - la["gain_db"] == pytest.approx(12.0, abs=0.05)
+    assert lb["source_db"] - la["source_db"] == pytest.approx(-12.0, abs=0.05)
+    assert np.abs(a.mel - b.mel).mean() < 0.01  # measured 0.003 (0.027 without the level: below)
+    ratio = np.sqrt(np.mean(b.audio ** 2) / np.mean(a.audio ** 2))
+    assert 20 * np.log10(ratio) == pytest.approx(-12.0, abs=1.0)  # the output follows each recording's level
+    assert conv.song_choices(quiet, SR)[1].to_dict() == lb
+    assert conv.song_choices(np.zeros(SR, np.float32), SR) == (None, None)
+    c = conv.convert(quiet, SR, steps=2, match_level=False)
+    assert "level" not in c.stats and np.abs(c.mel - a.mel).mean() > 0.015
+    monkeypatch.setattr(conv.refiner, "singer_level_db", {})
+    with caplog.at_level("INFO", logger="canora.pipeline"):
+        d = conv.convert(quiet, SR, steps=2)
+    assert "level" not in d.stats and "no voiced level" in caplog.text
+    np.testing.assert_array_equal(d.mel, c.mel)
+
+
 def test_the_key_is_automatic_unless_a_transpose_is_given(tiny_models, monkeypatch, caplog):
     conv = Converter.from_pretrained(*tiny_models)
     fifth_below = tone(2.0, hz=220.0 * 2 ** (-7 / 12))  # nearer an octave up than no shift
@@ -128,9 +155,10 @@ def held_note(seconds: float, hz: float = 262.0) -> np.ndarray:
 
 def straightforward(conv: Converter, wav: np.ndarray, transpose: float, max_slice_seconds: float, **kw) -> tuple:
     """The conversion written out plainly from public pieces, slice by slice: each region's features
-    (refiner.features of exactly that region), refine_features with the transpose, one F0 track for the song
-    from each slice's own frames, each region vocoded from its frame of that track at the vocoder's phase
-    there and its place in the song, cross-fade join, envelope. -> (audio (N,), mel (80, T), f0 (T,))."""
+    (refiner.features of exactly that region), the song's level from all of them, each refined in the key and at
+    that level, one F0 track for the song from each slice's own frames, each region vocoded from its frame of that
+    track at the vocoder's phase there and its place in the song, cross-fade join, envelope.
+    -> (audio (N,), mel (80, T), f0 (T,))."""
     from canora.dsp.envelope import match_envelope
     from canora.dsp.slicing import join, plan_slices
     from canora.pipeline import CROSSFADE_FRAMES, MARGIN_FRAMES
@@ -139,13 +167,16 @@ def straightforward(conv: Converter, wav: np.ndarray, transpose: float, max_slic
     overlap, context = CROSSFADE_FRAMES * hop, (CROSSFADE_FRAMES + MARGIN_FRAMES) * hop
     slices = plan_slices(wav, SR, hop=hop, max_seconds=max_slice_seconds, overlap=overlap)
     song_f0, mels, refined = np.zeros(total // hop, np.float32), [], []
-    for s in slices:
-        r0, r1 = s.region(context, total)
-        res = conv.refiner.refine_features(conv.refiner.features(wav[r0:r1], SR), transpose=transpose, **kw)
+    feats = [conv.refiner.features(wav[slice(*s.region(context, total))], SR) for s in slices]
+    gain = conv.refiner.choose_level(feats, "pjs").gain_db
+    for s, f in zip(slices, feats):
+        r0, _ = s.region(context, total)
+        keyed = conv.refiner.transpose_features(f, transpose, gain)
+        mel = conv.refiner.refine_in_key(keyed, **kw)
         a, n = (s.start - r0) // hop, (s.end - s.start) // hop
-        song_f0[s.start // hop: s.start // hop + n] = res.f0[a: a + n]
-        mels.append(res.mel[:, a: a + n])
-        refined.append((r0, res.mel))
+        song_f0[s.start // hop: s.start // hop + n] = keyed.f0_with_zeros()[a: a + n]
+        mels.append(mel[:, a: a + n])
+        refined.append((r0, mel))
     cycles = conv.vocoder.frame_cycles(song_f0)
     pieces = [conv.vocoder.vocode(mel, song_f0[r0 // hop: r0 // hop + mel.shape[1]], start_phase=cycles[r0 // hop] % 1,
                                   start_frame=r0 // hop) for r0, mel in refined]

@@ -27,8 +27,9 @@ def make_refiner(content_dim: int = 0, singers: tuple[str, ...] = ("alto", "pjs"
         for p in (model.out_proj.weight, model.x_gain.weight):
             p.normal_(0, 0.05)
     stats = {s: {"median": 220.0 * k, "p5": 150.0 * k, "p95": 330.0 * k} for k, s in enumerate(singers, 1)}
+    levels = {s: -20.0 - 10.0 * k for k, s in enumerate(singers)}
     return Refiner(model, SPEC, MelNormalizer.fixed(SPEC), NoiseSchedule("linear", 1000), singers=list(singers),
-                   singer_f0_stats=stats, feature_params=FeatureParams())
+                   singer_f0_stats=stats, singer_level_db=levels, feature_params=FeatureParams())
 
 
 def inputs(frames: int = 40, content_dim: int = 0, seed: int = 0) -> dict:
@@ -139,6 +140,7 @@ def test_export_round_trips_bit_exactly(tmp_path):
     assert back.spec == ref.spec and back.normalizer == ref.normalizer and back.singers == ref.singers
     assert back.schedule.to_dict() == ref.schedule.to_dict() and back.prediction_type == ref.prediction_type
     assert back.singer_f0_stats == ref.singer_f0_stats and back.feature_params == ref.feature_params
+    assert back.singer_level_db == ref.singer_level_db == {"alto": -20.0, "pjs": -30.0}
     x = inputs(content_dim=3)
     np.testing.assert_array_equal(ref.refine(**x, singer="alto", steps=3, seed=1),
                                   back.refine(**x, singer="alto", steps=3, seed=1))
@@ -339,3 +341,64 @@ def test_singer_mix_interpolates_the_embeddings():
                      (":1", "empty name")):
         with pytest.raises(CanoraError, match=msg):
             ref.singer_weights(bad)
+
+
+def test_level_is_a_gain_on_loudness_and_mel_chosen_from_the_singers_level(tmp_path):
+    """transpose_features(gain_db=g): loudness + g, the log-mel + ln(10^(g/20)) kept above the floor, F0, voicing
+    and content as they are. choose_level puts a song's median voiced loudness on the singer's stored level (a
+    mix: the weighted mean); no stored level means no choice; a bad stored value is refused on load."""
+    import math
+
+    from canora.conditioning import RefinerFeatures
+
+    ref = make_refiner(content_dim=3)
+    x = inputs(content_dim=3)
+    feats = RefinerFeatures(x["mel"], np.maximum(x["f0"], 220.0), x["f0"] > 0, x["loudness"], x["content"])
+    feats.mel[:, :3] = SPEC.log_floor  # digital silence: stays on the floor however loud the rest becomes
+    louder = ref.transpose_features(feats, 0.0, gain_db=12.0)
+    np.testing.assert_allclose(louder.loudness, feats.loudness + 12.0, atol=1e-5)
+    np.testing.assert_allclose(louder.mel[:, 3:], feats.mel[:, 3:] + 12.0 * math.log(10) / 20, atol=1e-5)
+    assert (louder.mel[:, :3] == np.float32(SPEC.log_floor)).all()
+    assert louder.f0 is not feats.f0 and np.array_equal(louder.f0, feats.f0) and louder.content is feats.content
+    quieter = ref.transpose_features(feats, 0.0, gain_db=-60.0)
+    assert quieter.mel.min() == np.float32(SPEC.log_floor)
+    with pytest.raises(CanoraError, match="gain"):
+        ref.transpose_features(feats, 0.0, gain_db=float("nan"))
+    median = float(np.median(feats.loudness[feats.voiced].astype(np.float64)))
+    choice = ref.choose_level(feats, "pjs")
+    assert choice.singer_db == -30.0 and choice.source_db == pytest.approx(median)
+    assert choice.gain_db == pytest.approx(-30.0 - median, abs=1e-5) and "-30.0 dB" in choice.reason
+    assert ref.choose_level([feats, feats], "alto").gain_db == pytest.approx(-20.0 - median, abs=1e-5)
+    assert ref.singer_level("alto:0.5,pjs:0.5") == pytest.approx(-25.0)
+    ref.singer_level_db.pop("alto")
+    assert ref.singer_level("pjs") == -30.0 and ref.singer_level("alto:0.5,pjs:0.5") is None
+    assert ref.choose_level(feats, "alto") is None
+    unvoiced = RefinerFeatures(x["mel"], np.full_like(x["f0"], 220.0), np.zeros_like(feats.voiced), x["loudness"],
+                               x["content"])
+    assert ref.choose_level(unvoiced, "pjs") is None
+    ref.export(tmp_path / "m")
+    doc = json.loads((tmp_path / "m" / "model.json").read_text())
+    doc["meta"]["singer_level_db"] = {"pjs": "loud"}
+    (tmp_path / "m" / "model.json").write_text(json.dumps(doc))
+    with pytest.raises(CheckpointError, match="singer_level_db"):
+        Refiner.from_pretrained(tmp_path / "m")
+
+
+def test_refine_with_match_level_refines_a_quiet_recording_as_a_loud_one_at_its_own_level():
+    """refine_features(match_level=True): the same song 20 dB quieter is refined as the loud one is (the refiner
+    sees both at the singer's level) and comes back 20 dB (2.3 ln) lower, as quiet as it came in; without
+    match_level the refiner sees the quiet song as it is."""
+    ref = make_refiner(content_dim=19)
+    SR = SPEC.sample_rate  # noqa: N806
+    t = np.arange(2 * SR) / SR
+    wav = (0.4 * sum(np.sin(2 * np.pi * k * 220 * t) / k for k in range(1, 12))).astype(np.float32)
+    loud = ref.features(wav, SR)
+    quiet = ref.features(wav * np.float32(0.1), SR)
+    a = ref.refine_features(loud, "pjs", steps=2, seed=0, match_level=True)
+    b = ref.refine_features(quiet, "pjs", steps=2, seed=0, match_level=True)
+    c = ref.refine_features(quiet, "pjs", steps=2, seed=0)
+    assert b.level.gain_db - a.level.gain_db == pytest.approx(20.0, abs=0.05) and c.level is None
+    above = (a.mel > SPEC.log_floor + 3) & (b.mel > SPEC.log_floor)
+    shift = (a.mel - b.mel)[above]
+    assert np.median(shift) == pytest.approx(20 * np.log(10) / 20, abs=0.05) and shift.std() < 0.1
+    assert np.abs((a.mel - c.mel)[above] - np.median(shift)).mean() > 3 * np.abs(shift - np.median(shift)).mean()

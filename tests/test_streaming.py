@@ -185,7 +185,8 @@ def test_convert_stream_cli_writes_the_stream_sidecar(tmp_path, tiny_converter):
 
 def test_convert_stream_cli_chooses_the_key_convert_chooses(tmp_path, tiny_converter):
     """Without --transpose a streamed file gets the automatic key of the whole file, as the offline conversion
-    does; --transpose N still fixes it."""
+    does; --transpose N still fixes it. The level is the offline conversion's too (with a fixed transpose as
+    well), and --no-match-level leaves it out of both."""
     import soundfile as sf
 
     from canora.cli import main
@@ -195,12 +196,19 @@ def test_convert_stream_cli_chooses_the_key_convert_chooses(tmp_path, tiny_conve
               "--threads", "1"]
     sides = {}
     for name, extra in (("offline", []), ("stream", ["--stream", "--block-ms", "60"]),
-                        ("fixed", ["--stream", "--block-ms", "60", "--transpose", "0"])):
+                        ("fixed", ["--stream", "--block-ms", "60", "--transpose", "0"]),
+                        ("raw", ["--no-match-level"]), ("raw_stream", ["--stream", "--block-ms", "60",
+                                                                       "--no-match-level"])):
         assert main(["convert", str(tmp_path / "low.wav"), "-o", str(tmp_path / f"{name}.wav"), *extra, *models]) == 0
         sides[name] = json.loads((tmp_path / f"{name}.json").read_text())
     assert sides["offline"]["transpose"] == 12 and sides["offline"]["key"]["mode"] == "octave"
     assert sides["stream"]["transpose"] == 12 and sides["stream"]["key"] == sides["offline"]["key"]
     assert sides["fixed"]["transpose"] == 0 and "key" not in sides["fixed"]
+    level = sides["offline"]["level"]
+    assert level["singer_db"] == -20.0 and "the singer's -20.0 dB" in level["reason"]
+    assert sides["stream"]["level"] == sides["fixed"]["level"] == level
+    assert "level" not in sides["raw"] and "level" not in sides["raw_stream"]
+    assert sides["raw"]["transpose"] == 12
 
 
 def test_streaming_runs_on_onnx_runtime_when_it_can_with_the_same_output(tiny_converter):
@@ -277,3 +285,31 @@ def test_streamed_conversion_lands_on_the_singer_as_offline_does():
     # measured: source 0.63, offline 0.836, streamed 0.813
     assert abs(streamed - offline) <= 0.03, (streamed, offline)
     assert streamed >= similarity(wav) + 0.1, streamed
+
+
+def test_stream_gain_is_the_level_the_refiner_sees(tiny_converter):
+    """gain_db moves the level the refiner sees (a quiet input streamed with the gain that offline conversion
+    would choose is refined as the loud input is); bad values are refused."""
+    loud = _tone(1.0, f0=220.0)
+    quiet = loud * np.float32(0.1)
+    mels: dict[str, np.ndarray] = {}
+    for name, x, gain in (("loud", loud, 0.0), ("quiet", quiet, 0.0), ("lifted", quiet, 20.0)):
+        sc = StreamConverter(tiny_converter, block_ms=60, gain_db=gain)
+        seen = []
+        orig = sc.converter.refiner.refine_in_key
+        def spy(feats, *a, seen=seen, orig=orig, **k):
+            seen.append(feats.loudness.copy())
+            return orig(feats, *a, **k)
+
+        sc.converter.refiner.refine_in_key = spy
+        try:
+            sc.convert(x, 600)
+        finally:
+            sc.converter.refiner.refine_in_key = orig
+        mels[name] = np.concatenate(seen)
+    level = {k: float(np.median(v)) for k, v in mels.items()}  # loudness the refiner saw, over the sung blocks
+    assert level["lifted"] == pytest.approx(level["loud"], abs=0.1)
+    assert level["quiet"] == pytest.approx(level["loud"] - 20.0, abs=0.1)
+    for bad in (float("nan"), "loud", True):
+        with pytest.raises(CanoraError, match="gain_db"):
+            StreamConverter(tiny_converter, gain_db=bad)

@@ -7,11 +7,12 @@ some context on both sides and the slices joined with complementary cross-fades,
 whatever the length and no click or gap appears at the joins. The source's loudness envelope is then put
 back on the result and its silences stay silent (:mod:`canora.dsp.envelope`).
 
-The key (``transpose``) is chosen once per recording, so every slice of a song moves together. The stages
-are methods of :class:`Converter`: ``analyse`` (one STFT and one F0 track per slice region, and a verdict:
-:class:`Silent`, :class:`Unsung` or :class:`Sung`), ``choose_key`` (once per song), ``put_in_key`` (the
-one place F0 is transposed), ``render`` (refine + vocode a region from the song's F0 and the vocoder's
-phase) and ``assemble`` (cross-fades, envelope).
+The key (``transpose``) and the level (a gain that puts the song's voiced level on the singer's, so that a quiet
+recording is not read as soft singing) are chosen once per recording, so every slice of a song moves together.
+The stages are methods of :class:`Converter`: ``analyse`` (one STFT and one F0 track per slice region, and a
+verdict: :class:`Silent`, :class:`Unsung` or :class:`Sung`), ``choose_key`` and ``choose_level`` (once per song),
+``put_in_key`` (the one place F0 is transposed and the level moved), ``render`` (refine + vocode a region from
+the song's F0 and the vocoder's phase) and ``assemble`` (cross-fades, envelope).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from canora.dsp.loudness import LevelChoice
 from canora.dsp.pitch import KeyChoice
 from canora.errors import AudioError, CanoraError
 from canora.io.models import BUNDLED
@@ -108,6 +110,7 @@ class Job:
     auto_key: bool = True  # choose the key from the song (``key_mode``); else shift by ``transpose``
     transpose: float = 0.0
     key_note: str = ""  # why the automatic key was not used, when it was the default
+    match_level: bool = True  # move the song's voiced level to the singer's (when the refiner stores it)
 
 
 def key_plan(transpose: float | None, auto_transpose: bool | None) -> tuple[bool, float]:
@@ -394,6 +397,7 @@ class Converter:
         name: str = "audio",
         measure_cycle_error: bool = False,
         workers: int | None = None,
+        match_level: bool = True,
     ) -> Conversion:
         """Convert mono ``audio`` (N,) at ``sr`` Hz toward ``singer``; see :class:`Conversion`.
 
@@ -402,7 +406,10 @@ class Converter:
         semitone with ``"free"``. The choice and its reason land in ``stats["key"]``. A refiner with no stored
         range for the singer converts in the source's key (logged). ``transpose=N`` shifts by N semitones instead
         (0: the pitch as sung); ``auto_transpose=True`` asks for the automatic key explicitly (then the singer's
-        range is required). ``sampler`` / ``steps`` /
+        range is required). The level: with ``match_level`` (the default) the refiner sees the song as if recorded
+        at the singer's usual voiced level (:meth:`choose_level`, ``stats["level"]``; the output keeps the source's
+        own loudness envelope); a refiner that stores no level for the singer sees the recording's own level.
+        ``sampler`` / ``steps`` /
         ``strength`` default to the refiner's defaults. Audio with no voice
         at all converts to silence (logged), not to an error. ``progress`` shows tqdm bars;
         ``on_progress(fraction, what)`` is called as slices are done (for UIs). ``measure_cycle_error``
@@ -419,8 +426,8 @@ class Converter:
         (F0 transposed once), :meth:`render` every slice (refine + vocode), :meth:`assemble` the pieces.
         """
         t0 = time.perf_counter()
-        job = self._job(singer, sampler, steps, strength, seed, transpose, auto_transpose, max_slice_seconds,
-                        key_mode)
+        job = replace(self._job(singer, sampler, steps, strength, seed, transpose, auto_transpose, max_slice_seconds,
+                                key_mode), match_level=bool(match_level))
         wav = self._prepare(audio, sr, name)
         spec, hop, total = self.spec, self.spec.hop_length, len(wav)
         overlap, context = CROSSFADE_FRAMES * hop, (CROSSFADE_FRAMES + MARGIN_FRAMES) * hop
@@ -440,7 +447,9 @@ class Converter:
             key = float(choice.semitones)
         else:
             key = job.transpose
-        analyses = [self.put_in_key(a, key) for a in analyses]
+        level = None if silent_file or not job.match_level else self.choose_level(analyses, job.singer)
+        gain = level.gain_db if level is not None else 0.0
+        analyses = [self.put_in_key(a, key, gain) for a in analyses]
         drive = song_f0(regions, analyses, total, hop, keyed=True)
         cycles = self.vocoder.frame_cycles(drive)  # the vocoder's source phase at every frame of the song
 
@@ -465,6 +474,8 @@ class Converter:
             stats["key"] = choice.to_dict()
         if job.key_note:
             stats["key_note"] = job.key_note
+        if level is not None:
+            stats["level"] = level.to_dict()
         return Conversion(
             out, spec.sample_rate, _song_mel(regions, [p.source_mel for p in pieces], hop),
             _song_mel(regions, [p.mel for p in pieces], hop), song_f0(regions, analyses, total, hop, keyed=False),
@@ -620,28 +631,46 @@ class Converter:
         the whole song before the first block (the same slices and analysis as :meth:`convert` with the same
         ``max_slice_seconds``). None when nothing in it is sung, or when the refiner stores no pitch range for the
         singer (an error instead with ``auto_transpose=True``)."""
+        return self.song_choices(audio, sr, singer=singer, key_mode=key_mode, auto_transpose=auto_transpose,
+                                 max_slice_seconds=max_slice_seconds, workers=workers, name=name)[0]
+
+    def song_choices(
+        self, audio: np.ndarray, sr: int, *, singer: str | int | None = None, key_mode: str = "octave",
+        auto_transpose: bool | None = None, max_slice_seconds: float = 30.0, workers: int | None = None,
+        name: str = "audio",
+    ) -> tuple[KeyChoice | None, LevelChoice | None]:
+        """(:meth:`song_key`, the level :meth:`convert` chooses with ``match_level``) of a whole recording (N,) at
+        ``sr``, from one analysis pass; each None when it does not apply."""
         job = self._job(singer, None, None, None, 0, None, auto_transpose, max_slice_seconds, key_mode)
-        if not job.auto_key:
-            return None
         wav = self._prepare(audio, sr, name)
         _, regions = self._regions(wav, max_slice_seconds)
         workers, threads = self._workers(workers, len(regions))
         analyses = self._analyse_regions(wav, regions, name, _Progress(len(regions), name, False, None), workers,
                                          threads)
         if not any(isinstance(a, Sung) for a in analyses):
-            return None
-        return self.choose_key(analyses, job.singer, job.key_mode)
+            return None, None
+        key = self.choose_key(analyses, job.singer, job.key_mode) if job.auto_key else None
+        return key, self.choose_level(analyses, job.singer)
 
     def choose_key(self, analyses: list[SliceAnalysis], singer: str, mode: str = "octave") -> KeyChoice:
         """The song's automatic key: the refiner's choice for the voiced frames of all sung slices together
         (one key per song), in ``mode`` (whole octaves or free)."""
         return self.refiner.choose_key([a.features for a in analyses if isinstance(a, Sung)], singer, mode)
 
-    def put_in_key(self, analysis: SliceAnalysis, transpose: float) -> SliceAnalysis:
-        """A sung slice with its features in the song's key (the one place F0 is transposed); others as they are."""
+    def choose_level(self, analyses: list[SliceAnalysis], singer: str) -> LevelChoice | None:
+        """The song's level: the gain that puts the voiced frames of all sung slices together (one gain per song)
+        on ``singer``'s stored level; None when the refiner stores none (logged) or nothing is sung."""
+        choice = self.refiner.choose_level([a.features for a in analyses if isinstance(a, Sung)], singer)
+        if choice is None and self.refiner.singer_level(singer) is None:
+            log.info("the refiner stores no voiced level for %s: it sees the recording's own level", singer)
+        return choice
+
+    def put_in_key(self, analysis: SliceAnalysis, transpose: float, gain_db: float = 0.0) -> SliceAnalysis:
+        """A sung slice with its features in the song's key and level (the one place F0 is transposed and the level
+        moved, by ``gain_db``); others as they are."""
         if not isinstance(analysis, Sung):
             return analysis
-        return replace(analysis, keyed=self.refiner.transpose_features(analysis.features, transpose))
+        return replace(analysis, keyed=self.refiner.transpose_features(analysis.features, transpose, gain_db))
 
     def render(
         self, region: Region, analysis: SliceAnalysis, drive: np.ndarray, cycles: np.ndarray, job: Job,

@@ -157,7 +157,9 @@ class StreamResampler:
 class StreamConverter:
     """A :class:`Converter` run block by block with a fixed latency; see the module doc.
 
-    ``block_ms`` is rounded to whole frames (:attr:`block_frames`); ``transpose`` is fixed (semitones);
+    ``block_ms`` is rounded to whole frames (:attr:`block_frames`); ``transpose`` is fixed (semitones), and so
+    is ``gain_db``, the level the refiner sees the input at (:meth:`Converter.choose_level`; a live input's level is
+    not known in advance, so 0 by default: the input's own);
     ``steps`` / ``strength`` / ``sampler`` as in :meth:`Converter.convert` (``steps`` defaults to
     :data:`DEFAULT_STREAM_STEPS`); ``f0_method`` replaces the refiner's F0 tracker (default
     :data:`STREAM_F0_METHOD`; None keeps the refiner's). Per-block compute times (seconds) accumulate in
@@ -171,6 +173,7 @@ class StreamConverter:
         block_ms: float = DEFAULT_BLOCK_MS,
         input_sample_rate: int = 22050,
         transpose: float = 0.0,
+        gain_db: float = 0.0,
         singer: str | int | None = None,
         sampler: str | None = None,
         steps: int | None = None,
@@ -216,6 +219,10 @@ class StreamConverter:
         self.lookahead_frames = int(lookahead_frames)
         self.crossfade_frames = int(crossfade_frames)
         self.transpose = check_transpose(transpose)
+        if isinstance(gain_db, bool) or not isinstance(gain_db, (int, float, np.floating)) \
+                or not math.isfinite(gain_db):
+            raise CanoraError(f"gain_db must be a finite number of dB, got {gain_db!r}")
+        self.gain_db = float(gain_db)
         self.job: Job = converter._job(singer, sampler, DEFAULT_STREAM_STEPS if steps is None else steps, strength,
                                        seed, self.transpose, False, 30.0)
         self.prime = bool(prime)
@@ -378,7 +385,7 @@ class StreamConverter:
         frames = len(window) // hop
         mirrored = np.pad(window, (0, EDGE_MIRROR_FRAMES * hop), mode="reflect") if len(window) > 1 else window
         analysis = conv.put_in_key(_first_frames(conv.analyse(mirrored, False, f"stream block {k}"), frames),
-                                   self.transpose)
+                                   self.transpose, self.gain_db)
         if isinstance(analysis, Sung):
             _hold_voicing(analysis.keyed)
             new_f0 = analysis.keyed.f0_with_zeros()

@@ -29,7 +29,8 @@ and its silences stay silent. The key is chosen once per file: by default the so
 toward the target singer's range, so it stays in its key (--key-mode free allows any semitone); --transpose N
 shifts it by N semitones instead (--transpose 0 keeps the pitch as sung). The shift and its reason are logged
 and written to <stem>.json. Each file gets its own key: for a folder of phrases cut from one song, give one
---transpose so they all move together.
+--transpose so they all move together. The refiner also sees each file at the target singer's usual level
+(a quiet recording is not soft singing); --no-match-level keeps the recording's own level.
 
 IN is an audio file or a directory of them; OUT is a .wav (or .flac) path for one input, else a directory that
 gets <stem>.wav plus <stem>.json (settings, transpose, timing, a quick check of the result, and with
@@ -65,6 +66,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--key-mode", choices=("octave", "free"), default=None,
                    help="the automatic key: octave (the default) keeps the key (whole octaves only), free allows any "
                    "semitone; not with --transpose")
+    p.add_argument("--match-level", action=argparse.BooleanOptionalAction, default=True,
+                   help="let the refiner see each song at the target singer's usual voiced level, so that a quietly "
+                   "recorded song is not converted as soft singing (default: on; the output keeps the "
+                   "recording's own loudness either way)")
     p.add_argument("--sampler", choices=available_samplers(), default=DEFAULT_SAMPLER, help="the refiner's sampler")
     p.add_argument("--steps", type=positive_int, default=None,
                    help=f"denoising steps; {DEFAULT_STREAM_STEPS} with --stream (default: {DEFAULT_STEPS})")
@@ -150,15 +155,21 @@ def _stream(conv: Any, wav: Any, sr: int, singer: str, args: argparse.Namespace,
 
     from canora.streaming import StreamConverter
 
-    choice, transpose = None, args.transpose
-    if transpose is None:  # a file can be looked at whole before streaming it: the key convert would choose
-        choice = conv.song_key(wav, sr, singer=singer, key_mode=args.key_mode,
-                               auto_transpose=args.auto_transpose or None,
-                               max_slice_seconds=args.max_slice_seconds, name=name)
-        transpose = float(choice.semitones) if choice is not None else 0.0
+    choice, level, transpose = None, None, args.transpose
+    if transpose is None or args.match_level:  # a file can be looked at whole before streaming it: the key and
+        choice, level = conv.song_choices(  # the level that convert would choose
+            wav, sr, singer=singer, key_mode=args.key_mode, auto_transpose=args.auto_transpose or None,
+            max_slice_seconds=args.max_slice_seconds, name=name)
+        if transpose is None:
+            transpose = float(choice.semitones) if choice is not None else 0.0
+        else:
+            choice = None
+        if not args.match_level:
+            level = None
     t0 = time.perf_counter()
     sc = StreamConverter(conv, block_ms=args.block_ms, input_sample_rate=int(sr), transpose=transpose,
-                         singer=singer, sampler=args.sampler, steps=args.steps, strength=args.strength, seed=args.seed,
+                         gain_db=level.gain_db if level is not None else 0.0, singer=singer, sampler=args.sampler,
+                         steps=args.steps, strength=args.strength, seed=args.seed,
                          prime=False)
     audio = sc.convert(np.asarray(wav, np.float32), round(sr * args.block_ms / 1000))
     wall = time.perf_counter() - t0
@@ -172,6 +183,8 @@ def _stream(conv: Any, wav: Any, sr: int, singer: str, args: argparse.Namespace,
                         "block_duration_ms": sc.block_duration_ms, "blocks": len(ms)}}
     if choice is not None:
         stats["key"] = choice.to_dict()
+    if level is not None:
+        stats["level"] = level.to_dict()
     return SimpleNamespace(audio=audio, sample_rate=sc.sample_rate, singer=sc.job.singer, transpose=sc.transpose,
                            stats=stats, mel=None, f0=None)
 
@@ -248,7 +261,8 @@ def run(args: argparse.Namespace) -> int:
         res = conv.convert(wav, sr, singer=singer, transpose=args.transpose, auto_transpose=args.auto_transpose or None,
                            key_mode=args.key_mode, sampler=args.sampler, steps=args.steps, strength=args.strength,
                            seed=args.seed, max_slice_seconds=args.max_slice_seconds, progress=progress, name=str(f),
-                           measure_cycle_error=args.cycle_error, workers=args.workers)
+                           measure_cycle_error=args.cycle_error, workers=args.workers,
+                           match_level=args.match_level)
         return write(f, res, None if res.stats.get("silent") else collapse_check(res, conv.spec))
 
     def write(f: Path, res: Any, check: dict | None) -> float:
@@ -261,8 +275,10 @@ def run(args: argparse.Namespace) -> int:
                 written.add(out[3], npy_bytes(res.f0))
         if res.stats.get("silent"):
             log.warning("%s: no voice found; wrote silence to %s", f.name, out[0])
-        elif "key" in res.stats:
-            log.info("%s: key %s", f.name, res.stats["key"]["reason"])
+        else:
+            for what in ("key", "level"):
+                if what in res.stats:
+                    log.info("%s: %s %s", f.name, what, res.stats[what]["reason"])
         warn_if_collapsed(check, f.name)
         emit(out[0])
         return res.stats["seconds"]

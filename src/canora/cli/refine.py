@@ -58,6 +58,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--key-mode", choices=("octave", "free"), default=None,
                    help="with --auto-transpose: octave (the default) keeps the key, free allows any semitone")
+    p.add_argument("--match-level", action=argparse.BooleanOptionalAction, default=True,
+                   help="let the refiner see each input at the target singer's usual voiced level (a quiet recording "
+                   "is not soft singing); the refined mel keeps the input's own level (default: on)")
     p.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same output")
     p.add_argument("--audio", type=Path, default=None, help="directory of the source audio of .npy mel inputs")
     p.add_argument("--mel-spec", type=Path, default=None, help="MelSpec JSON the input mels were made with")
@@ -146,9 +149,12 @@ def run(args: argparse.Namespace) -> int:
         res = refiner.refine_features(
             feats, args.singer, transpose=args.transpose, auto_transpose=args.auto_transpose, key_mode=args.key_mode,
             sampler=args.sampler, steps=args.steps, strength=args.strength, seed=args.seed,
+            match_level=args.match_level,
         )
         if args.auto_transpose:
             log.info("%s: auto-transpose %+.1f semitones", f.name, res.transpose)
+        if res.level is not None:
+            log.info("%s: level %s", f.name, res.level.reason)
         out = outputs[f]
         with OutputSet() as written:  # the mel and its F0 appear together or not at all
             written.add(out[0], mel_bytes(res.mel))

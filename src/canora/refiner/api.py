@@ -102,6 +102,7 @@ class Refiner(RefinerBase):
             model.to(device), spec, normalizer, schedule,
             prediction_type=meta.get("prediction_type", DEFAULT_PREDICTION_TYPE),
             singers=meta.get("singers"), singer_f0_stats=meta.get("singer_f0_stats"),
+            singer_level_db=meta.get("singer_level_db"),
             feature_params=params, info=meta.get("info"), source=str(path),
         )
 

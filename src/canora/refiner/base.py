@@ -34,6 +34,7 @@ from canora.refiner.samplers import check_steps_strength
 from canora.refiner.schedule import DEFAULT_PREDICTION_TYPE, NoiseSchedule, check_prediction_type
 
 if TYPE_CHECKING:
+    from canora.dsp.loudness import LevelChoice
     from canora.dsp.pitch import F0Stats
 
 log = logging.getLogger(__name__)
@@ -95,11 +96,13 @@ def parse_singer_mix(text: str) -> dict[str, float]:
 @dataclass
 class RefineResult:
     """Output of :meth:`Refiner.refine_audio`: the refined mel (n_mels, T), the F0 it was conditioned on
-    (T,) in Hz after transpose with 0 at unvoiced frames, and the transpose applied (semitones)."""
+    (T,) in Hz after transpose with 0 at unvoiced frames, the transpose applied (semitones) and the level the
+    refiner saw the recording at (None: its own)."""
 
     mel: np.ndarray
     f0: np.ndarray
     transpose: float
+    level: LevelChoice | None = None
 
 
 class RefinerBase(ABC):
@@ -115,6 +118,7 @@ class RefinerBase(ABC):
         prediction_type: str = DEFAULT_PREDICTION_TYPE,
         singers: list[str] | None = None,
         singer_f0_stats: dict[str, dict[str, Any]] | None = None,
+        singer_level_db: dict[str, float] | None = None,
         feature_params: FeatureParams | None = None,
         info: dict[str, Any] | None = None,
         source: str = "",
@@ -132,6 +136,13 @@ class RefinerBase(ABC):
         self.prediction_type = check_prediction_type(prediction_type)
         self.singers = singers
         self.singer_f0_stats = dict(singer_f0_stats or {})
+        #: each singer's median A-weighted loudness (dB) over the voiced frames it was trained on
+        self.singer_level_db: dict[str, float] = {}
+        for name, level in (singer_level_db or {}).items():
+            if isinstance(level, bool) or not isinstance(level, (int, float)) or not math.isfinite(level):
+                raise CheckpointError(f"{source}: singer_level_db[{name!r}] = {level!r} is not a level in dB; "
+                                      "re-export the refiner")
+            self.singer_level_db[str(name)] = float(level)
         self.feature_params = feature_params or FeatureParams()
         self.info = dict(info or {})
         self.source = source
@@ -156,6 +167,7 @@ class RefinerBase(ABC):
             "prediction_type": self.prediction_type,
             "singers": self.singers,
             "singer_f0_stats": self.singer_f0_stats,
+            "singer_level_db": self.singer_level_db,
             "features": self.feature_params.to_dict(),
             "info": self.info,
         }
@@ -327,6 +339,29 @@ class RefinerBase(ABC):
         median, p5, p95 = np.exp(logs)
         return F0Stats(float(median), float(p5), float(p95))
 
+    def singer_level(self, singer: Singer) -> float | None:
+        """``singer``'s voiced level in dB as trained (a mix: the weighted mean of its singers'), or None when the
+        refiner stores none for one of them (exports made before canora stored it)."""
+        w = self.singer_weights(singer)
+        levels = [self.singer_level_db.get(self.singers[int(i)]) for i in np.flatnonzero(w)]
+        if any(level is None for level in levels):
+            return None
+        return float(sum(w[i] * lv for i, lv in zip(np.flatnonzero(w), levels)))
+
+    def choose_level(
+        self, feats: RefinerFeatures | Sequence[RefinerFeatures], singer: Singer
+    ) -> LevelChoice | None:
+        """The gain that puts the voiced level of ``feats`` (one recording, or all slices of one song, pooled) on
+        ``singer``'s (:class:`~canora.dsp.loudness.LevelChoice`); None without a stored level or voiced frames."""
+        from canora.dsp.loudness import choose_level
+
+        target = self.singer_level(singer)
+        parts = [feats] if isinstance(feats, RefinerFeatures) else list(feats)
+        if target is None or not any(f.voiced.any() for f in parts):
+            return None
+        return choose_level(np.concatenate([f.loudness for f in parts]), np.concatenate([f.voiced for f in parts]),
+                            target)
+
     def choose_key(
         self, feats: RefinerFeatures | Sequence[RefinerFeatures], singer: str | int | None, mode: str = "octave"
     ) -> KeyChoice:
@@ -348,14 +383,23 @@ class RefinerBase(ABC):
         """Semitones of :meth:`choose_key`."""
         return float(self.choose_key(feats, singer, mode).semitones)
 
-    def transpose_features(self, feats: RefinerFeatures, semitones: float) -> RefinerFeatures:
+    def transpose_features(self, feats: RefinerFeatures, semitones: float, gain_db: float = 0.0) -> RefinerFeatures:
         """``feats`` in another key: F0 (T,) x 2^(semitones / 12) (voiced flags kept) and the source mel
-        (n_mels, T) moved along frequency (:func:`shift_mel_pitch`); loudness and content unchanged."""
+        (n_mels, T) moved along frequency (:func:`shift_mel_pitch`); content unchanged. ``gain_db`` makes them
+        those of the recording ``gain_db`` louder: loudness + gain_db, the log-mel + ln(10^(gain_db / 20)) (kept
+        above the log floor; bins on it stay there)."""
         if not math.isfinite(semitones):
             raise CanoraError(f"transpose must be a finite number of semitones, got {semitones!r}")
+        if not math.isfinite(gain_db):
+            raise CanoraError(f"gain must be a finite number of dB, got {gain_db!r}")
         f0 = (feats.f0 * 2.0 ** (semitones / 12.0)).astype(np.float32)
         mel = shift_mel_pitch(feats.mel, semitones, self.spec)
-        return RefinerFeatures(mel, f0, feats.voiced, feats.loudness, feats.content)
+        loudness = feats.loudness
+        if gain_db != 0.0:  # bins on the floor (digital silence) stay there, as they would in louder audio
+            floor = np.float32(self.spec.log_floor)
+            mel = np.where(mel > floor, np.maximum(mel + np.float32(gain_db * math.log(10.0) / 20.0), floor), floor)
+            loudness = (loudness + np.float32(gain_db)).astype(np.float32)
+        return RefinerFeatures(mel.astype(np.float32), f0, feats.voiced, loudness, feats.content)
 
     def refine_in_key(self, feats: RefinerFeatures, singer: str | int | None = None, **kwargs: Any) -> np.ndarray:
         """Refine features already in the target key (no transpose here; see :meth:`transpose_features`)
@@ -370,15 +414,25 @@ class RefinerBase(ABC):
         transpose: float = 0.0,
         auto_transpose: bool = False,
         key_mode: str = "octave",
+        match_level: bool = False,
         **kwargs: Any,
     ) -> RefineResult:
         """Refine precomputed features (see :meth:`refine` for ``kwargs``), transposing F0 (and the
         source mel, :func:`shift_mel_pitch`) by ``transpose`` semitones or automatically (``key_mode``:
-        whole octaves, the key kept, or ``"free"``; :meth:`choose_key`)."""
+        whole octaves, the key kept, or ``"free"``; :meth:`choose_key`). With ``match_level`` the refiner sees
+        the recording at the singer's stored level (:meth:`choose_level`) and the refined mel is moved back to
+        the recording's own level: the timbre of singing at the usual level, as loud as the source."""
         if auto_transpose:
             transpose = self.auto_transpose_for(feats, singer, key_mode)
-        keyed = self.transpose_features(feats, transpose)
-        return RefineResult(self.refine_in_key(keyed, singer, **kwargs), keyed.f0_with_zeros(), float(transpose))
+        level = self.choose_level(feats, singer) if match_level else None
+        gain = level.gain_db if level is not None else 0.0
+        keyed = self.transpose_features(feats, transpose, gain)
+        mel = self.refine_in_key(keyed, singer, **kwargs)
+        if gain != 0.0:
+            floor = np.float32(self.spec.log_floor)
+            mel = np.where(mel > floor, np.maximum(mel - np.float32(gain * math.log(10.0) / 20.0), floor), floor)
+            mel = mel.astype(np.float32)
+        return RefineResult(mel, keyed.f0_with_zeros(), float(transpose), level)
 
     def refine_audio(
         self,
@@ -390,12 +444,14 @@ class RefinerBase(ABC):
         auto_transpose: bool = False,
         key_mode: str = "octave",
         name: str = "audio",
+        match_level: bool = False,
         **kwargs: Any,
     ) -> RefineResult:
-        """Convert audio (T,) at ``sr``: extract all features, transpose, refine toward ``singer``."""
+        """Convert audio (T,) at ``sr``: extract all features, transpose, refine toward ``singer``
+        (:meth:`refine_features`)."""
         feats = self.features(wav, sr, name=name)
         return self.refine_features(feats, singer, transpose=transpose, auto_transpose=auto_transpose,
-                                    key_mode=key_mode, **kwargs)
+                                    key_mode=key_mode, match_level=match_level, **kwargs)
 
     def reconstruct(
         self,

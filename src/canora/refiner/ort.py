@@ -137,6 +137,7 @@ class OrtRefiner(RefinerBase):
         try:
             return cls(model, spec, normalizer, schedule, prediction_type=meta.get("prediction_type", "v"),
                        singers=meta.get("singers"), singer_f0_stats=meta.get("singer_f0_stats"),
+                       singer_level_db=meta.get("singer_level_db"),
                        feature_params=params, info=meta.get("info"), source=source, graphs=graphs)
         except (TypeError, ValueError) as e:
             raise CheckpointError(f"{source}: incomplete refiner export ({e}); re-export it") from None

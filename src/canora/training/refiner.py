@@ -359,6 +359,7 @@ class RefinerTask(Task):
             self.opt, lambda s: lr_factor(s, cfg.lr_warmup, cfg.lr_half_life)
         )
         self.singer_stats = self._singer_f0_stats()
+        self.singer_levels = self._singer_level_db()
         self.ddp = ctx.wrap(self.model)
         self.device = ctx.device
 
@@ -435,6 +436,19 @@ class RefinerTask(Task):
                 stats[name] = F0Stats.from_f0(np.concatenate(f0s)).to_dict()
         return stats
 
+    def _singer_level_db(self) -> dict[str, float]:
+        """Each singer's median A-weighted loudness (dB) over its voiced training frames (the recordings as they
+        are, not their timbre-perturbed copies): the level a conversion moves a song to."""
+        from canora.dsp.loudness import voiced_level_db
+
+        levels = {}
+        for i, name in enumerate(self.manifest.singers):
+            mine = [f for f, s in self.train_data if s == i]
+            if any(f.voiced.any() for f in mine):
+                levels[name] = voiced_level_db(np.concatenate([f.loudness for f in mine]),
+                                               np.concatenate([f.voiced for f in mine]))
+        return levels
+
     def describe(self) -> str:
         return (f"refiner {self.cfg.model}, {self.model.num_parameters()} parameters, {len(self.manifest.singers)} "
                 f"singer(s) ({', '.join(self.manifest.singers)}), {len(self.train_data)} train / "
@@ -466,6 +480,7 @@ class RefinerTask(Task):
                 "train_files": len(self.manifest.train), "val_files": len(self.manifest.val)}
         return Refiner(model, self.cfg.spec, self.normalizer, self.schedule, prediction_type=self.cfg.prediction_type,
                        singers=list(self.manifest.singers), singer_f0_stats=self.singer_stats,
+                       singer_level_db=self.singer_levels,
                        feature_params=self.cfg.feature_params, info=info, source="training")
 
     def export(self, directory: Path, step: int) -> Path:
