@@ -96,6 +96,7 @@ def test_backend_converts_a_real_clip(converter: Any, clip: Path, tmp_path: Path
     assert seen[0][0] == 0.0 and seen[-1][0] == pytest.approx(1.0)
     auto = backend.convert(clip, steps=1)  # no transpose: the key comes from the singer's range (the default)
     assert "automatic key" in auto.status and auto.wav_path != r.wav_path
+    assert f"level {auto.conversion.stats['level']['reason']}" in auto.status  # the gain it was refined at
     assert auto.conversion.stats["key"]["mode"] == "octave" and auto.conversion.transpose % 12 == 0
 
 

@@ -269,6 +269,8 @@ class UIBackend:
                    else f"transpose {res.transpose:+.1f} semitones")
             if st.get("key_note"):
                 key += f" ({st['key_note']})"
+            if "level" in st:
+                key += f", level {st['level']['reason']}"
             status = (f"{p.name}: {seconds:.2f} s converted to {res.singer}, {key}, "
                       f"{st.get('sampler')} × {st.get('steps')} steps, strength {st.get('strength'):g}, "
                       f"in {st.get('wall_seconds', 0.0):.1f} s "
