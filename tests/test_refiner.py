@@ -366,9 +366,9 @@ def test_level_is_a_gain_on_loudness_and_mel_chosen_from_the_singers_level(tmp_p
         ref.transpose_features(feats, 0.0, gain_db=float("nan"))
     median = float(np.median(feats.loudness[feats.voiced].astype(np.float64)))
     choice = ref.choose_level(feats, "pjs")
-    assert choice.singer_db == -30.0 and choice.source_db == pytest.approx(median)
-    assert choice.gain_db == pytest.approx(-30.0 - median, abs=1e-5) and "-30.0 dB" in choice.reason
-    assert ref.choose_level([feats, feats], "alto").gain_db == pytest.approx(-20.0 - median, abs=1e-5)
+    assert choice.singer_db == -30.0 and choice.target_db == -25.0 and choice.source_db == pytest.approx(median)
+    assert choice.gain_db == pytest.approx(-25.0 - median, abs=1e-5) and "to -25.0 dB" in choice.reason
+    assert ref.choose_level([feats, feats], "alto").gain_db == pytest.approx(-15.0 - median, abs=1e-5)
     assert ref.singer_level("alto:0.5,pjs:0.5") == pytest.approx(-25.0)
     ref.singer_level_db.pop("alto")
     assert ref.singer_level("pjs") == -30.0 and ref.singer_level("alto:0.5,pjs:0.5") is None

@@ -205,7 +205,7 @@ def test_convert_stream_cli_chooses_the_key_convert_chooses(tmp_path, tiny_conve
     assert sides["stream"]["transpose"] == 12 and sides["stream"]["key"] == sides["offline"]["key"]
     assert sides["fixed"]["transpose"] == 0 and "key" not in sides["fixed"]
     level = sides["offline"]["level"]
-    assert level["singer_db"] == -20.0 and "the singer's -20.0 dB" in level["reason"]
+    assert level["singer_db"] == -20.0 and "the singer's median -20.0 dB" in level["reason"]
     assert sides["stream"]["level"] == sides["fixed"]["level"] == level
     assert "level" not in sides["raw"] and "level" not in sides["raw_stream"]
     assert sides["raw"]["transpose"] == 12
