@@ -331,3 +331,23 @@ def test_live_command_runs_with_the_tiny_models(capsys, fake_sd, tiny_paths):
     summary = err.strip().splitlines()[-1]
     assert summary.startswith("live: 1.2 s") and "dropped" in summary and "latency" in summary
     assert len(s.outputs) >= 8 and np.isfinite(np.concatenate(s.outputs)).all()
+
+
+def test_live_gain_sets_the_level_the_refiner_hears(capsys, fake_sd, tiny_paths, monkeypatch):
+    """--gain-db reaches the stream converter (the level the refiner hears the microphone at); 0 by default."""
+    import canora.streaming
+
+    seen = []
+
+    class Recording(canora.streaming.StreamConverter):
+        def __init__(self, *a, **k):
+            super().__init__(*a, **k)
+            seen.append(self.gain_db)
+
+    monkeypatch.setattr(canora.streaming, "StreamConverter", Recording)
+    ref, voc = tiny_paths
+    for extra in ([], ["--gain-db", "7.5"]):
+        code = main(["live", "--refiner", str(ref), "--vocoder", str(voc), "--input", "microphone", "--output",
+                     "Built-in Output", "--seconds", "0.3", "--threads", "1", *extra])
+        assert code == 0, capsys.readouterr().err
+    assert seen == [0.0, 7.5]

@@ -55,6 +55,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--transpose", type=finite_float, default=0.0, metavar="SEMITONES",
                    help="shift the pitch by N semitones (fixed for the session; a live input cannot be looked at "
                    "ahead, so there is no automatic key: 12 takes a low voice up an octave)")
+    p.add_argument("--gain-db", type=finite_float, default=0.0, metavar="DB",
+                   help="the level the refiner hears the microphone at, in dB (fixed for the session; a live input "
+                   "cannot be measured ahead): the gain `canora convert` prints for a take recorded with the same "
+                   "microphone and settings; 0 = as it comes in (the output keeps the input's loudness either way)")
     p.add_argument("--singer", default=None, help="target singer (default: the refiner's only singer), or a mix such "
                    "as a:0.7,b:0.3")
     p.add_argument("--steps", type=positive_int, default=DEFAULT_STREAM_STEPS, help="denoising steps per block")
@@ -223,7 +227,7 @@ def run(args: argparse.Namespace) -> int:
     conv = load_converter(args.refiner, args.vocoder, device=args.device, backend=backend)
     singer = conv.refiner.singer_label(args.singer)
     sc = StreamConverter(conv, block_ms=args.block_ms, input_sample_rate=rate, transpose=args.transpose,
-                         singer=singer, steps=args.steps, strength=args.strength)
+                         gain_db=args.gain_db, singer=singer, steps=args.steps, strength=args.strength)
     error = getattr(sd, "PortAudioError", OSError)
 
     def open_stream(samplerate: int, blocksize: int, callback: Any) -> Any:
