@@ -61,6 +61,7 @@ def test_distribution_report_finds_moved_bands(tmp_path: Path, mel_dirs: tuple[P
     w = np.array(m["distribution"]["band_wasserstein"])
     assert w[:60].max() < 1e-6 and w[60:70].min() == pytest.approx(1.5, abs=1e-3)
     assert m["summary"]["files"] == 2 and m["files"][0]["refined"] is None
+    assert m["distribution"]["harmonic_contrast"] is None  # no audio: no waveform measure
 
 
 def test_harmonic_detail_sees_a_refiner_that_smooths_harmonics(tmp_path: Path, wavs) -> None:
@@ -98,6 +99,9 @@ def test_report_with_vocoder_flags_the_db_file(tmp_path: Path, mel_dirs: tuple[P
     assert m["summary"]["collapsed_original"] == 0 and m["summary"]["collapsed_refined"] >= 1
     html = (tmp_path / "out" / "report.html").read_text()
     assert html.count("data:image/png;base64,") >= 6 and "vocadito_14" in html
+    hc = m["distribution"]["harmonic_contrast"]  # both sides vocoded: both measured, on all three files
+    values = hc["refined_audio"] + hc["original_audio"]
+    assert hc["files"] == 3 and all(v is not None and np.isfinite(v) for v in values)
 
 
 def test_cli_report_with_generated_dir(tmp_path: Path, mel_dirs: tuple[Path, Path], wavs, capsys) -> None:
@@ -116,6 +120,22 @@ def test_cli_report_with_generated_dir(tmp_path: Path, mel_dirs: tuple[Path, Pat
     jsonschema.validate(m, _schema())
     assert all(f["refined"]["cycle_error"] < 0.05 and not f["refined"]["collapsed"] for f in m["files"])
     assert m["distribution"]["mean_wasserstein"] == 0.0
+    hc = m["distribution"]["harmonic_contrast"]  # the real recordings' harmonics, heard from the wavs
+    assert hc["files"] == 3 and hc["original_audio"] is None and min(hc["refined_audio"]) > 0.3, hc
+    assert "Harmonics in the audio" in (out / "report.html").read_text()
+    # noise in place of the audio, scored at the recordings' F0 (<stem>.f0.npy beside the mels): no harmonics
+    from canora.dsp.pitch import extract_f0
+
+    noise_dir, mels = tmp_path / "noise", tmp_path / "mels_f0"
+    shutil.copytree(orig, mels)
+    rng = np.random.default_rng(0)
+    for stem, wav in wavs.items():
+        np.save(mels / f"{stem}.f0.npy", extract_f0(wav, 22050, 256, np.load(orig / f"{stem}.npy").shape[1]))
+        save_wav(noise_dir / f"{stem}.wav", (0.1 * rng.standard_normal(len(wav))).astype(np.float32), 22050)
+    assert main(["report", "--original", str(orig), "--refined", str(mels), "--generated", str(noise_dir),
+                 "--config", "v1", "-o", str(tmp_path / "rep_noise")]) == 0
+    noisy = json.loads((tmp_path / "rep_noise" / "metrics.json").read_text())["distribution"]["harmonic_contrast"]
+    assert max(abs(v) for v in noisy["refined_audio"]) < 0.15, noisy
     assert main(["report", "--original", str(orig), "--refined", str(ref), "-o", str(orig)]) == 2
 
 

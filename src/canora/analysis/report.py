@@ -9,6 +9,7 @@ file, and writes ``report.html`` (self-contained: figures are embedded base64 PN
 from __future__ import annotations
 
 import base64
+import contextlib
 import html
 import json
 import logging
@@ -41,6 +42,7 @@ class _File:
     generated: np.ndarray | None = None
     gen_report: CollapseReport | None = None
     orig_report: CollapseReport | None = None
+    orig_audio: np.ndarray | None = None  # the original mel vocoded (with a vocoder)
 
 
 def _load_mel(path: Path, spec: MelSpec) -> tuple[np.ndarray, list[str]]:
@@ -105,7 +107,8 @@ def build_report(
         if f.generated is not None:
             f.gen_report = check_output(r, f.generated, spec)
         if vocoder is not None:
-            f.orig_report = check_output(o, _vocode(vocoder, o, original / f"{stem}.f0.npy"), spec)
+            f.orig_audio = _vocode(vocoder, o, original / f"{stem}.f0.npy")
+            f.orig_report = check_output(o, f.orig_audio, spec)
         files.append(f)
 
     st_o, st_r = stats.band_stats([f.original for f in files]), stats.band_stats([f.refined for f in files])
@@ -125,6 +128,7 @@ def build_report(
             "top_bands": [{"band": i, "hz": float(hz[i]), "wasserstein": float(dist[i]),
                            "mean_shift": float(st_r.mean[i] - st_o.mean[i])} for i in top],
             "harmonic_detail": _harmonic_detail(files, spec, original, refined),
+            "harmonic_contrast": _harmonic_contrast(files, spec, original, refined),
         },
         "files": [_file_metrics(f) for f in files],
     }
@@ -176,6 +180,56 @@ def _harmonic_detail(files: list[_File], spec: MelSpec, original: Path, refined:
     return {"bands_hz": [list(b) for b in DETAIL_BANDS], "original": [_num(x) for x in o],
             "refined": [_num(x) for x in r], "frames": frames,
             "ratio": [_num(b / a) if a and math.isfinite(a) and math.isfinite(b) else None for a, b in zip(o, r)]}
+
+
+def _harmonic_contrast(files: list[_File], spec: MelSpec, original: Path, refined: Path) -> dict[str, Any] | None:
+    """Harmonic contrast of the audio (the refined mels' generated or vocoded audio, the original mels' vocoded
+    audio) per band, frame-weighted over files; None without audio. F0 from ``<stem>.f0.npy`` where there is one,
+    else tracked on the audio; the voiced frames of the refined side count for both."""
+    from canora.analysis.evaluation import HARMONIC_BANDS, harmonics_by_band
+    from canora.dsp.pitch import extract_f0
+    from canora.io.melfiles import load_f0
+
+    def f0_of(d: Path, stem: str, audio: np.ndarray, frames: int) -> np.ndarray:
+        """F0 (n,) on the audio's frames: the mel's ``frames``-long track beside it, else tracked."""
+        n = len(audio) // spec.hop_length
+        p = d / f"{stem}.f0.npy"
+        if p.is_file():
+            with contextlib.suppress(CanoraError):
+                return np.pad(load_f0(p, frames), (0, n))[:n]
+        return extract_f0(audio, spec.sample_rate, spec.hop_length, n)
+
+    sums = {"refined": np.zeros(len(HARMONIC_BANDS)), "original": np.zeros(len(HARMONIC_BANDS))}
+    weights = {"refined": np.zeros(len(HARMONIC_BANDS)), "original": np.zeros(len(HARMONIC_BANDS))}
+    files_used = 0
+    for f in files:
+        if f.generated is None or not np.isfinite(f.generated).all():
+            continue
+        f0 = f0_of(refined, f.name, f.generated, f.refined.shape[1])
+        voiced = f0 > 0
+        if not voiced.any():
+            continue
+        files_used += 1
+        sides = [("refined", f.generated, f0)]
+        if f.orig_audio is not None and np.isfinite(f.orig_audio).all():
+            sides.append(("original", f.orig_audio, f0_of(original, f.name, f.orig_audio, f.original.shape[1])))
+        for side, audio, track in sides:
+            n = min(len(track), len(voiced))
+            values = harmonics_by_band(audio, spec.sample_rate, spec.hop_length, track[:n], voiced[:n])
+            for i, v in enumerate(values):
+                if math.isfinite(v):
+                    sums[side][i] += v * int(voiced.sum())
+                    weights[side][i] += int(voiced.sum())
+    if not files_used:
+        return None
+
+    def mean(side: str) -> list[float | None] | None:
+        if not weights[side].any():
+            return None
+        return [_num(sm / w) if w else None for sm, w in zip(sums[side], weights[side])]
+
+    return {"bands_hz": [list(b) for b in HARMONIC_BANDS], "refined_audio": mean("refined"),
+            "original_audio": mean("original"), "files": files_used}
 
 
 def _vocode(vocoder: Any, mel: np.ndarray, f0_path: Path | None = None) -> np.ndarray:
@@ -292,6 +346,19 @@ def _html(metrics: dict[str, Any], files: list[_File], spec: MelSpec, st_o: stat
                  "Resolved harmonics ripple from band to band; a refiner that smooths them into a noise band "
                  "lowers it (ratio refined / original below 0.9 is marked).</p><table><tr><th>band</th>"
                  f"<th>original</th><th>refined</th><th>ratio</th></tr>{cells}</table>")
+
+    hc = metrics["distribution"].get("harmonic_contrast")
+    if hc is not None:
+        orig = hc["original_audio"] or [None] * len(hc["bands_hz"])
+        cells = "".join(f"<tr><td>{lo / 1000:g}-{hi / 1000:g} kHz</td><td class=num>{_fmt(o, 2)}</td>"
+                        f"<td class=num>{_fmt(r, 2)}</td></tr>"
+                        for (lo, hi), o, r in zip(hc["bands_hz"], orig, hc["refined_audio"]))
+        parts.append("<h2>Harmonics in the audio</h2><p>Above a few kHz a mel band is wider than the spacing of a "
+                     "low voice's harmonics, so the mel cannot show whether they are there. The harmonic contrast "
+                     f"of the audio ({hc['files']} files, voiced frames) can: the log magnitude at the harmonics over "
+                     "the midpoints between them (ln; 0 = a noise band; real singing about 0.7-1.8 at 4-8 kHz, "
+                     "more for higher notes).</p><table><tr><th>band</th><th>original, vocoded</th>"
+                     f"<th>refined, vocoded</th></tr>{cells}</table>")
 
     rows_m = metrics["files"]
     if any(r["refined"] or r["original"] for r in rows_m):
