@@ -23,6 +23,10 @@ Metrics of each system against the reference:
   (:func:`~canora.dsp.artifacts.reference_masks`): ``periodicity`` (autocorrelation at lag = hop in audible
   unvoiced frames), ``line_db`` (max over k = 1..4 of the long-term spectrum's level at k * 86.13 Hz in voiced
   frames; ``lines_k1-4`` per k), ``hnr_db`` (median voiced HNR);
+* ``harm_2-4k`` / ``harm_4-8k``: harmonic contrast of the audio in voiced frames
+  (:func:`canora.analysis.evaluation.harmonics_by_band`: ln magnitude at the harmonics over the midpoints, at the
+  recording's harvest F0 fitted to each signal's own harmonics): whether the harmonics stand above a noise band
+  where a mel band is wider than their spacing;
 * ``gpe_harvest`` / ``gpe_praat``: gross pitch error (> 50 cents) by WORLD harvest and by Praat, over frames both
   trackers hear as voiced in the recording (and the tracker hears voiced in the output), overall and by the
   recording's harvest F0: < 350 Hz, 350-600 Hz, > 600 Hz;
@@ -55,10 +59,11 @@ import torch
 from _common import print_table, write_json
 from finetune_eval import BANDS, wb_pesq
 
+from canora.analysis.evaluation import HARMONIC_BANDS, harmonics_by_band
 from canora.dsp import artifacts
 from canora.dsp.mel import MelSpec, wav_to_mel
 from canora.dsp.metrics import mel_cycle_error
-from canora.dsp.pitch import HarvestF0, extract_f0
+from canora.dsp.pitch import HarvestF0, extract_f0, repair_octave_jumps
 from canora.dsp.spectral import griffin_lim
 from canora.io.audio import load_audio
 from canora.io.checkpoint import is_export, read_export_meta
@@ -68,7 +73,8 @@ from canora.vocoder.losses import multi_resolution_stft_loss
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 DEFAULT_WAVS = [DATA / "pjs" / f"pjs{i:03d}_song.wav" for i in range(87, 91)]
 LEGACY_F0_METHOD = "harvest"  # what NSF exports without meta.f0_method (canora 0.1) were trained with
-PER_RECORDING = ("pesq_wb", "mr_stft", "cycle_err", "periodicity", "line_db", "hnr_db", "rtf")
+PER_RECORDING = ("pesq_wb", "mr_stft", "cycle_err", "periodicity", "line_db", "hnr_db", "harm_2-4k", "harm_4-8k",
+                 "rtf")
 
 
 def nanmean(values: list[float]) -> float:
@@ -83,6 +89,7 @@ def training_f0_method(path: str, voc: Vocoder, override: str | None) -> str | N
         return None
     if override:
         return override
+    path = str(voc.source or path)  # a model name such as "bundled" resolves to its export directory
     meta = (read_export_meta(path).get("meta") or {}) if is_export(path) else {}
     return str(meta.get("f0_method") or LEGACY_F0_METHOD)
 
@@ -99,6 +106,13 @@ def synthesise(system: dict[str, Any], mel: np.ndarray, f0: np.ndarray | None, s
     return np.asarray(out, np.float32), time.perf_counter() - t0, load
 
 
+def harmonics(x: np.ndarray, spec: MelSpec, masks: artifacts.Masks) -> dict[str, float]:
+    """``harm_2-4k`` / ``harm_4-8k`` of ``x`` (N,) over the recording's voiced frames."""
+    f0 = repair_octave_jumps(np.nan_to_num(masks.f0_harvest))
+    values = harmonics_by_band(x, spec.sample_rate, spec.hop_length, f0, masks.voiced)
+    return {f"harm_{int(lo / 1000)}-{int(hi / 1000)}k": v for (lo, hi), v in zip(HARMONIC_BANDS, values)}
+
+
 def score(ref: np.ndarray, out: np.ndarray, mel: np.ndarray, spec: MelSpec,
           masks: artifacts.Masks) -> tuple[dict[str, Any], tuple[np.ndarray, np.ndarray]]:
     """Per-recording metrics of ``out`` against ``ref`` (same length) and ``out``'s (harvest, Praat) F0."""
@@ -111,7 +125,7 @@ def score(ref: np.ndarray, out: np.ndarray, mel: np.ndarray, spec: MelSpec,
         "pesq_wb": wb_pesq(ref, out, sr), "mr_stft": float(mr), "cycle_err": mel_cycle_error(mel, out, spec),
         "periodicity": am.frame_rate_periodicity, "line_db": am.frame_rate_line_db,
         "lines_db": list(am.frame_rate_lines_db), "hnr_db": am.hnr_db,
-        "gpe_harvest": am.gpe_harvest, "gpe_praat": am.gpe_praat,
+        "gpe_harvest": am.gpe_harvest, "gpe_praat": am.gpe_praat, **harmonics(out, spec, masks),
     }, tracks
 
 
@@ -249,7 +263,7 @@ def main() -> None:
             "wav": str(path), "pesq_wb": float("nan"), "mr_stft": float("nan"), "cycle_err": float("nan"),
             "periodicity": am.frame_rate_periodicity, "line_db": am.frame_rate_line_db,
             "lines_db": list(am.frame_rate_lines_db), "hnr_db": am.hnr_db, "gpe_harvest": float("nan"),
-            "gpe_praat": float("nan"), "rtf": float("nan"), "seconds": len(ref) / sr,
+            "gpe_praat": float("nan"), "rtf": float("nan"), "seconds": len(ref) / sr, **harmonics(ref, spec, masks),
             "voiced_frames": int(masks.voiced.sum()), "unvoiced_audible_frames": int(masks.audible_unvoiced.sum()),
         })
         if i == 0:
@@ -290,7 +304,7 @@ def main() -> None:
         rows.append(row)
         band_rows += [{"system": name, **b} for b in bands]
     print_table(rows, ["system", "f0", "pesq_wb", "mr_stft", "cycle_err", "periodicity", "line_db", "lines_k1-4",
-                       "hnr_db", "gpe_harvest", "gpe_praat", "rtf"])
+                       "hnr_db", "harm_2-4k", "harm_4-8k", "gpe_harvest", "gpe_praat", "rtf"])
     print()
     print_table([r for r in band_rows if r["system"] != "recording"],
                 ["system", "band", "ref_frames", "gpe_harvest", "frames_harvest", "gpe_praat", "frames_praat"])
