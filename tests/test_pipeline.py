@@ -79,7 +79,7 @@ def test_transpose_moves_the_driving_f0_and_other_rates_are_resampled(tiny_model
 
 def test_a_quiet_recording_converts_like_a_loud_one(tiny_models, monkeypatch, caplog):
     """The refiner sees each song at the singer's stored voiced level: the same song 12 dB quieter gets a gain
-    12 dB larger and the same refined mel; the output still has each recording's own level. With
+    12 dB larger and the same refined mel, moved back to each recording's level (as is the output). With
     match_level=False, or a refiner that stores no level (logged), the quieter song is refined differently.
     song_choices gives convert's key and level from the analysis alone."""
     conv = Converter.from_pretrained(*tiny_models)
@@ -91,13 +91,21 @@ def test_a_quiet_recording_converts_like_a_loud_one(tiny_models, monkeypatch, ca
     assert "median -20.0 dB +5" in la["reason"]
     assert lb["gain_db"] - la["gain_db"] == pytest.approx(12.0, abs=0.05)
     assert lb["source_db"] - la["source_db"] == pytest.approx(-12.0, abs=0.05)
-    assert np.abs(a.mel - b.mel).mean() < 0.01  # measured 0.003 (0.027 without the level: below)
+    shift = 12 * np.log(10) / 20  # the mels are at each recording's level: 12 dB apart
+    above = a.mel > -9.0  # bins that stay above the log floor (-11.5) when moved 12 dB down
+    assert np.abs(b.mel - (a.mel - shift))[above].mean() < 0.01
     ratio = np.sqrt(np.mean(b.audio ** 2) / np.mean(a.audio ** 2))
     assert 20 * np.log10(ratio) == pytest.approx(-12.0, abs=1.0)  # the output follows each recording's level
+    # 40 dB quieter: a gain far beyond what the envelope match (+-12 dB) could take back; the refined mel is
+    # moved back to the recording's level before vocoding (the output level: test_bundled, with a real vocoder)
+    faint = conv.convert(loud * np.float32(0.01), SR, steps=2)
+    assert faint.stats["level"]["gain_db"] > 30.0
+    high = a.mel > -5.0  # bins that stay above the floor 40 dB (4.6 ln) down
+    assert np.abs(faint.mel - (a.mel - 40 * np.log(10) / 20))[high].mean() < 0.05
     assert conv.song_choices(quiet, SR)[1].to_dict() == lb
     assert conv.song_choices(np.zeros(SR, np.float32), SR) == (None, None)
     c = conv.convert(quiet, SR, steps=2, match_level=False)
-    assert "level" not in c.stats and np.abs(c.mel - a.mel).mean() > 0.015
+    assert "level" not in c.stats and np.abs(c.mel - b.mel)[above].mean() > 0.015
     monkeypatch.setattr(conv.refiner, "singer_level_db", {})
     with caplog.at_level("INFO", logger="canora.pipeline"):
         d = conv.convert(quiet, SR, steps=2)
@@ -173,7 +181,7 @@ def straightforward(conv: Converter, wav: np.ndarray, transpose: float, max_slic
     for s, f in zip(slices, feats):
         r0, _ = s.region(context, total)
         keyed = conv.refiner.transpose_features(f, transpose, gain)
-        mel = conv.refiner.refine_in_key(keyed, **kw)
+        mel = conv.refiner.shift_mel_level(conv.refiner.refine_in_key(keyed, **kw), -gain)
         a, n = (s.start - r0) // hop, (s.end - s.start) // hop
         song_f0[s.start // hop: s.start // hop + n] = keyed.f0_with_zeros()[a: a + n]
         mels.append(mel[:, a: a + n])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -292,6 +293,14 @@ def test_cli_refine_audio_and_npy_inputs(capsys, tmp_path, sung_clip, real_refin
     assert code == 2 and "unknown singer 'bob'" in err and "pjs" in err
     code = main(["refine", str(audio), "-o", str(tmp_path / "r5"), "--model", str(model), "--strength", "0"])
     assert code == 2 and "strength must be in (0, 1]" in capsys.readouterr().err
+    # refined at the singer's level by default (then moved back to the song's); --no-match-level: as recorded
+    code = main(["refine", str(audio), "-o", str(tmp_path / "r6"), "--model", str(model), "--steps", "2",
+                 "--transpose", "-3", "--seed", "1", "--no-match-level"])
+    assert code == 0, capsys.readouterr().err
+    raw = np.load(tmp_path / "r6" / "song.npy")
+    ref, feats = real_refiner
+    expect = ref.refine_features(feats, transpose=-3, steps=2, seed=1).mel  # match_level off
+    assert np.abs(raw - expect).mean() < 0.02 and np.abs(raw - mel).mean() > 0.02
 
 
 def test_cli_npy_without_audio_uses_griffin_lim_features(capsys, caplog, tmp_path, sung_clip, real_refiner):
@@ -355,8 +364,10 @@ def test_level_is_a_gain_on_loudness_and_mel_chosen_from_the_singers_level(tmp_p
     x = inputs(content_dim=3)
     feats = RefinerFeatures(x["mel"], np.maximum(x["f0"], 220.0), x["f0"] > 0, x["loudness"], x["content"])
     feats.mel[:, :3] = SPEC.log_floor  # digital silence: stays on the floor however loud the rest becomes
+    feats.loudness[:2] = -100.0  # (and so does its loudness)
     louder = ref.transpose_features(feats, 0.0, gain_db=12.0)
-    np.testing.assert_allclose(louder.loudness, feats.loudness + 12.0, atol=1e-5)
+    np.testing.assert_allclose(louder.loudness[2:], feats.loudness[2:] + 12.0, atol=1e-5)
+    assert (louder.loudness[:2] == -100.0).all()
     np.testing.assert_allclose(louder.mel[:, 3:], feats.mel[:, 3:] + 12.0 * math.log(10) / 20, atol=1e-5)
     assert (louder.mel[:, :3] == np.float32(SPEC.log_floor)).all()
     assert louder.f0 is not feats.f0 and np.array_equal(louder.f0, feats.f0) and louder.content is feats.content
@@ -370,6 +381,16 @@ def test_level_is_a_gain_on_loudness_and_mel_chosen_from_the_singers_level(tmp_p
     assert choice.gain_db == pytest.approx(-25.0 - median, abs=1e-5) and "to -25.0 dB" in choice.reason
     assert ref.choose_level([feats, feats], "alto").gain_db == pytest.approx(-15.0 - median, abs=1e-5)
     assert ref.singer_level("alto:0.5,pjs:0.5") == pytest.approx(-25.0)
+    assert ref.singer_level("alto:0.75,pjs:0.25") == pytest.approx(-22.5)  # weighted
+    # a log10 power mel moves by 20 dB / 10 = 2 (amplitude x10 is power x100), not by ln(10)
+    log10 = make_refiner(content_dim=3)
+    log10.spec = MelSpec(log_base="10", power=2.0)
+    mel = np.full((80, 4), -3.0, np.float32)
+    np.testing.assert_allclose(log10.shift_mel_level(mel, 20.0), -1.0, atol=1e-6)
+    # a recording far too quiet is moved by at most 40 dB, and the reason says so
+    quiet = ref.choose_level(replace(feats, loudness=np.full_like(feats.loudness, -95.0)), "pjs")
+    assert quiet.gain_db == 40.0 and quiet.target_db == -25.0 and "capped at 40 dB" in quiet.reason
+    assert "capped" not in choice.reason
     ref.singer_level_db.pop("alto")
     assert ref.singer_level("pjs") == -30.0 and ref.singer_level("alto:0.5,pjs:0.5") is None
     assert ref.choose_level(feats, "alto") is None
@@ -378,10 +399,11 @@ def test_level_is_a_gain_on_loudness_and_mel_chosen_from_the_singers_level(tmp_p
     assert ref.choose_level(unvoiced, "pjs") is None
     ref.export(tmp_path / "m")
     doc = json.loads((tmp_path / "m" / "model.json").read_text())
-    doc["meta"]["singer_level_db"] = {"pjs": "loud"}
-    (tmp_path / "m" / "model.json").write_text(json.dumps(doc))
-    with pytest.raises(CheckpointError, match="singer_level_db"):
-        Refiner.from_pretrained(tmp_path / "m")
+    for bad in ({"pjs": "loud"}, [-20.0]):
+        doc["meta"]["singer_level_db"] = bad
+        (tmp_path / "m" / "model.json").write_text(json.dumps(doc))
+        with pytest.raises(CheckpointError, match="singer_level_db"):
+            Refiner.from_pretrained(tmp_path / "m")
 
 
 def test_refine_with_match_level_refines_a_quiet_recording_as_a_loud_one_at_its_own_level():

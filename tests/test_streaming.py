@@ -183,7 +183,7 @@ def test_convert_stream_cli_writes_the_stream_sidecar(tmp_path, tiny_converter):
     assert rc == 0 and np.abs(sf.read(tmp_path / "out2.wav")[0] - audio).max() < 1e-3  # torch: the same sound
 
 
-def test_convert_stream_cli_chooses_the_key_convert_chooses(tmp_path, tiny_converter):
+def test_convert_stream_cli_chooses_the_key_convert_chooses(tmp_path, tiny_converter, monkeypatch):
     """Without --transpose a streamed file gets the automatic key of the whole file, as the offline conversion
     does; --transpose N still fixes it. The level is the offline conversion's too (with a fixed transpose as
     well), and --no-match-level leaves it out of both."""
@@ -194,6 +194,16 @@ def test_convert_stream_cli_chooses_the_key_convert_chooses(tmp_path, tiny_conve
     sf.write(tmp_path / "low.wav", _tone(1.0, f0=220.0 * 2 ** (-7 / 12)), SR)  # a fifth below the singer
     models = ["--refiner", str(tiny_converter.refiner.source), "--vocoder", str(tiny_converter.vocoder.source),
               "--threads", "1"]
+    import canora.streaming
+
+    gains = []
+
+    class Recording(canora.streaming.StreamConverter):  # the gain the stream is refined at
+        def __init__(self, *a, **k):
+            super().__init__(*a, **k)
+            gains.append(self.gain_db)
+
+    monkeypatch.setattr(canora.streaming, "StreamConverter", Recording)
     sides = {}
     for name, extra in (("offline", []), ("stream", ["--stream", "--block-ms", "60"]),
                         ("fixed", ["--stream", "--block-ms", "60", "--transpose", "0"]),
@@ -208,6 +218,7 @@ def test_convert_stream_cli_chooses_the_key_convert_chooses(tmp_path, tiny_conve
     assert level["singer_db"] == -20.0 and "the singer's median -20.0 dB" in level["reason"]
     assert sides["stream"]["level"] == sides["fixed"]["level"] == level
     assert "level" not in sides["raw"] and "level" not in sides["raw_stream"]
+    assert gains == [level["gain_db"], level["gain_db"], 0.0]  # stream, fixed, raw_stream
     assert sides["raw"]["transpose"] == 12
 
 

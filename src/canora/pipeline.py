@@ -160,11 +160,13 @@ class Unsung:
 @dataclass(frozen=True)
 class Sung:
     """Singing: the refiner's conditioning of the region (``features``, T frames) and, once the song's key
-    is chosen, the same in that key (``keyed``: F0 transposed, source mel shifted), which drives both the
-    refiner and the vocoder."""
+    is chosen, the same in that key (``keyed``: F0 transposed, source mel shifted, and the level moved by
+    ``gain_db``), which drives both the refiner and the vocoder (the refined mel is moved back by ``gain_db``
+    before vocoding, so the output has the recording's level)."""
 
     features: RefinerFeatures
     keyed: RefinerFeatures | None = None
+    gain_db: float = 0.0
 
     @property
     def mel(self) -> np.ndarray:
@@ -635,13 +637,13 @@ class Converter:
                                  max_slice_seconds=max_slice_seconds, workers=workers, name=name)[0]
 
     def song_choices(
-        self, audio: np.ndarray, sr: int, *, singer: str | int | None = None, key_mode: str = "octave",
-        auto_transpose: bool | None = None, max_slice_seconds: float = 30.0, workers: int | None = None,
-        name: str = "audio",
+        self, audio: np.ndarray, sr: int, *, singer: str | int | None = None, transpose: float | None = None,
+        key_mode: str = "octave", auto_transpose: bool | None = None, max_slice_seconds: float = 30.0,
+        workers: int | None = None, name: str = "audio",
     ) -> tuple[KeyChoice | None, LevelChoice | None]:
         """(:meth:`song_key`, the level :meth:`convert` chooses with ``match_level``) of a whole recording (N,) at
-        ``sr``, from one analysis pass; each None when it does not apply."""
-        job = self._job(singer, None, None, None, 0, None, auto_transpose, max_slice_seconds, key_mode)
+        ``sr``, from one analysis pass; each None when it does not apply (the key: with a given ``transpose``)."""
+        job = self._job(singer, None, None, None, 0, transpose, auto_transpose, max_slice_seconds, key_mode)
         wav = self._prepare(audio, sr, name)
         _, regions = self._regions(wav, max_slice_seconds)
         workers, threads = self._workers(workers, len(regions))
@@ -670,7 +672,8 @@ class Converter:
         moved, by ``gain_db``); others as they are."""
         if not isinstance(analysis, Sung):
             return analysis
-        return replace(analysis, keyed=self.refiner.transpose_features(analysis.features, transpose, gain_db))
+        return replace(analysis, keyed=self.refiner.transpose_features(analysis.features, transpose, gain_db),
+                       gain_db=float(gain_db))
 
     def render(
         self, region: Region, analysis: SliceAnalysis, drive: np.ndarray, cycles: np.ndarray, job: Job,
@@ -695,6 +698,8 @@ class Converter:
             raise CanoraError("render() needs the slice in the song's key; call put_in_key() first")
         mel = self.refiner.refine_in_key(analysis.keyed, job.singer, sampler=job.sampler, steps=job.steps,
                                          strength=job.strength, seed=job.seed)
+        if analysis.gain_db != 0.0:  # refined at the singer's level, rendered at the recording's
+            mel = self.refiner.shift_mel_level(mel, -analysis.gain_db)
         f0 = drive[first: first + mel.shape[1]]
         f0 = np.pad(f0, (0, mel.shape[1] - len(f0)))
         audio = self.vocoder.vocode(mel, f0, start_phase, first)

@@ -391,6 +391,8 @@ class StreamConverter:
             new_f0 = analysis.keyed.f0_with_zeros()
             mel = conv.refiner.refine_in_key(analysis.keyed, job.singer, sampler=job.sampler, steps=job.steps,
                                              strength=job.strength, seed=job.seed + k)
+            if analysis.gain_db != 0.0:  # refined at the level it was given, rendered at the input's
+                mel = conv.refiner.shift_mel_level(mel, -analysis.gain_db)
         else:  # unsung or silent: the source mel resynthesised without pitch
             new_f0 = np.zeros(frames, np.float32)
             mel = analysis.mel

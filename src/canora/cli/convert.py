@@ -158,12 +158,10 @@ def _stream(conv: Any, wav: Any, sr: int, singer: str, args: argparse.Namespace,
     choice, level, transpose = None, None, args.transpose
     if transpose is None or args.match_level:  # a file can be looked at whole before streaming it: the key and
         choice, level = conv.song_choices(  # the level that convert would choose
-            wav, sr, singer=singer, key_mode=args.key_mode, auto_transpose=args.auto_transpose or None,
-            max_slice_seconds=args.max_slice_seconds, name=name)
+            wav, sr, singer=singer, transpose=args.transpose, key_mode=args.key_mode,
+            auto_transpose=args.auto_transpose or None, max_slice_seconds=args.max_slice_seconds, name=name)
         if transpose is None:
             transpose = float(choice.semitones) if choice is not None else 0.0
-        else:
-            choice = None
         if not args.match_level:
             level = None
     t0 = time.perf_counter()

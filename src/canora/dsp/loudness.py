@@ -82,6 +82,8 @@ def _check_kind(kind: str) -> None:
 #: around her median) peaked at +5 dB on 5 of 7 and was within 0.002 of the peak on the other two; at +0 it was
 #: 0.002-0.015 lower
 LEVEL_ABOVE_MEDIAN_DB = 5.0
+#: the largest gain a song is moved by (dB): beyond it the recording is near silence or far into clipping
+MAX_LEVEL_GAIN_DB = 40.0
 
 
 @dataclass(frozen=True)
@@ -92,8 +94,8 @@ class LevelChoice:
     conditioned on absolute loudness reads a quiet recording as soft singing (PJS's own song 087, converted
     into PJS 20 dB quieter than recorded, scores singer similarity 0.85 instead of 0.93). The conversion
     therefore sees the song as if recorded at the singer's usual level (``target_db``: the singer's median
-    plus :data:`LEVEL_ABOVE_MEDIAN_DB`); its dynamics are kept, and the output still follows the source's own
-    loudness envelope.
+    plus :data:`LEVEL_ABOVE_MEDIAN_DB`); its dynamics are kept, and the refined mel is moved back by the gain
+    before vocoding, so the output has the recording's own level.
     """
 
     gain_db: float
@@ -103,8 +105,10 @@ class LevelChoice:
 
     @property
     def reason(self) -> str:
+        capped = abs(self.target_db - self.source_db - self.gain_db) > 1e-6
         return (f"{self.gain_db:+.1f} dB: the song's voiced level {self.source_db:.1f} dB to {self.target_db:.1f} "
-                f"dB (the singer's median {self.singer_db:.1f} dB {self.target_db - self.singer_db:+g})")
+                f"dB (the singer's median {self.singer_db:.1f} dB {self.target_db - self.singer_db:+g})"
+                + (f"; capped at {MAX_LEVEL_GAIN_DB:g} dB" if capped else ""))
 
     def to_dict(self) -> dict[str, float | str]:
         return {**asdict(self), "reason": self.reason}
@@ -124,9 +128,10 @@ def choose_level(
     loudness_db: np.ndarray, voiced: np.ndarray, singer_db: float, above_db: float = LEVEL_ABOVE_MEDIAN_DB
 ) -> LevelChoice:
     """The :class:`LevelChoice` that moves the voiced level of ``loudness_db`` (T,) dB to ``singer_db`` (the
-    singer's median voiced level) + ``above_db``."""
+    singer's median voiced level) + ``above_db``, by at most :data:`MAX_LEVEL_GAIN_DB` either way."""
     if not (np.isfinite(singer_db) and np.isfinite(above_db)):
         raise CanoraError(f"levels must be finite numbers of dB, got {singer_db!r} and {above_db!r}")
     source = voiced_level_db(loudness_db, voiced)
     target = float(singer_db + above_db)
-    return LevelChoice(target - source, source, float(singer_db), target)
+    gain = float(np.clip(target - source, -MAX_LEVEL_GAIN_DB, MAX_LEVEL_GAIN_DB))
+    return LevelChoice(gain, source, float(singer_db), target)

@@ -138,6 +138,9 @@ class RefinerBase(ABC):
         self.singer_f0_stats = dict(singer_f0_stats or {})
         #: each singer's median A-weighted loudness (dB) over the voiced frames it was trained on
         self.singer_level_db: dict[str, float] = {}
+        if not isinstance(singer_level_db or {}, Mapping):
+            raise CheckpointError(f"{source}: singer_level_db is not a mapping of singer names to dB; re-export the "
+                                  "refiner")
         for name, level in (singer_level_db or {}).items():
             if isinstance(level, bool) or not isinstance(level, (int, float)) or not math.isfinite(level):
                 raise CheckpointError(f"{source}: singer_level_db[{name!r}] = {level!r} is not a level in dB; "
@@ -395,11 +398,21 @@ class RefinerBase(ABC):
         f0 = (feats.f0 * 2.0 ** (semitones / 12.0)).astype(np.float32)
         mel = shift_mel_pitch(feats.mel, semitones, self.spec)
         loudness = feats.loudness
-        if gain_db != 0.0:  # bins on the floor (digital silence) stay there, as they would in louder audio
-            floor = np.float32(self.spec.log_floor)
-            mel = np.where(mel > floor, np.maximum(mel + np.float32(gain_db * math.log(10.0) / 20.0), floor), floor)
-            loudness = (loudness + np.float32(gain_db)).astype(np.float32)
-        return RefinerFeatures(mel.astype(np.float32), f0, feats.voiced, loudness, feats.content)
+        if gain_db != 0.0:  # frames and bins on the floor (digital silence) stay there, as in louder audio
+            from canora.dsp.loudness import LOUDNESS_FLOOR_DB
+
+            mel = self.shift_mel_level(mel, gain_db)
+            loudness = np.where(loudness > LOUDNESS_FLOOR_DB, loudness + np.float32(gain_db), loudness)
+        return RefinerFeatures(mel.astype(np.float32), f0, feats.voiced, loudness.astype(np.float32), feats.content)
+
+    def shift_mel_level(self, mel: np.ndarray, gain_db: float) -> np.ndarray:
+        """A log-mel (n_mels, T) of this refiner's MelSpec as it would be ``gain_db`` louder: ``20 log10`` of the
+        amplitude in the spec's log base and power, kept above the log floor; bins on the floor stay there."""
+        from canora.refiner.normalize import _ln_to_spec_units
+
+        floor = np.float32(self.spec.log_floor)
+        shift = np.float32(_ln_to_spec_units(gain_db * math.log(10.0) / 20.0, self.spec))
+        return np.where(mel > floor, np.maximum(mel + shift, floor), floor).astype(np.float32)
 
     def refine_in_key(self, feats: RefinerFeatures, singer: str | int | None = None, **kwargs: Any) -> np.ndarray:
         """Refine features already in the target key (no transpose here; see :meth:`transpose_features`)
@@ -429,9 +442,7 @@ class RefinerBase(ABC):
         keyed = self.transpose_features(feats, transpose, gain)
         mel = self.refine_in_key(keyed, singer, **kwargs)
         if gain != 0.0:
-            floor = np.float32(self.spec.log_floor)
-            mel = np.where(mel > floor, np.maximum(mel - np.float32(gain * math.log(10.0) / 20.0), floor), floor)
-            mel = mel.astype(np.float32)
+            mel = self.shift_mel_level(mel, -gain)
         return RefineResult(mel, keyed.f0_with_zeros(), float(transpose), level)
 
     def refine_audio(
