@@ -165,8 +165,9 @@ def held_note(seconds: float, hz: float = 262.0) -> np.ndarray:
 def straightforward(conv: Converter, wav: np.ndarray, transpose: float, max_slice_seconds: float, **kw) -> tuple:
     """The conversion written out plainly from public pieces, slice by slice: each region's features
     (refiner.features of exactly that region), the song's level from all of them, each refined in the key and at
-    that level, one F0 track for the song from each slice's own frames, each region vocoded from its frame of that
-    track at the vocoder's phase there and its place in the song, cross-fade join, envelope.
+    that level, one F0 track for the song from each slice's own frames, each region vocoded (at that level) from its
+    frame of that track at the vocoder's phase there and its place in the song and brought back to the recording's
+    level, cross-fade join, envelope.
     -> (audio (N,), mel (80, T), f0 (T,))."""
     from canora.dsp.envelope import match_envelope
     from canora.dsp.slicing import join, plan_slices
@@ -181,14 +182,15 @@ def straightforward(conv: Converter, wav: np.ndarray, transpose: float, max_slic
     for s, f in zip(slices, feats):
         r0, _ = s.region(context, total)
         keyed = conv.refiner.transpose_features(f, transpose, gain)
-        mel = conv.refiner.shift_mel_level(conv.refiner.refine_in_key(keyed, **kw), -gain)
+        mel = conv.refiner.refine_in_key(keyed, **kw)  # at the singer's level
         a, n = (s.start - r0) // hop, (s.end - s.start) // hop
         song_f0[s.start // hop: s.start // hop + n] = keyed.f0_with_zeros()[a: a + n]
-        mels.append(mel[:, a: a + n])
+        mels.append(conv.refiner.shift_mel_level(mel, -gain)[:, a: a + n])  # reported at the recording's
         refined.append((r0, mel))
     cycles = conv.vocoder.frame_cycles(song_f0)
+    back = np.float32(10.0 ** (-gain / 20.0))  # vocoded at the singer's level, then at the recording's
     pieces = [conv.vocoder.vocode(mel, song_f0[r0 // hop: r0 // hop + mel.shape[1]], start_phase=cycles[r0 // hop] % 1,
-                                  start_frame=r0 // hop) for r0, mel in refined]
+                                  start_frame=r0 // hop) * back for r0, mel in refined]
     out = match_envelope(join(pieces, slices, total, overlap, context), wav, hop=hop)
     return np.clip(out, -1, 1).astype(np.float32), np.concatenate(mels, axis=1), song_f0
 

@@ -161,8 +161,9 @@ class Unsung:
 class Sung:
     """Singing: the refiner's conditioning of the region (``features``, T frames) and, once the song's key
     is chosen, the same in that key (``keyed``: F0 transposed, source mel shifted, and the level moved by
-    ``gain_db``), which drives both the refiner and the vocoder (the refined mel is moved back by ``gain_db``
-    before vocoding, so the output has the recording's level)."""
+    ``gain_db``), which drives both the refiner and the vocoder. The refined mel is vocoded at that level (the
+    vocoder renders the singer best at her own level) and the audio and mel are then moved back by ``gain_db``,
+    so the output has the recording's level."""
 
     features: RefinerFeatures
     keyed: RefinerFeatures | None = None
@@ -698,11 +699,12 @@ class Converter:
             raise CanoraError("render() needs the slice in the song's key; call put_in_key() first")
         mel = self.refiner.refine_in_key(analysis.keyed, job.singer, sampler=job.sampler, steps=job.steps,
                                          strength=job.strength, seed=job.seed)
-        if analysis.gain_db != 0.0:  # refined at the singer's level, rendered at the recording's
-            mel = self.refiner.shift_mel_level(mel, -analysis.gain_db)
         f0 = drive[first: first + mel.shape[1]]
         f0 = np.pad(f0, (0, mel.shape[1] - len(f0)))
         audio = self.vocoder.vocode(mel, f0, start_phase, first)
+        if analysis.gain_db != 0.0:  # refined and vocoded at the singer's level, brought back to the recording's
+            audio = (audio * np.float32(10.0 ** (-analysis.gain_db / 20.0))).astype(np.float32)
+            mel = self.refiner.shift_mel_level(mel, -analysis.gain_db)
         err = None
         if measure_cycle_error:
             from canora.dsp.metrics import mel_cycle_error

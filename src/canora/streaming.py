@@ -391,14 +391,14 @@ class StreamConverter:
             new_f0 = analysis.keyed.f0_with_zeros()
             mel = conv.refiner.refine_in_key(analysis.keyed, job.singer, sampler=job.sampler, steps=job.steps,
                                              strength=job.strength, seed=job.seed + k)
-            if analysis.gain_db != 0.0:  # refined at the level it was given, rendered at the input's
-                mel = conv.refiner.shift_mel_level(mel, -analysis.gain_db)
         else:  # unsung or silent: the source mel resynthesised without pitch
             new_f0 = np.zeros(frames, np.float32)
             mel = analysis.mel
         drive = self._commit(new_f0, a, k)
         start_phase = self._phase_at(v0)
         audio = conv.vocoder.vocode(mel[:, v0 - a:], drive[v0 - a:], start_phase, v0)
+        if isinstance(analysis, Sung) and analysis.gain_db != 0.0:  # vocoded at the level it was refined at,
+            audio = (audio * np.float32(10.0 ** (-analysis.gain_db / 20.0))).astype(np.float32)  # back to the input's
         self._trim(k)
         return self._envelope(audio, window[(v0 - a) * hop:])
 

@@ -94,8 +94,10 @@ class LevelChoice:
     conditioned on absolute loudness reads a quiet recording as soft singing (PJS's own song 087, converted
     into PJS 20 dB quieter than recorded, scores singer similarity 0.85 instead of 0.93). The conversion
     therefore sees the song as if recorded at the singer's usual level (``target_db``: the singer's median
-    plus :data:`LEVEL_ABOVE_MEDIAN_DB`); its dynamics are kept, and the refined mel is moved back by the gain
-    before vocoding, so the output has the recording's own level.
+    plus :data:`LEVEL_ABOVE_MEDIAN_DB`); its dynamics are kept. The refined mel is vocoded at that level too (the
+    vocoder renders the singer best at her own level: vocoded at the recording's level instead, the 9-clip sweep's
+    similarity fell from 0.827 to 0.822, a quiet recording's from 0.842 to 0.793) and the audio is then moved back
+    by the gain, so the output has the recording's own level.
     """
 
     gain_db: float
