@@ -334,7 +334,8 @@ def test_live_command_runs_with_the_tiny_models(capsys, fake_sd, tiny_paths):
 
 
 def test_live_gain_sets_the_level_the_refiner_hears(capsys, fake_sd, tiny_paths, monkeypatch):
-    """--gain-db reaches the stream converter (the level the refiner hears the microphone at); 0 by default."""
+    """--gain-db reaches the stream converter (the level the refiner hears the microphone at): auto by default,
+    a number fixes it, anything else is refused."""
     import canora.streaming
 
     seen = []
@@ -342,7 +343,7 @@ def test_live_gain_sets_the_level_the_refiner_hears(capsys, fake_sd, tiny_paths,
     class Recording(canora.streaming.StreamConverter):
         def __init__(self, *a, **k):
             super().__init__(*a, **k)
-            seen.append(self.gain_db)
+            seen.append("auto" if self.auto_level else self.gain_db)
 
     monkeypatch.setattr(canora.streaming, "StreamConverter", Recording)
     ref, voc = tiny_paths
@@ -350,4 +351,7 @@ def test_live_gain_sets_the_level_the_refiner_hears(capsys, fake_sd, tiny_paths,
         code = main(["live", "--refiner", str(ref), "--vocoder", str(voc), "--input", "microphone", "--output",
                      "Built-in Output", "--seconds", "0.3", "--threads", "1", *extra])
         assert code == 0, capsys.readouterr().err
-    assert seen == [0.0, 7.5]
+    assert seen == ["auto", 7.5]
+    with pytest.raises(SystemExit):
+        main(["live", "--refiner", str(ref), "--vocoder", str(voc), "--gain-db", "loud"])
+    assert "loud" in capsys.readouterr().err

@@ -324,3 +324,45 @@ def test_stream_gain_is_the_level_the_refiner_sees(tiny_converter):
     for bad in (float("nan"), "loud", True):
         with pytest.raises(CanoraError, match="gain_db"):
             StreamConverter(tiny_converter, gain_db=bad)
+
+
+def test_stream_auto_level_follows_the_singing(tiny_converter):
+    """gain_db="auto": the first 2 s are refined as they come in; then the gain moves the median of the voiced
+    frames heard so far to the singer's level (-20 dB + 5), at most 1 dB a block, and stays there; the output
+    keeps the input's loudness; convert() starts again from 0; a refiner without a level leaves it at 0."""
+    quiet = _tone(6.0, f0=220.0) * np.float32(0.05)
+    sc = StreamConverter(tiny_converter, block_ms=100, gain_db="auto")
+    seen = []
+    orig = sc.converter.refiner.refine_in_key
+    active = [sc]  # the stream whose gain the spy reads
+
+    def spy(feats, *a, **k):
+        seen.append((active[0].gain_db, float(np.median(feats.loudness[feats.voiced]))))
+        return orig(feats, *a, **k)
+
+    sc.converter.refiner.refine_in_key = spy
+    try:
+        out = sc.convert(quiet, 2205)
+    finally:
+        sc.converter.refiner.refine_in_key = orig
+    gains = np.array([g for g, _ in seen])
+    assert (gains[:15] == 0.0).all() and np.abs(np.diff(gains)).max() <= 1.0 + 1e-9
+    assert seen[-1][1] == pytest.approx(-15.0, abs=1.0)  # what the refiner hears at the end: the singer's level
+    raw = float(np.median([lv for g, lv in seen if g == 0.0]))
+    assert gains[-1] == pytest.approx(-15.0 - raw, abs=1.0) and gains[-1] > 10.0
+    n = min(len(out), len(quiet)) - sc.latency_samples
+    level = 20 * np.log10(np.sqrt(np.mean(out[sc.latency_samples:][-SR:] ** 2) / np.mean(quiet[-SR:] ** 2)))
+    assert n > 0 and level == pytest.approx(0.0, abs=3.0)  # as loud as it came in
+    assert sc.gain_db == 0.0 and sc._voiced_db == []  # the stream ended (flush resets): a new one starts at 0
+    levels = dict(sc.converter.refiner.singer_level_db)
+    sc.converter.refiner.singer_level_db = {}
+    try:
+        plain = StreamConverter(sc.converter, block_ms=100, gain_db="auto", f0_method=None)
+        plain.converter.refiner.refine_in_key = spy
+        active[0] = plain
+        seen.clear()
+        plain.convert(quiet, 2205)
+        assert seen and all(g == 0.0 for g, _ in seen)
+    finally:
+        sc.converter.refiner.refine_in_key = orig
+        sc.converter.refiner.singer_level_db = levels

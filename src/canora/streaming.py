@@ -68,6 +68,11 @@ VOCODER_MARGIN = 8
 #: error on 6 s of four unseen clips fell from 9.1-15.4 % (harvest) / 3.5-7.1 % (Praat) to 1.1-7.2 % / 0.5-3.7 %,
 #: about the offline conversion's 3.1-8.4 % / 1.3-2.8 %; 2 and 8 frames measured about the same
 EDGE_MIRROR_FRAMES = 4
+#: ``gain_db="auto"``: the level follows the median of the voiced frames heard so far, once there are this many
+#: (2 s at 86 frames/s), over at most the last this many (about a minute), moving by at most this many dB a block
+AUTO_LEVEL_MIN_FRAMES = 172
+AUTO_LEVEL_MAX_FRAMES = 5168
+AUTO_LEVEL_STEP_DB = 1.0
 #: frames more than this many dB below the loudest frame so far are silent in the output
 GATE_DB = 50.0
 
@@ -158,8 +163,9 @@ class StreamConverter:
     """A :class:`Converter` run block by block with a fixed latency; see the module doc.
 
     ``block_ms`` is rounded to whole frames (:attr:`block_frames`); ``transpose`` is fixed (semitones), and so
-    is ``gain_db``, the level the refiner sees the input at (:meth:`Converter.choose_level`; a live input's level is
-    not known in advance, so 0 by default: the input's own);
+    is ``gain_db``, the level the refiner sees the input at (:meth:`Converter.choose_level`; 0 by default: the
+    input's own), unless it is ``"auto"``: then it follows the input, moving the median of the voiced frames heard
+    so far to the singer's level once 2 s of them have been heard (a live input cannot be measured ahead);
     ``steps`` / ``strength`` / ``sampler`` as in :meth:`Converter.convert` (``steps`` defaults to
     :data:`DEFAULT_STREAM_STEPS`); ``f0_method`` replaces the refiner's F0 tracker (default
     :data:`STREAM_F0_METHOD`; None keeps the refiner's). Per-block compute times (seconds) accumulate in
@@ -173,7 +179,7 @@ class StreamConverter:
         block_ms: float = DEFAULT_BLOCK_MS,
         input_sample_rate: int = 22050,
         transpose: float = 0.0,
-        gain_db: float = 0.0,
+        gain_db: float | str = 0.0,
         singer: str | int | None = None,
         sampler: str | None = None,
         steps: int | None = None,
@@ -219,12 +225,17 @@ class StreamConverter:
         self.lookahead_frames = int(lookahead_frames)
         self.crossfade_frames = int(crossfade_frames)
         self.transpose = check_transpose(transpose)
-        if isinstance(gain_db, bool) or not isinstance(gain_db, (int, float, np.floating)) \
-                or not math.isfinite(gain_db):
-            raise CanoraError(f"gain_db must be a finite number of dB, got {gain_db!r}")
-        self.gain_db = float(gain_db)
+        self.auto_level = gain_db == "auto"
+        if not self.auto_level and (isinstance(gain_db, bool) or not isinstance(gain_db, (int, float, np.floating))
+                                    or not math.isfinite(gain_db)):
+            raise CanoraError(f"gain_db must be a finite number of dB or 'auto', got {gain_db!r}")
+        self._fixed_gain = 0.0 if self.auto_level else float(gain_db)
         self.job: Job = converter._job(singer, sampler, DEFAULT_STREAM_STEPS if steps is None else steps, strength,
                                        seed, self.transpose, False, 30.0)
+        from canora.dsp.loudness import LEVEL_ABOVE_MEDIAN_DB
+
+        level = converter.refiner.singer_level(self.job.singer)
+        self._target_db = None if level is None else level + LEVEL_ABOVE_MEDIAN_DB
         self.prime = bool(prime)
         self.block_seconds: list[float] = []
         self._resampler = StreamResampler(self.input_sample_rate, self.sample_rate)
@@ -280,6 +291,9 @@ class StreamConverter:
         self._drive0 = 0
         self._cycles0 = 0.0  # the NSF fundamental's phase (cycles) at frame self._drive0
         self._peak_db = -200.0
+        self.gain_db = self._fixed_gain  # the level the refiner hears the input at (dB), see auto_level
+        self._voiced_db: list[np.ndarray] = []  # loudness of the voiced frames heard so far (auto_level)
+        self._heard_to = 0  # song frames [0, _heard_to) are in _voiced_db
 
     # ------------------------------------------------------------------ public API
     def process(self, block: np.ndarray) -> np.ndarray:
@@ -384,8 +398,10 @@ class StreamConverter:
         conv, hop, job = self.converter, self.hop, self.job
         frames = len(window) // hop
         mirrored = np.pad(window, (0, EDGE_MIRROR_FRAMES * hop), mode="reflect") if len(window) > 1 else window
-        analysis = conv.put_in_key(_first_frames(conv.analyse(mirrored, False, f"stream block {k}"), frames),
-                                   self.transpose, self.gain_db)
+        analysis = _first_frames(conv.analyse(mirrored, False, f"stream block {k}"), frames)
+        if self.auto_level:
+            self._follow_level(analysis, a)
+        analysis = conv.put_in_key(analysis, self.transpose, self.gain_db)
         if isinstance(analysis, Sung):
             _hold_voicing(analysis.keyed)
             new_f0 = analysis.keyed.f0_with_zeros()
@@ -401,6 +417,29 @@ class StreamConverter:
             audio = (audio * np.float32(10.0 ** (-analysis.gain_db / 20.0))).astype(np.float32)  # back to the input's
         self._trim(k)
         return self._envelope(audio, window[(v0 - a) * hop:])
+
+    def _follow_level(self, analysis: Any, a: int) -> None:
+        """``auto_level``: add the voiced frames of the window (song frames ``[a, ...)``) not heard before to the
+        running record and move :attr:`gain_db` toward the gain that puts their median on the singer's level
+        (+5 dB, as :meth:`Converter.choose_level`), by at most :data:`AUTO_LEVEL_STEP_DB` per block, once
+        :data:`AUTO_LEVEL_MIN_FRAMES` voiced frames have been heard."""
+        if self._target_db is None or not isinstance(analysis, Sung):
+            return
+        feats = analysis.features
+        new = max(0, self._heard_to - a)
+        if new < feats.frames:
+            self._voiced_db.append(feats.loudness[new:][feats.voiced[new:]].astype(np.float32))
+            self._heard_to = a + feats.frames
+        heard = np.concatenate(self._voiced_db) if self._voiced_db else np.zeros(0, np.float32)
+        if len(heard) > AUTO_LEVEL_MAX_FRAMES:  # the last minute or so of singing
+            heard = heard[-AUTO_LEVEL_MAX_FRAMES:]
+            self._voiced_db = [heard]
+        if len(heard) < AUTO_LEVEL_MIN_FRAMES:
+            return
+        from canora.dsp.loudness import MAX_LEVEL_GAIN_DB
+
+        want = float(np.clip(self._target_db - np.median(heard), -MAX_LEVEL_GAIN_DB, MAX_LEVEL_GAIN_DB))
+        self.gain_db += float(np.clip(want - self.gain_db, -AUTO_LEVEL_STEP_DB, AUTO_LEVEL_STEP_DB))
 
     def _commit(self, new_f0: np.ndarray, a: int, k: int) -> np.ndarray:
         """The window's vocoder F0 (frames [a, b)): committed F0 where earlier blocks fixed it, ``new_f0`` after;

@@ -34,6 +34,13 @@ pip install 'canora[live]' (and e.g. apt install libportaudio2).
 """
 
 
+def _gain(text: str) -> float | str:
+    """``--gain-db``: ``auto`` or a finite number of dB."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    return finite_float(text)
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
     from canora.pipeline import BACKEND_CHOICES
     from canora.refiner.base import DEFAULT_STRENGTH
@@ -55,10 +62,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--transpose", type=finite_float, default=0.0, metavar="SEMITONES",
                    help="shift the pitch by N semitones (fixed for the session; a live input cannot be looked at "
                    "ahead, so there is no automatic key: 12 takes a low voice up an octave)")
-    p.add_argument("--gain-db", type=finite_float, default=0.0, metavar="DB",
-                   help="the level the refiner hears the microphone at, in dB (fixed for the session; a live input "
-                   "cannot be measured ahead): the gain `canora convert` prints for a take recorded with the same "
-                   "microphone and settings; 0 = as it comes in (the output keeps the input's loudness either way)")
+    p.add_argument("--gain-db", type=_gain, default="auto", metavar="DB|auto",
+                   help="the level the refiner hears the microphone at, in dB: auto (the default) follows the "
+                   "singing, moving the median of the voiced frames heard so far to the singer's level once 2 s have "
+                   "been heard; a number fixes it for the session (e.g. the gain `canora convert` printed for a take "
+                   "made with the same microphone; 0 = as it comes in). The output keeps the input's loudness")
     p.add_argument("--singer", default=None, help="target singer (default: the refiner's only singer), or a mix such "
                    "as a:0.7,b:0.3")
     p.add_argument("--steps", type=positive_int, default=DEFAULT_STREAM_STEPS, help="denoising steps per block")
