@@ -34,6 +34,8 @@ BAND_HZ = 8000.0
 MIN_CONTRAST = 1.0
 #: the contrast metric's window: twice the fit's, so that it resolves the harmonics of low voices
 METRIC_WINDOW = 2048
+#: the metric's own fit of the comb's scale in the warped window (cents either way)
+FIT_CENTS = 25.0
 _BATCH = 256
 
 
@@ -109,14 +111,19 @@ def refine_to_harmonics(
 
 
 def harmonic_contrast(
-    wav: np.ndarray, sr: int, hop: int, f0: np.ndarray, lo: float, hi: float, window: int = METRIC_WINDOW
+    wav: np.ndarray, sr: int, hop: int, f0: np.ndarray, lo: float, hi: float, window: int = METRIC_WINDOW,
+    warp: bool = True, fit_cents: float = FIT_CENTS,
 ) -> np.ndarray:
     """Comb contrast (T,) float64 in ln units of each voiced frame's harmonics within [lo, hi] Hz at ``f0`` (T,)
     Hz; NaN where unvoiced (0) or no harmonic falls in the band. ``wav`` (N,) at ``sr``.
 
-    Score a signal at an F0 that fits its own harmonics (:func:`refine_to_harmonics`): a few cents off, the
-    comb misses the harmonics at 8 kHz. Real singing at 4-8 kHz: about 0.7-1.0 under 250 Hz, 1.5-1.8 above;
-    noise: 0.
+    With ``warp`` (the default) each window is first resampled along time so that the pitch the ``f0`` track
+    traces through it becomes constant (:func:`_warped_window`): vibrato sweeps the harmonics at 8 kHz across a
+    93-ms window and would otherwise count as noise between them (a ±50-cent vibrato tone: 1.4 on the plain
+    window, 4.7 warped, a steady tone 5.4). ``fit_cents`` > 0 then fits the comb's scale within that many cents, on the
+    harmonics up to 8 kHz (a fit below :data:`MIN_CONTRAST` keeps ``f0``). Score a signal at an F0 that fits
+    its own harmonics (:func:`refine_to_harmonics`). Real singing at 4-8 kHz: about 1.3-1.6 under 250 Hz,
+    2.2-2.5 above; noise: 0.
     """
     x, f0 = _check(wav, f0)
     if hi > sr / 2:
@@ -125,10 +132,46 @@ def harmonic_contrast(
     frames = np.nonzero(f0 > 0)[0]
     if len(frames) == 0 or len(x) == 0:
         return out
-    for idx, logmag in _log_spectra(x, hop, frames, window):
+    bin_hz = sr / (window * PAD)
+    top = min(BAND_HZ, 0.95 * sr / 2)
+    ratios = 2.0 ** (np.arange(-fit_cents, fit_cents + STEP_CENTS / 2, STEP_CENTS) / 1200.0) if fit_cents > 0 \
+        else np.ones(1)
+    spectra = _warped_log_spectra(x, hop, frames, window, f0) if warp else _log_spectra(x, hop, frames, window)
+    for idx, logmag in spectra:
         for j, i in enumerate(idx):
-            out[i] = _contrast(logmag[j], np.array([f0[i]]), sr / (window * PAD), lo, hi)[0]
+            f = f0[i]
+            if len(ratios) > 1:
+                score = _contrast(logmag[j], f * ratios, bin_hz, 0.0, top)
+                if not np.isnan(score).all() and np.nanmax(score) >= MIN_CONTRAST:
+                    f = f * ratios[int(np.nanargmax(score))]
+            out[i] = _contrast(logmag[j], np.array([f]), bin_hz, lo, hi)[0]
     return out
+
+
+def _warped_log_spectra(x: np.ndarray, hop: int, frames: np.ndarray, window: int, f0: np.ndarray):
+    """As :func:`_log_spectra`, each window resampled (cubic) so that the pitch of the ``f0`` (T,) track through it
+    is constant at its centre's value: sample times ``t(tau)`` with ``d tau / dt = f(t) / f(centre)``."""
+    from scipy.interpolate import CubicSpline
+
+    voiced = np.nonzero(f0 > 0)[0]
+    centres = (voiced + 0.5) * hop
+    spline = CubicSpline(np.arange(len(x)), x)
+    win = np.hanning(window)
+    half = window // 2
+    grid = np.arange(window) - half
+    for b in range(0, len(frames), _BATCH):
+        idx = frames[b: b + _BATCH]
+        segs = np.empty((len(idx), window))
+        for j, i in enumerate(idx):
+            c = (i + 0.5) * hop
+            t = c + grid
+            ratio = np.interp(t, centres, f0[voiced]) / f0[i]  # the track's pitch relative to the centre
+            tau = np.cumsum(ratio)
+            tau -= tau[half]
+            at = np.interp(grid, tau, t)  # the times whose warped position is each grid point
+            inside = (at >= 0) & (at <= len(x) - 1)
+            segs[j] = np.where(inside, spline(np.clip(at, 0, len(x) - 1)), 0.0)
+        yield idx, np.log(np.abs(np.fft.rfft(segs * win, window * PAD, axis=1)) + 1e-7)
 
 
 def _interp(row: np.ndarray, pos: np.ndarray) -> np.ndarray:
