@@ -353,7 +353,7 @@ def test_stream_auto_level_follows_the_singing(tiny_converter):
     n = min(len(out), len(quiet)) - sc.latency_samples
     level = 20 * np.log10(np.sqrt(np.mean(out[sc.latency_samples:][-SR:] ** 2) / np.mean(quiet[-SR:] ** 2)))
     assert n > 0 and level == pytest.approx(0.0, abs=3.0)  # as loud as it came in
-    assert sc.gain_db == 0.0 and sc._voiced_db == []  # the stream ended (flush resets): a new one starts at 0
+    assert sc.gain_db == 0.0 and len(sc._heard_db) == 0  # the stream ended (flush resets): a new one starts at 0
     levels = dict(sc.converter.refiner.singer_level_db)
     sc.converter.refiner.singer_level_db = {}
     try:

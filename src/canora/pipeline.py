@@ -634,6 +634,9 @@ class Converter:
         the whole song before the first block (the same slices and analysis as :meth:`convert` with the same
         ``max_slice_seconds``). None when nothing in it is sung, or when the refiner stores no pitch range for the
         singer (an error instead with ``auto_transpose=True``)."""
+        job = self._job(singer, None, None, None, 0, None, auto_transpose, max_slice_seconds, key_mode)
+        if not job.auto_key:  # no range stored: nothing to analyse for
+            return None
         return self.song_choices(audio, sr, singer=singer, key_mode=key_mode, auto_transpose=auto_transpose,
                                  max_slice_seconds=max_slice_seconds, workers=workers, name=name)[0]
 

@@ -232,10 +232,7 @@ class StreamConverter:
         self._fixed_gain = 0.0 if self.auto_level else float(gain_db)
         self.job: Job = converter._job(singer, sampler, DEFAULT_STREAM_STEPS if steps is None else steps, strength,
                                        seed, self.transpose, False, 30.0)
-        from canora.dsp.loudness import LEVEL_ABOVE_MEDIAN_DB
-
-        level = converter.refiner.singer_level(self.job.singer)
-        self._target_db = None if level is None else level + LEVEL_ABOVE_MEDIAN_DB
+        self._singer_db = converter.refiner.singer_level(self.job.singer)  # None: no level stored, auto stays 0
         self.prime = bool(prime)
         self.block_seconds: list[float] = []
         self._resampler = StreamResampler(self.input_sample_rate, self.sample_rate)
@@ -292,8 +289,8 @@ class StreamConverter:
         self._cycles0 = 0.0  # the NSF fundamental's phase (cycles) at frame self._drive0
         self._peak_db = -200.0
         self.gain_db = self._fixed_gain  # the level the refiner hears the input at (dB), see auto_level
-        self._voiced_db: list[np.ndarray] = []  # loudness of the voiced frames heard so far (auto_level)
-        self._heard_to = 0  # song frames [0, _heard_to) are in _voiced_db
+        self._heard_db = np.zeros(0, np.float32)  # loudness of the voiced frames heard so far (auto_level)
+        self._heard_to = 0  # song frames [0, _heard_to) are in _heard_db
 
     # ------------------------------------------------------------------ public API
     def process(self, block: np.ndarray) -> np.ndarray:
@@ -423,22 +420,19 @@ class StreamConverter:
         running record and move :attr:`gain_db` toward the gain that puts their median on the singer's level
         (+5 dB, as :meth:`Converter.choose_level`), by at most :data:`AUTO_LEVEL_STEP_DB` per block, once
         :data:`AUTO_LEVEL_MIN_FRAMES` voiced frames have been heard."""
-        if self._target_db is None or not isinstance(analysis, Sung):
+        if self._singer_db is None or not isinstance(analysis, Sung):
             return
         feats = analysis.features
         new = max(0, self._heard_to - a)
-        if new < feats.frames:
-            self._voiced_db.append(feats.loudness[new:][feats.voiced[new:]].astype(np.float32))
+        if new < feats.frames:  # the last minute or so of singing
+            fresh = feats.loudness[new:][feats.voiced[new:]].astype(np.float32)
+            self._heard_db = np.concatenate([self._heard_db, fresh])[-AUTO_LEVEL_MAX_FRAMES:]
             self._heard_to = a + feats.frames
-        heard = np.concatenate(self._voiced_db) if self._voiced_db else np.zeros(0, np.float32)
-        if len(heard) > AUTO_LEVEL_MAX_FRAMES:  # the last minute or so of singing
-            heard = heard[-AUTO_LEVEL_MAX_FRAMES:]
-            self._voiced_db = [heard]
-        if len(heard) < AUTO_LEVEL_MIN_FRAMES:
+        if len(self._heard_db) < AUTO_LEVEL_MIN_FRAMES:
             return
-        from canora.dsp.loudness import MAX_LEVEL_GAIN_DB
+        from canora.dsp.loudness import choose_level
 
-        want = float(np.clip(self._target_db - np.median(heard), -MAX_LEVEL_GAIN_DB, MAX_LEVEL_GAIN_DB))
+        want = choose_level(self._heard_db, np.ones(len(self._heard_db), bool), self._singer_db).gain_db
         self.gain_db += float(np.clip(want - self.gain_db, -AUTO_LEVEL_STEP_DB, AUTO_LEVEL_STEP_DB))
 
     def _commit(self, new_f0: np.ndarray, a: int, k: int) -> np.ndarray:

@@ -70,6 +70,20 @@ def _contrast(logmag: np.ndarray, f0s: np.ndarray, bin_hz: float, lo: float, hi:
     return (on - off).mean(axis=1)
 
 
+def _best_fit(
+    logmag: np.ndarray, f0s: np.ndarray, bin_hz: float, top: float, min_contrast: float, interior: bool
+) -> float | None:
+    """The candidate of ``f0s`` (C,) whose comb over the harmonics up to ``top`` Hz fits ``logmag`` best, or None
+    when no fit reaches ``min_contrast`` (or, with ``interior``, the best lies on the edge of the candidates)."""
+    score = _contrast(logmag, f0s, bin_hz, 0.0, top)
+    if np.isnan(score).all():
+        return None
+    best = int(np.nanargmax(score))
+    if score[best] < min_contrast or (interior and not 0 < best < len(f0s) - 1):
+        return None
+    return float(f0s[best])
+
+
 def refine_to_harmonics(
     wav: np.ndarray,
     sr: int,
@@ -101,12 +115,9 @@ def refine_to_harmonics(
     ratios = 2.0 ** (cents / 1200.0)  # (C,)
     for idx, logmag in _log_spectra(x, hop, frames, window):
         for j, i in enumerate(idx):
-            score = _contrast(logmag[j], f0[i] * ratios, sr / (window * PAD), 0.0, top)
-            if np.isnan(score).all():
-                continue
-            best = int(np.nanargmax(score))
-            if 0 < best < len(cents) - 1 and score[best] >= min_contrast:
-                out[i] = f0[i] * ratios[best]
+            fit = _best_fit(logmag[j], f0[i] * ratios, sr / (window * PAD), top, min_contrast, interior=True)
+            if fit is not None:
+                out[i] = fit
     return out.astype(np.float32)
 
 
@@ -118,7 +129,7 @@ def harmonic_contrast(
     Hz; NaN where unvoiced (0) or no harmonic falls in the band. ``wav`` (N,) at ``sr``.
 
     With ``warp`` (the default) each window is first resampled along time so that the pitch the ``f0`` track
-    traces through it becomes constant (:func:`_warped_window`): vibrato sweeps the harmonics at 8 kHz across a
+    traces through it becomes constant (:func:`_warped_log_spectra`): vibrato sweeps the harmonics at 8 kHz across a
     93-ms window and would otherwise count as noise between them (a ±50-cent vibrato tone: 1.4 on the plain
     window, 4.7 warped, a steady tone 5.4). ``fit_cents`` > 0 then fits the comb's scale within that many cents, on the
     harmonics up to 8 kHz (a fit below :data:`MIN_CONTRAST` keeps ``f0``). Score a signal at an F0 that fits
@@ -139,12 +150,9 @@ def harmonic_contrast(
     spectra = _warped_log_spectra(x, hop, frames, window, f0) if warp else _log_spectra(x, hop, frames, window)
     for idx, logmag in spectra:
         for j, i in enumerate(idx):
-            f = f0[i]
-            if len(ratios) > 1:
-                score = _contrast(logmag[j], f * ratios, bin_hz, 0.0, top)
-                if not np.isnan(score).all() and np.nanmax(score) >= MIN_CONTRAST:
-                    f = f * ratios[int(np.nanargmax(score))]
-            out[i] = _contrast(logmag[j], np.array([f]), bin_hz, lo, hi)[0]
+            fit = _best_fit(logmag[j], f0[i] * ratios, bin_hz, top, MIN_CONTRAST, interior=False) \
+                if len(ratios) > 1 else None
+            out[i] = _contrast(logmag[j], np.array([f0[i] if fit is None else fit]), bin_hz, lo, hi)[0]
     return out
 
 
