@@ -8,7 +8,9 @@ from pathlib import Path
 DESCRIPTION = """\
 Score converted songs: F0 error in cents, gross pitch error and voiced/unvoiced error against the source
 after the applied transpose; singer similarity (resemblyzer GE2E embedding cosine to the centroid of
---target-refs) of the conversion versus that of the source; the mel cycle error and real-time factor that
+--target-refs) of the conversion versus that of the source, on the whole clip and on its voiced frames alone
+against the centroid of the references' voiced frames ("sim v": phrasing does not count, so a song sung legato
+is not marked down for having no pauses); the mel cycle error and real-time factor that
 `canora convert` recorded in <stem>.json. Prints a table and writes JSON.
 
 Waveform artifacts that mel metrics miss, each beside the source's own value on the source's frames:
@@ -95,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
     from tqdm import tqdm
 
-    from canora.analysis.evaluation import SpeakerEmbedder, centroid, evaluate_conversion
+    from canora.analysis.evaluation import SpeakerEmbedder, evaluate_conversion, singer_centroids
     from canora.cli.common import check_outputs, list_inputs
     from canora.errors import CanoraError
     from canora.io.audio import AUDIO_EXTENSIONS, list_audio, load_audio
@@ -113,16 +115,16 @@ def run(args: argparse.Namespace) -> int:
     check_outputs([args.out], args, inputs=files)
     if args.sources is not None and not args.sources.is_dir():
         raise CanoraError(f"{args.sources}: --sources must be a directory of the source recordings")
-    embedder = target = None
+    embedder = target = target_voiced = None
     if args.target_refs is not None:
         refs = list_audio(args.target_refs) if args.target_refs.exists() else []
         refs = [r for r in refs if r.suffix.lower() in AUDIO_EXTENSIONS]
         if not refs:
             raise CanoraError(f"{args.target_refs}: no recordings of the target singer in this directory")
         embedder = SpeakerEmbedder()
-        target = centroid([embedder.embed(load_audio(r, 16000), 16000)
-                           for r in tqdm(refs, desc="target refs", unit="file", file=sys.stderr,
-                                         disable=len(refs) < 2 or not sys.stderr.isatty())])
+        target, target_voiced = singer_centroids(
+            embedder, [load_audio(r, 16000) for r in tqdm(refs, desc="target refs", unit="file", file=sys.stderr,
+                                                          disable=len(refs) < 2 or not sys.stderr.isatty())], 16000)
     rows, failed = [], []
     for f in tqdm(files, desc="eval", unit="file", file=sys.stderr, disable=len(files) < 2 or not sys.stderr.isatty()):
         try:
@@ -133,7 +135,8 @@ def run(args: argparse.Namespace) -> int:
             conv_wav = load_audio(f, sr, allow_silent=True)
             src_wav = load_audio(src, sr)
             scores = evaluate_conversion(conv_wav, src_wav, sr, transpose=transpose, f0_method=args.f0_method,
-                                         embedder=embedder, target_centroid=target)
+                                         embedder=embedder, target_centroid=target,
+                                         target_centroid_voiced=target_voiced)
         except CanoraError as e:
             if len(files) == 1:
                 raise
@@ -157,7 +160,8 @@ def run(args: argparse.Namespace) -> int:
             "periodicity_converted", "periodicity_source", "frame_rate_line_db_converted", "frame_rate_line_db_source",
             "hnr_db_converted", "hnr_db_source", "held_tone_db_converted", "held_tone_db_source",
             "harmonics_2-4k_converted", "harmonics_2-4k_source", "harmonics_4-8k_converted", "harmonics_4-8k_source",
-            "similarity_converted", "similarity_source", "mel_cycle_error",
+            "similarity_converted", "similarity_source", "similarity_voiced_converted", "similarity_voiced_source",
+            "mel_cycle_error",
             "real_time_factor"]
 
     def mean(k: str) -> float | None:
@@ -173,7 +177,7 @@ def run(args: argparse.Namespace) -> int:
     atomic_write_text(args.out, json.dumps(doc, indent=2) + "\n")
     heads = ["file", "F0 cents", "GPE", "V/UV err", "F0 corr", "GPE harv", "GPE praat", "buzz conv", "buzz src",
              "lines conv", "lines src", "HNR conv", "HNR src", "tone conv", "tone src", "harm2-4 c", "harm2-4 s",
-             "harm4-8 c", "harm4-8 s", "sim conv", "sim src",
+             "harm4-8 c", "harm4-8 s", "sim conv", "sim src", "sim v conv", "sim v src",
              "cycle err", "RTF"]
     print(" | ".join(f"{h:>9}" for h in heads))
 
