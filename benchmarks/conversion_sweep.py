@@ -25,8 +25,10 @@ detail of the refined mel against real recordings of the target:
 * harmonic contrast as heard on the waveform (``comb_*``, 1-2, 2-4, 4-8 kHz): how far the output's harmonics
   stand above the noise between them (:func:`canora.dsp.harmonics.harmonic_contrast`, at an F0 fitted to the
   output's own harmonics), divided by the same for the target's recordings at the same pitch (2-semitone bins),
-  with ``comb_src_*`` the source's own (at its pitch). Above 2 kHz a mel band is wider than the spacing of a low
-  voice's harmonics, so the mel ratios above cannot tell harmonics from a noise band there; this can;
+  with ``comb_src_*`` the source's own (at its pitch), and ``comb_steady_*`` the same over held-note frames on
+  both sides (a legato source has more of them than PJS's songs, and they are more harmonic). Above 2 kHz a
+  mel band is wider than the spacing of a low voice's harmonics, so the mel ratios above cannot tell harmonics
+  from a noise band there; this can;
 * real-time factor of the conversion (wall / audio seconds, warm), with the load average in the JSON.
 
 A second table gives the ceiling of the similarity: the target's own held-out songs (PJS 087-088, not in the
@@ -141,35 +143,63 @@ def _comb(wav: np.ndarray, f0: np.ndarray, sr: int, hop: int) -> np.ndarray:
     return np.stack([harmonic_contrast(wav, sr, hop, fit, lo, hi) for lo, hi in COMB_BANDS])
 
 
+#: a frame is steady (inside a held note) this many frames or more from any voicing change ...
+STEADY_EDGE_FRAMES = 4
+#: ... and with F0 within this many cents across its two neighbours
+STEADY_CENTS = 30.0
+
+
+def steady_frames(f0: np.ndarray) -> np.ndarray:
+    """(T,) bool: voiced frames of ``f0`` (T,) Hz inside a held note: at least :data:`STEADY_EDGE_FRAMES` from a
+    voicing change and F0 within :data:`STEADY_CENTS` across their neighbours (no onset, glide or note change)."""
+    from scipy.ndimage import distance_transform_edt
+
+    v = np.asarray(f0) > 0
+    lf = np.log2(np.where(v, f0, 1.0))
+    level = np.zeros(len(v), bool)
+    level[1:-1] = np.abs(lf[2:] - lf[:-2]) * 1200 < STEADY_CENTS
+    return v & (distance_transform_edt(v) >= STEADY_EDGE_FRAMES) & level
+
+
 class CombReference:
-    """The target's harmonic contrast per band and 2-semitone F0 bin, from its recordings (swift F0, fitted)."""
+    """The target's harmonic contrast per band and 2-semitone F0 bin, from its recordings (swift F0, fitted), with
+    which of its frames are steady (:func:`steady_frames`)."""
 
     def __init__(self, paths: list[Path], sr: int, hop: int) -> None:
         self.sr, self.hop = sr, hop
-        combs, bins = [], []
+        combs, bins, steady = [], [], []
         for p in paths:
             wav = load_audio(p, sr)
             f0 = extract_f0(wav, sr, hop)
             combs.append(_comb(wav, f0, sr, hop)[:, f0 > 0])
             bins.append(DetailReference.bin_of(f0[f0 > 0]))
-        self.comb, self.bins = np.concatenate(combs, axis=1), np.concatenate(bins)
+            steady.append(steady_frames(f0)[f0 > 0])
+        self.comb, self.bins, self.steady = np.concatenate(combs, axis=1), np.concatenate(bins), np.concatenate(steady)
 
-    def ratio(self, wav: np.ndarray, f0: np.ndarray) -> list[float]:
-        """Per band of COMB_BANDS: mean contrast of ``wav`` (N,) over its voiced frames (``f0`` (T,) > 0, the F0
-        it should have) / the reference's at the same pitch, weighted by ``wav``'s frames per bin."""
+    def ratio(self, wav: np.ndarray, f0: np.ndarray) -> tuple[list[float], list[float]]:
+        """Per band of COMB_BANDS, two ratios of ``wav`` (N,)'s mean contrast at its voiced frames (``f0`` (T,) > 0,
+        the F0 it should have) to the reference's at the same pitch, weighted by ``wav``'s frames per bin: over
+        all voiced frames, and over steady frames on both sides (:func:`steady_frames`). Held notes are more
+        harmonic than onsets and note changes (PJS: 3.6 against 3.2 at 2-4 kHz), so a source sung legato, with
+        85-95 % steady frames against PJS's 53 %, scores above 1 on the first ratio at the same quality."""
         n = min(len(f0), len(wav) // self.hop)
         f0 = f0[:n]
         mine = _comb(wav, np.where(f0 > 0, f0, 0.0), self.sr, self.hop)
         v = f0 > 0
         b = DetailReference.bin_of(f0[v])
-        mine = mine[:, v]
+        mine, steady = mine[:, v], steady_frames(f0)[v]
+        return self._ratio(mine, b, None), self._ratio(mine, b, steady)
+
+    def _ratio(self, mine: np.ndarray, b: np.ndarray, steady: np.ndarray | None) -> list[float]:
         out = []
         for band in range(len(COMB_BANDS)):
             num = den = 0.0
             for k in np.unique(b):
-                ref = self.comb[band, self.bins == k]
+                sel_ref = self.bins == k if steady is None else (self.bins == k) & self.steady
+                sel = b == k if steady is None else (b == k) & steady
+                ref = self.comb[band, sel_ref]
                 ref = ref[~np.isnan(ref)]
-                m = mine[band, b == k]
+                m = mine[band, sel]
                 m = m[~np.isnan(m)]
                 if len(ref) == 0 or len(m) == 0:
                     continue
@@ -252,7 +282,7 @@ def main() -> None:
         wav = wav[start: start + int(args.clip_seconds * sr)]
         secs = len(wav) / sr
         src_scores = None
-        src_comb = comb.ratio(wav, extract_f0(wav, sr, spec.hop_length))
+        src_comb = comb.ratio(wav, extract_f0(wav, sr, spec.hop_length))[0]
         for key in args.key:
             for sampler in args.samplers:
                 for steps in args.steps:
@@ -267,7 +297,7 @@ def main() -> None:
                         src_scores = src_scores or s
                         ratio = detail.ratio(res.mel, res.f0)
                         heard_ratio = heard.ratio(wav_to_mel(res.audio, spec), res.f0)
-                        comb_ratio = comb.ratio(res.audio, res.f0)
+                        comb_ratio, comb_steady = comb.ratio(res.audio, res.f0)
                         rows.append({
                             "clip": path.stem[:20], "key": key, "sampler": sampler, "steps": steps,
                             "strength": strength, "transpose": res.transpose,
@@ -284,6 +314,8 @@ def main() -> None:
                                zip(DETAIL_BANDS, heard_ratio)},
                             **{f"comb_{int(lo / 1000)}-{int(hi / 1000)}k": r for (lo, hi), r in
                                zip(COMB_BANDS, comb_ratio)},
+                            **{f"comb_steady_{int(lo / 1000)}-{int(hi / 1000)}k": r for (lo, hi), r in
+                               zip(COMB_BANDS, comb_steady)},
                             **{f"comb_src_{int(lo / 1000)}-{int(hi / 1000)}k": r for (lo, hi), r in
                                zip(COMB_BANDS, src_comb)},
                             "rtf": wall / secs})
@@ -293,7 +325,8 @@ def main() -> None:
             "sim_voiced_src", "gpe_harvest",
             "gpe_praat", "periodicity", "periodicity_src", "hnr_db", "hnr_db_src", "detail_0-1k", "detail_1-2k",
             "detail_2-4k", "detail_4-8k", "heard_0-1k", "heard_1-2k", "heard_2-4k", "heard_4-8k", "comb_1-2k",
-            "comb_2-4k", "comb_4-8k", "comb_src_1-2k", "comb_src_2-4k", "comb_src_4-8k", "rtf"]
+            "comb_2-4k", "comb_4-8k", "comb_steady_1-2k", "comb_steady_2-4k", "comb_steady_4-8k", "comb_src_1-2k",
+            "comb_src_2-4k", "comb_src_4-8k", "rtf"]
     print_table(rows, cols)
     def setting(r: dict) -> tuple:
         return r["key"], r["sampler"], r["steps"], r["strength"]
@@ -311,7 +344,7 @@ def main() -> None:
                         "sim_voiced_min", "sim_voiced_src", "gpe_harvest",
                         "gpe_praat", "gpe_max", "hnr_db", "hnr_db_src", "detail_0-1k", "detail_1-2k",
                         "detail_2-4k", "detail_4-8k", "heard_2-4k", "heard_4-8k", "comb_2-4k", "comb_4-8k",
-                        "comb_src_4-8k", "rtf"])
+                        "comb_steady_2-4k", "comb_steady_4-8k", "comb_src_4-8k", "rtf"])
     top = ceiling(conv, emb, target, target_voiced, args.clip_seconds, args.samplers[0], args.steps[0],
                   args.strengths[0])
     print("\nceiling: the target's own held-out songs, similarity to its centroid")
