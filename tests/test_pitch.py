@@ -446,3 +446,55 @@ def test_harmonic_contrast_warps_out_vibrato() -> None:
     plain = np.nanmean(harmonic_contrast(vibrato, SR, HOP, truth, 4000, 8000, warp=False))
     warped = np.nanmean(harmonic_contrast(vibrato, SR, HOP, truth, 4000, 8000))
     assert plain < 1.5 and warped > c_steady - 1.5 and warped > plain + 3.0, (plain, warped, c_steady)
+
+
+def test_interior_gaps_and_their_filling() -> None:
+    v = np.array([0, 1, 1, 0, 0, 1, 0, 0, 0, 0, 1, 0], bool)
+    assert pitch.interior_gaps(v, max_frames=3) == [(3, 5)]  # not the edges, not the 4-frame run
+    assert pitch.interior_gaps(v, max_frames=4) == [(3, 5), (6, 10)]
+    f0 = np.array([0, 200, 200, 0, 0, 220, 0, 0, 0, 0, 300, 0], np.float32)
+    on_line = np.array([0, 200, 200, 206, 213, 220, 240, 255, 270, 285, 300, 0], np.float32)
+    out, n = pitch.fill_voicing_gaps(f0, on_line, max_frames=4)
+    assert n == 6 and np.array_equal(out[3:5], on_line[3:5]) and np.array_equal(out[6:10], on_line[6:10])
+    assert out[0] == 0 and out[-1] == 0  # an unvoiced start and end are not gaps
+    other = on_line.copy()
+    other[7] = 0  # the other tracker hears a break in the second gap too: keep it
+    other[3:5] *= 2  # and another line in the first: keep it
+    out, n = pitch.fill_voicing_gaps(f0, other, max_frames=4)
+    assert n == 0 and np.array_equal(out, f0)
+    assert pitch.fill_voicing_gaps(f0, on_line, max_frames=1)[1] == 0
+
+
+@needs_swift
+def test_swift_keeps_the_voice_through_legato_note_changes_but_not_through_consonants() -> None:
+    """A Dagstuhl bass sings a scale legato: SwiftF0 alone drops the voice for 3-4 frames at 9 of its syllables
+    where harvest and Praat both hear it go on, which the vocoder rendered as a break at every note. With the gaps
+    filled (the default) the drive stays voiced there, near the pitch harvest hears; in PJS song 005 every gap that
+    harvest and Praat both hear as unvoiced (its consonants) stays unvoiced."""
+    from canora.io.audio import load_audio
+
+    from .conftest import shared_file
+
+    def tracks(path: str) -> tuple[np.ndarray, ...]:
+        wav = load_audio(shared_file(path), SR)
+        n = len(wav) // HOP
+        plain = pitch.get_f0_extractor("swift", fill_gaps=False).extract(wav, SR, HOP, n)
+        filled = pitch.get_f0_extractor("swift").extract(wav, SR, HOP, n)
+        both = ((pitch.get_f0_extractor("harvest").extract(wav, SR, HOP, n) > 0)
+                & (pitch.get_f0_extractor("parselmouth").extract(wav, SR, HOP, n) > 0))
+        return plain, filled, both, pitch.get_f0_extractor("harvest").extract(wav, SR, HOP, n)
+
+    plain, filled, both, hv = tracks("dagstuhl/DCS_SE_FullChoir_ScaleUpDown02_B2_DYN.wav")
+    dropped = both & (plain <= 0)
+    assert dropped.sum() >= 20  # measured 40 frames
+    assert (both & (filled <= 0)).sum() <= 0.4 * dropped.sum()  # measured 10
+    kept = dropped & (filled > 0)
+    off = np.abs(1200 * np.log2(filled[kept] / hv[kept]))  # Praat's smooth line against harvest's dips between notes
+    assert off.max() < 400 and np.median(off) < 150, off  # measured at most 250 cents: never another note or octave
+    assert np.array_equal(filled[plain > 0], plain[plain > 0])  # only gaps change
+
+    plain, filled, both, hv = tracks("pjs/pjs005_song.wav")
+    neither = ~both
+    gaps = [(a, b) for a, b in pitch.interior_gaps(plain > 0) if neither[a:b].all()]
+    assert len(gaps) >= 3  # measured 7
+    assert all((filled[a:b] == 0).all() for a, b in gaps)
