@@ -10,7 +10,8 @@
 #             trained with the NSF source's F0 half a frame early; this code puts it on frame centres, so a re-run
 #             trains a vocoder like it, not bit-identical to it), then 8,062 steps from its export with the
 #             source's noise at 0.3 inside notes (--voiced-noise 0.3, lr 2e-4), then 3,559 steps from that with
-#             the noise at 0.5 (--voiced-noise 0.5, lr 2e-4): the bundled one;
+#             the noise at 0.5 (--voiced-noise 0.5, lr 2e-4), then 3,000 steps from that at 0.4: the bundled one
+#             (its copy-synthesis of PJS has her own harmonic contrast at 4-8 kHz);
 #             ADV=1 also runs the adversarial phase from the reconstruction export (narrowed MPD + MSD, lr 2e-4),
 #             which the model card measured and did not bundle (it raised the frame-rate periodicity of unvoiced
 #             sounds)
@@ -26,6 +27,7 @@ REFINER_MINUTES=${REFINER_MINUTES:-300}
 RECON_MINUTES=${RECON_MINUTES:-300}
 QUIET_MINUTES=${QUIET_MINUTES:-60}
 HALF_MINUTES=${HALF_MINUTES:-30}
+FORTY_MINUTES=${FORTY_MINUTES:-30}
 ADV_MINUTES=${ADV_MINUTES:-180}
 mkdir -p "$RUNS"
 
@@ -44,6 +46,10 @@ mkdir -p "$RUNS"
   --voiced-noise 0.5 --lr 2e-4 --recon-steps 1000000 --steps 3559 --max-minutes "$HALF_MINUTES" --threads 1 \
   --val-every 1000 --checkpoint-every 500 --log-every 100 --cache-dir "$RUNS/cache_vocoder" \
   > "$RUNS/nsf_half.log" 2>&1
+.venv/bin/canora train-vocoder --arch nsf "$PJS" -o "$RUNS/nsf_forty" --init-from "$RUNS/nsf_half/export" \
+  --voiced-noise 0.4 --lr 2e-4 --recon-steps 1000000 --steps 3000 --max-minutes "$FORTY_MINUTES" --threads 1 \
+  --val-every 1000 --checkpoint-every 500 --log-every 100 --cache-dir "$RUNS/cache_vocoder" \
+  > "$RUNS/nsf_forty.log" 2>&1
 if [ "${ADV:-0}" = 1 ]; then
   .venv/bin/canora train-vocoder --arch nsf "$PJS" -o "$RUNS/nsf_adv" --init-from "$RUNS/nsf_recon/export" \
     --recon-steps 0 --disc-width-div 8 --lr 2e-4 --steps 100000 --max-minutes "$ADV_MINUTES" --threads 1 \
@@ -75,6 +81,6 @@ fi
 rm -rf src/canora/pretrained/refiner src/canora/pretrained/vocoder
 mkdir -p src/canora/pretrained
 cp -rL "$RUNS/refiner_pjs/export" src/canora/pretrained/refiner
-cp -rL "$RUNS/nsf_half/export" src/canora/pretrained/vocoder
+cp -rL "$RUNS/nsf_forty/export" src/canora/pretrained/vocoder
 if [ -n "${SHARED:-}" ]; then rm -rf src/canora/pretrained/base && cp -rL "$RUNS/base/export" src/canora/pretrained/base; fi
 echo "bundled models updated from $RUNS"

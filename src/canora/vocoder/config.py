@@ -128,7 +128,7 @@ class GeneratorConfig(UpsamplingConfig):
 @dataclass(frozen=True)
 class NSFConfig(UpsamplingConfig):
     """Hyper-parameters of an NSF-HiFi-GAN generator (defaults: the ~0.3M-parameter bundled singing vocoder's
-    design, trained from scratch with ``voiced_noise`` 1; the bundled one was then fine-tuned with 0.3)."""
+    design, trained from scratch with ``voiced_noise`` 1; the bundled one was then fine-tuned with 0.3, 0.5 and 0.4)."""
 
     sample_rate: int = 22050
     n_mels: int = 80
