@@ -478,7 +478,7 @@ def test_swift_keeps_the_voice_through_legato_note_changes_but_not_through_conso
     def tracks(path: str) -> tuple[np.ndarray, ...]:
         wav = load_audio(shared_file(path), SR)
         n = len(wav) // HOP
-        plain = pitch.get_f0_extractor("swift", fill_gaps=False).extract(wav, SR, HOP, n)
+        plain = pitch.get_f0_extractor("swift", praat_voicing=False).extract(wav, SR, HOP, n)
         filled = pitch.get_f0_extractor("swift").extract(wav, SR, HOP, n)
         both = ((pitch.get_f0_extractor("harvest").extract(wav, SR, HOP, n) > 0)
                 & (pitch.get_f0_extractor("parselmouth").extract(wav, SR, HOP, n) > 0))
@@ -498,3 +498,38 @@ def test_swift_keeps_the_voice_through_legato_note_changes_but_not_through_conso
     gaps = [(a, b) for a, b in pitch.interior_gaps(plain > 0) if neither[a:b].all()]
     assert len(gaps) >= 3  # measured 7
     assert all((filled[a:b] == 0).all() for a, b in gaps)
+
+
+def test_voiced_runs_are_extended_only_where_the_other_tracker_hears_the_same_note() -> None:
+    f0 = np.array([0, 0, 200, 200, 200, 0, 0, 0, 0, 0], np.float32)
+    second = np.array([0, 150, 201, 199, 200, 203, 198, 300, 200, 200], np.float32)
+    out, n = pitch.extend_voicing_edges(f0, second, max_frames=3, semitones=1.0)
+    # the end goes on at the same note for two frames, then the other tracker hears another note: stop there;
+    # the start: 150 Hz is 5 semitones off, so frame 1 stays unvoiced
+    assert n == 2 and np.array_equal(out[:5], f0[:5]) and np.array_equal(out[5:7], second[5:7])
+    assert (out[7:] == 0).all()
+    assert pitch.extend_voicing_edges(f0, second, max_frames=1)[1] == 1
+    assert pitch.extend_voicing_edges(np.zeros(5, np.float32), np.full(5, 200.0))[1] == 0
+    full = np.full(4, 220.0, np.float32)  # voiced to both ends of the array: nothing to extend
+    assert pitch.extend_voicing_edges(full, full * 0 + 221)[1] == 0
+
+
+@needs_swift
+def test_swift_hears_note_ends_where_harvest_and_praat_both_do() -> None:
+    """SwiftF0 alone ends vocadito 14's notes 1-3 frames before harvest and Praat both do (32 such frames in 12 s);
+    with Praat's second opinion (the default) 3 remain, and no frame is voiced that neither tracker hears."""
+    from canora.io.audio import load_audio
+
+    from .conftest import shared_file
+
+    wav = load_audio(shared_file("vocadito/vocadito_14.wav"), SR)
+    n = len(wav) // HOP
+    plain = pitch.get_f0_extractor("swift", praat_voicing=False).extract(wav, SR, HOP, n)
+    new = pitch.get_f0_extractor("swift").extract(wav, SR, HOP, n)
+    hv = pitch.get_f0_extractor("harvest").extract(wav, SR, HOP, n)
+    pr = pitch.get_f0_extractor("parselmouth").extract(wav, SR, HOP, n)
+    both, neither = (hv > 0) & (pr > 0), (hv <= 0) & (pr <= 0)
+    assert (both & (plain <= 0)).sum() >= 15
+    assert (both & (new <= 0)).sum() <= 0.3 * (both & (plain <= 0)).sum()
+    assert not (neither & (new > 0)).any()
+    assert np.array_equal(new[plain > 0], plain[plain > 0])
