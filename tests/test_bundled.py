@@ -78,7 +78,9 @@ def test_a_quietly_recorded_song_converts_like_the_recording(converter):
     quiet = wav * np.float32(0.1)
     b = converter.convert(quiet, SR, steps=4)
     c = converter.convert(quiet, SR, steps=4, match_level=False)
-    assert b.stats["level"]["gain_db"] - a.stats["level"]["gain_db"] == pytest.approx(20.0, abs=0.1)
+    # 0.25 dB: a note's last frame, at SwiftF0's absolute floor (a peak of 1e-3), is voiced in one and not the
+    # other, which moves the median of these 5 s by 0.15 dB
+    assert b.stats["level"]["gain_db"] - a.stats["level"]["gain_db"] == pytest.approx(20.0, abs=0.25)
     v = a.f0 > 0
     assert np.abs(b.mel - (a.mel - np.log(10.0)))[:, v].mean() < 0.15  # the same mel, 20 dB (ln 10) down
     assert np.abs(c.mel - b.mel)[:, v].mean() > 0.4  # sung softly (measured 0.81)
