@@ -10,7 +10,7 @@ detail of the refined mel against real recordings of the target:
   beside the source's own similarity; and the same on voiced audio alone (``sim_voiced``: the voiced frames of
   the conversion against the centroid of the voiced frames of PJS 089-090, :func:`canora.analysis.evaluation.
   embed_voiced`), which does not depend on phrasing: cut to its voiced frames, PJS's own held-out song scores
-  0.10-0.13 lower against the first centroid, so a source sung legato (a scale) is held to a mark that PJS
+  0.11-0.15 lower against the first centroid, so a source sung legato (a scale) is held to a mark that PJS
   herself does not reach when she sings legato;
 * gross pitch error against the transposed source by harvest and by Praat, over frames both hear as voiced
   in the source; frame-rate periodicity and lines and voiced HNR of the output beside the source's;
@@ -181,7 +181,7 @@ class CombReference:
         the F0 it should have) to the reference's at the same pitch, weighted by ``wav``'s frames per bin: over
         all voiced frames, and over steady frames on both sides (:func:`steady_frames`). Held notes are more
         harmonic than onsets and note changes (PJS: 3.6 against 3.2 at 2-4 kHz), so a source sung legato, with
-        85-95 % steady frames against PJS's 53 %, scores above 1 on the first ratio at the same quality."""
+        84-94 % steady frames against PJS's 53 %, scores above 1 on the first ratio at the same quality."""
         n = min(len(f0), len(wav) // self.hop)
         f0 = f0[:n]
         mine = _comb(wav, np.where(f0 > 0, f0, 0.0), self.sr, self.hop)

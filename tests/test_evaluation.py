@@ -140,3 +140,13 @@ def test_evaluate_conversion_scores_the_voiced_parts_of_both_on_the_sources_voic
     assert s["similarity_converted"] > 0.999
     none = evaluate_conversion(tone, source, sr, embedder=Length(), target_centroid=at(np.zeros(3 * sr), sr))
     assert "similarity_voiced_converted" not in none
+
+
+def test_voiced_parts_and_centroids_refuse_what_they_cannot_use():
+    from canora.analysis.evaluation import singer_centroids, voiced_parts
+    from canora.errors import CanoraError
+
+    with pytest.raises(CanoraError, match="mono"):
+        voiced_parts(np.zeros((2, 1600), np.float32), 16000, 160, np.ones(10, bool))
+    with pytest.raises(CanoraError, match="no recordings"):
+        singer_centroids(object(), [], 16000)

@@ -463,6 +463,22 @@ def test_interior_gaps_and_their_filling() -> None:
     out, n = pitch.fill_voicing_gaps(f0, other, max_frames=4)
     assert n == 0 and np.array_equal(out, f0)
     assert pitch.fill_voicing_gaps(f0, on_line, max_frames=1)[1] == 0
+    # the line is straight in log F0, from the last voiced frame before the gap to the first after it
+    wide = np.array([100, 0, 0, 0, 400], np.float32)
+    log_line = np.array([100, 141.4, 200, 282.8, 400], np.float32)
+    out, n = pitch.fill_voicing_gaps(wide, log_line)
+    assert n == 3 and np.allclose(out, log_line)
+    hz_line = np.array([100, 175, 250, 325, 400], np.float32)  # 2.4-3.9 semitones off the log line
+    assert pitch.fill_voicing_gaps(wide, hz_line)[1] == 0
+    # within 2 semitones of it by default, not 3
+    assert pitch.fill_voicing_gaps(wide, log_line * 2 ** (1.9 / 12))[1] == 3
+    assert pitch.fill_voicing_gaps(wide, log_line * 2 ** (2.5 / 12))[1] == 0
+    # gaps of at most 8 frames by default
+    for length, filled in ((8, 8), (9, 0)):
+        f = np.r_[200.0, np.zeros(length), 200.0].astype(np.float32)
+        assert pitch.fill_voicing_gaps(f, np.full_like(f, 200.0))[1] == filled
+    with pytest.raises(CanoraError, match="frames"):
+        pitch.fill_voicing_gaps(wide, log_line[:4])
 
 
 @needs_swift

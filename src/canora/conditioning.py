@@ -35,10 +35,10 @@ log = logging.getLogger(__name__)
 
 #: Bump when the meaning of cached features changes (invalidates every cache entry). Not bumped for the
 #: one-STFT analysis: its mel is bit-identical and loudness / content move by float32 rounding only
-#: (< 1e-4 dB and < 1e-4 of a normalised coefficient on real singing; tests/test_features.py). 2: SwiftF0's
+#: (< 1e-4 dB and < 1e-4 of a normalised coefficient on real singing; tests/test_features.py). 3: SwiftF0's
 #: short voicing gaps are filled and notes' ends extended where Praat hears the voice go on
-#: (``canora.dsp.pitch.SwiftF0``, ``praat_voicing``).
-FEATURE_VERSION = 2
+#: (``canora.dsp.pitch.SwiftF0``, ``praat_voicing``; 2 filled the gaps only).
+FEATURE_VERSION = 3
 
 
 @dataclass(frozen=True)

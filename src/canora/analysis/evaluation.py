@@ -91,7 +91,11 @@ def voiced_parts(wav: np.ndarray, sample_rate: int, hop: int, voiced: np.ndarray
     """The samples of ``wav`` (N,) under ``voiced`` (T,) bool frames (frame i: samples i*hop .. (i+1)*hop), the
     runs joined one after another with a 10-ms raised-cosine ramp at each end (no click at a join) -> (M,) float32.
     """
+    from canora.errors import CanoraError
+
     x = np.asarray(wav, np.float32)
+    if x.ndim != 1:
+        raise CanoraError(f"voiced_parts takes mono audio (N,), got shape {x.shape}")
     v = np.asarray(voiced, bool)[: -(-len(x) // hop)]
     ramp = max(1, int(JOIN_RAMP_SECONDS * sample_rate))
     parts = []
@@ -114,7 +118,7 @@ def embed_voiced(
     default :func:`voiced_frames` of ``wav``), or None when they last under :data:`MIN_VOICED_SECONDS`.
 
     Why: the GE2E embedding of singing depends on its phrasing as well as on the voice. PJS's own held-out songs
-    score 0.10-0.13 lower against the centroid of her songs once their pauses and consonants are cut out, and
+    score 0.11-0.15 lower against the centroid of her songs once their pauses and consonants are cut out, and
     conversions of legato sources (a scale sung through) 0.08-0.09 higher once PJS's pauses are cut in. Comparing
     voiced parts with the centroid of the target's voiced parts measures the voice without the phrasing."""
     if voiced is None:
@@ -130,6 +134,10 @@ def singer_centroids(
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """(centroid of the recordings (N,) as they are, centroid of their voiced parts (:func:`embed_voiced`), None
     when none has enough voiced audio): what :func:`evaluate_conversion` measures similarity against."""
+    if not recordings:
+        from canora.errors import CanoraError
+
+        raise CanoraError("no recordings of the target singer to build its centroid from")
     full = centroid([embedder.embed(w, sample_rate) for w in recordings])
     voiced = [e for e in (embed_voiced(embedder, w, sample_rate, hop) for w in recordings) if e is not None]
     return full, (centroid(voiced) if voiced else None)

@@ -125,6 +125,9 @@ def run(args: argparse.Namespace) -> int:
         target, target_voiced = singer_centroids(
             embedder, [load_audio(r, 16000) for r in tqdm(refs, desc="target refs", unit="file", file=sys.stderr,
                                                           disable=len(refs) < 2 or not sys.stderr.isatty())], 16000)
+        if target_voiced is None:
+            print(f"{args.target_refs}: no recording there has 1 s of voiced audio; the voiced-only similarity "
+                  "(sim v) is left out", file=sys.stderr)
     rows, failed = [], []
     for f in tqdm(files, desc="eval", unit="file", file=sys.stderr, disable=len(files) < 2 or not sys.stderr.isatty()):
         try:

@@ -293,6 +293,14 @@ def interior_gaps(voiced: np.ndarray, max_frames: int = GAP_FRAMES) -> list[tupl
             if a > 0 and b < len(v) and b - a <= max_frames]
 
 
+def _second_track(f0: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """``second`` as float64 (T,), checked to be on ``f0``'s frames."""
+    second = np.asarray(second, np.float64)
+    if f0.ndim != 1 or second.shape != f0.shape:
+        raise CanoraError(f"the second F0 track {second.shape} must be on the first one's frames {f0.shape}")
+    return second
+
+
 def fill_voicing_gaps(
     f0: np.ndarray, second: np.ndarray, max_frames: int = GAP_FRAMES, semitones: float = GAP_SEMITONES
 ) -> tuple[np.ndarray, int]:
@@ -301,7 +309,7 @@ def fill_voicing_gaps(
     log F0 between the gap's neighbours; how many frames were filled). A legato note change or a voiced consonant
     that one tracker drops keeps its voice; a gap the other tracker does not hear as the same line stays."""
     out = np.array(f0, np.float32, copy=True)
-    second = np.asarray(second, np.float64)
+    second = _second_track(out, second)
     filled = 0
     for a, b in interior_gaps(out > 0, max_frames):
         seg = second[a:b]
@@ -324,7 +332,7 @@ def extend_voicing_edges(
     frames short keeps them where the other hears the same note; a consonant or breath beside it does not."""
     src = np.asarray(f0, np.float32)
     out = src.copy()
-    second = np.asarray(second, np.float64)
+    second = _second_track(src, second)
     voiced = src > 0
     edges = np.flatnonzero(np.diff(np.concatenate([[0], voiced.astype(np.int8), [0]])))
     added = 0
@@ -352,7 +360,7 @@ class SwiftF0(F0Extractor):
     the onnxruntime pool (default 1: already ~100x faster than real time on one core).
 
     SwiftF0 hears some voice as unvoiced where harvest and Praat both hear it: a few frames at legato note changes
-    and voiced consonants (every syllable of a Dagstuhl bass scale; 7 of 146 gaps in PJS 001-020), and the last
+    and voiced consonants (every syllable of a Dagstuhl bass scale; 6 of 131 gaps in PJS 001-020), and the last
     (sometimes first) 1-3 frames of a note. With ``praat_voicing`` (default) Praat's track is the second opinion:
     short gaps are filled (:func:`fill_voicing_gaps`) and voiced runs are extended at their ends where Praat hears
     the same note go on (:func:`extend_voicing_edges`). Praat costs about 5 ms per second of audio.
