@@ -11,7 +11,9 @@ detail of the refined mel against real recordings of the target:
   the conversion against the centroid of the voiced frames of PJS 089-090, :func:`canora.analysis.evaluation.
   embed_voiced`), which does not depend on phrasing: cut to its voiced frames, PJS's own held-out song scores
   0.11-0.15 lower against the first centroid, so a source sung legato (a scale) is held to a mark that PJS
-  herself does not reach when she sings legato;
+  herself does not reach when she sings legato; ``sim_voiced_lo`` / ``_hi``: the same over the output's frames
+  below / above 250 Hz, beside a table of PJS 082-088's own (the measure depends on the pitches sung too: the
+  upper half of PJS 087, at 382 Hz, scores 0.73 where its lower half scores 0.93);
 * gross pitch error against the transposed source by harvest and by Praat, over frames both hear as voiced
   in the source; frame-rate periodicity and lines and voiced HNR of the output beside the source's;
 * harmonic detail ratio per band (0-1, 1-2, 2-4, 4-8 kHz): :func:`canora.dsp.metrics.harmonic_detail` of the
@@ -53,7 +55,7 @@ import numpy as np
 import torch
 from _common import print_table, write_json
 
-from canora.analysis.evaluation import SpeakerEmbedder, centroid, embed_voiced, evaluate_conversion
+from canora.analysis.evaluation import SpeakerEmbedder, centroid, embed_voiced, evaluate_conversion, voiced_frames
 from canora.dsp.harmonics import harmonic_contrast, refine_to_harmonics
 from canora.dsp.mel import wav_to_mel
 from canora.dsp.metrics import DETAIL_BANDS
@@ -68,6 +70,10 @@ SOURCES = ["vocadito/vocadito_1.wav", "vocadito/vocadito_10.wav", "vocadito/voca
 # held out by both bundled models: the target's reference recordings (similarity centroid, real mels)
 TARGET_REFS = ["pjs/pjs087_song.wav", "pjs/pjs088_song.wav", "pjs/pjs089_song.wav", "pjs/pjs090_song.wav"]
 SIM_REFS = TARGET_REFS[2:]
+#: the target's recordings that give its own voiced similarity in each pitch band (none is in the centroid)
+BAND_REFS = [f"pjs/pjs0{k}_song.wav" for k in range(82, 89)]
+#: voiced similarity is also reported below and above this pitch (Hz): the measure depends on the pitches sung
+SIM_SPLIT_HZ = 250.0
 #: frames the "heard" detail averages over before measuring ripple (5 frames = 58 ms)
 HEARD_SMOOTH = 5
 #: the bands of the waveform's harmonic contrast (below 1 kHz every voice's harmonics are resolved by the mel)
@@ -209,6 +215,19 @@ class CombReference:
         return out
 
 
+def sim_voiced_bands(emb: SpeakerEmbedder, x: np.ndarray, sr: int, hop: int, voiced: np.ndarray, f0: np.ndarray,
+                     centre: np.ndarray) -> list[float]:
+    """Voiced similarity of ``x`` (N,) to ``centre`` on its ``voiced`` (T,) frames below and at or above
+    :data:`SIM_SPLIT_HZ` by ``f0`` (T,) Hz (NaN for a band with under 1 s of voiced audio)."""
+    n = min(len(voiced), len(f0))
+    v, f = np.asarray(voiced[:n], bool), np.asarray(f0[:n])
+    out = []
+    for band in (v & (f > 0) & (f < SIM_SPLIT_HZ), v & (f >= SIM_SPLIT_HZ)):
+        e = embed_voiced(emb, x, sr, hop, band)
+        out.append(float("nan") if e is None else float(e @ centre / (np.linalg.norm(e) * np.linalg.norm(centre))))
+    return out
+
+
 def ceiling(conv: Converter, emb: SpeakerEmbedder, target: np.ndarray, target_voiced: np.ndarray, clip_seconds: float,
             sampler: str, steps: int, strength: float) -> list[dict[str, object]]:
     """Similarity to the target's centroid of its own held-out songs: recorded, copy-synthesised, converted, and
@@ -216,7 +235,6 @@ def ceiling(conv: Converter, emb: SpeakerEmbedder, target: np.ndarray, target_vo
     source's key lands an octave away from the target's range as often as not); ``*_voiced``: the voiced parts
     against the centroid of the target's voiced parts, and ``recording_legato`` the recording's voiced parts
     against the first centroid (what phrasing is worth to that measure)."""
-    from canora.analysis.evaluation import voiced_frames
     from canora.conditioning import extract_features
 
     sr, rows = conv.sample_rate, []
@@ -283,6 +301,7 @@ def main() -> None:
         secs = len(wav) / sr
         src_scores = None
         src_comb = comb.ratio(wav, extract_f0(wav, sr, spec.hop_length))[0]
+        voiced = voiced_frames(wav, sr, spec.hop_length)
         for key in args.key:
             for sampler in args.samplers:
                 for steps in args.steps:
@@ -295,6 +314,8 @@ def main() -> None:
                         s = evaluate_conversion(res.audio, wav, sr, transpose=res.transpose, embedder=emb,
                                                 target_centroid=target, target_centroid_voiced=target_voiced)
                         src_scores = src_scores or s
+                        bands = sim_voiced_bands(emb, res.audio[: len(wav)], sr, spec.hop_length, voiced, res.f0,
+                                                 target_voiced)
                         ratio = detail.ratio(res.mel, res.f0)
                         heard_ratio = heard.ratio(wav_to_mel(res.audio, spec), res.f0)
                         comb_ratio, comb_steady = comb.ratio(res.audio, res.f0)
@@ -304,6 +325,7 @@ def main() -> None:
                             "sim": s["similarity_converted"], "sim_source": s["similarity_source"],
                             "sim_voiced": s["similarity_voiced_converted"],
                             "sim_voiced_src": s["similarity_voiced_source"],
+                            "sim_voiced_lo": bands[0], "sim_voiced_hi": bands[1],
                             "gpe_harvest": s["gpe_harvest"], "gpe_praat": s["gpe_praat"],
                             "periodicity": s["periodicity_converted"], "periodicity_src": s["periodicity_source"],
                             "line_db": s["frame_rate_line_db_converted"], "line_db_src": s["frame_rate_line_db_source"],
@@ -322,7 +344,7 @@ def main() -> None:
         print(f"{path.name}: done", file=sys.stderr)
         load.append(os.getloadavg())
     cols = ["clip", "key", "sampler", "steps", "strength", "transpose", "sim", "sim_source", "sim_voiced",
-            "sim_voiced_src", "gpe_harvest",
+            "sim_voiced_src", "sim_voiced_lo", "sim_voiced_hi", "gpe_harvest",
             "gpe_praat", "periodicity", "periodicity_src", "hnr_db", "hnr_db_src", "detail_0-1k", "detail_1-2k",
             "detail_2-4k", "detail_4-8k", "heard_0-1k", "heard_1-2k", "heard_2-4k", "heard_4-8k", "comb_1-2k",
             "comb_2-4k", "comb_4-8k", "comb_steady_1-2k", "comb_steady_2-4k", "comb_steady_4-8k", "comb_src_1-2k",
@@ -341,19 +363,28 @@ def main() -> None:
                       "gpe_max": float(np.nanmax([max(r["gpe_harvest"], r["gpe_praat"]) for r in sel]))})
     print()
     print_table(means, ["key", "sampler", "steps", "strength", "sim", "sim_min", "sim_source", "sim_voiced",
-                        "sim_voiced_min", "sim_voiced_src", "gpe_harvest",
+                        "sim_voiced_min", "sim_voiced_src", "sim_voiced_lo", "sim_voiced_hi", "gpe_harvest",
                         "gpe_praat", "gpe_max", "hnr_db", "hnr_db_src", "detail_0-1k", "detail_1-2k",
                         "detail_2-4k", "detail_4-8k", "heard_2-4k", "heard_4-8k", "comb_2-4k", "comb_4-8k",
                         "comb_steady_2-4k", "comb_steady_4-8k", "comb_src_4-8k", "rtf"])
     top = ceiling(conv, emb, target, target_voiced, args.clip_seconds, args.samplers[0], args.steps[0],
                   args.strengths[0])
+    band_ref = []
+    for path in resolve(BAND_REFS):
+        wav = load_audio(path, sr)
+        lo, hi = sim_voiced_bands(emb, wav, sr, spec.hop_length, voiced_frames(wav, sr, spec.hop_length),
+                                  extract_f0(wav, sr, spec.hop_length), target_voiced)
+        band_ref.append({"clip": path.stem, "sim_voiced_lo": lo, "sim_voiced_hi": hi})
+    print(f"\nthe target's own recordings, voiced similarity below / above {SIM_SPLIT_HZ:g} Hz")
+    print_table(band_ref, ["clip", "sim_voiced_lo", "sim_voiced_hi"])
     print("\nceiling: the target's own held-out songs, similarity to its centroid")
     print_table(top, ["clip", "recording", "vocoder_copy", "converted", "converted_-12", "converted_+12",
                       "recording_legato", "recording_voiced", "converted_voiced"])
     write_json(args.out, {"benchmark": "conversion_sweep", "clip_seconds": args.clip_seconds,
                           "sources": [str(p) for p in sources], "target_refs": [str(p) for p in refs],
                           "refiner": str(args.refiner or "bundled"), "vocoder": str(args.vocoder or "bundled"),
-                          "threads": args.threads, "loadavg": load, "rows": rows, "means": means, "ceiling": top})
+                          "threads": args.threads, "loadavg": load, "rows": rows, "means": means, "ceiling": top,
+                          "band_reference": band_ref})
 
 
 if __name__ == "__main__":
