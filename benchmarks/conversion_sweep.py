@@ -15,7 +15,9 @@ detail of the refined mel against real recordings of the target:
   below / above 250 Hz, beside a table of PJS 082-088's own (the measure depends on the pitches sung too: the
   upper half of PJS 087, at 382 Hz, scores 0.73 where its lower half scores 0.93);
 * gross pitch error against the transposed source by harvest and by Praat, over frames both hear as voiced
-  in the source; frame-rate periodicity and lines and voiced HNR of the output beside the source's;
+  in the source, and (``gpe_agreed_*``) over those where the two also agree on the source's pitch, against their
+  mean (where they disagree the reference itself is in doubt); frame-rate periodicity and lines and voiced HNR of
+  the output beside the source's;
 * harmonic detail ratio per band (0-1, 1-2, 2-4, 4-8 kHz): :func:`canora.dsp.metrics.harmonic_detail` of the
   refined mel over its voiced frames, divided by that of the target's real mels over frames of the same
   pitch (2-semitone bins of F0, weighted by the conversion's frames per bin), so a refiner that smooths the
@@ -56,6 +58,7 @@ import torch
 from _common import print_table, write_json
 
 from canora.analysis.evaluation import SpeakerEmbedder, centroid, embed_voiced, evaluate_conversion, voiced_frames
+from canora.dsp.artifacts import GROSS_CENTS, gross_pitch_error, reference_masks, track_f0
 from canora.dsp.harmonics import harmonic_contrast, refine_to_harmonics
 from canora.dsp.mel import wav_to_mel
 from canora.dsp.metrics import DETAIL_BANDS
@@ -215,6 +218,18 @@ class CombReference:
         return out
 
 
+def gpe_agreed(out: np.ndarray, sr: int, hop: int, masks: object, agreed: np.ndarray,
+               transpose: float) -> dict[str, float]:
+    """Gross pitch error of ``out`` (N,) by harvest and by Praat over the source's frames where the two trackers
+    agree on its pitch (``agreed`` (T,) bool), against their mean: where they disagree, the reference itself is in
+    doubt (``gpe_agreed_*``)."""
+    ref = np.sqrt(np.maximum(masks.f0_harvest, 0) * np.maximum(masks.f0_praat, 0))
+    n = len(agreed)
+    return {f"gpe_agreed_{name}": gross_pitch_error(ref, track_f0(np.asarray(out, np.float64), sr, hop, n, name),
+                                                    transpose, agreed)
+            for name in ("harvest", "praat")}
+
+
 def sim_voiced_bands(emb: SpeakerEmbedder, x: np.ndarray, sr: int, hop: int, voiced: np.ndarray, f0: np.ndarray,
                      centre: np.ndarray) -> list[float]:
     """Voiced similarity of ``x`` (N,) to ``centre`` on its ``voiced`` (T,) frames below and at or above
@@ -301,7 +316,11 @@ def main() -> None:
         secs = len(wav) / sr
         src_scores = None
         src_comb = comb.ratio(wav, extract_f0(wav, sr, spec.hop_length))[0]
-        voiced = voiced_frames(wav, sr, spec.hop_length)
+        masks = reference_masks(wav.astype(np.float64), sr, spec.hop_length)
+        voiced = masks.voiced
+        # frames where harvest and Praat agree on the source's pitch: a reference neither tracker disputes
+        agreed = voiced & (np.abs(1200 * np.log2(np.maximum(masks.f0_harvest, 1e-3)
+                                                 / np.maximum(masks.f0_praat, 1e-3))) <= GROSS_CENTS)
         for key in args.key:
             for sampler in args.samplers:
                 for steps in args.steps:
@@ -327,6 +346,7 @@ def main() -> None:
                             "sim_voiced_src": s["similarity_voiced_source"],
                             "sim_voiced_lo": bands[0], "sim_voiced_hi": bands[1],
                             "gpe_harvest": s["gpe_harvest"], "gpe_praat": s["gpe_praat"],
+                            **gpe_agreed(res.audio[: len(wav)], sr, spec.hop_length, masks, agreed, res.transpose),
                             "periodicity": s["periodicity_converted"], "periodicity_src": s["periodicity_source"],
                             "line_db": s["frame_rate_line_db_converted"], "line_db_src": s["frame_rate_line_db_source"],
                             "hnr_db": s["hnr_db_converted"], "hnr_db_src": s["hnr_db_source"],
@@ -344,8 +364,8 @@ def main() -> None:
         print(f"{path.name}: done", file=sys.stderr)
         load.append(os.getloadavg())
     cols = ["clip", "key", "sampler", "steps", "strength", "transpose", "sim", "sim_source", "sim_voiced",
-            "sim_voiced_src", "sim_voiced_lo", "sim_voiced_hi", "gpe_harvest",
-            "gpe_praat", "periodicity", "periodicity_src", "hnr_db", "hnr_db_src", "detail_0-1k", "detail_1-2k",
+            "sim_voiced_src", "sim_voiced_lo", "sim_voiced_hi", "gpe_harvest", "gpe_praat", "gpe_agreed_harvest",
+            "gpe_agreed_praat", "periodicity", "periodicity_src", "hnr_db", "hnr_db_src", "detail_0-1k", "detail_1-2k",
             "detail_2-4k", "detail_4-8k", "heard_0-1k", "heard_1-2k", "heard_2-4k", "heard_4-8k", "comb_1-2k",
             "comb_2-4k", "comb_4-8k", "comb_steady_1-2k", "comb_steady_2-4k", "comb_steady_4-8k", "comb_src_1-2k",
             "comb_src_2-4k", "comb_src_4-8k", "rtf"]
@@ -360,10 +380,13 @@ def main() -> None:
                       "strength": strength, **{k: float(np.nanmean([r[k] for r in sel])) for k in cols[5:]},
                       "sim_min": float(np.nanmin([r["sim"] for r in sel])),
                       "sim_voiced_min": float(np.nanmin([r["sim_voiced"] for r in sel])),
-                      "gpe_max": float(np.nanmax([max(r["gpe_harvest"], r["gpe_praat"]) for r in sel]))})
+                      "gpe_max": float(np.nanmax([max(r["gpe_harvest"], r["gpe_praat"]) for r in sel])),
+                      "gpe_agreed_max": float(np.nanmax([max(r["gpe_agreed_harvest"], r["gpe_agreed_praat"])
+                                                         for r in sel]))})
     print()
     print_table(means, ["key", "sampler", "steps", "strength", "sim", "sim_min", "sim_source", "sim_voiced",
                         "sim_voiced_min", "sim_voiced_src", "sim_voiced_lo", "sim_voiced_hi", "gpe_harvest",
+                        "gpe_agreed_harvest", "gpe_agreed_praat", "gpe_agreed_max",
                         "gpe_praat", "gpe_max", "hnr_db", "hnr_db_src", "detail_0-1k", "detail_1-2k",
                         "detail_2-4k", "detail_4-8k", "heard_2-4k", "heard_4-8k", "comb_2-4k", "comb_4-8k",
                         "comb_steady_2-4k", "comb_steady_4-8k", "comb_src_4-8k", "rtf"])
