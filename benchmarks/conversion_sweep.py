@@ -57,8 +57,14 @@ import numpy as np
 import torch
 from _common import print_table, write_json
 
-from canora.analysis.evaluation import SpeakerEmbedder, centroid, embed_voiced, evaluate_conversion, voiced_frames
-from canora.dsp.artifacts import GROSS_CENTS, gross_pitch_error, reference_masks, track_f0
+from canora.analysis.evaluation import (
+    SpeakerEmbedder,
+    centroid,
+    cosine,
+    embed_voiced,
+    evaluate_conversion,
+    voiced_frames,
+)
 from canora.dsp.harmonics import harmonic_contrast, refine_to_harmonics
 from canora.dsp.mel import wav_to_mel
 from canora.dsp.metrics import DETAIL_BANDS
@@ -218,18 +224,6 @@ class CombReference:
         return out
 
 
-def gpe_agreed(out: np.ndarray, sr: int, hop: int, masks: object, agreed: np.ndarray,
-               transpose: float) -> dict[str, float]:
-    """Gross pitch error of ``out`` (N,) by harvest and by Praat over the source's frames where the two trackers
-    agree on its pitch (``agreed`` (T,) bool), against their mean: where they disagree, the reference itself is in
-    doubt (``gpe_agreed_*``)."""
-    ref = np.sqrt(np.maximum(masks.f0_harvest, 0) * np.maximum(masks.f0_praat, 0))
-    n = len(agreed)
-    return {f"gpe_agreed_{name}": gross_pitch_error(ref, track_f0(np.asarray(out, np.float64), sr, hop, n, name),
-                                                    transpose, agreed)
-            for name in ("harvest", "praat")}
-
-
 def sim_voiced_bands(emb: SpeakerEmbedder, x: np.ndarray, sr: int, hop: int, voiced: np.ndarray, f0: np.ndarray,
                      centre: np.ndarray) -> list[float]:
     """Voiced similarity of ``x`` (N,) to ``centre`` on its ``voiced`` (T,) frames below and at or above
@@ -239,7 +233,7 @@ def sim_voiced_bands(emb: SpeakerEmbedder, x: np.ndarray, sr: int, hop: int, voi
     out = []
     for band in (v & (f > 0) & (f < SIM_SPLIT_HZ), v & (f >= SIM_SPLIT_HZ)):
         e = embed_voiced(emb, x, sr, hop, band)
-        out.append(float("nan") if e is None else float(e @ centre / (np.linalg.norm(e) * np.linalg.norm(centre))))
+        out.append(float("nan") if e is None else cosine(e, centre))
     return out
 
 
@@ -256,11 +250,11 @@ def ceiling(conv: Converter, emb: SpeakerEmbedder, target: np.ndarray, target_vo
 
     def sim(x: np.ndarray) -> float:
         e = emb.embed(x, sr)
-        return float(e @ target / (np.linalg.norm(e) * np.linalg.norm(target)))
+        return cosine(e, target)
 
     def sim_voiced(x: np.ndarray, voiced: np.ndarray, centre: np.ndarray) -> float:
         e = embed_voiced(emb, x, sr, conv.spec.hop_length, voiced)
-        return float("nan") if e is None else float(e @ centre / (np.linalg.norm(e) * np.linalg.norm(centre)))
+        return float("nan") if e is None else cosine(e, centre)
 
     for path in resolve(TARGET_REFS[:2]):
         wav = load_audio(path, sr)
@@ -316,11 +310,7 @@ def main() -> None:
         secs = len(wav) / sr
         src_scores = None
         src_comb = comb.ratio(wav, extract_f0(wav, sr, spec.hop_length))[0]
-        masks = reference_masks(wav.astype(np.float64), sr, spec.hop_length)
-        voiced = masks.voiced
-        # frames where harvest and Praat agree on the source's pitch: a reference neither tracker disputes
-        agreed = voiced & (np.abs(1200 * np.log2(np.maximum(masks.f0_harvest, 1e-3)
-                                                 / np.maximum(masks.f0_praat, 1e-3))) <= GROSS_CENTS)
+        voiced = voiced_frames(wav, sr, spec.hop_length)
         for key in args.key:
             for sampler in args.samplers:
                 for steps in args.steps:
@@ -346,7 +336,7 @@ def main() -> None:
                             "sim_voiced_src": s["similarity_voiced_source"],
                             "sim_voiced_lo": bands[0], "sim_voiced_hi": bands[1],
                             "gpe_harvest": s["gpe_harvest"], "gpe_praat": s["gpe_praat"],
-                            **gpe_agreed(res.audio[: len(wav)], sr, spec.hop_length, masks, agreed, res.transpose),
+                            "gpe_agreed_harvest": s["gpe_agreed_harvest"], "gpe_agreed_praat": s["gpe_agreed_praat"],
                             "periodicity": s["periodicity_converted"], "periodicity_src": s["periodicity_source"],
                             "line_db": s["frame_rate_line_db_converted"], "line_db_src": s["frame_rate_line_db_source"],
                             "hnr_db": s["hnr_db_converted"], "hnr_db_src": s["hnr_db_source"],

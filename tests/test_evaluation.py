@@ -138,6 +138,10 @@ def test_evaluate_conversion_scores_the_voiced_parts_of_both_on_the_sources_voic
     assert s["similarity_voiced_converted"] > 0.99
     assert s["similarity_converted"] == pytest.approx(s["similarity_source"])
     assert s["similarity_converted"] > 0.999
+    # the same pitch: no gross error over the frames both trackers agree on; told it was a fifth up, all of them
+    assert s["gpe_agreed_harvest"] == 0.0 and s["gpe_agreed_praat"] == 0.0
+    shifted = evaluate_conversion(tone, source, sr, transpose=7.0)
+    assert shifted["gpe_agreed_harvest"] == 1.0 and shifted["gpe_agreed_praat"] == 1.0
     none = evaluate_conversion(tone, source, sr, embedder=Length(), target_centroid=at(np.zeros(3 * sr), sr))
     assert "similarity_voiced_converted" not in none
 

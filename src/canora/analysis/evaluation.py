@@ -91,6 +91,7 @@ def voiced_parts(wav: np.ndarray, sample_rate: int, hop: int, voiced: np.ndarray
     """The samples of ``wav`` (N,) under ``voiced`` (T,) bool frames (frame i: samples i*hop .. (i+1)*hop), the
     runs joined one after another with a 10-ms raised-cosine ramp at each end (no click at a join) -> (M,) float32.
     """
+    from canora.dsp.pitch import true_runs
     from canora.errors import CanoraError
 
     x = np.asarray(wav, np.float32)
@@ -99,8 +100,7 @@ def voiced_parts(wav: np.ndarray, sample_rate: int, hop: int, voiced: np.ndarray
     v = np.asarray(voiced, bool)[: -(-len(x) // hop)]
     ramp = max(1, int(JOIN_RAMP_SECONDS * sample_rate))
     parts = []
-    edges = np.flatnonzero(np.diff(np.concatenate([[0], v.astype(np.int8), [0]])))
-    for a, b in zip(edges[::2], edges[1::2]):
+    for a, b in true_runs(v):
         seg = x[a * hop: b * hop].copy()
         r = min(ramp, len(seg) // 2)
         if r > 0:
@@ -193,11 +193,12 @@ def evaluate_conversion(
     harvest and by Praat (``gpe_harvest``, ``gpe_praat``); the harmonic contrast of each at 2-4 and 4-8 kHz on the
     source's voiced frames (``harmonics_2-4k_*``, ``harmonics_4-8k_*``: ln magnitude of the harmonics over the
     midpoints between them, at each signal's harvest F0 fitted to its own harmonics; see
-    :func:`canora.dsp.harmonics.harmonic_contrast`); with an embedder and the target singer's centroid, the singer
-    similarity of the conversion and of the source (cosine to the centroid); with ``target_centroid_voiced`` (the
-    centroid of the target's voiced parts, :func:`singer_centroids`), the same for the voiced parts of each alone
-    (``similarity_voiced_*``: the source's voiced frames, the measure that does not depend on phrasing; NaN when
-    under :data:`MIN_VOICED_SECONDS` are voiced)."""
+    :func:`canora.dsp.harmonics.harmonic_contrast`); the gross pitch errors again over the frames where harvest and
+    Praat agree on the source's pitch, against their mean (``gpe_agreed_*``); with an embedder and the target
+    singer's centroid, the singer similarity of the conversion and of the source (cosine to the centroid); with
+    ``target_centroid_voiced`` (the centroid of the target's voiced parts, :func:`singer_centroids`), the same for
+    the voiced parts of each alone (``similarity_voiced_*``: the source's voiced frames, the measure that does not
+    depend on phrasing; NaN when under :data:`MIN_VOICED_SECONDS` are voiced)."""
     from canora.dsp import artifacts
     from canora.dsp.pitch import extract_f0, repair_octave_jumps
 
@@ -219,6 +220,13 @@ def evaluate_conversion(
                       ("hnr_db", "hnr_db"), ("held_tone_db", "held_tone_db")):
         out[f"{key}_converted"], out[f"{key}_source"] = getattr(m_conv, attr), getattr(m_src, attr)
     out["gpe_harvest"], out["gpe_praat"] = m_conv.gpe_harvest, m_conv.gpe_praat
+    # the same over the frames where harvest and Praat agree on the source's pitch, against their mean: where
+    # they disagree the reference itself is in doubt
+    h, p = np.maximum(masks.f0_harvest, 0.0), np.maximum(masks.f0_praat, 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        agreed = masks.voiced & (np.abs(1200 * np.log2(h / p)) <= artifacts.GROSS_CENTS)
+    for name, track in zip(("harvest", "praat"), tracks):
+        out[f"gpe_agreed_{name}"] = artifacts.gross_pitch_error(np.sqrt(h * p), track, transpose, agreed)
     for name, x, f0 in (("converted", conv, tracks[0]), ("source", src, masks.f0_harvest)):
         f0 = repair_octave_jumps(np.nan_to_num(f0))
         for (lo, hi), value in zip(HARMONIC_BANDS, harmonics_by_band(x, sample_rate, hop, f0, masks.voiced)):

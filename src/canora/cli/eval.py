@@ -20,6 +20,8 @@ Waveform artifacts that mel metrics miss, each beside the source's own value on 
   HNR    harmonics-to-noise ratio of voiced frames (Praat), dB
   GPE    share of frames voiced in both more than 50 cents off the transposed source, by harvest and by
          Praat's autocorrelation tracker (one tracker can follow the notes through a buzz the other hears)
+  GPE agr  the same over the frames where harvest and Praat agree on the source's pitch (against their mean):
+         where they disagree the reference itself is in doubt
 
 Each converted <stem>.wav is paired with its source through the <stem>.json written by `canora convert`,
 or with --sources DIR/<stem>.*; the transpose comes from that JSON unless --transpose is given.
@@ -160,6 +162,7 @@ def run(args: argparse.Namespace) -> int:
                      "mel_cycle_error": side.get("mel_cycle_error"), "real_time_factor": side.get("real_time_factor")})
 
     keys = ["f0_rmse_cents", "f0_gross_error_rate", "f0_vuv_error_rate", "f0_pearson", "gpe_harvest", "gpe_praat",
+            "gpe_agreed_harvest", "gpe_agreed_praat",
             "periodicity_converted", "periodicity_source", "frame_rate_line_db_converted", "frame_rate_line_db_source",
             "hnr_db_converted", "hnr_db_source", "held_tone_db_converted", "held_tone_db_source",
             "harmonics_2-4k_converted", "harmonics_2-4k_source", "harmonics_4-8k_converted", "harmonics_4-8k_source",
@@ -178,7 +181,8 @@ def run(args: argparse.Namespace) -> int:
 
     doc = {"files": [{k: finite(v) for k, v in r.items()} for r in rows], "mean": summary}
     atomic_write_text(args.out, json.dumps(doc, indent=2) + "\n")
-    heads = ["file", "F0 cents", "GPE", "V/UV err", "F0 corr", "GPE harv", "GPE praat", "buzz conv", "buzz src",
+    heads = ["file", "F0 cents", "GPE", "V/UV err", "F0 corr", "GPE harv", "GPE praat", "GPE agr h", "GPE agr p",
+             "buzz conv", "buzz src",
              "lines conv", "lines src", "HNR conv", "HNR src", "tone conv", "tone src", "harm2-4 c", "harm2-4 s",
              "harm4-8 c", "harm4-8 s", "sim conv", "sim src", "sim v conv", "sim v src",
              "cycle err", "RTF"]

@@ -284,13 +284,17 @@ EDGE_FRAMES = 3
 EDGE_SEMITONES = 1.0
 
 
+def true_runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """The runs ``[start, end)`` of True in ``mask`` (T,) bool, in order."""
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], np.asarray(mask, bool).astype(np.int8), [0]])))
+    return [(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2])]
+
+
 def interior_gaps(voiced: np.ndarray, max_frames: int = GAP_FRAMES) -> list[tuple[int, int]]:
     """The unvoiced runs ``[start, end)`` of ``voiced`` (T,) bool of at most ``max_frames`` with a voiced frame on
     both sides."""
     v = np.asarray(voiced, bool)
-    edges = np.flatnonzero(np.diff(np.concatenate([[1], v.astype(np.int8), [1]])))
-    return [(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2])
-            if a > 0 and b < len(v) and b - a <= max_frames]
+    return [(a, b) for a, b in true_runs(~v) if a > 0 and b < len(v) and b - a <= max_frames]
 
 
 def _second_track(f0: np.ndarray, second: np.ndarray) -> np.ndarray:
@@ -333,10 +337,8 @@ def extend_voicing_edges(
     src = np.asarray(f0, np.float32)
     out = src.copy()
     second = _second_track(src, second)
-    voiced = src > 0
-    edges = np.flatnonzero(np.diff(np.concatenate([[0], voiced.astype(np.int8), [0]])))
     added = 0
-    for a, b in zip(edges[::2], edges[1::2]):  # the voiced run [a, b)
+    for a, b in true_runs(src > 0):  # the voiced run [a, b)
         for step, t, ref in ((1, b, float(src[b - 1])), (-1, a - 1, float(src[a]))):
             for _ in range(max_frames):
                 if not 0 <= t < len(out) or out[t] > 0:
