@@ -51,7 +51,8 @@ def test_bundled_conversion_of_a_real_clip_follows_the_source_pitch(converter):
     from .conftest import shared_file
 
     wav = load_audio(shared_file("vocadito/vocadito_10.wav"), SR)[2 * SR: 6 * SR]
-    res = converter.convert(wav, SR, transpose=5, steps=4, measure_cycle_error=True)
+    res = converter.convert(wav, SR, transpose=5, measure_cycle_error=True)  # the default sampler settings
+    assert (res.stats["sampler"], res.stats["steps"], res.stats["strength"]) == ("dpmpp", 3, 0.6)
     assert res.audio.shape == wav.shape and np.isfinite(res.audio).all()
     assert np.sqrt(np.mean(res.audio**2)) > 0.1 * np.sqrt(np.mean(wav**2))
     median_cents, gross = _follows(wav, res.audio, 5)

@@ -52,7 +52,7 @@ if TYPE_CHECKING:
 #: block length (ms) when none is given, by benchmarks/streaming.py: 9 frames (104.5 ms), latency 139 ms (<= 150),
 #: and the only size <= 150 ms latency that dropped no block on a loaded 2-core machine (README, Streaming)
 DEFAULT_BLOCK_MS = 100.0
-#: refiner steps when none are given (offline: 10): the refiner's cost is per step (20 layers of small convolutions,
+#: refiner steps when none are given (offline: 3): the refiner's cost is per step (20 layers of small convolutions,
 #: ~10-20 ms a step whatever the window), and 2 DPM-Solver++ steps from strength 0.6 measured as well as 4
 DEFAULT_STREAM_STEPS = 2
 #: the F0 tracker of the stream (``f0_method=None``: the refiner's own; harvest costs ~70 ms a block, swift ~5)

@@ -151,7 +151,7 @@ def evaluate_voice(refiner: Path, vocoder: Path | None, singer: str, data: Path,
     rows = []
     for p in held:
         wav = load_audio(p, sample_rate)
-        res = conv.convert(wav, sample_rate, singer=singer, transpose=0, steps=4)  # the singer's own pieces: as sung
+        res = conv.convert(wav, sample_rate, singer=singer, transpose=0)  # the singer's own pieces: as sung
         rows.append(evaluate_conversion(res.audio, wav, sample_rate, transpose=res.transpose, embedder=emb,
                                         target_centroid=target))
 
