@@ -44,7 +44,7 @@ REFINER_FORMAT_VERSION = 1
 DEFAULT_SAMPLER = "dpmpp"
 #: sampler steps of a conversion: 3 DPM-Solver++ steps from strength 0.6 give the output of 4 (conversion_sweep on
 #: 9 unseen clips: similarity 0.825 vs 0.826, voiced 0.868 vs 0.868, pitch error within 0.1 points, harmonic
-#: contrast and detail as heard within 0.5 %; the waveforms differ by 3 % RMS) in 0.90-0.94x the conversion's time
+#: contrast and detail as heard within 0.5 %; the waveforms differ by 3 % RMS) in 0.89-0.94x the conversion's time
 #: (30 s, one thread, alternating runs); 4 gave the output of 10 (similarity 0.812 vs 0.811), which only sharpened
 #: grain in the refined mel that the vocoder does not render
 DEFAULT_STEPS = 3
