@@ -12,7 +12,7 @@ from canora.cli import main
 from canora.dsp.mel import MelSpec, wav_to_mel
 from canora.errors import CanoraError, MelError
 from canora.training.loop import Loop
-from canora.training.nsf import NSFTask, NSFTrainConfig, crop_batch, load_clips
+from canora.training.nsf import Clip, NSFTask, NSFTrainConfig, crop_batch, load_clips
 from canora.vocoder import Vocoder
 from canora.vocoder.nsf import NOISE_CHUNK, NSFConfig, NSFGenerator, SineSource
 
@@ -136,8 +136,6 @@ def test_f0_from_mel_finds_the_pitch_of_a_sung_tone(synth_clip):
 
 
 def test_crops_pad_short_clips_with_the_log_floor():
-    from canora.training.nsf import Clip
-
     clip = Clip("short", np.zeros((80, 5), np.float32), np.full(5, 200.0, np.float32), np.ones(5 * 256, np.float32))
     mel, f0, y = crop_batch([clip], [0], 8, SPEC, torch.Generator().manual_seed(0))
     assert mel.shape == (1, 80, 8) and f0.shape == (1, 8) and y.shape == (1, 1, 8 * 256)
@@ -400,3 +398,79 @@ def test_piece_start_phases_continue_the_song_for_even_and_odd_hops(hop):
         mine = cycles[k] + np.cumsum(piece[0]) / sr
         np.testing.assert_allclose(mine[lead:], phase[k * hop + lead:], atol=1e-9)
         np.testing.assert_allclose(piece[0, lead:], song[0, k * hop + lead:], rtol=1e-12)
+
+
+# ---------------------------------------------------------------------- refined mels (the sound recipe)
+@pytest.fixture
+def tiny_refiner(tmp_path, wav_dir):
+    """A tiny refiner export for singer "pjs" with the default features' content dim."""
+    from canora.conditioning import FeatureParams, extract_features
+    from canora.io.audio import load_audio
+
+    from .test_refiner import make_refiner
+
+    wav = load_audio(sorted(wav_dir.iterdir())[0], 22050)
+    content_dim = extract_features(wav, SPEC, FeatureParams()).content.shape[0]
+    return make_refiner(content_dim=content_dim, singers=("pjs",)).export(tmp_path / "refiner")
+
+
+def test_refined_mels_replace_the_real_ones_and_are_made_once(wav_dir, tmp_path, tiny_refiner, monkeypatch):
+    """--refiner: each clip gets the refiner's reconstruction of its own frames (cached), training crops and
+    validation use it against the real audio, and the export says how its mels were made."""
+    from canora.training import vocoder_data
+
+    calls = []
+    real_call = vocoder_data.RefinerReconstruction.__call__
+    monkeypatch.setattr(vocoder_data.RefinerReconstruction, "__call__",
+                        lambda self, wav, sr: calls.append(1) or real_call(self, wav, sr))
+    cfg = _cfg(wav_dir, tmp_path / "run", steps=2, refiner=str(tiny_refiner), singer="pjs", refiner_steps=2)
+    tr = NSFTrainer(cfg, tmp_path / "run")
+    tr.prepare()
+    task = tr.task
+    assert len(calls) == 3 and len(task.train) == 2 and len(task.val) == 1
+    for c in task.train:
+        stored = np.load(tmp_path / "run" / "refined_mels" / f"{c.name}.npy")
+        assert c.refined is not None and c.refined.shape == c.mel.shape
+        np.testing.assert_array_equal(c.refined, stored)
+        assert np.abs(c.refined - c.mel).mean() > 0.05  # the refiner changed it
+    assert task.val[0].mel is task.val[0].refined  # validation scores what conversions feed
+    gen = torch.Generator().manual_seed(0)
+    mel, _, audio = crop_batch(task.train, [0], task.train[0].mel.shape[1], SPEC, gen, refined_share=1.0)
+    np.testing.assert_array_equal(mel[0].numpy(), task.train[0].refined)
+    np.testing.assert_array_equal(audio[0, 0].numpy(), task.train[0].audio)  # the real waveform
+    tr.run()
+    meta = json.loads((tmp_path / "run" / "export" / "model.json").read_text())["meta"]
+    assert meta["refined_mels"] == {"refiner": str(tiny_refiner), "singer": "pjs", "strength": 0.6, "steps": 2,
+                                    "share": 1.0}
+    resumed = NSFTrainer(_cfg(wav_dir, tmp_path / "run", steps=3, refiner=str(tiny_refiner), singer="pjs",
+                              refiner_steps=2), tmp_path / "run")
+    resumed.run()
+    assert resumed.step == 3 and len(calls) == 3  # resumed on the cached reconstructions
+
+
+def test_refined_share_mixes_refined_and_real_crops():
+    mel, ref = np.zeros((80, 8), np.float32), np.ones((80, 8), np.float32)
+    clip = Clip("c", mel, np.full(8, 200.0, np.float32), np.zeros(8 * 256, np.float32), refined=ref)
+    gen = torch.Generator().manual_seed(0)
+    picks = [float(crop_batch([clip], [0], 8, SPEC, gen, refined_share=0.3)[0].mean()) for _ in range(400)]
+    assert set(picks) == {0.0, 1.0} and 0.22 < np.mean(picks) < 0.38
+    assert float(crop_batch([clip], [0], 8, SPEC, gen, refined_share=0.0)[0].mean()) == 0.0
+    assert float(crop_batch([clip], [0], 8, SPEC, gen)[0].mean()) == 0.0  # no share given: the real mel
+    with pytest.raises(CanoraError, match="refined_share"):
+        NSFTrainConfig(wavs="w", refined_share=1.5)
+
+
+def test_cli_nsf_fine_tunes_on_refined_mels(wav_dir, tmp_path, tiny_refiner, capsys):
+    code = main(["train-vocoder", "--arch", "nsf", str(wav_dir), "-o", str(tmp_path / "run"), "--refiner",
+                 str(tiny_refiner), "--refiner-steps", "1", "--refined-share", "0.5", "--steps", "1",
+                 "--batch-size", "1", "--segment-size", "2048", "--val-count", "0", "--cache-dir",
+                 str(tmp_path / "cache"), "--threads", "1"])
+    assert code == 0, capsys.readouterr().err
+    meta = json.loads((tmp_path / "run" / "export" / "model.json").read_text())["meta"]["refined_mels"]
+    assert (meta["share"], meta["steps"], meta["singer"]) == (0.5, 1, "pjs")
+    assert len(list((tmp_path / "run" / "refined_mels").glob("*.npy"))) == 3
+    code = main(["train-vocoder", "--arch", "nsf", str(wav_dir), "-o", str(tmp_path / "b"), "--refined-share", "0.5"])
+    assert code == 2 and "need --refiner" in capsys.readouterr().err
+    code = main(["train-vocoder", str(wav_dir), "-o", str(tmp_path / "c"), "--refiner", str(tiny_refiner),
+                 "--refined-share", "0.5"])
+    assert code == 2 and "--arch nsf" in capsys.readouterr().err

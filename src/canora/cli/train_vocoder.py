@@ -38,11 +38,15 @@ feature extractor (cached), checkpoints are OUT/ckpt_XXXXXXXX and OUT/export is 
 for it: reconstruction losses only (mel + multi-resolution STFT); --recon-steps N starts the adversarial
 phase (narrowed MPD/MSD) after N updates. Batch 8 of 32 frames, lr 5e-4 halving every 20000 updates;
 validation scores the waveform artifact metrics (frame-rate buzz, HNR, pitch by two trackers) too.
+With --refiner EXPORT it learns the sound recipe too: the refiner reconstructs each recording at the
+conversion defaults (see --refiner-steps), and --refined-share P of the crops (1 by default) pair that refined
+mel with the real waveform; validation then runs on refined mels.
 """
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     from canora.dsp.pitch import DEFAULT_F0_METHOD, available_f0_extractors
+    from canora.refiner.base import DEFAULT_STEPS, DEFAULT_STRENGTH
 
     p = sub.add_parser(
         "train-vocoder",
@@ -62,8 +66,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="refiner export (or 'bundled'): fine-tune on its reconstruction of WAVS (the sound recipe)")
     p.add_argument("--singer", default=None,
                    help="the singer of --wavs (the refiner's singer for --refiner; checked against mel sidecars)")
-    p.add_argument("--refiner-strength", type=float, default=0.5, help="reconstruction noise strength (0.5)")
-    p.add_argument("--refiner-steps", type=int, default=10, help="reconstruction sampler steps (10)")
+    p.add_argument("--refiner-strength", type=float, default=None,
+                   help=f"reconstruction noise strength (0.5; nsf: the conversion default, {DEFAULT_STRENGTH:g})")
+    p.add_argument("--refiner-steps", type=int, default=None,
+                   help=f"reconstruction sampler steps (10; nsf: the conversion default, {DEFAULT_STEPS})")
+    p.add_argument("--refined-share", type=float, default=None, metavar="P",
+                   help="nsf with --refiner: share of crops on the refined mel, the rest on the real one (1)")
     p.add_argument("--train-list", type=Path, default=None, help="HiFi-GAN filelist ('name|...' lines) for training")
     p.add_argument("--val-list", type=Path, default=None, help="HiFi-GAN filelist for validation")
     p.add_argument("--val-count", type=int, default=None,
@@ -115,11 +123,14 @@ def run_nsf(args: argparse.Namespace) -> int:
     from canora.training.nsf import train_nsf
     from canora.vocoder.nsf import NSFConfig
 
-    unsupported = [flag for flag, v in (("--mels", args.mels), ("--refiner", args.refiner),
-                                        ("--train-list", args.train_list), ("--val-list", args.val_list))
-                   if v is not None]
+    unsupported = [flag for flag, v in (("--mels", args.mels), ("--train-list", args.train_list),
+                                        ("--val-list", args.val_list)) if v is not None]
     if unsupported:
-        raise CanoraError(f"--arch nsf does not take {', '.join(unsupported)} yet; train it on --wavs")
+        raise CanoraError(f"--arch nsf does not take {', '.join(unsupported)} yet; train it on --wavs "
+                          "(with --refiner for refined mels)")
+    if args.refiner is None and (args.refined_share is not None or args.refiner_strength is not None
+                                 or args.refiner_steps is not None):
+        raise CanoraError("--refined-share, --refiner-strength and --refiner-steps need --refiner EXPORT")
     spec = load_spec(args.config or "v1")
     seg = args.segment_size or _pick(None, C, "segment_frames") * spec.hop_length
     if seg % spec.hop_length:
@@ -151,6 +162,10 @@ def run_nsf(args: argparse.Namespace) -> int:
         seed=_pick(args.seed, C, "seed"), cache_dir=None if args.cache_dir is None else str(args.cache_dir),
         f0_method=args.f0_method, device=args.device,
         init_from=None if args.init_from is None else str(args.init_from),
+        refiner=None if args.refiner is None else str(args.refiner), singer=args.singer,
+        refiner_strength=_pick(args.refiner_strength, C, "refiner_strength"),
+        refiner_steps=_pick(args.refiner_steps, C, "refiner_steps"),
+        refined_share=_pick(args.refined_share, C, "refined_share"),
     )
     export = train_nsf(cfg, args.out)
     print(f"newest export: {export}")
@@ -202,6 +217,11 @@ def run(args: argparse.Namespace) -> int:
         from canora.errors import CanoraError
 
         raise CanoraError("--voiced-noise sets the NSF sine source; it needs --arch nsf")
+    if args.refined_share is not None:
+        from canora.errors import CanoraError
+
+        raise CanoraError("--refined-share mixes refined and real mels for --arch nsf; HiFi-GAN's --refiner "
+                          "trains on refined mels only")
 
     def s(p: Path | None) -> str | None:
         return None if p is None else str(p)
@@ -216,8 +236,9 @@ def run(args: argparse.Namespace) -> int:
         checkpoint_every=_pick(args.checkpoint_every, C, "checkpoint_every"), keep=args.keep,
         val_every=_pick(args.val_every, C, "val_every"), log_every=_pick(args.log_every, C, "log_every"),
         max_minutes=args.max_minutes, seed=_pick(args.seed, C, "seed"), peak_normalize=args.peak_normalize,
-        singer=args.singer, refiner=s(args.refiner), refiner_strength=args.refiner_strength,
-        refiner_steps=args.refiner_steps, cache_dir=s(args.cache_dir), device=args.device,
+        singer=args.singer, refiner=s(args.refiner),
+        refiner_strength=_pick(args.refiner_strength, C, "refiner_strength"),
+        refiner_steps=_pick(args.refiner_steps, C, "refiner_steps"), cache_dir=s(args.cache_dir), device=args.device,
     )
     g = train_vocoder(cfg, args.out)
     if g is not None:

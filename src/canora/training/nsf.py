@@ -7,6 +7,11 @@ naturalness. Mel and F0 come from :func:`canora.conditioning.load_features` (the
 vocoder too) with the F0 tracker ``f0_method``, which the export records. Validation scores the waveform
 artifact metrics of :mod:`canora.dsp.artifacts` beside the mel L1, because a frame-rate buzz is invisible
 in mel metrics.
+
+With ``refiner`` (a refiner export) the vocoder learns the mels it is given in a conversion: the refiner
+reconstructs each recording (target -> target, at ``refiner_strength`` / ``refiner_steps``, the conversion
+defaults unless told; cached in ``OUT/refined_mels``) and a share ``refined_share`` of the crops pairs that
+refined mel with the real waveform (the rest the recording's own mel). Validation then runs on refined mels.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from canora.dsp.mel import MelSpec, mel_spectrogram
 from canora.dsp.pitch import DEFAULT_F0_METHOD
 from canora.errors import CanoraError, CheckpointError
 from canora.io.audio import list_audio, load_audio
+from canora.refiner.base import DEFAULT_STEPS, DEFAULT_STRENGTH
 from canora.training.gan import discriminator_step, generator_adversarial_backward
 from canora.training.loop import Context, RunConfig, Task, holdout
 from canora.vocoder import discriminators as disc
@@ -40,7 +46,9 @@ class NSFTrainConfig(RunConfig):
     ``recon_steps``: updates without discriminators; after them the adversarial phase starts (None:
     reconstruction only). ``val_count``: held-out files (None: 5 %, at least one, when there are 5 or more;
     0: none). ``stft_resolutions``: (n_fft, hop, win) of the multi-resolution STFT loss; the last, long window
-    has 10.8 Hz bins that resolve a comb of lines at the frame rate (86 Hz).
+    has 10.8 Hz bins that resolve a comb of lines at the frame rate (86 Hz). ``refiner``: a refiner export whose
+    reconstructions of the recordings (for ``singer``) replace the real mel in a share ``refined_share`` of the
+    crops (see the module docstring).
     """
 
     RESUMABLE: ClassVar[frozenset[str]] = RunConfig.RESUMABLE | {"recon_steps"}
@@ -66,11 +74,20 @@ class NSFTrainConfig(RunConfig):
     cache_dir: str | None = None
     f0_method: str = DEFAULT_F0_METHOD
     init_from: str | None = None  # an NSF export to start the generator from (a fresh run only)
+    refiner: str | None = None
+    singer: str | None = None
+    refiner_strength: float = DEFAULT_STRENGTH
+    refiner_steps: int = DEFAULT_STEPS
+    refined_share: float = 1.0
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.batch_size < 1 or self.segment_frames < 4:
             raise CanoraError("batch_size >= 1 and segment_frames >= 4 are required")
+        if not 0.0 <= self.refined_share <= 1.0:
+            raise CanoraError(f"refined_share must be in [0, 1], got {self.refined_share}")
+        if self.refiner is not None and not (0.0 < self.refiner_strength <= 1.0 and self.refiner_steps >= 1):
+            raise CanoraError("the refiner's reconstruction needs a strength in (0, 1] and at least 1 step")
         if self.disc_width_div not in disc.WIDTH_DIVS:
             raise CanoraError(f"disc_width_div must be one of {disc.WIDTH_DIVS}")
         NSFConfig.from_dict(self.model)  # validates
@@ -86,12 +103,14 @@ class NSFTrainConfig(RunConfig):
 
 @dataclass
 class Clip:
-    """One training file: mel (n_mels, T), F0 (T,) Hz with 0 = unvoiced, audio (T * hop,)."""
+    """One training file: mel (n_mels, T), F0 (T,) Hz with 0 = unvoiced, audio (T * hop,); ``refined``: the
+    refiner's reconstruction of the same frames (n_mels, T), or None."""
 
     name: str
     mel: np.ndarray
     f0: np.ndarray
     audio: np.ndarray
+    refined: np.ndarray | None = None
 
 
 def load_clips(
@@ -119,17 +138,23 @@ def load_clips(
 
 
 def crop_batch(
-    clips: list[Clip], indices: list[int], frames: int, spec: MelSpec, generator: torch.Generator
+    clips: list[Clip], indices: list[int], frames: int, spec: MelSpec, generator: torch.Generator,
+    refined_share: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """-> mel (B, n_mels, frames), f0 (B, frames), audio (B, 1, frames * hop); short clips padded with
-    the log floor, 0 Hz and silence."""
+    the log floor, 0 Hz and silence. A clip with a ``refined`` mel gives it instead of its own mel with
+    probability ``refined_share`` (always at 1; a draw from ``generator`` in between)."""
     hop, floor = spec.hop_length, spec.log_floor
     mels, f0s, wavs = [], [], []
     for i in indices:
         c = clips[i]
         n = c.mel.shape[1]
         start = int(torch.randint(0, max(1, n - frames + 1), (1,), generator=generator))
-        m = c.mel[:, start: start + frames]
+        source = c.mel
+        if c.refined is not None and refined_share > 0.0:
+            if refined_share >= 1.0 or float(torch.rand((), generator=generator)) < refined_share:
+                source = c.refined
+        m = source[:, start: start + frames]
         f = c.f0[start: start + frames]
         a = c.audio[start * hop: (start + frames) * hop]
         if m.shape[1] < frames:
@@ -186,6 +211,42 @@ class NSFTask(Task):
         self.val = load_clips(val_files, self.spec, cache, False, cfg.f0_method) if ctx.is_main else []
         if not self.train:
             raise CanoraError(f"{wavs}: no usable training files (all unreadable or without voice)")
+        if cfg.refiner:
+            self._attach_refined(ctx, [*train_files, *val_files])
+
+    def _attach_refined(self, ctx: Context, files: list[Path]) -> None:
+        """Reconstruct every clip with ``cfg.refiner`` (each rank its share; cached in OUT/refined_mels) and
+        attach the refined mels; validation clips then score on them. A reconstruction that fails or does
+        not match the clip's frames leaves that clip on its real mel (said)."""
+        from canora.training.vocoder_data import RefinerReconstruction, make_refined_mels, prepare_refined_dir
+
+        cfg = self.cfg
+        source = RefinerReconstruction(Path(cfg.refiner), cfg.singer, cfg.refiner_strength, cfg.refiner_steps,
+                                       cfg.seed)
+        self.singer = source.singer
+        out = ctx.out / "refined_mels"
+        if ctx.is_main:
+            prepare_refined_dir(source, out, self.spec)
+        ctx.barrier()
+        failed: list[tuple[str, str]] = []
+        make_refined_mels(files[ctx.rank::ctx.world], source, out, progress=ctx.progress,
+                          on_error=lambda p, why: failed.append((p.name, why)))
+        for name, why in failed:
+            log.warning("refiner reconstruction failed for %s (%s); it trains on its real mel", name, why)
+        ctx.barrier()
+        for c in [*self.train, *self.val]:
+            path = out / f"{c.name}.npy"
+            if not path.is_file():
+                continue
+            mel = np.load(path)
+            if mel.shape != c.mel.shape:
+                log.warning("%s: the refined mel has shape %s, the clip %s; it trains on its real mel", path,
+                            mel.shape, c.mel.shape)
+                continue
+            c.refined = mel.astype(np.float32)
+        for c in self.val:  # validation scores what conversions feed the vocoder
+            if c.refined is not None:
+                c.mel = c.refined
 
     def _init_from(self, path: Path, ctx: Context) -> None:
         """The generator starts from an NSF export (its config must be this run's; discriminators stay fresh)."""
@@ -208,9 +269,14 @@ class NSFTask(Task):
         n_g = sum(p.numel() for p in self.generator.parameters())
         phase = ("reconstruction losses only" if self.cfg.recon_steps is None
                  else f"adversarial from step {self.cfg.recon_steps}")
+        refined = ""
+        if self.cfg.refiner:
+            n_ref = sum(c.refined is not None for c in self.train)
+            refined = (f", {self.cfg.refined_share:.0%} of crops on refined mels of singer {self.singer!r} "
+                       f"({n_ref} of {len(self.train)} files reconstructed)")
         return (f"NSF-HiFi-GAN, {n_g} generator parameters, {len(self.train)} train / {len(self.val)} val files, "
                 f"batch {self.cfg.batch_size} x {self.cfg.segment_frames} frames, F0 by {self.cfg.f0_method}, "
-                f"voiced noise {self.cfg.nsf.voiced_noise:g}, {phase}")
+                f"voiced noise {self.cfg.nsf.voiced_noise:g}, {phase}{refined}")
 
     def modules(self) -> list[nn.Module]:
         return [self.generator, self.mpd, self.msd]
@@ -221,7 +287,8 @@ class NSFTask(Task):
     def train_step(self, step: int, gen: torch.Generator, ctx: Context) -> dict[str, float]:
         cfg = self.cfg
         idx = torch.randint(0, len(self.train), (cfg.batch_size,), generator=gen).tolist()
-        mel, f0, y = (t.to(ctx.device) for t in crop_batch(self.train, idx, cfg.segment_frames, self.spec, gen))
+        mel, f0, y = (t.to(ctx.device) for t in crop_batch(self.train, idx, cfg.segment_frames, self.spec, gen,
+                                                             cfg.refined_share))
         lr = self.lr_at(step + 1)
         for opt in (self.opt_g, self.opt_d):
             for g in opt.param_groups:
@@ -318,6 +385,10 @@ class NSFTask(Task):
         gen = NSFGenerator.from_config(self.cfg.nsf)  # a fresh copy: deepcopy would share parametrizations
         gen.load_state_dict(self.generator.state_dict())
         info = {"trained_steps": step, "trained_on": str(self.cfg.wavs), "f0_method": self.cfg.f0_method}
+        if self.cfg.refiner:
+            info["refined_mels"] = {"refiner": str(self.cfg.refiner), "singer": self.singer,
+                                    "strength": self.cfg.refiner_strength, "steps": self.cfg.refiner_steps,
+                                    "share": self.cfg.refined_share}
         if self.cfg.init_from is not None:  # a fine-tune: count the steps of the export it started from too
             info["trained_steps"] = step + self._init_steps()
             info["fine_tuned_from"] = str(self.cfg.init_from)
