@@ -39,10 +39,17 @@ second table). A PNG shows, for the first recording, each system's spectrogram o
 0-1500 Hz (4096-point FFT; ticks at multiples of 86.13 Hz: stationary horizontal lines there are a frame-rate
 buzz) and 0-8 kHz (harmonics or noise above 2 kHz).
 
+With ``--refiner EXPORT`` (or ``bundled``) every system gets instead the refiner's reconstruction of the
+recording (target -> target at the conversion defaults, for ``--singer``): the mel a conversion hands the vocoder,
+with the F0 the refiner was conditioned on. The reference stays the recording, so the table then says how well
+the whole refine-and-vocode path gives the singer back, e.g. for a vocoder fine-tuned on refined mels
+(``canora train-vocoder --arch nsf --refiner``) beside the one it started from.
+
     .venv/bin/python benchmarks/vocoder_quality.py --vocoder lj_v2=../shared/data/hifigan/LJ_V2/generator_v2 \\
         --vocoder bundled_0.1=src/canora/pretrained/vocoder --vocoder nsf_new=/tmp/nsf_new_snapshot \\
         [--wavs ../shared/data/pjs/pjs08[7-9]_song.wav ../shared/data/pjs/pjs090_song.wav] [--seconds 30] \\
-        [--f0-method swift] [--gl-iters 32] [--plot-start 3.0] [--threads 1] [--out bench_out/vocoder_quality.json]
+        [--f0-method swift] [--gl-iters 32] [--plot-start 3.0] [--threads 1] [--out bench_out/vocoder_quality.json] \
+        [--refiner bundled [--singer pjs]]
 """
 
 from __future__ import annotations
@@ -207,6 +214,9 @@ def main() -> None:
     ap.add_argument("--gl-iters", type=int, default=32, help="Griffin-Lim iterations")
     ap.add_argument("--plot-start", type=float, default=3.0, help="start (s) of the 2-s spectrogram window")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--refiner", default=None, metavar="PATH|bundled",
+                    help="vocode this refiner's reconstruction of each recording instead of its own mel")
+    ap.add_argument("--singer", default=None, help="the recordings' singer in --refiner (default: its first)")
     ap.add_argument("--out", type=Path, default=Path("bench_out/vocoder_quality.json"))
     ap.add_argument("--png", type=Path, default=Path("bench_out/vocoder_quality_spectrograms.png"))
     args = ap.parse_args()
@@ -236,6 +246,12 @@ def main() -> None:
         raise SystemExit("the vocoders use different MelSpecs; compare vocoders of one MelSpec")
     spec = specs.pop() if specs else MelSpec()
     sr, hop = spec.sample_rate, spec.hop_length
+    refiner = None
+    if args.refiner:
+        from canora.refiner.api import Refiner
+
+        refiner = Refiner.from_pretrained(args.refiner)
+        spec.require_same(refiner.spec, "--refiner vs the vocoders", "compare vocoders of the refiner's MelSpec")
     for s in systems.values():  # warm up each vocoder (first-call allocations) outside the timed calls
         if s["kind"] == "vocoder":
             s["vocoder"].vocode(np.full((spec.n_mels, 86), spec.log_floor, np.float32),
@@ -269,6 +285,13 @@ def main() -> None:
         if i == 0:
             plot_signals["recording"] = ref
         f0_cache: dict[str, np.ndarray] = {}
+        if refiner is not None:  # what a conversion hands the vocoder: the refined mel and its driving F0
+            from canora.refiner.base import DEFAULT_STEPS, DEFAULT_STRENGTH
+
+            res = refiner.refine_audio(ref, sr, args.singer, strength=DEFAULT_STRENGTH, steps=DEFAULT_STEPS,
+                                       seed=0, name=path.name)
+            mel = res.mel
+            f0_cache = {m: res.f0 for m in {s.get("f0_method") for s in systems.values()} if m}
         for name, s in systems.items():
             if s["kind"] == "reference":
                 continue
@@ -311,12 +334,15 @@ def main() -> None:
 
     first = args.wavs[0]
     png = plot_spectrograms(args.png, plot_signals, sr, hop, args.plot_start,
-                            f"copy synthesis of {first.name}: spectrograms of the recording and each system")
+                            f"{'refined-mel' if refiner else 'copy'} synthesis of {first.name}: spectrograms of "
+                            "the recording and each system")
     print(f"wrote {png}")
     load_end = os.getloadavg()
     write_json(args.out, {
         "benchmark": "vocoder_quality", "command": " ".join(sys.argv), "wavs": [str(p) for p in args.wavs],
         "seconds": args.seconds, "audio_seconds": audio_seconds, "gl_iters": args.gl_iters,
+        "mel": ("the recording's own" if refiner is None else
+                f"the reconstruction by refiner {refiner.source or args.refiner} (conversion defaults)"),
         "systems": {n: {"kind": s["kind"], "source": s["source"], "f0_method": s.get("f0_method")}
                     for n, s in systems.items()},
         "mel_spec": spec.to_dict(),
