@@ -13,7 +13,11 @@ detail of the refined mel against real recordings of the target:
   0.11-0.15 lower against the first centroid, so a source sung legato (a scale) is held to a mark that PJS
   herself does not reach when she sings legato; ``sim_voiced_lo`` / ``_hi``: the same over the output's frames
   below / above 250 Hz, beside a table of PJS 082-088's own (the measure depends on the pitches sung too: the
-  upper half of PJS 087, at 382 Hz, scores 0.73 where its lower half scores 0.93);
+  upper half of PJS 087, at 382 Hz, scores 0.73 where its lower half scores 0.93); ``sim_voiced_self``: the
+  target herself at the conversion's pitches, the same measure on pieces of her own voiced singing (PJS
+  082-088, runs of at least 8 frames on one semitone) drawn to fill the conversion's histogram of semitones
+  (:class:`PitchMatchedTarget`): what her own voice scores where the conversion sings, so a clip's gap to it is
+  the conversion's, not the pitches';
 * gross pitch error against the transposed source by harvest and by Praat, over frames both hear as voiced
   in the source, and (``gpe_agreed_*``) over those where the two also agree on the source's pitch, against their
   mean (where they disagree the reference itself is in doubt); frame-rate periodicity and lines and voiced HNR of
@@ -83,6 +87,8 @@ SIM_REFS = TARGET_REFS[2:]
 BAND_REFS = [f"pjs/pjs0{k}_song.wav" for k in range(82, 89)]
 #: voiced similarity is also reported below and above this pitch (Hz): the measure depends on the pitches sung
 SIM_SPLIT_HZ = 250.0
+#: the target's own pieces that stand in for her voice at a conversion's pitches: runs of this many frames or more
+SELF_RUN_FRAMES = 8
 #: frames the "heard" detail averages over before measuring ripple (5 frames = 58 ms)
 HEARD_SMOOTH = 5
 #: the bands of the waveform's harmonic contrast (below 1 kHz every voice's harmonics are resolved by the mel)
@@ -237,6 +243,75 @@ def sim_voiced_bands(emb: SpeakerEmbedder, x: np.ndarray, sr: int, hop: int, voi
     return out
 
 
+class PitchMatchedTarget:
+    """The target's own singing at a conversion's pitches: runs of at least :data:`SELF_RUN_FRAMES` frames that
+    harvest and Praat hear voiced and SwiftF0 puts on one semitone, from ``paths`` (not in the centroid)."""
+
+    def __init__(self, paths: list[Path], sr: int, hop: int) -> None:
+        from canora.dsp.pitch import true_runs
+
+        self.sr, self.hop = sr, hop
+        self.songs: list[np.ndarray] = []
+        runs = []  # (song, start, end, semitone)
+        for p in paths:
+            wav = load_audio(p, sr)
+            f0 = extract_f0(wav, sr, hop)
+            v = voiced_frames(wav, sr, hop)
+            n = min(len(f0), len(v))
+            semi = self.semitone(f0[:n])
+            self.songs.append(wav)
+            for a, b in true_runs(v[:n] & (f0[:n] > 0)):
+                k = a
+                for i in range(a + 1, b + 1):
+                    if i == b or semi[i] != semi[k]:
+                        if i - k >= SELF_RUN_FRAMES:
+                            runs.append((len(self.songs) - 1, k, i, int(semi[k])))
+                        k = i
+        self.runs = runs
+        self.semis = np.array([r[3] for r in runs], int)
+
+    @staticmethod
+    def semitone(f0: np.ndarray) -> np.ndarray:
+        return np.round(12 * np.log2(np.maximum(f0, 1.0) / 440.0)).astype(int)
+
+    def audio(self, f0: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, float]:
+        """(the target's voiced audio filling the semitone histogram of ``f0`` (N,) Hz, all voiced; the share of
+        those frames whose semitone she sings (the rest take her nearest within 2 semitones))."""
+        from canora.analysis.evaluation import voiced_parts
+
+        semis = self.semitone(f0)
+        parts, exact = [], 0
+        for s, n in zip(*np.unique(semis, return_counts=True)):
+            for d in (0, 1, -1, 2, -2):
+                cand = np.flatnonzero(self.semis == s + d)
+                if len(cand):
+                    break
+            if not len(cand):
+                continue
+            exact += int(n) if d == 0 else 0
+            order, got, i = rng.permutation(cand), 0, 0
+            while got < n:
+                song, a, b, _ = self.runs[order[i % len(order)]]
+                b = min(b, a + int(n) - got)
+                mask = np.zeros(b, bool)
+                mask[a:b] = True
+                parts.append(voiced_parts(self.songs[song][: b * self.hop], self.sr, self.hop, mask))
+                got, i = got + b - a, i + 1
+        return (np.concatenate(parts) if parts else np.zeros(0, np.float32)), exact / max(1, len(semis))
+
+    def similarity(self, emb: SpeakerEmbedder, f0: np.ndarray, centre: np.ndarray, draws: int = 3
+                   ) -> tuple[float, float]:
+        """(mean over ``draws`` seeded draws of the voiced similarity to ``centre`` of :meth:`audio` for the
+        voiced ``f0`` (N,) Hz, the share of exact semitones); NaN under 1 s of audio."""
+        sims, share = [], float("nan")
+        for seed in range(draws):
+            x, share = self.audio(f0, np.random.default_rng(seed))
+            if len(x) < self.sr:
+                return float("nan"), share
+            sims.append(cosine(emb.embed(x, self.sr), centre))
+        return float(np.mean(sims)), share
+
+
 def ceiling(conv: Converter, emb: SpeakerEmbedder, target: np.ndarray, target_voiced: np.ndarray, clip_seconds: float,
             sampler: str, steps: int, strength: float) -> list[dict[str, object]]:
     """Similarity to the target's centroid of its own held-out songs: recorded, copy-synthesised, converted, and
@@ -300,6 +375,7 @@ def main() -> None:
     detail = DetailReference(refs, spec)
     heard = DetailReference(refs, spec, smooth=HEARD_SMOOTH)
     comb = CombReference(refs, sr, spec.hop_length)
+    self_ref = PitchMatchedTarget(resolve(BAND_REFS), sr, spec.hop_length)
     load = [os.getloadavg()]
     rows = []
     conv.convert(load_audio(sources[0], sr)[: sr], sr, steps=1)  # warm-up
@@ -328,6 +404,9 @@ def main() -> None:
                         ratio = detail.ratio(res.mel, res.f0)
                         heard_ratio = heard.ratio(wav_to_mel(res.audio, spec), res.f0)
                         comb_ratio, comb_steady = comb.ratio(res.audio, res.f0)
+                        n_v = min(len(voiced), len(res.f0))
+                        sung = res.f0[:n_v][voiced[:n_v] & (res.f0[:n_v] > 0)]
+                        sim_self, self_exact = self_ref.similarity(emb, sung, target_voiced)
                         rows.append({
                             "clip": path.stem[:20], "key": key, "sampler": sampler, "steps": steps,
                             "strength": strength, "transpose": res.transpose,
@@ -335,6 +414,7 @@ def main() -> None:
                             "sim_voiced": s["similarity_voiced_converted"],
                             "sim_voiced_src": s["similarity_voiced_source"],
                             "sim_voiced_lo": bands[0], "sim_voiced_hi": bands[1],
+                            "sim_voiced_self": sim_self, "self_exact_semitones": self_exact,
                             "gpe_harvest": s["gpe_harvest"], "gpe_praat": s["gpe_praat"],
                             "gpe_agreed_harvest": s["gpe_agreed_harvest"], "gpe_agreed_praat": s["gpe_agreed_praat"],
                             "periodicity": s["periodicity_converted"], "periodicity_src": s["periodicity_source"],
@@ -354,7 +434,8 @@ def main() -> None:
         print(f"{path.name}: done", file=sys.stderr)
         load.append(os.getloadavg())
     cols = ["clip", "key", "sampler", "steps", "strength", "transpose", "sim", "sim_source", "sim_voiced",
-            "sim_voiced_src", "sim_voiced_lo", "sim_voiced_hi", "gpe_harvest", "gpe_praat", "gpe_agreed_harvest",
+            "sim_voiced_src", "sim_voiced_self", "self_exact_semitones", "sim_voiced_lo", "sim_voiced_hi",
+            "gpe_harvest", "gpe_praat", "gpe_agreed_harvest",
             "gpe_agreed_praat", "periodicity", "periodicity_src", "hnr_db", "hnr_db_src", "detail_0-1k", "detail_1-2k",
             "detail_2-4k", "detail_4-8k", "heard_0-1k", "heard_1-2k", "heard_2-4k", "heard_4-8k", "comb_1-2k",
             "comb_2-4k", "comb_4-8k", "comb_steady_1-2k", "comb_steady_2-4k", "comb_steady_4-8k", "comb_src_1-2k",
@@ -375,7 +456,8 @@ def main() -> None:
                                                          for r in sel]))})
     print()
     print_table(means, ["key", "sampler", "steps", "strength", "sim", "sim_min", "sim_source", "sim_voiced",
-                        "sim_voiced_min", "sim_voiced_src", "sim_voiced_lo", "sim_voiced_hi", "gpe_harvest",
+                        "sim_voiced_min", "sim_voiced_src", "sim_voiced_self", "sim_voiced_lo", "sim_voiced_hi",
+                        "gpe_harvest",
                         "gpe_agreed_harvest", "gpe_agreed_praat", "gpe_agreed_max",
                         "gpe_praat", "gpe_max", "hnr_db", "hnr_db_src", "detail_0-1k", "detail_1-2k",
                         "detail_2-4k", "detail_4-8k", "heard_2-4k", "heard_4-8k", "comb_2-4k", "comb_4-8k",
