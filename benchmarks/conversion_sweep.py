@@ -16,8 +16,9 @@ detail of the refined mel against real recordings of the target:
   upper half of PJS 087, at 382 Hz, scores 0.73 where its lower half scores 0.93); ``sim_voiced_self``: the
   target herself at the conversion's pitches, the same measure on pieces of her own voiced singing (PJS
   082-088, runs of at least 8 frames on one semitone) drawn to fill the conversion's histogram of semitones
-  (:class:`PitchMatchedTarget`): what her own voice scores where the conversion sings, so a clip's gap to it is
-  the conversion's, not the pitches';
+  (:class:`PitchMatchedTarget`): what her own voice scores where the conversion sings, so a clip's gap to it
+  (``self_gap`` = ``sim_voiced_self - sim_voiced``; its largest over the clips, ``self_gap_max``, in the means) is
+  the conversion's or the material's, not the pitches';
 * gross pitch error against the transposed source by harvest and by Praat, over frames both hear as voiced
   in the source, and (``gpe_agreed_*``) over those where the two also agree on the source's pitch, against their
   mean (where they disagree the reference itself is in doubt); frame-rate periodicity and lines and voiced HNR of
@@ -415,6 +416,7 @@ def main() -> None:
                             "sim_voiced_src": s["similarity_voiced_source"],
                             "sim_voiced_lo": bands[0], "sim_voiced_hi": bands[1],
                             "sim_voiced_self": sim_self, "self_exact_semitones": self_exact,
+                            "self_gap": sim_self - s["similarity_voiced_converted"],
                             "gpe_harvest": s["gpe_harvest"], "gpe_praat": s["gpe_praat"],
                             "gpe_agreed_harvest": s["gpe_agreed_harvest"], "gpe_agreed_praat": s["gpe_agreed_praat"],
                             "periodicity": s["periodicity_converted"], "periodicity_src": s["periodicity_source"],
@@ -434,7 +436,7 @@ def main() -> None:
         print(f"{path.name}: done", file=sys.stderr)
         load.append(os.getloadavg())
     cols = ["clip", "key", "sampler", "steps", "strength", "transpose", "sim", "sim_source", "sim_voiced",
-            "sim_voiced_src", "sim_voiced_self", "self_exact_semitones", "sim_voiced_lo", "sim_voiced_hi",
+            "sim_voiced_src", "sim_voiced_self", "self_exact_semitones", "self_gap", "sim_voiced_lo", "sim_voiced_hi",
             "gpe_harvest", "gpe_praat", "gpe_agreed_harvest",
             "gpe_agreed_praat", "periodicity", "periodicity_src", "hnr_db", "hnr_db_src", "detail_0-1k", "detail_1-2k",
             "detail_2-4k", "detail_4-8k", "heard_0-1k", "heard_1-2k", "heard_2-4k", "heard_4-8k", "comb_1-2k",
@@ -451,12 +453,14 @@ def main() -> None:
                       "strength": strength, **{k: float(np.nanmean([r[k] for r in sel])) for k in cols[5:]},
                       "sim_min": float(np.nanmin([r["sim"] for r in sel])),
                       "sim_voiced_min": float(np.nanmin([r["sim_voiced"] for r in sel])),
+                      "self_gap_max": float(np.nanmax([r["self_gap"] for r in sel])),
                       "gpe_max": float(np.nanmax([max(r["gpe_harvest"], r["gpe_praat"]) for r in sel])),
                       "gpe_agreed_max": float(np.nanmax([max(r["gpe_agreed_harvest"], r["gpe_agreed_praat"])
                                                          for r in sel]))})
     print()
     print_table(means, ["key", "sampler", "steps", "strength", "sim", "sim_min", "sim_source", "sim_voiced",
-                        "sim_voiced_min", "sim_voiced_src", "sim_voiced_self", "sim_voiced_lo", "sim_voiced_hi",
+                        "sim_voiced_min", "sim_voiced_src", "sim_voiced_self", "self_gap_max", "sim_voiced_lo",
+                        "sim_voiced_hi",
                         "gpe_harvest",
                         "gpe_agreed_harvest", "gpe_agreed_praat", "gpe_agreed_max",
                         "gpe_praat", "gpe_max", "hnr_db", "hnr_db_src", "detail_0-1k", "detail_1-2k",
