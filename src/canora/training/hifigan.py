@@ -46,9 +46,8 @@ from canora.training.vocoder_data import (
     check_mel_dir,
     load_mel_items,
     load_wav_items,
-    make_refined_mels,
-    prepare_refined_dir,
     read_filelist,
+    reconstruct_files,
 )
 from canora.vocoder import discriminators as disc
 from canora.vocoder.hifigan import Generator, GeneratorConfig, check_state_dict, from_official_keys, to_official_keys
@@ -373,16 +372,8 @@ class HiFiGANTask(Task):
                                            cfg.seed)
         if source is not None:  # each rank reconstructs its share of the files
             mels_dir = ctx.out / "refined_mels"
-            if ctx.is_main:
-                prepare_refined_dir(source, mels_dir, self.spec)
-            ctx.barrier()
-            failed: list[tuple[str, str]] = []
-            make_refined_mels([*train_files, *val_files][ctx.rank::ctx.world], source, mels_dir, progress=show,
-                              on_error=lambda p, why: failed.append((p.name, why)))
-            for name, why in failed:
-                log.warning("refiner reconstruction failed for %s (%s); skipped", name, why)
-            ctx.barrier()
-            made = {p.stem for p in mels_dir.glob("*.npy")}
+            made = reconstruct_files([*train_files, *val_files], source, mels_dir, self.spec, ctx,
+                                     fallback="skipped")
             train_files = [f for f in train_files if f.stem in made]
             val_files = [f for f in val_files if f.stem in made]
         if mels_dir is not None:

@@ -218,25 +218,17 @@ class NSFTask(Task):
         """Reconstruct every clip with ``cfg.refiner`` (each rank its share; cached in OUT/refined_mels) and
         attach the refined mels; validation clips then score on them. A reconstruction that fails or does
         not match the clip's frames leaves that clip on its real mel (said)."""
-        from canora.training.vocoder_data import RefinerReconstruction, make_refined_mels, prepare_refined_dir
+        from canora.training.vocoder_data import RefinerReconstruction, reconstruct_files
 
         cfg = self.cfg
         source = RefinerReconstruction(Path(cfg.refiner), cfg.singer, cfg.refiner_strength, cfg.refiner_steps,
                                        cfg.seed)
         self.singer = source.singer
         out = ctx.out / "refined_mels"
-        if ctx.is_main:
-            prepare_refined_dir(source, out, self.spec)
-        ctx.barrier()
-        failed: list[tuple[str, str]] = []
-        make_refined_mels(files[ctx.rank::ctx.world], source, out, progress=ctx.progress,
-                          on_error=lambda p, why: failed.append((p.name, why)))
-        for name, why in failed:
-            log.warning("refiner reconstruction failed for %s (%s); it trains on its real mel", name, why)
-        ctx.barrier()
+        made = reconstruct_files(files, source, out, self.spec, ctx, fallback="it trains on its real mel")
         for c in [*self.train, *self.val]:
             path = out / f"{c.name}.npy"
-            if not path.is_file():
+            if c.name not in made:
                 continue
             mel = np.load(path)
             if mel.shape != c.mel.shape:

@@ -22,7 +22,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -348,6 +348,24 @@ def make_refined_mels(
             continue
         atomic_save_npy(out_dir / f"{path.stem}.npy", np.ascontiguousarray(mel, dtype=np.float32))
     return out_dir
+
+
+def reconstruct_files(
+    files: Sequence[Path], source: RefinedMelSource, out_dir: Path, spec: MelSpec, ctx: Any, *, fallback: str,
+) -> set[str]:
+    """Every file's refined mel in ``out_dir`` (:func:`prepare_refined_dir` on rank 0, then each rank of
+    ``ctx`` (a :class:`canora.training.loop.Context`) its share of :func:`make_refined_mels`); a failure is
+    logged with ``fallback`` (what happens to that file instead). Returns the stems that have a mel."""
+    if ctx.is_main:
+        prepare_refined_dir(source, out_dir, spec)
+    ctx.barrier()
+    failed: list[tuple[str, str]] = []
+    make_refined_mels(list(files)[ctx.rank::ctx.world], source, out_dir, progress=ctx.progress,
+                      on_error=lambda p, why: failed.append((p.name, why)))
+    for name, why in failed:
+        log.warning("refiner reconstruction failed for %s (%s); %s", name, why, fallback)
+    ctx.barrier()
+    return {p.stem for p in out_dir.glob("*.npy")}
 
 
 # ---------------------------------------------------------------------- crops
