@@ -227,27 +227,38 @@ def _file_digest(path: Path) -> str:
     return h.hexdigest()
 
 
-def load_features(
-    path: str | Path, spec: MelSpec, params: FeatureParams, cache_dir: str | Path | None = None
-) -> RefinerFeatures:
-    """:func:`extract_features` of an audio file (loaded at the spec's rate), cached in ``cache_dir``.
-
-    The cache file name is a hash of the file's bytes and :meth:`FeatureParams.cache_key`, so any change
-    to the audio, the MelSpec or an extractor parameter misses the cache.
-    """
+def load_training_audio(path: str | Path, spec: MelSpec, highpass_hz: float = 0.0) -> np.ndarray:
+    """An audio file as the trainers read it: mono float32 (N,) at the spec's rate, high-passed at
+    ``highpass_hz`` when > 0 (:func:`canora.dsp.filters.highpass`: no DC or rumble for a model to learn)."""
+    from canora.dsp.filters import highpass
     from canora.io.audio import load_audio
 
+    wav = load_audio(path, spec.sample_rate)
+    return highpass(wav, spec.sample_rate, highpass_hz) if highpass_hz > 0 else wav
+
+
+def load_features(
+    path: str | Path, spec: MelSpec, params: FeatureParams, cache_dir: str | Path | None = None,
+    highpass_hz: float = 0.0,
+) -> RefinerFeatures:
+    """:func:`extract_features` of an audio file (loaded at the spec's rate, high-passed at ``highpass_hz`` when
+    > 0, as :func:`load_training_audio`), cached in ``cache_dir``.
+
+    The cache file name is a hash of the file's bytes, :meth:`FeatureParams.cache_key` and the high-pass, so any
+    change to the audio, the MelSpec or an extractor parameter misses the cache.
+    """
     path = Path(path)
     cache_file = None
     if cache_dir is not None:
-        key = hashlib.sha256((_file_digest(path) + params.cache_key(spec)).encode()).hexdigest()[:40]
+        hp = f"hp{highpass_hz:g}" if highpass_hz > 0 else ""
+        key = hashlib.sha256((_file_digest(path) + params.cache_key(spec) + hp).encode()).hexdigest()[:40]
         cache_file = Path(cache_dir) / f"{path.stem}.{key}.npz"
         if cache_file.is_file():
             try:
                 return RefinerFeatures.load(cache_file)
             except (OSError, ValueError, KeyError) as e:
                 log.warning("%s: unreadable cache entry (%s); recomputing", cache_file, e)
-    feats = extract_features(load_audio(path, spec.sample_rate), spec, params, name=str(path))
+    feats = extract_features(load_training_audio(path, spec, highpass_hz), spec, params, name=str(path))
     if cache_file is not None:
         feats.save(cache_file)
     return feats

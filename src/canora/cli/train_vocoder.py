@@ -45,6 +45,7 @@ mel with the real waveform; validation then runs on refined mels.
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    from canora.dsp.filters import HIGHPASS_HZ
     from canora.dsp.pitch import DEFAULT_F0_METHOD, available_f0_extractors
     from canora.refiner.base import DEFAULT_STEPS, DEFAULT_STRENGTH
 
@@ -105,6 +106,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cache-dir", type=Path, default=None, help="mel cache (default OUT/cache)")
     p.add_argument("--f0-method", default=DEFAULT_F0_METHOD, choices=available_f0_extractors(),
                    help="nsf: the F0 tracker of the training F0 (default %(default)s)")
+    p.add_argument("--highpass-hz", type=float, default=HIGHPASS_HZ, metavar="HZ",
+                   help="nsf: high-pass the training audio (targets and features) at HZ, below the lowest sung F0, "
+                        "so the vocoder learns no rumble or DC (0 = off)")
     add_device_args(p)  # under torchrun: one GPU per process; --threads per process
     p.set_defaults(run=run)
 
@@ -114,6 +118,16 @@ def _pick(value: T | None, cls: type, name: str) -> T:
     from canora.config import default_of
 
     return default_of(cls, name) if value is None else value
+
+
+def _check_hz(hz: float) -> float:
+    import math
+
+    from canora.errors import CanoraError
+
+    if not (math.isfinite(hz) and 0.0 <= hz <= 200.0):
+        raise CanoraError(f"--highpass-hz {hz:g} must be between 0 (off) and 200 Hz")
+    return float(hz)
 
 
 def run_nsf(args: argparse.Namespace) -> int:
@@ -165,7 +179,7 @@ def run_nsf(args: argparse.Namespace) -> int:
         refiner=None if args.refiner is None else str(args.refiner), singer=args.singer,
         refiner_strength=_pick(args.refiner_strength, C, "refiner_strength"),
         refiner_steps=_pick(args.refiner_steps, C, "refiner_steps"),
-        refined_share=_pick(args.refined_share, C, "refined_share"),
+        refined_share=_pick(args.refined_share, C, "refined_share"), highpass_hz=_check_hz(args.highpass_hz),
     )
     export = train_nsf(cfg, args.out)
     print(f"newest export: {export}")

@@ -28,7 +28,7 @@ from torch import nn
 from canora.dsp.mel import MelSpec, mel_spectrogram
 from canora.dsp.pitch import DEFAULT_F0_METHOD
 from canora.errors import CanoraError, CheckpointError
-from canora.io.audio import list_audio, load_audio
+from canora.io.audio import list_audio
 from canora.refiner.base import DEFAULT_STEPS, DEFAULT_STRENGTH
 from canora.training.gan import discriminator_step, generator_adversarial_backward
 from canora.training.loop import Context, RunConfig, Task, holdout
@@ -79,6 +79,7 @@ class NSFTrainConfig(RunConfig):
     refiner_strength: float = DEFAULT_STRENGTH
     refiner_steps: int = DEFAULT_STEPS
     refined_share: float = 1.0
+    highpass_hz: float = 0.0  # the training audio's high-pass (0: none; the CLI's default is dsp.filters.HIGHPASS_HZ)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -115,19 +116,20 @@ class Clip:
 
 def load_clips(
     files: list[Path], spec: MelSpec, cache_dir: Path | None, progress: bool = True,
-    f0_method: str = DEFAULT_F0_METHOD,
+    f0_method: str = DEFAULT_F0_METHOD, highpass_hz: float = 0.0,
 ) -> list[Clip]:
-    """Mel, F0 and audio of each file (features cached; unreadable or unvoiced files are skipped, said)."""
+    """Mel, F0 and audio of each file, high-passed at ``highpass_hz`` when > 0 (features cached; unreadable or
+    unvoiced files are skipped, said)."""
     from tqdm import tqdm
 
-    from canora.conditioning import FeatureParams, load_features
+    from canora.conditioning import FeatureParams, load_features, load_training_audio
 
     clips = []
     params = FeatureParams(f0_method=f0_method)
     for path in tqdm(files, desc="features", unit="file", disable=not progress):
         try:
-            feats = load_features(path, spec, params, cache_dir)
-            audio = load_audio(path, spec.sample_rate)
+            feats = load_features(path, spec, params, cache_dir, highpass_hz)
+            audio = load_training_audio(path, spec, highpass_hz)
         except CanoraError as e:
             log.warning("skipping %s: %s", path.name, e)
             continue
@@ -204,11 +206,12 @@ class NSFTask(Task):
         train_files, val_files = holdout(files, cfg.val_count)
         cache = Path(cfg.cache_dir) if cfg.cache_dir else ctx.out / "cache"
         if ctx.is_main:  # rank 0 fills the cache, the others read it
-            self.train = load_clips(train_files, self.spec, cache, ctx.progress, cfg.f0_method)
+            self.train = load_clips(train_files, self.spec, cache, ctx.progress, cfg.f0_method, cfg.highpass_hz)
         ctx.barrier()
         if not ctx.is_main:
-            self.train = load_clips(train_files, self.spec, cache, False, cfg.f0_method)
-        self.val = load_clips(val_files, self.spec, cache, False, cfg.f0_method) if ctx.is_main else []
+            self.train = load_clips(train_files, self.spec, cache, False, cfg.f0_method, cfg.highpass_hz)
+        self.val = (load_clips(val_files, self.spec, cache, False, cfg.f0_method, cfg.highpass_hz) if ctx.is_main
+                    else [])
         if not self.train:
             raise CanoraError(f"{wavs}: no usable training files (all unreadable or without voice)")
         if cfg.refiner:
@@ -376,7 +379,8 @@ class NSFTask(Task):
 
         gen = NSFGenerator.from_config(self.cfg.nsf)  # a fresh copy: deepcopy would share parametrizations
         gen.load_state_dict(self.generator.state_dict())
-        info = {"trained_steps": step, "trained_on": str(self.cfg.wavs), "f0_method": self.cfg.f0_method}
+        info = {"trained_steps": step, "trained_on": str(self.cfg.wavs), "f0_method": self.cfg.f0_method,
+                "highpass_hz": self.cfg.highpass_hz}
         if self.cfg.refiner:
             info["refined_mels"] = {"refiner": str(self.cfg.refiner), "singer": self.singer,
                                     "strength": self.cfg.refiner_strength, "steps": self.cfg.refiner_steps,
