@@ -1,6 +1,7 @@
 """How much singer identity (and how much phonetic content) each candidate content feature carries.
 
     .venv/bin/python benchmarks/content_identity.py [--out bench_out/content_identity.json] [--pjs-files 6]
+        [--learned NAME=EXPORT ...] [--only TEXT]
 
 Identity: singer classification over the singers in ../shared/data (pjs, nitsong070 f001, three vocadito
 singers, dagstuhl soprano S1 and basses B1/B2, two smstools singers). Singers with two or more files are
@@ -11,6 +12,10 @@ each 1 s window; ``frame``: logistic regression on single frames (what a refiner
 Lower = less identity. With ~150 test windows, differences below ~0.05 are noise.
 Content: frame-level phoneme classification on nitsong070 f001_004 with its HTS labels (first 60% of the
 song trains, last 40% tests; one singer, so identity cannot help). Higher = more content kept.
+Learned encoders (``canora train-content``; the bundled one when present, and any ``--learned NAME=EXPORT``) are
+scored beside the DSP features; none of these singers was in their training data (PJS songs 082-090 are held out of
+it, and the benchmark's PJS files are taken from those with ``--pjs-from 82``, the default). ``s_per_min`` is the
+extraction time per minute of audio (one thread, the machine's load at the time).
 Needs scikit-learn (benchmark only).
 """
 
@@ -32,11 +37,11 @@ SR, HOP = 22050, 256
 Feature = Callable[[np.ndarray], np.ndarray]  # wav (T,) at SR -> (frames, dim)
 
 
-def singer_files(pjs_files: int) -> dict[str, list[Path]]:
+def singer_files(pjs_files: int, pjs_from: int = 82) -> dict[str, list[Path]]:
     """Singer name -> recordings (only those present)."""
     d = DATA
     spec = {
-        "pjs": [d / f"pjs/pjs{i:03d}_song.wav" for i in range(1, pjs_files + 1)],
+        "pjs": [d / f"pjs/pjs{i:03d}_song.wav" for i in range(pjs_from, pjs_from + pjs_files)],
         "nitsong_f001": sorted((d / "nitsong070").glob("*.wav")),
         "vocadito_1": [d / "vocadito/vocadito_1.wav"],
         "vocadito_10": [d / "vocadito/vocadito_10.wav"],
@@ -50,7 +55,17 @@ def singer_files(pjs_files: int) -> dict[str, list[Path]]:
     return {k: [p for p in v if p.exists()] for k, v in spec.items() if any(p.exists() for p in v)}
 
 
-def candidates() -> dict[str, Feature]:
+def learned(export: str) -> Feature:
+    """The learned content encoder in ``export`` ('bundled' or a path), reading the HiFi-GAN mel."""
+    from canora.content.learned import LearnedContent
+    from canora.dsp.mel import MelSpec, wav_to_mel
+
+    enc, spec = LearnedContent(export), MelSpec()
+    return lambda wav: enc.extract_from_mel(wav_to_mel(wav, spec), spec)
+
+
+def candidates(extra: dict[str, str] | None = None) -> dict[str, Feature]:
+    from canora.content.learned import BUNDLED_DIR
     from canora.dsp.content import CepstralContent, cmvn
     from canora.dsp.mel import MelSpec, wav_to_mel
 
@@ -83,6 +98,8 @@ def candidates() -> dict[str, Feature]:
         "mfcc c2-19 cmvn vtln": enc(first=2, vtln=True),
         "mfcc c1-12 cmvn": enc(first=1, last=12, vtln=False),
         "mfcc c4-19 cmvn vtln": enc(first=4, vtln=True),
+        **({"learned (bundled)": learned("bundled")} if BUNDLED_DIR.is_dir() else {}),
+        **{f"learned {name}": learned(path) for name, path in (extra or {}).items()},
     }
 
 
@@ -178,21 +195,30 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, default=Path("bench_out/content_identity.json"))
     p.add_argument("--pjs-files", type=int, default=6, help="PJS songs to use (of 90)")
+    p.add_argument("--pjs-from", type=int, default=82, help="the first PJS song (82-90 are held out of training)")
+    p.add_argument("--learned", action="append", default=[], metavar="NAME=EXPORT",
+                   help="also score this content encoder export (repeatable)")
+    p.add_argument("--threads", type=int, default=1, help="torch / BLAS threads")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--only", default="", help="run only features whose name contains this text")
     args = p.parse_args()
     if not DATA.is_dir():
         sys.exit(f"{DATA} not found: this benchmark needs ../shared/data")
+    import torch
+
     from canora.io.audio import load_audio
 
-    files = singer_files(args.pjs_files)
+    torch.set_num_threads(args.threads)
+    extra = dict(item.split("=", 1) for item in args.learned)
+    files = singer_files(args.pjs_files, args.pjs_from)
     audio = {s: [load_audio(f, SR) for f in fs] for s, fs in files.items()}
     active = {s: [active_frames(w) for w in ws] for s, ws in audio.items()}
     lab = DATA / "nitsong070" / "nitech_jp_song070_f001_004.lab"
     song = load_audio(lab.with_suffix(".wav"), SR) if lab.exists() else None
     phones = phoneme_labels(lab, len(song) // HOP) if song is not None else None
     rows = []
-    for name, fn in candidates().items():
+    minutes = sum(len(w) for ws in audio.values() for w in ws) / SR / 60
+    for name, fn in candidates(extra).items():
         if args.only not in name:
             continue
         t0 = time.perf_counter()
@@ -203,6 +229,7 @@ def main() -> None:
             "dim": int(next(iter(feats.values()))[0][0].shape[1]),
             **identity(feats, np.random.default_rng(args.seed)),
             "extract_s": round(secs, 2),
+            "s_per_min": round(secs / minutes, 3),
         }
         if phones is not None:
             row["phoneme_acc"] = content(fn, song, phones)
@@ -214,7 +241,7 @@ def main() -> None:
         "phoneme_acc: higher = more content"
     )
     print_table(
-        rows, ["feature", "dim", "window_acc", "window_knn_acc", "frame_acc", "phoneme_acc", "extract_s"]
+        rows, ["feature", "dim", "window_acc", "window_knn_acc", "frame_acc", "phoneme_acc", "s_per_min"]
     )
     write_json(
         args.out,

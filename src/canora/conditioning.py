@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+import canora.content  # noqa: F401 (registers the "learned" content encoder)
 from canora.config import Config
 from canora.dsp.mel import MelSpec, mel_from_power, wav_to_mel
 from canora.dsp.pitch import DEFAULT_F0_METHOD
@@ -149,14 +150,17 @@ class Analysis:
         return _fit_frames(loudness_from_power(self.power_for(n_fft), self.spec.sample_rate, n_fft), self.frames)
 
     def content(self, params: FeatureParams) -> np.ndarray:
-        """Content (content_dim, T) float32 of ``params``' encoder: from the shared STFT when the encoder reads
-        one (:meth:`ContentEncoder.stft_size`), else from the waveform (e.g. HuBERT)."""
+        """Content (content_dim, T) float32 of ``params``' encoder: from the analysis's log-mel when the encoder
+        reads one (the learned encoder), from the shared STFT when it reads a spectrogram
+        (:meth:`ContentEncoder.stft_size`), else from the waveform (e.g. HuBERT)."""
         from canora.dsp.content import get_content_encoder
 
         sr, hop = self.spec.sample_rate, self.spec.hop_length
         enc = get_content_encoder(params.content_method, **dict(params.content_params))
         n_fft = enc.stft_size(sr, hop)
-        if n_fft is None:
+        if enc.reads_mel(self.spec):
+            out = enc.extract_from_mel(self.mel, self.spec)
+        elif n_fft is None:
             out = enc.extract(self.wav, sr, hop, self.frames)
         else:
             out = enc.extract_from_power(self.power_for(n_fft), sr, hop, self.frames)

@@ -29,6 +29,7 @@ COMMANDS: dict[str, str] = {
     "refine": "refine",
     "vocode": "vocode",
     "export": "export",
+    "train-content": "train_content",
     "train-refiner": "train_refiner",
     "train-vocoder": "train_vocoder",
     "train-voice": "train_voice",

@@ -195,10 +195,11 @@ def load_refiner(name: str | Path | None, device: str = "cpu", backend: str | No
     """The refiner named by ``--refiner`` (a path or ``bundled``), loaded; every failure one line naming the file.
     Its stored feature extractors are checked here, so an export naming an extractor this canora lacks fails now,
     not per file after minutes."""
+    import canora.content  # noqa: F401 (registers the learned encoder)
     from canora.backends import open_refiner
     from canora.dsp.content import available_content_encoders
     from canora.dsp.pitch import available_f0_extractors
-    from canora.errors import CheckpointError
+    from canora.errors import CanoraError, CheckpointError
     from canora.io.models import load_model, model_file, resolve_model
 
     ref = load_model(name, "refiner", lambda p: open_refiner(p, device=device, backend=backend))
@@ -210,6 +211,13 @@ def load_refiner(name: str | Path | None, device: str = "cpu", backend: str | No
     if fp.content_method not in available_content_encoders():
         raise CheckpointError(f"{where}: the refiner's content encoder {fp.content_method!r} is not in this canora "
                               f"({', '.join(available_content_encoders())}); upgrade canora or use another refiner")
+    if fp.content_method == "learned":  # the encoder it was trained with must be here (checked by its weights' hash)
+        from canora.dsp.content import get_content_encoder
+
+        try:
+            get_content_encoder(fp.content_method, **dict(fp.content_params))
+        except CanoraError as e:
+            raise CheckpointError(f"{where}: {e}") from None
     return ref
 
 

@@ -16,8 +16,10 @@ from canora.cli.common import (
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    import canora.content  # noqa: F401 (registers the learned encoder)
     from canora.config import default_of
     from canora.dsp.content import available_content_encoders
+    from canora.dsp.filters import HIGHPASS_HZ
     from canora.dsp.pitch import DEFAULT_F0_METHOD, available_f0_extractors
     from canora.training.refiner import RefinerTrainConfig as C
 
@@ -47,9 +49,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--mel-config", default="v1", help="MelSpec: v1/v2/v3, a HiFi-GAN config.json or MelSpec JSON")
     p.add_argument("--f0-method", default=DEFAULT_F0_METHOD, choices=available_f0_extractors(), help="F0 extractor")
     p.add_argument("--content-method", default="dsp", choices=available_content_encoders(),
-                   help="content feature extractor (hubert needs --content-model)")
+                   help="content feature extractor (learned: canora's trained encoder, --content-model to choose one; "
+                   "hubert needs --content-model)")
     p.add_argument("--content-model", type=Path, default=None, metavar="DIR",
-                   help="for --content-method hubert: a local HubertModel.save_pretrained folder (never downloaded)")
+                   help="for --content-method learned: a content encoder export (default: the bundled one); for "
+                   "hubert: a local HubertModel.save_pretrained folder (never downloaded)")
     p.add_argument("--content-layer", type=nonneg_int, default=None,
                    help="for --content-method hubert: the transformer layer to take (default: the last)")
     p.add_argument("--norm", default=default_of(C, "norm"), choices=("fixed", "per_bin"),
@@ -69,6 +73,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    "normalisation are kept (--size/--mel-config/--f0-method/--content-method must agree or be left "
                    "at their defaults); a singer the base has (same name) keeps its embedding, each new singer "
                    "starts from the mean of the base's singers")
+    p.add_argument("--warm-start", default=None, metavar="EXPORT|bundled|bundled-base",
+                   help="seed a run with other features (e.g. --content-method learned) from a refiner export: its "
+                   "denoiser and F0/loudness inputs are copied, the content inputs start fresh, every singer at the "
+                   "mean of its singers; this run's MelSpec and features are kept")
+    p.add_argument("--singer-balance", type=finite_float, default=default_of(C, "singer_balance"),
+                   help="draw crops per singer in proportion to (its minutes) ** this: 1 = by length, 0 = every "
+                   "singer as often")
+    p.add_argument("--highpass-hz", type=finite_float, default=HIGHPASS_HZ, metavar="HZ",
+                   help="high-pass the training audio at HZ, below the lowest sung F0 (0 = off)")
     p.add_argument("--cache-dir", type=Path, default=None, help="feature cache (default OUT/cache)")
     p.add_argument("--seed", type=int, default=default_of(C, "seed"), help="random seed")
     add_device_args(p)
@@ -89,6 +102,13 @@ def _content_params(args: argparse.Namespace) -> dict:
     """--content-model / --content-layer as the content encoder's parameters, checked before any work."""
     from canora.errors import CanoraError
 
+    if args.content_method == "learned":
+        from canora.content.learned import LearnedContent
+
+        if args.content_layer is not None:
+            raise CanoraError("--content-layer is for --content-method hubert")
+        model = "bundled" if args.content_model is None else str(args.content_model)
+        return {"model": model, "sha256": LearnedContent(model).sha256}  # the refiner is tied to these weights
     if args.content_method != "hubert":
         if args.content_model is not None or args.content_layer is not None:
             raise CanoraError(f"--content-model/--content-layer are for --content-method hubert, not "
@@ -149,6 +169,8 @@ def run(args: argparse.Namespace) -> int:
         val_every=args.val_every, checkpoint_every=args.checkpoint_every, keep=args.keep,
         max_minutes=args.max_minutes, seed=args.seed, device=args.device,
         init_from=None if args.init_from is None else str(args.init_from),
+        warm_start=None if args.warm_start is None else str(args.warm_start), singer_balance=args.singer_balance,
+        highpass_hz=args.highpass_hz,
     )
     preview = _preview(args.vocoder, spec, args.device) if args.vocoder else None
     export = train_refiner(data, args.out, cfg, singers=args.singers, preview=preview, cache_dir=args.cache_dir)

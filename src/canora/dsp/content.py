@@ -1,9 +1,10 @@
 """Content features, frame-aligned to the HiFi-GAN mel (frame i centred at i*hop + hop/2).
 
-* Content encoders behind a registry (:func:`get_content_encoder`): ``"dsp"`` (default, no weights):
-  mel-cepstral coefficients 1..19 with per-utterance mean-variance normalisation, chosen by
-  ``benchmarks/content_identity.py`` to carry little singer identity but keep phonetic content; and
-  ``"hubert"``: a HuBERT-style encoder loaded from a local directory with ``transformers``.
+* Content encoders behind a registry (:func:`get_content_encoder`): ``"dsp"`` (no weights): mel-cepstral
+  coefficients 1..19 with per-utterance mean-variance normalisation, chosen by ``benchmarks/content_identity.py``
+  among DSP features to carry little singer identity but keep phonetic content; ``"hubert"``: a HuBERT-style
+  encoder loaded from a local directory with ``transformers``; and ``"learned"``, canora's own trained encoder,
+  which :mod:`canora.content` registers when it is imported (``canora.conditioning`` imports it).
 """
 
 from __future__ import annotations
@@ -48,6 +49,15 @@ class ContentEncoder(ABC):
         """:meth:`extract` from a power spectrogram (n_fft // 2 + 1, T) on the HiFi-GAN grid, n_fft =
         :meth:`stft_size` (``canora.dsp.stft.stft_power`` / ``hifigan_power``) -> (n_frames, dim) float32."""
         raise CanoraError(f"content encoder {self.name!r} reads audio, not a spectrogram; call extract()")
+
+    def reads_mel(self, spec: Any) -> bool:
+        """True when the encoder reads the log-mel of MelSpec ``spec`` (:meth:`extract_from_mel`), which an
+        analysis has computed already."""
+        return False
+
+    def extract_from_mel(self, mel: np.ndarray, spec: Any) -> np.ndarray:
+        """Content (T, dim) float32 from the log-mel (n_mels, T) of ``spec`` (encoders whose :meth:`reads_mel`)."""
+        raise CanoraError(f"content encoder {self.name!r} does not read a log-mel; call extract()")
 
 
 _REGISTRY: dict[str, type[ContentEncoder]] = {}

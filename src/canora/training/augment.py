@@ -77,9 +77,11 @@ def timbre_variants(
     from canora.dsp.stft import check_wav, stft_power
 
     enc = get_content_encoder(params.content_method, **dict(params.content_params))
+    sr, hop = spec.sample_rate, spec.hop_length
+    if enc.reads_mel(spec):
+        return _mel_variants(wav, spec, enc, how, name, n_frames)
     if not isinstance(enc, CepstralContent):
         return []
-    sr, hop = spec.sample_rate, spec.hop_length
     n_fft = enc.stft_size(sr, hop)
     if n_fft != loudness_n_fft(hop):
         return []
@@ -97,19 +99,49 @@ def timbre_variants(
     return out
 
 
+def _mel_variants(wav: np.ndarray, spec: MelSpec, enc: object, how: TimbrePerturbation, name: str,
+                  n_frames: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """:func:`timbre_variants` for an encoder that reads the log-mel: the HiFi-GAN-grid STFT is perturbed, and the
+    content is read from its mel; loudness from the same STFT when it is the loudness STFT (else unperturbed)."""
+    from canora.dsp.loudness import loudness_from_power, loudness_n_fft
+    from canora.dsp.mel import mel_from_power
+    from canora.dsp.stft import hifigan_power
+
+    sr, hop = spec.sample_rate, spec.hop_length
+    power = hifigan_power(np.asarray(wav, dtype=np.float32), hop, spec.n_fft).astype(np.float64)
+    seed = int(hashlib.sha256(f"{how.seed}:{name}".encode()).hexdigest()[:8], 16)
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(how.variants):
+        p, _alpha = perturb_power(power, sr, rng, how.warp, how.eq_db, min(spec.fmax or sr / 2, sr / 2))
+        mel = mel_from_power(p.astype(np.float32), spec)
+        content = enc.extract_from_mel(mel, spec)  # type: ignore[attr-defined]
+        content = np.pad(content, ((0, max(0, n_frames - len(content))), (0, 0)), mode="edge")[:n_frames]
+        if loudness_n_fft(hop) == spec.n_fft:
+            loud = loudness_from_power(p, sr, spec.n_fft)
+            loud = np.pad(loud, (0, max(0, n_frames - len(loud))), mode="edge")[:n_frames].astype(np.float32)
+        else:
+            from canora.dsp.loudness import loudness
+
+            loud = loudness(np.asarray(wav, dtype=np.float32), sr, hop)[:n_frames].astype(np.float32)
+        out.append((content.T.astype(np.float32), loud))
+    return out
+
+
 def load_variants(
     path: str | Path, spec: MelSpec, params: FeatureParams, how: TimbrePerturbation, n_frames: int,
-    cache_dir: Path | None,
+    cache_dir: Path | None, highpass_hz: float = 0.0,
 ) -> list[tuple[np.ndarray, np.ndarray]]:
-    """:func:`timbre_variants` of an audio file, cached in ``cache_dir`` (keyed on the file's bytes too)."""
-    from canora.conditioning import _file_digest
-    from canora.io.audio import load_audio
+    """:func:`timbre_variants` of an audio file (high-passed at ``highpass_hz`` when > 0, as the trainers read it),
+    cached in ``cache_dir`` (keyed on the file's bytes too)."""
+    from canora.conditioning import _file_digest, load_training_audio
     from canora.io.files import atomic_write_with
 
     path = Path(path)
     cache_file = None
     if cache_dir is not None:
-        key = hashlib.sha256((_file_digest(path) + how.key(spec, params)).encode()).hexdigest()[:40]
+        hp = f"hp{highpass_hz:g}" if highpass_hz > 0 else ""
+        key = hashlib.sha256((_file_digest(path) + how.key(spec, params) + hp).encode()).hexdigest()[:40]
         cache_file = Path(cache_dir) / f"{path.stem}.{key}.timbre.npz"
         if cache_file.is_file():
             try:
@@ -117,7 +149,7 @@ def load_variants(
                     return [(z[f"content{i}"], z[f"loudness{i}"]) for i in range(how.variants)]
             except (OSError, ValueError, KeyError) as e:
                 log.warning("%s: unreadable cache entry (%s); recomputing", cache_file, e)
-    variants = timbre_variants(load_audio(path, spec.sample_rate), spec, params, how, path.stem, n_frames)
+    variants = timbre_variants(load_training_audio(path, spec, highpass_hz), spec, params, how, path.stem, n_frames)
     if cache_file is not None and variants:
         arrays = {**{f"content{i}": c for i, (c, _) in enumerate(variants)},
                   **{f"loudness{i}": v for i, (_, v) in enumerate(variants)}}

@@ -85,9 +85,21 @@ class RefinerTrainConfig(RunConfig):
     # normalisation and content statistics are kept; a singer the base has (same name) keeps its embedding, each
     # new singer starts at the mean of the base's singer embeddings
     init_from: str | None = None
+    # a refiner export whose denoiser seeds a run with other features (another content encoder): every weight
+    # whose shape fits is copied, the F0 / voicing / loudness inputs of the conditioning too, the content inputs
+    # start fresh, every singer at the mean of the export's singers; this run's own MelSpec and features
+    warm_start: str | None = None
+    # crops are drawn per singer in proportion to (its minutes) ** singer_balance (1: by length, as files are;
+    # 0: every singer as often), and within a singer by file length
+    singer_balance: float = 1.0
+    highpass_hz: float = 0.0  # the training audio's high-pass (dsp.filters; 0 = none)
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.init_from and self.warm_start:
+            raise CanoraError("give --init-from (fine-tune, same features) or --warm-start (other features), not both")
+        if not 0.0 <= self.singer_balance <= 1.0:
+            raise CanoraError(f"singer_balance={self.singer_balance} must be in [0, 1]")
         if self.batch_size < 1 or self.crop_frames < 8:
             raise CanoraError("batch_size >= 1 and crop_frames >= 8 are required")
         if self.loss_weighting not in LOSS_WEIGHTINGS:
@@ -215,13 +227,15 @@ Variants = list[tuple[np.ndarray, np.ndarray]]  # (content (D, T), loudness (T,)
 
 def random_crops(
     data: Sequence[tuple[RefinerFeatures, int]], batch: int, n: int, gen: torch.Generator,
-    variants: Sequence[Variants] | None = None, prob: float = 0.0,
+    variants: Sequence[Variants] | None = None, prob: float = 0.0, weights: torch.Tensor | None = None,
 ) -> list[tuple[RefinerFeatures, int]]:
-    """``batch`` random crops of ``n`` frames; files are drawn with probability proportional to their length.
-    With ``variants`` (one list per file), a crop takes the content and loudness of a random timbre-perturbed
-    copy with probability ``prob`` (the mel, F0 and voicing stay the recording's)."""
-    lengths = torch.tensor([f.frames for f, _ in data], dtype=torch.float64)
-    picks = torch.multinomial(lengths / lengths.sum(), batch, replacement=True, generator=gen).tolist()
+    """``batch`` random crops of ``n`` frames; files are drawn with probability ``weights`` (files,) (default:
+    proportional to their length). With ``variants`` (one list per file), a crop takes the content and loudness of a
+    random timbre-perturbed copy with probability ``prob`` (the mel, F0 and voicing stay the recording's)."""
+    if weights is None:
+        lengths = torch.tensor([f.frames for f, _ in data], dtype=torch.float64)
+        weights = lengths / lengths.sum()
+    picks = torch.multinomial(weights, batch, replacement=True, generator=gen).tolist()
     out = []
     for i in picks:
         f, s = data[i]
@@ -255,7 +269,7 @@ def lr_factor(step: int, warmup: int, half_life: int) -> float:
 
 
 def _extract_all(
-    manifest: Manifest, spec: MelSpec, params: FeatureParams, cache: Path, progress: bool
+    manifest: Manifest, spec: MelSpec, params: FeatureParams, cache: Path, progress: bool, highpass_hz: float = 0.0
 ) -> tuple[list[tuple[RefinerFeatures, int]], list[tuple[RefinerFeatures, int]], list[str]]:
     """(train items, validation items, the train items' paths): features of every manifest file (cached);
     files that fail (e.g. without voiced frames) are skipped and said."""
@@ -266,7 +280,7 @@ def _extract_all(
     items = [("train", p, s) for p, s in manifest.train] + [("val", p, s) for p, s in manifest.val]
     for part, path, singer in tqdm(items, desc="features", unit="file", disable=not progress):
         try:
-            out[part].append((load_features(path, spec, params, cache), singer))
+            out[part].append((load_features(path, spec, params, cache, highpass_hz), singer))
         except CanoraError as e:  # e.g. a file without voiced frames: skip it, say so
             log.warning("skipping %s", e)
             continue
@@ -324,31 +338,41 @@ class RefinerTask(Task):
         cache = Path(self.cache_dir) if self.cache_dir else ctx.out / "cache"
         if ctx.is_main:  # rank 0 fills the cache, the others read it
             self.train_data, self.val_data, self.train_paths = _extract_all(self.manifest, spec, params, cache,
-                                                                            ctx.progress)
+                                                                            ctx.progress, cfg.highpass_hz)
         ctx.barrier()
         if not ctx.is_main:
-            self.train_data, self.val_data, self.train_paths = _extract_all(self.manifest, spec, params, cache, False)
+            self.train_data, self.val_data, self.train_paths = _extract_all(self.manifest, spec, params, cache, False,
+                                                                            cfg.highpass_hz)
         self.variants = self._timbre_variants(ctx, cache)
         content_dim = self.train_data[0][0].content.shape[0]
         base = self._base(spec, params, content_dim) if cfg.init_from else None
+        warm = Refiner.from_pretrained(cfg.warm_start) if cfg.warm_start else None
         if base is not None:
             from dataclasses import replace
 
             mcfg = replace(base.model.config, n_singers=len(self.manifest.singers))
+        elif warm is not None:
+            from dataclasses import replace
+
+            warm.spec.require_same(spec, f"--warm-start {cfg.warm_start} vs this run's MelSpec",
+                                   "warm-start from a refiner of the same MelSpec")
+            mcfg = replace(warm.model.config, content_dim=content_dim, n_singers=len(self.manifest.singers))
         else:
             mcfg = RefinerConfig.preset(cfg.model, n_mels=spec.n_mels, content_dim=content_dim,
                                         n_singers=len(self.manifest.singers))
         self.model = RefinerModel(mcfg).to(ctx.device)
         if base is not None:
             self._start_from(base, ctx)
-        elif content_dim:
+        elif warm is not None and not ctx.resuming:
+            self._warm_start(warm, ctx)
+        if base is None and content_dim:
             allc = np.concatenate([f.content for f, _ in self.train_data], axis=1)
             self.model.set_content_stats(torch.from_numpy(allc.mean(1)), torch.from_numpy(allc.std(1)))
         self.ema = RefinerModel(mcfg).to(ctx.device)
         self.ema.load_state_dict(self.model.state_dict())
         self.ema.requires_grad_(False)
-        if base is not None:
-            self.normalizer = base.normalizer
+        if base is not None or warm is not None:
+            self.normalizer = (base or warm).normalizer
         else:
             self.normalizer = (MelNormalizer.fixed(spec) if cfg.norm == "fixed"
                                else MelNormalizer.per_bin((f.mel for f, _ in self.train_data), spec))
@@ -358,6 +382,7 @@ class RefinerTask(Task):
         self.sched = torch.optim.lr_scheduler.LambdaLR(
             self.opt, lambda s: lr_factor(s, cfg.lr_warmup, cfg.lr_half_life)
         )
+        self.crop_weights = self._crop_weights()
         self.singer_stats = self._singer_f0_stats()
         self.singer_levels = self._singer_level_db()
         self.ddp = ctx.wrap(self.model)
@@ -376,7 +401,7 @@ class RefinerTask(Task):
         spec, params, how = cfg.spec, cfg.feature_params, cfg.perturbation
 
         def compute(progress: bool) -> list[Variants]:
-            return [load_variants(path, spec, params, how, f.frames, cache)
+            return [load_variants(path, spec, params, how, f.frames, cache, cfg.highpass_hz)
                     for (f, _), path in tqdm(list(zip(self.train_data, self.train_paths)), desc="timbre variants",
                                              unit="file", disable=not progress)]
 
@@ -425,6 +450,41 @@ class RefinerTask(Task):
             if kept:
                 log.warning("singer(s) %s: the base has a singer of that name; starting from its embedding (rename "
                             "the folder to start from the mean of the base's singers instead)", ", ".join(kept))
+
+    def _warm_start(self, warm: Refiner, ctx: Context) -> None:
+        """Seed the model from ``warm`` (see ``RefinerTrainConfig.warm_start``)."""
+        own = self.model.state_dict()
+        copied, fresh = 0, []
+        with torch.no_grad():
+            for k, v in warm.model.state_dict().items():
+                if k == "singer.weight":
+                    own[k][:] = v.mean(0)
+                elif k == "cond_in.weight":  # (cc, 3 + content_dim, 3): keep F0, voicing and loudness
+                    own[k][:, :3] = v[:, :3]
+                    fresh.append("content inputs")
+                elif k in ("content_mean", "content_std"):
+                    continue
+                elif k in own and own[k].shape == v.shape:
+                    own[k].copy_(v)
+                    copied += 1
+                else:
+                    fresh.append(k)
+        self.model.load_state_dict(own)
+        if ctx.is_main:
+            log.info("warm start from %s: %d tensors copied; fresh: %s; every singer starts at the mean of its %d "
+                     "singers", self.cfg.warm_start, copied, ", ".join(fresh) or "-", len(warm.singers))
+
+    def _crop_weights(self) -> torch.Tensor:
+        """Probability (files,) of drawing each training file: its singer's share ((its minutes) ** balance,
+        normalised) split among the singer's files by length."""
+        lengths = np.array([f.frames for f, _ in self.train_data], np.float64)
+        singers = np.array([s for _, s in self.train_data])
+        w = np.zeros_like(lengths)
+        for s in np.unique(singers):
+            mine = singers == s
+            total = lengths[mine].sum()
+            w[mine] = lengths[mine] / total * total ** self.cfg.singer_balance
+        return torch.from_numpy(w / w.sum())
 
     def _singer_f0_stats(self) -> dict[str, dict[str, Any]]:
         from canora.dsp.pitch import F0Stats
@@ -497,7 +557,7 @@ class RefinerTask(Task):
     def train_step(self, step: int, gen: torch.Generator, ctx: Context) -> dict[str, float]:
         cfg = self.cfg
         b = make_batch(random_crops(self.train_data, cfg.batch_size, cfg.crop_frames, gen, self.variants,
-                                    cfg.timbre_prob), cfg.crop_frames, cfg.spec.log_floor)
+                                    cfg.timbre_prob, self.crop_weights), cfg.crop_frames, cfg.spec.log_floor)
         t = sample_train_timesteps(self.schedule, b.mel.shape[0], gen)
         noise = torch.randn(b.mel.shape, generator=gen)
         self.ddp.train()
