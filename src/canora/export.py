@@ -5,7 +5,8 @@ runtime are in :mod:`canora.vocoder.onnx` and :mod:`canora.refiner.onnx`, the fi
 :mod:`canora.io.onnx`.
 
 Accepted models: an official HiFi-GAN generator (``g_*`` file or its directory, ``config.json`` beside it or
-given), a canora vocoder export (``hifigan`` or ``nsf-hifigan``) or a canora refiner export. After writing,
+given), a canora vocoder export (``hifigan`` or ``nsf-hifigan``), a canora refiner export or a content encoder
+export (``content-encoder``, :mod:`canora.content.onnx`). After writing,
 the export is loaded back and run on ONNX Runtime against the torch model on a synthetic sung tone; the
 largest difference is reported (for ``quantize="int8"`` that is the quantization error).
 """
@@ -138,9 +139,16 @@ def export_onnx(
         kind = "nsf-hifigan" if voc.needs_f0 else "hifigan"
         export_vocoder_onnx(voc, out, quantize=quantize)
         diff, what = _check_vocoder(voc, out)
+    elif kind == "content-encoder":
+        from canora.content.onnx import export_content_onnx
+
+        if quantize is not None:
+            raise CanoraError("--quantize applies to vocoders and refiners; the content encoder exports in float32")
+        _, diff = export_content_onnx(model, out)
+        what = "random log-mel, 300 frames (against the numpy encoder canora runs)"
     else:
-        raise CanoraError(f"{model}: a canora {kind!r} export; `canora export` takes a vocoder (HiFi-GAN or NSF) "
-                          "or a refiner")
+        raise CanoraError(f"{model}: a canora {kind!r} export; `canora export` takes a vocoder (HiFi-GAN or NSF), "
+                          "a refiner or a content encoder")
     if not math.isfinite(diff):
         raise CanoraError(f"{out}: the ONNX model gives NaN/inf where torch does not; report this as a bug")
     if quantize is None and diff > FP32_TOLERANCE:
