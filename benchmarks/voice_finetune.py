@@ -1,27 +1,30 @@
-"""Your own voice from little data: `canora train-voice` for a singer neither base has heard, scored on
-conversions of other unseen singers into it.
+"""Your own voice from minutes of a singer: `canora train-voice` on 1, 2 and 5 minutes of a singer no model heard,
+scored on conversions of the conversion sweep's unseen singers into it.
 
-The target singer's recordings are split by song: ``--train`` files make the voice (their first
-``--data-seconds`` seconds, cut at a frame boundary into a scratch folder), ``--holdout`` files are never
-trained on and give the similarity centroid. For every base (``--base NAME=EXPORT|bundled``), data size and
-fine-tuning budget (``--minutes``, wall minutes of `train-voice` on ``--threads`` threads), the voice is made
-with :func:`canora.training.voice.train_voice` (kept under ``--work`` and reused when the benchmark runs
-again, so budgets can be trained in parallel processes and scored together), then every ``--sources`` clip
-(singers that neither base trained on) is converted into it with the key kept (``--key octave``: whole
-octaves toward the voice's range) at the refiner's default settings, and scored as `canora eval` scores it:
+The target is idil (``../shared/data/makam/idil``: four songs, 36 sections, 9.4 minutes; she is held out of the
+bundled base refiner, the content encoder and the vocoder). One whole song (``--holdout-song``, Kimseye, 7 sections)
+is never trained on: it is what the conversions are compared with. The voices are made from the first
+``--data-minutes`` of the other three songs, their sections taken in turn from each song, with ``--minutes`` of
+training each (:func:`canora.training.voice.train_voice`, kept under ``--work`` and reused when the benchmark runs
+again; ``--train-only`` makes them without scoring, so budgets can be trained in parallel processes).
 
-* singer similarity: resemblyzer cosine of the conversion to the centroid of the held-out recordings,
-  beside the source's own (``sim_src``) and beside the base alone (rows ``minutes = 0``: the base refiner
-  with its first singer, or the mix of all its singers for ``--base-singer mean``);
-* gross pitch error against the transposed source by harvest and by Praat;
-* frame-rate periodicity and voiced HNR of the conversion (the artifact metrics of the vocoder issue).
+Every voice converts the nine clips of ``conversion_sweep.py`` (the middle 10 s of singers no model heard, male and
+female) with no flags (the automatic key), and each conversion is scored:
 
-A last line gives the ceiling for voices that keep the bundled vocoder: the target's training songs as recorded
-and as copy-synthesised by the bundled vocoder (own mel and F0, a singer it never heard), scored against the
-centroid of the held-out songs (other utterances, as the conversions are).
+* **identification** (``id``): the share of the output's 1.6-s windows that a singer panel gives to the target
+  (:class:`canora.analysis.singer_id.SingerPanel`, trained on the target's held-out song, PJS 082-090, the three
+  other makam singers, and each source singer's own audio outside the converted 10 s), beside the same share for the
+  source itself (``id_src``) and the singer most windows go to (``top``);
+* **similarity**: resemblyzer cosine to the centroid of the held-out song, whole clip and voiced frames alone
+  (``sim``, ``sim_v``), each beside the source's;
+* gross pitch error against the transposed source by harvest and by Praat.
 
-    .venv/bin/python benchmarks/voice_finetune.py --base pjs=bundled --base multi=EXPORT \\
-        --minutes 10 30 --data-seconds 40 [--work bench_out/voices] [--threads 1] [--train-only]
+Rows ``minutes = 0`` score the base refiner alone (its mean singer) and the bundled PJS voice, for reference; a last
+table gives the ceiling: the held-out song as recorded and as copy-synthesised by the vocoder, identified the same
+way.
+
+    .venv/bin/python benchmarks/voice_finetune.py --base multi=bundled-base --data-minutes 1 2 5 --minutes 10 30 \\
+        [--work bench_out/voices] [--threads 1] [--train-only] [--steps-per-minute N]
 """
 
 from __future__ import annotations
@@ -38,165 +41,208 @@ import soundfile as sf
 import torch
 from _common import print_table, write_json
 
-from canora.analysis.evaluation import SpeakerEmbedder, centroid, evaluate_conversion
+from canora.analysis.evaluation import SpeakerEmbedder, centroid, embed_voiced, evaluate_conversion
+from canora.analysis.singer_id import SingerPanel, WindowEmbedder
 from canora.io.audio import load_audio
 from canora.pipeline import Converter
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-TRAIN = ["nitsong070/nitech_jp_song070_f001_007.wav"]
-HOLDOUT = ["nitsong070/nitech_jp_song070_f001_004.wav"]
-# singers kept out of the multi-singer base (and never in the PJS refiner): conversion sources
-SOURCES = ["vocadito/vocadito_10.wav", "vocadito/vocadito_14.wav", "smstools/singing-female.wav"]
+TARGET = "makam/idil"
+HOLDOUT_SONG = "Kimseye"
+SR = 22050
+CLIP_SECONDS = 10.0
+# the conversion sweep's clips: singers no bundled model trained on
+SOURCES = ["vocadito/vocadito_1.wav", "vocadito/vocadito_10.wav", "vocadito/vocadito_14.wav",
+           "nitsong070/nitech_jp_song070_f001_004.wav", "dagstuhl/*S1_DYN*.wav", "dagstuhl/*B1_LRX*.wav",
+           "dagstuhl/*B2_DYN*.wav", "smstools/singing-female.wav", "smstools/vignesh.wav"]
+# other audio of each source's singer (besides the rest of its own recording), for the panel
+SOURCE_OTHER = {"nitech_jp_song070_f001_004": ["nitsong070/nitech_jp_song070_f001_007.wav"],
+                "DCS_SE_FullChoir_ScaleUpDown02_S1_DYN": ["dagstuhl/*S1_LRX*.wav"],
+                "DCS_SE_FullChoir_ScaleUpDown02_B2_DYN": ["dagstuhl/*B2_LRX*.wav"]}
+OTHER_SINGERS = {"pjs": [f"pjs/pjs{i:03d}_song.wav" for i in range(82, 91)], "guelen": ["makam/guelen/*.flac"],
+                 "barbaros": ["makam/barbaros/*.flac"], "guelcin": ["makam/guelcin/*.flac"]}
 
 
-def _data_folder(train: list[Path], seconds: float, out: Path, sr: int, hop: int) -> Path:
-    """The first ``seconds`` of the training songs (in order) as wav files in ``out`` (made once)."""
+def glob(patterns: list[str]) -> list[Path]:
+    return sorted(p for pat in patterns for p in DATA.glob(pat))
+
+
+def target_split(holdout_song: str) -> tuple[list[Path], list[Path]]:
+    """(training pool: the other songs' sections taken in turn from each song, held-out song's sections)."""
+    files = sorted((DATA / TARGET).glob("*.flac"))
+    held = [p for p in files if p.name.startswith(holdout_song)]
+    songs: dict[str, list[Path]] = {}
+    for p in files:
+        if p not in held:
+            songs.setdefault(p.name.split("_")[0], []).append(p)
+    pool, k = [], 0
+    while any(k < len(v) for v in songs.values()):
+        pool += [v[k] for v in songs.values() if k < len(v)]
+        k += 1
+    return pool, held
+
+
+def data_folder(pool: list[Path], minutes: float, out: Path) -> Path:
+    """The first ``minutes`` of the pool as wav files in ``out`` (made once)."""
     if out.is_dir() and any(out.glob("*.wav")):
         return out
     out.mkdir(parents=True, exist_ok=True)
-    left = int(seconds * sr) // hop * hop
-    for p in train:
+    left = int(minutes * 60 * SR) // 256 * 256
+    for p in pool:
         if left <= 0:
             break
-        wav = load_audio(p, sr)[:left]
+        wav = load_audio(p, SR)[:left]
         left -= len(wav)
-        sf.write(out / f"{p.stem}.wav", wav.astype(np.float32), sr, subtype="FLOAT")
+        sf.write(out / f"{p.stem}.wav", wav.astype(np.float32), SR, subtype="FLOAT")
     return out
 
 
-def make_voice(base: str, base_name: str, seconds: float, minutes: float, train: list[Path], work: Path,
-               threads: int, steps_per_minute: int = 0, vocoder_share: float = 0.0) -> Path:
+def make_voice(base: str, base_name: str, data_min: float, minutes: float, pool: list[Path], work: Path,
+               steps_per_minute: int) -> Path:
     """The voice for one (base, data, budget), trained unless its folder exists; returns its folder.
-    ``steps_per_minute`` > 0 turns the budget into ``minutes * steps_per_minute`` steps (with a generous clock),
-    so that voices trained side by side on a busy machine get the same work as on an idle one; with a
-    ``vocoder_share`` (the NSF vocoder fine-tuned too, which train-voice budgets by the clock) the budget is
-    wall-clock minutes."""
-    from canora.refiner import Refiner
+    ``steps_per_minute`` > 0 budgets ``minutes * steps_per_minute`` steps (with a generous clock), so voices trained
+    side by side on a busy machine get the work they would get on an idle one."""
     from canora.training.voice import train_voice
 
-    name = f"{base_name}_{seconds:g}s_{minutes:g}min" + (f"_voc{vocoder_share:g}" if vocoder_share else "")
+    name = f"{base_name}_{data_min:g}min_{minutes:g}cpu"
     voices = work / "voices"
     if (voices / name).is_dir():
         return voices / name
-    spec = Refiner.from_pretrained(base).spec
-    data = _data_folder(train, seconds, work / "data" / f"{seconds:g}s", spec.sample_rate, spec.hop_length)
-    torch.set_num_threads(threads)
-    t0 = time.monotonic()
-    budget = dict(minutes=minutes, steps=100_000) if steps_per_minute <= 0 or vocoder_share else \
+    data = data_folder(pool, data_min, work / "data" / f"{data_min:g}min")
+    budget = dict(minutes=minutes, steps=100_000) if steps_per_minute <= 0 else \
         dict(minutes=4 * minutes, steps=int(minutes * steps_per_minute))
-    folder = train_voice(data, name, work=work / "runs" / name, voices=voices, base=base, vocoder_share=vocoder_share,
+    t0 = time.monotonic()
+    folder = train_voice(data, name, work=work / "runs" / name, voices=voices, base=base,
                          progress=sys.stderr.isatty(), **budget)
     print(f"{name}: trained in {(time.monotonic() - t0) / 60:.1f} min", file=sys.stderr)
     return folder
 
 
-def score(conv: Converter, singer: str, sources: list[Path], emb: SpeakerEmbedder, target: np.ndarray,
-          key: str) -> list[dict[str, float]]:
-    """Every source converted by ``conv`` into ``singer`` and scored against the target's centroid."""
+def middle(wav: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(the middle 10 s, the rest of the recording joined)."""
+    n = int(CLIP_SECONDS * SR)
+    a = max(0, (len(wav) - n) // 2)
+    return wav[a: a + n], np.concatenate([wav[:a], wav[a + n:]])
+
+
+class Judge:
+    """The panel and the similarity centroids, built once."""
+
+    def __init__(self, held: list[Path], sources: list[Path]) -> None:
+        self.win = WindowEmbedder()
+        self.emb = SpeakerEmbedder()
+        target = [load_audio(p, SR) for p in held]
+        self.centroid = centroid([self.emb.embed(w, SR) for w in target])
+        voiced = [e for e in (embed_voiced(self.emb, w, SR) for w in target) if e is not None]
+        self.centroid_voiced = centroid(voiced)
+        panel: dict[str, list[np.ndarray]] = {"target": [self.win.windows(w, SR) for w in target]}
+        for name, pats in OTHER_SINGERS.items():
+            panel[name] = [self.win.windows(load_audio(p, SR), SR) for p in glob(pats)]
+        self.clips: dict[str, np.ndarray] = {}
+        for p in sources:
+            clip, rest = middle(load_audio(p, SR))
+            self.clips[p.stem] = clip
+            own = [self.win.windows(rest, SR)] + [self.win.windows(load_audio(q, SR), SR)
+                                                   for q in glob(SOURCE_OTHER.get(p.stem, []))]
+            if sum(len(e) for e in own):
+                panel[f"src:{p.stem}"] = own
+        self.panel = SingerPanel.fit(panel)
+
+    def identify(self, wav: np.ndarray) -> tuple[float, str]:
+        w = self.win.windows(wav, SR)
+        return self.panel.share_of(w, "target") if len(w) else float("nan"), self.panel.top(w)
+
+
+def score(conv: Converter, singer: str | None, judge: Judge) -> list[dict]:
     rows = []
-    conv.convert(load_audio(sources[0], conv.sample_rate)[: conv.sample_rate], conv.sample_rate, singer=singer,
-                 steps=1)  # warm-up: the first call's one-time costs stay out of the rtf
-    for p in sources:
-        wav = load_audio(p, conv.sample_rate)
-        t0 = time.perf_counter()
-        res = conv.convert(wav, conv.sample_rate, singer=singer, auto_transpose=key != "none",
-                           key_mode="octave" if key == "none" else key)
-        dt = time.perf_counter() - t0
-        s = evaluate_conversion(res.audio, wav, conv.sample_rate, transpose=res.transpose, embedder=emb,
-                                target_centroid=target)
-        rows.append({"source": p.stem, "transpose": res.transpose, "rtf": dt / (len(wav) / conv.sample_rate), **s})
+    for name, clip in judge.clips.items():
+        res = conv.convert(clip, SR, singer=singer)
+        s = evaluate_conversion(res.audio, clip, SR, transpose=res.transpose, embedder=judge.emb,
+                                target_centroid=judge.centroid, target_centroid_voiced=judge.centroid_voiced)
+        idc, top = judge.identify(res.audio)
+        ids, _ = judge.identify(clip)
+        rows.append({"source": name, "transpose": res.transpose, "id": idc, "id_src": ids, "top": top,
+                     "sim": s.get("similarity_converted"), "sim_src": s.get("similarity_source"),
+                     "sim_v": s.get("similarity_voiced_converted"), "sim_v_src": s.get("similarity_voiced_source"),
+                     "gpe_harvest": s["gpe_harvest"], "gpe_praat": s["gpe_praat"]})
     return rows
 
 
-def summary(rows: list[dict[str, float]]) -> dict[str, float]:
-    keys = ["similarity_converted", "similarity_source", "gpe_harvest", "gpe_praat", "periodicity_converted",
-            "periodicity_source", "hnr_db_converted", "hnr_db_source", "rtf"]
-    out = {}
-    for k in keys:
-        v = [r[k] for r in rows if k in r and np.isfinite(r[k])]
-        out[k] = float(np.mean(v)) if v else float("nan")
-    return out
+def summary(rows: list[dict]) -> dict:
+    def m(k: str, f=np.nanmean) -> float:
+        v = [r[k] for r in rows if isinstance(r.get(k), float)]
+        return float(f(v)) if v else float("nan")
+
+    return {"id": m("id"), "id_min": m("id", np.nanmin), "id_src": m("id_src"), "sim": m("sim"),
+            "sim_src": m("sim_src"), "sim_v": m("sim_v"), "sim_v_src": m("sim_v_src"), "gpe_harvest": m("gpe_harvest"),
+            "gpe_harvest_max": m("gpe_harvest", np.nanmax), "gpe_praat": m("gpe_praat"),
+            "gpe_praat_max": m("gpe_praat", np.nanmax)}
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--base", action="append", default=None, metavar="NAME=EXPORT|bundled",
-                    help="a refiner to fine-tune from (repeatable; default pjs=bundled)")
-    ap.add_argument("--base-singer", default="first", choices=("first", "mean"),
-                    help="the singer of the base-alone rows: its first singer, or the mix of all of them")
-    ap.add_argument("--minutes", type=float, nargs="+", default=[10.0, 30.0], help="fine-tuning budgets")
-    ap.add_argument("--data-seconds", type=float, nargs="+", default=[40.0], help="seconds of the target to train on")
-    ap.add_argument("--train", nargs="+", default=TRAIN, help="the target's training songs (under the data folder)")
-    ap.add_argument("--holdout", nargs="+", default=HOLDOUT, help="the target's held-out songs")
-    ap.add_argument("--sources", nargs="+", default=SOURCES, help="clips of other singers to convert")
-    ap.add_argument("--key", default="octave", choices=("none", "octave", "free"), help="key handling")
+    ap.add_argument("--base", action="append", default=None, metavar="NAME=EXPORT|bundled-base",
+                    help="a refiner to fine-tune from (repeatable; default multi=bundled-base)")
+    ap.add_argument("--minutes", type=float, nargs="+", default=[10.0, 30.0], help="training budgets (CPU minutes)")
+    ap.add_argument("--data-minutes", type=float, nargs="+", default=[1.0, 2.0, 5.0],
+                    help="minutes of the target's audio to make each voice from")
+    ap.add_argument("--holdout-song", default=HOLDOUT_SONG, help="the target's song kept out of every voice")
     ap.add_argument("--steps-per-minute", type=int, default=0,
                     help="budget in steps: minutes x this (0 = wall-clock minutes); for runs on a busy machine")
-    ap.add_argument("--vocoder-share", type=float, nargs="+", default=[0.0],
-                    help="share of the budget for fine-tuning the NSF vocoder too (0 = keep the bundled one)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads for training and conversion")
-    ap.add_argument("--work", type=Path, default=Path("bench_out/voice_finetune"), help="voices and scratch data")
+    ap.add_argument("--work", type=Path, default=Path("bench_out/voices"), help="voices and scratch data")
     ap.add_argument("--train-only", action="store_true", help="make the voices, score nothing")
+    ap.add_argument("--no-reference", action="store_true", help="skip the base-alone and bundled-PJS rows")
     ap.add_argument("--out", type=Path, default=Path("bench_out/voice_finetune.json"))
     args = ap.parse_args()
-    if not DATA.is_dir():
-        print(f"no data folder at {DATA}; nothing to measure", file=sys.stderr)
-        return 0
-    if any("=" not in b for b in args.base or []):
-        ap.error("--base takes NAME=EXPORT (or NAME=bundled / NAME=bundled-base)")
-    bases = dict(b.split("=", 1) for b in (args.base or ["pjs=bundled"]))
-    train = [DATA / p for p in args.train]
-    voices = {(b, s, m, v): make_voice(path, b, s, m, train, args.work, args.threads, args.steps_per_minute, v)
-              for b, path in bases.items() for s in args.data_seconds for m in args.minutes
-              for v in args.vocoder_share}
-    if args.train_only:
+    if not (DATA / TARGET).is_dir():
+        print(f"no {DATA / TARGET}; nothing to measure", file=sys.stderr)
         return 0
     torch.set_num_threads(args.threads)
-    emb = SpeakerEmbedder()
-    target = centroid([emb.embed(load_audio(DATA / p, 16000), 16000) for p in args.holdout])
-    sources = [DATA / p for p in args.sources if (DATA / p).is_file()]
-    missing = [p for p in args.sources if not (DATA / p).is_file()]
-    if missing:
-        print(f"missing source clips left out: {missing}", file=sys.stderr)
-    if not sources:
-        ap.error("none of the --sources clips exists")
+    bases = dict(b.split("=", 1) for b in (args.base or ["multi=bundled-base"]))
+    pool, held = target_split(args.holdout_song)
+    voices = {(b, d, m): make_voice(path, b, d, m, pool, args.work, args.steps_per_minute)
+              for b, path in bases.items() for d in args.data_minutes for m in args.minutes}
+    if args.train_only:
+        return 0
+    sources = [p for pat in SOURCES for p in sorted(DATA.glob(pat))][: len(SOURCES)]
+    judge = Judge(held, sources)
     table, per_clip = [], []
-    for b, path in bases.items():
-        conv = Converter.from_pretrained(path)
-        singer = (",".join(f"{s}:1" for s in conv.singers) if args.base_singer == "mean" and len(conv.singers) > 1
-                  else conv.singers[0])
-        rows = score(conv, singer, sources, emb, target, args.key)
-        table.append({"base": b, "data_s": 0, "minutes": 0, "steps": 0, **summary(rows)})
-        per_clip += [{"base": b, "minutes": 0, **r} for r in rows]
-    for (b, s, m, v), folder in voices.items():
+    if not args.no_reference:
+        for label, ref in [*((f"{b} alone (mean singer)", p) for b, p in bases.items()), ("bundled PJS", "bundled")]:
+            conv = Converter.from_pretrained(ref)
+            singer = ",".join(f"{s}:1" for s in conv.singers) if len(conv.singers) > 1 else None
+            rows = score(conv, singer, judge)
+            table.append({"voice": label, "data_min": 0, "minutes": 0, **summary(rows)})
+            per_clip += [{"voice": label, **r} for r in rows]
+    for (b, d, m), folder in voices.items():
         conv = Converter.from_pretrained(voice=folder)
         doc = json.loads((folder / "voice.json").read_text())
-        rows = score(conv, conv.default_singer or folder.name, sources, emb, target, args.key)
+        rows = score(conv, None, judge)
         t = doc["trained"]
-        table.append({"base": b, "data_s": s, "minutes": m, "vocoder_share": v, "steps": t.get("refiner_steps"),
-                      "vocoder_steps": t.get("vocoder_steps"), "train_min": t.get("refiner_minutes"), **summary(rows)})
-        per_clip += [{"base": b, "data_s": s, "minutes": m, "vocoder_share": v, **r} for r in rows]
+        table.append({"voice": folder.name, "data_min": d, "minutes": m, "steps": t.get("refiner_steps"),
+                      "train_min": t.get("refiner_minutes"), **summary(rows)})
+        per_clip += [{"voice": folder.name, **r} for r in rows]
+    # the ceiling: the held-out song as recorded and as the vocoder renders it from its own mel and F0
     from canora.conditioning import extract_features
 
     conv = Converter.from_pretrained()
-    for p in args.train:
-        wav = load_audio(DATA / p, conv.sample_rate)
+    ceiling = []
+    for p in held[:3]:
+        wav = load_audio(p, SR)
         feats = extract_features(wav, conv.spec, conv.refiner.feature_params)
         copy = conv.vocoder.vocode(feats.mel, feats.f0_with_zeros(), 0.0)
-        sims = [float(e @ target / (np.linalg.norm(e) * np.linalg.norm(target)))
-                for e in (emb.embed(wav, conv.sample_rate), emb.embed(copy, conv.sample_rate))]
-        print(f"ceiling, {Path(p).stem}: recording {sims[0]:.3f}, bundled-vocoder copy-synthesis {sims[1]:.3f}")
-        per_clip.append({"base": "ceiling", "source": Path(p).stem, "similarity_recording": sims[0],
-                         "similarity_vocoder_copy": sims[1]})
-    cols = ["base", "data_s", "minutes", "vocoder_share", "steps", "vocoder_steps", "similarity_converted",
-            "similarity_source", "gpe_harvest", "gpe_praat", "periodicity_converted", "periodicity_source",
-            "hnr_db_converted", "hnr_db_source", "rtf"]
+        ceiling.append({"clip": p.stem[:40], "id_recording": judge.identify(wav)[0],
+                        "id_vocoder_copy": judge.identify(copy)[0]})
+    cols = ["voice", "data_min", "minutes", "steps", "id", "id_min", "id_src", "sim", "sim_src", "sim_v", "sim_v_src",
+            "gpe_harvest", "gpe_harvest_max", "gpe_praat", "gpe_praat_max"]
     print_table(table, cols)
+    print_table(ceiling, ["clip", "id_recording", "id_vocoder_copy"])
     load = os.getloadavg()
     print(f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
-    write_json(args.out, {"target_train": args.train, "target_holdout": args.holdout, "sources": args.sources,
-                          "key": args.key, "threads": args.threads, "load_average": load, "rows": table,
-                          "per_clip": per_clip})
+    write_json(args.out, {"target": TARGET, "holdout": [p.name for p in held], "pool": [p.name for p in pool],
+                          "panel": judge.panel.windows_per_singer, "threads": args.threads, "load_average": load,
+                          "rows": table, "per_clip": per_clip, "ceiling": ceiling})
     return 0
 
 

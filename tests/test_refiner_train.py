@@ -172,3 +172,35 @@ def test_init_from_keeps_the_bases_singers_and_starts_new_ones_at_their_mean(tmp
     assert tuned.singers == ["bass", "alto"] and not torch.allclose(before[0], before.mean(0))
     torch.testing.assert_close(after[1], before[0], atol=1e-6, rtol=0)  # alto: the base's own embedding
     torch.testing.assert_close(after[0], before.mean(0), atol=1e-6, rtol=0)  # bass: new, at the mean
+
+
+def test_warm_start_copies_the_denoiser_and_starts_the_content_inputs_fresh(tmp_path, one_clip):
+    from canora.conditioning import FeatureParams
+
+    base = Trainer(tmp_path / "base", replace(QUICK, steps=2), [one_clip]).run()  # DSP content: 19 dims
+    fewer = FeatureParams(content_params={"last": 12}).to_dict()  # another content feature: 12 dims
+    cfg = replace(QUICK, steps=1, lr=1e-12, weight_decay=0.0, ema_decay=0.0, checkpoint_every=0,
+                  warm_start=str(base), features=fewer, timbre_variants=0)
+    warm = Refiner.from_pretrained(Trainer(tmp_path / "warm", cfg, [one_clip]).run())
+    src = Refiner.from_pretrained(base).model.state_dict()
+    got = warm.model.state_dict()
+    assert warm.model.config.content_dim == 12 and warm.feature_params.content_params == {"last": 12}
+    torch.testing.assert_close(got["layers.0.dilated.weight"], src["layers.0.dilated.weight"], atol=1e-6, rtol=0)
+    torch.testing.assert_close(got["cond_in.weight"][:, :3], src["cond_in.weight"][:, :3], atol=1e-6, rtol=0)
+    assert got["cond_in.weight"].shape[1] == 3 + 12
+    with pytest.raises(CanoraError, match="not both"):
+        replace(QUICK, init_from=str(base), warm_start=str(base))
+
+
+def test_singer_balance_draws_singers_by_a_power_of_their_minutes(tmp_path, one_clip):
+    long = tmp_path / "data" / "long"
+    long.mkdir()
+    wav, sr = sf.read(one_clip / "clip.wav")
+    for i in range(4):  # four times the audio of alto
+        sf.write(long / f"c{i}.wav", wav, sr)
+    for balance, share in ((1.0, 0.75), (0.5, 3**0.5 / (3**0.5 + 1)), (0.0, 0.5)):
+        task = RefinerTask(replace(QUICK, singer_balance=balance, timbre_variants=0), [one_clip, long])
+        Loop(task, tmp_path / f"b{balance}").prepare()
+        w = task.crop_weights.numpy()
+        singers = np.array([s for _, s in task.train_data])
+        assert abs(w[singers == 1].sum() - share) < 0.02  # 'long' has 3 training files (1 held out) vs alto's 1

@@ -240,9 +240,11 @@ def train_voice(recordings: Path, name: str, *, work: Path, voices: Path, base: 
              f", then the vocoder for {minutes * vocoder_share:.0f} min" if vocoder_share else "")
     data, held = slice_recordings(rep.files, name, work, sr, hop)
     t0 = time.monotonic()
+    from canora.dsp.filters import HIGHPASS_HZ
+
     cfg = RefinerTrainConfig(init_from=str(base), steps=steps, max_minutes=ref_minutes, val_every=0,
                              checkpoint_every=500, lr=1e-4, lr_warmup=100, mel_spec=spec.to_dict(),
-                             features=base_ref.feature_params.to_dict(), val_count=0)
+                             features=base_ref.feature_params.to_dict(), val_count=0, highpass_hz=HIGHPASS_HZ)
     refiner_export = train_refiner([data], work / "refiner", cfg, singers=[name], progress=progress)
     ref_minutes_used = (time.monotonic() - t0) / 60
     from canora.io.models import is_bundled_name, resolve_model
