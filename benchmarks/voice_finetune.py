@@ -215,7 +215,7 @@ def main() -> int:
             rows = score(conv, singer, judge)
             table.append({"voice": label, "data_min": 0, "minutes": 0, **summary(rows)})
             per_clip += [{"voice": label, **r} for r in rows]
-    for (b, d, m), folder in voices.items():
+    for (_base, d, m), folder in voices.items():
         conv = Converter.from_pretrained(voice=folder)
         doc = json.loads((folder / "voice.json").read_text())
         rows = score(conv, None, judge)
