@@ -424,3 +424,18 @@ def test_refine_with_match_level_refines_a_quiet_recording_as_a_loud_one_at_its_
     shift = (a.mel - b.mel)[above]
     assert np.median(shift) == pytest.approx(20 * np.log(10) / 20, abs=0.05) and shift.std() < 0.1
     assert np.abs((a.mel - c.mel)[above] - np.median(shift)).mean() > 3 * np.abs(shift - np.median(shift)).mean()
+
+
+def test_only_singers_cuts_the_singer_table_and_keeps_the_rest(tmp_path):
+    from canora.refiner import Refiner
+
+    base = Refiner.from_pretrained("bundled-base")
+    one = base.only_singers(["dagstuhl_b2"])
+    assert one.singers == ["dagstuhl_b2"] and one.model.config.n_singers == 1
+    assert torch.equal(one.model.singer.weight[0], base.model.singer.weight[base.singers.index("dagstuhl_b2")])
+    assert torch.equal(one.model.cond_proj.weight, base.model.cond_proj.weight)
+    assert set(one.singer_f0_stats) <= {"dagstuhl_b2"} and one.feature_params == base.feature_params
+    again = Refiner.from_pretrained(one.export(tmp_path / "one"))
+    assert again.singers == ["dagstuhl_b2"]
+    with pytest.raises(CanoraError, match="no singer"):
+        base.only_singers(["nobody"])

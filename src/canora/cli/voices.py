@@ -10,7 +10,7 @@ from canora.cli.common import HelpFormatter
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "voices", formatter_class=HelpFormatter, help="list the voices (bundled and your own) for --voice NAME",
-        description="List the voices --voice NAME can use: the bundled voice (pjs) and the voice folders in the "
+        description="List the voices --voice NAME can use: the bundled voices (pjs, idil) and the voice folders in the "
         "voices directory ($CANORA_VOICES, else $XDG_DATA_HOME/canora/voices, i.e. ~/.local/share/canora/voices). "
         "`canora train-voice` makes new ones; a voice folder copied there (or passed as a path) works as it is.",
     )
@@ -27,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
     rows = []
     for v in list_voices():
         trained = v.info.get("trained", {}) if v.info else {}
-        rows.append({"name": v.name, "singer": v.singer or "pjs", "where": str(v.folder) if v.folder else "bundled",
+        rows.append({"name": v.name, "singer": v.singer or "pjs", "where": "bundled" if v.bundled else str(v.folder),
                      "refiner": str(v.refiner) if v.refiner else "bundled",
                      "vocoder": str(v.vocoder) if v.vocoder else "bundled",
                      "created": v.info.get("created", ""), "minutes_of_audio": trained.get("minutes_of_audio")})

@@ -1,9 +1,10 @@
 """Voices by name: a voice is a folder that holds a refiner (or names the bundled one), optionally a vocoder, the
 singer's name inside the refiner, its F0 range and a model card, described by ``voice.json``.
 
-Where voices live: the bundled voice ``pjs`` (the models shipped with canora) and the user's voices in
-``$CANORA_VOICES``, or else ``$XDG_DATA_HOME/canora/voices`` (``~/.local/share/canora/voices``). A voice folder is
-self-contained: copied to another machine (into that directory, or anywhere and passed as a path) it works there.
+Where voices live: the bundled voice ``pjs`` (the models shipped with canora), the other bundled voice folders in
+``canora/pretrained/voices/`` (``idil``), and the user's voices in ``$CANORA_VOICES``, or else
+``$XDG_DATA_HOME/canora/voices`` (``~/.local/share/canora/voices``). A voice folder is self-contained: copied to
+another machine (into that directory, or anywhere and passed as a path) it works there.
 
 ``voice.json``::
 
@@ -33,6 +34,17 @@ BUNDLED_VOICE = "pjs"
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
+#: bundled voice folders (besides ``pjs``, which is the bundled refiner itself)
+BUNDLED_VOICES_DIR = Path(__file__).resolve().parents[1] / "pretrained" / "voices"
+
+
+def bundled_voice_names() -> list[str]:
+    """Names of the bundled voice folders (``pjs`` excluded)."""
+    if not BUNDLED_VOICES_DIR.is_dir():
+        return []
+    return sorted(d.name for d in BUNDLED_VOICES_DIR.iterdir() if (d / VOICE_FILE).is_file())
+
+
 def voices_dir() -> Path:
     """Where user voices live: ``$CANORA_VOICES``, else ``$XDG_DATA_HOME/canora/voices``."""
     env = os.environ.get("CANORA_VOICES")
@@ -47,8 +59,8 @@ def check_name(name: str) -> str:
     if not NAME_RE.match(name or ""):
         raise CanoraError(f"voice name {name!r}: use letters, digits, '_', '.', '-' (at most 64, starting with a "
                           "letter or digit)")
-    if name == BUNDLED_VOICE:
-        raise CanoraError(f"voice name {name!r} is the bundled voice's; choose another name")
+    if name == BUNDLED_VOICE or name in bundled_voice_names():
+        raise CanoraError(f"voice name {name!r} is a bundled voice's; choose another name")
     return name
 
 
@@ -65,7 +77,8 @@ class Voice:
 
     @property
     def bundled(self) -> bool:
-        return self.folder is None
+        """True for the bundled voices (``pjs`` and the folders shipped in ``pretrained/voices``)."""
+        return self.folder is None or self.folder.parent == BUNDLED_VOICES_DIR.resolve()
 
 
 def _read(folder: Path) -> Voice:
@@ -95,6 +108,8 @@ def resolve_voice(name_or_path: str | Path) -> Voice:
     text = str(name_or_path)
     if text == BUNDLED_VOICE or text == "bundled":
         return Voice(BUNDLED_VOICE, None, None, None)
+    if text in bundled_voice_names():
+        return _read(BUNDLED_VOICES_DIR / text)
     p = Path(text).expanduser()
     if (p / VOICE_FILE).is_file():
         return _read(p)
@@ -106,8 +121,13 @@ def resolve_voice(name_or_path: str | Path) -> Voice:
 
 
 def list_voices() -> list[Voice]:
-    """The bundled voice and every readable voice folder in :func:`voices_dir` (unreadable ones are left out)."""
+    """The bundled voices and every readable voice folder in :func:`voices_dir` (unreadable ones are left out)."""
     out = [Voice(BUNDLED_VOICE, None, None, None, info={"description": "bundled with canora (PJS corpus singer)"})]
+    for name in bundled_voice_names():
+        try:
+            out.append(_read(BUNDLED_VOICES_DIR / name))
+        except CanoraError:
+            continue
     root = voices_dir()
     if root.is_dir():
         for d in sorted(root.iterdir()):

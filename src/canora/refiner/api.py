@@ -115,6 +115,24 @@ class Refiner(RefinerBase):
             state_dict=self.model.state_dict(), meta=self.export_meta(),
         )
 
+    def only_singers(self, names: list[str]) -> Refiner:
+        """A copy that knows only ``names`` (in that order): the same weights, the singer table cut to their rows,
+        their F0 ranges and levels (how a one-voice refiner is cut from a multi-singer one)."""
+        from dataclasses import replace
+
+        missing = [n for n in names if n not in self.singers]
+        if not names or missing:
+            raise CanoraError(f"{self.source}: no singer(s) {missing or names} here; it knows {', '.join(self.singers)}")
+        model = RefinerModel(replace(self.model.config, n_singers=len(names)))
+        state = dict(self.model.state_dict())
+        state["singer.weight"] = state["singer.weight"][[self.singers.index(n) for n in names]]
+        model.load_state_dict(state)
+        keep = set(names)
+        return Refiner(model, self.spec, self.normalizer, self.schedule, prediction_type=self.prediction_type,
+                       singers=list(names), singer_f0_stats={k: v for k, v in self.singer_f0_stats.items() if k in keep},
+                       singer_level_db={k: v for k, v in self.singer_level_db.items() if k in keep},
+                       feature_params=self.feature_params, info=self.info, source=self.source)
+
     @property
     def device(self) -> torch.device:
         p = next(self.model.parameters(), None)
