@@ -122,14 +122,16 @@ class Refiner(RefinerBase):
 
         missing = [n for n in names if n not in self.singers]
         if not names or missing:
-            raise CanoraError(f"{self.source}: no singer(s) {missing or names} here; it knows {', '.join(self.singers)}")
+            raise CanoraError(f"{self.source}: no singer(s) {missing or names} here; it knows "
+                              f"{', '.join(self.singers)}")
         model = RefinerModel(replace(self.model.config, n_singers=len(names)))
         state = dict(self.model.state_dict())
         state["singer.weight"] = state["singer.weight"][[self.singers.index(n) for n in names]]
         model.load_state_dict(state)
         keep = set(names)
         return Refiner(model, self.spec, self.normalizer, self.schedule, prediction_type=self.prediction_type,
-                       singers=list(names), singer_f0_stats={k: v for k, v in self.singer_f0_stats.items() if k in keep},
+                       singers=list(names),
+                       singer_f0_stats={k: v for k, v in self.singer_f0_stats.items() if k in keep},
                        singer_level_db={k: v for k, v in self.singer_level_db.items() if k in keep},
                        feature_params=self.feature_params, info=self.info, source=self.source)
 
