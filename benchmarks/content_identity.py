@@ -55,12 +55,14 @@ def singer_files(pjs_files: int, pjs_from: int = 82) -> dict[str, list[Path]]:
     return {k: [p for p in v if p.exists()] for k, v in spec.items() if any(p.exists() for p in v)}
 
 
-def learned(export: str) -> Feature:
-    """The learned content encoder in ``export`` ('bundled' or a path), reading the HiFi-GAN mel."""
+def learned(export: str, normalize: bool | None = None) -> Feature:
+    """The learned content encoder in ``export`` ('bundled' or a path), reading the HiFi-GAN mel (``normalize``:
+    force its per-recording normalisation on or off; None: as the export says)."""
     from canora.content.learned import LearnedContent
     from canora.dsp.mel import MelSpec, wav_to_mel
 
-    enc, spec = LearnedContent(export), MelSpec()
+    kw = {} if normalize is None else {"normalize": normalize}
+    enc, spec = LearnedContent(export, **kw), MelSpec()
     return lambda wav: enc.extract_from_mel(wav_to_mel(wav, spec), spec)
 
 
@@ -99,7 +101,8 @@ def candidates(extra: dict[str, str] | None = None) -> dict[str, Feature]:
         "mfcc c1-12 cmvn": enc(first=1, last=12, vtln=False),
         "mfcc c4-19 cmvn vtln": enc(first=4, vtln=True),
         **({"learned (bundled)": learned("bundled")} if BUNDLED_DIR.is_dir() else {}),
-        **{f"learned {name}": learned(path) for name, path in (extra or {}).items()},
+        **{f"learned {name}": learned(path, False) for name, path in (extra or {}).items()},
+        **{f"learned {name} cmvn": learned(path, True) for name, path in (extra or {}).items()},
     }
 
 

@@ -108,7 +108,7 @@ def _content_params(args: argparse.Namespace) -> dict:
         if args.content_layer is not None:
             raise CanoraError("--content-layer is for --content-method hubert")
         model = "bundled" if args.content_model is None else str(args.content_model)
-        return {"model": model, "sha256": LearnedContent(model).sha256}  # the refiner is tied to these weights
+        return {"model": model, "sha256": LearnedContent(model).sha256, "normalize": True}  # tied to these weights
     if args.content_method != "hubert":
         if args.content_model is not None or args.content_layer is not None:
             raise CanoraError(f"--content-model/--content-layer are for --content-method hubert, not "

@@ -69,17 +69,21 @@ class LearnedContent(ContentEncoder):
     """Content from a trained :class:`canora.content.model.ContentNet` (``model``: an export or ``"bundled"``).
 
     ``sha256``: the weights a refiner was trained with; loading other weights is an error naming both.
+    ``normalize``: per-recording mean-variance normalisation of the output (statistics over the frames within 40 dB
+    of the loudest, as the DSP feature's), which removes what stays constant through a recording: its microphone,
+    room and the static part of the voice.
     """
 
     name = "learned"
 
-    def __init__(self, model: str = "bundled", sha256: str | None = None) -> None:
+    def __init__(self, model: str = "bundled", sha256: str | None = None, normalize: bool = True) -> None:
         path = resolve(model)
         try:
             mtime = (path / "model.safetensors").stat().st_mtime_ns
         except OSError:
             mtime = 0
         self.model = str(model)
+        self.normalize = bool(normalize)
         self.config_, self.spec, self.net, self.sha256 = _load(str(path), mtime)
         if sha256 is not None and sha256 != self.sha256:
             raise CheckpointError(
@@ -91,7 +95,7 @@ class LearnedContent(ContentEncoder):
         return self.config_.dim
 
     def config(self) -> dict[str, Any]:
-        return {"model": self.model, "sha256": self.sha256}
+        return {"model": self.model, "sha256": self.sha256, "normalize": self.normalize}
 
     @property
     def context(self) -> int:
@@ -110,7 +114,13 @@ class LearnedContent(ContentEncoder):
         if mel.ndim != 2 or mel.shape[0] != self.config_.n_mels:
             raise CanoraError(f"the content encoder reads a log-mel of shape ({self.config_.n_mels}, T), got "
                               f"{mel.shape}")
-        return np.ascontiguousarray(self.net(mel).T)
+        out = self.net(mel).T
+        if self.normalize:
+            from canora.dsp.content import cmvn
+
+            energy_db = 10.0 * np.log10(np.exp(2.0 * mel.astype(np.float64)).sum(axis=0) + 1e-20)
+            out = cmvn(out, energy_db > energy_db.max() - 40.0)
+        return np.ascontiguousarray(out, dtype=np.float32)
 
     def extract(self, wav: np.ndarray, sr: int, hop: int, n_frames: int) -> np.ndarray:
         from canora.dsp.mel import wav_to_mel
