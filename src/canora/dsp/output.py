@@ -29,6 +29,10 @@ MAX_TRIM_DB = 3.0
 #: the trim and the limiter aim this far (dB) below the ceiling: 4x-oversampling meters with other interpolation
 #: filters read the same audio up to about 0.01 dB apart (scipy's resample_poly against canora.dsp.level)
 PEAK_MARGIN_DB = 0.05
+#: with a loudness target, the gain is raised again after limiting (which lowers the loudness) up to this many
+#: times, until the song is within TARGET_TOLERANCE_LU of the target or the limiter reduces by LIMIT_WARN_DB
+TARGET_ROUNDS = 4
+TARGET_TOLERANCE_LU = 0.02
 #: the loudness targets accepted (LUFS); beyond -5 singing needs more limiting than is clean
 LOUDNESS_RANGE = (-50.0, -5.0)
 #: a limiter that reduced the gain by more than this (dB) is worth a warning: the target is too loud for the song
@@ -46,7 +50,7 @@ def check_loudness(value: float | None, what: str = "loudness") -> float | None:
     except (TypeError, ValueError):
         raise CanoraError(f"{what} must be a loudness in LUFS, got {value!r}") from None
     if isinstance(value, bool) or not math.isfinite(v) or not lo <= v <= hi:
-        raise CanoraError(f"{what} {value!r} is not a loudness from {lo:g} to {hi:g} LUFS; streaming services play "
+        raise CanoraError(f"{what} {v:g} is not a loudness from {lo:g} to {hi:g} LUFS; streaming services play "
                           "at about -14, broadcast at -23")
     return v
 
@@ -83,16 +87,19 @@ class OutputLevel:
             parts.append(f"limited {self.limited_ms:.0f} ms of peaks by up to {self.max_reduction_db:.1f} dB "
                          f"(would reach {self.input_true_peak_dbtp:+.1f} dBTP)")
         if not parts:
-            return f"unchanged (true peak {self.true_peak_dbtp:.1f} dBTP)"
-        return "; ".join(parts) + f"; true peak {self.true_peak_dbtp:.1f} dBTP, {self.loudness_lufs:.1f} LUFS"
+            return f"unchanged (true peak {self.true_peak_dbtp:.2f} dBTP)"
+        return "; ".join(parts) + f"; true peak {self.true_peak_dbtp:.2f} dBTP, {self.loudness_lufs:.1f} LUFS"
 
     def to_dict(self) -> dict[str, float | str | None]:
         return {**asdict(self), "reason": self.reason}
 
 
-def finish_output(audio: np.ndarray, sr: int, *, loudness: float | None = None,
-                  ceiling_dbtp: float = CEILING_DBTP, highpass_hz: float | None = None) -> tuple[np.ndarray,
-                                                                                                OutputLevel]:
+def _scaled(x: np.ndarray, gain_db: float) -> np.ndarray:
+    return (x * np.float32(10.0 ** (gain_db / 20.0))).astype(np.float32) if gain_db else x
+
+
+def finish_output(audio: np.ndarray, sr: int, *, loudness: float | None = None, ceiling_dbtp: float = CEILING_DBTP,
+                  highpass_hz: float | None = None) -> tuple[np.ndarray, OutputLevel]:
     """The output stage (module doc) of a conversion ``audio`` (N,) at ``sr`` -> ((N,) float32 with its true peak
     at or below ``ceiling_dbtp``, :class:`OutputLevel`). ``loudness``: a target in LUFS (None: keep the level);
     ``highpass_hz``: the guard's corner (None: :data:`~canora.dsp.filters.HIGHPASS_HZ`, 0: no guard)."""
@@ -102,22 +109,31 @@ def finish_output(audio: np.ndarray, sr: int, *, loudness: float | None = None,
 
     target = check_loudness(loudness)
     x = highpass(np.asarray(audio, np.float32), sr, HIGHPASS_HZ if highpass_hz is None else highpass_hz)
-    gain = 0.0
-    if target is not None:
+    peak_in = db(float(true_peak_envelope(x).max())) if len(x) else float("-inf")
+    aim = ceiling_dbtp - PEAK_MARGIN_DB
+    gain, limited, reduction = 0.0, 0.0, 0.0
+    if target is None:
+        if peak_in > ceiling_dbtp:  # a plain gain first: it cannot distort
+            gain = -min(peak_in - aim, MAX_TRIM_DB)
+        y = _scaled(x, gain)
+        if peak_in + gain > aim:  # what the plain gain left above the ceiling
+            y, lim = limit(y, sr, aim)
+            limited, reduction, gain = lim.limited_ms, lim.max_reduction_db, gain + lim.trim_db
+    else:
         measured = integrated_loudness(x, sr)
-        if math.isfinite(measured):
-            gain = target - measured
-    peak = (db(float(true_peak_envelope(x).max())) if len(x) else float("-inf")) + gain
-    trim = 0.0
-    if peak > ceiling_dbtp and target is None:  # a plain gain first: it cannot distort
-        trim = -min(peak - ceiling_dbtp + PEAK_MARGIN_DB, MAX_TRIM_DB)
-    gain += trim
-    y = (x * np.float32(10.0 ** (gain / 20.0))).astype(np.float32) if gain else x
-    limited, reduction = 0.0, 0.0
-    if peak + trim > ceiling_dbtp - PEAK_MARGIN_DB:  # what the plain gain left above the ceiling
-        y, lim = limit(y, sr, ceiling_dbtp - PEAK_MARGIN_DB)
-        limited, reduction = lim.limited_ms, lim.max_reduction_db
-        gain += lim.trim_db
+        gain = target - measured if math.isfinite(measured) else 0.0
+        for _ in range(TARGET_ROUNDS):  # the gates move with the gain, and limiting lowers the loudness
+            y = _scaled(x, gain)
+            lim = None
+            if peak_in + gain > aim:
+                y, lim = limit(y, sr, aim)
+            short = target - integrated_loudness(y, sr)
+            if not abs(short) > TARGET_TOLERANCE_LU or (lim is not None and lim.max_reduction_db > LIMIT_WARN_DB):
+                break
+            gain += short
+        peak_in += gain  # the song's true peak at the target's level
+        if lim is not None:
+            limited, reduction, gain = lim.limited_ms, lim.max_reduction_db, gain + lim.trim_db
     tp = db(float(true_peak_envelope(y).max())) if len(y) else float("-inf")
-    return y, OutputLevel(float(gain), float(limited), float(reduction), float(peak), float(tp),
+    return y, OutputLevel(float(gain), float(limited), float(reduction), float(peak_in), float(tp),
                           float(integrated_loudness(y, sr)), target, float(ceiling_dbtp))
