@@ -84,6 +84,12 @@ class StreamingHighpass:
         return y.astype(np.float32)
 
 
+def dc_offset(wav: np.ndarray) -> float:
+    """The DC offset of ``wav`` (N,): its mean sample (0 for an empty signal)."""
+    x = np.asarray(wav, dtype=np.float64)
+    return float(x.mean()) if x.size else 0.0
+
+
 def subsonic_db(wav: np.ndarray, sr: int, below_hz: float = 30.0) -> float:
     """Energy below ``below_hz`` relative to the whole signal, in dB: a 4th-order Butterworth low-pass applied
     forwards and backwards (``scipy.signal.sosfiltfilt``), DC included; NaN for silence, at least -120 dB. The
