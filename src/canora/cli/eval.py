@@ -24,7 +24,7 @@ Waveform artifacts that mel metrics miss, each beside the source's own value on 
          where they disagree the reference itself is in doubt
   tone>src  the strongest tone held through the conversion above 3 kHz, off its notes' harmonics, in dB above
          the neighbouring bins and above what the source holds where that frequency came from (after the
-         transpose): a whistle the vocoder added, not the melody's harmonics (clean: about +1..+3 dB)
+         transpose): a whistle the vocoder added, not the melody's harmonics (clean: about +1..+4 dB)
   sub    energy below 30 Hz relative to the whole, dB (clean close-miked singing -40..-60; room rumble -17..-25)
   DC     the mean sample;  TP  the true peak, dBTP (4x oversampled);  clip  samples at |x| >= 0.999
 

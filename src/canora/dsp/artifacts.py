@@ -25,7 +25,7 @@ copy-synthesis, the source for a conversion):
   C-major tune all have one at 3.14 kHz), holds its harmonics too: +10..+19 dB on recordings.
   :func:`held_tone_over_source` reads a conversion against its source instead: off each signal's own notes'
   harmonics (from the F0) and above what the source holds where the output's frequency came from (after the
-  transpose). Clean conversions: about +1..+3 dB; a whistle 30 dB under the singing: +6 dB and more.
+  transpose). Clean conversions: about +1..+4 dB; a whistle 30 dB under the singing: +6 dB and more.
 
 :func:`artifact_metrics` computes all of them for one signal against a reference; the voicing masks come
 from the reference so that both are measured on the same frames. All signals are mono (N,) float arrays.

@@ -134,6 +134,9 @@ def finish_output(audio: np.ndarray, sr: int, *, loudness: float | None = None, 
         peak_in += gain  # the song's true peak at the target's level
         if lim is not None:
             limited, reduction, gain = lim.limited_ms, lim.max_reduction_db, gain + lim.trim_db
-    tp = db(float(true_peak_envelope(y).max())) if len(y) else float("-inf")
+    if limited or reduction:  # measured again only where the limiter shaped the peaks; a gain moves them exactly
+        tp = db(float(true_peak_envelope(y).max()))
+    else:
+        tp = (peak_in if target is not None else peak_in + gain) if len(y) else float("-inf")
     return y, OutputLevel(float(gain), float(limited), float(reduction), float(peak_in), float(tp),
                           float(integrated_loudness(y, sr)), target, float(ceiling_dbtp))
