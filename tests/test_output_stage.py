@@ -106,3 +106,25 @@ def test_the_cli_records_and_says_what_the_output_stage_did(tmp_path: Path, conv
     assert len(lines) == 1 and "dBTP" in lines[0] and out["reason"] in lines[0]
     written, _ = sf.read(tmp_path / "out.wav", dtype="float32")  # 16-bit PCM as written
     assert full_scale_samples(written) == 0 and true_peak_db(written) <= -1.0 + 0.01
+
+
+def test_the_collapse_check_does_not_count_the_output_stages_gain() -> None:
+    """convert's quick check compares the output's mel with the refined mel: a 3-dB trim is the output stage's, not
+    a vocoder error (it would read 0.35 ln units of cycle error)."""
+    from types import SimpleNamespace
+
+    from canora.cli.common import collapse_check
+    from canora.dsp.mel import MelSpec, wav_to_mel
+
+    spec = MelSpec()
+    t = np.arange(2 * SR) / SR
+    audio = (0.3 * sum(np.sin(2 * np.pi * 220 * k * t) / k for k in range(1, 8))).astype(np.float32)
+    mel = wav_to_mel(audio, spec)
+    trimmed = audio * np.float32(10 ** (-3 / 20))
+
+    def check(stats: dict) -> float:
+        res = SimpleNamespace(audio=trimmed, mel=mel, source_mel=mel, f0=np.full(mel.shape[1], 220.0), stats=stats)
+        return collapse_check(res, spec)["cycle_error"]
+
+    assert check({"output": {"gain_db": -3.0}}) < 0.05  # what the mel round trip itself gives
+    assert check({}) > 0.3
