@@ -110,7 +110,7 @@ def test_the_cli_records_and_says_what_the_output_stage_did(tmp_path: Path, conv
 
 def test_the_collapse_check_does_not_count_the_output_stages_gain() -> None:
     """convert's quick check compares the output's mel with the refined mel: a 3-dB trim is the output stage's, not
-    a vocoder error (it would read 0.35 ln units of cycle error)."""
+    a vocoder error (it would read as 0.2 ln units of cycle error)."""
     from types import SimpleNamespace
 
     from canora.cli.common import collapse_check
@@ -127,4 +127,4 @@ def test_the_collapse_check_does_not_count_the_output_stages_gain() -> None:
         return collapse_check(res, spec)["cycle_error"]
 
     assert check({"output": {"gain_db": -3.0}}) < 0.05  # what the mel round trip itself gives
-    assert check({}) > 0.3
+    assert check({}) > 0.15  # the trim read as error (less than its 0.35 ln: quiet bins sit on the floor)
