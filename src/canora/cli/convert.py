@@ -75,8 +75,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    "semitone; not with --transpose")
     p.add_argument("--match-level", action=argparse.BooleanOptionalAction, default=True,
                    help="let the refiner see each song at the target singer's usual voiced level, so that a quietly "
-                   "recorded song is not converted as soft singing (default: on; the output keeps the "
-                   "recording's own loudness either way)")
+                   "recorded song is not converted as soft singing (default: on; either way the output keeps the "
+                   "recording's own loudness, lowered only as far as its peaks need)")
     p.add_argument("--loudness", type=finite_float, default=None, metavar="LUFS",
                    help=f"integrated loudness of the output (ITU-R BS.1770-4), {LOUDNESS_RANGE[0]:g} to "
                    f"{LOUDNESS_RANGE[1]:g} (e.g. -14, or -23 for broadcast); default: the recording's level, lowered "
