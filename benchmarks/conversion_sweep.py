@@ -38,6 +38,10 @@ detail of the refined mel against real recordings of the target:
   both sides (a legato source has more of them than PJS's songs, and they are more harmonic). Above 2 kHz a
   mel band is wider than the spacing of a low voice's harmonics, so the mel ratios above cannot tell harmonics
   from a noise band there; this can;
+* output hygiene: the tone held above 3 kHz off the notes and over the source (``tone_over_src_db``,
+  :func:`canora.dsp.artifacts.held_tone_over_source`), energy below 30 Hz (``subsonic_db``, beside the source's
+  ``subsonic_db_src``), the DC offset (``dc``), the true peak (``true_peak_dbtp``), samples at full scale
+  (``full_scale``) and what the output stage limited (``limited_ms``);
 * real-time factor of the conversion (wall / audio seconds, warm), with the load average in the JSON.
 
 A second table gives the ceiling of the similarity: the target's own held-out songs (PJS 087-088, not in the
@@ -422,6 +426,11 @@ def main() -> None:
                             "periodicity": s["periodicity_converted"], "periodicity_src": s["periodicity_source"],
                             "line_db": s["frame_rate_line_db_converted"], "line_db_src": s["frame_rate_line_db_source"],
                             "hnr_db": s["hnr_db_converted"], "hnr_db_src": s["hnr_db_source"],
+                            "tone_over_src_db": s["held_tone_over_source_db"],
+                            "subsonic_db": s["subsonic_db_converted"], "subsonic_db_src": s["subsonic_db_source"],
+                            "dc": s["dc_offset_converted"], "true_peak_dbtp": s["true_peak_dbtp_converted"],
+                            "full_scale": s["full_scale_samples_converted"],
+                            "limited_ms": res.stats["output"]["limited_ms"],
                             **{f"detail_{int(lo / 1000)}-{int(hi / 1000)}k": r for (lo, hi), r in
                                zip(DETAIL_BANDS, ratio)},
                             **{f"heard_{int(lo / 1000)}-{int(hi / 1000)}k": r for (lo, hi), r in
@@ -438,7 +447,9 @@ def main() -> None:
     cols = ["clip", "key", "sampler", "steps", "strength", "transpose", "sim", "sim_source", "sim_voiced",
             "sim_voiced_src", "sim_voiced_self", "self_exact_semitones", "self_gap", "sim_voiced_lo", "sim_voiced_hi",
             "gpe_harvest", "gpe_praat", "gpe_agreed_harvest",
-            "gpe_agreed_praat", "periodicity", "periodicity_src", "hnr_db", "hnr_db_src", "detail_0-1k", "detail_1-2k",
+            "gpe_agreed_praat", "periodicity", "periodicity_src", "hnr_db", "hnr_db_src", "tone_over_src_db",
+            "subsonic_db", "subsonic_db_src", "dc", "true_peak_dbtp", "full_scale", "limited_ms", "detail_0-1k",
+            "detail_1-2k",
             "detail_2-4k", "detail_4-8k", "heard_0-1k", "heard_1-2k", "heard_2-4k", "heard_4-8k", "comb_1-2k",
             "comb_2-4k", "comb_4-8k", "comb_steady_1-2k", "comb_steady_2-4k", "comb_steady_4-8k", "comb_src_1-2k",
             "comb_src_2-4k", "comb_src_4-8k", "rtf"]
@@ -465,7 +476,8 @@ def main() -> None:
                         "gpe_agreed_harvest", "gpe_agreed_praat", "gpe_agreed_max",
                         "gpe_praat", "gpe_max", "hnr_db", "hnr_db_src", "detail_0-1k", "detail_1-2k",
                         "detail_2-4k", "detail_4-8k", "heard_2-4k", "heard_4-8k", "comb_2-4k", "comb_4-8k",
-                        "comb_steady_2-4k", "comb_steady_4-8k", "comb_src_4-8k", "rtf"])
+                        "comb_steady_2-4k", "comb_steady_4-8k", "comb_src_4-8k", "tone_over_src_db", "subsonic_db",
+                        "subsonic_db_src", "true_peak_dbtp", "full_scale", "rtf"])
     top = ceiling(conv, emb, target, target_voiced, args.clip_seconds, args.samplers[0], args.steps[0],
                   args.strengths[0])
     band_ref = []

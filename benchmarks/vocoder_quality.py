@@ -30,6 +30,9 @@ Metrics of each system against the reference:
 * ``gpe_harvest`` / ``gpe_praat``: gross pitch error (> 50 cents) by WORLD harvest and by Praat, over frames both
   trackers hear as voiced in the recording (and the tracker hears voiced in the output), overall and by the
   recording's harvest F0: < 350 Hz, 350-600 Hz, > 600 Hz;
+* ``subsonic_db`` (energy below 30 Hz relative to the whole, dB: :func:`canora.dsp.filters.subsonic_db`), ``dc``
+  (the mean sample) and ``true_peak_dbtp`` (4x oversampled): a vocoder trained on studio takes with room rumble
+  reproduces the rumble (PJS's own takes: -17 to -20 dB);
 * ``rtf``: real-time factor of the synthesis call alone (wall seconds / audio seconds; F0 extraction excluded),
   with the 1-minute load average before each call in the JSON (the machine is shared).
 
@@ -68,6 +71,8 @@ from finetune_eval import BANDS, wb_pesq
 
 from canora.analysis.evaluation import HARMONIC_BANDS, harmonics_by_band
 from canora.dsp import artifacts
+from canora.dsp.filters import dc_offset, subsonic_db
+from canora.dsp.level import true_peak_db
 from canora.dsp.mel import MelSpec, wav_to_mel
 from canora.dsp.metrics import mel_cycle_error
 from canora.dsp.pitch import HarvestF0, extract_f0, repair_octave_jumps
@@ -81,7 +86,7 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 DEFAULT_WAVS = [DATA / "pjs" / f"pjs{i:03d}_song.wav" for i in range(87, 91)]
 LEGACY_F0_METHOD = "harvest"  # what NSF exports without meta.f0_method (canora 0.1) were trained with
 PER_RECORDING = ("pesq_wb", "mr_stft", "cycle_err", "periodicity", "line_db", "hnr_db", "harm_2-4k", "harm_4-8k",
-                 "rtf")
+                 "subsonic_db", "dc", "true_peak_dbtp", "rtf")
 
 
 def nanmean(values: list[float]) -> float:
@@ -120,6 +125,12 @@ def harmonics(x: np.ndarray, spec: MelSpec, masks: artifacts.Masks) -> dict[str,
     return {f"harm_{int(lo / 1000)}-{int(hi / 1000)}k": v for (lo, hi), v in zip(HARMONIC_BANDS, values)}
 
 
+def hygiene(x: np.ndarray, sr: int) -> dict[str, float]:
+    """``subsonic_db`` (energy below 30 Hz relative to the whole), ``dc`` (the mean sample) and ``true_peak_dbtp``
+    (4x oversampled) of ``x`` (N,): what a vocoder trained on rumbly takes reproduces, and its headroom."""
+    return {"subsonic_db": subsonic_db(x, sr), "dc": dc_offset(x), "true_peak_dbtp": true_peak_db(x)}
+
+
 def score(ref: np.ndarray, out: np.ndarray, mel: np.ndarray, spec: MelSpec,
           masks: artifacts.Masks) -> tuple[dict[str, Any], tuple[np.ndarray, np.ndarray]]:
     """Per-recording metrics of ``out`` against ``ref`` (same length) and ``out``'s (harvest, Praat) F0."""
@@ -132,7 +143,7 @@ def score(ref: np.ndarray, out: np.ndarray, mel: np.ndarray, spec: MelSpec,
         "pesq_wb": wb_pesq(ref, out, sr), "mr_stft": float(mr), "cycle_err": mel_cycle_error(mel, out, spec),
         "periodicity": am.frame_rate_periodicity, "line_db": am.frame_rate_line_db,
         "lines_db": list(am.frame_rate_lines_db), "hnr_db": am.hnr_db,
-        "gpe_harvest": am.gpe_harvest, "gpe_praat": am.gpe_praat, **harmonics(out, spec, masks),
+        "gpe_harvest": am.gpe_harvest, "gpe_praat": am.gpe_praat, **harmonics(out, spec, masks), **hygiene(out, sr),
     }, tracks
 
 
@@ -280,6 +291,7 @@ def main() -> None:
             "periodicity": am.frame_rate_periodicity, "line_db": am.frame_rate_line_db,
             "lines_db": list(am.frame_rate_lines_db), "hnr_db": am.hnr_db, "gpe_harvest": float("nan"),
             "gpe_praat": float("nan"), "rtf": float("nan"), "seconds": len(ref) / sr, **harmonics(ref, spec, masks),
+            **hygiene(ref, sr),
             "voiced_frames": int(masks.voiced.sum()), "unvoiced_audible_frames": int(masks.audible_unvoiced.sum()),
         })
         if i == 0:
@@ -327,7 +339,8 @@ def main() -> None:
         rows.append(row)
         band_rows += [{"system": name, **b} for b in bands]
     print_table(rows, ["system", "f0", "pesq_wb", "mr_stft", "cycle_err", "periodicity", "line_db", "lines_k1-4",
-                       "hnr_db", "harm_2-4k", "harm_4-8k", "gpe_harvest", "gpe_praat", "rtf"])
+                       "hnr_db", "harm_2-4k", "harm_4-8k", "gpe_harvest", "gpe_praat", "subsonic_db", "dc",
+                       "true_peak_dbtp", "rtf"])
     print()
     print_table([r for r in band_rows if r["system"] != "recording"],
                 ["system", "band", "ref_frames", "gpe_harvest", "frames_harvest", "gpe_praat", "frames_praat"])

@@ -686,6 +686,30 @@ def c_flag_transpose_refine_beyond(ws: WS) -> Case:
 
 
 @case
+def c_flag_loudness_nan(ws: WS) -> Case:
+    return Case(["convert", ws.wav("s.wav"), "-o", ws.out, "--loudness", "nan", *ws.models_args()],
+                expect=("--loudness", "finite"))
+
+
+@case
+def c_flag_loudness_inf(ws: WS) -> Case:
+    return Case(["convert", ws.wav("s.wav"), "-o", ws.out, "--loudness=-inf", *ws.models_args()],
+                expect=("--loudness", "finite"))
+
+
+@case
+def c_flag_loudness_out_of_range(ws: WS) -> Case:
+    return Case(["convert", ws.wav("s.wav"), "-o", ws.out, "--loudness", "3", *ws.models_args()],
+                expect=("--loudness", "LUFS", "-50", "-5"))
+
+
+@case
+def c_flag_loudness_with_stream(ws: WS) -> Case:
+    return Case(["convert", ws.wav("s.wav"), "-o", ws.out, "--loudness", "-14", "--stream", *ws.models_args()],
+                expect=("--loudness", "--stream"))
+
+
+@case
 def c_flag_steps_zero(ws: WS) -> Case:
     return Case(["convert", ws.wav("s.wav"), "-o", ws.out, "--steps", "0"], expect="--steps")
 

@@ -154,3 +154,17 @@ def test_voiced_parts_and_centroids_refuse_what_they_cannot_use():
         voiced_parts(np.zeros((2, 1600), np.float32), 16000, 160, np.ones(10, bool))
     with pytest.raises(CanoraError, match="no recordings"):
         singer_centroids(object(), [], 16000)
+
+
+def test_output_hygiene_reads_rumble_dc_and_headroom_beside_the_source():
+    from canora.analysis.evaluation import output_hygiene
+
+    sr = 22050
+    t = np.arange(3 * sr) / sr
+    source = (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+    converted = np.clip(source * 4 + 0.2 * np.sin(2 * np.pi * 15 * t) + 0.02, -1, 1)  # rumble, DC, clipped
+    h = output_hygiene(converted, source, sr)
+    assert h["subsonic_db_source"] < -60 and h["subsonic_db_converted"] > -30
+    assert h["dc_offset_source"] == pytest.approx(0.0, abs=1e-4) and h["dc_offset_converted"] > 0.01
+    assert h["true_peak_dbtp_source"] == pytest.approx(20 * np.log10(0.3), abs=0.05)
+    assert h["full_scale_samples_source"] == 0 and h["full_scale_samples_converted"] > 1000

@@ -12,7 +12,9 @@ recording is not read as soft singing) are chosen once per recording, so every s
 The stages are methods of :class:`Converter`: ``analyse`` (one STFT and one F0 track per slice region, and a
 verdict: :class:`Silent`, :class:`Unsung` or :class:`Sung`), ``choose_key`` and ``choose_level`` (once per song),
 ``put_in_key`` (the one place F0 is transposed and the level moved), ``render`` (refine + vocode a region from
-the song's F0 and the vocoder's phase) and ``assemble`` (cross-fades, envelope).
+the song's F0 and the vocoder's phase) and ``assemble`` (cross-fades, envelope). The source is high-passed below the
+lowest sung note before any analysis, and the output goes through :func:`canora.dsp.output.finish_output` (the same
+high-pass as a guard, an optional loudness target, a true peak at or below -1 dBTP: never a clipped sample).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from canora.dsp.level import full_scale_samples
 from canora.dsp.loudness import LevelChoice
 from canora.dsp.pitch import KeyChoice
 from canora.errors import AudioError, CanoraError
@@ -48,8 +51,6 @@ PERIODIC = 0.5
 #: (2 octaves) it is done with a warning
 MAX_TRANSPOSE = 36.0
 WARN_TRANSPOSE = 24.0
-#: a source with more than this fraction of its samples at full scale (|x| >= 0.999) gets a clipping notice
-CLIP_NOTICE_FRACTION = 1e-3
 #: neighbouring slices cross-fade over this many frames either side of their cut
 CROSSFADE_FRAMES = 4
 #: frames each slice is analysed, refined and vocoded beyond its cross-fade, then dropped: the models' convolutions
@@ -82,8 +83,9 @@ class Conversion:
     ``audio`` (N,) float32 at ``sample_rate`` (N = the source length at that rate); ``source_mel`` and
     ``mel`` (n_mels, T) the source's and the refined log-mel; ``source_f0`` / ``f0`` (T,) Hz, 0 = unvoiced
     (``f0`` is the transposed F0 the vocoder was driven with); ``transpose`` in semitones; ``stats`` holds
-    timing, slice counts, the sampler settings and, when asked for (``measure_cycle_error``), the mel cycle
-    error of the vocoder on the refined mel (``mel_cycle_error``).
+    timing, slice counts, the sampler settings, the source's samples at full scale (``source_full_scale_samples``),
+    what the output stage did (``output``: :class:`canora.dsp.output.OutputLevel`) and, when asked for
+    (``measure_cycle_error``), the mel cycle error of the vocoder on the refined mel (``mel_cycle_error``).
     """
 
     audio: np.ndarray
@@ -111,6 +113,7 @@ class Job:
     transpose: float = 0.0
     key_note: str = ""  # why the automatic key was not used, when it was the default
     match_level: bool = True  # move the song's voiced level to the singer's (when the refiner stores it)
+    loudness: float | None = None  # the output's integrated loudness target (LUFS); None: the recording's level
 
 
 def key_plan(transpose: float | None, auto_transpose: bool | None) -> tuple[bool, float]:
@@ -401,6 +404,7 @@ class Converter:
         measure_cycle_error: bool = False,
         workers: int | None = None,
         match_level: bool = True,
+        loudness: float | None = None,
     ) -> Conversion:
         """Convert mono ``audio`` (N,) at ``sr`` Hz toward ``singer``; see :class:`Conversion`.
 
@@ -412,7 +416,9 @@ class Converter:
         range is required). The level: with ``match_level`` (the default) the refiner sees the song as if recorded
         at the singer's usual voiced level (:meth:`choose_level`, ``stats["level"]``; the output keeps the source's
         own loudness envelope); a refiner that stores no level for the singer sees the recording's own level.
-        ``sampler`` / ``steps`` /
+        The output: DC and rumble removed, its true peak at or below -1 dBTP (a plain gain of up to 3 dB, then a
+        look-ahead limiter; ``stats["output"]``), and with ``loudness`` (LUFS, -50 to -5) one gain to that
+        integrated loudness (ITU-R BS.1770-4) first. ``sampler`` / ``steps`` /
         ``strength`` default to the refiner's defaults. Audio with no voice
         at all converts to silence (logged), not to an error. ``progress`` shows tqdm bars;
         ``on_progress(fraction, what)`` is called as slices are done (for UIs). ``measure_cycle_error``
@@ -428,9 +434,11 @@ class Converter:
         Stages: :meth:`analyse` every slice (once), :meth:`choose_key` for the song, :meth:`put_in_key`
         (F0 transposed once), :meth:`render` every slice (refine + vocode), :meth:`assemble` the pieces.
         """
+        from canora.dsp.output import check_loudness, finish_output
+
         t0 = time.perf_counter()
         job = replace(self._job(singer, sampler, steps, strength, seed, transpose, auto_transpose, max_slice_seconds,
-                                key_mode), match_level=bool(match_level))
+                                key_mode), match_level=bool(match_level), loudness=check_loudness(loudness))
         wav = self._prepare(audio, sr, name)
         spec, hop, total = self.spec, self.spec.hop_length, len(wav)
         overlap, context = CROSSFADE_FRAMES * hop, (CROSSFADE_FRAMES + MARGIN_FRAMES) * hop
@@ -463,6 +471,7 @@ class Converter:
             pieces = bar.map(render, list(zip(regions, analyses)), "convert", "converting", len(regions), workers)
         bar.report(2 * len(regions), "done")
         out = self.assemble([p.audio for p in pieces], slices, wav, overlap, context)
+        out, output = finish_output(out, spec.sample_rate, loudness=job.loudness)
         wall = time.perf_counter() - t0
         stats: dict[str, Any] = {
             "slices": len(slices), "voiced_slices": sum(isinstance(a, Sung) for a in analyses), "workers": workers,
@@ -472,7 +481,8 @@ class Converter:
         if measure_cycle_error:
             stats["mel_cycle_error"] = _mean_cycle_error(pieces)
         stats.update({"sampler": job.sampler, "steps": job.steps, "strength": job.strength, "seed": job.seed,
-                      "silent": silent_file})
+                      "silent": silent_file, "source_full_scale_samples": full_scale_samples(audio),
+                      "output": output.to_dict()})
         if choice is not None:
             stats["key"] = choice.to_dict()
         if job.key_note:
@@ -576,7 +586,9 @@ class Converter:
         return Job(singer_name, sampler, steps, strength, int(seed), key_mode, auto, fixed, note)
 
     def _prepare(self, audio: np.ndarray, sr: int, name: str) -> np.ndarray:
-        """Checked mono float ``audio`` (N,) at ``sr`` -> (N',) float32 at the models' rate."""
+        """Checked mono float ``audio`` (N,) at ``sr`` -> (N',) float32 at the models' rate, high-passed at
+        :data:`~canora.dsp.filters.HIGHPASS_HZ` (no DC or rumble reaches the analysis or the envelope)."""
+        from canora.dsp.filters import highpass
         from canora.io.audio import resample
 
         if np.asarray(audio).dtype.kind != "f":
@@ -590,17 +602,15 @@ class Converter:
         if isinstance(sr, bool) or not isinstance(sr, (int, np.integer, float)) or not 1000 <= sr <= 1_000_000 \
                 or sr != int(sr):
             raise AudioError(f"{name}: sample rate {sr!r} Hz is not a whole number of Hz in 1000..1000000")
-        from canora.io.audio import full_scale_fraction
-
-        clipped = full_scale_fraction(wav)
-        if clipped > CLIP_NOTICE_FRACTION:
-            log.warning("%s: %.1f %% of the samples are at full scale: the recording clips, and the conversion "
+        clipped = full_scale_samples(wav)
+        if clipped:
+            log.warning("%s: %d samples (%.2f %%) are at full scale: the recording clips there, and the conversion "
                         "follows the distorted sound (re-record or re-export it with headroom if you can)",
-                        name, 100 * clipped)
+                        name, clipped, 100 * clipped / len(wav))
         wav = resample(wav, int(sr), self.spec.sample_rate)
         if len(wav) < self.spec.n_fft:
             raise AudioError(f"{name}: {len(wav) / self.spec.sample_rate:.3f} s of audio is too short to convert")
-        return wav
+        return highpass(wav, self.spec.sample_rate)
 
     # ------------------------------------------------------------------ stages
     def analyse(self, region: np.ndarray, silent: bool, name: str) -> SliceAnalysis:
@@ -719,13 +729,12 @@ class Converter:
                  context: int | None = None) -> np.ndarray:
         """Cross-fade the rendered regions (each its slice plus ``context`` samples a side) over ``overlap``
         samples either side of each cut into one (N,) signal and give it the source's (N,) loudness envelope
-        and silences -> (N,) float32 in [-1, 1]."""
+        and silences -> (N,) float32, not yet limited (:func:`canora.dsp.output.finish_output` sets its level)."""
         from canora.dsp.envelope import match_envelope
         from canora.dsp.slicing import join
 
         out = join(pieces, slices, len(source), overlap, context)
-        out = match_envelope(out, source, hop=self.spec.hop_length)
-        return np.clip(out, -1.0, 1.0).astype(np.float32)
+        return match_envelope(out, source, hop=self.spec.hop_length).astype(np.float32)
 
     def convert_file(self, path: str | Path, **kwargs: Any) -> Conversion:
         """:meth:`convert` of an audio file (any common format, rate and channel count)."""

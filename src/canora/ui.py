@@ -271,6 +271,9 @@ class UIBackend:
                 key += f" ({st['key_note']})"
             if "level" in st:
                 key += f", level {st['level']['reason']}"
+            stage = st.get("output")
+            if stage and (abs(stage["gain_db"]) > 1e-3 or stage["limited_ms"]):  # the output stage changed the level
+                key += f", output {stage['reason']}"
             status = (f"{p.name}: {seconds:.2f} s converted to {res.singer}, {key}, "
                       f"{st.get('sampler')} × {st.get('steps')} steps, strength {st.get('strength'):g}, "
                       f"in {st.get('wall_seconds', 0.0):.1f} s "

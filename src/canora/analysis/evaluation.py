@@ -174,6 +174,23 @@ def harmonics_by_band(
     return out
 
 
+def output_hygiene(converted: np.ndarray, source: np.ndarray, sample_rate: int) -> dict[str, float]:
+    """What a mastering engineer checks first, of the conversion and of the source (both (N,) at ``sample_rate``):
+    energy below 30 Hz relative to the whole in dB (``subsonic_db_*``, :func:`canora.dsp.filters.subsonic_db`), the
+    DC offset (``dc_offset_*``, the mean sample), the true peak in dBTP (``true_peak_dbtp_*``, 4x oversampled) and the
+    samples at full scale (``full_scale_samples_*``, |x| >= 0.999)."""
+    from canora.dsp.filters import dc_offset, subsonic_db
+    from canora.dsp.level import full_scale_samples, true_peak_db
+
+    out: dict[str, float] = {}
+    for name, x in (("converted", converted), ("source", source)):
+        out[f"subsonic_db_{name}"] = subsonic_db(x, sample_rate)
+        out[f"dc_offset_{name}"] = dc_offset(x)
+        out[f"true_peak_dbtp_{name}"] = true_peak_db(x)
+        out[f"full_scale_samples_{name}"] = full_scale_samples(x)
+    return out
+
+
 def evaluate_conversion(
     converted: np.ndarray,
     source: np.ndarray,
@@ -189,7 +206,10 @@ def evaluate_conversion(
     """Scores of one conversion (both signals (N,) at ``sample_rate``, time-aligned, as the pipeline makes
     them): F0 agreement with the source after ``transpose`` (``f0_*``, by ``f0_method``); the waveform artifact
     metrics of :mod:`canora.dsp.artifacts` of the conversion and of the source on the source's frames
-    (``periodicity_*``, ``frame_rate_line_db_*``, ``hnr_db_*``, ``held_tone_db_*``) and the gross pitch error by
+    (``periodicity_*``, ``frame_rate_line_db_*``, ``hnr_db_*``, ``held_tone_db_*``), the tone held in the conversion
+    off its notes' harmonics and above what the source holds there (``held_tone_over_source_db`` / ``_hz``:
+    :func:`canora.dsp.artifacts.held_tone_over_source`), the output hygiene of each (:func:`output_hygiene`:
+    ``subsonic_db_*``, ``dc_offset_*``, ``true_peak_dbtp_*``, ``full_scale_samples_*``) and the gross pitch error by
     harvest and by Praat (``gpe_harvest``, ``gpe_praat``); the harmonic contrast of each at 2-4 and 4-8 kHz on the
     source's voiced frames (``harmonics_2-4k_*``, ``harmonics_4-8k_*``: ln magnitude of the harmonics over the
     midpoints between them, at each signal's harvest F0 fitted to its own harmonics; see
@@ -219,6 +239,9 @@ def evaluate_conversion(
     for key, attr in (("periodicity", "frame_rate_periodicity"), ("frame_rate_line_db", "frame_rate_line_db"),
                       ("hnr_db", "hnr_db"), ("held_tone_db", "held_tone_db")):
         out[f"{key}_converted"], out[f"{key}_source"] = getattr(m_conv, attr), getattr(m_src, attr)
+    out["held_tone_over_source_db"], out["held_tone_over_source_hz"] = artifacts.held_tone_over_source(
+        conv, src, sample_rate, transpose, list(tracks), [masks.f0_harvest, masks.f0_praat])
+    out.update(output_hygiene(conv, src, sample_rate))
     out["gpe_harvest"], out["gpe_praat"] = m_conv.gpe_harvest, m_conv.gpe_praat
     # the same over the frames where harvest and Praat agree on the source's pitch, against their mean: where
     # they disagree the reference itself is in doubt

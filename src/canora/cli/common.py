@@ -468,6 +468,9 @@ def collapse_check(res: Any, spec: Any) -> dict[str, Any] | None:
     b = min(res.mel.shape[1], a + int(CHECK_SECONDS * spec.sample_rate / hop))
     mel, src = res.mel[:, a:b], res.source_mel[:, a:b]
     audio = res.audio[a * hop: b * hop]
+    gain = (res.stats.get("output") or {}).get("gain_db") or 0.0
+    if gain:  # the output stage's plain gain (a trim, or a loudness target) is no part of the vocoder's error
+        audio = audio * np.float32(10.0 ** (-gain / 20.0))
     if mel.shape[1] < 8 or len(audio) < spec.n_fft:
         return None
     err = mel_cycle_error(mel, audio, spec)

@@ -32,6 +32,12 @@ and written to <stem>.json. Each file gets its own key: for a folder of phrases 
 --transpose so they all move together. The refiner also sees each file at the target singer's usual level
 (a quiet recording is not soft singing); --no-match-level keeps the recording's own level.
 
+The output has no DC and nothing below 40 Hz (the input is high-passed before analysis, the output again after
+the vocoder), and its true peak (4x oversampled) is at or below -1 dBTP, so no sample clips: a song that would
+peak higher is lowered by a plain gain of up to 3 dB, and a look-ahead limiter takes any rest. --loudness LUFS
+sets the integrated loudness (ITU-R BS.1770-4) first, with the limiter keeping the peaks under the ceiling. What
+was done is printed when it changed the level and stored in <stem>.json ("output").
+
 IN is an audio file or a directory of them; OUT is a .wav (or .flac) path for one input, else a directory that
 gets <stem>.wav plus <stem>.json (settings, transpose, timing, a quick check of the result, and with
 --cycle-error the vocoder's mel cycle error: what `canora eval` reads). The audio and its .json are written
@@ -44,6 +50,7 @@ share of the files (every file exactly once).
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    from canora.dsp.output import LOUDNESS_RANGE
     from canora.pipeline import BACKEND_CHOICES, MAX_TRANSPOSE
     from canora.refiner.base import DEFAULT_SAMPLER, DEFAULT_STEPS, DEFAULT_STRENGTH
     from canora.refiner.samplers import available_samplers
@@ -68,8 +75,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    "semitone; not with --transpose")
     p.add_argument("--match-level", action=argparse.BooleanOptionalAction, default=True,
                    help="let the refiner see each song at the target singer's usual voiced level, so that a quietly "
-                   "recorded song is not converted as soft singing (default: on; the output keeps the "
-                   "recording's own loudness either way)")
+                   "recorded song is not converted as soft singing (default: on; either way the output keeps the "
+                   "recording's own loudness, lowered only as far as its peaks need)")
+    p.add_argument("--loudness", type=finite_float, default=None, metavar="LUFS",
+                   help=f"integrated loudness of the output (ITU-R BS.1770-4), {LOUDNESS_RANGE[0]:g} to "
+                   f"{LOUDNESS_RANGE[1]:g} (e.g. -14, or -23 for broadcast); default: the recording's level, lowered "
+                   "only as far as the -1 dBTP ceiling needs")
     p.add_argument("--sampler", choices=available_samplers(), default=DEFAULT_SAMPLER, help="the refiner's sampler")
     p.add_argument("--steps", type=positive_int, default=None,
                    help=f"denoising steps; {DEFAULT_STREAM_STEPS} with --stream (default: {DEFAULT_STEPS})")
@@ -145,6 +156,22 @@ def _sidecar(f: Path, res: object, args: argparse.Namespace, check: dict | None)
     return (json.dumps(plain(side), indent=2) + "\n").encode()
 
 
+def _say_output(output: dict | None, name: str) -> None:
+    """One line on stderr when the output stage changed the level (a gain, or limiting); a warning when the limiter
+    had to work hard."""
+    import logging
+
+    from canora.dsp.output import LIMIT_WARN_DB
+
+    if not output or (abs(output["gain_db"]) <= 1e-3 and not output["limited_ms"]):
+        return
+    log = logging.getLogger("canora")
+    if output["max_reduction_db"] > LIMIT_WARN_DB:
+        log.warning("%s: output %s: the peaks were limited hard; choose a lower --loudness", name, output["reason"])
+    else:
+        log.info("%s: output %s", name, output["reason"])
+
+
 def _stream(conv: Any, wav: Any, sr: int, singer: str, args: argparse.Namespace, name: str) -> Any:
     """``wav`` (N,) at ``sr`` through a :class:`canora.streaming.StreamConverter` in blocks of --block-ms -> a
     result for the sidecar: the aligned audio, and ``stats["stream"]`` (latency, compute per block)."""
@@ -207,6 +234,7 @@ def run(args: argparse.Namespace) -> int:
         run_batch,
         warn_if_collapsed,
     )
+    from canora.dsp.output import check_loudness
     from canora.errors import CanoraError
     from canora.io.audio import AUDIO_EXTENSIONS, audio_bytes, output_format, read_audio
     from canora.io.files import OutputSet, npy_bytes
@@ -223,6 +251,10 @@ def run(args: argparse.Namespace) -> int:
         args.steps = DEFAULT_STREAM_STEPS if args.stream else DEFAULT_STEPS
     if args.stream and (args.save_mel or args.cycle_error):
         raise CanoraError("--stream measures no mels; drop --save-mel and --cycle-error")
+    if args.stream and args.loudness is not None:
+        raise CanoraError("--loudness needs the whole output before its first sample, --stream converts block by "
+                          "block; drop one of them")
+    check_loudness(args.loudness, "--loudness")
     check_steps_strength(args.steps, args.strength)
     if args.transpose is not None:
         check_transpose(args.transpose, "--transpose", warn=False)  # the conversion warns beyond 2 octaves
@@ -260,7 +292,7 @@ def run(args: argparse.Namespace) -> int:
                            key_mode=args.key_mode, sampler=args.sampler, steps=args.steps, strength=args.strength,
                            seed=args.seed, max_slice_seconds=args.max_slice_seconds, progress=progress, name=str(f),
                            measure_cycle_error=args.cycle_error, workers=args.workers,
-                           match_level=args.match_level)
+                           match_level=args.match_level, loudness=args.loudness)
         return write(f, res, None if res.stats.get("silent") else collapse_check(res, conv.spec))
 
     def write(f: Path, res: Any, check: dict | None) -> float:
@@ -277,6 +309,7 @@ def run(args: argparse.Namespace) -> int:
             for what in ("key", "level"):
                 if what in res.stats:
                     log.info("%s: %s %s", f.name, what, res.stats[what]["reason"])
+        _say_output(res.stats.get("output"), f.name)
         warn_if_collapsed(check, f.name)
         emit(out[0])
         return res.stats["seconds"]

@@ -22,6 +22,11 @@ Waveform artifacts that mel metrics miss, each beside the source's own value on 
          Praat's autocorrelation tracker (one tracker can follow the notes through a buzz the other hears)
   GPE agr  the same over the frames where harvest and Praat agree on the source's pitch (against their mean):
          where they disagree the reference itself is in doubt
+  tone>src  the strongest tone held through the conversion above 3 kHz, off its notes' harmonics, in dB above
+         the neighbouring bins and above what the source holds where that frequency came from (after the
+         transpose): a whistle the vocoder added, not the melody's harmonics (clean: about +1..+4 dB)
+  sub    energy below 30 Hz relative to the whole, dB (clean close-miked singing -40..-60; room rumble -17..-25)
+  DC     the mean sample;  TP  the true peak, dBTP (4x oversampled);  clip  samples at |x| >= 0.999
 
 Each converted <stem>.wav is paired with its source through the <stem>.json written by `canora convert`,
 or with --sources DIR/<stem>.*; the transpose comes from that JSON unless --transpose is given.
@@ -164,7 +169,9 @@ def run(args: argparse.Namespace) -> int:
     keys = ["f0_rmse_cents", "f0_gross_error_rate", "f0_vuv_error_rate", "f0_pearson", "gpe_harvest", "gpe_praat",
             "gpe_agreed_harvest", "gpe_agreed_praat",
             "periodicity_converted", "periodicity_source", "frame_rate_line_db_converted", "frame_rate_line_db_source",
-            "hnr_db_converted", "hnr_db_source", "held_tone_db_converted", "held_tone_db_source",
+            "hnr_db_converted", "hnr_db_source", "held_tone_over_source_db", "held_tone_db_converted",
+            "held_tone_db_source", "subsonic_db_converted", "subsonic_db_source", "dc_offset_converted",
+            "dc_offset_source", "true_peak_dbtp_converted", "true_peak_dbtp_source", "full_scale_samples_converted",
             "harmonics_2-4k_converted", "harmonics_2-4k_source", "harmonics_4-8k_converted", "harmonics_4-8k_source",
             "similarity_converted", "similarity_source", "similarity_voiced_converted", "similarity_voiced_source",
             "mel_cycle_error",
@@ -183,7 +190,8 @@ def run(args: argparse.Namespace) -> int:
     atomic_write_text(args.out, json.dumps(doc, indent=2) + "\n")
     heads = ["file", "F0 cents", "GPE", "V/UV err", "F0 corr", "GPE harv", "GPE praat", "GPE agr h", "GPE agr p",
              "buzz conv", "buzz src",
-             "lines conv", "lines src", "HNR conv", "HNR src", "tone conv", "tone src", "harm2-4 c", "harm2-4 s",
+             "lines conv", "lines src", "HNR conv", "HNR src", "tone>src", "sub conv", "sub src", "DC conv", "DC src",
+             "TP conv", "TP src", "clip conv", "harm2-4 c", "harm2-4 s",
              "harm4-8 c", "harm4-8 s", "sim conv", "sim src", "sim v conv", "sim v src",
              "cycle err", "RTF"]
     print(" | ".join(f"{h:>9}" for h in heads))
@@ -191,8 +199,9 @@ def run(args: argparse.Namespace) -> int:
     def fmt(v: object) -> str:
         return f"{v:9.3f}" if isinstance(v, (int, float)) and math.isfinite(v) else f"{'-':>9}"
 
+    shown = [k for k in keys if k not in ("held_tone_db_converted", "held_tone_db_source")]  # in the JSON only
     for r in [*rows, {"file": "mean", **summary}]:
-        print(" | ".join([f"{r['file'][:9]:>9}", *(fmt(r.get(k)) for k in keys)]))
+        print(" | ".join([f"{r['file'][:9]:>9}", *(fmt(r.get(k)) for k in shown)]))
     print(f"wrote {args.out}", file=sys.stderr)
     if failed:
         print(f"{len(failed)} file(s) failed: {', '.join(failed)}", file=sys.stderr)

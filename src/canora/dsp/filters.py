@@ -7,9 +7,9 @@ uses everywhere: on the training audio of its models (targets and features) and 
 reads and writes. A 4th-order Butterworth magnitude applied forwards and backwards (zero phase, as
 ``scipy.signal.sosfiltfilt``): -1.3 dB at 50 Hz, -0.3 dB at 60 Hz, -21 dB at 30 Hz, DC removed exactly.
 
-:func:`highpass` is the offline form (an FFT of the whole signal with reflected edges; numpy only, so the ONNX
-path does not import scipy.signal). :class:`StreamingHighpass` is the causal form for streams (the same
-Butterworth, one pass: -0.7 dB at 50 Hz), with state carried from block to block.
+:func:`highpass` is the offline form (that magnitude as an FIR of its impulse response, run in FFT blocks, with
+reflected edges; numpy only, so the ONNX path does not import scipy.signal). :class:`StreamingHighpass` is the
+causal form for streams (the same Butterworth, one pass: -0.7 dB at 50 Hz), with state carried from block to block.
 """
 
 from __future__ import annotations
@@ -32,23 +32,36 @@ def highpass_gain(freqs: np.ndarray, cutoff_hz: float, order: int = HIGHPASS_ORD
     return g
 
 
+#: the zero-phase high-pass runs as an FIR of its impulse response, cut to this many seconds either side of its
+#: centre: the response of a 40 Hz corner has decayed below 1e-12 of its peak well within it
+HIGHPASS_RESPONSE_SECONDS = 0.75
+
+
+def highpass_response(sr: int, cutoff_hz: float = HIGHPASS_HZ, order: int = HIGHPASS_ORDER) -> np.ndarray:
+    """The zero-phase high-pass's impulse response (2 * half + 1,) float64, centred, ``half`` =
+    :data:`HIGHPASS_RESPONSE_SECONDS` (longer for corners under 40 Hz): the inverse FFT of :func:`highpass_gain`."""
+    half = int(HIGHPASS_RESPONSE_SECONDS * sr * max(1.0, HIGHPASS_HZ / max(cutoff_hz, 1e-3)))
+    n_fft = 1 << int(np.ceil(np.log2(4 * half + 2)))
+    h = np.fft.irfft(highpass_gain(np.fft.rfftfreq(n_fft, 1.0 / sr), cutoff_hz, order), n_fft)
+    return np.concatenate([h[-half:], h[: half + 1]])
+
+
 def highpass(wav: np.ndarray, sr: int, cutoff_hz: float = HIGHPASS_HZ, order: int = HIGHPASS_ORDER) -> np.ndarray:
     """Zero-phase high-pass of ``wav`` (N,) at ``sr`` -> (N,) float32 (``cutoff_hz`` <= 0: unchanged).
 
     The edges are reflected by a quarter second (or the whole signal, if shorter) so a note that starts at the
-    first sample does not ring from the wrap-around of the FFT.
+    first sample does not ring against a step. It runs as an FIR (:func:`highpass_response`) in FFT blocks
+    (:func:`canora.dsp.fir.convolve`), so a long song costs time and memory in proportion to its length.
     """
+    from canora.dsp.fir import convolve
+
     x = np.asarray(wav, dtype=np.float32)
     if cutoff_hz <= 0 or len(x) < 2:
         return x
     pad = min(len(x) - 1, int(0.25 * sr))
     y = np.pad(x.astype(np.float64), (pad, pad), mode="reflect")
-    n = len(y)
-    n_fft = 1 << int(np.ceil(np.log2(n)))
-    spec = np.fft.rfft(y, n_fft)
-    gain = highpass_gain(np.fft.rfftfreq(n_fft, 1.0 / sr), cutoff_hz, order)  # zero phase
-    out = np.fft.irfft(spec * gain, n_fft)[pad: pad + len(x)]
-    return out.astype(np.float32)
+    h = highpass_response(sr, cutoff_hz, order)
+    return convolve(y, h, delay=len(h) // 2)[pad: pad + len(x)].astype(np.float32)
 
 
 def butterworth_highpass_sos(sr: int, cutoff_hz: float = HIGHPASS_HZ, order: int = HIGHPASS_ORDER) -> np.ndarray:
@@ -82,6 +95,12 @@ class StreamingHighpass:
 
         y, self.state = sosfilt(self.sos, np.asarray(block, dtype=np.float64), zi=self.state)
         return y.astype(np.float32)
+
+
+def dc_offset(wav: np.ndarray) -> float:
+    """The DC offset of ``wav`` (N,): its mean sample (0 for an empty signal)."""
+    x = np.asarray(wav, dtype=np.float64)
+    return float(x.mean()) if x.size else 0.0
 
 
 def subsonic_db(wav: np.ndarray, sr: int, below_hz: float = 30.0) -> float:
