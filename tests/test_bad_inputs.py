@@ -86,12 +86,16 @@ class WS:
     def mel(self, name: str = "m.npy") -> Path:
         return self.npy(name, wav_to_mel(tone(), SPEC))
 
-    def model_copy(self, which: str, edit: Callable[[dict], None] | None = None, text: str | None = None) -> Path:
-        """A copy of the tiny refiner/vocoder in ``in/`` (so it is watched) with model.json edited."""
+    def model_copy(self, which: str, edit: Callable[[dict], None] | None = None, text: str | None = None,
+                   keep_hash: bool = False) -> Path:
+        """A copy of the tiny refiner/vocoder in ``in/`` (so it is watched) with model.json edited: as an export
+        written before ``config_sha256`` existed (the hash dropped), or with it kept (``keep_hash``)."""
         d = self.inp / f"{which}_model"
         shutil.copytree(self.ref if which == "refiner" else self.voc, d)
         if edit is not None:
             doc = json.loads((d / "model.json").read_text())
+            if not keep_hash:
+                doc.pop("config_sha256", None)
             edit(doc)
             (d / "model.json").write_text(json.dumps(doc))
         if text is not None:
@@ -477,7 +481,7 @@ def c_config_refiner_unknown_key(ws: WS) -> Case:
 @case
 def c_config_refiner_invalid_json(ws: WS) -> Case:
     d = ws.model_copy("refiner", text='{"format": "canora-export", ')
-    return Case(["refine", ws.wav("s.wav"), "-o", ws.out, "--refiner", d], expect=("model.json", "corrupt"))
+    return Case(["refine", ws.wav("s.wav"), "-o", ws.out, "--refiner", d], expect=("model.json", "not valid JSON"))
 
 
 @case

@@ -9,11 +9,21 @@ from deep inside a model (or an attempt to allocate a 1e8-channel layer).
 
 Only the parts of a config that describe a model or a run belong here; the CLI reads its defaults from the
 same classes (:func:`default_of`), so a default is written once.
+
+Numbers also have sane bounds (:attr:`Config.BOUNDS`, checked with the types): an edited config cannot ask for a
+layer of a million channels before any memory is allocated. Config files themselves are read by
+:func:`read_json_file`: regular files of at most :data:`MAX_JSON_BYTES` only (``--config /dev/zero`` or a named
+pipe would otherwise be read forever).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import errno
+import json
+import math
+import os
+import stat
 import types
 import typing
 from collections.abc import Mapping
@@ -22,6 +32,53 @@ from typing import Any, ClassVar, Literal, TypeVar, Union, get_args, get_origin
 from canora.errors import CanoraError, CheckpointError
 
 C = TypeVar("C", bound="Config")
+
+#: the largest JSON file canora reads (a model.json with per-bin statistics is some kB)
+MAX_JSON_BYTES = 16 * 2**20
+_FILE_KINDS = ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISCHR, "a character device"),
+               (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+def regular_file(path: str | os.PathLike, what: str = "file", error: type[Exception] = CanoraError) -> os.stat_result:
+    """The ``stat`` of ``path`` when it is a regular file (symlinks followed), else one ``error`` line: missing, a
+    directory, a symlink loop, or a pipe/device/socket, which could block or never end when read."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise error(f"{path}: no such {what}") from None
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise error(f"{path}: a symbolic link loop (a link that points back at itself); fix the link") from None
+        raise error(f"{path}: cannot read the {what} ({e.strerror or e}); check the path and its permissions") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise error(f"{path}: is a directory, expected a {what}")
+    if not stat.S_ISREG(st.st_mode):
+        kind = next((name for test, name in _FILE_KINDS if test(st.st_mode)), "not a regular file")
+        raise error(f"{path}: is {kind}, not a regular file; canora reads {what}s from files only (a pipe or device "
+                    "could block or never end): save it to a file first")
+    return st
+
+
+def read_json_file(path: str | os.PathLike, fix: str, error: type[Exception] = CanoraError,
+                   what: str = "JSON file") -> Any:
+    """The JSON value in ``path`` (a regular file of at most :data:`MAX_JSON_BYTES`), or one ``error`` line naming
+    the file, what is wrong and ``fix``."""
+    st = regular_file(path, what, error)
+    if st.st_size > MAX_JSON_BYTES:
+        raise error(f"{path}: {st.st_size / 2**20:.0f} MB is too large for a {what} (at most "
+                    f"{MAX_JSON_BYTES // 2**20} MB); {fix}")
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_JSON_BYTES + 1)
+    except OSError as e:
+        raise error(f"{path}: cannot read ({e.strerror or e}); {fix}") from None
+    if len(data) > MAX_JSON_BYTES:
+        raise error(f"{path}: too large for a {what}; {fix}")
+    try:
+        return json.loads(data.decode("utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
+        detail = " ".join(str(e).split())[:160]
+        raise error(f"{path}: not valid JSON ({detail}); {fix}") from None
 
 
 class _Bad(ValueError):
@@ -77,12 +134,30 @@ def _coerce(value: Any, hint: Any) -> Any:
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise _Bad("a number")
+        if not math.isfinite(value):
+            raise _Bad("a finite number")
         return float(value)
     if hint is str:
         if not isinstance(value, str):
             raise _Bad("a string")
         return value
     return value
+
+
+def _numbers(value: Any) -> list[float]:
+    """Every number in ``value`` (a number, or tuples of them)."""
+    if isinstance(value, (tuple, list)):
+        return [x for v in value for x in _numbers(v)]
+    return [value] if isinstance(value, (int, float)) and not isinstance(value, bool) else []
+
+
+def _out_of_bounds(value: Any, bounds: tuple[float, float] | None) -> str:
+    """What is wrong with ``value`` against ``bounds`` (lowest, highest), or "" when it fits."""
+    if bounds is None:
+        return ""
+    lo, hi = bounds
+    bad = [x for x in _numbers(value) if not lo <= x <= hi]
+    return f"{bad[0]!r} is outside the sane range {lo:g}..{hi:g}" if bad else ""
 
 
 def _plain(value: Any) -> Any:
@@ -100,6 +175,8 @@ class Config:
 
     #: old key -> current key, for files written by earlier canora versions
     RENAMED: ClassVar[dict[str, str]] = {}
+    #: field -> (lowest, highest) sane value: numbers, and every number inside a tuple field
+    BOUNDS: ClassVar[dict[str, tuple[float, float]]] = {}
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able dict (tuples as lists) that :meth:`from_dict` reads back to an equal config."""
@@ -131,6 +208,10 @@ class Config:
             except _Bad as e:
                 raise CheckpointError(f"{where}{cls.__name__}.{k} = {v!r}: expected {e}; fix or re-create "
                                       "the file") from None
+        for k, v in values.items():
+            problem = _out_of_bounds(v, cls.BOUNDS.get(k))
+            if problem:
+                raise CheckpointError(f"{where}{cls.__name__}.{k} = {v!r}: {problem}; fix or re-create the file")
         missing = [n for n, f in names.items() if n not in values and f.default is dataclasses.MISSING
                    and f.default_factory is dataclasses.MISSING]
         if missing:

@@ -45,13 +45,11 @@ def _load(path: str, mtime_ns: int) -> tuple[ContentNetConfig, MelSpec, NumpyCon
     from safetensors.numpy import load as st_load
 
     from canora.io.checkpoint import EXPORT_WEIGHTS, read_export_meta
+    from canora.io.inputs import read_bytes_capped
 
     doc = read_export_meta(path, KIND)
     wpath = Path(path) / EXPORT_WEIGHTS
-    try:
-        blob = wpath.read_bytes()
-    except OSError as e:
-        raise CheckpointError(f"{wpath}: cannot read the weights ({e.strerror or e})") from None
+    blob = read_bytes_capped(wpath, "weights file", CheckpointError)
     digest = hashlib.sha256(blob).hexdigest()
     if doc.get("sha256") != digest:
         raise CheckpointError(f"{wpath}: weights do not match the hash in model.json (corrupt or replaced)")

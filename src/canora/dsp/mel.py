@@ -22,11 +22,11 @@ import logging
 import math
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
 
-from canora.config import Config
+from canora.config import Config, read_json_file
 from canora.dsp.stft import torch_loaded
 from canora.errors import CanoraError, MelError
 
@@ -71,6 +71,11 @@ class MelSpec(Config):
     padding: Padding = "hifigan"
     power: float = 1.0
     mel_scale: Literal["slaney", "htk"] = "slaney"
+
+    BOUNDS: ClassVar[dict[str, tuple[float, float]]] = {
+        "sample_rate": (1000, 384_000), "n_fft": (16, 16384), "hop_length": (1, 16384), "win_length": (1, 16384),
+        "n_mels": (1, 512), "fmin": (0, 192_000), "fmax": (1, 192_000), "clamp": (1e-30, 1.0),
+    }
 
     def __post_init__(self) -> None:
         problems = []
@@ -196,12 +201,9 @@ def read_config(name_or_path: str | Path) -> dict[str, Any]:
         path = Path(__file__).parents[1] / "configs" / f"config_{key.removeprefix('config_')}.json"
     else:
         path = Path(key)
-    try:
-        cfg = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise CanoraError(f"{path}: config not found; pass v1, v2, v3 or the path of a HiFi-GAN config.json") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CanoraError(f"{path}: not valid JSON ({e}); pass a HiFi-GAN config.json") from None
+    if not path.exists() and not path.is_symlink():
+        raise CanoraError(f"{path}: config not found; pass v1, v2, v3 or the path of a HiFi-GAN config.json")
+    cfg = read_json_file(path, "pass a HiFi-GAN config.json", what="config file")
     if not isinstance(cfg, dict):
         raise CanoraError(f"{path}: expected a JSON object; pass a HiFi-GAN config.json")
     return cfg

@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import io
-import json
 import os
 import re
 import shutil
@@ -318,13 +317,10 @@ def check_not_input(out_path: Path, in_path: Path) -> None:
 def read_json_object(path: Path, fix: str, error: type[Exception] | None = None) -> dict:
     """The JSON object in ``path``, or one error line (``error``, default :class:`CanoraError`) naming the file,
     what is wrong with it and ``fix``."""
+    from canora.config import read_json_file
+
     error = error or CanoraError
-    try:
-        doc = json.loads(Path(path).read_text())
-    except OSError as e:
-        raise error(f"{path}: cannot read ({e.strerror or e}); {fix}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise error(f"{path}: not valid JSON ({e}); {fix}") from None
+    doc = read_json_file(path, fix, error)
     if not isinstance(doc, dict):
         raise error(f"{path}: expected a JSON object, got {type(doc).__name__}; {fix}")
     return doc

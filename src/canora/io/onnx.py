@@ -5,7 +5,8 @@ An ONNX export is a directory in canora's export style::
     model.onnx       the network (for the refiner: its denoiser)
     encoder.onnx     further graphs a kind needs (the refiner's conditioning encoder)
     model.json       {"format": "canora-onnx-export", "format_version", "kind", "config", "mel_spec",
-                      "sha256" (of model.onnx), "files" ({name: sha256} of every graph), "onnx" (opset,
+                      "sha256" (of model.onnx), "files" ({name: sha256} of every graph), "config_sha256" (of kind,
+                      config and mel_spec: canora.io.checkpoint.config_digest), "onnx" (opset,
                       exporter, quantization, each graph's inputs and outputs), "runtime" (what the runtime
                       computes outside the graph), "meta"}
 
@@ -32,8 +33,9 @@ from typing import TYPE_CHECKING, Any
 
 from canora.dsp.mel import MelSpec
 from canora.errors import CanoraError, CheckpointError
-from canora.io.checkpoint import EXPORT_WEIGHTS
+from canora.io.checkpoint import EXPORT_WEIGHTS, check_format_version, config_digest
 from canora.io.files import atomic_write_bytes, atomic_write_text
+from canora.io.inputs import read_bytes_capped, read_json_file
 
 if TYPE_CHECKING:
     import torch
@@ -62,8 +64,8 @@ def is_onnx_export(path: str | Path) -> bool:
     if (path / ONNX_FILE).is_file() and not (path / EXPORT_WEIGHTS).is_file():
         return True
     try:
-        doc = json.loads((path / ONNX_META).read_text())
-    except (OSError, ValueError):
+        doc = read_json_file(path / ONNX_META, "")
+    except CanoraError:
         return False
     return isinstance(doc, dict) and doc.get("format") == ONNX_FORMAT
 
@@ -103,6 +105,7 @@ def save_onnx_export(
         "runtime": runtime or {},
         "meta": meta or {},
     }
+    doc["config_sha256"] = config_digest(doc)
     atomic_write_text(directory / ONNX_META, json.dumps(doc, indent=2) + "\n")
     for name in stale:
         (directory / name).unlink(missing_ok=True)
@@ -113,21 +116,13 @@ def read_onnx_export(directory: str | Path, kind: str | tuple[str, ...] | None =
     """``model.json`` of an ONNX export, checked for format, version and (optionally) kind."""
     directory = Path(directory)
     meta_path = directory / ONNX_META
-    try:
-        doc = json.loads(meta_path.read_text())
-    except FileNotFoundError:
+    if not meta_path.exists() and not meta_path.is_symlink():
         raise CheckpointError(f"{directory}: not a canora ONNX export (no {ONNX_META}); make one with "
-                              "`canora export MODEL -o DIR`") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{meta_path}: corrupt model description ({e}); re-export the model") from None
+                              "`canora export MODEL -o DIR`")
+    doc = read_json_file(meta_path, "re-export the model", CheckpointError, "model description")
     if not isinstance(doc, dict) or doc.get("format") != ONNX_FORMAT:
         raise CheckpointError(f"{meta_path}: not a canora ONNX export; make one with `canora export MODEL -o DIR`")
-    version = doc.get("format_version")
-    if not isinstance(version, int) or version > ONNX_FORMAT_VERSION:
-        raise CheckpointError(
-            f"{directory}: ONNX export format version {version} is newer than this canora reads "
-            f"({ONNX_FORMAT_VERSION}); upgrade canora"
-        )
+    check_format_version(doc, ONNX_FORMAT_VERSION, meta_path, "ONNX export")
     kinds = (kind,) if isinstance(kind, str) else kind
     if kinds is not None and doc.get("kind") not in kinds:
         raise CheckpointError(f"{directory}: this is an ONNX {doc.get('kind')!r} model, expected "
@@ -135,6 +130,9 @@ def read_onnx_export(directory: str | Path, kind: str | tuple[str, ...] | None =
     for key in ("config", "mel_spec", "files"):
         if not isinstance(doc.get(key), dict):
             raise CheckpointError(f"{meta_path}: incomplete ONNX export (no {key!r}); re-export the model")
+    if "config_sha256" in doc and doc["config_sha256"] != config_digest(doc):
+        raise CheckpointError(f"{meta_path}: its kind, config or mel_spec do not match config_sha256 (edited or "
+                              "damaged); re-export the model, or restore the file")
     return doc
 
 
@@ -144,10 +142,9 @@ def read_graph(directory: str | Path, doc: dict[str, Any], name: str = ONNX_FILE
     want = doc["files"].get(name)
     if want is None:
         raise CheckpointError(f"{Path(directory) / ONNX_META}: lists no {name}; re-export the model")
-    try:
-        blob = path.read_bytes()
-    except FileNotFoundError:
-        raise CheckpointError(f"{Path(directory)}: ONNX export has no {name}; re-export the model") from None
+    if not path.exists() and not path.is_symlink():
+        raise CheckpointError(f"{Path(directory)}: ONNX export has no {name}; re-export the model")
+    blob = read_bytes_capped(path, "graph file", CheckpointError)
     if sha256(blob) != want:
         raise CheckpointError(f"{path}: graph does not match the hash in {ONNX_META} (corrupt or replaced)")
     return blob

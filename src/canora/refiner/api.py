@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from canora.errors import CanoraError, CheckpointError
-from canora.io.checkpoint import load_export, save_export
+from canora.io.checkpoint import build_to_fit, load_export, save_export
 from canora.refiner.base import (  # noqa: F401  (re-exported: the names callers import from here)
     BACKENDS,
     DEFAULT_SAMPLER,
@@ -86,13 +86,22 @@ class Refiner(RefinerBase):
             return to_onnx_backend(cls.from_pretrained(path, "cpu", "torch"))
         doc, state = load_export(path, EXPORT_KIND)
         cfg, spec, normalizer, schedule, params, meta = read_refiner_doc(path, doc)
-        model = RefinerModel(cfg)
-        expected = set(model.state_dict())
-        if set(state) != expected:
-            missing, extra = sorted(expected - set(state)), sorted(set(state) - expected)
-            raise CheckpointError(
-                f"{path}: weights do not fit the config (missing {missing[:3]}, unexpected {extra[:3]})"
-            )
+
+        def fits(probe: RefinerModel) -> None:
+            expected = set(probe.state_dict())
+            if set(state) != expected:
+                missing, extra = sorted(expected - set(state)), sorted(set(state) - expected)
+                raise CheckpointError(
+                    f"{path}: weights do not fit the config (missing {missing[:3]}, unexpected {extra[:3]})"
+                )
+            shapes = {k: tuple(v.shape) for k, v in probe.state_dict().items()}
+            wrong = [k for k, v in shapes.items() if v != tuple(state[k].shape)]
+            if wrong:
+                k = wrong[0]
+                raise CheckpointError(f"{path}: weights do not fit the config ({k}: weights "
+                                      f"{tuple(state[k].shape)}, config {shapes[k]})")
+
+        model = build_to_fit(lambda: RefinerModel(cfg), state, str(path), fits)
         try:
             model.load_state_dict(state, strict=True)
         except RuntimeError as e:

@@ -66,14 +66,18 @@ def read_refiner_doc(
             f"{path}: refiner format version {version} is newer than this canora reads "
             f"({REFINER_FORMAT_VERSION}); upgrade canora"
         )
+    where = str(Path(path) / "model.json") if Path(path).is_dir() else str(path)
     try:
-        cfg = RefinerConfig.from_dict(doc["config"])
-        spec = MelSpec.from_dict(doc["mel_spec"])
+        cfg = RefinerConfig.from_dict(doc["config"], where)
+        spec = MelSpec.from_dict(doc["mel_spec"], where)
         normalizer = MelNormalizer.from_dict(meta["normalizer"])
         schedule = NoiseSchedule.from_dict(meta["schedule"])
-        params = FeatureParams.from_dict(meta["features"])
+        params = FeatureParams.from_dict(meta["features"], where)
     except (KeyError, TypeError) as e:
-        raise CheckpointError(f"{path}: incomplete refiner export (missing {e}); re-export it") from None
+        raise CheckpointError(f"{where}: incomplete refiner export (missing {e}); re-export it") from None
+    except (CanoraError, ValueError) as e:  # the normaliser's or schedule's own checks: name the file
+        msg = " ".join(str(e).split())
+        raise CheckpointError(msg if where in msg else f"{where}: {msg}") from None
     return cfg, spec, normalizer, schedule, params, meta
 
 

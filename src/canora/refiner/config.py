@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from canora.config import Config
 from canora.errors import CanoraError
@@ -23,6 +23,12 @@ class RefinerConfig(Config):
     n_singers: int = 1
     loudness_ref_db: float = -30.0
     loudness_scale_db: float = 20.0
+
+    BOUNDS: ClassVar[dict[str, tuple[float, float]]] = {
+        "n_mels": (1, 512), "residual_channels": (1, 1024), "layers": (1, 128), "dilation_cycle": (1, 16),
+        "kernel_size": (1, 31), "cond_channels": (1, 1024), "content_dim": (0, 4096), "n_singers": (1, 4096),
+        "loudness_ref_db": (-200, 200), "loudness_scale_db": (0.001, 200),
+    }
 
     def __post_init__(self) -> None:
         problems = []

@@ -117,4 +117,7 @@ class MelNormalizer:
         if unknown:
             raise CheckpointError(f"mel normalisation has unknown keys {sorted(unknown)}; written by a newer canora?")
         lo, hi = (tuple(float(x) for x in d[k]) for k in ("lo", "hi"))
-        return cls(str(d["kind"]), lo, hi, float(d["floor"]))
+        floor = float(d["floor"])
+        if not all(math.isfinite(x) for x in (*lo, *hi, floor)):
+            raise CheckpointError("mel normalisation holds NaN or infinity; re-export the model")
+        return cls(str(d["kind"]), lo, hi, floor)

@@ -32,7 +32,15 @@ import torch
 
 from canora.dsp.mel import BUILTIN_CONFIGS, MelSpec, read_config
 from canora.errors import CanoraError, CheckpointError
-from canora.io.checkpoint import is_export, load_export, load_torch_file, newest, read_export_meta, save_export
+from canora.io.checkpoint import (
+    build_to_fit,
+    is_export,
+    load_export,
+    load_torch_file,
+    newest,
+    read_export_meta,
+    save_export,
+)
 from canora.vocoder.config import EXPORT_KIND, NSF_KIND, GeneratorConfig, NSFConfig
 from canora.vocoder.excitation import start_phases
 from canora.vocoder.hifigan import Generator, check_state_dict, from_official_keys
@@ -125,9 +133,9 @@ class Vocoder:
             kind = NSF_KIND if read_export_meta(path).get("kind") == NSF_KIND else EXPORT_KIND
             doc, state = load_export(path, kind)
             family: tuple[Any, Any] = (NSFConfig, NSFGenerator) if kind == NSF_KIND else (GeneratorConfig, Generator)
-            cfg = family[0].from_dict(doc["config"])
-            gen = family[1].from_config(cfg).remove_weight_norm()
-            check_state_dict(gen, state, str(path))
+            cfg = family[0].from_dict(doc["config"], str(path / "model.json"))
+            gen = build_to_fit(lambda: family[1].from_config(cfg).remove_weight_norm(), state, str(path),
+                               lambda probe: check_state_dict(probe, state, str(path)))
             gen.load_state_dict(state, strict=True)
             return cls(gen, MelSpec.from_dict(doc["mel_spec"]), cfg, str(path)).to(device)
         if path.is_dir():
@@ -145,8 +153,8 @@ class Vocoder:
             log.warning("%s: no config.json beside it; its shapes fit the official %s config, using that", path, name)
         spec = MelSpec.from_hifigan_config(cfg, source=str(config or path.parent / "config.json"))
         gcfg = GeneratorConfig.from_hifigan_config(cfg)
-        gen = Generator.from_config(gcfg)
-        check_state_dict(gen, state, str(path))
+        gen = build_to_fit(lambda: Generator.from_config(gcfg), state, str(path),
+                           lambda probe: check_state_dict(probe, state, str(path)))
         gen.load_state_dict(state, strict=True)
         return cls(gen, spec, gcfg, str(path)).to(device)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from canora.config import Config
 from canora.errors import CanoraError
@@ -56,6 +56,13 @@ class UpsamplingConfig(Config):
     resblock: str
     resblock_kernel_sizes: tuple[int, ...]
     resblock_dilation_sizes: tuple[tuple[int, ...], ...]
+
+    BOUNDS: ClassVar[dict[str, tuple[float, float]]] = {
+        "upsample_rates": (1, 64), "upsample_kernel_sizes": (1, 128), "upsample_initial_channel": (1, 4096),
+        "resblock_kernel_sizes": (1, 64), "resblock_dilation_sizes": (1, 256), "n_mels": (1, 512),
+        "sample_rate": (1000, 384_000), "harmonics": (1, 512), "sine_amp": (0, 10), "noise_std": (0, 10),
+        "interp_kernel": (1, 63), "voiced_noise": (0, 1),
+    }
 
     @property
     def hop_length(self) -> int:
