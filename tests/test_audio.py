@@ -95,14 +95,14 @@ def test_many_channels_are_decoded_block_by_block(tmp_path, monkeypatch):
     sf.write(tmp_path / "8ch.flac", x, sr, subtype="PCM_24")
     whole, _ = sf.read(tmp_path / "8ch.flac", dtype="float32")
     asked = []
-    real = sf.SoundFile.read
+    real = sf.SoundFile.buffer_read_into
 
-    def spy(self, frames=-1, *a, **k):
-        asked.append(frames)
-        return real(self, frames, *a, **k)
+    def spy(self, buffer, dtype):
+        asked.append(len(buffer))
+        return real(self, buffer, dtype)
 
-    monkeypatch.setattr(audio, "BLOCK_FRAMES", 4096)
-    monkeypatch.setattr(sf.SoundFile, "read", spy)
+    monkeypatch.setattr(audio, "BLOCK_SAMPLES", 4096 * 8)
+    monkeypatch.setattr(sf.SoundFile, "buffer_read_into", spy)
     wav, got = read_audio(tmp_path / "8ch.flac")
     assert got == sr and wav.shape == (sr,) and wav.dtype == np.float32
     assert len(asked) >= sr // 4096 and all(0 < n <= 4096 for n in asked)

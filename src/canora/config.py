@@ -54,8 +54,8 @@ def regular_file(path: str | os.PathLike, what: str = "file", error: type[Except
         raise error(f"{path}: is a directory, expected a {what}")
     if not stat.S_ISREG(st.st_mode):
         kind = next((name for test, name in _FILE_KINDS if test(st.st_mode)), "not a regular file")
-        raise error(f"{path}: is {kind}, not a regular file; canora reads {what}s from files only (a pipe or device "
-                    "could block or never end): save it to a file first")
+        raise error(f"{path}: is {kind}, not a regular file, and reading it could block or never end; save the "
+                    f"{what} to a file and pass that")
     return st
 
 

@@ -405,6 +405,7 @@ class Converter:
         workers: int | None = None,
         match_level: bool = True,
         loudness: float | None = None,
+        source_full_scale: int | None = None,
     ) -> Conversion:
         """Convert mono ``audio`` (N,) at ``sr`` Hz toward ``singer``; see :class:`Conversion`.
 
@@ -419,7 +420,9 @@ class Converter:
         The output: DC and rumble removed, its true peak at or below -1 dBTP (a plain gain of up to 3 dB, then a
         look-ahead limiter; ``stats["output"]``), and with ``loudness`` (LUFS, -50 to -5) one gain to that
         integrated loudness (ITU-R BS.1770-4) first. ``sampler`` / ``steps`` /
-        ``strength`` default to the refiner's defaults. Audio with no voice
+        ``strength`` default to the refiner's defaults. ``source_full_scale``: the recording's samples at full scale
+        when ``audio`` was resampled already (:func:`canora.io.audio.decode` counts them at the file's own rate);
+        None: counted on ``audio``. Audio with no voice
         at all converts to silence (logged), not to an error. ``progress`` shows tqdm bars;
         ``on_progress(fraction, what)`` is called as slices are done (for UIs). ``measure_cycle_error``
         adds the vocoder's mel cycle error to ``stats`` (one more mel of every sung slice's output).
@@ -439,7 +442,8 @@ class Converter:
         t0 = time.perf_counter()
         job = replace(self._job(singer, sampler, steps, strength, seed, transpose, auto_transpose, max_slice_seconds,
                                 key_mode), match_level=bool(match_level), loudness=check_loudness(loudness))
-        wav = self._prepare(audio, sr, name)
+        clipped = full_scale_samples(audio) if source_full_scale is None else int(source_full_scale)
+        wav = self._prepare(audio, sr, name, clipped)
         spec, hop, total = self.spec, self.spec.hop_length, len(wav)
         overlap, context = CROSSFADE_FRAMES * hop, (CROSSFADE_FRAMES + MARGIN_FRAMES) * hop
         slices, regions = self._regions(wav, max_slice_seconds)
@@ -481,7 +485,7 @@ class Converter:
         if measure_cycle_error:
             stats["mel_cycle_error"] = _mean_cycle_error(pieces)
         stats.update({"sampler": job.sampler, "steps": job.steps, "strength": job.strength, "seed": job.seed,
-                      "silent": silent_file, "source_full_scale_samples": full_scale_samples(audio),
+                      "silent": silent_file, "source_full_scale_samples": clipped,
                       "output": output.to_dict()})
         if choice is not None:
             stats["key"] = choice.to_dict()
@@ -585,9 +589,10 @@ class Converter:
             raise CanoraError(f"max_slice_seconds must be a number >= 1, got {max_slice_seconds!r}")
         return Job(singer_name, sampler, steps, strength, int(seed), key_mode, auto, fixed, note)
 
-    def _prepare(self, audio: np.ndarray, sr: int, name: str) -> np.ndarray:
+    def _prepare(self, audio: np.ndarray, sr: int, name: str, clipped: int | None = None) -> np.ndarray:
         """Checked mono float ``audio`` (N,) at ``sr`` -> (N',) float32 at the models' rate, high-passed at
-        :data:`~canora.dsp.filters.HIGHPASS_HZ` (no DC or rumble reaches the analysis or the envelope)."""
+        :data:`~canora.dsp.filters.HIGHPASS_HZ` (no DC or rumble reaches the analysis or the envelope); ``clipped``:
+        its samples at full scale (None: counted here), warned about."""
         from canora.dsp.filters import highpass
         from canora.io.audio import resample
 
@@ -602,7 +607,7 @@ class Converter:
         if isinstance(sr, bool) or not isinstance(sr, (int, np.integer, float)) or not 1000 <= sr <= 1_000_000 \
                 or sr != int(sr):
             raise AudioError(f"{name}: sample rate {sr!r} Hz is not a whole number of Hz in 1000..1000000")
-        clipped = full_scale_samples(wav)
+        clipped = full_scale_samples(wav) if clipped is None else clipped
         if clipped:
             log.warning("%s: %d samples (%.2f %%) are at full scale: the recording clips there, and the conversion "
                         "follows the distorted sound (re-record or re-export it with headroom if you can)",
@@ -738,7 +743,7 @@ class Converter:
 
     def convert_file(self, path: str | Path, **kwargs: Any) -> Conversion:
         """:meth:`convert` of an audio file (any common format, rate and channel count)."""
-        from canora.io.audio import read_audio
+        from canora.io.audio import decode
 
-        wav, sr = read_audio(path)
-        return self.convert(wav, sr, name=str(path), **kwargs)
+        d = decode(path, self.sample_rate)  # resampled as it is decoded: no whole-file copy at the file's rate
+        return self.convert(d.wav, d.sample_rate, name=str(path), source_full_scale=d.full_scale_samples, **kwargs)

@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError:  # not the main thread: leave signals alone
         old = None
     try:
-        return int(args.run(args) or 0)
+        return _run(args)
     except CanoraError as e:
         print(f"{name}: error: {_one_line(e)}", file=sys.stderr)
         return 2
@@ -128,6 +128,17 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if old is not None:
             signal.signal(signal.SIGTERM, old)
+
+
+def _run(args: argparse.Namespace) -> int:
+    """The subcommand, with the audio limits of ``--max-audio-minutes`` where it takes that flag."""
+    minutes = getattr(args, "max_audio_minutes", None)
+    if minutes is None:
+        return int(args.run(args) or 0)
+    from canora.io.limits import limited
+
+    with limited(minutes):
+        return int(args.run(args) or 0)
 
 
 def _one_line(e: object) -> str:

@@ -146,6 +146,26 @@ def check_device(device: str) -> None:
             raise CanoraError("--device mps: Apple's Metal backend is not available here; use --device cpu")
 
 
+def minutes_arg(s: str) -> float:
+    """``--max-audio-minutes``: a number of minutes in (0, a day]."""
+    from canora.io.limits import MAX_MINUTES_CAP
+
+    v = finite_float(s)
+    if not 0 < v <= MAX_MINUTES_CAP:
+        raise argparse.ArgumentTypeError(f"expected minutes in (0, {MAX_MINUTES_CAP:g}], got {s!r}")
+    return v
+
+
+def add_audio_limit_arg(p: argparse.ArgumentParser) -> None:
+    """``--max-audio-minutes``: the longest audio file the command reads (:mod:`canora.io.limits`; ``main`` applies
+    it around the command)."""
+    from canora.io.limits import DEFAULT_MAX_MINUTES
+
+    p.add_argument("--max-audio-minutes", type=minutes_arg, default=DEFAULT_MAX_MINUTES, metavar="M",
+                   help="refuse audio files longer than M minutes, from their header before decoding (and while "
+                   "decoding when the header does not say): memory grows with the length")
+
+
 def add_overwrite_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true",
                    help="replace output files that already exist (default: an existing output is an error)")
@@ -277,7 +297,9 @@ def list_inputs(
         if not files:
             raise CanoraError(f"{path}: no input files ({', '.join(suffixes)}) in this directory")
     else:
-        files = [path]
+        from canora.io.inputs import require_regular_file
+
+        files = [require_regular_file(path, "input file")]  # a named pipe or a device would block or never end
     stems: dict[str, Path] = {}
     for f in files:
         if f.stem in stems:
@@ -339,6 +361,19 @@ def audio_output_bytes(files: Iterable[Path], sample_rate: int, bytes_per_sample
             continue
         total += int(frames / max(sr, 1) * sample_rate * bytes_per_sample) + 4096
     return total
+
+
+def check_audio_header(files: list[Path]) -> None:
+    """Before the models load: a single audio input whose header is unreadable or beyond the limits of
+    ``--max-audio-minutes`` fails now (in a batch, each such file is skipped when its turn comes)."""
+    from canora.io.audio import AUDIO_EXTENSIONS, audio_info
+    from canora.io.limits import audio_limits
+
+    if len(files) != 1 or files[0].suffix.lower() not in AUDIO_EXTENSIONS:
+        return
+    channels, rate, frames = audio_info(files[0])
+    if frames and rate > 0:
+        audio_limits().check_header(str(files[0]), rate, channels, frames)
 
 
 def check_run_dir(out: Path, data: Iterable[Path], recursive: bool) -> None:

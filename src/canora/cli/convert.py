@@ -8,6 +8,7 @@ from typing import Any
 
 from canora.cli.common import (
     HelpFormatter,
+    add_audio_limit_arg,
     add_device_args,
     add_model_arg,
     add_overwrite_arg,
@@ -114,6 +115,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    "do not import torch either")
     add_overwrite_arg(p)
     add_device_args(p)
+    add_audio_limit_arg(p)
     p.set_defaults(run=run)
 
 
@@ -224,6 +226,7 @@ def run(args: argparse.Namespace) -> int:
         apply_device_args,
         apply_voice,
         audio_output_bytes,
+        check_audio_header,
         check_outputs,
         collapse_check,
         emit,
@@ -236,7 +239,7 @@ def run(args: argparse.Namespace) -> int:
     )
     from canora.dsp.output import check_loudness
     from canora.errors import CanoraError
-    from canora.io.audio import AUDIO_EXTENSIONS, audio_bytes, output_format, read_audio
+    from canora.io.audio import AUDIO_EXTENSIONS, audio_bytes, decode, output_format, read_audio
     from canora.io.files import OutputSet, npy_bytes
     from canora.io.melfiles import mel_bytes
     from canora.pipeline import check_transpose
@@ -278,6 +281,7 @@ def run(args: argparse.Namespace) -> int:
         log.info("rank %d of %d: converting %d of the files", rank, world, len(files))
     mine = [p for f in files for p in outputs[f]]
     check_outputs(mine, args, inputs=inputs)  # exists, is an input, not writable: before the models load
+    check_audio_header(files)
     conv = load_converter(args.refiner, args.vocoder, device=args.device, backend=backend)
     singer = conv.refiner.singer_label(args.singer)  # unknown singer or bad mix: fail before any work
     check_outputs(mine, args, inputs=inputs,  # and room on the disk for the audio at the models' rate
@@ -285,10 +289,12 @@ def run(args: argparse.Namespace) -> int:
     progress = len(files) == 1 and sys.stderr.isatty()  # per-slice bars for one song (a batch has its own bar)
 
     def one(f: Path) -> float:
-        wav, sr = read_audio(f)
         if args.stream:
+            wav, sr = read_audio(f)
             return write(f, _stream(conv, wav, sr, singer, args, str(f)), None)
-        res = conv.convert(wav, sr, singer=singer, transpose=args.transpose, auto_transpose=args.auto_transpose or None,
+        d = decode(f, conv.sample_rate)  # mono at the models' rate as it is decoded: no copy at the file's own rate
+        res = conv.convert(d.wav, d.sample_rate, source_full_scale=d.full_scale_samples, singer=singer,
+                           transpose=args.transpose, auto_transpose=args.auto_transpose or None,
                            key_mode=args.key_mode, sampler=args.sampler, steps=args.steps, strength=args.strength,
                            seed=args.seed, max_slice_seconds=args.max_slice_seconds, progress=progress, name=str(f),
                            measure_cycle_error=args.cycle_error, workers=args.workers,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from canora.cli.common import HelpFormatter, add_model_arg, add_overwrite_arg
+from canora.cli.common import HelpFormatter, add_audio_limit_arg, add_model_arg, add_overwrite_arg
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -32,6 +32,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--out", type=Path, default=None, help="output directory for --fix")
     p.add_argument("--json", action="store_true", help="print the diagnoses as JSON")
     add_overwrite_arg(p)
+    add_audio_limit_arg(p)
     p.set_defaults(run=run)
 
 

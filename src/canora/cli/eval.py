@@ -34,7 +34,7 @@ or with --sources DIR/<stem>.*; the transpose comes from that JSON unless --tran
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from canora.cli.common import HelpFormatter, add_overwrite_arg, finite_float, positive_int
+    from canora.cli.common import HelpFormatter, add_audio_limit_arg, add_overwrite_arg, finite_float, positive_int
     from canora.dsp.pitch import available_f0_extractors
 
     p = sub.add_parser("eval", help="score conversions: F0 error, singer similarity, mel cycle error, RTF",
@@ -51,6 +51,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=positive_int, default=None, metavar="N",
                    help="torch CPU threads (default: torch's choice; the speaker encoder runs on the CPU)")
     add_overwrite_arg(p)
+    add_audio_limit_arg(p)
     p.set_defaults(run=run)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from canora.cli.common import HelpFormatter, add_overwrite_arg
+from canora.cli.common import HelpFormatter, add_audio_limit_arg, add_overwrite_arg
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -26,6 +26,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--save-spec", action="store_true", help="also write mel_spec.json describing the mels")
     add_overwrite_arg(p)
+    add_audio_limit_arg(p)
     p.set_defaults(run=run)
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from canora.cli.common import (
     HelpFormatter,
+    add_audio_limit_arg,
     add_device_args,
     add_model_arg,
     add_overwrite_arg,
@@ -66,6 +67,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--mel-spec", type=Path, default=None, help="MelSpec JSON the input mels were made with")
     add_overwrite_arg(p)
     add_device_args(p)
+    add_audio_limit_arg(p)
     p.set_defaults(run=run)
 
 
@@ -85,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
     from canora.cli.common import (
         apply_device_args,
         apply_voice,
+        check_audio_header,
         check_outputs,
         emit,
         finish,
@@ -116,6 +119,7 @@ def run(args: argparse.Namespace) -> int:
         raise CanoraError(f"{args.audio}: --audio must be a directory holding the source audio of the mels")
     check_outputs([p for outs in outputs.values() for p in outs], args, inputs=files)
     apply_voice(args)
+    check_audio_header(files)
     refiner = load_refiner(args.refiner, device=args.device)
     refiner.singer_label(args.singer)  # unknown singer or bad mix: fail before any work
     spec_file = args.mel_spec

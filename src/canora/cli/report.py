@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from canora.cli.common import HelpFormatter, add_device_args, add_model_arg, add_overwrite_arg, nonneg_int
+from canora.cli.common import (
+    HelpFormatter,
+    add_audio_limit_arg,
+    add_device_args,
+    add_model_arg,
+    add_overwrite_arg,
+    nonneg_int,
+)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -32,6 +39,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--examples", type=nonneg_int, default=2, help="spectrograms of this many worst and best files")
     add_overwrite_arg(p)
     add_device_args(p)
+    add_audio_limit_arg(p)
     p.set_defaults(run=run)
 
 

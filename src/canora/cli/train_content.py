@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from canora.cli.common import HelpFormatter, add_device_args, finite_float, nonneg_int, positive_int
+from canora.cli.common import (
+    HelpFormatter,
+    add_audio_limit_arg,
+    add_device_args,
+    finite_float,
+    nonneg_int,
+    positive_int,
+)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -51,6 +58,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cache-dir", type=Path, default=None, help="data cache (default OUT/cache)")
     p.add_argument("--seed", type=int, default=default_of(C, "seed"), help="random seed")
     add_device_args(p)
+    add_audio_limit_arg(p)
     p.set_defaults(run=run)
 
 

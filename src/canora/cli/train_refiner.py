@@ -7,6 +7,7 @@ from pathlib import Path
 
 from canora.cli.common import (
     HelpFormatter,
+    add_audio_limit_arg,
     add_device_args,
     add_model_arg,
     finite_float,
@@ -85,6 +86,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cache-dir", type=Path, default=None, help="feature cache (default OUT/cache)")
     p.add_argument("--seed", type=int, default=default_of(C, "seed"), help="random seed")
     add_device_args(p)
+    add_audio_limit_arg(p)
     p.set_defaults(run=run)
 
 

@@ -7,7 +7,7 @@ import argparse
 from pathlib import Path
 from typing import TypeVar
 
-from canora.cli.common import HelpFormatter, add_device_args
+from canora.cli.common import HelpFormatter, add_audio_limit_arg, add_device_args
 
 T = TypeVar("T")
 
@@ -110,6 +110,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="nsf: high-pass the training audio (targets and features) at HZ, below the lowest sung F0, "
                         "so the vocoder learns no rumble or DC (0 = off)")
     add_device_args(p)  # under torchrun: one GPU per process; --threads per process
+    add_audio_limit_arg(p)
     p.set_defaults(run=run)
 
 

@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from canora.cli.common import HelpFormatter, add_device_args, add_overwrite_arg, finite_float, positive_int
+from canora.cli.common import (
+    HelpFormatter,
+    add_audio_limit_arg,
+    add_device_args,
+    add_overwrite_arg,
+    finite_float,
+    positive_int,
+)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -35,6 +42,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--work", type=Path, default=None, help="working directory (default: <voices>/.work/<name>)")
     add_overwrite_arg(p)
     add_device_args(p)
+    add_audio_limit_arg(p)
     p.set_defaults(run=run)
 
 

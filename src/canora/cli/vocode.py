@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from canora.cli.common import HelpFormatter, add_device_args, add_model_arg, add_overwrite_arg
+from canora.cli.common import HelpFormatter, add_audio_limit_arg, add_device_args, add_model_arg, add_overwrite_arg
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -29,6 +29,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--float", action="store_true", help="write 32-bit float wavs instead of 16-bit PCM")
     add_overwrite_arg(p)
     add_device_args(p)
+    add_audio_limit_arg(p)
     p.set_defaults(run=run)
 
 
@@ -38,6 +39,7 @@ def run(args: argparse.Namespace) -> int:
     from canora.cli.common import (
         apply_device_args,
         audio_output_bytes,
+        check_audio_header,
         check_outputs,
         emit,
         finish,
@@ -64,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
     for out in outputs.values():
         output_format(out, subtype)
     check_outputs(outputs.values(), args, inputs=files)
+    check_audio_header(files)
     voc = load_vocoder(args.vocoder, config=args.config, device=args.device)
     spec = voc.spec
     check_outputs(outputs.values(), args, inputs=files,

@@ -1,25 +1,33 @@
 """Audio I/O: read any common format to mono float32 at a target rate, write wav or flac atomically.
 
-Reading decodes and downmixes in blocks (:data:`BLOCK_FRAMES` frames at a time), so an 8-channel 192 kHz file
-never exists in memory as a float array of all its channels; resampling comes after, on the mono signal.
+Reading decodes, downmixes and resamples in blocks (:func:`decode`): each block of all channels is averaged to mono
+and, when a rate is asked for, fed to a streaming soxr resampler (bit-identical to resampling the whole signal at
+once), so the only whole-file array is the mono signal at the rate asked for. The duration and the decoded samples are
+capped (:mod:`canora.io.limits`): from the header before decoding, and while decoding when the header does not say
+(or understates) how long the file is. Only regular files are read (a named pipe would block).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from canora.dsp.resample import resample  # noqa: F401 (read_audio and load_audio resample; re-exported)
+from canora.dsp.resample import resample  # noqa: F401 (re-exported: callers resample through this module)
 from canora.errors import AudioError, CanoraError
 from canora.io.files import atomic_write_bytes, bytes_with
+from canora.io.inputs import require_regular_file
+from canora.io.limits import MAX_SAMPLE_RATE, UNKNOWN_FRAMES, AudioLimits, audio_limits
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".au", ".w64")
 #: what canora writes, by file extension -> libsndfile format
 OUTPUT_FORMATS = {".wav": "WAV", ".flac": "FLAC"}
 SILENCE_PEAK = 1e-4  # a file whose peak is below this (-80 dBFS) is "all silent"
-BLOCK_FRAMES = 1 << 16  # frames decoded at once (all channels), then averaged to mono
+BLOCK_SAMPLES = 1 << 18  # samples (frames x channels) decoded at once, then averaged to mono
 MAX_CHANNELS = 1024
+FULL_SCALE = 0.999  # a sample at or above this magnitude is at full scale (clipped, or about to be)
 
 
 def _first_line(e: BaseException) -> str:
@@ -28,72 +36,152 @@ def _first_line(e: BaseException) -> str:
     return text.replace("File does not exist or is not a regular file (possibly a pipe?).", "Format not recognised.")
 
 
+def _check_path(path: Path) -> None:
+    if not path.exists() and not path.is_symlink():
+        raise AudioError(f"{path}: file not found")
+    require_regular_file(path, "audio file", AudioError)
+
+
 def audio_info(path: str | Path) -> tuple[int, int, int]:
-    """(channels, sample rate, frames) from the header of ``path`` (nothing decoded), or one :class:`AudioError`."""
+    """(channels, sample rate, frames) from the header of ``path`` (nothing decoded), or one :class:`AudioError`.
+    ``frames`` is 0 when the header does not say how long the file is."""
     import soundfile as sf
 
     path = Path(path)
-    if not path.exists():
-        raise AudioError(f"{path}: file not found")
-    if path.is_dir():
-        raise AudioError(f"{path}: is a directory, expected an audio file")
+    _check_path(path)
     try:
         info = sf.info(str(path))
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError, OSError) as e:
         raise AudioError(f"{path}: cannot read audio ({_first_line(e)}); convert it to wav/flac") from None
-    return int(info.channels), int(info.samplerate), int(info.frames)
+    frames = int(info.frames)
+    return int(info.channels), int(info.samplerate), frames if 0 < frames < UNKNOWN_FRAMES else 0
 
 
-def read_audio(path: str | Path) -> tuple[np.ndarray, int]:
-    """Read ``path`` as it is: -> ((T,) float32 mono in [-1, 1], sample rate). Channels are averaged, block by
-    block (memory: the mono signal plus one block of all channels)."""
+@dataclass
+class Decoded:
+    """A decoded file: ``wav`` (N,) float32 mono at ``sample_rate``; the file's own rate and channels, and its
+    samples at full scale (|x| >= 0.999 in the mono mix at its own rate)."""
+
+    wav: np.ndarray
+    sample_rate: int
+    source_rate: int
+    channels: int
+    full_scale_samples: int = 0
+    peak: float = 0.0
+
+
+class _Sink:
+    """The mono blocks of a decode, resampled on the way in when a rate is asked for, into one array (allocated
+    once when the length is known)."""
+
+    def __init__(self, rate: int, target: int | None, frames: int) -> None:
+        self.stream = None
+        if target is not None and target != rate:
+            import soxr
+
+            self.stream = soxr.ResampleStream(rate, target, 1, dtype="float32", quality="VHQ")
+            frames = int(np.ceil(frames * target / rate)) + 64 if frames else 0
+        self.out = np.empty(frames, np.float32)
+        self.extra: list[np.ndarray] = []
+        self.pos = 0
+        self.peak = 0.0
+
+    def add(self, mono: np.ndarray, last: bool = False) -> None:
+        if self.stream is not None:
+            mono = self.stream.resample_chunk(mono, last=last)
+        if not len(mono):
+            return
+        self.peak = max(self.peak, float(np.abs(mono).max()))
+        fit = max(0, min(len(mono), len(self.out) - self.pos))
+        self.out[self.pos: self.pos + fit] = mono[:fit]
+        self.pos += fit
+        if fit < len(mono):
+            self.extra.append(np.array(mono[fit:], np.float32))
+
+    def result(self) -> np.ndarray:
+        if self.stream is not None:
+            self.add(np.zeros(0, np.float32), last=True)
+        return self.out[: self.pos] if not self.extra else np.concatenate([self.out[: self.pos], *self.extra])
+
+
+def _block_reader(f: object, buf: np.ndarray, known: bool) -> Callable[[], int]:
+    """A function that decodes the next frames of ``f`` (an open ``soundfile.SoundFile``) into ``buf`` (frames,
+    channels) float32 and returns how many. A file whose header gives no length (a FLAC of "unknown length") is read
+    with libsndfile's own reader: soundfile's keeps its position by seeking, which such a file refuses."""
+    import soundfile as sf
+
+    if known:
+        return lambda: f.buffer_read_into(buf, "float32")  # type: ignore[attr-defined]
+    cdata = sf._ffi.cast("float*", buf.__array_interface__["data"][0])
+    handle = f._file  # type: ignore[attr-defined]
+
+    def read() -> int:
+        n = int(sf._snd.sf_readf_float(handle, cdata, len(buf)))
+        if n < 0 or sf._snd.sf_error(handle):
+            raise RuntimeError(sf._ffi.string(sf._snd.sf_strerror(handle)).decode("utf-8", "replace"))
+        return n
+
+    return read
+
+
+def decode(path: str | Path, sample_rate: int | None = None, *, limits: AudioLimits | None = None) -> Decoded:
+    """Decode ``path`` to mono float32, at ``sample_rate`` (soxr VHQ, streamed) or at its own rate (None), within
+    ``limits`` (default: :func:`canora.io.limits.audio_limits`). Memory: the mono signal at the rate asked for plus
+    one block. One :class:`AudioError` for anything unreadable, empty, non-finite or beyond the limits."""
     import soundfile as sf
 
     path = Path(path)
-    if not path.exists():
-        raise AudioError(f"{path}: file not found")
-    if path.is_dir():
-        raise AudioError(f"{path}: is a directory, expected an audio file")
+    limits = limits or audio_limits()
+    _check_path(path)
     try:
         with sf.SoundFile(str(path)) as f:
             sr, channels, frames = int(f.samplerate), int(f.channels), int(f.frames)
-            if sr <= 0 or not 0 < channels <= MAX_CHANNELS:
+            if not 0 < sr <= MAX_SAMPLE_RATE or not 0 < channels <= MAX_CHANNELS:
                 raise AudioError(f"{path}: implausible header ({channels} channels at {sr} Hz); re-export the file")
-            known = 0 < frames < 2**34
-            out = np.empty(frames if known else 0, np.float32)
-            extra: list[np.ndarray] = []
-            pos = 0
+            limits.check_header(str(path), sr, channels, frames)
+            known = 0 < frames < UNKNOWN_FRAMES
+            sink = _Sink(sr, sample_rate, frames if known else 0)
+            block, done, clipped = max(1024, BLOCK_SAMPLES // channels), 0, 0
+            buf = np.empty((block, channels), np.float32)
+            read = _block_reader(f, buf, known)
             while True:
-                block = f.read(BLOCK_FRAMES, dtype="float32", always_2d=True)
-                if not len(block):
+                n = read()
+                if n <= 0:
                     break
-                mono = block.mean(axis=1, dtype=np.float32) if channels > 1 else block[:, 0]
+                data = buf[:n]
+                done += n
+                limits.check_decoded(str(path), sr, channels, done)
+                mono = data.mean(axis=1, dtype=np.float32) if channels > 1 else data[:, 0]
                 if not np.isfinite(mono).all():
                     raise AudioError(f"{path}: audio holds NaN/inf samples; re-export it")
-                fit = max(0, min(len(mono), len(out) - pos))
-                out[pos: pos + fit] = mono[:fit]
-                pos += fit
-                if fit < len(mono):
-                    extra.append(np.array(mono[fit:], np.float32))
+                clipped += int(np.count_nonzero(np.abs(mono) >= FULL_SCALE))
+                sink.add(mono)
+            wav = sink.result()
     except CanoraError:
         raise
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError, OSError) as e:
         raise AudioError(f"{path}: cannot read audio ({_first_line(e)}); convert it to wav/flac") from None
     except MemoryError:
         raise AudioError(f"{path}: too large to decode in this machine's memory; cut the file") from None
-    wav = out[:pos] if not extra else np.concatenate([out[:pos], *extra])
     if wav.size == 0:
         raise AudioError(f"{path}: audio is empty (0 samples)")
-    return np.ascontiguousarray(wav, dtype=np.float32), sr
+    return Decoded(np.ascontiguousarray(wav, dtype=np.float32), sample_rate or sr, sr, channels, clipped, sink.peak)
+
+
+def read_audio(path: str | Path) -> tuple[np.ndarray, int]:
+    """Read ``path`` as it is: -> ((T,) float32 mono in [-1, 1], sample rate). Channels are averaged, block by
+    block (memory: the mono signal plus one block of all channels); the limits of :mod:`canora.io.limits` apply."""
+    d = decode(path)
+    return d.wav, d.sample_rate
 
 
 def load_audio(path: str | Path, sample_rate: int, *, allow_silent: bool = False) -> np.ndarray:
-    """Read ``path`` -> (T,) float32 mono at ``sample_rate`` (soxr VHQ). Silent audio is an error unless allowed."""
-    wav, sr = read_audio(path)
-    wav = resample(wav, sr, sample_rate)
-    if not allow_silent and float(np.abs(wav).max()) < SILENCE_PEAK:
+    """Read ``path`` -> (T,) float32 mono at ``sample_rate`` (soxr VHQ, resampled as it is decoded). Silent audio is
+    an error unless allowed."""
+    d = decode(path, sample_rate)
+    if not allow_silent and d.peak < SILENCE_PEAK:
         raise AudioError(f"{path}: audio is all silent (peak below -80 dBFS); nothing to analyse")
-    return wav
+    return d.wav
 
 
 def output_format(path: str | Path, subtype: str = "PCM_16") -> str:

@@ -14,6 +14,7 @@ import numpy as np
 from canora.dsp.mel import MelSpec
 from canora.errors import MelError
 from canora.io.files import atomic_save_npy, npy_bytes
+from canora.io.inputs import require_regular_file
 
 
 def guess_value_convention(mel: np.ndarray, spec: MelSpec) -> str | None:
@@ -82,6 +83,8 @@ def load_npy(path: str | Path, what: str = "mel", noun: str = "array") -> np.nda
     path = Path(path)
     if path.is_dir():
         raise MelError(f"{path}: is a directory, expected a .npy {what} file")
+    if path.exists():
+        require_regular_file(path, f".npy {what} file", MelError)  # a named pipe would block
     try:
         with open(path, "rb") as f:
             head = f.read(6)
@@ -91,8 +94,11 @@ def load_npy(path: str | Path, what: str = "mel", noun: str = "array") -> np.nda
         raise MelError(f"{path}: cannot read ({e.strerror or e})") from None
     if head and not head.startswith((b"\x93NUMPY", b"PK\x03\x04")):
         audio = head.startswith((b"RIFF", b"fLaC", b"OggS", b"ID3", b"FORM"))
-        if audio:
+        if audio and path.suffix.lower() == ".npy":
             raise MelError(f"{path}: not a .npy {noun} but an audio file named .npy; give it its audio extension")
+        if audio:
+            raise MelError(f"{path}: an audio file, not a .npy {what}; make mels from it first (`canora mel "
+                           f"{path.name} -o mels/`), or pass it where audio is taken (--audio)")
         raise MelError(f"{path}: not a readable .npy {noun} (no .npy header); re-create it (np.save, or `canora mel`)")
     try:
         arr = np.load(path, mmap_mode="r", allow_pickle=False)
