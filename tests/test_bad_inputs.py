@@ -726,7 +726,7 @@ def c_flag_workers_zero(ws: WS) -> Case:
 @case
 def c_flag_strength_two(ws: WS) -> Case:
     return Case(["refine", ws.wav("s.wav"), "-o", ws.out, "--refiner", ws.ref, "--strength", "2"],
-                expect="strength must be in (0, 1]")
+                expect=("--strength", "(0, 1]"))
 
 
 @case

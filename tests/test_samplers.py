@@ -251,13 +251,13 @@ def test_every_sampler_has_golden_values() -> None:
 @pytest.mark.parametrize(
     ("steps", "strength", "message"),
     [
-        (0, 1.0, r"steps must be an integer >= 1, got 0"),
-        (-3, 1.0, r"steps must be an integer >= 1, got -3"),
-        (2.5, 1.0, r"steps must be an integer >= 1, got 2.5"),
-        (4, 0.0, r"strength must be in \(0, 1\], got 0.0"),
-        (4, -0.5, r"strength must be in \(0, 1\], got -0.5"),
-        (4, 1.5, r"strength must be in \(0, 1\], got 1.5"),
-        (4, float("nan"), r"strength must be in \(0, 1\], got nan"),
+        (0, 1.0, r"steps must be a whole number in 1..1000, got 0"),
+        (-3, 1.0, r"steps must be a whole number in 1..1000, got -3"),
+        (2.5, 1.0, r"steps must be a whole number in 1..1000, got 2.5"),
+        (4, 0.0, r"strength must be a number in \(0, 1\] \(1 = from pure noise\), got 0.0"),
+        (4, -0.5, r"strength must be a number in \(0, 1\] \(1 = from pure noise\), got -0.5"),
+        (4, 1.5, r"strength must be a number in \(0, 1\] \(1 = from pure noise\), got 1.5"),
+        (4, float("nan"), r"strength must be a number in \(0, 1\] \(1 = from pure noise\), got nan"),
         (20, 0.01, r"steps=20 exceeds the 10 noise levels below strength=0.01"),
     ],
 )

@@ -51,6 +51,10 @@ PERIODIC = 0.5
 #: (2 octaves) it is done with a warning
 MAX_TRANSPOSE = 36.0
 WARN_TRANSPOSE = 24.0
+#: the longest slice converted at once (the models' working set follows it)
+MAX_SLICE_SECONDS = 600.0
+#: seeds are what numpy's generators take
+MAX_SEED = 2**32 - 1
 #: neighbouring slices cross-fade over this many frames either side of their cut
 CROSSFADE_FRAMES = 4
 #: frames each slice is analysed, refined and vocoded beyond its cross-fade, then dropped: the models' convolutions
@@ -565,9 +569,12 @@ class Converter:
             singer = self.default_singer
         singer_name = self.refiner.singer_label(singer)  # unknown singer or bad mix: error before any work
         sampler = sampler or DEFAULT_SAMPLER
-        steps = DEFAULT_STEPS if steps is None else int(steps)
-        strength = DEFAULT_STRENGTH if strength is None else float(strength)
+        steps = DEFAULT_STEPS if steps is None else steps
+        strength = DEFAULT_STRENGTH if strength is None else strength
         check_steps_strength(steps, strength)
+        steps, strength = int(steps), float(strength)
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed <= MAX_SEED:
+            raise CanoraError(f"seed must be a whole number in 0..{MAX_SEED}, got {seed!r}")
         if sampler not in available_samplers():
             raise CanoraError(f"unknown sampler {sampler!r}; choose one of {', '.join(available_samplers())}")
         from canora.dsp.pitch import KEY_MODES
@@ -585,8 +592,10 @@ class Converter:
                 note = f"the refiner stores no pitch range for {singer_name}: converted in the source's key"
                 log.warning("%s", note)
                 auto = False
-        if not math.isfinite(max_slice_seconds) or max_slice_seconds < 1.0:
-            raise CanoraError(f"max_slice_seconds must be a number >= 1, got {max_slice_seconds!r}")
+        if isinstance(max_slice_seconds, bool) or not isinstance(max_slice_seconds, (int, float, np.number)) \
+                or not math.isfinite(max_slice_seconds) or not 1.0 <= max_slice_seconds <= MAX_SLICE_SECONDS:
+            raise CanoraError(f"max_slice_seconds must be a number of seconds in 1..{MAX_SLICE_SECONDS:g}, got "
+                              f"{max_slice_seconds!r}")
         return Job(singer_name, sampler, steps, strength, int(seed), key_mode, auto, fixed, note)
 
     def _prepare(self, audio: np.ndarray, sr: int, name: str, clipped: int | None = None) -> np.ndarray:

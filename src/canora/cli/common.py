@@ -76,6 +76,51 @@ def finite_float(s: str) -> float:
     return v
 
 
+def _span(lo: float, hi: float, lo_open: bool, hi_open: bool) -> str:
+    return f"{'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
+
+
+def float_in(lo: float, hi: float, *, lo_open: bool = False, hi_open: bool = False) -> Callable[[str], float]:
+    """An argparse type: a finite number in [lo, hi] (open at an end when asked); argparse names the flag."""
+    span = _span(lo, hi, lo_open, hi_open)
+
+    def parse(s: str) -> float:
+        v = finite_float(s)
+        if v < lo or v > hi or (lo_open and v == lo) or (hi_open and v == hi):
+            raise argparse.ArgumentTypeError(f"expected a number in {span}, got {s!r}")
+        return v
+
+    parse.__name__ = f"number in {span}"
+    return parse
+
+
+def int_in(lo: int, hi: int) -> Callable[[str], int]:
+    """An argparse type: a whole number in [lo, hi]; argparse names the flag."""
+
+    def parse(s: str) -> int:
+        try:
+            v = int(s)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number in {lo}..{hi}, got {s!r}") from None
+        if not lo <= v <= hi:
+            raise argparse.ArgumentTypeError(f"expected a whole number in {lo}..{hi}, got {v}")
+        return v
+
+    parse.__name__ = f"whole number in {lo}..{hi}"
+    return parse
+
+
+#: seeds are what numpy's generators take
+MAX_SEED = 2**32 - 1
+seed_arg = int_in(0, MAX_SEED)
+#: training runs: at most this many steps and minutes (a year of one thread is not a run, it is a typo)
+MAX_TRAIN_STEPS = 100_000_000
+MAX_TRAIN_MINUTES = 7 * 24 * 60.0
+#: more threads than this is a typo, not a machine
+MAX_THREADS = 1024
+threads_arg = int_in(1, MAX_THREADS)
+
+
 def device_arg(s: str) -> str:
     v = s.strip().lower()
     if not DEVICE_RE.match(v):
@@ -97,7 +142,7 @@ def port_arg(s: str) -> int:
 def add_device_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", type=device_arg, default="cpu", metavar="{cpu,cuda,cuda:N,mps}",
                    help="torch device the models run on (default: cpu)")
-    p.add_argument("--threads", type=positive_int, default=None, metavar="N",
+    p.add_argument("--threads", type=threads_arg, default=None, metavar="N",
                    help="torch CPU threads (default: torch's choice, usually one per core)")
 
 

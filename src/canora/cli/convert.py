@@ -14,9 +14,12 @@ from canora.cli.common import (
     add_overwrite_arg,
     add_voice_arg,
     finite_float,
+    float_in,
+    int_in,
     names_a_file,
     plan_outputs,
-    positive_int,
+    seed_arg,
+    threads_arg,
 )
 
 DESCRIPTION = """\
@@ -52,9 +55,9 @@ share of the files (every file exactly once).
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     from canora.dsp.output import LOUDNESS_RANGE
-    from canora.pipeline import BACKEND_CHOICES, MAX_TRANSPOSE
+    from canora.pipeline import BACKEND_CHOICES, MAX_SLICE_SECONDS, MAX_TRANSPOSE
     from canora.refiner.base import DEFAULT_SAMPLER, DEFAULT_STEPS, DEFAULT_STRENGTH
-    from canora.refiner.samplers import available_samplers
+    from canora.refiner.samplers import MAX_STEPS, available_samplers
     from canora.streaming import DEFAULT_BLOCK_MS, DEFAULT_STREAM_STEPS
 
     p = sub.add_parser("convert", help="convert songs to the target singer's voice (bundled models by default)",
@@ -83,17 +86,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    f"{LOUDNESS_RANGE[1]:g} (e.g. -14, or -23 for broadcast); default: the recording's level, lowered "
                    "only as far as the -1 dBTP ceiling needs")
     p.add_argument("--sampler", choices=available_samplers(), default=DEFAULT_SAMPLER, help="the refiner's sampler")
-    p.add_argument("--steps", type=positive_int, default=None,
+    p.add_argument("--steps", type=int_in(1, MAX_STEPS), default=None,
                    help=f"denoising steps; {DEFAULT_STREAM_STEPS} with --stream (default: {DEFAULT_STEPS})")
-    p.add_argument("--strength", type=finite_float, default=DEFAULT_STRENGTH,
+    p.add_argument("--strength", type=float_in(0, 1, lo_open=True), default=DEFAULT_STRENGTH,
                    help="shallow-diffusion depth in (0, 1]: how far from the source mel the refiner may go "
                    "(1 = from pure noise)")
-    p.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same output")
+    p.add_argument("--seed", type=seed_arg, default=0, help="random seed; the same seed gives the same output")
     add_model_arg(p, "refiner")
     add_model_arg(p, "vocoder")
     add_voice_arg(p)
-    p.add_argument("--max-slice-seconds", type=finite_float, default=30.0, help="longest slice converted at once")
-    p.add_argument("--workers", type=positive_int, default=None, metavar="N",
+    p.add_argument("--max-slice-seconds", type=float_in(1, MAX_SLICE_SECONDS), default=30.0,
+                   help="longest slice converted at once (memory follows it)")
+    p.add_argument("--workers", type=threads_arg, default=None, metavar="N",
                    help="slices converted at the same time, sharing the torch threads (default: one per thread; "
                    "1 = one slice at a time on all threads)")
     p.add_argument("--save-mel", action="store_true",
@@ -106,7 +110,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="convert through the streaming converter (canora.streaming: fixed latency, block by block, "
                    "one key for the file, chosen from the whole file as without --stream) and record its latency "
                    "and per-block compute time in <stem>.json")
-    p.add_argument("--block-ms", type=finite_float, default=DEFAULT_BLOCK_MS,
+    p.add_argument("--block-ms", type=float_in(10, 2000), default=DEFAULT_BLOCK_MS,
                    help="with --stream: block length in ms (rounded to whole 256-sample frames)")
     p.add_argument("--backend", default="auto", choices=BACKEND_CHOICES,
                    help="run the models on torch or ONNX Runtime; auto = ONNX Runtime with --stream when the onnx "
@@ -258,14 +262,12 @@ def run(args: argparse.Namespace) -> int:
         raise CanoraError("--loudness needs the whole output before its first sample, --stream converts block by "
                           "block; drop one of them")
     check_loudness(args.loudness, "--loudness")
-    check_steps_strength(args.steps, args.strength)
+    check_steps_strength(args.steps, args.strength, ("--steps", "--strength"))
     if args.transpose is not None:
         check_transpose(args.transpose, "--transpose", warn=False)  # the conversion warns beyond 2 octaves
         if args.key_mode is not None:
             raise CanoraError("--key-mode chooses the automatic key, which --transpose replaces; give one of them")
     args.key_mode = args.key_mode or "octave"
-    if args.max_slice_seconds < 1:
-        raise CanoraError(f"--max-slice-seconds must be a number >= 1, got {args.max_slice_seconds:g}")
     apply_voice(args)
     backend = model_backend(args, streaming=args.stream)
     apply_device_args(args, uses_torch=not onnx_exports_only(args.refiner, args.vocoder, backend, args.device))

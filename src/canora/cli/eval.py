@@ -34,8 +34,15 @@ or with --sources DIR/<stem>.*; the transpose comes from that JSON unless --tran
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from canora.cli.common import HelpFormatter, add_audio_limit_arg, add_overwrite_arg, finite_float, positive_int
+    from canora.cli.common import (
+        HelpFormatter,
+        add_audio_limit_arg,
+        add_overwrite_arg,
+        float_in,
+        threads_arg,
+    )
     from canora.dsp.pitch import available_f0_extractors
+    from canora.pipeline import MAX_TRANSPOSE
 
     p = sub.add_parser("eval", help="score conversions: F0 error, singer similarity, mel cycle error, RTF",
                        description=DESCRIPTION, formatter_class=HelpFormatter)
@@ -44,11 +51,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sources", type=Path, default=None, help="directory of the source recordings (<stem>.*)")
     p.add_argument("--target-refs", type=Path, default=None,
                    help="directory of the target singer's own recordings (held out from training)")
-    p.add_argument("--transpose", type=finite_float, default=None,
+    p.add_argument("--transpose", type=float_in(-MAX_TRANSPOSE, MAX_TRANSPOSE), default=None,
                    help="semitones applied (default: from <stem>.json)")
     p.add_argument("--f0-method", default="harvest", choices=available_f0_extractors(),
                    help="F0 extractor for scoring")
-    p.add_argument("--threads", type=positive_int, default=None, metavar="N",
+    p.add_argument("--threads", type=threads_arg, default=None, metavar="N",
                    help="torch CPU threads (default: torch's choice; the speaker encoder runs on the CPU)")
     add_overwrite_arg(p)
     add_audio_limit_arg(p)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from canora.cli.common import threads_arg
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -27,7 +29,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "models and less exact: the check line reports the error)",
     )
     p.add_argument("--config", default=None, help="config.json for an official g_* file (default: the one beside it)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--threads", type=threads_arg, default=None, metavar="N",
+                   help="torch CPU threads (default: torch's choice)")
     p.set_defaults(run=run)
 
 

@@ -13,14 +13,16 @@ from canora.cli.common import (
     add_overwrite_arg,
     add_voice_arg,
     finite_float,
-    positive_int,
+    float_in,
+    int_in,
+    seed_arg,
 )
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     from canora.pipeline import MAX_TRANSPOSE
     from canora.refiner.base import DEFAULT_SAMPLER, DEFAULT_STEPS, DEFAULT_STRENGTH
-    from canora.refiner.samplers import available_samplers
+    from canora.refiner.samplers import MAX_STEPS, available_samplers
 
     p = sub.add_parser(
         "refine", formatter_class=HelpFormatter,
@@ -41,9 +43,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--singer", default=None, help="target singer name (optional for one-singer models), or a "
                    "mix such as a:0.7,b:0.3")
     p.add_argument("--sampler", choices=available_samplers(), default=DEFAULT_SAMPLER, help="the sampler")
-    p.add_argument("--steps", type=positive_int, default=DEFAULT_STEPS, help="denoising steps")
+    p.add_argument("--steps", type=int_in(1, MAX_STEPS), default=DEFAULT_STEPS, help="denoising steps")
     p.add_argument(
-        "--strength", type=finite_float, default=DEFAULT_STRENGTH,
+        "--strength", type=float_in(0, 1, lo_open=True), default=DEFAULT_STRENGTH,
         help="shallow-diffusion depth in (0, 1]: the noise level the source mel is taken to; "
         "1 = generate from pure noise, conditioned only on features",
     )
@@ -62,7 +64,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--match-level", action=argparse.BooleanOptionalAction, default=True,
                    help="let the refiner see each input at the target singer's usual voiced level (a quiet recording "
                    "is not soft singing); the refined mel keeps the input's own level (default: on)")
-    p.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same output")
+    p.add_argument("--seed", type=seed_arg, default=0, help="random seed; the same seed gives the same output")
     p.add_argument("--audio", type=Path, default=None, help="directory of the source audio of .npy mel inputs")
     p.add_argument("--mel-spec", type=Path, default=None, help="MelSpec JSON the input mels were made with")
     add_overwrite_arg(p)
@@ -105,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
     from canora.refiner.samplers import check_steps_strength
 
     log = logging.getLogger("canora")
-    check_steps_strength(args.steps, args.strength)
+    check_steps_strength(args.steps, args.strength, ("--steps", "--strength"))
     if not args.auto_transpose:
         check_transpose(args.transpose, "--transpose")
         if args.key_mode is not None:

@@ -11,7 +11,7 @@ from canora.cli.common import (
     add_device_args,
     add_model_arg,
     add_overwrite_arg,
-    nonneg_int,
+    int_in,
 )
 
 
@@ -36,7 +36,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="MelSpec when no vocoder is given: v1/v2/v3 or a config JSON (default: v1); with --vocoder, "
                    "the vocoder's config.json")
     p.add_argument("-o", "--out", type=Path, required=True, help="output directory for report.html and metrics.json")
-    p.add_argument("--examples", type=nonneg_int, default=2, help="spectrograms of this many worst and best files")
+    p.add_argument("--examples", type=int_in(0, 100), default=2, help="spectrograms of this many worst and best files")
     add_overwrite_arg(p)
     add_device_args(p)
     add_audio_limit_arg(p)

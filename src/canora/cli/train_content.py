@@ -6,12 +6,14 @@ import argparse
 from pathlib import Path
 
 from canora.cli.common import (
+    MAX_TRAIN_MINUTES,
+    MAX_TRAIN_STEPS,
     HelpFormatter,
     add_audio_limit_arg,
     add_device_args,
-    finite_float,
-    nonneg_int,
-    positive_int,
+    float_in,
+    int_in,
+    seed_arg,
 )
 
 
@@ -34,29 +36,33 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("data", type=Path, nargs="+", metavar="DATA", help="folders of recordings, one per singer")
     p.add_argument("-o", "--out", type=Path, required=True, help="run directory (checkpoints, exports, logs)")
     p.add_argument("--singers", nargs="+", default=None, help="singer names for the DATA folders, in order")
-    p.add_argument("--steps", type=positive_int, default=default_of(C, "steps"), help="total training steps")
-    p.add_argument("--batch-size", type=positive_int, default=default_of(C, "batch_size"), help="crops per step")
-    p.add_argument("--lr", type=finite_float, default=default_of(C, "lr"), help="AdamW learning rate")
-    p.add_argument("--dim", type=positive_int, default=None, help="content dimension (default: the config's, 32)")
-    p.add_argument("--units", type=positive_int, default=default_of(C, "units"), help="k-means teacher units")
-    p.add_argument("--variants", type=positive_int, default=default_of(C, "variants"),
+    p.add_argument("--steps", type=int_in(1, MAX_TRAIN_STEPS), default=default_of(C, "steps"),
+                   help="total training steps")
+    p.add_argument("--batch-size", type=int_in(1, 4096), default=default_of(C, "batch_size"), help="crops per step")
+    p.add_argument("--lr", type=float_in(0, 1, lo_open=True), default=default_of(C, "lr"), help="AdamW learning rate")
+    p.add_argument("--dim", type=int_in(1, 1024), default=None, help="content dimension (default: the config's, 32)")
+    p.add_argument("--units", type=int_in(2, 65536), default=default_of(C, "units"), help="k-means teacher units")
+    p.add_argument("--variants", type=int_in(1, 64), default=default_of(C, "variants"),
                    help="voice-changed copies per file")
-    p.add_argument("--invariance-weight", type=finite_float, default=default_of(C, "invariance_weight"),
+    p.add_argument("--invariance-weight", type=float_in(0, 1e6), default=default_of(C, "invariance_weight"),
                    help="weight of the two-views invariance loss (0 = off)")
-    p.add_argument("--adversary-weight", type=finite_float, default=default_of(C, "adversary_weight"),
+    p.add_argument("--adversary-weight", type=float_in(0, 1e6), default=default_of(C, "adversary_weight"),
                    help="gradient-reversal scale of the singer adversary (0 = off)")
-    p.add_argument("--clean-share", type=finite_float, default=default_of(C, "clean_share"),
+    p.add_argument("--clean-share", type=float_in(0, 1), default=default_of(C, "clean_share"),
                    help="share of views taken from the clean recording instead of a changed copy")
-    p.add_argument("--val-count", type=nonneg_int, default=default_of(C, "val_count"),
+    p.add_argument("--val-count", type=int_in(0, 100_000), default=default_of(C, "val_count"),
                    help="held-out files per singer (0 = 10 %%, none for one-file singers)")
-    p.add_argument("--val-every", type=nonneg_int, default=default_of(C, "val_every"), help="validate every N steps")
-    p.add_argument("--checkpoint-every", type=nonneg_int, default=default_of(C, "checkpoint_every"),
+    p.add_argument("--val-every", type=int_in(0, MAX_TRAIN_STEPS), default=default_of(C, "val_every"),
+                   help="validate every N steps")
+    p.add_argument("--checkpoint-every", type=int_in(0, MAX_TRAIN_STEPS), default=default_of(C, "checkpoint_every"),
                    help="checkpoint and export every N steps")
-    p.add_argument("--log-every", type=positive_int, default=default_of(C, "log_every"), help="log every N steps")
-    p.add_argument("--keep", type=positive_int, default=default_of(C, "keep"), help="keep the newest N checkpoints")
-    p.add_argument("--max-minutes", type=finite_float, default=0.0, help="stop after this many minutes (0 = no limit)")
+    p.add_argument("--log-every", type=int_in(1, MAX_TRAIN_STEPS), default=default_of(C, "log_every"),
+                   help="log every N steps")
+    p.add_argument("--keep", type=int_in(1, 1000), default=default_of(C, "keep"), help="keep the newest N checkpoints")
+    p.add_argument("--max-minutes", type=float_in(0, MAX_TRAIN_MINUTES), default=0.0,
+                   help="stop after this many minutes (0 = no limit)")
     p.add_argument("--cache-dir", type=Path, default=None, help="data cache (default OUT/cache)")
-    p.add_argument("--seed", type=int, default=default_of(C, "seed"), help="random seed")
+    p.add_argument("--seed", type=seed_arg, default=default_of(C, "seed"), help="random seed")
     add_device_args(p)
     add_audio_limit_arg(p)
     p.set_defaults(run=run)

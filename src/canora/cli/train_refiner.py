@@ -6,13 +6,15 @@ import argparse
 from pathlib import Path
 
 from canora.cli.common import (
+    MAX_TRAIN_MINUTES,
+    MAX_TRAIN_STEPS,
     HelpFormatter,
     add_audio_limit_arg,
     add_device_args,
     add_model_arg,
-    finite_float,
-    nonneg_int,
-    positive_int,
+    float_in,
+    int_in,
+    seed_arg,
 )
 
 
@@ -42,11 +44,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--singers", nargs="+", default=None, help="singer names for the DATA folders, in order")
     p.add_argument("--size", "--config", dest="size", default=default_of(C, "model"),
                    choices=("tiny", "small", "default"), help="model size")
-    p.add_argument("--steps", type=positive_int, default=default_of(C, "steps"), help="total training steps")
-    p.add_argument("--batch-size", type=positive_int, default=default_of(C, "batch_size"),
+    p.add_argument("--steps", type=int_in(1, MAX_TRAIN_STEPS), default=default_of(C, "steps"),
+                   help="total training steps")
+    p.add_argument("--batch-size", type=int_in(1, 4096), default=default_of(C, "batch_size"),
                    help="crops per step and process")
-    p.add_argument("--crop-frames", type=positive_int, default=default_of(C, "crop_frames"), help="frames per crop")
-    p.add_argument("--lr", type=finite_float, default=default_of(C, "lr"), help="AdamW learning rate")
+    p.add_argument("--crop-frames", type=int_in(8, 10_000), default=default_of(C, "crop_frames"),
+                   help="frames per crop")
+    p.add_argument("--lr", type=float_in(0, 1, lo_open=True), default=default_of(C, "lr"), help="AdamW learning rate")
     p.add_argument("--mel-config", default="v1", help="MelSpec: v1/v2/v3, a HiFi-GAN config.json or MelSpec JSON")
     p.add_argument("--f0-method", default=DEFAULT_F0_METHOD, choices=available_f0_extractors(), help="F0 extractor")
     p.add_argument("--content-method", default="dsp", choices=available_content_encoders(),
@@ -55,17 +59,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--content-model", type=Path, default=None, metavar="DIR",
                    help="for --content-method learned: a content encoder export (default: the bundled one); for "
                    "hubert: a local HubertModel.save_pretrained folder (never downloaded)")
-    p.add_argument("--content-layer", type=nonneg_int, default=None,
+    p.add_argument("--content-layer", type=int_in(0, 1000), default=None,
                    help="for --content-method hubert: the transformer layer to take (default: the last)")
     p.add_argument("--norm", default=default_of(C, "norm"), choices=("fixed", "per_bin"),
                    help="diffusion-space mel normalisation")
-    p.add_argument("--val-count", type=nonneg_int, default=default_of(C, "val_count"),
+    p.add_argument("--val-count", type=int_in(0, 100_000), default=default_of(C, "val_count"),
                    help="held-out files per singer (0 = 10 %%)")
-    p.add_argument("--val-every", type=nonneg_int, default=default_of(C, "val_every"), help="validate every N steps")
-    p.add_argument("--checkpoint-every", type=nonneg_int, default=default_of(C, "checkpoint_every"),
+    p.add_argument("--val-every", type=int_in(0, MAX_TRAIN_STEPS), default=default_of(C, "val_every"),
+                   help="validate every N steps")
+    p.add_argument("--checkpoint-every", type=int_in(0, MAX_TRAIN_STEPS), default=default_of(C, "checkpoint_every"),
                    help="checkpoint and export every N steps")
-    p.add_argument("--keep", type=positive_int, default=default_of(C, "keep"), help="keep the newest N checkpoints")
-    p.add_argument("--max-minutes", type=finite_float, default=0.0, help="stop after this many minutes (0 = no limit)")
+    p.add_argument("--keep", type=int_in(1, 1000), default=default_of(C, "keep"), help="keep the newest N checkpoints")
+    p.add_argument("--max-minutes", type=float_in(0, MAX_TRAIN_MINUTES), default=0.0,
+                   help="stop after this many minutes (0 = no limit)")
     add_model_arg(p, "vocoder", bundled_default=False,
                   help="vocoder for validation audio samples in TensorBoard (a path or 'bundled'; default: none)")
     p.add_argument("--init-from", default=None, metavar="EXPORT|bundled|bundled-base",
@@ -78,13 +84,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="seed a run with other features (e.g. --content-method learned) from a refiner export: its "
                    "denoiser and F0/loudness inputs are copied, the content inputs start fresh, every singer at the "
                    "mean of its singers; this run's MelSpec and features are kept")
-    p.add_argument("--singer-balance", type=finite_float, default=default_of(C, "singer_balance"),
+    p.add_argument("--singer-balance", type=float_in(0, 1), default=default_of(C, "singer_balance"),
                    help="draw crops per singer in proportion to (its minutes) ** this: 1 = by length, 0 = every "
                    "singer as often")
-    p.add_argument("--highpass-hz", type=finite_float, default=HIGHPASS_HZ, metavar="HZ",
+    p.add_argument("--highpass-hz", type=float_in(0, 1000), default=HIGHPASS_HZ, metavar="HZ",
                    help="high-pass the training audio at HZ, below the lowest sung F0 (0 = off)")
     p.add_argument("--cache-dir", type=Path, default=None, help="feature cache (default OUT/cache)")
-    p.add_argument("--seed", type=int, default=default_of(C, "seed"), help="random seed")
+    p.add_argument("--seed", type=seed_arg, default=default_of(C, "seed"), help="random seed")
     add_device_args(p)
     add_audio_limit_arg(p)
     p.set_defaults(run=run)

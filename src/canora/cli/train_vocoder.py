@@ -7,7 +7,16 @@ import argparse
 from pathlib import Path
 from typing import TypeVar
 
-from canora.cli.common import HelpFormatter, add_audio_limit_arg, add_device_args
+from canora.cli.common import (
+    MAX_TRAIN_MINUTES,
+    MAX_TRAIN_STEPS,
+    HelpFormatter,
+    add_audio_limit_arg,
+    add_device_args,
+    float_in,
+    int_in,
+    seed_arg,
+)
 
 T = TypeVar("T")
 
@@ -48,6 +57,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     from canora.dsp.filters import HIGHPASS_HZ
     from canora.dsp.pitch import DEFAULT_F0_METHOD, available_f0_extractors
     from canora.refiner.base import DEFAULT_STEPS, DEFAULT_STRENGTH
+    from canora.refiner.samplers import MAX_STEPS
 
     p = sub.add_parser(
         "train-vocoder",
@@ -67,46 +77,52 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="refiner export (or 'bundled'): fine-tune on its reconstruction of WAVS (the sound recipe)")
     p.add_argument("--singer", default=None,
                    help="the singer of --wavs (the refiner's singer for --refiner; checked against mel sidecars)")
-    p.add_argument("--refiner-strength", type=float, default=None,
+    p.add_argument("--refiner-strength", type=float_in(0, 1, lo_open=True), default=None,
                    help=f"reconstruction noise strength (0.5; nsf: the conversion default, {DEFAULT_STRENGTH:g})")
-    p.add_argument("--refiner-steps", type=int, default=None,
+    p.add_argument("--refiner-steps", type=int_in(1, MAX_STEPS), default=None,
                    help=f"reconstruction sampler steps (10; nsf: the conversion default, {DEFAULT_STEPS})")
-    p.add_argument("--refined-share", type=float, default=None, metavar="P",
+    p.add_argument("--refined-share", type=float_in(0, 1), default=None, metavar="P",
                    help="nsf with --refiner: share of crops on the refined mel, the rest on the real one (1)")
     p.add_argument("--train-list", type=Path, default=None, help="HiFi-GAN filelist ('name|...' lines) for training")
     p.add_argument("--val-list", type=Path, default=None, help="HiFi-GAN filelist for validation")
-    p.add_argument("--val-count", type=int, default=None,
+    p.add_argument("--val-count", type=int_in(0, 100_000), default=None,
                    help="without filelists: hold out the last N files by name (default 5%%, 1-10; 0 = none)")
     p.add_argument("--init-from", type=Path, default=None, metavar="PATH|bundled",
                    help="generator to start from (official g_*, an export, or 'bundled': canora's NSF vocoder)")
     p.add_argument("--schedule", choices=("official", "finetune"), default="official",
                    help="official: lr 2e-4 x 0.999 per epoch; finetune: constant low lr (1e-5) after a warmup")
-    p.add_argument("--lr", type=float, default=None, help="learning rate (default by --schedule)")
-    p.add_argument("--warmup-steps", type=int, default=100, help="finetune warmup steps (100)")
-    p.add_argument("--steps", type=int, default=None, help="total updates (100000; nsf 20000)")
-    p.add_argument("--batch-size", type=int, default=None, help="segments per update and process (16; nsf 8)")
-    p.add_argument("--segment-size", type=int, default=None, help="samples per segment (default: the config's)")
-    p.add_argument("--recon-steps", type=int, default=None,
+    p.add_argument("--lr", type=float_in(0, 1, lo_open=True), default=None,
+                   help="learning rate (default by --schedule)")
+    p.add_argument("--warmup-steps", type=int_in(0, MAX_TRAIN_STEPS), default=100, help="finetune warmup steps (100)")
+    p.add_argument("--steps", type=int_in(1, MAX_TRAIN_STEPS), default=None, help="total updates (100000; nsf 20000)")
+    p.add_argument("--batch-size", type=int_in(1, 4096), default=None,
+                   help="segments per update and process (16; nsf 8)")
+    p.add_argument("--segment-size", type=int_in(256, 2**20), default=None,
+                   help="samples per segment (default: the config's)")
+    p.add_argument("--recon-steps", type=int_in(0, MAX_TRAIN_STEPS), default=None,
                    help="first N updates without discriminators (mel + STFT loss only; default 0, nsf: all)")
-    p.add_argument("--stft-weight", type=float, default=None,
+    p.add_argument("--stft-weight", type=float_in(0, 1e6), default=None,
                    help="weight of a multi-resolution STFT loss (0; nsf 20)")
-    p.add_argument("--voiced-noise", type=float, default=None, metavar="K",
+    p.add_argument("--voiced-noise", type=float_in(0, 1), default=None, metavar="K",
                    help="nsf: level of the sine source's noise channel where voiced, relative to unvoiced, in [0, 1] "
                         "(default: the --init-from export's, else 1); a source setting, so a fine-tune may change it")
     p.add_argument("--disc-width-div", type=int, choices=(1, 2, 4, 8), default=None,
                    help="divide the discriminators' channels (1 = official, the default; nsf 4)")
-    p.add_argument("--checkpoint-every", type=int, default=None, help="checkpoint every N updates (1000; nsf 500)")
-    p.add_argument("--keep", type=int, default=3, help="keep the newest N checkpoints (3)")
-    p.add_argument("--val-every", type=int, default=None, help="validate every N updates (1000)")
-    p.add_argument("--log-every", type=int, default=None, help="log losses every N updates (10; nsf 50)")
-    p.add_argument("--max-minutes", type=float, default=0.0, help="stop (with a checkpoint) after N minutes")
+    p.add_argument("--checkpoint-every", type=int_in(1, MAX_TRAIN_STEPS), default=None,
+                   help="checkpoint every N updates (1000; nsf 500)")
+    p.add_argument("--keep", type=int_in(1, 1000), default=3, help="keep the newest N checkpoints (3)")
+    p.add_argument("--val-every", type=int_in(0, MAX_TRAIN_STEPS), default=None, help="validate every N updates (1000)")
+    p.add_argument("--log-every", type=int_in(1, MAX_TRAIN_STEPS), default=None,
+                   help="log losses every N updates (10; nsf 50)")
+    p.add_argument("--max-minutes", type=float_in(0, MAX_TRAIN_MINUTES), default=0.0,
+                   help="stop (with a checkpoint) after N minutes")
     p.add_argument("--peak-normalize", action=argparse.BooleanOptionalAction, default=None,
                    help="peak-normalise audio to 0.95 (default: on for mels computed here, off for given mels)")
-    p.add_argument("--seed", type=int, default=None, help="random seed (1234)")
+    p.add_argument("--seed", type=seed_arg, default=None, help="random seed (1234)")
     p.add_argument("--cache-dir", type=Path, default=None, help="mel cache (default OUT/cache)")
     p.add_argument("--f0-method", default=DEFAULT_F0_METHOD, choices=available_f0_extractors(),
                    help="nsf: the F0 tracker of the training F0 (default %(default)s)")
-    p.add_argument("--highpass-hz", type=float, default=HIGHPASS_HZ, metavar="HZ",
+    p.add_argument("--highpass-hz", type=float_in(0, 1000), default=HIGHPASS_HZ, metavar="HZ",
                    help="nsf: high-pass the training audio (targets and features) at HZ, below the lowest sung F0, "
                         "so the vocoder learns no rumble or DC (0 = off)")
     add_device_args(p)  # under torchrun: one GPU per process; --threads per process

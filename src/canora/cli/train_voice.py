@@ -6,12 +6,14 @@ import argparse
 from pathlib import Path
 
 from canora.cli.common import (
+    MAX_TRAIN_MINUTES,
+    MAX_TRAIN_STEPS,
     HelpFormatter,
     add_audio_limit_arg,
     add_device_args,
     add_overwrite_arg,
-    finite_float,
-    positive_int,
+    float_in,
+    int_in,
 )
 
 
@@ -30,9 +32,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--name", required=True, help="the voice's name (letters, digits, _ . -)")
     p.add_argument("--base", default="bundled-base", metavar="EXPORT|bundled-base|bundled",
                    help="the refiner to fine-tune from: canora's multi-singer base, its PJS refiner, or an export")
-    p.add_argument("--minutes", type=finite_float, default=30.0, help="CPU time for the fine-tuning, at most")
-    p.add_argument("--steps", type=positive_int, default=100_000, help="refiner steps, at most")
-    p.add_argument("--vocoder-share", type=finite_float, default=0.0,
+    p.add_argument("--minutes", type=float_in(0, MAX_TRAIN_MINUTES, lo_open=True), default=30.0,
+                   help="CPU time for the fine-tuning, at most")
+    p.add_argument("--steps", type=int_in(1, MAX_TRAIN_STEPS), default=100_000, help="refiner steps, at most")
+    p.add_argument("--vocoder-share", type=float_in(0, 1, hi_open=True), default=0.0,
                    help="share of --minutes spent fine-tuning the NSF vocoder too (0 = keep the bundled one)")
     p.add_argument("--vocoder", default="bundled", metavar="EXPORT|bundled",
                    help="the NSF vocoder the voice uses (and fine-tunes from, with --vocoder-share); an export is "

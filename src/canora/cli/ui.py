@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from canora.cli.common import HelpFormatter, add_device_args, add_model_arg, add_voice_arg, finite_float, port_arg
+from canora.cli.common import (
+    HelpFormatter,
+    add_device_args,
+    add_model_arg,
+    add_voice_arg,
+    float_in,
+    port_arg,
+)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -25,11 +32,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_model_arg(p, "refiner")
     add_model_arg(p, "vocoder")
     add_voice_arg(p)
-    p.add_argument("--max-upload-mb", type=finite_float, default=UILimits.max_upload_mb,
+    p.add_argument("--max-upload-mb", type=float_in(0, 100_000, lo_open=True), default=UILimits.max_upload_mb,
                    help="largest accepted upload in MB")
-    p.add_argument("--max-seconds", type=finite_float, default=UILimits.max_seconds,
+    p.add_argument("--max-seconds", type=float_in(0, 86_400, lo_open=True), default=UILimits.max_seconds,
                    help="longest accepted clip in seconds")
-    p.add_argument("--max-samples", type=finite_float, default=UILimits.max_samples,
+    p.add_argument("--max-samples", type=float_in(0, 1e11, lo_open=True), default=UILimits.max_samples,
                    help="most decoded samples accepted per clip (channels x rate x seconds), so a small file of many "
                    "channels at a high rate cannot fill the memory")
     add_device_args(p)

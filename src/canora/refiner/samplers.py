@@ -60,12 +60,17 @@ __all__ = [
 ]
 
 
-def check_steps_strength(steps: int, strength: float) -> None:
-    """Raise :class:`CanoraError` unless ``steps`` is an integer >= 1 and ``strength`` is in (0, 1]."""
-    if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 1:
-        raise CanoraError(f"steps must be an integer >= 1, got {steps!r}")
+#: the most sampler steps: the noise schedule has 1000 levels, and 3-10 steps is what canora uses
+MAX_STEPS = 1000
+
+
+def check_steps_strength(steps: int, strength: float, names: tuple[str, str] = ("steps", "strength")) -> None:
+    """Raise :class:`CanoraError` unless ``steps`` is a whole number in 1..:data:`MAX_STEPS` (2.5 is refused, not
+    taken as 2) and ``strength`` a number in (0, 1]; ``names`` say what to call them (``--steps``, ``--strength``)."""
+    if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or not 1 <= steps <= MAX_STEPS:
+        raise CanoraError(f"{names[0]} must be a whole number in 1..{MAX_STEPS}, got {steps!r}")
     if isinstance(strength, bool) or not isinstance(strength, numbers.Real) or not 0.0 < strength <= 1.0:
-        raise CanoraError(f"strength must be in (0, 1], got {strength!r}")
+        raise CanoraError(f"{names[1]} must be a number in (0, 1] (1 = from pure noise), got {strength!r}")
 
 
 def _randn_like(x: Any, generator: Generator | None) -> Any:
