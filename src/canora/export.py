@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,13 +52,41 @@ class ExportResult:
                 f"ONNX Runtime vs torch on {self.check}: max |diff| {self.max_abs_diff:.2e}")
 
 
-def _check_out(model: Path, out: Path) -> None:
+def check_export_out(model: Path, out: Path, overwrite: bool = False) -> None:
+    """``out`` can take the export: not a file, not the model's own directory, and either absent or empty, or (with
+    ``overwrite``) an ONNX export that may be replaced."""
     if out.exists() and not out.is_dir():
         raise CanoraError(f"{out}: exists and is not a directory; choose another -o")
     if out.resolve() == (model if model.is_dir() else model.parent).resolve():
         raise CanoraError(f"{out}: is the model's own directory; write the ONNX export to another -o")
     if (out / ONNX_META).is_file() and not is_onnx_export(out):
         raise CanoraError(f"{out}: holds another model's {ONNX_META}; write the ONNX export to another -o")
+    if out.is_dir() and any(out.iterdir()):
+        if not is_onnx_export(out):
+            raise CanoraError(f"{out}: a directory that holds other files; write the ONNX export to a new or empty -o")
+        if not overwrite:
+            raise CanoraError(f"{out}: an ONNX export is already there; pass --overwrite to replace it, or choose "
+                              "another -o")
+
+
+def _swap_in(staging: Path, out: Path) -> None:
+    """Publish the finished export ``staging`` as ``out`` (replacing an export there): two renames, the old one
+    removed after."""
+    import shutil
+
+    old = None
+    if out.exists():
+        old = out.with_name(f".{out.name}.canora-{os.getpid()}-old.tmp")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(out, old)
+    try:
+        os.replace(staging, out)
+    except OSError:
+        if old is not None:
+            os.replace(old, out)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def _tone(sr: int, seconds: float = 1.5) -> tuple[np.ndarray, np.ndarray]:
@@ -108,11 +137,43 @@ def _check_refiner(torch_ref: Any, directory: Path) -> tuple[float, str]:
 
 def export_onnx(
     model: str | Path, out: str | Path, *, quantize: str | None = None, config: str | Path | None = None,
-    fmt: str = "onnx",
+    fmt: str = "onnx", overwrite: bool = False,
 ) -> ExportResult:
     """Export ``model`` (see module doc) to ``out``: ``model.onnx`` (+ ``encoder.onnx`` for a refiner) and
-    ``model.json``; returns what was written and the ONNX-vs-torch check."""
+    ``model.json``; returns what was written and the ONNX-vs-torch check. The export is written and checked in a
+    temporary directory beside ``out`` and then renamed to it, so ``out`` holds a whole export or none; an export
+    already at ``out`` is replaced only with ``overwrite``."""
+    import tempfile
+
+    from canora.io.files import claim, remove_stale_temps
+
     model, out = Path(model), Path(out)
+    check_export_out(model, out, overwrite)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(out.parent)
+    with claim([out]):
+        staging = Path(tempfile.mkdtemp(prefix=f".{out.name[:100]}.canora-{os.getpid()}-", suffix=".tmp",
+                                        dir=out.parent))
+        try:
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(staging, 0o777 & ~umask)  # a directory like any other, not mkdtemp's private one
+            res = _export(model, staging, quantize=quantize, config=config, fmt=fmt)
+            check_export_out(model, out, overwrite)  # another run may have written it meanwhile
+            _swap_in(staging, out)
+        finally:
+            if staging.exists():
+                import shutil
+
+                shutil.rmtree(staging, ignore_errors=True)
+    res.directory = out
+    return res
+
+
+def _export(
+    model: Path, out: Path, *, quantize: str | None = None, config: str | Path | None = None, fmt: str = "onnx",
+) -> ExportResult:
+    """:func:`export_onnx` into the (new, empty) directory ``out``."""
     if fmt not in FORMATS:
         raise CanoraError(f"unknown export format {fmt!r}; expected one of {FORMATS}")
     if quantize is not None and quantize not in QUANTIZATIONS:
@@ -122,7 +183,6 @@ def export_onnx(
                           "canora vocoder export) or a canora refiner export")
     if is_onnx_export(model):
         raise CanoraError(f"{model}: is already an ONNX export; pass the torch model it was exported from")
-    _check_out(model, out)
     kind = read_export_meta(model).get("kind") if is_export(model) else "hifigan"
     if kind == "refiner":
         from canora.refiner import Refiner

@@ -372,6 +372,10 @@ def plan_outputs(inp: Path, files: list[Path], out: Path, suffix: str, file_suff
     """The output path of each input: ``-o`` a file name (one input; its extension one of ``file_suffixes``), or
     a directory that gets ``<stem><suffix>``. Refuses -o that is the input directory or an existing file used as
     a directory, and an extension the command does not write."""
+    if not names_a_file(out) and not out.is_dir() and re.fullmatch(r"\.[A-Za-z][A-Za-z0-9]{0,4}", out.suffix):
+        raise CanoraError(f"{out}: {out.suffix} is not a format {what} writes ({' or '.join(file_suffixes)}); give -o "
+                          f"NAME{file_suffixes[0]}, or for a directory a name without an extension (or make the "
+                          "directory first)")
     if names_a_file(out):
         if out.suffix.lower() not in file_suffixes:
             raise CanoraError(f"{out}: {what} writes {' or '.join(file_suffixes)} files, not {out.suffix}; give -o "
@@ -474,20 +478,24 @@ def _named(f: Path, msg: str) -> str:
     return msg if (f.name in msg or str(f) in msg) else f"{f}: {msg}"
 
 
-def run_batch(files: list[Path], fn: Callable[[Path], float], desc: str) -> BatchResult:
+def run_batch(files: list[Path], fn: Callable[[Path], float], desc: str,
+              outputs: Callable[[Path], Iterable[Path]] | None = None) -> BatchResult:
     """Call ``fn(file) -> audio seconds`` for each file with a progress bar (stderr). A file whose ``fn`` raises is
     reported on one line and skipped, and the rest go on (unless it is the only file: then it raises); a write
-    error that every later file would hit too (a full disk, a read-only file system) stops the batch there."""
+    error that every later file would hit too (a full disk, a read-only file system) stops the batch there.
+    ``outputs(file)``: the paths ``fn`` writes, claimed (:func:`canora.io.files.claim`) while it runs, so a second
+    run writing one of them is refused instead of racing this one."""
     from tqdm import tqdm
 
-    from canora.io.files import FATAL_ERRNOS
+    from canora.io.files import FATAL_ERRNOS, claim
 
     res = BatchResult()
     t0 = time.perf_counter()
     bar = tqdm(files, desc=desc, unit="file", disable=len(files) < 2 or not sys.stderr.isatty(), file=sys.stderr)
     for i, f in enumerate(bar):
         try:
-            res.audio_seconds += fn(f)
+            with claim(outputs(f) if outputs is not None else ()):
+                res.audio_seconds += fn(f)
             res.done += 1
         except CanoraError as e:
             if len(files) == 1:

@@ -305,7 +305,7 @@ def run(args: argparse.Namespace) -> int:
 
     def write(f: Path, res: Any, check: dict | None) -> float:
         out = outputs[f]
-        with OutputSet() as written:  # audio and sidecar (and mels) appear together or not at all
+        with OutputSet(args.overwrite) as written:  # audio and sidecar (and mels) appear together or not at all
             written.add(out[0], audio_bytes(out[0], res.audio, res.sample_rate, subtype=subtype))
             written.add(out[1], _sidecar(f, res, args, check))
             if args.save_mel:
@@ -322,4 +322,4 @@ def run(args: argparse.Namespace) -> int:
         emit(out[0])
         return res.stats["seconds"]
 
-    return finish(run_batch(files, one, "convert"), f"converted to {singer}")
+    return finish(run_batch(files, one, "convert", outputs.__getitem__), f"converted to {singer}")

@@ -96,7 +96,8 @@ def run(args: argparse.Namespace) -> int:
         entry = diag.to_dict()
         if args.fix and not diag.matches:
             try:
-                save_mel(args.out / f"{f.stem}.npy", apply_fix(mel, diag, allow_approximate=args.allow_approximate))
+                save_mel(args.out / f"{f.stem}.npy", apply_fix(mel, diag, allow_approximate=args.allow_approximate),
+                         overwrite=args.overwrite)
                 entry["fixed"] = str(args.out / f"{f.stem}.npy")
             except MelError as e:
                 unfixed += 1

@@ -195,7 +195,7 @@ def run(args: argparse.Namespace) -> int:
         return None if isinstance(v, float) and not math.isfinite(v) else v
 
     doc = {"files": [{k: finite(v) for k, v in r.items()} for r in rows], "mean": summary}
-    atomic_write_text(args.out, json.dumps(doc, indent=2) + "\n")
+    atomic_write_text(args.out, json.dumps(doc, indent=2) + "\n", args.overwrite)
     heads = ["file", "F0 cents", "GPE", "V/UV err", "F0 corr", "GPE harv", "GPE praat", "GPE agr h", "GPE agr p",
              "buzz conv", "buzz src",
              "lines conv", "lines src", "HNR conv", "HNR src", "tone>src", "sub conv", "sub src", "DC conv", "DC src",

@@ -49,11 +49,11 @@ def run(args: argparse.Namespace) -> int:
         wav = load_audio(f, spec.sample_rate)
         if args.normalize:
             wav = wav * (0.95 / float(np.abs(wav).max()))
-        save_mel(outputs[f], wav_to_mel(wav, spec))
+        save_mel(outputs[f], wav_to_mel(wav, spec), overwrite=args.overwrite)
         emit(outputs[f])
         return len(wav) / spec.sample_rate
 
-    res = run_batch(files, one, "mel")
+    res = run_batch(files, one, "mel", lambda f: [outputs[f]])
     if args.save_spec and res.done:
         atomic_write_text(spec_json, spec.to_json() + "\n")
         emit(spec_json)

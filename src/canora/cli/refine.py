@@ -162,12 +162,12 @@ def run(args: argparse.Namespace) -> int:
         if res.level is not None:
             log.info("%s: level %s", f.name, res.level.reason)
         out = outputs[f]
-        with OutputSet() as written:  # the mel and its F0 appear together or not at all
+        with OutputSet(args.overwrite) as written:  # the mel and its F0 appear together or not at all
             written.add(out[0], mel_bytes(res.mel))
             written.add(out[1], npy_bytes(res.f0))
         emit(out[0])
         return res.mel.shape[1] * refiner.spec.hop_length / sr
 
-    return finish(run_batch(files, one, "refine"), f"refined ({args.sampler}, {args.steps} steps, "
+    return finish(run_batch(files, one, "refine", outputs.__getitem__), f"refined ({args.sampler}, {args.steps} steps, "
                   f"strength {args.strength:g}, singer {refiner.singer_label(args.singer)})")
 

@@ -91,8 +91,9 @@ def run(args: argparse.Namespace) -> int:
             if voc.needs_f0:
                 f0 = extract_f0(audio, spec.sample_rate, hop_length=spec.hop_length, n_frames=mel.shape[1])
         wav = voc.vocode(mel, f0)
-        atomic_write_bytes(outputs[f], audio_bytes(outputs[f], wav, spec.sample_rate, subtype=subtype))
+        atomic_write_bytes(outputs[f], audio_bytes(outputs[f], wav, spec.sample_rate, subtype=subtype),
+                           args.overwrite)
         emit(outputs[f])
         return len(wav) / spec.sample_rate
 
-    return finish(run_batch(files, one, "vocode"), "vocoded")
+    return finish(run_batch(files, one, "vocode", lambda f: [outputs[f]]), "vocoded")

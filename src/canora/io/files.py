@@ -7,6 +7,10 @@
 * :func:`check_outputs` / :func:`check_writable`: before any work, the outputs are not inputs, do not exist
   (unless overwriting), and their directory takes a new file (a temp file is created and removed there).
 
+Two runs never write one output unseen: :func:`claim` takes a lock file beside each output for the time it is made
+(a second run that wants it is refused at once, naming the first's pid), and without ``overwrite`` a file is
+published by a hard link that fails when the name exists (an output that appeared meanwhile is never replaced).
+
 Every ``OSError`` while writing (full disk, read-only file system, no permission, ...) becomes one
 :class:`OutputError` line naming the file and the fix. Temp files are named ``.<name>.canora-<pid>-<random>.tmp``;
 :func:`remove_stale_temps` deletes those of processes that are gone (killed mid-write).
@@ -103,7 +107,10 @@ def remove_stale_temps(directory: str | Path) -> list[Path]:
         m = _TEMP_RE.match(p.name)
         if m and not _pid_alive(int(m.group(1))):
             with contextlib.suppress(OSError):
-                p.unlink()
+                if p.is_dir() and not p.is_symlink():  # a staged directory (an export written whole, then renamed)
+                    shutil.rmtree(p)
+                else:
+                    p.unlink()
                 removed.append(p)
     return removed
 
@@ -114,9 +121,78 @@ def _chmod_default(tmp: str) -> None:
     os.chmod(tmp, 0o666 & ~umask)
 
 
+def _exists_error(path: Path) -> OutputError:
+    return OutputError(f"{path}: already exists (written meanwhile by another run?); pass --overwrite to replace it, "
+                       "or choose another -o")
+
+
+def publish(tmp: str | Path, path: Path, overwrite: bool = True) -> None:
+    """Rename the finished temp file ``tmp`` to ``path``: over an existing file when ``overwrite``, else only when
+    ``path`` does not exist (a hard link, atomic; where the file system has no hard links, checked just before)."""
+    if overwrite:
+        os.replace(tmp, path)
+        return
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise _exists_error(path) from None
+    except OSError as e:
+        if e.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK, errno.ENOSYS):
+            raise
+        if path.exists() or path.is_symlink():
+            raise _exists_error(path) from None
+        os.replace(tmp, path)
+        return
+    _unlink_quietly(tmp)
+
+
+def _lock_name(path: Path) -> Path:
+    return path.with_name(f".{path.name[:100]}.canora-lock")
+
+
+def _lock_owner(lock: Path) -> int | None:
+    try:
+        return int(lock.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 @contextlib.contextmanager
-def atomic_open(path: Path) -> Iterator[BinaryIO]:
-    """Open a temp file beside ``path`` for binary writing; rename it over ``path`` only on success.
+def claim(paths: Iterable[str | Path]) -> Iterator[None]:
+    """Hold a lock file beside each of ``paths`` (``.<name>.canora-lock``, holding this pid) while the block makes
+    them: another run that claims one of them meanwhile gets one :class:`OutputError` naming this pid. A lock left by
+    a process that is gone is taken over. The locks are removed on the way out."""
+    held: list[Path] = []
+    try:
+        for p in map(Path, paths):
+            lock = _lock_name(p)
+            for _ in range(3):
+                try:
+                    p.parent.mkdir(parents=True, exist_ok=True)
+                    fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                except FileExistsError:
+                    owner = _lock_owner(lock)
+                    if owner is not None and owner != os.getpid() and _pid_alive(owner):
+                        raise OutputError(f"{p}: another canora run (pid {owner}) is writing it now; wait for it to "
+                                          "finish, or choose another -o") from None
+                    _unlink_quietly(lock)  # stale: its process is gone (or wrote no pid yet, and is gone)
+                    continue
+                except OSError as e:
+                    raise output_error(p, e) from None
+                with os.fdopen(fd, "w") as f:
+                    f.write(f"{os.getpid()}\n")
+                held.append(lock)
+                break
+        yield
+    finally:
+        for lock in held:
+            _unlink_quietly(lock)
+
+
+@contextlib.contextmanager
+def atomic_open(path: Path, overwrite: bool = True) -> Iterator[BinaryIO]:
+    """Open a temp file beside ``path`` for binary writing; rename it over ``path`` only on success (without
+    ``overwrite``: only when ``path`` does not exist by then, see :func:`publish`).
 
     An ``OSError`` (full disk, read-only, no permission) becomes one :class:`OutputError` naming ``path``; the
     temp file is removed on any error.
@@ -133,7 +209,10 @@ def atomic_open(path: Path) -> Iterator[BinaryIO]:
             yield f
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        publish(tmp, path, overwrite)
+    except OutputError:
+        _unlink_quietly(tmp)
+        raise
     except OSError as e:
         _unlink_quietly(tmp)
         raise output_error(path, e) from None
@@ -142,13 +221,13 @@ def atomic_open(path: Path) -> Iterator[BinaryIO]:
         raise
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    with atomic_open(Path(path)) as f:
+def atomic_write_bytes(path: Path, data: bytes, overwrite: bool = True) -> None:
+    with atomic_open(Path(path), overwrite) as f:
         f.write(data)
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
+def atomic_write_text(path: Path, text: str, overwrite: bool = True) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"), overwrite)
 
 
 def atomic_write_with(path: Path, writer: Callable[[BinaryIO], None]) -> None:
@@ -168,8 +247,8 @@ def npy_bytes(array: np.ndarray) -> bytes:
     return bytes_with(lambda f: np.save(f, array, allow_pickle=False))
 
 
-def atomic_save_npy(path: Path, array: np.ndarray) -> None:
-    atomic_write_bytes(path, npy_bytes(array))
+def atomic_save_npy(path: Path, array: np.ndarray, overwrite: bool = True) -> None:
+    atomic_write_bytes(path, npy_bytes(array), overwrite)
 
 
 class OutputSet:
@@ -179,11 +258,13 @@ class OutputSet:
     renames them all, in the order added. An error anywhere (in ``add``, in the work inside the block, or in a
     rename) publishes nothing new: the temps are removed and files already renamed in this set that did not
     exist before are removed again (a file that was overwritten cannot be brought back). ``OSError`` becomes
-    one :class:`OutputError` naming the file.
+    one :class:`OutputError` naming the file. Without ``overwrite`` a name that exists by then is not replaced
+    (:func:`publish`): the set is not published.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, overwrite: bool = True) -> None:
         self._staged: list[tuple[str, Path]] = []
+        self.overwrite = overwrite
 
     def __enter__(self) -> OutputSet:
         return self
@@ -224,8 +305,14 @@ class OutputSet:
         try:
             for tmp, path in self._staged:
                 existed = path.exists()
-                os.replace(tmp, path)
+                publish(tmp, path, self.overwrite)
                 done.append((path, existed))
+        except OutputError:
+            for p, existed in done:
+                if not existed:
+                    _unlink_quietly(p)
+            self.discard()
+            raise
         except OSError as e:
             for p, existed in done:
                 if not existed:

@@ -128,9 +128,9 @@ def load_mel(path: str | Path, spec: MelSpec) -> np.ndarray:
     return validate_mel(load_npy(path, "mel"), spec, str(Path(path)))
 
 
-def save_mel(path: str | Path, mel: np.ndarray) -> None:
-    """Write a (n_mels, T) float32 mel atomically."""
-    atomic_save_npy(Path(path), np.ascontiguousarray(mel, dtype=np.float32))
+def save_mel(path: str | Path, mel: np.ndarray, overwrite: bool = True) -> None:
+    """Write a (n_mels, T) float32 mel atomically (without ``overwrite``: never over a file that exists by then)."""
+    atomic_save_npy(Path(path), np.ascontiguousarray(mel, dtype=np.float32), overwrite)
 
 
 def mel_bytes(mel: np.ndarray) -> bytes:
