@@ -114,3 +114,89 @@ def test_an_interrupted_voice_resumes_to_the_same_weights(setup, caplog):
     a, b = (load_file(str(f / "refiner" / "model.safetensors")) for f in (whole, resumed))
     assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
     assert json.loads((resumed / "voice.json").read_text())["trained"]["refiner_steps"] == 4
+
+
+def test_a_voice_killed_while_slicing_resumes_whole(setup, monkeypatch):
+    """Killed half-way through cutting the recordings (a temp file left behind too), the run again cuts the rest
+    and trains on every piece, holds audio out and says so in voice.json; changed recordings are named, not mixed."""
+    import canora.io.audio as audio
+    from canora.training.voice import train_voice
+
+    work = setup["tmp"] / "work"
+    real = audio.save_wav
+    calls = {"n": 0}
+
+    def dies_on_the_third_piece(*a, **k):  # noqa: ANN002, ANN003
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(audio, "save_wav", dies_on_the_third_piece)
+    with pytest.raises(KeyboardInterrupt):
+        train_voice(setup["rec"], "ana", work=work, voices=setup["voices"], base=str(setup["refiner"]), minutes=5.0,
+                    steps=2, vocoder=str(setup["vocoder"]), progress=False)
+    monkeypatch.setattr(audio, "save_wav", real)
+    assert not (work / "split").exists() and not list(work.rglob("*.tmp"))  # nothing half-made is kept
+    (work / "pieces" / ".take2.canora-999999-x.tmp").mkdir(parents=True)  # a temp of a process that is gone
+    folder = train_voice(setup["rec"], "ana", work=work, voices=setup["voices"], base=str(setup["refiner"]),
+                         minutes=5.0, steps=2, vocoder=str(setup["vocoder"]), progress=False)
+    doc = json.loads((folder / "voice.json").read_text())
+    split = json.loads((work / "split" / "split.json").read_text())
+    pieces = sum(len(json.loads((d / "pieces.json").read_text())["pieces"]) for d in (work / "pieces").iterdir())
+    assert doc["trained"]["files"] == 3 and doc["trained"]["pieces"] + doc["trained"]["held_out_pieces"] == pieces
+    assert len(split["train"]) == doc["trained"]["pieces"] >= 3 and split["held_out"]
+    assert doc["evaluation"]["pieces"] == doc["trained"]["held_out_pieces"] >= 1
+    assert not list(work.rglob("*.tmp")) and not list(setup["voices"].glob(".*"))
+    state = json.loads((work / "state.json").read_text())
+    assert state["refiner"]["finished"]["steps"] == 2 and state["refiner"]["seconds"] > 0
+    sf.write(setup["rec"] / "take3.wav", sung(3.0, 262.0, 3), SR)  # the recordings change under the same work
+    with pytest.raises(CanoraError, match="cut from other recordings"):
+        train_voice(setup["rec"], "ana", work=work, voices=setup["voices"], base=str(setup["refiner"]),
+                    minutes=5.0, steps=2, overwrite=True, vocoder=str(setup["vocoder"]), progress=False)
+
+
+def test_a_voice_stopped_in_training_counts_its_minutes_and_goes_on(setup, monkeypatch):
+    """SIGTERM during the fine-tuning: the run checkpoints, counts the time it used and stops (no voice saved);
+    run again, it goes on from the checkpoint to the steps asked for, and a finished training is not run again."""
+    import os
+    import signal
+
+    from canora.training import loop as loop_module
+    from canora.training.voice import train_voice
+
+    real = loop_module.Loop.step_once
+
+    def step_then_term(self):  # noqa: ANN001, ANN202
+        out = real(self)
+        if self.step == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return out
+
+    work = setup["tmp"] / "work"
+    kw = dict(work=work, voices=setup["voices"], base=str(setup["refiner"]), minutes=5.0, steps=4,
+              vocoder=str(setup["vocoder"]), progress=False)
+    monkeypatch.setattr(loop_module.Loop, "step_once", step_then_term)
+    with pytest.raises(KeyboardInterrupt):
+        train_voice(setup["rec"], "ana", **kw)
+    monkeypatch.setattr(loop_module.Loop, "step_once", real)
+    state = json.loads((work / "state.json").read_text())
+    assert state["refiner"]["seconds"] > 0 and "finished" not in state["refiner"]
+    assert not (setup["voices"] / "ana").exists()
+    folder = train_voice(setup["rec"], "ana", **kw)
+    assert json.loads((folder / "voice.json").read_text())["trained"]["refiner_steps"] == 4
+    ran = []
+    monkeypatch.setattr(loop_module.Loop, "run", lambda self: ran.append(1))
+    train_voice(setup["rec"], "ana", **{**kw, "overwrite": True})  # finished for this budget: not trained again
+    assert not ran
+
+
+def test_cli_train_voice_refuses_a_budget_of_nothing(setup, capsys):
+    for flag, value in (("--minutes", "0"), ("--minutes", "-1"), ("--minutes", "nan"), ("--vocoder-share", "1"),
+                        ("--steps", "0")):
+        try:
+            code = main(["train-voice", str(setup["rec"]), "--name", "ana", flag, value])
+        except SystemExit as e:  # argparse: a bad flag
+            code = e.code
+        err = capsys.readouterr().err
+        assert code == 2 and flag in err and len(err.strip().splitlines()) == 1, err

@@ -20,19 +20,22 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import json
+    import sys
 
     from canora.io.models import BASE_NAME, BUNDLED_BASE
     from canora.io.voices import list_voices, voices_dir
 
-    rows = []
-    for v in list_voices():
+    rows, problems = [], []
+    for v in list_voices(problems):
         trained = v.info.get("trained", {}) if v.info else {}
         rows.append({"name": v.name, "singer": v.singer or "pjs", "where": "bundled" if v.bundled else str(v.folder),
                      "refiner": str(v.refiner) if v.refiner else "bundled",
                      "vocoder": str(v.vocoder) if v.vocoder else "bundled",
                      "created": v.info.get("created", ""), "minutes_of_audio": trained.get("minutes_of_audio")})
+    for line in problems:  # one broken voice folder is named, the others are listed
+        print(f"canora voices: skipped a voice folder: {line}", file=sys.stderr)
     if args.json:
-        print(json.dumps({"voices_dir": str(voices_dir()), "voices": rows}, indent=2))
+        print(json.dumps({"voices_dir": str(voices_dir()), "voices": rows, "skipped": problems}, indent=2))
         return 0
     print(f"{'name':<20} {'singer':<16} {'created':<21} where")
     for r in rows:

@@ -87,8 +87,13 @@ def _read(folder: Path) -> Voice:
     if doc.get("format") != VOICE_FORMAT:
         fmt = doc.get("format")
         raise CheckpointError(f"{path}: not a canora voice (format {fmt!r}); point --voice at a voice folder")
-    if int(doc.get("format_version", 0)) > VOICE_FORMAT_VERSION:
-        raise CheckpointError(f"{path}: voice format {doc.get('format_version')} is newer than this canora; upgrade it")
+    version = doc.get("format_version")
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise CheckpointError(f"{path}: format_version {version!r} is not a format version (a whole number >= 1); "
+                              "re-create the voice, or fix the file")
+    if version > VOICE_FORMAT_VERSION:
+        raise CheckpointError(f"{path}: voice format {version} is newer than this canora reads (up to "
+                              f"{VOICE_FORMAT_VERSION}); upgrade canora")
 
     def model(key: str) -> Path | None:
         v = doc.get(key, "bundled")
@@ -120,22 +125,25 @@ def resolve_voice(name_or_path: str | Path) -> Voice:
                       "See `canora voices`")
 
 
-def list_voices() -> list[Voice]:
-    """The bundled voices and every readable voice folder in :func:`voices_dir` (unreadable ones are left out)."""
+def list_voices(problems: list[str] | None = None) -> list[Voice]:
+    """The bundled voices and every readable voice folder in :func:`voices_dir`; an unreadable one is left out (and,
+    given ``problems``, its one-line reason added there), so one broken folder never hides the others. Folders whose
+    name starts with a dot (work in progress, a voice being replaced) are not voices."""
     out = [Voice(BUNDLED_VOICE, None, None, None, info={"description": "bundled with canora (PJS corpus singer)"})]
-    for name in bundled_voice_names():
-        try:
-            out.append(_read(BUNDLED_VOICES_DIR / name))
-        except CanoraError:
-            continue
+    folders = [BUNDLED_VOICES_DIR / name for name in bundled_voice_names()]
     root = voices_dir()
-    if root.is_dir():
-        for d in sorted(root.iterdir()):
-            if (d / VOICE_FILE).is_file():
-                try:
-                    out.append(_read(d))
-                except CanoraError:
-                    continue
+    try:
+        folders += [d for d in sorted(root.iterdir()) if not d.name.startswith(".") and (d / VOICE_FILE).is_file()] \
+            if root.is_dir() else []
+    except OSError as e:
+        if problems is not None:
+            problems.append(f"{root}: cannot list the voices ({e.strerror or e})")
+    for d in folders:
+        try:
+            out.append(_read(d))
+        except (CanoraError, ValueError, TypeError, OSError) as e:
+            if problems is not None:
+                problems.append(" ".join(str(e).split()))
     return out
 
 

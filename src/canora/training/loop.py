@@ -320,6 +320,7 @@ class Loop:
         self.step = 0
         self.ctx: Context | None = None
         self.resumed = False
+        self.interrupted = False  # the last run() stopped at a signal (SIGTERM, Ctrl-C), after its checkpoint
 
     # -------------------------------------------------------------- resume
     def _resume_state(self, ctx: Context) -> tuple[Path | None, dict[str, Any] | None]:
@@ -471,6 +472,7 @@ class Loop:
             if ctx.is_main and saved_at != self.step:
                 self.save(ctx)
         finally:
+            self.interrupted = stop["now"]
             bar.close()
             for s, h in old.items():
                 signal.signal(s, h)

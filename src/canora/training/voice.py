@@ -5,26 +5,32 @@
 1. **check** the recordings: unreadable files, mixed sample rates, clipping, too little voiced audio (under a
    minute rarely makes a voice), and sound besides the voice (loud frames the F0 tracker does not hear as
    voiced: accompaniment or noise) are reported before any training;
-2. **slice** them at silences into pieces of at most 30 s under ``WORK/data/<name>/``, holding the last ~10 % of
-   the audio (at least one piece) out under ``WORK/holdout/``;
+2. **slice** them at silences into pieces of at most 30 s and hold the last ~10 % of the audio (at least one piece)
+   out (:mod:`canora.training.voice_data`);
 3. **fine-tune** the refiner from a base (the bundled multi-singer base, ``bundled-base``, by default; the
    bundled PJS refiner measured the same in ``benchmarks/voice_finetune.py``) for at most ``minutes`` (and,
    when asked, the NSF vocoder from the bundled one, with reconstruction losses, for a share of that time);
-   both runs resume when the command is run again with the same ``WORK``;
 4. **evaluate** on the held-out pieces: each is converted into the new voice and scored (resemblyzer singer
    similarity to the centroid of the training pieces beside the piece's own, gross pitch error by harvest and
    Praat);
 5. **save** a voice folder (``voice.json``, ``refiner/``, ``vocoder/`` when trained, ``README.md``) in the
    voices directory, where ``--voice NAME`` finds it.
+
+Every step resumes when the command runs again with the same ``WORK``, whatever stopped it: the pieces are cut once
+(a recording cut half-way is cut again), the trainings go on from their last checkpoint with what is left of their
+time (``WORK/state.json`` keeps the minutes used; a run stopped by Ctrl-C or SIGTERM counts its time, a SIGKILL
+loses the time since the last checkpoint), and a training that finished is not run again for the same budget. A
+voice is saved only whole, and never without held-out audio to score it on.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -32,103 +38,12 @@ from typing import Any
 import numpy as np
 
 from canora.errors import CanoraError
+from canora.training.voice_data import RecordingReport, check_recordings, slice_recordings
 
 log = logging.getLogger(__name__)
 
-MIN_VOICED_SECONDS = 60.0
-CLIP_SHARE = 1e-3  # more samples than this at full scale: clipped
-SIDE_SOUND_SHARE = 0.3  # loud unvoiced frames above this share of the loud frames: something besides the voice
-
-
-@dataclass
-class RecordingReport:
-    """What :func:`check_recordings` found: seconds of audio and of voice, and warnings (one line each)."""
-
-    files: list[Path]
-    seconds: float = 0.0
-    voiced_seconds: float = 0.0
-    rates: dict[int, int] = field(default_factory=dict)
-    warnings: list[str] = field(default_factory=list)
-
-
-def check_recordings(files: list[Path], sample_rate: int, hop: int) -> RecordingReport:
-    """Read every file (mono at ``sample_rate``) and report the problems a voice would inherit."""
-    from canora.dsp.artifacts import audible_frames
-    from canora.dsp.pitch import extract_f0
-    from canora.io.audio import audio_info, load_audio
-
-    rep = RecordingReport(files=[])
-    for f in files:
-        try:
-            _, sr, _ = audio_info(f)
-            wav = load_audio(f, sample_rate)
-        except CanoraError as e:
-            rep.warnings.append(f"{f.name}: skipped ({e})")
-            continue
-        rep.files.append(f)
-        rep.rates[sr] = rep.rates.get(sr, 0) + 1
-        rep.seconds += len(wav) / sample_rate
-        clipped = float(np.mean(np.abs(wav) >= 0.99))
-        if clipped > CLIP_SHARE:
-            rep.warnings.append(f"{f.name}: {100 * clipped:.2f} % of the samples are clipped (full scale); the voice "
-                                "will learn the distortion: record with more headroom")
-        n = len(wav) // hop
-        if n == 0:
-            continue
-        f0 = extract_f0(wav, sample_rate, hop, n)
-        voiced = f0 > 0
-        rep.voiced_seconds += float(voiced.sum()) * hop / sample_rate
-        loud = audible_frames(wav, hop, n, below_peak_db=25.0)
-        side = float(np.mean(~voiced[loud])) if loud.any() else 0.0
-        if side > SIDE_SOUND_SHARE:
-            rep.warnings.append(f"{f.name}: {100 * side:.0f} % of its loud frames carry no sung pitch: accompaniment, "
-                                "noise or speech besides the voice? a cappella recordings make the best voice")
-    if len(rep.rates) > 1:
-        rates = ", ".join(f"{r} Hz ({k} file(s))" for r, k in sorted(rep.rates.items()))
-        rep.warnings.append(f"mixed sample rates ({rates}); they are all resampled, but recordings from one setup "
-                            "make a more consistent voice")
-    if not rep.files:
-        raise CanoraError("no readable recordings; give a folder of audio files of one singer")
-    if rep.voiced_seconds < MIN_VOICED_SECONDS:
-        rep.warnings.append(f"only {rep.voiced_seconds:.0f} s of sung voice in {rep.seconds:.0f} s of audio; under a "
-                            "minute rarely makes a convincing voice (2-5 minutes is a good start)")
-    return rep
-
-
-def slice_recordings(files: list[Path], name: str, work: Path, sample_rate: int, hop: int,
-                     holdout_share: float = 0.1) -> tuple[Path, list[Path]]:
-    """Cut the recordings at silences into pieces of at most 30 s: ``work/data/<name>/`` for training and the
-    last ``holdout_share`` of the audio (at least one piece) under ``work/holdout/``; returns (data dir, held
-    out pieces). Pieces already there are kept (a resumed run slices the same way)."""
-    from canora.dsp.slicing import plan_slices
-    from canora.io.audio import load_audio, save_wav
-
-    data, hold = work / "data" / name, work / "holdout"
-    if data.is_dir() and any(data.iterdir()):
-        return data, sorted(hold.glob("*.wav"))
-    data.mkdir(parents=True, exist_ok=True)
-    hold.mkdir(parents=True, exist_ok=True)
-    pieces: list[tuple[str, np.ndarray]] = []
-    for f in files:
-        wav = load_audio(f, sample_rate)
-        for i, s in enumerate(plan_slices(wav, sample_rate, hop=hop, max_seconds=30.0, overlap=0)):
-            if not s.silent and s.end - s.start >= sample_rate:
-                pieces.append((f"{f.stem}_{i:03d}", wav[s.start: s.end]))
-    if len(pieces) < 2:
-        raise CanoraError(f"the recordings give {len(pieces)} sung piece(s); need at least 2 (one to hold out)")
-    total = sum(len(p) for _, p in pieces)
-    held, acc = [], 0
-    for stem, p in reversed(pieces):
-        if held and acc >= holdout_share * total:
-            break
-        held.append((stem, p))
-        acc += len(p)
-    keep = pieces[: len(pieces) - len(held)]
-    for stem, p in keep:
-        save_wav(data / f"{stem}.wav", p, sample_rate, subtype="FLOAT")
-    for stem, p in held:
-        save_wav(hold / f"{stem}.wav", p, sample_rate, subtype="FLOAT")
-    return data, sorted(hold.glob("*.wav"))
+#: re-exported: what the recordings check and slicing were called here before they moved to voice_data
+__all__ = ["RecordingReport", "check_recordings", "slice_recordings", "train_voice"]
 
 
 def evaluate_voice(refiner: Path, vocoder: Path | None, singer: str, data: Path, held: list[Path],
@@ -205,6 +120,65 @@ def model_card(name: str, doc: dict[str, Any]) -> str:
     ])
 
 
+class _State:
+    """``WORK/state.json``: per training (``refiner``, ``vocoder``), the seconds used and the budget it finished."""
+
+    def __init__(self, work: Path) -> None:
+        from canora.training.voice_data import read_json_or_none
+
+        self.path = work / "state.json"
+        self.doc: dict[str, Any] = read_json_or_none(self.path) or {}
+
+    def phase(self, name: str) -> dict[str, Any]:
+        return self.doc.setdefault(name, {"seconds": 0.0})
+
+    def save(self) -> None:
+        from canora.training.voice_data import write_json
+
+        write_json(self.path, self.doc)
+
+
+def _train(state: _State, phase: str, budget: dict[str, Any], minutes: float,
+           make_loop: Callable[[float], Any]) -> None:
+    """Run the ``phase`` training (``make_loop(max_minutes)`` -> a :class:`canora.training.loop.Loop`) for what is
+    left of ``minutes``, unless it finished for this ``budget`` already; its time is counted in ``state``. A run
+    stopped by a signal checkpoints, counts its time and raises KeyboardInterrupt (run again to go on)."""
+    rec = state.phase(phase)
+    if rec.get("finished") == budget:
+        log.info("the %s fine-tuning finished in an earlier run; reusing it", phase)
+        return
+    left = 60.0 * minutes - float(rec.get("seconds", 0.0))
+    if left < 1.0:
+        log.warning("the %s fine-tuning used its %.0f minute(s) in earlier runs; pass a larger --minutes to train "
+                    "it further", phase, minutes)
+        rec["finished"] = budget
+        state.save()
+        return
+    if rec.get("seconds"):
+        log.info("the %s fine-tuning goes on for the %.1f minute(s) left of its %.0f", phase, left / 60, minutes)
+    loop = make_loop(left / 60)
+    t0 = time.monotonic()
+    try:
+        loop.run()
+    finally:
+        rec["seconds"] = float(rec.get("seconds", 0.0)) + time.monotonic() - t0
+        state.save()
+    if loop.interrupted:
+        raise KeyboardInterrupt
+    rec["finished"] = budget
+    state.save()
+
+
+def _save_voice(staging: Path, target: Path) -> None:
+    """Publish the complete voice folder ``staging`` as ``target`` (replacing a voice there)."""
+    old = target.with_name(f".{target.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if target.exists():
+        os.replace(target, old)
+    os.replace(staging, target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
 def train_voice(recordings: Path, name: str, *, work: Path, voices: Path, base: str = "bundled-base",
                 minutes: float = 30.0, steps: int = 100_000, vocoder_share: float = 0.0, overwrite: bool = False,
                 vocoder: str = "bundled", progress: bool = True) -> Path:
@@ -212,11 +186,14 @@ def train_voice(recordings: Path, name: str, *, work: Path, voices: Path, base: 
 
     ``vocoder``: the vocoder the voice uses when it is not fine-tuned (``"bundled"``, referenced; or an export,
     copied into the voice folder)."""
+    from canora.dsp.filters import HIGHPASS_HZ
     from canora.dsp.mel import MelSpec
     from canora.io.audio import list_audio
+    from canora.io.models import is_bundled_name, resolve_model
     from canora.io.voices import check_name, write_voice_json
     from canora.refiner import Refiner
-    from canora.training.refiner import RefinerTrainConfig, train_refiner
+    from canora.training.loop import Loop
+    from canora.training.refiner import RefinerTask, RefinerTrainConfig
 
     check_name(name)
     target = voices / name
@@ -224,13 +201,15 @@ def train_voice(recordings: Path, name: str, *, work: Path, voices: Path, base: 
         raise CanoraError(f"{target}: a voice of that name exists; choose another --name or pass --overwrite")
     if not 0 <= vocoder_share < 1:
         raise CanoraError(f"vocoder share {vocoder_share} must be in [0, 1)")
+    if not (isinstance(minutes, (int, float)) and 0 < minutes < float("inf")):
+        raise CanoraError(f"--minutes must be a number of minutes > 0, got {minutes!r}")
     files = list_audio(recordings)
     if not files:
         raise CanoraError(f"{recordings}: no audio files in this folder")
     base_ref = Refiner.from_pretrained(base)
     spec: MelSpec = base_ref.spec
     sr, hop = spec.sample_rate, spec.hop_length
-    rep = check_recordings(files, sr, hop)
+    rep = check_recordings(files, sr, hop, work)
     for w in rep.warnings:
         log.warning("%s", w)
     ref_minutes = minutes * (1 - vocoder_share)
@@ -239,21 +218,27 @@ def train_voice(recordings: Path, name: str, *, work: Path, voices: Path, base: 
              len(rep.files), base, ref_minutes,
              f", then the vocoder for {minutes * vocoder_share:.0f} min" if vocoder_share else "")
     data, held = slice_recordings(rep.files, name, work, sr, hop)
-    t0 = time.monotonic()
-    from canora.dsp.filters import HIGHPASS_HZ
+    if not held:
+        raise CanoraError(f"{work}: no held-out piece to score the voice on; delete that folder and run again")
+    state = _State(work)
 
-    cfg = RefinerTrainConfig(init_from=str(base), steps=steps, max_minutes=ref_minutes, val_every=0,
-                             checkpoint_every=500, lr=1e-4, lr_warmup=100, mel_spec=spec.to_dict(),
-                             features=base_ref.feature_params.to_dict(), val_count=0, highpass_hz=HIGHPASS_HZ)
-    refiner_export = train_refiner([data], work / "refiner", cfg, singers=[name], progress=progress)
-    ref_minutes_used = (time.monotonic() - t0) / 60
-    from canora.io.models import is_bundled_name, resolve_model
+    def refiner_loop(max_minutes: float) -> Loop:
+        cfg = RefinerTrainConfig(init_from=str(base), steps=steps, max_minutes=max_minutes, val_every=0,
+                                 checkpoint_every=500, lr=1e-4, lr_warmup=100, mel_spec=spec.to_dict(),
+                                 features=base_ref.feature_params.to_dict(), val_count=0, highpass_hz=HIGHPASS_HZ)
+        return Loop(RefinerTask(cfg, [data], singers=[name]), work / "refiner", progress=progress)
 
+    _train(state, "refiner", {"base": str(base), "steps": steps, "minutes": ref_minutes}, ref_minutes, refiner_loop)
     vocoder_export = None if is_bundled_name(vocoder) else resolve_model(vocoder, "vocoder").resolve()
     if vocoder_share:
-        vocoder_export = _fine_tune_vocoder(data, work, minutes * vocoder_share, progress, vocoder)
-    refiner_export = Path(refiner_export or work / "refiner" / "export").resolve()
+        vocoder_export = _fine_tune_vocoder(state, data, work, minutes * vocoder_share, progress, vocoder)
+    refiner_export = (work / "refiner" / "export").resolve()
+    if not (refiner_export / "model.json").is_file():
+        raise CanoraError(f"{work / 'refiner'}: the fine-tuning left no export; delete that folder and run again")
     evaluation = evaluate_voice(refiner_export, vocoder_export, name, data, held, sr)
+    if not evaluation["pieces"]:
+        raise CanoraError(f"{work}: none of the held-out pieces could be scored; the voice is not saved (delete that "
+                          "folder and run again)")
     trained = Refiner.from_pretrained(refiner_export)
     f0_range = trained.singer_f0_stats.get(name)
     if f0_range is None:
@@ -264,36 +249,44 @@ def train_voice(recordings: Path, name: str, *, work: Path, voices: Path, base: 
     shutil.copytree(refiner_export, staging / "refiner")
     if vocoder_export is not None:
         shutil.copytree(vocoder_export, staging / "vocoder")
+    pieces = sorted(data.glob("*.wav"))
     doc = {"name": name, "singer": name, "refiner": "refiner", "vocoder": "vocoder" if vocoder_export else "bundled",
            "f0_range": f0_range, "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
            "trained": {"base": str(base), "minutes_of_audio": rep.seconds / 60, "voiced_minutes":
                        rep.voiced_seconds / 60, "refiner_steps": (trained.info or {}).get("trained_steps"),
-                       "refiner_minutes": ref_minutes_used, "files": len(rep.files), "held_out_pieces": len(held),
-                       "vocoder_steps": _steps(vocoder_export)},
+                       "refiner_minutes": state.phase("refiner")["seconds"] / 60, "files": len(rep.files),
+                       "pieces": len(pieces), "held_out_pieces": len(held), "vocoder_steps": _steps(vocoder_export)},
            "evaluation": evaluation, "warnings": rep.warnings}
     write_voice_json(staging, doc)
     (staging / "README.md").write_text(model_card(name, doc))
-    if target.exists():
-        shutil.rmtree(target)
-    staging.rename(target)
+    _save_voice(staging, target)
     return target
 
 
-def _fine_tune_vocoder(data: Path, work: Path, minutes: float, progress: bool, start: str = "bundled") -> Path:
+def _fine_tune_vocoder(state: _State, data: Path, work: Path, minutes: float, progress: bool,
+                       start: str = "bundled") -> Path:
     """An NSF vocoder (``start``: the bundled one by default) fine-tuned on the voice's pieces with reconstruction
-    losses for ``minutes``."""
+    losses for ``minutes`` (what is left of them, on a resumed run)."""
     from canora.io.checkpoint import load_export
     from canora.io.models import resolve_model
-    from canora.training.nsf import NSFTrainConfig, train_nsf
+    from canora.training.loop import Loop
+    from canora.training.nsf import NSFTask, NSFTrainConfig
 
     bundled = resolve_model(start, "vocoder")
     doc, _ = load_export(bundled, "nsf-hifigan")
     meta = doc.get("meta", {})
-    cfg = NSFTrainConfig(wavs=str(data), mel_spec=doc["mel_spec"], model=doc["config"], steps=100_000,
-                         max_minutes=minutes, lr=1e-4, val_count=0, val_every=0, checkpoint_every=250,
-                         init_from=str(bundled), f0_method=meta.get("f0_method", "swift"))
-    out = train_nsf(cfg, work / "vocoder", progress=progress)
-    return Path(out or work / "vocoder" / "export").resolve()
+
+    def loop(max_minutes: float) -> Loop:
+        cfg = NSFTrainConfig(wavs=str(data), mel_spec=doc["mel_spec"], model=doc["config"], steps=100_000,
+                             max_minutes=max_minutes, lr=1e-4, val_count=0, val_every=0, checkpoint_every=250,
+                             init_from=str(bundled), f0_method=meta.get("f0_method", "swift"))
+        return Loop(NSFTask(cfg), work / "vocoder", progress=progress)
+
+    _train(state, "vocoder", {"start": str(start), "minutes": minutes}, minutes, loop)
+    out = (work / "vocoder" / "export").resolve()
+    if not (out / "model.json").is_file():
+        raise CanoraError(f"{work / 'vocoder'}: the fine-tuning left no export; delete that folder and run again")
+    return out
 
 
 def _steps(export: Path | None) -> int | None:
