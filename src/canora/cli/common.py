@@ -485,14 +485,27 @@ def run_batch(files: list[Path], fn: Callable[[Path], float], desc: str,
     error that every later file would hit too (a full disk, a read-only file system) stops the batch there.
     ``outputs(file)``: the paths ``fn`` writes, claimed (:func:`canora.io.files.claim`) while it runs, so a second
     run writing one of them is refused instead of racing this one."""
-    from tqdm import tqdm
-
-    from canora.io.files import FATAL_ERRNOS, claim
+    from canora.cli.progress import quiet_logs_under_bars
 
     res = BatchResult()
     t0 = time.perf_counter()
-    bar = tqdm(files, desc=desc, unit="file", disable=len(files) < 2 or not sys.stderr.isatty(), file=sys.stderr)
-    for i, f in enumerate(bar):
+    with quiet_logs_under_bars():
+        _run_files(files, fn, desc, outputs, res)
+    res.wall_seconds = time.perf_counter() - t0
+    return res
+
+
+def _run_files(files: list[Path], fn: Callable[[Path], float], desc: str,
+               outputs: Callable[[Path], Iterable[Path]] | None, res: BatchResult) -> None:
+    """The loop of :func:`run_batch`, filling ``res``."""
+    from tqdm import tqdm
+
+    from canora.cli.progress import BatchBar
+    from canora.io.files import FATAL_ERRNOS, claim
+
+    bar = BatchBar(files, desc)
+    for i, f in enumerate(files):
+        bar.begin(i, f)
         try:
             with claim(outputs(f) if outputs is not None else ()):
                 res.audio_seconds += fn(f)
@@ -513,9 +526,9 @@ def run_batch(files: list[Path], fn: Callable[[Path], float], desc: str,
             msg = f"unexpected error {type(e).__name__}: {' '.join(str(e).split())[:300]}"
             res.failed.append((f, msg))
             tqdm.write(f"skipped: {f}: {msg}", file=sys.stderr)
+        finally:
+            bar.end(f)
     bar.close()
-    res.wall_seconds = time.perf_counter() - t0
-    return res
 
 
 def finish(res: BatchResult, verb: str) -> int:

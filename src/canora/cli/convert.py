@@ -223,7 +223,6 @@ def _stream(conv: Any, wav: Any, sr: int, singer: str, args: argparse.Namespace,
 def run(args: argparse.Namespace) -> int:
     import logging
     import os
-    import sys
 
     from canora.backends import onnx_exports_only
     from canora.cli.common import (
@@ -241,6 +240,7 @@ def run(args: argparse.Namespace) -> int:
         run_batch,
         warn_if_collapsed,
     )
+    from canora.cli.progress import song_bar
     from canora.dsp.output import check_loudness
     from canora.errors import CanoraError
     from canora.io.audio import AUDIO_EXTENSIONS, audio_bytes, decode, output_format, read_audio
@@ -288,19 +288,20 @@ def run(args: argparse.Namespace) -> int:
     singer = conv.refiner.singer_label(args.singer)  # unknown singer or bad mix: fail before any work
     check_outputs(mine, args, inputs=inputs,  # and room on the disk for the audio at the models' rate
                   need_bytes=audio_output_bytes(files, conv.sample_rate, 4 if args.float else 2))
-    progress = len(files) == 1 and sys.stderr.isatty()  # per-slice bars for one song (a batch has its own bar)
 
     def one(f: Path) -> float:
         if args.stream:
             wav, sr = read_audio(f)
             return write(f, _stream(conv, wav, sr, singer, args, str(f)), None)
-        d = decode(f, conv.sample_rate)  # mono at the models' rate as it is decoded: no copy at the file's own rate
-        res = conv.convert(d.wav, d.sample_rate, source_full_scale=d.full_scale_samples, singer=singer,
-                           transpose=args.transpose, auto_transpose=args.auto_transpose or None,
-                           key_mode=args.key_mode, sampler=args.sampler, steps=args.steps, strength=args.strength,
-                           seed=args.seed, max_slice_seconds=args.max_slice_seconds, progress=progress, name=str(f),
-                           measure_cycle_error=args.cycle_error, workers=args.workers,
-                           match_level=args.match_level, loudness=args.loudness)
+        with song_bar(f.name, nested=len(files) > 1) as on_progress:
+            on_progress(0.0, "reading")
+            d = decode(f, conv.sample_rate)  # mono at the models' rate as it is decoded: no copy at the file's rate
+            res = conv.convert(d.wav, d.sample_rate, source_full_scale=d.full_scale_samples, singer=singer,
+                               transpose=args.transpose, auto_transpose=args.auto_transpose or None,
+                               key_mode=args.key_mode, sampler=args.sampler, steps=args.steps,
+                               strength=args.strength, seed=args.seed, max_slice_seconds=args.max_slice_seconds,
+                               on_progress=on_progress, name=str(f), measure_cycle_error=args.cycle_error,
+                               workers=args.workers, match_level=args.match_level, loudness=args.loudness)
         return write(f, res, None if res.stats.get("silent") else collapse_check(res, conv.spec))
 
     def write(f: Path, res: Any, check: dict | None) -> float:
