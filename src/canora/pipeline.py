@@ -51,6 +51,8 @@ PERIODIC = 0.5
 #: (2 octaves) it is done with a warning
 MAX_TRANSPOSE = 36.0
 WARN_TRANSPOSE = 24.0
+#: what a recording with no sung note is called, everywhere it is reported
+NO_VOICE = "no voice found (no sung, pitched note in it)"
 #: the longest slice converted at once (the models' working set follows it)
 MAX_SLICE_SECONDS = 600.0
 #: seeds are what numpy's generators take
@@ -410,6 +412,7 @@ class Converter:
         match_level: bool = True,
         loudness: float | None = None,
         source_full_scale: int | None = None,
+        no_voice: str = "silence",
     ) -> Conversion:
         """Convert mono ``audio`` (N,) at ``sr`` Hz toward ``singer``; see :class:`Conversion`.
 
@@ -426,7 +429,9 @@ class Converter:
         integrated loudness (ITU-R BS.1770-4) first. ``sampler`` / ``steps`` /
         ``strength`` default to the refiner's defaults. ``source_full_scale``: the recording's samples at full scale
         when ``audio`` was resampled already (:func:`canora.io.audio.decode` counts them at the file's own rate);
-        None: counted on ``audio``. Audio with no voice
+        None: counted on ``audio``. ``no_voice``: what audio with no voice at all gives, ``"silence"`` (the default:
+        silence, with a warning) or ``"error"`` (one :class:`~canora.errors.AudioError`, nothing rendered). Audio with
+        no voice
         at all converts to silence (logged), not to an error. ``progress`` shows tqdm bars;
         ``on_progress(fraction, what)`` is called as slices are done (for UIs). ``measure_cycle_error``
         adds the vocoder's mel cycle error to ``stats`` (one more mel of every sung slice's output).
@@ -443,6 +448,8 @@ class Converter:
         """
         from canora.dsp.output import check_loudness, finish_output
 
+        if no_voice not in ("silence", "error"):
+            raise CanoraError(f"no_voice must be 'silence' or 'error', got {no_voice!r}")
         t0 = time.perf_counter()
         job = replace(self._job(singer, sampler, steps, strength, seed, transpose, auto_transpose, max_slice_seconds,
                                 key_mode), match_level=bool(match_level), loudness=check_loudness(loudness))
@@ -456,7 +463,9 @@ class Converter:
         analyses = self._analyse_regions(wav, regions, name, bar, workers, threads)
         silent_file = not any(isinstance(a, Sung) for a in analyses)
         if silent_file:
-            log.warning("%s: no voice found (no pitched frames); the conversion is silence", name)
+            if no_voice == "error":
+                raise AudioError(f"{name}: {NO_VOICE}; nothing to convert")
+            log.warning("%s: %s; the conversion is silence", name, NO_VOICE)
             analyses = [Silent(a.mel) for a in analyses]
         choice = None
         if silent_file:

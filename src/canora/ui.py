@@ -237,6 +237,7 @@ class UIBackend:
         The key as in :meth:`canora.pipeline.Converter.convert`: automatic (``key_mode``) unless ``transpose`` is
         given."""
         from canora.io.audio import save_wav
+        from canora.pipeline import NO_VOICE
 
         p = Path(path)
         if on_progress is not None:
@@ -263,7 +264,7 @@ class UIBackend:
         st = res.stats
         seconds = len(res.audio) / res.sample_rate
         if st.get("silent"):
-            status = f"{p.name}: no voice found (no pitched frames), so the result is {seconds:.1f} s of silence"
+            status = f"{p.name}: {NO_VOICE}, so the result is {seconds:.1f} s of silence"
         else:
             key = (f"automatic key ({st['key']['reason']})" if "key" in st
                    else f"transpose {res.transpose:+.1f} semitones")

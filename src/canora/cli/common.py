@@ -328,28 +328,59 @@ def load_spec_arg(name_or_path: str | Path, flag: str = "--config") -> Any:
 
 
 # ---------------------------------------------------------------------- inputs and outputs
+def add_recursive_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--recursive", "-r", action="store_true",
+                   help="with a directory input, also take the files in its subdirectories (a folder of singer "
+                   "folders); the outputs keep the same subdirectories under -o")
+
+
+def _walk(path: Path, suffixes: tuple[str, ...], skip: Callable[[Path], bool] | None) -> list[Path]:
+    """Files with one of ``suffixes`` anywhere under ``path`` (sorted by relative path; hidden entries and links to
+    directories are not followed)."""
+    import os
+
+    found = []
+    for root, dirs, names in os.walk(path):
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and not os.path.islink(os.path.join(root, d)))
+        for n in sorted(names):
+            f = Path(root) / n
+            if not n.startswith(".") and f.suffix.lower() in suffixes and f.is_file() and not (skip and skip(f)):
+                found.append(f)
+    return sorted(found, key=lambda f: f.relative_to(path).parts)
+
+
 def list_inputs(
-    path: Path, suffixes: Iterable[str], skip: Callable[[Path], bool] | None = None
+    path: Path, suffixes: Iterable[str], skip: Callable[[Path], bool] | None = None, recursive: bool = False
 ) -> list[Path]:
-    """Files with one of ``suffixes`` in a directory (sorted, leaving out those ``skip`` says), or the one
-    file given. Errors when empty or when two inputs share a stem (their outputs would collide)."""
+    """Files with one of ``suffixes`` in a directory (sorted, leaving out those ``skip`` says; with ``recursive``
+    in its subdirectories too), or the one file given. Errors when empty or when two inputs share a stem in one
+    directory (their outputs would collide)."""
     suffixes = tuple(s.lower() for s in suffixes)
     if not path.exists():
+        from canora.io.files import resolved
+
+        resolved(path)  # a link loop is named as one
         raise CanoraError(f"{path}: no such file or directory")
     if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in suffixes
-                       and not (skip and skip(p)))
+        if recursive:
+            files = _walk(path, suffixes, skip)
+        else:
+            files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in suffixes
+                           and not (skip and skip(p)))
         if not files:
-            raise CanoraError(f"{path}: no input files ({', '.join(suffixes)}) in this directory")
+            where = "in this directory or below it" if recursive else "in this directory"
+            more = "" if recursive else " (--recursive takes its subdirectories too)"
+            raise CanoraError(f"{path}: no input files ({', '.join(suffixes)}) {where}{more}")
     else:
         from canora.io.inputs import require_regular_file
 
         files = [require_regular_file(path, "input file")]  # a named pipe or a device would block or never end
-    stems: dict[str, Path] = {}
+    stems: dict[Path, Path] = {}
     for f in files:
-        if f.stem in stems:
-            raise CanoraError(f"{f}: same name as {stems[f.stem]}; outputs would collide, rename one")
-        stems[f.stem] = f
+        key = f.with_suffix("")
+        if key in stems:
+            raise CanoraError(f"{f}: same name as {stems[key]}; outputs would collide, rename one")
+        stems[key] = f
     return files
 
 
@@ -383,9 +414,14 @@ def plan_outputs(inp: Path, files: list[Path], out: Path, suffix: str, file_suff
         if inp.is_dir() or len(files) > 1:
             raise CanoraError(f"{out}: a directory of inputs needs an output directory, not a file name")
         return {files[0]: out}
-    from canora.io.files import check_output_dir
+    from canora.io.files import check_output_dir, resolved
 
     check_output_dir(inp, out)
+    if inp.is_dir() and any(f.parent != inp for f in files):  # --recursive: the outputs mirror the subdirectories
+        if resolved(inp) in resolved(out).parents:
+            raise CanoraError(f"{out}: the output directory is inside the input directory {inp}, whose subdirectories "
+                              "are read; choose an -o outside it")
+        return {f: out / f.parent.relative_to(inp) / f"{f.stem}{suffix}" for f in files}
     return {f: out / f"{f.stem}{suffix}" for f in files}
 
 
@@ -433,11 +469,13 @@ def check_run_dir(out: Path, data: Iterable[Path], recursive: bool) -> None:
     if out.exists() and not out.is_dir():
         raise CanoraError(f"{out}: exists and is a file, not a run directory; choose another -o")
     require_dir_out(out, "training")
-    o = out.resolve()
+    from canora.io.files import resolved
+
+    o = resolved(out)
     for d in data:
         if not d.exists():
             raise CanoraError(f"{d}: no such directory")
-        r = d.resolve()
+        r = resolved(d)
         if o == r or (recursive and r in o.parents):
             raise CanoraError(f"{out}: the run directory is {'inside ' if o != r else ''}the data directory {d} "
                               "(checkpoints would mix with the recordings); choose another -o")
@@ -580,7 +618,8 @@ def collapse_check(res: Any, spec: Any) -> dict[str, Any] | None:
     ok = not ((math.isfinite(err) and err > MAX_CYCLE_ERROR) or (math.isfinite(change) and change > MAX_MEL_CHANGE))
     return {"cycle_error": None if not math.isfinite(err) else round(err, 4),
             "mel_change": None if not math.isfinite(change) else round(change, 4),
-            "seconds": round((b - a) * hop / spec.sample_rate, 2), "ok": ok}
+            "seconds": round((b - a) * hop / spec.sample_rate, 2), "ok": ok,
+            "cycle_error_limit": MAX_CYCLE_ERROR, "mel_change_limit": MAX_MEL_CHANGE}
 
 
 def warn_if_collapsed(check: dict[str, Any] | None, name: str) -> None:

@@ -12,6 +12,7 @@ from canora.cli.common import (
     add_device_args,
     add_model_arg,
     add_overwrite_arg,
+    add_recursive_arg,
     add_voice_arg,
     finite_float,
     float_in,
@@ -103,6 +104,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--save-mel", action="store_true",
                    help="also write the refined mel <stem>.npy (n_mels, T) and its F0 <stem>.f0.npy")
     p.add_argument("--float", action="store_true", help="write 32-bit float wavs instead of 16-bit PCM")
+    p.add_argument("--allow-silence", action="store_true",
+                   help="write silence for a file with no voice in it (default: such a file is an error, and in a "
+                   "directory run it is skipped)")
     p.add_argument("--cycle-error", action="store_true",
                    help="also measure the vocoder's mel cycle error on the refined mel (one more mel of the output) "
                    "and write it into <stem>.json for `canora eval`")
@@ -119,6 +123,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    "do not import torch either")
     add_overwrite_arg(p)
     add_device_args(p)
+    add_recursive_arg(p)
     add_audio_limit_arg(p)
     p.set_defaults(run=run)
 
@@ -139,9 +144,24 @@ def _outputs(files: list[Path], args: argparse.Namespace) -> dict[Path, list[Pat
     return out
 
 
+#: what the sidecar's less obvious keys mean (written into it as "notes", for the keys it holds)
+SIDECAR_NOTES = {
+    "mel_cycle_error": "--cycle-error: the vocoder's mel cycle error over every sung slice of the song (the refined "
+                       "mel against the mel of the audio the vocoder made from it, mean |ln| over loud frames); "
+                       "what `canora eval` reads",
+    "refiner_check": "the quick check every conversion makes on its first sung stretch only (`seconds` of it): the "
+                     "vocoder's mel cycle error there, with the output stage's plain gain left out, and how far the "
+                     "refined mel moved from the source's (`mel_change`, ln units); `ok` when they stay under "
+                     "`cycle_error_limit` and `mel_change_limit` (an untrained or mismatched refiner goes far above). "
+                     "It differs from mel_cycle_error, which covers the whole song",
+}
+
+
 def _sidecar(f: Path, res: object, args: argparse.Namespace, check: dict | None) -> bytes:
     import json
     import math
+
+    from canora.io.files import resolved
 
     def plain(v: object) -> object:
         if isinstance(v, dict):
@@ -154,11 +174,14 @@ def _sidecar(f: Path, res: object, args: argparse.Namespace, check: dict | None)
             return None
         return v
 
-    side = {"source": str(f.resolve()), "singer": res.singer, "transpose": res.transpose,
+    side = {"source": str(resolved(f)), "singer": res.singer, "transpose": res.transpose,
             "refiner": str(args.refiner or "bundled"), "vocoder": str(args.vocoder or "bundled"),
             "sample_rate": res.sample_rate, **res.stats}
     if check is not None:
         side["refiner_check"] = check
+    notes = {k: v for k, v in SIDECAR_NOTES.items() if k in side}
+    if notes:
+        side["notes"] = notes
     return (json.dumps(plain(side), indent=2) + "\n").encode()
 
 
@@ -271,7 +294,7 @@ def run(args: argparse.Namespace) -> int:
     apply_voice(args)
     backend = model_backend(args, streaming=args.stream)
     apply_device_args(args, uses_torch=not onnx_exports_only(args.refiner, args.vocoder, backend, args.device))
-    files = list_inputs(args.input, AUDIO_EXTENSIONS)
+    files = list_inputs(args.input, AUDIO_EXTENSIONS, recursive=args.recursive)
     outputs = _outputs(files, args)
     subtype = "FLOAT" if args.float else "PCM_16"
     for outs in outputs.values():
@@ -301,7 +324,8 @@ def run(args: argparse.Namespace) -> int:
                                key_mode=args.key_mode, sampler=args.sampler, steps=args.steps,
                                strength=args.strength, seed=args.seed, max_slice_seconds=args.max_slice_seconds,
                                on_progress=on_progress, name=str(f), measure_cycle_error=args.cycle_error,
-                               workers=args.workers, match_level=args.match_level, loudness=args.loudness)
+                               workers=args.workers, match_level=args.match_level, loudness=args.loudness,
+                               no_voice="silence" if args.allow_silence else "error")
         return write(f, res, None if res.stats.get("silent") else collapse_check(res, conv.spec))
 
     def write(f: Path, res: Any, check: dict | None) -> float:
@@ -312,9 +336,7 @@ def run(args: argparse.Namespace) -> int:
             if args.save_mel:
                 written.add(out[2], mel_bytes(res.mel))
                 written.add(out[3], npy_bytes(res.f0))
-        if res.stats.get("silent"):
-            log.warning("%s: no voice found; wrote silence to %s", f.name, out[0])
-        else:
+        if not res.stats.get("silent"):  # (the conversion said so when it rendered silence)
             for what in ("key", "level"):
                 if what in res.stats:
                     log.info("%s: %s %s", f.name, what, res.stats[what]["reason"])

@@ -116,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
     from canora.cli.common import check_outputs, list_inputs
     from canora.errors import CanoraError
     from canora.io.audio import AUDIO_EXTENSIONS, list_audio, load_audio
-    from canora.io.files import atomic_write_text
+    from canora.io.files import atomic_write_text, resolved
 
     if args.threads:
         import torch
@@ -125,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
     files = list_inputs(args.converted, (".wav",))
     if args.out.suffix.lower() != ".json":
         raise CanoraError(f"{args.out}: -o takes a .json file path")
-    if any(args.out.resolve() == f.with_suffix(".json").resolve() for f in files):
+    if any(resolved(args.out) == resolved(f.with_suffix(".json")) for f in files):
         raise CanoraError(f"{args.out}: that is the convert sidecar of a converted file; choose another -o")
     check_outputs([args.out], args, inputs=files)
     if args.sources is not None and not args.sources.is_dir():

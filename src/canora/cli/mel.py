@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from canora.cli.common import HelpFormatter, add_audio_limit_arg, add_overwrite_arg
+from canora.cli.common import HelpFormatter, add_audio_limit_arg, add_overwrite_arg, add_recursive_arg
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -26,6 +26,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--save-spec", action="store_true", help="also write mel_spec.json describing the mels")
     add_overwrite_arg(p)
+    add_recursive_arg(p)
     add_audio_limit_arg(p)
     p.set_defaults(run=run)
 
@@ -40,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     from canora.io.melfiles import save_mel
 
     spec = load_spec_arg(args.config)
-    files = list_inputs(args.input, AUDIO_EXTENSIONS)
+    files = list_inputs(args.input, AUDIO_EXTENSIONS, recursive=args.recursive)
     outputs = plan_outputs(args.input, files, args.out, ".npy", (".npy",), "mel")
     spec_json = next(iter(outputs.values())).parent / "mel_spec.json"
     check_outputs([*outputs.values(), *([spec_json] if args.save_spec else [])], args, inputs=files)

@@ -11,6 +11,7 @@ from canora.cli.common import (
     add_device_args,
     add_model_arg,
     add_overwrite_arg,
+    add_recursive_arg,
     add_voice_arg,
     finite_float,
     float_in,
@@ -69,6 +70,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--mel-spec", type=Path, default=None, help="MelSpec JSON the input mels were made with")
     add_overwrite_arg(p)
     add_device_args(p)
+    add_recursive_arg(p)
     add_audio_limit_arg(p)
     p.set_defaults(run=run)
 
@@ -114,7 +116,8 @@ def run(args: argparse.Namespace) -> int:
             raise CanoraError("--key-mode chooses the key of --auto-transpose; add --auto-transpose or drop it")
     args.key_mode = args.key_mode or "octave"
     apply_device_args(args)
-    files = list_inputs(args.input, (".npy", *AUDIO_EXTENSIONS), lambda f: f.name.endswith(".f0.npy"))
+    files = list_inputs(args.input, (".npy", *AUDIO_EXTENSIONS), lambda f: f.name.endswith(".f0.npy"),
+                        recursive=args.recursive)
     mels = plan_outputs(args.input, files, args.out, ".npy", (".npy",), "refine")
     outputs = {f: [m, m.with_name(m.name.removesuffix(".npy") + ".f0.npy")] for f, m in mels.items()}
     if args.audio is not None and not args.audio.is_dir():

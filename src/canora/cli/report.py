@@ -49,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
     from canora.analysis.report import build_report
     from canora.cli.common import apply_device_args, check_outputs, emit, load_spec_arg, load_vocoder, require_dir_out
     from canora.errors import CanoraError
+    from canora.io.files import resolved
 
     original = args.original or args.original_opt
     refined = args.refined or args.refined_opt
@@ -61,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
             raise CanoraError(f"{d}: no such directory of mels{' or wavs' if d == args.generated else ''}")
     apply_device_args(args)
     for d in (original, refined, args.generated):
-        if d is not None and args.out.exists() and args.out.resolve() == d.resolve():
+        if d is not None and args.out.exists() and resolved(args.out) == resolved(d):
             raise CanoraError(f"{args.out}: the output directory is an input directory; choose another -o")
     require_dir_out(args.out, "report")
     check_outputs([args.out / "report.html", args.out / "metrics.json"], args)

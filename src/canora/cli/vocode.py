@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from canora.cli.common import HelpFormatter, add_audio_limit_arg, add_device_args, add_model_arg, add_overwrite_arg
+from canora.cli.common import (
+    HelpFormatter,
+    add_audio_limit_arg,
+    add_device_args,
+    add_model_arg,
+    add_overwrite_arg,
+    add_recursive_arg,
+)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -29,6 +36,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--float", action="store_true", help="write 32-bit float wavs instead of 16-bit PCM")
     add_overwrite_arg(p)
     add_device_args(p)
+    add_recursive_arg(p)
     add_audio_limit_arg(p)
     p.set_defaults(run=run)
 
@@ -60,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     def skip(f: Path) -> bool:  # F0 tracks are no mels; audio beside its own mel (convert --save-mel) is vocoded once
         return f.name.endswith(".f0.npy") or (f.suffix.lower() != ".npy" and f.with_suffix(".npy").is_file())
 
-    files = list_inputs(args.input, (".npy", *AUDIO_EXTENSIONS), skip)
+    files = list_inputs(args.input, (".npy", *AUDIO_EXTENSIONS), skip, recursive=args.recursive)
     outputs = plan_outputs(args.input, files, args.out, ".wav", (".wav", ".flac"), "vocode")
     subtype = "FLOAT" if args.float else "PCM_16"
     for out in outputs.values():

@@ -330,6 +330,16 @@ class OutputSet:
 
 
 # ---------------------------------------------------------------------- checks before the work
+def resolved(path: str | Path) -> Path:
+    """``path`` made absolute with its links followed, or one :class:`OutputError` when a link in it points back at
+    itself (``Path.resolve`` raises RuntimeError for that)."""
+    try:
+        return Path(path).resolve()
+    except (RuntimeError, OSError):
+        raise OutputError(f"{path}: a symbolic link loop in this path (a link that points back at itself); fix the "
+                          "link or choose another path") from None
+
+
 def _nearest_existing(path: Path) -> Path:
     p = path
     while not p.exists() and p.parent != p:
@@ -366,11 +376,11 @@ def check_outputs(
     """Before any work: no output is an input or a directory, none exists unless ``overwrite``, and every output
     directory takes a new file (see :func:`check_writable`; ``need_bytes`` in all). Stale canora temp files in
     those directories (of a killed run) are removed."""
-    ins = {Path(p).resolve() for p in inputs}
+    ins = {resolved(p) for p in inputs}
     existing: list[Path] = []
     dirs: dict[Path, None] = {}
     for p in map(Path, paths):
-        if p.resolve() in ins:
+        if resolved(p) in ins:
             raise OutputError(f"{p}: refusing to overwrite the input file; choose another -o")
         if p.is_dir():
             raise OutputError(f"{p}: is a directory, so it cannot be written as a file; choose another -o")
@@ -389,7 +399,7 @@ def check_output_dir(in_path: Path, out_dir: Path) -> None:
     """Refuse an output directory that is the input directory (outputs would overwrite or mix with inputs), or
     that is an existing file."""
     in_dir = in_path if in_path.is_dir() else in_path.parent
-    if out_dir.exists() and in_dir.exists() and out_dir.resolve() == in_dir.resolve():
+    if out_dir.exists() and in_dir.exists() and resolved(out_dir) == resolved(in_dir):
         raise CanoraError(f"{out_dir}: the output directory is the input directory; choose another -o")
     if out_dir.exists() and not out_dir.is_dir():
         raise CanoraError(f"{out_dir}: exists and is a file, not a directory; choose another -o")
@@ -397,7 +407,7 @@ def check_output_dir(in_path: Path, out_dir: Path) -> None:
 
 def check_not_input(out_path: Path, in_path: Path) -> None:
     """Refuse to write ``out_path`` when it is the input file itself."""
-    if out_path.exists() and in_path.exists() and out_path.resolve() == in_path.resolve():
+    if out_path.exists() and in_path.exists() and resolved(out_path) == resolved(in_path):
         raise CanoraError(f"{out_path}: refusing to overwrite the input file; choose another output path")
 
 

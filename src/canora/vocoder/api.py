@@ -137,7 +137,7 @@ class Vocoder:
             gen = build_to_fit(lambda: family[1].from_config(cfg).remove_weight_norm(), state, str(path),
                                lambda probe: check_state_dict(probe, state, str(path)))
             gen.load_state_dict(state, strict=True)
-            return cls(gen, MelSpec.from_dict(doc["mel_spec"]), cfg, str(path)).to(device)
+            return cls(gen, MelSpec.from_dict(doc["mel_spec"], str(path / "model.json")), cfg, str(path)).to(device)
         if path.is_dir():
             ckpt = newest(path, "g_")
             if ckpt is None:

@@ -39,7 +39,7 @@ def read_vocoder_export(
     try:
         cls = NSFConfig if doc["kind"] == NSF_KIND else GeneratorConfig
         cfg: GeneratorConfig | NSFConfig = cls.from_dict(doc["config"], str(path / "model.json"))
-        spec = MelSpec.from_dict(doc["mel_spec"])
+        spec = MelSpec.from_dict(doc["mel_spec"], str(path / "model.json"))
         state = doc["runtime"]["source"]["state"] if doc["kind"] == NSF_KIND else None
     except (KeyError, TypeError) as e:
         raise CheckpointError(f"{path}: incomplete ONNX vocoder export (missing {e}); re-export it") from None
@@ -54,6 +54,8 @@ def merge_weights(state: dict[str, Any], harmonics: int, source: str) -> tuple[n
         bias = np.asarray(state["merge.bias"], np.float32)
         if weight.shape != (1, harmonics) or bias.shape != (1,) or set(state) != {"merge.weight", "merge.bias"}:
             raise ValueError(f"merge.weight {weight.shape}, merge.bias {bias.shape}; need (1, {harmonics}), (1,)")
+        if not (np.isfinite(weight).all() and np.isfinite(bias).all()):
+            raise ValueError("NaN or infinity in merge.weight or merge.bias")
     except (KeyError, TypeError, ValueError) as e:
         detail = str(e).strip().splitlines()[-1][:200] if str(e).strip() else type(e).__name__
         raise CheckpointError(f"{source}: the NSF source weights in model.json do not fit ({detail}); "
