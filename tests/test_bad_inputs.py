@@ -1013,16 +1013,16 @@ def c_path_rename_fails(ws: WS) -> Case:
     """The second rename of a set fails: the first file is taken back, nothing is left."""
     import canora.io.files as files
 
-    real = files.os.replace
+    real = files.publish
     calls = {"n": 0}
 
-    def replace(a: str, b: str) -> None:
+    def publish(a: str, b: Path, overwrite: bool = True) -> None:
         calls["n"] += 1
         if calls["n"] == 2:
-            raise OSError(errno.EIO, os.strerror(errno.EIO), b)
-        real(a, b)
+            raise OSError(errno.EIO, os.strerror(errno.EIO), str(b))
+        real(a, b, overwrite)
 
-    ws.mp.setattr(files.os, "replace", replace)
+    ws.mp.setattr(files, "publish", publish)
     return Case(["refine", ws.wav("s.wav"), "-o", ws.out, "--refiner", ws.ref, "--steps", "1"],
                 expect=("s.f0.npy", "input/output error"))
 
