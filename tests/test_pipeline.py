@@ -401,7 +401,8 @@ def test_cli_eval_scores_against_the_source_after_transpose(capsys, tmp_path):
     for band in ("2-4k", "4-8k"):  # the same audio: the same harmonics, well above the noise of a real voice
         assert row[f"harmonics_{band}_converted"] == pytest.approx(row[f"harmonics_{band}_source"], abs=0.05)
         assert 0.3 < row[f"harmonics_{band}_source"] < 5.0
-    assert "F0 cents" in capsys.readouterr().out
+    out = capsys.readouterr()
+    assert "F0 err" in out.out and "clip.wav" in out.out and "--target-refs" in out.err
     assert main(["eval", str(conv), "-o", str(tmp_path / "e12.json"), "--transpose", "12"]) == 0
     row = json.loads((tmp_path / "e12.json").read_text())["files"][0]
     assert 1150 < row["f0_rmse_cents"] < 1250 and row["f0_gross_error_rate"] > 0.95

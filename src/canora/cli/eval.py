@@ -55,6 +55,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="semitones applied (default: from <stem>.json)")
     p.add_argument("--f0-method", default="harvest", choices=available_f0_extractors(),
                    help="F0 extractor for scoring")
+    p.add_argument("--wide", action="store_true", help="print every score as a column (the JSON always has them)")
     p.add_argument("--threads", type=threads_arg, default=None, metavar="N",
                    help="torch CPU threads (default: torch's choice; the speaker encoder runs on the CPU)")
     add_overwrite_arg(p)
@@ -105,18 +106,12 @@ def _source_for(wav: Path, side: dict, sources: Path | None) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    import json
-    import math
-    import sys
 
-    import numpy as np
-    from tqdm import tqdm
 
-    from canora.analysis.evaluation import SpeakerEmbedder, evaluate_conversion, singer_centroids
     from canora.cli.common import check_outputs, list_inputs
     from canora.errors import CanoraError
-    from canora.io.audio import AUDIO_EXTENSIONS, list_audio, load_audio
-    from canora.io.files import atomic_write_text, resolved
+    from canora.io.audio import AUDIO_EXTENSIONS, list_audio
+    from canora.io.files import resolved
 
     if args.threads:
         import torch
@@ -130,12 +125,35 @@ def run(args: argparse.Namespace) -> int:
     check_outputs([args.out], args, inputs=files)
     if args.sources is not None and not args.sources.is_dir():
         raise CanoraError(f"{args.sources}: --sources must be a directory of the source recordings")
-    embedder = target = target_voiced = None
+    refs = None
     if args.target_refs is not None:
         refs = list_audio(args.target_refs) if args.target_refs.exists() else []
         refs = [r for r in refs if r.suffix.lower() in AUDIO_EXTENSIONS]
         if not refs:
             raise CanoraError(f"{args.target_refs}: no recordings of the target singer in this directory")
+    from canora.io.files import claim
+
+    with claim([args.out]):  # a second eval writing the same file is refused while this one works
+        return _score(args, files, refs)
+
+
+def _score(args: argparse.Namespace, files: list[Path], refs: list[Path] | None) -> int:
+    """Score ``files`` (against ``refs``, the target singer's recordings, when given), write the JSON, print the
+    table."""
+    import json
+    import math
+    import sys
+
+    import numpy as np
+    from tqdm import tqdm
+
+    from canora.analysis.evaluation import SpeakerEmbedder, evaluate_conversion, singer_centroids
+    from canora.errors import CanoraError
+    from canora.io.audio import load_audio
+    from canora.io.files import atomic_write_text
+
+    embedder = target = target_voiced = None
+    if refs is not None:
         embedder = SpeakerEmbedder()
         target, target_voiced = singer_centroids(
             embedder, [load_audio(r, 16000) for r in tqdm(refs, desc="target refs", unit="file", file=sys.stderr,
@@ -196,20 +214,15 @@ def run(args: argparse.Namespace) -> int:
 
     doc = {"files": [{k: finite(v) for k, v in r.items()} for r in rows], "mean": summary}
     atomic_write_text(args.out, json.dumps(doc, indent=2) + "\n", args.overwrite)
-    heads = ["file", "F0 cents", "GPE", "V/UV err", "F0 corr", "GPE harv", "GPE praat", "GPE agr h", "GPE agr p",
-             "buzz conv", "buzz src",
-             "lines conv", "lines src", "HNR conv", "HNR src", "tone>src", "sub conv", "sub src", "DC conv", "DC src",
-             "TP conv", "TP src", "clip conv", "harm2-4 c", "harm2-4 s",
-             "harm4-8 c", "harm4-8 s", "sim conv", "sim src", "sim v conv", "sim v src",
-             "cycle err", "RTF"]
-    print(" | ".join(f"{h:>9}" for h in heads))
+    from canora.cli.eval_table import columns, render
 
-    def fmt(v: object) -> str:
-        return f"{v:9.3f}" if isinstance(v, (int, float)) and math.isfinite(v) else f"{'-':>9}"
-
-    shown = [k for k in keys if k not in ("held_tone_db_converted", "held_tone_db_source")]  # in the JSON only
-    for r in [*rows, {"file": "mean", **summary}]:
-        print(" | ".join([f"{r['file'][:9]:>9}", *(fmt(r.get(k)) for k in shown)]))
+    print(render(rows, {"file": "mean", **summary}, columns(keys, args.wide, target is not None)))
+    if target is None:
+        print("similarity to the target singer: not scored; pass --target-refs DIR (the target singer's own "
+              "recordings, held out from training) to score it", file=sys.stderr)
+    if not args.wide:
+        print(f"c/s: the conversion's value / the source's; every score is in {args.out} (`canora eval --help` says "
+              "what each means; --wide prints them all)", file=sys.stderr)
     print(f"wrote {args.out}", file=sys.stderr)
     if failed:
         print(f"{len(failed)} file(s) failed: {', '.join(failed)}", file=sys.stderr)

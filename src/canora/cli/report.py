@@ -74,10 +74,26 @@ def run(args: argparse.Namespace) -> int:
         spec = load_spec_arg(args.config or "v1")
     m = build_report(original, refined, args.out, spec=spec, generated=args.generated, vocoder=vocoder,
                      worst_best=args.examples)
-    s = m["summary"]
-    print(f"report: {s['files']} file(s); collapsed refined {s['collapsed_refined']}, original "
-          f"{s['collapsed_original']}; median cycle error refined {s['median_cycle_error_refined']}, original "
-          f"{s['median_cycle_error_original']}; mean band W1 {m['distribution']['mean_wasserstein']:.3f}",
-          file=sys.stderr)
+    print(summary_line(m, vocoded=vocoder is not None or args.generated is not None), file=sys.stderr)
     emit(args.out / "report.html")
     return 0
+
+
+def _num(v: object, digits: int = 3) -> str:
+    """A score for a person: rounded, or "n/a" when there is none."""
+    import math
+
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        return "n/a"
+    return f"{v:.{digits}f}"
+
+
+def summary_line(m: dict, vocoded: bool) -> str:
+    """The one line ``canora report`` prints about ``metrics.json`` (``m``)."""
+    s = m["summary"]
+    line = f"report: {s['files']} file(s); mean band distance (W1) {_num(m['distribution']['mean_wasserstein'])}"
+    if not vocoded:
+        return line + "; no audio checked for collapse (pass --vocoder or --generated)"
+    return (line + f"; collapsed: refined {s['collapsed_refined']}, original {s['collapsed_original']}; "
+            f"median mel cycle error: refined {_num(s['median_cycle_error_refined'])}, original "
+            f"{_num(s['median_cycle_error_original'])}")
