@@ -385,6 +385,21 @@ def build_app(backend: UIBackend, title: str = "canora") -> Any:
     return app
 
 
+#: Gradio modules that read GRADIO_TEMP_DIR once, when imported (the server makes folders there when it starts)
+_TEMP_DIR_MODULES = ("gradio.route_utils", "gradio.routes", "gradio.mcp", "gradio.screen_recording_utils")
+
+
+def _gradio_temp_dir(workdir: Path) -> None:
+    """Point Gradio's import-time temp folder at ``workdir`` too, when Gradio was imported before it was set (else
+    the server makes its folders in the system's temp directory, outside the page's own)."""
+    import sys
+
+    for name in _TEMP_DIR_MODULES:
+        module = sys.modules.get(name)
+        if module is not None and hasattr(module, "DEFAULT_TEMP_DIR"):
+            module.DEFAULT_TEMP_DIR = str(workdir)
+
+
 def serve(backend: UIBackend, host: str = "127.0.0.1", port: int | None = None, *, block: bool = True,
           quiet: bool = False) -> Any:
     """Build the page and start it on ``host:port`` (None = Gradio's 7860 or the next free port).
@@ -395,6 +410,7 @@ def serve(backend: UIBackend, host: str = "127.0.0.1", port: int | None = None, 
     """
     os.environ["GRADIO_TEMP_DIR"] = str(backend.workdir)  # read when the app is built, so before build_app
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    _gradio_temp_dir(backend.workdir)
     try:
         import gradio  # noqa: F401
     except ImportError:

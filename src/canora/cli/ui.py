@@ -75,14 +75,12 @@ def run(args: argparse.Namespace) -> int:
     from canora.errors import CanoraError
     from canora.ui import INSTALL_HINT, UIBackend, UILimits, serve
 
-    if args.max_upload_mb <= 0 or args.max_seconds <= 0 or args.max_samples <= 0:
-        raise CanoraError("--max-upload-mb, --max-seconds and --max-samples must be > 0")
     if args.port is not None:
         check_port_free(args.host, args.port)
-    try:
-        import gradio  # noqa: F401
-    except ImportError:
-        raise CanoraError(f"the web UI needs gradio, which is not installed: {INSTALL_HINT}") from None
+    import importlib.util
+
+    if importlib.util.find_spec("gradio") is None:  # not imported here: Gradio reads its temp folder when imported
+        raise CanoraError(f"the web UI needs gradio, which is not installed: {INSTALL_HINT}")
     apply_device_args(args)
     apply_voice(args)
     converter = load_converter(args.refiner, args.vocoder, device=args.device)
