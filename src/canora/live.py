@@ -60,7 +60,27 @@ WARM_UP_SECONDS = 3.0
 #: a JACK period at 256 frames and 48 kHz: a callback kept waiting that long misses its deadline)
 SWITCH_INTERVAL_S = 0.0005
 
+#: the worker thread's real-time (SCHED_FIFO) priority, under the audio server's (JACK's default is 10 and its
+#: clients' threads 5 above the server's driver priority... any value > 0 puts the worker above ordinary
+#: processes). A worker at ordinary priority that is preempted while it holds the interpreter lock keeps the audio
+#: callback waiting for it (priority inversion): an xrun each time the machine is busy
+WORKER_PRIORITY = 1
+
 Callback = Callable[[np.ndarray, np.ndarray, int, Any, Any], None]
+
+
+def _realtime_thread(priority: int) -> bool:
+    """Put the calling thread under SCHED_FIFO at ``priority`` -> whether it could (it needs the right, e.g. root or
+    an rtprio limit from the audio group; without it the thread stays as it was)."""
+    import os
+
+    if priority <= 0 or not hasattr(os, "sched_setscheduler"):
+        return False
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
+    except (OSError, PermissionError):
+        return False
+    return True
 
 
 class AudioStream(Protocol):
@@ -80,7 +100,9 @@ StreamFactory = Callable[[int, int, Callback], AudioStream]
 class LiveStats:
     """What a session did. ``callbacks``: device periods played; ``late``: converter blocks whose audio was not ready
     when it was due (the dry input played in its place), ``late_after_1s`` of them after the first second;
-    ``dry_ms``: output time that held dry input; ``resyncs``; ``xruns``: periods the device flagged (over/underflow);
+    ``dry_ms``: output time that held dry input; ``resyncs``; ``xruns``: callbacks the device flagged
+    (over/underflow; PortAudio flags one callback for several xruns in a row), ``server_xruns`` the audio
+    server's own count, where it gives one (JACK);
     the compute load (compute per converter block / block duration) of sung blocks; the steps (asked for, lowest)."""
 
     seconds: float = 0.0
@@ -92,6 +114,7 @@ class LiveStats:
     dry_ms: float = 0.0
     resyncs: int = 0
     xruns: int = 0
+    server_xruns: int | None = None
     load_median: float = float("nan")
     load_p95: float = float("nan")
     load_max: float = float("nan")
@@ -193,6 +216,9 @@ class LiveSession:
         self._stop = threading.Event()
         self._worker: threading.Thread | None = None
         self._switch: float | None = None
+        self.worker_realtime = False  # whether the worker thread runs under SCHED_FIFO
+        #: the audio server's xrun count since the session started, where it can be read (JACK), else None
+        self.server_xruns: Callable[[], int] | None = None
 
     # ------------------------------------------------------------------ geometry
     @property
@@ -350,6 +376,7 @@ class LiveSession:
             self.resyncs += 1
 
     def _work(self) -> None:
+        self.worker_realtime = _realtime_thread(WORKER_PRIORITY)
         try:
             while not self._stop.is_set():
                 self.pump(timeout=0.05)
@@ -368,7 +395,14 @@ class LiveSession:
         sc = self.converter
         x = synth_phrase(sc.input_sample_rate)[: int(seconds * sc.input_sample_rate)]
         n0 = len(sc.block_seconds)
-        sc.convert(np.asarray(x, np.float32))
+
+        def convert() -> None:  # at the worker's priority, so the budget is measured as the worker will run
+            _realtime_thread(WORKER_PRIORITY)
+            sc.convert(np.asarray(x, np.float32))
+
+        t = threading.Thread(target=convert, name="canora-live-warm-up", daemon=True)
+        t.start()
+        t.join()
         sung = [1000.0 * s for s, v in zip(sc.block_seconds[n0:], sc.block_sung[n0:]) if v]
         if self.auto_headroom and sung:
             self.headroom_ms = choose_headroom_ms(sung[1:] or sung)  # the first block pays first-call costs
@@ -424,7 +458,9 @@ class LiveSession:
         lowest = self.governor.lowest if self.governor is not None else steps
         return LiveStats(seconds=seconds, callbacks=self.callbacks, blocks=self.blocks, sung_blocks=self.sung_blocks,
                          late=self.late, late_after_1s=self.late_after_1s, dry_ms=1000.0 * dry / self.samplerate,
-                         resyncs=self.resyncs, xruns=self.xruns, load_median=med, load_p95=p95, load_max=mx,
+                         resyncs=self.resyncs, xruns=self.xruns,
+                         server_xruns=self.server_xruns() if self.server_xruns is not None else None,
+                         load_median=med, load_p95=p95, load_max=mx,
                          steps=steps, steps_lowest=lowest, latency_ms=self.latency_ms,
                          device_latency_ms=self.device_latency_ms, round_trip_ms=self.round_trip_ms,
                          headroom_ms=self.headroom_ms, key=list(self.keys))
@@ -440,8 +476,8 @@ class LiveSession:
             line += f" | key {s.key[-1]:+g}"
         if s.resyncs:
             line += f" | resyncs {s.resyncs}"
-        if s.xruns:
-            line += f" | xruns {s.xruns}"
+        if s.xruns or s.server_xruns:
+            line += f" | xruns {s.xruns if s.server_xruns is None else s.server_xruns}"
         return line
 
     def summary(self, s: LiveStats) -> str:
@@ -459,8 +495,9 @@ class LiveSession:
             text += f"; steps {self.steps_asked} lowered to {s.steps_lowest} at times"
         if s.key:
             text += f"; key {', '.join(f'{k:+g}' for k in s.key)} semitones"
-        if s.resyncs or s.xruns:
-            text += f"; {s.resyncs} resync(s), {s.xruns} device xrun(s)"
+        if s.resyncs or s.xruns or s.server_xruns:
+            server = "" if s.server_xruns is None else f" ({s.server_xruns} by the server's count)"
+            text += f"; {s.resyncs} resync(s), {s.xruns} callback(s) flagged by the device{server}"
         return text
 
     def run(self, seconds: float | None = None, warm_up: bool = True,

@@ -102,3 +102,32 @@ def disconnect_client(name: str) -> int:
     finally:
         ctl.close()
     return undone
+
+
+class XrunMonitor:
+    """The JACK server's xruns as the server counts them, through a client of its own named ``name`` (PortAudio
+    flags a callback after one or more xruns: several in a row read as one). :attr:`count`; :meth:`close`."""
+
+    def __init__(self, name: str) -> None:
+        try:
+            import jack
+        except (ImportError, OSError):
+            raise CanoraError("counting the JACK server's xruns needs JACK-Client: pip install 'canora[live]'") \
+                from None
+        jack.set_error_function(lambda msg: None)
+        try:
+            self.client = jack.Client(name, no_start_server=True)
+        except jack.JackOpenError:
+            raise CanoraError(f"cannot reach JACK server {server_name()!r} to count its xruns") from None
+        self.count = 0
+        self.client.set_xrun_callback(self._xrun)
+        self.client.activate()
+
+    def _xrun(self, delayed_usecs: float) -> None:
+        self.count += 1
+
+    def close(self) -> None:
+        try:
+            self.client.deactivate()
+        finally:
+            self.client.close()

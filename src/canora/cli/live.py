@@ -387,10 +387,18 @@ def run(args: argparse.Namespace) -> int:
               f"({'measured' if s.auto_headroom else 'given'}) + period {1000 * period / rate:.1f} + resampler "
               f"{1000 * s.margin / rate:.1f}{dev_text}; running {until}", file=sys.stderr)
 
+    monitor = None
+    if api_of(in_dev) == pj.JACK_HOSTAPI:
+        monitor = pj.XrunMonitor(f"{args.jack_name or 'canora'}-xruns")
+        start_count = monitor.count
+        session.server_xruns = lambda: monitor.count - start_count
     try:
         stats = session.run(seconds=args.seconds, on_start=started)
     except error as e:
         raise _open_error(e, in_name, out_name, rate, (api_of(in_dev), api_of(out_dev))) from None
+    finally:
+        if monitor is not None:
+            monitor.close()
     if args.stats_json is not None:
         import json
 
