@@ -56,6 +56,11 @@ from canora.streaming import StreamConverter, StreamResampler
 LOAD_WINDOW_SECONDS = 5.0
 #: seconds of the synthetic sung phrase converted at start-up (first-call costs, and the compute budget)
 WARM_UP_SECONDS = 3.0
+#: the audio server is taken as gone when it has not called the stream for this long (s)
+STALL_SECONDS = 3.0
+#: a stream that does not stop within this long (s) is abandoned (PortAudio's JACK host API waits up to 10 minutes
+#: for a server that no longer calls it)
+STOP_TIMEOUT_SECONDS = 3.0
 #: the audio thread waits at most this long for the interpreter (Python's default switch interval is 5 ms, about
 #: a JACK period at 256 frames and 48 kHz: a callback kept waiting that long misses its deadline)
 SWITCH_INTERVAL_S = 0.0005
@@ -151,7 +156,8 @@ class LiveSession:
     until then); ``blocksize``: device frames per callback asked of the stream (0: the host's period);
     ``input_channel``: the input channel to convert (0-based; None mixes all the stream delivers);
     ``max_behind_blocks``: converter blocks of queued input before a resync; ``adapt_steps``: lower the refiner's
-    steps when compute falls short; ``clock`` / ``sleep`` / ``out`` (the running display and the summary) are
+    steps when compute falls short; ``filters``: the 40 Hz high-pass on input and output and the output's limiter
+    (tests of the framing turn them off); ``clock`` / ``sleep`` / ``out`` (the running display and the summary) are
     replaceable for tests."""
 
     def __init__(
@@ -164,6 +170,7 @@ class LiveSession:
         input_channel: int | None = 0,
         max_behind_blocks: int = 4,
         adapt_steps: bool = True,
+        filters: bool = True,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
         out: TextIO | None = None,
@@ -201,7 +208,9 @@ class LiveSession:
         self._chunks: deque[tuple[int, np.ndarray]] = deque()  # (stream position, converted samples at the rate)
         self._produced = 0  # stream position after the last converted sample
         self._in_pos = 0  # input samples the worker has converted or skipped
+        self._skip_out = 0  # output samples (at the rate) still to drop: a restarted converter's priming silence
         self._played = 0  # device output samples requested so far
+        self.filters = bool(filters)
         self._in_hp = StreamingHighpass(self.samplerate)
         self._out_hp = StreamingHighpass(self.samplerate)
         self._limiter = StreamingLimiter(self.samplerate)
@@ -217,6 +226,8 @@ class LiveSession:
         self._worker: threading.Thread | None = None
         self._switch: float | None = None
         self.worker_realtime = False  # whether the worker thread runs under SCHED_FIFO
+        self.abandoned = False  # the stream did not stop (the server stopped calling it); see stop()
+        self._last_call = 0.0  # time.monotonic() of the last callback
         #: the audio server's xrun count since the session started, where it can be read (JACK), else None
         self.server_xruns: Callable[[], int] | None = None
 
@@ -269,11 +280,14 @@ class LiveSession:
         """PortAudio's callback: queue the (high-passed) input, play the converted samples due, the dry input where
         they are missing."""
         try:
+            self._last_call = time.monotonic()
             if status:
                 self.xruns += 1
             if self.period is None:
                 self._set_period(frames)
-            x = self._in_hp.process(self._mono(indata))
+            x = self._mono(indata)
+            if self.filters:
+                x = self._in_hp.process(x)
             self._queued += len(x)
             self._inq.put_nowait(x)
             self._fill.push(x)
@@ -335,7 +349,13 @@ class LiveSession:
         y = sc.process(piece)
         self._in_pos += len(piece)
         y = self._out_rs.push(y)
-        if len(y):
+        if self._skip_out and len(y):  # a restarted converter's priming silence: not audio, the dry input plays
+            cut = min(self._skip_out, len(y))
+            self._skip_out -= cut
+            y = y[cut:]
+            with self._lock:
+                self._produced += cut
+        if len(y) and self.filters:
             y = self._limiter.process(self._out_hp.process(y))
         new = sc.block_seconds[n0:]
         sung = sc.block_sung[n0:]
@@ -371,6 +391,7 @@ class LiveSession:
         self._in_pos += skipped
         self.converter.reset()
         self._out_rs.reset()
+        self._skip_out = round(self.converter.latency_samples * self.samplerate / self.converter.sample_rate)
         with self._lock:
             self._produced = max(self._produced, self._in_pos)
             self.resyncs += 1
@@ -435,9 +456,12 @@ class LiveSession:
         stream, self.stream = self.stream, None
         try:
             if stream is not None:
-                try:
-                    stream.stop()
-                finally:
+                stopper = threading.Thread(target=stream.stop, name="canora-live-stop", daemon=True)
+                stopper.start()
+                stopper.join(STOP_TIMEOUT_SECONDS)
+                if stopper.is_alive():  # the server no longer calls the stream: leave it (the process ends soon)
+                    self.abandoned = True
+                else:
                     stream.close()
         finally:
             self._stop.set()
@@ -519,6 +543,11 @@ class LiveSession:
             started = on_start is None
             while self._error is None:
                 now = self.clock()
+                if self.period is not None and time.monotonic() - self._last_call > STALL_SECONDS:
+                    self._error = CanoraError(
+                        f"the audio server stopped calling canora for {STALL_SECONDS:g} s (it stopped, or it dropped "
+                        "canora's client after a stall); check the server and restart canora live")
+                    break
                 if not started and (self.period is not None or now - t0 >= 1.0):
                     on_start(self)
                     started = True

@@ -264,6 +264,7 @@ def _open_error(e: Exception, in_name: str, out_name: str, rate: int, apis: tupl
 
 
 def run(args: argparse.Namespace) -> int:
+    import os
     import sys
 
     from canora.cli.common import apply_device_args, apply_voice, load_converter, model_backend
@@ -396,8 +397,13 @@ def run(args: argparse.Namespace) -> int:
         stats = session.run(seconds=args.seconds, on_start=started)
     except error as e:
         raise _open_error(e, in_name, out_name, rate, (api_of(in_dev), api_of(out_dev))) from None
+    except CanoraError as e:
+        if session.abandoned:  # PortAudio would wait for the stream again at exit: leave now, with the one line
+            print(f"canora live: error: {e}", file=sys.stderr, flush=True)
+            os._exit(2)
+        raise
     finally:
-        if monitor is not None:
+        if monitor is not None and not session.abandoned:
             monitor.close()
     if args.stats_json is not None:
         import json
@@ -408,4 +414,8 @@ def run(args: argparse.Namespace) -> int:
                    "converter_latency_ms": sc.latency_ms, "period": session.period, "threads": args.threads}
         atomic_write_bytes(args.stats_json, (json.dumps(payload, indent=2) + "\n").encode())
         print(args.stats_json)
+    if session.abandoned:  # the stream never stopped: PortAudio would wait for it again at exit
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
     return 0
