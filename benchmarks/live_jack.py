@@ -116,10 +116,12 @@ def run_live(server: JackServer, rig: PlayRecord, song: np.ndarray, block_ms: fl
                "canora", "--block-ms", str(block_ms), "--headroom-ms", headroom, "--stats-json", str(stats_path),
                *extra]
         env = {**server.env, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
-        proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+        log = open(Path(tmp) / "stderr.txt", "w+")  # noqa: SIM115 (read back below)
+        proc = subprocess.Popen(cmd, env=env, stderr=log, stdout=subprocess.DEVNULL, text=True)
         if not rig.wait_connected(300):
             proc.kill()
-            raise SystemExit(f"canora live did not connect: {proc.communicate()[1][-2000:]}")
+            log.seek(0)
+            raise SystemExit(f"canora live did not connect: {log.read()[-2000:]}")
         time.sleep(1.0)
         x0 = rig.xruns
         rig.play(signal_in)
@@ -128,7 +130,15 @@ def run_live(server: JackServer, rig: PlayRecord, song: np.ndarray, block_ms: fl
         server_xruns = rig.xruns - x0
         xrun_at = [round(p / RATE, 2) for p in rig.xrun_positions[x0:]]
         proc.send_signal(signal.SIGINT)
-        err = proc.communicate(timeout=60)[1]
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            print("canora live did not stop within 60 s of Ctrl-C: killed")
+        log.seek(0)
+        err = log.read()
+        log.close()
         stats = json.loads(stats_path.read_text()) if stats_path.exists() else {}
     start = next((ln for ln in err.splitlines() if ln.startswith("live: ") and "round trip" in ln), "")
     print(start)

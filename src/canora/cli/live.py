@@ -397,10 +397,10 @@ def run(args: argparse.Namespace) -> int:
         stats = session.run(seconds=args.seconds, on_start=started)
     except error as e:
         raise _open_error(e, in_name, out_name, rate, (api_of(in_dev), api_of(out_dev))) from None
-    except CanoraError as e:
+    except BaseException as e:
         if session.abandoned:  # PortAudio would wait for the stream again at exit: leave now, with the one line
-            print(f"canora live: error: {e}", file=sys.stderr, flush=True)
-            os._exit(2)
+            print(f"canora live: error: {e if isinstance(e, CanoraError) else repr(e)}", file=sys.stderr, flush=True)
+            os._exit(2 if isinstance(e, CanoraError) else 1)
         raise
     finally:
         if monitor is not None and not session.abandoned:
