@@ -3,7 +3,7 @@ singer's range) applied to a running pitch estimate, changed only between phrase
 
 A live input cannot be looked at ahead, so the key follows what has been sung so far: the source's voiced F0 of the
 last :data:`KEY_MAX_FRAMES` frames (about a minute). The first choice is made as soon as :data:`KEY_MIN_FRAMES`
-voiced frames have been heard (the first notes, within the first block or two of singing); after that the key is
+voiced frames (a second of singing) have been heard; after that the key is
 chosen again only in a pause (no voiced frame in the block about to be rendered, and none for
 :data:`KEY_PAUSE_FRAMES` before it), so a phrase is never moved by an octave in its middle.
 """
@@ -14,8 +14,9 @@ import numpy as np
 
 from canora.dsp.pitch import F0Stats, KeyChoice, choose_key
 
-#: voiced frames heard before the first choice (about 0.1 s at 86 frames/s)
-KEY_MIN_FRAMES = 8
+#: voiced frames heard before the first choice (1 s at 86 frames/s: the first notes alone can mislead, e.g. a scale
+#: that starts at its bottom)
+KEY_MIN_FRAMES = 86
 #: unvoiced frames (about 0.3 s) that make a pause, where the key may change
 KEY_PAUSE_FRAMES = 26
 #: the running estimate covers the voiced frames of about the last minute
