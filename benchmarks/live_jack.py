@@ -129,13 +129,13 @@ def run_live(server: JackServer, rig: PlayRecord, song: np.ndarray, block_ms: fl
         rec = rig.recording()
         server_xruns = rig.xruns - x0
         xrun_at = [round(p / RATE, 2) for p in rig.xrun_positions[x0:]]
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signal.SIGTERM)  # a clean stop (SIGINT may be ignored in a background job)
         try:
             proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-            print("canora live did not stop within 60 s of Ctrl-C: killed")
+            print("canora live did not stop within 60 s of SIGTERM: killed")
         log.seek(0)
         err = log.read()
         log.close()

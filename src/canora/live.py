@@ -74,6 +74,21 @@ WORKER_PRIORITY = 1
 Callback = Callable[[np.ndarray, np.ndarray, int, Any, Any], None]
 
 
+def _stop_on_sigterm() -> Callable[[], None]:
+    """Make SIGTERM stop a session as Ctrl-C does (a summary, the stream closed) -> a function that restores the
+    previous handler. Only from the main thread (elsewhere: nothing to restore)."""
+    import signal
+
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    return lambda: signal.signal(signal.SIGTERM, previous)
+
+
 def _realtime_thread(priority: int) -> bool:
     """Put the calling thread under SCHED_FIFO at ``priority`` -> whether it could (it needs the right, e.g. root or
     an rtprio limit from the audio group; without it the thread stays as it was)."""
@@ -526,14 +541,15 @@ class LiveSession:
 
     def run(self, seconds: float | None = None, warm_up: bool = True,
             on_start: Callable[[LiveSession], None] | None = None) -> LiveStats:
-        """Run until ``seconds`` have passed (None: until Ctrl-C), a status line on ``out`` once a second, then
-        stop cleanly and print the summary -> the stats. ``on_start`` is called once the stream runs (its first
-        callback seen; the start-up line). A failure of the worker or the callback is re-raised after the stream
-        is closed."""
+        """Run until ``seconds`` have passed (None: until Ctrl-C or SIGTERM), a status line on ``out`` once a
+        second, then stop cleanly and print the summary -> the stats. ``on_start`` is called once the stream runs
+        (its first callback seen; the start-up line). A failure of the worker or the callback is re-raised after
+        the stream is closed."""
         out = self.out if self.out is not None else sys.stderr
         tty = bool(getattr(out, "isatty", lambda: False)())
         if warm_up:
             self.warm_up()
+        restore = _stop_on_sigterm()
         t0 = self.clock()
         shown = False
         try:
@@ -570,6 +586,7 @@ class LiveSession:
         finally:
             elapsed = self.clock() - t0
             self.stop()
+            restore()
         if shown and tty:
             out.write("\n")
         stats = self.stats(elapsed)
