@@ -16,10 +16,12 @@ core all along. The rig plays a click track (short noise bursts every 0.5 s), th
   flagged, ``xruns_canora``, and the server's count canora read over its whole session, ``xruns_server_canora``);
 * quality: the recorded song (cut at the measured lag) scored like an offline conversion
   (:func:`canora.analysis.evaluation.evaluate_conversion`: similarity to PJS's held-out songs, pitch error by harvest
-  and Praat, artifact metrics), beside the offline conversion of the same song (``canora convert``'s defaults) and
-  the source itself; peak of the recording.
+  and Praat, artifact metrics), beside the offline conversion of the same song (``canora convert``'s defaults), the
+  stream converted offline at the live settings (what live would play with no deadline) and the source itself;
+  the live recording also from :data:`KEY_SETTLED_SECONDS` on (the running key's first second may be in another
+  octave than the one the pitch error is measured in); peak of each.
 
-The song (``--song``, default NIT-SONG070's two songs from ../shared/data, 72 s, a singer the models never heard) is
+The song (``--song``, default NIT-SONG070's two songs from ../shared/data, 72 s; another singer than PJS, the target) is
 cut to ``--seconds``. The load average and what ran beside (the busy process, the busiest other processes) are
 printed and stored.
 
@@ -53,6 +55,8 @@ RATE = 48000
 SONGS = [SHARED / "nitsong070" / f"nitech_jp_song070_f001_{k}.wav" for k in ("004", "007")]
 TARGET_REFS = [SHARED / "pjs" / f"pjs0{k}_song.wav" for k in (87, 88, 89, 90)]
 CLICK_SECONDS = 4.0
+#: the live recording is also scored from here on (s): the running key takes a second or more of singing to settle
+KEY_SETTLED_SECONDS = 3.0
 
 
 def click_track(rate: int) -> tuple[np.ndarray, list[int]]:
@@ -192,7 +196,7 @@ def main() -> None:
                 live = rec[song0:]
                 lag, corr = round_trip_samples(ref, live, int(0.6 * RATE))
                 row.update(rt_xcorr_ms=round(1000 * lag / RATE, 1), xcorr=round(corr, 3))
-                records.append((row, live[lag: lag + len(song)], key))
+                records.append((row, live[lag: lag + len(song)], key, ref))
             rows.append(row)
     finally:
         if busy is not None:
@@ -213,8 +217,9 @@ def main() -> None:
                           "quality": quality, "load_average_after": load_average()})
 
 
-def score(song: np.ndarray, records: list[tuple[dict, np.ndarray, float]]) -> list[dict]:
-    """Source, offline conversion and each live recording, scored alike at 22050 Hz."""
+def score(song: np.ndarray, records: list[tuple[dict, np.ndarray, float, np.ndarray]]) -> list[dict]:
+    """Source, offline conversion, and for each block size the stream converted offline at the live settings and
+    the live recording, scored alike at 22050 Hz; the live recording also from the moment its key settled."""
     from canora.analysis.evaluation import SpeakerEmbedder, evaluate_conversion, singer_centroids
     from canora.io.audio import resample
     from canora.pipeline import Converter
@@ -228,8 +233,8 @@ def score(song: np.ndarray, records: list[tuple[dict, np.ndarray, float]]) -> li
     offline = conv.convert(src, sr)
     off_wav, off_t = offline.audio, float(offline.transpose)
 
-    def one(name: str, y: np.ndarray, transpose: float) -> dict:
-        m = evaluate_conversion(y, src, sr, transpose=transpose, embedder=emb if refs else None,
+    def one(name: str, y: np.ndarray, transpose: float, source: np.ndarray = src) -> dict:
+        m = evaluate_conversion(y, source, sr, transpose=transpose, embedder=emb if refs else None,
                                 target_centroid=full, target_centroid_voiced=voiced)
         keep = {"similarity_converted": "sim", "similarity_voiced_converted": "sim_voiced",
                 "gpe_harvest": "gpe_harvest", "gpe_praat": "gpe_praat", "periodicity_converted": "periodicity",
@@ -239,8 +244,12 @@ def score(song: np.ndarray, records: list[tuple[dict, np.ndarray, float]]) -> li
                 "peak": round(float(np.abs(y).max()), 3)}
 
     out = [one("source", src, 0.0), one("offline convert", off_wav, off_t)]
-    for row, live, key in records:
+    for row, live, key, ref in records:
+        out.append(one(f"stream {row['block_ms']} ms, offline", resample(ref, RATE, sr), key))
         out.append(one(f"live {row['block_ms']} ms", resample(live, RATE, sr), key))
+        settled = int(KEY_SETTLED_SECONDS * sr)  # the first frames may be in another key than the last
+        out.append(one(f"live {row['block_ms']} ms, from {KEY_SETTLED_SECONDS:g} s", resample(live, RATE, sr)[settled:],
+                       key, src[settled:]))
     return out
 
 
