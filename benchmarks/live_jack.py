@@ -146,7 +146,8 @@ def run_live(server: JackServer, rig: PlayRecord, song: np.ndarray, block_ms: fl
         stats = json.loads(stats_path.read_text()) if stats_path.exists() else {}
     start = next((ln for ln in err.splitlines() if ln.startswith("live: ") and "round trip" in ln), "")
     print(start)
-    print(err.strip().splitlines()[-2] if err.strip() else "(no output)")
+    print(next((ln for ln in reversed(err.splitlines()) if ln.startswith("live: ") and " late (" in ln),
+               err.strip().splitlines()[-1] if err.strip() else "(no output)"))
     song0 = len(clicks) + len(gap)
     return {"rec": rec, "song0": song0, "clicks": clicks, "onsets": onsets, "stats": stats,
             "server_xruns": server_xruns, "xrun_at": xrun_at, "startup": start}
