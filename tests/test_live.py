@@ -385,3 +385,15 @@ def test_live_gain_sets_the_level_the_refiner_hears(capsys, fake_sd, tiny_paths,
     with pytest.raises(SystemExit):
         main(["live", "--refiner", str(ref), "--vocoder", str(voc), "--gain-db", "loud"])
     assert "loud" in capsys.readouterr().err
+
+
+def test_the_step_governor_lowers_steps_when_compute_falls_short_and_raises_them_when_calm():
+    from canora.live_policy import STEP_UP_BLOCKS, StepGovernor
+
+    g = StepGovernor(3, budget_ms=50.0)
+    assert g.observe(45.0) == 2 and g.observe(45.0) == 1 and g.observe(45.0) == 1  # never below one step
+    for _ in range(STEP_UP_BLOCKS - 1):
+        assert g.observe(10.0) == 1
+    assert g.observe(10.0) == 2 and g.lowest == 1 and g.changes == 3
+    assert choose_headroom_ms([10.0] * 19 + [30.0]) == pytest.approx(1.5 * np.percentile([10.0] * 19 + [30.0], 95))
+    assert choose_headroom_ms([1.0, 2.0]) == 20.0  # at least HEADROOM_MIN_MS
