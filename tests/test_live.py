@@ -395,5 +395,5 @@ def test_the_step_governor_lowers_steps_when_compute_falls_short_and_raises_them
     for _ in range(STEP_UP_BLOCKS - 1):
         assert g.observe(10.0) == 1
     assert g.observe(10.0) == 2 and g.lowest == 1 and g.changes == 3
-    assert choose_headroom_ms([10.0] * 19 + [30.0]) == pytest.approx(1.5 * np.percentile([10.0] * 19 + [30.0], 95))
+    assert choose_headroom_ms([20.0] * 19 + [40.0]) == pytest.approx(1.5 * np.percentile([20.0] * 19 + [40.0], 95))
     assert choose_headroom_ms([1.0, 2.0]) == 20.0  # at least HEADROOM_MIN_MS
