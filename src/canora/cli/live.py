@@ -72,9 +72,10 @@ def _gain(text: str) -> float | str:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    from canora.live import LIVE_BLOCK_MS
     from canora.pipeline import BACKEND_CHOICES
     from canora.refiner.base import DEFAULT_STRENGTH
-    from canora.streaming import DEFAULT_BLOCK_MS, DEFAULT_STREAM_STEPS
+    from canora.streaming import DEFAULT_STREAM_STEPS
 
     p = sub.add_parser("live", help="convert a microphone live to the target singer's voice (needs canora[live])",
                        description=DESCRIPTION, formatter_class=HelpFormatter)
@@ -86,7 +87,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="output device: an index or part of its name (default: the system's default output)")
     p.add_argument("--sample-rate", type=positive_int, default=None, metavar="HZ",
                    help="the devices' sample rate (default: the input device's default rate)")
-    p.add_argument("--block-ms", type=finite_float, default=DEFAULT_BLOCK_MS,
+    p.add_argument("--block-ms", type=finite_float, default=LIVE_BLOCK_MS,
                    help="block length in ms (rounded to whole 256-sample frames); longer = more latency, more "
                    "headroom")
     p.add_argument("--transpose", type=finite_float, default=None, metavar="SEMITONES",
