@@ -397,3 +397,20 @@ def test_the_step_governor_lowers_steps_when_compute_falls_short_and_raises_them
     assert g.observe(10.0) == 2 and g.lowest == 1 and g.changes == 3
     assert choose_headroom_ms([20.0] * 19 + [40.0]) == pytest.approx(1.5 * np.percentile([20.0] * 19 + [40.0], 95))
     assert choose_headroom_ms([1.0, 2.0]) == 20.0  # at least HEADROOM_MIN_MS
+
+
+@pytest.mark.parametrize("channel, opened", [("1", 1), ("2", 2), ("mix", 2)])
+def test_input_channel_opens_the_channels_it_needs(capsys, fake_sd, tiny_paths, channel, opened):
+    ref, voc = tiny_paths
+    code = main(["live", "--refiner", str(ref), "--vocoder", str(voc), "--input", "USB Audio", "--output", "USB Audio",
+                 "--seconds", "0.3", "--threads", "1", "--input-channel", channel, "--headroom-ms", "30"])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert fake_sd.streams[-1].kwargs["channels"] == (opened, 2)
+    assert "running key (whole octaves toward pjs's range)" in err and "compute headroom 30.0 (given)" in err
+
+
+def test_a_third_input_channel_of_a_two_channel_device_is_one_line(capsys, fake_sd):
+    assert main(["live", "--input", "USB Audio", "--input-channel", "3", "--refiner", "/nonexistent/refiner"]) == 2
+    line = _one_line(capsys.readouterr().err)
+    assert "--input-channel 3: --input 1 'USB Audio Interface' has 2 input channel(s)" in line
