@@ -67,7 +67,7 @@ STALL_SECONDS = 3.0
 STOP_TIMEOUT_SECONDS = 3.0
 #: the audio thread waits at most this long for the interpreter (Python's default switch interval is 5 ms, about
 #: a JACK period at 256 frames and 48 kHz: a callback kept waiting that long misses its deadline)
-SWITCH_INTERVAL_S = 0.0005
+SWITCH_INTERVAL_S = 0.0001
 
 #: the worker thread's real-time (SCHED_FIFO) priority, under the audio server's (JACK's default is 10 and its
 #: clients' threads 5 above the server's driver priority... any value > 0 puts the worker above ordinary
@@ -91,6 +91,30 @@ def _stop_on_sigterm() -> Callable[[], None]:
 
     previous = signal.signal(signal.SIGTERM, stop)
     return lambda: signal.signal(signal.SIGTERM, previous)
+
+
+def _main_thread_realtime() -> Callable[[], None]:
+    """Put the calling (main) thread under SCHED_FIFO at :data:`WORKER_PRIORITY` while a session runs, where allowed:
+    it only sleeps and prints, but at ordinary priority it can be preempted while it holds the interpreter lock, and
+    the audio callback then waits -> a function that restores its policy."""
+    import os
+
+    if not hasattr(os, "sched_getscheduler"):
+        return lambda: None
+    try:
+        before = (os.sched_getscheduler(0), os.sched_getparam(0))
+    except OSError:
+        return lambda: None
+    if not _realtime_thread(WORKER_PRIORITY):
+        return lambda: None
+
+    def restore() -> None:
+        try:
+            os.sched_setscheduler(0, before[0], before[1])
+        except OSError:
+            pass
+
+    return restore
 
 
 def _realtime_thread(priority: int) -> bool:
@@ -554,6 +578,7 @@ class LiveSession:
         if warm_up:
             self.warm_up()
         restore = _stop_on_sigterm()
+        policy = _main_thread_realtime()
         t0 = self.clock()
         shown = False
         try:
@@ -591,6 +616,7 @@ class LiveSession:
             elapsed = self.clock() - t0
             self.stop()
             restore()
+            policy()
         if shown and tty:
             out.write("\n")
         stats = self.stats(elapsed)
