@@ -5,10 +5,12 @@ a rig client (:class:`canora.jackrig.PlayRecord`) is made, and ``canora live --i
 subprocess, as on a laptop (PortAudio, one thread). With ``--busy`` (the default) another process spins on the last
 core all along. The rig plays a click track (short noise bursts every 0.5 s), then the song; the recording gives:
 
-* the round trip, measured: ``rt_xcorr_ms`` = the lag of the recorded song against the same song converted by the
-  stream offline (:meth:`StreamConverter.convert`, aligned: what the chain should play, sample for sample), by
-  cross-correlation; ``rt_click_ms`` = the median onset lag of the clicks (the converter's envelope works in
-  11.6 ms frames, so this one is coarse). Beside them the round trip ``canora live`` stated at start-up;
+* the round trip, measured: ``rt_env_ms`` = the lag of the recorded song's amplitude envelope against that of the
+  same song converted by the stream offline (:meth:`StreamConverter.convert`, aligned: what the chain should play),
+  by cross-correlation; ``rt_xcorr_ms`` the same on the waveforms (weak when the live run lowered its steps: two
+  renders of the refiner share their envelope more than their phase); ``rt_click_ms`` = the median onset lag of
+  the clicks (the converter's envelope works in 11.6 ms frames, so this one is coarse). Beside them the round
+  trip ``canora live`` stated at start-up;
 * canora's side (``--stats-json``): blocks, late blocks (and after the first second), dry time, resyncs, the
   device's xruns, the load of sung blocks (median / p95 / max), the lowest refiner steps, the keys;
 * the server's side: xruns counted by the rig's JACK xrun callback while the rig played (``xruns_server_rig``, and
@@ -79,6 +81,14 @@ def click_lag_ms(rec: np.ndarray, onsets: list[int], rate: int, max_ms: float = 
         if len(seg) and seg.max() > 0:
             lags.append(int(np.argmax(seg > 0.3 * seg.max())))
     return 1000.0 * float(np.median(lags)) / rate if lags else float("nan")
+
+
+def envelope(x: np.ndarray) -> np.ndarray:
+    """The amplitude envelope (n,): |x| smoothed over 5 ms (a period of the lowest notes), less its mean: a lag
+    robust to the waveform's details (two renders of the refiner share their envelope, not their phase)."""
+    k = int(0.005 * RATE)
+    e = np.convolve(np.abs(x), np.ones(k) / k, mode="same")
+    return (e - e.mean()).astype(np.float32)
 
 
 def load_average() -> list[float]:
@@ -192,12 +202,14 @@ def main() -> None:
                    "load_med": s.get("load_median"), "load_p95": s.get("load_p95"), "load_max": s.get("load_max"),
                    "steps_lowest": s.get("steps_lowest"), "keys": s.get("key"), "peak": float(np.abs(rec).max()),
                    "load_avg": load0, "startup": r["startup"]}
+            ref = stream_reference(song, block_ms, key, int(s.get("steps") or 2))
+            live = rec[song0:]
+            lag, corr = round_trip_samples(ref, live, int(0.6 * RATE))
+            env_lag, env_corr = round_trip_samples(envelope(ref), envelope(live), int(0.6 * RATE))
+            row.update(rt_xcorr_ms=round(1000 * lag / RATE, 1), xcorr=round(corr, 3),
+                       rt_env_ms=round(1000 * env_lag / RATE, 1), env_corr=round(env_corr, 3))
             if not args.no_quality:
-                ref = stream_reference(song, block_ms, key, int(s.get("steps") or 2))
-                live = rec[song0:]
-                lag, corr = round_trip_samples(ref, live, int(0.6 * RATE))
-                row.update(rt_xcorr_ms=round(1000 * lag / RATE, 1), xcorr=round(corr, 3))
-                records.append((row, live[lag: lag + len(song)], key, ref))
+                records.append((row, live[env_lag: env_lag + len(song)], key, ref))
             rows.append(row)
     finally:
         if busy is not None:
@@ -206,8 +218,8 @@ def main() -> None:
     quality = []
     if records:
         quality = score(song, records)
-    cols = ["block_ms", "stated_rt_ms", "rt_xcorr_ms", "rt_click_ms", "headroom_ms", "blocks", "late", "late_after_1s",
-            "dry_s", "resyncs", "xruns_canora", "xruns_server_canora", "xruns_server_rig",
+    cols = ["block_ms", "stated_rt_ms", "rt_env_ms", "rt_xcorr_ms", "rt_click_ms", "headroom_ms", "blocks", "late",
+            "late_after_1s", "dry_s", "resyncs", "xruns_canora", "xruns_server_canora", "xruns_server_rig",
             "load_med", "load_p95", "load_max", "steps_lowest",
             "peak"]
     print_table(rows, [c for c in cols if any(c in r for r in rows)])
