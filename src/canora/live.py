@@ -52,9 +52,9 @@ from canora.live_fill import DryFill
 from canora.live_policy import StepGovernor, choose_headroom_ms
 from canora.streaming import StreamConverter, StreamResampler
 
-#: ``canora live``'s block (ms; 5 frames, 58.0 ms), by benchmarks/live_jack.py on a JACK dummy server with two
-#: trainings and a busy loop beside (load average 4-7): round trip 152 ms stated / 156 measured, no late block in 60 s
-#: of singing, the same similarity and pitch error as 104.5 ms blocks (205 ms round trip)
+#: ``canora live``'s block (ms; 5 frames, 58.0 ms), by benchmarks/live_jack.py on a JACK dummy server with a busy
+#: loop and trainings beside (load average 1.6-9): round trip 134-152 ms stated (measured within 1-6 ms of it), no
+#: late block in 60 s of singing, the same similarity as 104.5 ms blocks (round trip 188-205 ms)
 LIVE_BLOCK_MS = 58.0
 #: seconds of recent blocks the running display's load statistics cover
 LOAD_WINDOW_SECONDS = 5.0
