@@ -17,12 +17,14 @@ import torch
 
 from canora.cli import main
 from canora.live import LiveSession
+from canora.live_policy import choose_headroom_ms
 from canora.pipeline import Converter
 from canora.streaming import StreamConverter
 
 from .conftest import make_tiny_models
 
 SR = 22050
+PERIOD = 256  # device frames per callback in these tests
 INSTALL = "canora live: error: canora live needs the 'live' extra: pip install 'canora[live]'"
 
 
@@ -58,9 +60,16 @@ class SlowStream(IdentityStream):
         return super()._render(window, a, v0, k)
 
 
+class HalfStream(IdentityStream):
+    """Half the input: converted audio tells itself apart from the dry input."""
+
+    def _render(self, window: np.ndarray, a: int, v0: int, k: int) -> np.ndarray:
+        return 0.5 * super()._render(window, a, v0, k)
+
+
 class FakeStream:
-    """The ``sounddevice.Stream`` surface a session uses. ``tick(x)`` plays one block through the callback;
-    with ``realtime`` a thread ticks a tone every block duration after ``start()``."""
+    """The ``sounddevice.Stream`` surface a session uses. ``tick(x)`` plays one device period through the callback;
+    with ``realtime`` a thread ticks a tone every period after ``start()`` (``blocksize`` 0: 256 frames)."""
 
     def __init__(self, samplerate: int, blocksize: int, callback: Any, channels: int = 2,
                  realtime: bool = False) -> None:
@@ -78,8 +87,8 @@ class FakeStream:
         return out
 
     def _play(self) -> None:
-        period, t, i = self.blocksize / self.samplerate, time.monotonic(), 0
-        n = self.blocksize
+        n = self.blocksize or PERIOD
+        period, t, i = n / self.samplerate, time.monotonic(), 0
         while True:
             t += period
             if self._halt.wait(max(0.0, t - time.monotonic())):
@@ -111,20 +120,21 @@ def _session(sc: StreamConverter, realtime: bool = False, **kw: Any) -> tuple[Li
         made.append(FakeStream(samplerate, blocksize, callback, realtime=realtime))
         return made[-1]
 
+    kw.setdefault("filters", False)
     return LiveSession(sc, factory, out=io.StringIO(), **kw), made
 
 
-def _drive(session: LiveSession, x: np.ndarray, pump: bool = True) -> np.ndarray:
-    """``x`` through the session block by block, converting after each callback -> the first output channel."""
+def _drive(session: LiveSession, x: np.ndarray, skip: range = range(0)) -> np.ndarray:
+    """``x`` through the session one period at a time, converting after each callback but those in ``skip`` -> the
+    first output channel."""
     stream = session.open()
-    b = session.blocksize
-    x = np.pad(x, (0, -len(x) % b))
+    x = np.pad(x, (0, -len(x) % PERIOD))
     outs = []
-    for i in range(0, len(x), b):
-        out = stream.tick(x[i: i + b])
+    for j, i in enumerate(range(0, len(x), PERIOD)):
+        out = stream.tick(x[i: i + PERIOD])
         assert np.array_equal(out[:, 0], out[:, 1])  # mono on every output channel
         outs.append(out[:, 0])
-        if pump:
+        if j not in skip:
             session.pump()
     return np.concatenate(outs)
 
@@ -132,77 +142,75 @@ def _drive(session: LiveSession, x: np.ndarray, pump: bool = True) -> np.ndarray
 # ---------------------------------------------------------------------- the loop
 def test_passes_audio_through_with_the_documented_latency(tiny_converter):
     sc = IdentityStream(tiny_converter, block_ms=60, input_sample_rate=SR)
-    session, _ = _session(sc)
-    assert session.blocksize == sc.block_samples and session.headroom == sc.block_samples
-    lat = sc.latency_samples + session.blocksize  # converter + one block of compute headroom
-    assert session.latency_ms == pytest.approx(1000 * lat / SR)
+    session, _ = _session(sc, headroom_ms=20.0)
     rng = np.random.default_rng(0)
     x = (0.1 * rng.standard_normal(SR)).astype(np.float32)
     y = _drive(session, x)
+    assert session.period == PERIOD and session.headroom == round(0.020 * SR) + PERIOD  # budget + one period
+    lat = sc.latency_samples + session.headroom
+    assert session.latency_ms == pytest.approx(1000 * lat / SR)
+    assert session.round_trip_ms == pytest.approx(session.latency_ms + 15.0)  # + the device's 5 + 10 ms
     assert np.all(y[:lat] == 0)
     np.testing.assert_allclose(y[lat:], x[: len(y) - lat], atol=1e-6)  # (the cross-fade rounds)
-    assert session.dropped == 0 and session.blocks == len(y) // session.blocksize
+    assert session.late == 0 and session.blocks == (len(y) - sc.lookahead_frames * sc.hop) // sc.block_samples
+    assert session.stats().dry_ms == 0
 
 
 def test_resamples_to_the_device_rate_with_the_documented_latency(tiny_converter):
     rate = 48000
     sc = IdentityStream(tiny_converter, block_ms=60, input_sample_rate=rate)
-    session, _ = _session(sc)
+    session, _ = _session(sc, headroom_ms=20.0)
     x = np.zeros(rate, np.float32)
     x[rate // 3] = 1.0
     y = _drive(session, x)
     expect = rate // 3 + session.latency_ms * rate / 1000  # converter + headroom (+ the output resampler's wait)
     assert abs(int(np.argmax(np.abs(y))) - expect) <= 1
-    assert session.dropped == 0
+    assert session.late == 0
 
 
-def test_late_audio_is_silence_counted_as_dropped_and_the_latency_holds(tiny_converter):
-    sc = IdentityStream(tiny_converter, block_ms=60, input_sample_rate=SR)
-    session, _ = _session(sc)
-    stream, b = session.open(), session.blocksize
-    x = (0.1 * np.random.default_rng(1).standard_normal(12 * b)).astype(np.float32)
-    outs = []
-    for i in range(12):
-        outs.append(stream.tick(x[i * b: (i + 1) * b])[:, 0])
-        if i not in (3, 4):  # the worker misses two callbacks: blocks 4 and 5 play silence
-            session.pump()
-    y = np.concatenate(outs)
-    assert session.dropped == 2
-    lat = sc.latency_samples + b
-    assert np.all(y[5 * b: 6 * b] == 0) and not np.all(y[3 * b: 4 * b] == 0)
-    np.testing.assert_allclose(y[6 * b:], x[6 * b - lat: len(y) - lat], atol=1e-6)  # the late audio is not played late
+def test_late_audio_plays_the_dry_input_counted_as_late_and_the_latency_holds(tiny_converter):
+    sc = HalfStream(tiny_converter, block_ms=60, input_sample_rate=SR)
+    session, _ = _session(sc, headroom_ms=20.0, adapt_steps=False)
+    x = (0.1 * np.random.default_rng(1).standard_normal(2 * SR)).astype(np.float32)
+    y = _drive(session, x, skip=range(100, 116))  # the worker misses 16 periods (186 ms): more than its headroom
+    lat = sc.latency_samples + session.headroom
+    assert session.late >= 1 and session.late_after_1s == session.late
+    s = session.stats()
+    assert s.dry_ms > 0 and session._fill.dry_samples < len(y)
+    dry = np.flatnonzero(np.abs(y[lat:] - x[: len(y) - lat]) < 1e-6) + lat  # the input as it came: the dry input
+    wet = np.flatnonzero(np.abs(y[lat:] - 0.5 * x[: len(y) - lat]) < 1e-6) + lat
+    assert len(dry) > 10 * PERIOD // 2 and dry.min() > 100 * PERIOD  # only once the worker fell behind
+    assert wet.max() > dry.max() and len(wet) > len(y) // 2  # the converted audio comes back, on schedule
+    assert not np.any(np.convolve(y[lat:] == 0, np.ones(64), "valid") == 64)  # never silent for want of compute
 
 
 def test_a_worker_far_behind_resyncs_and_keeps_the_latency(tiny_converter):
-    sc = IdentityStream(tiny_converter, block_ms=60, input_sample_rate=SR)
-    session, _ = _session(sc, max_behind_blocks=4)
-    stream, b = session.open(), session.blocksize
-    x = (0.1 * np.random.default_rng(2).standard_normal(16 * b)).astype(np.float32)
-    outs = []
-    for i in range(16):
-        outs.append(stream.tick(x[i * b: (i + 1) * b])[:, 0])
-        if not 2 <= i <= 7:  # a stall of six callbacks: blocks 2..7 are skipped, the converter restarts at 8
-            session.pump()
-    y = np.concatenate(outs)
-    assert session.resyncs == 1 and session._inq.qsize() == 0 and session.dropped >= 4
-    lat = sc.latency_samples + b
-    restart = 8 * b + lat  # the restarted converter's first sample, on the old schedule
-    assert np.all(y[7 * b: restart] == 0)
-    np.testing.assert_allclose(y[restart:], x[restart - lat: len(y) - lat], atol=1e-6)
+    sc = HalfStream(tiny_converter, block_ms=60, input_sample_rate=SR)
+    session, _ = _session(sc, headroom_ms=20.0, max_behind_blocks=4)
+    x = (0.1 * np.random.default_rng(2).standard_normal(3 * SR)).astype(np.float32)
+    y = _drive(session, x, skip=range(30, 80))  # a stall of 50 periods (580 ms, about 10 blocks)
+    assert session.resyncs == 1 and session._inq.qsize() == 0 and session.stats().dry_ms > 0
+    lat = sc.latency_samples + session.headroom
+    tail = slice(len(y) - SR // 2, len(y))  # the restarted converter plays on the old schedule
+    np.testing.assert_allclose(y[tail], 0.5 * x[tail.start - lat: tail.stop - lat], atol=1e-6)
+    assert not np.any(np.convolve(y[lat:] == 0, np.ones(64), "valid") == 64)  # the dry input filled the stall
 
 
-def test_slow_processing_drops_blocks_in_real_time_and_prints_the_summary(tiny_converter):
+def test_slow_processing_plays_the_dry_input_in_real_time_and_prints_the_summary(tiny_converter):
     sc = SlowStream(tiny_converter, block_ms=40, input_sample_rate=SR)
     sc.delay = 1.6 * sc.block_duration_ms / 1000
-    session, made = _session(sc, realtime=True)
+    session, made = _session(sc, realtime=True, headroom_ms=10.0)
     stats = session.run(seconds=1.3, warm_up=False)
     text = session.out.getvalue()
     lines = text.strip().splitlines()
-    assert lines[0].startswith("live ") and "load" in lines[0] and "dropped" in lines[0]  # the running display
-    assert lines[-1].startswith("live: ") and f"{stats.dropped} dropped" in lines[-1] and "latency" in lines[-1]
-    assert stats.dropped > 0 and stats.load_max > 1.0 and stats.blocks >= 15
+    assert lines[0].startswith("live ") and "load" in lines[0] and "late" in lines[0]  # the running display
+    assert lines[-1].startswith("live: ") and f"{stats.late} late" in lines[-1] and "round trip" in lines[-1]
+    assert stats.late > 0 and stats.dry_ms > 0 and stats.callbacks >= 80
     assert made[0].started and made[0].stopped and made[0].closed and session._worker is None
     assert stats.device_latency_ms == pytest.approx(15.0)
+    lat = round(session.latency_ms * SR / 1000) + PERIOD
+    y = np.concatenate([o[:, 0] for o in made[0].outputs])[lat:]
+    assert not np.any(np.convolve(y == 0, np.ones(64), "valid") == 64)  # the tone never stops
 
 
 def test_ctrl_c_stops_cleanly_with_a_summary(tiny_converter):
@@ -232,6 +240,25 @@ def test_a_failing_conversion_stops_the_session_and_is_raised(tiny_converter):
     with pytest.raises(RuntimeError, match="boom"):
         session.run(seconds=5.0, warm_up=False)
     assert time.monotonic() - t0 < 3.0 and made[0].closed
+
+
+def test_warm_up_measures_sung_blocks_and_sets_the_headroom(tiny_converter):
+    sc = StreamConverter(tiny_converter, block_ms=60, input_sample_rate=SR)
+    session, _ = _session(sc)
+    assert session.auto_headroom and session.headroom_ms == pytest.approx(sc.block_duration_ms)
+    sung = session.warm_up(seconds=2.0)
+    assert sung and session.headroom_ms == pytest.approx(choose_headroom_ms(sung[1:]))
+    assert sc.block_seconds == [] and sc.block_sung == []
+
+
+def test_filters_keep_every_sample_under_full_scale(tiny_converter):
+    rate = 48000
+    sc = IdentityStream(tiny_converter, block_ms=60, input_sample_rate=rate)
+    session, _ = _session(sc, headroom_ms=20.0, filters=True)
+    t = np.arange(rate) / rate
+    x = (1.3 * np.sin(2 * np.pi * 440 * t) + 0.5).astype(np.float32)  # over full scale, with DC
+    y = _drive(session, x)
+    assert np.abs(y).max() < 1.0 and abs(float(y[rate // 2:].mean())) < 0.01
 
 
 # ---------------------------------------------------------------------- the command
@@ -326,10 +353,13 @@ def test_live_command_runs_with_the_tiny_models(capsys, fake_sd, tiny_paths):
     assert code == 0, err
     (s,) = fake_sd.streams
     assert s.kwargs["samplerate"] == 44100 and s.kwargs["device"] == (0, 2) and s.kwargs["channels"] == (1, 2)
-    assert s.kwargs["blocksize"] == round(9 * 256 * 44100 / SR) and s.closed
-    assert "live: Built-in Microphone -> Built-in Output at 44100 Hz" in err
+    assert s.kwargs["blocksize"] == 0 and s.closed  # the host's period
+    start = next(ln for ln in err.splitlines() if ln.startswith("live: Built-in"))
+    assert "live: Built-in Microphone -> Built-in Output (ALSA) at 44100 Hz" in start
+    assert "torch (auto)" in start or "ONNX Runtime (auto)" in start  # which backend auto chose
+    assert "key +2 semitones (fixed)" in start and "round trip" in start and "+ device 15.0" in start
     summary = err.strip().splitlines()[-1]
-    assert summary.startswith("live: 1.2 s") and "dropped" in summary and "latency" in summary
+    assert summary.startswith("live: 1.2 s") and "late" in summary and "round trip" in summary
     assert len(s.outputs) >= 8 and np.isfinite(np.concatenate(s.outputs)).all()
 
 
@@ -355,3 +385,32 @@ def test_live_gain_sets_the_level_the_refiner_hears(capsys, fake_sd, tiny_paths,
     with pytest.raises(SystemExit):
         main(["live", "--refiner", str(ref), "--vocoder", str(voc), "--gain-db", "loud"])
     assert "loud" in capsys.readouterr().err
+
+
+def test_the_step_governor_lowers_steps_when_compute_falls_short_and_raises_them_when_calm():
+    from canora.live_policy import STEP_UP_BLOCKS, StepGovernor
+
+    g = StepGovernor(3, budget_ms=50.0)
+    assert g.observe(45.0) == 2 and g.observe(45.0) == 1 and g.observe(45.0) == 1  # never below one step
+    for _ in range(STEP_UP_BLOCKS - 1):
+        assert g.observe(10.0) == 1
+    assert g.observe(10.0) == 2 and g.lowest == 1 and g.changes == 3
+    assert choose_headroom_ms([20.0] * 19 + [40.0]) == pytest.approx(1.5 * np.percentile([20.0] * 19 + [40.0], 95))
+    assert choose_headroom_ms([1.0, 2.0]) == 20.0  # at least HEADROOM_MIN_MS
+
+
+@pytest.mark.parametrize("channel, opened", [("1", 1), ("2", 2), ("mix", 2)])
+def test_input_channel_opens_the_channels_it_needs(capsys, fake_sd, tiny_paths, channel, opened):
+    ref, voc = tiny_paths
+    code = main(["live", "--refiner", str(ref), "--vocoder", str(voc), "--input", "USB Audio", "--output", "USB Audio",
+                 "--seconds", "0.3", "--threads", "1", "--input-channel", channel, "--headroom-ms", "30"])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert fake_sd.streams[-1].kwargs["channels"] == (opened, 2)
+    assert "running key (whole octaves toward pjs's range)" in err and "compute headroom 30.0 (given)" in err
+
+
+def test_a_third_input_channel_of_a_two_channel_device_is_one_line(capsys, fake_sd):
+    assert main(["live", "--input", "USB Audio", "--input-channel", "3", "--refiner", "/nonexistent/refiner"]) == 2
+    line = _one_line(capsys.readouterr().err)
+    assert "--input-channel 3: --input 1 'USB Audio Interface' has 2 input channel(s)" in line

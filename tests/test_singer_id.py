@@ -51,3 +51,22 @@ def test_real_singers_are_told_apart_on_files_the_panel_never_heard() -> None:
         w = emb.windows(load_audio(shared_file(test), 22050), 22050)
         assert len(w) >= 4 and panel.share_of(w, s) > 0.8
     assert len(emb.windows(np.zeros(22050 * 3, np.float32), 22050)) == 0  # silence: no windows
+
+
+def test_identify_conversion_reads_target_source_and_leak(tmp_path) -> None:
+    from canora.analysis.singer_id import identify_conversion, panel_from_folders
+
+    rng = np.random.default_rng(1)
+    c = rng.standard_normal((3, 256))
+    c /= np.linalg.norm(c, axis=1, keepdims=True)
+    panel = {"target": [clusters(rng, c[0], 60)], "other": [clusters(rng, c[1], 60)]}
+    source = clusters(rng, c[2], 40)
+    half = np.concatenate([clusters(rng, c[0], 20), clusters(rng, c[2], 20)])  # half the voice moved
+    out = identify_conversion(panel, source, half)
+    assert abs(out["id_target_converted"] - 0.5) < 0.1 and abs(out["id_source_converted"] - 0.5) < 0.1
+    assert out["id_target_source"] < 0.05
+    assert identify_conversion(panel, source, clusters(rng, c[0], 30))["id_top_converted"] == "target"
+    with pytest.raises(CanoraError, match="no 'target'"):
+        identify_conversion({"other": panel["other"]}, source, half)
+    with pytest.raises(CanoraError, match="no singer folders"):
+        panel_from_folders(tmp_path, None)  # type: ignore[arg-type]

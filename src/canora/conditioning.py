@@ -38,8 +38,9 @@ log = logging.getLogger(__name__)
 #: one-STFT analysis: its mel is bit-identical and loudness / content move by float32 rounding only
 #: (< 1e-4 dB and < 1e-4 of a normalised coefficient on real singing; tests/test_features.py). 3: SwiftF0's
 #: short voicing gaps are filled and notes' ends extended where Praat hears the voice go on
-#: (``canora.dsp.pitch.SwiftF0``, ``praat_voicing``; 2 filled the gaps only).
-FEATURE_VERSION = 3
+#: (``canora.dsp.pitch.SwiftF0``, ``praat_voicing``; 2 filled the gaps only). 4: the analysis STFT and mel are
+#: numpy float64 in every process (they were torch float32 when torch was imported: up to 1e-3 apart in quiet bins).
+FEATURE_VERSION = 4
 
 
 @dataclass(frozen=True)

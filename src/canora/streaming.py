@@ -48,6 +48,7 @@ from canora.pipeline import Converter, Job, Sung, check_transpose, resolve_backe
 
 if TYPE_CHECKING:
     from canora.conditioning import RefinerFeatures
+    from canora.stream_key import RunningKey
 
 #: block length (ms) when none is given, by benchmarks/streaming.py: 9 frames (104.5 ms), latency 139 ms (<= 150),
 #: and the only size <= 150 ms latency that dropped no block on a loaded 2-core machine (README, Streaming)
@@ -162,14 +163,16 @@ class StreamResampler:
 class StreamConverter:
     """A :class:`Converter` run block by block with a fixed latency; see the module doc.
 
-    ``block_ms`` is rounded to whole frames (:attr:`block_frames`); ``transpose`` is fixed (semitones), and so
-    is ``gain_db``, the level the refiner sees the input at (:meth:`Converter.choose_level`; 0 by default: the
+    ``block_ms`` is rounded to whole frames (:attr:`block_frames`); ``transpose`` is fixed (semitones), or ``"auto"``:
+    the running key (:class:`~canora.stream_key.RunningKey`: the offline rule, whole octaves toward the singer's
+    range in ``key_mode``, on the pitch sung so far, changed only between phrases); so is ``gain_db``, the level
+    the refiner sees the input at (:meth:`Converter.choose_level`; 0 by default: the
     input's own), unless it is ``"auto"``: then it follows the input, moving the median of the voiced frames heard
     so far to the singer's level once 2 s of them have been heard (a live input cannot be measured ahead);
     ``steps`` / ``strength`` / ``sampler`` as in :meth:`Converter.convert` (``steps`` defaults to
     :data:`DEFAULT_STREAM_STEPS`); ``f0_method`` replaces the refiner's F0 tracker (default
     :data:`STREAM_F0_METHOD`; None keeps the refiner's). Per-block compute times (seconds) accumulate in
-    :attr:`block_seconds`.
+    :attr:`block_seconds`, and whether each block was sung (refined) in :attr:`block_sung`.
     """
 
     def __init__(
@@ -178,8 +181,9 @@ class StreamConverter:
         *,
         block_ms: float = DEFAULT_BLOCK_MS,
         input_sample_rate: int = 22050,
-        transpose: float = 0.0,
+        transpose: float | str = 0.0,
         gain_db: float | str = 0.0,
+        key_mode: str = "octave",
         singer: str | int | None = None,
         sampler: str | None = None,
         steps: int | None = None,
@@ -224,6 +228,13 @@ class StreamConverter:
         self.context_frames = int(context_frames)
         self.lookahead_frames = int(lookahead_frames)
         self.crossfade_frames = int(crossfade_frames)
+        self.running_key: RunningKey | None = None
+        if transpose == "auto":
+            from canora.stream_key import RunningKey
+
+            singer_name = converter.refiner.singer_label(singer)
+            self.running_key = RunningKey(converter.refiner.singer_f0_range(singer_name), key_mode)
+            transpose = 0.0
         self.transpose = check_transpose(transpose)
         self.auto_level = gain_db == "auto"
         if not self.auto_level and (isinstance(gain_db, bool) or not isinstance(gain_db, (int, float, np.floating))
@@ -235,6 +246,8 @@ class StreamConverter:
         self._singer_db = converter.refiner.singer_level(self.job.singer)  # None: no level stored, auto stays 0
         self.prime = bool(prime)
         self.block_seconds: list[float] = []
+        self.block_sung: list[bool] = []
+        self._sung = False  # whether the last block rendered was sung
         self._resampler = StreamResampler(self.input_sample_rate, self.sample_rate)
         fade = self.crossfade_frames * self.hop
         self._fade_in = ((np.arange(fade) + 0.5) / fade).astype(np.float32)
@@ -291,6 +304,9 @@ class StreamConverter:
         self.gain_db = self._fixed_gain  # the level the refiner hears the input at (dB), see auto_level
         self._heard_db = np.zeros(0, np.float32)  # loudness of the voiced frames heard so far (auto_level)
         self._heard_to = 0  # song frames [0, _heard_to) are in _heard_db
+        if self.running_key is not None:
+            self.running_key.reset()
+            self.transpose = self.running_key.semitones
 
     # ------------------------------------------------------------------ public API
     def process(self, block: np.ndarray) -> np.ndarray:
@@ -366,6 +382,7 @@ class StreamConverter:
             t0 = time.perf_counter()
             self._step(self._k)
             self.block_seconds.append(time.perf_counter() - t0)
+            self.block_sung.append(self._sung)
             self._k += 1
             keep = max(0, self._k * bf - self.context_frames) * hop  # the next window's first sample
             if keep > self._buf0:
@@ -398,7 +415,10 @@ class StreamConverter:
         analysis = _first_frames(conv.analyse(mirrored, False, f"stream block {k}"), frames)
         if self.auto_level:
             self._follow_level(analysis, a)
+        if self.running_key is not None:
+            self._follow_key(analysis, a, k)
         analysis = conv.put_in_key(analysis, self.transpose, self.gain_db)
+        self._sung = isinstance(analysis, Sung)
         if isinstance(analysis, Sung):
             _hold_voicing(analysis.keyed)
             new_f0 = analysis.keyed.f0_with_zeros()
@@ -434,6 +454,22 @@ class StreamConverter:
 
         want = choose_level(self._heard_db, np.ones(len(self._heard_db), bool), self._singer_db).gain_db
         self.gain_db += float(np.clip(want - self.gain_db, -AUTO_LEVEL_STEP_DB, AUTO_LEVEL_STEP_DB))
+
+    def _follow_key(self, analysis: Any, a: int, k: int) -> None:
+        """The running key: hear the window's source pitch (song frames ``[a, ...)``) and take the key for block
+        ``k`` (:meth:`RunningKey.update`: a first choice, or a new one in a pause)."""
+        rk = self.running_key
+        if isinstance(analysis, Sung):
+            feats = analysis.features
+            rk.hear(feats.f0, feats.voiced, a)
+        else:
+            frames = analysis.mel.shape[1]
+            rk.hear(np.zeros(frames, np.float32), np.zeros(frames, bool), a)
+        self.transpose = rk.update(k * self.block_frames, (k + 1) * self.block_frames)
+
+    def set_steps(self, steps: int) -> None:
+        """Refiner steps of the blocks from now on (a live session lowers them when compute falls short)."""
+        self.job = replace(self.job, steps=int(steps))
 
     def _commit(self, new_f0: np.ndarray, a: int, k: int) -> np.ndarray:
         """The window's vocoder F0 (frames [a, b)): committed F0 where earlier blocks fixed it, ``new_f0`` after;

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -122,3 +123,46 @@ class SingerPanel:
         """The singer most windows are given to ("" without windows)."""
         s = self.shares(windows)
         return "" if not len(windows) else max(s, key=lambda k: s[k])
+
+
+def identify_conversion(panel: Mapping[str, Sequence[np.ndarray]], source: np.ndarray, converted: np.ndarray,
+                        target: str = "target") -> dict[str, float | str]:
+    """Who a conversion sounds like: a panel (singer -> window embeddings per recording, the target among them as
+    ``target``) plus the source's own windows (n, 256) as one more singer, fitted for this source; -> the share of the
+    conversion's windows (n', 256) given to the target (``id_target_converted``) and to the source's singer
+    (``id_source_converted``), the share of the source's own windows given to the target (``id_target_source``),
+    and the singer most of the conversion's windows go to (``id_top_converted``; "source" for the source's)."""
+    classes = {name: list(w) for name, w in panel.items()}
+    if target not in classes:
+        raise CanoraError(f"the singer panel has no {target!r} recordings")
+    classes["source"] = [source]
+    fitted = SingerPanel.fit(classes)
+    conv = fitted.shares(converted)
+    src = fitted.shares(source)
+    top = fitted.top(converted)
+    return {"id_target_converted": conv[target], "id_source_converted": conv.get("source", float("nan")),
+            "id_target_source": src[target], "id_top_converted": top}
+
+
+def panel_from_folders(root: Path, embedder: WindowEmbedder, sample_rate: int = SAMPLE_RATE,
+                       progress: bool = False) -> dict[str, list[np.ndarray]]:
+    """Window embeddings of every recording in each sub-folder of ``root`` (one singer per folder, named after it;
+    audio files directly in ``root`` are one singer each, named after the file)."""
+    from canora.io.audio import AUDIO_EXTENSIONS, list_audio, load_audio
+
+    if not root.is_dir():
+        raise CanoraError(f"{root}: --panel takes a folder of singer folders (each holding that singer's recordings)")
+    groups: dict[str, list[Path]] = {}
+    for p in sorted(root.iterdir()):
+        if p.is_dir():
+            files = [f for f in list_audio(p) if f.suffix.lower() in AUDIO_EXTENSIONS]
+            if files:
+                groups[p.name] = files
+        elif p.suffix.lower() in AUDIO_EXTENSIONS:
+            groups[p.stem] = [p]
+    if not groups:
+        raise CanoraError(f"{root}: no singer folders with recordings in it")
+    from tqdm import tqdm
+
+    return {name: [embedder.windows(load_audio(f, sample_rate), sample_rate) for f in files]
+            for name, files in tqdm(groups.items(), desc="singer panel", unit="singer", disable=not progress)}

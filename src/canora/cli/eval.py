@@ -28,6 +28,11 @@ Waveform artifacts that mel metrics miss, each beside the source's own value on 
   sub    energy below 30 Hz relative to the whole, dB (clean close-miked singing -40..-60; room rumble -17..-25)
   DC     the mean sample;  TP  the true peak, dBTP (4x oversampled);  clip  samples at |x| >= 0.999
 
+Singer identification (with --target-refs and --panel DIR, a folder of other singers' folders): a linear
+classifier of 1.6-s window embeddings is trained on the target's references, each panel singer and the source
+itself; "id tgt" is the share of the conversion's windows it gives to the target, beside the source's own ("id src"
+column: the source's windows given to the target), and "id leak" the share still given to the source.
+
 Each converted <stem>.wav is paired with its source through the <stem>.json written by `canora convert`,
 or with --sources DIR/<stem>.*; the transpose comes from that JSON unless --transpose is given.
 """
@@ -51,6 +56,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sources", type=Path, default=None, help="directory of the source recordings (<stem>.*)")
     p.add_argument("--target-refs", type=Path, default=None,
                    help="directory of the target singer's own recordings (held out from training)")
+    p.add_argument("--panel", type=Path, default=None, metavar="DIR",
+                   help="other singers for identification: a folder of singer folders (needs --target-refs)")
     p.add_argument("--transpose", type=float_in(-MAX_TRANSPOSE, MAX_TRANSPOSE), default=None,
                    help="semitones applied (default: from <stem>.json)")
     p.add_argument("--f0-method", default="harvest", choices=available_f0_extractors(),
@@ -131,6 +138,8 @@ def run(args: argparse.Namespace) -> int:
         refs = [r for r in refs if r.suffix.lower() in AUDIO_EXTENSIONS]
         if not refs:
             raise CanoraError(f"{args.target_refs}: no recordings of the target singer in this directory")
+    if args.panel is not None and refs is None:
+        raise CanoraError("--panel needs --target-refs DIR (the target singer's own recordings)")
     from canora.io.files import claim
 
     with claim([args.out]):  # a second eval writing the same file is refused while this one works
@@ -161,6 +170,13 @@ def _score(args: argparse.Namespace, files: list[Path], refs: list[Path] | None)
         if target_voiced is None:
             print(f"{args.target_refs}: no recording there has 1 s of voiced audio; the voiced-only similarity "
                   "(sim v) is left out", file=sys.stderr)
+    panel = window_embedder = None
+    if args.panel is not None:
+        from canora.analysis.singer_id import WindowEmbedder, panel_from_folders
+
+        window_embedder = WindowEmbedder()
+        panel = panel_from_folders(args.panel, window_embedder, progress=sys.stderr.isatty())
+        panel["target"] = [window_embedder.windows(load_audio(r, 16000), 16000) for r in refs]
     rows, failed = [], []
     for f in tqdm(files, desc="eval", unit="file", file=sys.stderr, disable=len(files) < 2 or not sys.stderr.isatty()):
         try:
@@ -173,6 +189,11 @@ def _score(args: argparse.Namespace, files: list[Path], refs: list[Path] | None)
             scores = evaluate_conversion(conv_wav, src_wav, sr, transpose=transpose, f0_method=args.f0_method,
                                          embedder=embedder, target_centroid=target,
                                          target_centroid_voiced=target_voiced)
+            if panel is not None:
+                from canora.analysis.singer_id import identify_conversion
+
+                scores.update(identify_conversion(panel, window_embedder.windows(src_wav, sr),
+                                                  window_embedder.windows(conv_wav, sr)))
         except CanoraError as e:
             if len(files) == 1:
                 raise
@@ -200,7 +221,7 @@ def _score(args: argparse.Namespace, files: list[Path], refs: list[Path] | None)
             "dc_offset_source", "true_peak_dbtp_converted", "true_peak_dbtp_source", "full_scale_samples_converted",
             "harmonics_2-4k_converted", "harmonics_2-4k_source", "harmonics_4-8k_converted", "harmonics_4-8k_source",
             "similarity_converted", "similarity_source", "similarity_voiced_converted", "similarity_voiced_source",
-            "mel_cycle_error",
+            "id_target_converted", "id_target_source", "id_source_converted", "mel_cycle_error",
             "real_time_factor"]
 
     def mean(k: str) -> float | None:
@@ -216,7 +237,7 @@ def _score(args: argparse.Namespace, files: list[Path], refs: list[Path] | None)
     atomic_write_text(args.out, json.dumps(doc, indent=2) + "\n", args.overwrite)
     from canora.cli.eval_table import columns, render
 
-    print(render(rows, {"file": "mean", **summary}, columns(keys, args.wide, target is not None)))
+    print(render(rows, {"file": "mean", **summary}, columns(keys, args.wide, target is not None, panel is not None)))
     if target is None:
         print("similarity to the target singer: not scored; pass --target-refs DIR (the target singer's own "
               "recordings, held out from training) to score it", file=sys.stderr)

@@ -46,6 +46,8 @@ SIMILARITY = (
     Column("sim c/s", ("similarity_converted", "similarity_source"), 3),
     Column("sim v c/s", ("similarity_voiced_converted", "similarity_voiced_source"), 3),
 )
+IDENTIFICATION = (Column("id tgt c/s %", ("id_target_converted", "id_target_source"), 1, True),
+                  Column("id src %", ("id_source_converted",), 1, True))
 TAIL = (Column("cycle err", ("mel_cycle_error",)), Column("RTF", ("real_time_factor",), 3))
 
 
@@ -56,12 +58,12 @@ def _short(name: str) -> str:
     return f"{name[:half]}…{name[-(NAME_WIDTH - 1 - half):]}"
 
 
-def columns(keys: Sequence[str], wide: bool, similarity: bool) -> list[Column]:
-    """The columns to print: every score key one by one (``wide``), else the default set (similarity only when it was
-    scored)."""
+def columns(keys: Sequence[str], wide: bool, similarity: bool, identification: bool = False) -> list[Column]:
+    """The columns to print: every score key one by one (``wide``), else the default set (similarity and singer
+    identification only when they were scored)."""
     if wide:
         return [Column(k, (k,), 3) for k in keys]
-    return [*COLUMNS, *(SIMILARITY if similarity else ()), *TAIL]
+    return [*COLUMNS, *(SIMILARITY if similarity else ()), *(IDENTIFICATION if identification else ()), *TAIL]
 
 
 def render(rows: list[dict[str, Any]], mean: dict[str, Any], cols: Sequence[Column]) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from canora.cli.common import (
@@ -19,19 +20,48 @@ INSTALL_HINT = "canora live needs the 'live' extra: pip install 'canora[live]'"
 
 DESCRIPTION = """\
 Convert a live input (a microphone, an interface) to the target singer's voice and play it on an output
-device, block by block through canora.streaming.StreamConverter (a fixed --transpose, the refiner and vocoder
-of `canora convert`). The latency is fixed: the converter's (block + lookahead + cross-fade + resampler) plus
-one block of compute headroom, plus the sound card's buffers; a block whose conversion is not ready in time is
-played as silence and counted as dropped, never played late. A status line on stderr shows, once a second, the
-compute load (compute per block / block duration, median and max of recent blocks: above 1 drops blocks; use
-a longer --block-ms, fewer --steps, or --threads N), the dropped blocks and the latency. Ctrl-C (or --seconds)
-stops it and prints a summary.
+device, block by block through canora.streaming.StreamConverter (the refiner and vocoder of `canora convert`).
+The key follows the singer: whole octaves toward the target's range, as `canora convert` chooses them, on the
+pitch sung so far, changed only between phrases (--transpose N fixes it instead). The latency is fixed and the
+start-up line states the whole round trip: the converter's (block + lookahead + cross-fade + resampler), a
+compute headroom (measured at start-up on a sung phrase, or --headroom-ms), one device period and the device's
+buffering. A block whose conversion is not ready in time is never played late: the input of that moment plays
+in its place (cross-faded) and the block counts as late; while singing, a block that uses most of its headroom
+lowers the refiner's steps. Input and output are high-passed at 40 Hz and the output never reaches full scale.
+A status line on stderr shows, once a second, the compute load of sung blocks (compute per block / block
+duration, median and max), the late blocks, the dry time and the round trip. Ctrl-C (or --seconds) stops it
+and prints a summary.
 
-Devices are PortAudio's (see --list-devices): --input/--output take an index or part of a name. Input and
-output run in one duplex stream at one rate (--sample-rate, default the input device's); the converter's
-22050 Hz output is resampled to it. Needs the live extra and the PortAudio library:
-pip install 'canora[live]' (and e.g. apt install libportaudio2).
+Devices are PortAudio's (see --list-devices): --input/--output take an index or part of a name; with a JACK
+server running every JACK client is a device (e.g. system). Input and output run in one duplex stream at one
+rate (--sample-rate, default the input device's), called once per device period; the converter's 22050 Hz
+output is resampled to it. The models run on one thread by default (--threads N), leaving the other cores to
+the audio server. Needs the live extra and the PortAudio library: pip install 'canora[live]' (and e.g. apt
+install libportaudio2).
 """
+
+
+def _headroom(text: str) -> float | None:
+    """``--headroom-ms``: ``auto`` (None) or a number of ms > 0."""
+    if text.strip().lower() == "auto":
+        return None
+    v = finite_float(text)
+    if not v > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0 ms or auto, got {text}")
+    return v
+
+
+def _channel(text: str) -> int | None:
+    """``--input-channel``: ``mix`` (None) or a channel number from 1 -> 0-based index."""
+    if text.strip().lower() == "mix":
+        return None
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a channel number (1, 2, ...) or mix, got {text}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"channels are numbered from 1, got {v}")
+    return v - 1
 
 
 def _gain(text: str) -> float | str:
@@ -42,9 +72,10 @@ def _gain(text: str) -> float | str:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    from canora.live import LIVE_BLOCK_MS
     from canora.pipeline import BACKEND_CHOICES
     from canora.refiner.base import DEFAULT_STRENGTH
-    from canora.streaming import DEFAULT_BLOCK_MS, DEFAULT_STREAM_STEPS
+    from canora.streaming import DEFAULT_STREAM_STEPS
 
     p = sub.add_parser("live", help="convert a microphone live to the target singer's voice (needs canora[live])",
                        description=DESCRIPTION, formatter_class=HelpFormatter)
@@ -56,12 +87,27 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="output device: an index or part of its name (default: the system's default output)")
     p.add_argument("--sample-rate", type=positive_int, default=None, metavar="HZ",
                    help="the devices' sample rate (default: the input device's default rate)")
-    p.add_argument("--block-ms", type=finite_float, default=DEFAULT_BLOCK_MS,
+    p.add_argument("--block-ms", type=finite_float, default=LIVE_BLOCK_MS,
                    help="block length in ms (rounded to whole 256-sample frames); longer = more latency, more "
                    "headroom")
-    p.add_argument("--transpose", type=finite_float, default=0.0, metavar="SEMITONES",
-                   help="shift the pitch by N semitones (fixed for the session; a live input cannot be looked at "
-                   "ahead, so there is no automatic key: 12 takes a low voice up an octave)")
+    p.add_argument("--transpose", type=finite_float, default=None, metavar="SEMITONES",
+                   help="shift the pitch by N semitones, fixed for the session (default: the running key, whole "
+                   "octaves toward the singer's range chosen on the pitch sung so far, changed only between phrases; "
+                   "0 when the refiner stores no range)")
+    p.add_argument("--headroom-ms", type=_headroom, default=None, metavar="MS|auto",
+                   help="compute headroom per block, part of the latency: auto (the default) = 1.5 x the 95th "
+                   "percentile of the compute of sung blocks, measured at start-up on a sung phrase")
+    p.add_argument("--input-channel", type=_channel, default=0, metavar="N|mix",
+                   help="the input channel to convert, from 1 (default 1), or mix = the mean of the input device's "
+                   "first two channels")
+    p.add_argument("--jack-name", default=None, metavar="NAME",
+                   help="the JACK client name of canora's ports (PortAudio's default: PortAudio); an error when a "
+                   "client of that name exists")
+    p.add_argument("--no-auto-connect", action="store_true",
+                   help="JACK: leave canora's ports unconnected (PortAudio connects them to the devices' ports); "
+                   "connect them yourself, e.g. with jack_connect or a patchbay")
+    p.add_argument("--stats-json", type=Path, default=None, metavar="PATH",
+                   help="write the session's summary (latency, late blocks, load, xruns, keys) to this JSON file")
     p.add_argument("--gain-db", type=_gain, default="auto", metavar="DB|auto",
                    help="the level the refiner hears the microphone at, in dB: auto (the default) follows the "
                    "singing, moving the median of the voiced frames heard so far to the singer's level once 2 s have "
@@ -194,7 +240,32 @@ def check_rate(sd: Any, kind: str, index: int, device: dict, channels: int, rate
 
 
 # ---------------------------------------------------------------------- the command
+def _no_device_hint(sd: Any) -> str:
+    """Why PortAudio may see no device: no sound card, and no JACK server it could reach."""
+    from canora.portaudio_jack import jack_running, server_name
+
+    if jack_running(sd):
+        return ""
+    return f" and no JACK server is running (server {server_name()!r}; start one, e.g. jackd -d alsa)"
+
+
+def _open_error(e: Exception, in_name: str, out_name: str, rate: int, apis: tuple[str, str]) -> CanoraError:
+    """A PortAudio error opening or starting the stream -> one line naming the devices and the fix."""
+    text = " ".join(str(e).split())
+    what = f"--input {in_name!r} -> --output {out_name!r} at {rate} Hz"
+    if "Device unavailable" in text or "-9985" in text or "busy" in text.lower():
+        return CanoraError(f"{what}: a device is busy (another program holds it: {text}); close it or choose another "
+                           "device (canora live --list-devices)")
+    if apis[0] != apis[1] or "Illegal combination" in text or "-9993" in text:
+        return CanoraError(f"{what}: the devices are on different audio systems ({apis[0]} and {apis[1]}); choose an "
+                           "input and an output of the same one (canora live --list-devices)")
+    if "sample rate" in text.lower():
+        return CanoraError(f"{what}: {text}; pass the devices' rate with --sample-rate")
+    return CanoraError(f"cannot open {what}: {text}")
+
+
 def run(args: argparse.Namespace) -> int:
+    import os
     import sys
 
     from canora.cli.common import apply_device_args, apply_voice, load_converter, model_backend
@@ -209,23 +280,64 @@ def run(args: argparse.Namespace) -> int:
     if args.sample_rate is not None and not 1000 <= args.sample_rate <= 1_000_000:
         raise CanoraError(f"--sample-rate must be in 1000..1000000 Hz, got {args.sample_rate}")
     check_steps_strength(args.steps, args.strength)
-    check_transpose(args.transpose, "--transpose", warn=False)
+    if args.transpose is not None:
+        check_transpose(args.transpose, "--transpose", warn=False)
+    if args.stats_json is not None:
+        from canora.io.files import check_outputs
+
+        if args.stats_json.suffix.lower() != ".json":
+            raise CanoraError(f"--stats-json {args.stats_json}: name a .json file")
+        check_outputs([args.stats_json], overwrite=True)
     sd = import_sounddevice()
+    from canora import portaudio_jack as pj
+
+    if args.jack_name is not None or args.no_auto_connect:
+        if args.jack_name is not None:
+            pj.set_client_name(sd, args.jack_name)
+        if not pj.jack_running(sd):
+            flag = "--jack-name" if args.jack_name is not None else "--no-auto-connect"
+            raise CanoraError(f"{flag}: no JACK server is running (server {pj.server_name()!r}); start it (e.g. jackd "
+                              "-d alsa) or set JACK_DEFAULT_SERVER to its name")
+        if args.jack_name is not None:
+            pj.check_client_name(sd, args.jack_name)
     if args.list_devices:
         print(list_devices(sd))
         return 0
-    in_index, in_dev = pick_device(sd, args.input, "input")
-    out_index, out_dev = pick_device(sd, args.output, "output")
+    try:
+        in_index, in_dev = pick_device(sd, args.input, "input")
+        out_index, out_dev = pick_device(sd, args.output, "output")
+    except CanoraError as e:
+        if str(e).startswith("no audio"):
+            raise CanoraError(str(e).replace(" (no sound card", f" (no sound card{_no_device_hint(sd)}", 1)) from None
+        raise
+    apis = _hostapis(sd)
+
+    def api_of(d: dict) -> str:
+        api = d.get("hostapi")
+        return apis[api] if isinstance(api, int) and 0 <= api < len(apis) else "?"
+
     rate = args.sample_rate or int(round(float(in_dev.get("default_samplerate") or 0)))
     if rate < 1000:
         raise CanoraError(f"--input {in_index} '{in_dev.get('name', '?')}' reports no default sample rate; pass "
                           "--sample-rate")
+    in_channels = 1 if args.input_channel == 0 else min(int(in_dev["max_input_channels"]),
+                                                          2 if args.input_channel is None else args.input_channel + 1)
+    if args.input_channel is not None and args.input_channel >= int(in_dev["max_input_channels"]):
+        raise CanoraError(f"--input-channel {args.input_channel + 1}: --input {in_index} '{in_dev.get('name', '?')}' "
+                          f"has {in_dev['max_input_channels']} input channel(s)")
     out_channels = min(2, int(out_dev["max_output_channels"]))
-    check_rate(sd, "input", in_index, in_dev, 1, rate)
-    check_rate(sd, "output", out_index, out_dev, out_channels, rate)
+    for kind, index, dev, ch in (("input", in_index, in_dev, in_channels),
+                                 ("output", out_index, out_dev, out_channels)):
+        if pj.JACK_HOSTAPI == api_of(dev) and rate != int(round(float(dev.get("default_samplerate") or 0))):
+            raise CanoraError(f"--sample-rate {rate}: the JACK server runs at {float(dev['default_samplerate']):g} Hz "
+                              f"and JACK does not resample; pass --sample-rate {float(dev['default_samplerate']):g} "
+                              "or restart the server at this rate")
+        check_rate(sd, kind, index, dev, ch, rate)
     apply_voice(args)
     from canora.backends import onnx_exports_only
 
+    if args.threads is None:  # one thread for the models: the other cores are the audio server's and the system's
+        args.threads = 1
     backend = model_backend(args, streaming=True)
     apply_device_args(args, uses_torch=not onnx_exports_only(args.refiner, args.vocoder, backend, args.device))
 
@@ -234,22 +346,77 @@ def run(args: argparse.Namespace) -> int:
 
     conv = load_converter(args.refiner, args.vocoder, device=args.device, backend=backend)
     singer = conv.refiner.singer_label(args.singer)
-    sc = StreamConverter(conv, block_ms=args.block_ms, input_sample_rate=rate, transpose=args.transpose,
+    transpose: float | str = args.transpose if args.transpose is not None else "auto"
+    key_note = ""
+    if transpose == "auto":
+        try:
+            conv.refiner.singer_f0_range(singer)
+        except CanoraError:
+            transpose, key_note = 0.0, " (the refiner stores no pitch range: kept as sung)"
+    sc = StreamConverter(conv, block_ms=args.block_ms, input_sample_rate=rate, transpose=transpose,
                          gain_db=args.gain_db, singer=singer, steps=args.steps, strength=args.strength)
     error = getattr(sd, "PortAudioError", OSError)
+    in_name, out_name = str(in_dev.get("name", in_index)), str(out_dev.get("name", out_index))
 
     def open_stream(samplerate: int, blocksize: int, callback: Any) -> Any:
         try:
             return sd.Stream(samplerate=samplerate, blocksize=blocksize, device=(in_index, out_index),
-                             channels=(1, out_channels), dtype="float32", latency="low", callback=callback)
+                             channels=(in_channels, out_channels), dtype="float32", latency="low", callback=callback)
         except (error, ValueError) as e:
-            raise CanoraError(f"cannot open {in_index} '{in_dev.get('name', '?')}' -> {out_index} "
-                              f"'{out_dev.get('name', '?')}' at {samplerate} Hz: {' '.join(str(e).split())}") from None
+            raise _open_error(e, in_name, out_name, samplerate, (api_of(in_dev), api_of(out_dev))) from None
 
-    session = LiveSession(sc, open_stream)
-    block = 1000.0 * session.blocksize / rate
+    session = LiveSession(sc, open_stream, headroom_ms=args.headroom_ms, input_channel=args.input_channel)
+    runtime = "ONNX Runtime" if backend == "onnx" or type(conv.refiner).__name__.startswith("Ort") else "torch"
+    chosen = f"{runtime} ({'auto' if args.backend == 'auto' else 'asked for'})"
+    key = f"key {args.transpose:+g} semitones (fixed)" if args.transpose is not None else \
+        ("key as sung" + key_note if key_note else f"running key (whole octaves toward {singer}'s range)")
     until = f"for {args.seconds:g} s" if args.seconds is not None else "until Ctrl-C"
-    print(f"live: {in_dev.get('name', in_index)} -> {out_dev.get('name', out_index)} at {rate} Hz, {singer}, "
-          f"blocks of {block:.1f} ms, latency {session.latency_ms:.1f} ms; running {until}", file=sys.stderr)
-    session.run(seconds=args.seconds)
+
+    def started(s: LiveSession) -> None:
+        if args.no_auto_connect:
+            name = pj.client_name(sd)
+            if name is None:
+                raise CanoraError("--no-auto-connect: canora's JACK client was not found (is the stream on JACK?)")
+            pj.disconnect_client(name)
+        api = api_of(in_dev)
+        jack = f", JACK client {pj.client_name(sd)!r}" if api == pj.JACK_HOSTAPI else ""
+        dev = s.device_latency_ms
+        dev_text = f" + device {dev:.1f}" if dev is not None else " + the device's buffers (not reported)"
+        period = s.period or 0
+        print(f"live: {in_name} -> {out_name} ({api}{jack}) at {rate} Hz, {singer}, {chosen}, {args.threads} "
+              f"thread(s), {key}; blocks of {sc.block_duration_ms:.1f} ms, {sc.job.steps} steps; round trip "
+              f"{s.round_trip_ms:.1f} ms = converter {sc.latency_ms:.1f} + compute headroom {s.headroom_ms:.1f} "
+              f"({'measured' if s.auto_headroom else 'given'}) + period {1000 * period / rate:.1f} + resampler "
+              f"{1000 * s.margin / rate:.1f}{dev_text}; running {until}", file=sys.stderr)
+
+    monitor = None
+    if api_of(in_dev) == pj.JACK_HOSTAPI:
+        monitor = pj.XrunMonitor(f"{args.jack_name or 'canora'}-xruns")
+        start_count = monitor.count
+        session.server_xruns = lambda: monitor.count - start_count
+    try:
+        stats = session.run(seconds=args.seconds, on_start=started)
+    except error as e:
+        raise _open_error(e, in_name, out_name, rate, (api_of(in_dev), api_of(out_dev))) from None
+    except BaseException as e:
+        if session.abandoned:  # PortAudio would wait for the stream again at exit: leave now, with the one line
+            print(f"canora live: error: {e if isinstance(e, CanoraError) else repr(e)}", file=sys.stderr, flush=True)
+            os._exit(2 if isinstance(e, CanoraError) else 1)
+        raise
+    finally:
+        if monitor is not None and not session.abandoned:
+            monitor.close()
+    if args.stats_json is not None:
+        import json
+
+        from canora.io.files import atomic_write_bytes
+
+        payload = {**stats.to_dict(), "backend": runtime, "sample_rate": rate, "block_ms": sc.block_duration_ms,
+                   "converter_latency_ms": sc.latency_ms, "period": session.period, "threads": args.threads}
+        atomic_write_bytes(args.stats_json, (json.dumps(payload, indent=2) + "\n").encode())
+        print(args.stats_json)
+    if session.abandoned:  # the stream never stopped: PortAudio would wait for it again at exit
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
     return 0

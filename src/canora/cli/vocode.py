@@ -24,7 +24,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "against the vocoder's MelSpec first: a mel in another convention is an error, not noise. F0-driven "
         "(NSF) vocoders take the F0 of <stem>.npy from <stem>.f0.npy beside it (what `canora refine` and "
         "`canora convert --save-mel` write), from the audio for audio inputs, and otherwise estimate it from "
-        "the mel (Griffin-Lim + an F0 tracker: slower and rougher; a warning says so).",
+        "the mel (Griffin-Lim + an F0 tracker: slower and rougher; a warning says so). The NSF vocoder's output is "
+        "high-passed at 40 Hz (no DC or rumble); official HiFi-GAN output is written as the generator makes it.",
     )
     p.add_argument("input", type=Path, help="a .npy mel or audio file, or a directory of them")
     p.add_argument("-o", "--out", type=Path, required=True,
@@ -99,6 +100,10 @@ def run(args: argparse.Namespace) -> int:
             if voc.needs_f0:
                 f0 = extract_f0(audio, spec.sample_rate, hop_length=spec.hop_length, n_frames=mel.shape[1])
         wav = voc.vocode(mel, f0)
+        if voc.needs_f0:  # canora's singing vocoder: no DC or rumble below the lowest sung note (official HiFi-GANs
+            from canora.dsp.filters import highpass  # stay bit-exact with the official code)
+
+            wav = highpass(wav, spec.sample_rate)
         atomic_write_bytes(outputs[f], audio_bytes(outputs[f], wav, spec.sample_rate, subtype=subtype),
                            args.overwrite)
         emit(outputs[f])

@@ -27,7 +27,6 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 import numpy as np
 
 from canora.config import Config, read_json_file
-from canora.dsp.stft import torch_loaded
 from canora.errors import CanoraError, MelError
 
 if TYPE_CHECKING:
@@ -283,58 +282,63 @@ def mel_spectrogram(wav: torch.Tensor, spec: MelSpec) -> torch.Tensor:
     return out.squeeze(0) if squeeze else out
 
 
-def wav_to_mel(wav: np.ndarray, spec: MelSpec) -> np.ndarray:
-    """numpy convenience: (T,) float audio -> (n_mels, frames) float32 log-mel. Without torch imported
-    (:func:`torch_loaded`) a HiFi-GAN-padded spec with window = n_fft is computed in numpy (within float32
-    rounding)."""
-    if not torch_loaded() and spec.padding == "hifigan" and spec.win_length == spec.n_fft:
-        from canora.dsp.stft import hifigan_power
+def numpy_power(wav: np.ndarray, spec: MelSpec) -> np.ndarray:
+    """The STFT power |X|^2 (n_fft // 2 + 1, frames) float64 of ``wav`` (T,) as ``spec`` frames it, in numpy: reflect
+    padding ((n_fft - hop) / 2, or n_fft / 2 for ``padding="center"``), a periodic Hann window of ``win_length``
+    centred in ``n_fft`` (as ``torch.stft`` places it), ``center=False``."""
+    x = np.asarray(wav, dtype=np.float64)
+    pad = (spec.n_fft - spec.hop_length) // 2 if spec.padding == "hifigan" else spec.n_fft // 2
+    if x.ndim != 1 or len(x) <= pad:
+        raise MelError(f"audio of shape {x.shape} is too short or not (T,) for a mel (needs more than {pad} samples)")
+    x = np.pad(x, (pad, pad), mode="reflect")
+    n = 1 + (len(x) - spec.n_fft) // spec.hop_length
+    frames = np.lib.stride_tricks.sliding_window_view(x, spec.n_fft)[:: spec.hop_length][:n]
+    win = np.zeros(spec.n_fft)
+    left = (spec.n_fft - spec.win_length) // 2
+    win[left: left + spec.win_length] = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(spec.win_length) / spec.win_length)
+    out = np.empty((spec.n_fft // 2 + 1, n))
+    for a in range(0, n, 4096):  # in blocks: a long song's complex spectrum at once would be large
+        block = np.fft.rfft(frames[a: a + 4096] * win, axis=1)
+        out[:, a: a + 4096] = (block.real ** 2 + block.imag ** 2).T
+    return out
 
-        wav = np.asarray(wav)
-        pad = (spec.n_fft - spec.hop_length) // 2
-        if wav.ndim != 1 or len(wav) <= pad:
-            raise MelError(f"audio of shape {wav.shape} is too short or not (T,) for a mel (needs more than {pad} "
-                           "samples)")
-        return mel_from_power(hifigan_power(wav, spec.hop_length, spec.n_fft), spec)
-    import torch
 
-    with torch.inference_mode():
-        return mel_spectrogram(torch.from_numpy(np.ascontiguousarray(wav, dtype=np.float32)), spec).numpy()
+def wav_to_mel(wav: np.ndarray, spec: MelSpec, impl: str = "numpy") -> np.ndarray:
+    """(T,) float audio -> (n_mels, frames) float32 log-mel.
+
+    ``impl`` is the caller's choice: ``"numpy"`` (the default; float64 STFT and filter, the power held in float32 as
+    an analysis holds it: within 1e-6 of the official algorithm computed exactly, and no torch) or ``"torch"``
+    (:func:`mel_spectrogram`, float32 as the official HiFi-GAN code computes it: its float32 FFT is off by up to
+    1e-3 in bins 80-100 dB under a frame's loudest, where the log magnifies rounding)."""
+    if impl == "torch":
+        import torch
+
+        with torch.inference_mode():
+            return mel_spectrogram(torch.from_numpy(np.ascontiguousarray(wav, dtype=np.float32)), spec).numpy()
+    if impl != "numpy":
+        raise CanoraError(f"mel implementation {impl!r}: choose 'numpy' or 'torch'")
+    return mel_from_power(numpy_power(wav, spec).astype(np.float32), spec)  # stored as the analysis stores it
 
 
 def mel_from_power(power: np.ndarray, spec: MelSpec) -> np.ndarray:
-    """Log-mel (n_mels, T) float32 from a precomputed STFT power |X|^2 (n_fft // 2 + 1, T) float32.
-
-    The steps of :func:`mel_spectrogram` after its STFT (magnitude ``sqrt(p + 1e-9)`` or power, filter,
-    clamp, log), in the same torch operations on the same (1, F, T) layout, so the power of
-    :func:`canora.dsp.stft.hifigan_power` gives exactly :func:`wav_to_mel` when ``spec`` uses that STFT
-    (``padding="hifigan"``, ``win_length == n_fft``). Without torch imported (:func:`torch_loaded`) the same
-    steps in numpy float32 (within 1e-5 of it).
-    """
+    """Log-mel (n_mels, T) float32 from a precomputed STFT power |X|^2 (n_fft // 2 + 1, T): magnitude
+    ``sqrt(p + 1e-9)`` (or the power), the mel filter, the clamp and the log, in numpy float64 (float32 out).
+    :func:`canora.dsp.stft.hifigan_power` gives the power :func:`wav_to_mel` reads when ``spec`` uses the
+    HiFi-GAN grid's STFT (``padding="hifigan"``, ``win_length == n_fft``)."""
     if power.ndim != 2 or power.shape[0] != spec.n_fft // 2 + 1:
         raise MelError(f"STFT power of shape {power.shape}; expected ({spec.n_fft // 2 + 1}, T) for n_fft {spec.n_fft}")
-    if not torch_loaded():
-        p = np.ascontiguousarray(power, dtype=np.float32)
-        mag = np.sqrt(p + np.float32(1e-9)) if spec.power == 1.0 else p
-        mel = np.maximum(_numpy_filter(spec) @ mag, np.float32(spec.clamp))
-        return (np.log(mel) if spec.log_base == "e" else np.log10(mel)).astype(np.float32, copy=False)
-    import torch
-
-    with torch.inference_mode():
-        p = torch.from_numpy(np.ascontiguousarray(power, dtype=np.float32))[None]
-        fb, _ = _basis(spec, p.device, p.dtype)
-        mag = torch.sqrt(p + 1e-9) if spec.power == 1.0 else p
-        mel = torch.clamp(torch.matmul(fb, mag), min=spec.clamp)
-        out = torch.log(mel) if spec.log_base == "e" else torch.log10(mel)
-        return out[0].numpy()
+    p = np.asarray(power, dtype=np.float64)
+    mag = np.sqrt(p + 1e-9) if spec.power == 1.0 else p
+    mel = np.maximum(_numpy_filter(spec) @ mag, spec.clamp)
+    return (np.log(mel) if spec.log_base == "e" else np.log10(mel)).astype(np.float32)
 
 
 _NP_FILTERS: dict[MelSpec, np.ndarray] = {}
 
 
 def _numpy_filter(spec: MelSpec) -> np.ndarray:
-    """:func:`mel_filterbank` of ``spec``, cached."""
+    """:func:`mel_filterbank` of ``spec`` as float64, cached."""
     fb = _NP_FILTERS.get(spec)
     if fb is None:
-        fb = _NP_FILTERS[spec] = mel_filterbank(spec)
+        fb = _NP_FILTERS[spec] = mel_filterbank(spec).astype(np.float64)
     return fb

@@ -1,26 +1,17 @@
 """One STFT on the HiFi-GAN frame grid (frame i centred at i*hop + hop/2), shared by every frame feature.
 
-Two implementations of the same grid: :func:`stft_power` (numpy, float64: the reference the standalone
-loudness and content functions read) and :func:`hifigan_power` (torch, float32, computed exactly as the
-HiFi-GAN mel computes its STFT, so :func:`canora.dsp.mel.mel_from_power` of it is that mel bit for bit).
-:class:`canora.conditioning.Analysis` computes the second once per waveform and derives the mel, loudness
-and content from it.
+:func:`stft_power` (numpy, float64) computes it; :func:`hifigan_power` is the same rounded to float32, the power
+:func:`canora.dsp.mel.mel_from_power` turns into the HiFi-GAN mel (:func:`canora.dsp.mel.wav_to_mel`'s numpy path,
+exactly). :class:`canora.conditioning.Analysis` computes it once per waveform and derives the mel, loudness and
+content from it. Nothing here depends on what else is imported: the torch mel (``wav_to_mel(..., impl="torch")``,
+the vocoder's training loss) is the caller's explicit choice.
 """
 
 from __future__ import annotations
 
-import sys
-
 import numpy as np
 
 from canora.errors import AudioError, CanoraError
-
-
-def torch_loaded() -> bool:
-    """True when torch is already imported in this process. Feature code that has an exact torch form and a
-    numpy one (:func:`canora.dsp.mel.mel_from_power`, :func:`hifigan_power`) takes numpy otherwise, so the ONNX
-    Runtime path never imports torch; the two agree to float32 rounding."""
-    return sys.modules.get("torch") is not None
 
 
 def check_wav(wav: np.ndarray, sr: int, hop: int) -> np.ndarray:
@@ -58,26 +49,10 @@ def stft_power(wav: np.ndarray, hop: int, n_fft: int) -> np.ndarray:
 
 
 def hifigan_power(wav: np.ndarray, hop: int, n_fft: int) -> np.ndarray:
-    """:func:`stft_power` as the HiFi-GAN mel computes it: (n_fft // 2 + 1, len(wav) // hop) float32 |X|^2.
-
-    torch, float32: reflect padding of (n_fft - hop) / 2 each side, periodic Hann of n_fft, ``center=False``,
-    ``re^2 + im^2`` (before the mel's + 1e-9). Signals too short to reflect-pad take :func:`stft_power`, and so
-    does every signal when torch is not imported in this process (:func:`torch_loaded`: the ONNX
-    Runtime path), in float64 and then rounded (within float32 rounding of torch's).
-    """
+    """:func:`stft_power` on the grid the HiFi-GAN mel uses: (n_fft // 2 + 1, len(wav) // hop) float32 |X|^2
+    (reflect padding of (n_fft - hop) / 2 each side, periodic Hann of n_fft, ``center=False``; float64 inside)."""
     _check_sizes(hop, n_fft)
-    if (n_fft - hop) % 2 or len(wav) <= (n_fft - hop) // 2 or not torch_loaded():
-        return stft_power(np.asarray(wav, dtype=np.float64), hop, n_fft).astype(np.float32)
-    import torch
-
-    pad = (n_fft - hop) // 2
-    with torch.inference_mode():
-        x = torch.from_numpy(np.ascontiguousarray(wav, dtype=np.float32))[None]
-        x = torch.nn.functional.pad(x.unsqueeze(1), (pad, pad), mode="reflect").squeeze(1)
-        win = torch.hann_window(n_fft, dtype=torch.float32)
-        st = torch.stft(x, n_fft, hop_length=hop, win_length=n_fft, window=win, center=False, normalized=False,
-                        onesided=True, return_complex=True)
-        return (st.real.pow(2) + st.imag.pow(2))[0].numpy()
+    return stft_power(np.asarray(wav, dtype=np.float64), hop, n_fft).astype(np.float32)
 
 
 def _fit_frames(x: np.ndarray, n_frames: int) -> np.ndarray:
