@@ -23,3 +23,5 @@ if [ "${CANORA_LIVE_STACK:-0}" = 1 ]; then
   .venv/bin/python -m pip install -q -e '.[live]'
 fi
 .venv/bin/canora --version
+echo "setup: canora is in ./.venv: run .venv/bin/canora, or 'source .venv/bin/activate' once per shell and type canora"
+[ "${CANORA_LIVE_STACK:-0}" = 1 ] || echo "setup: for canora live (microphone to speakers) run CANORA_LIVE_STACK=1 bash scripts/setup.sh"
