@@ -1204,6 +1204,565 @@ def c_real_batch_one_cut_to_nothing(ws: WS) -> Case:
     return Case(["mel", ws.inp, "-o", ws.out], code=1, expect=("c.wav", "1 failed"), made=("a.npy", "b.npy"))
 
 
+# ---------------------------------------------------------------------- issue 33: memory, hangs, lost work
+def big(ws: WS, name: str) -> Path:
+    """A path for a large (sparse) file outside the watched inputs (they are hashed byte by byte)."""
+    d = ws.root / "big"
+    d.mkdir(exist_ok=True)
+    return d / name
+
+
+def sparse_wav(path: Path, channels: int, sr: int, minutes: float) -> Path:
+    """A WAV whose header claims ``minutes`` of 16-bit audio; its data a sparse hole (nothing on disk)."""
+    frames = int(minutes * 60 * sr)
+    head = wav_header(channels, sr, frames)
+    with open(path, "wb") as f:
+        f.write(head)
+        f.truncate(len(head) + frames * channels * 2)
+    return path
+
+
+def flac_bytes(data: np.ndarray, sr: int, *, total: int | None = None, rate: int | None = None) -> bytes:
+    """A FLAC of ``data``; its STREAMINFO's total samples (0 = unknown length) and rate overwritten when given."""
+    import io
+
+    buf = io.BytesIO()
+    sf.write(buf, data, sr, format="FLAC", subtype="PCM_16")
+    b = bytearray(buf.getvalue())
+    si = 8  # "fLaC" + the metadata block header
+    if rate is not None:
+        b[si + 10], b[si + 11] = (rate >> 12) & 0xFF, (rate >> 4) & 0xFF
+        b[si + 12] = ((rate & 0xF) << 4) | (b[si + 12] & 0x0F)
+    if total is not None:
+        b[si + 13] = (b[si + 13] & 0xF0) | ((total >> 32) & 0x0F)
+        b[si + 14: si + 18] = (total & 0xFFFFFFFF).to_bytes(4, "big")
+    return bytes(b)
+
+
+def fifo(ws: WS, name: str) -> Path:
+    p = ws.inp / name
+    os.mkfifo(p)
+    return p
+
+
+@case
+def c_limit_sparse_wav_2h_convert(ws: WS) -> Case:
+    """A 4 KB file claiming 2 hours of 48 kHz stereo: refused from its header, before anything is decoded."""
+    f = sparse_wav(big(ws, "long.wav"), 2, 48000, 120)
+    return Case(["convert", f, "-o", ws.out, *ws.models_args()],
+                expect=("long.wav", "120.0 minutes", "limit of 30 minutes", "--max-audio-minutes 120"))
+
+
+@case
+def c_limit_sparse_wav_2h_mel(ws: WS) -> Case:
+    return Case(["mel", sparse_wav(big(ws, "long.wav"), 2, 48000, 120), "-o", ws.out],
+                expect=("long.wav", "--max-audio-minutes"))
+
+
+@case
+def c_limit_sparse_wav_2h_refine(ws: WS) -> Case:
+    return Case(["refine", sparse_wav(big(ws, "long.wav"), 1, 8000, 120), "-o", ws.out, "--refiner", ws.ref],
+                expect=("long.wav", "limit of 30 minutes"))
+
+
+@case
+def c_limit_sparse_wav_2h_vocode(ws: WS) -> Case:
+    return Case(["vocode", sparse_wav(big(ws, "long.wav"), 1, 8000, 120), "-o", ws.out, "--vocoder", ws.voc],
+                expect=("long.wav", "limit of 30 minutes"))
+
+
+@case
+def c_limit_sparse_wav_2h_eval(ws: WS) -> Case:
+    conv = big(ws, "conv")
+    conv.mkdir()
+    sparse_wav(conv / "a.wav", 1, 22050, 120)
+    (conv / "a.json").write_text(json.dumps({"source": str(ws.wav("s.wav")), "transpose": 0, "sample_rate": SR}))
+    return Case(["eval", conv / "a.wav", "-o", ws.out / "s.json"], expect=("a.wav", "--max-audio-minutes"))
+
+
+@case
+def c_limit_flac_384k_2h_header(ws: WS) -> Case:
+    """A small FLAC whose header says 2 hours at 384 kHz."""
+    data = flac_bytes(tone(0.5), SR, total=2 * 3600 * 384000, rate=384000)
+    return Case(["convert", ws.raw("long.flac", data), "-o", ws.out, *ws.models_args()],
+                expect=("long.flac", "120.0 minutes", "limit"))
+
+
+@case
+def c_limit_flac_unknown_length_converts(ws: WS) -> Case:
+    """A FLAC whose header says "unknown length" decodes, and the disk check makes no absurd estimate."""
+    return Case(["mel", ws.raw("u.flac", flac_bytes(tone(1.0), SR, total=0)), "-o", ws.out], code=0, made=("u.npy",))
+
+
+@case
+def c_limit_flac_unknown_length_convert(ws: WS) -> Case:
+    return Case(["convert", ws.raw("u.flac", flac_bytes(tone(1.0), SR, total=0)), "-o", ws.out, "--steps", "1",
+                 *ws.models_args()], code=0, made=("u.wav", "u.json"))
+
+
+@case
+def c_limit_flac_unknown_length_over_the_cap(ws: WS) -> Case:
+    """With no length in its header, the cap is applied while decoding."""
+    return Case(["mel", ws.raw("u.flac", flac_bytes(tone(2.0), SR, total=0)), "-o", ws.out,
+                 "--max-audio-minutes", "0.01"], expect=("u.flac", "header does not say", "--max-audio-minutes"))
+
+
+@case
+def c_limit_decoded_samples(ws: WS) -> Case:
+    """Short, but many channels at a high rate: over the decoded-samples cap."""
+    ws.wav("wide.wav", np.zeros((96000, 16), np.float32), sr=192000)
+    return Case(["mel", ws.inp / "wide.wav", "-o", ws.out, "--max-audio-minutes", "0.01"],
+                expect=("wide.wav", "decoded samples", "--max-audio-minutes"))
+
+
+@case
+def c_limit_header_rate_absurd(ws: WS) -> Case:
+    return Case(["mel", ws.raw("r.wav", wav_header(1, 2_000_000_000, 100) + b"\0" * 200), "-o", ws.out],
+                expect="r.wav")
+
+
+@case
+def c_limit_raised_cap_reads(ws: WS) -> Case:
+    """--max-audio-minutes raises the cap: a file over the default that fits the new one is read (mel of a sparse
+    31-minute 1 kHz... kept small: 31 minutes at 1 kHz of silence)."""
+    f = sparse_wav(big(ws, "quiet.wav"), 1, 1000, 31)
+    return Case(["mel", f, "-o", ws.out, "--max-audio-minutes", "32"], expect=("quiet.wav", "silent"))
+
+
+@case
+def c_flag_max_audio_minutes_zero(ws: WS) -> Case:
+    return Case(["mel", ws.wav("s.wav"), "-o", ws.out, "--max-audio-minutes", "0"], expect="--max-audio-minutes")
+
+
+@case
+def c_flag_max_audio_minutes_nan(ws: WS) -> Case:
+    return Case(["convert", ws.wav("s.wav"), "-o", ws.out, "--max-audio-minutes", "nan"],
+                expect="--max-audio-minutes")
+
+
+@case
+def c_flag_max_audio_minutes_huge(ws: WS) -> Case:
+    return Case(["refine", ws.wav("s.wav"), "-o", ws.out, "--max-audio-minutes", "1e12"],
+                expect="--max-audio-minutes")
+
+
+# hangs: pipes and devices are refused, never read
+@case
+def c_hang_fifo_audio_convert(ws: WS) -> Case:
+    return Case(["convert", fifo(ws, "pipe.wav"), "-o", ws.out, *ws.models_args()],
+                expect=("pipe.wav", "named pipe", "not a regular file"))
+
+
+@case
+def c_hang_fifo_audio_mel(ws: WS) -> Case:
+    return Case(["mel", fifo(ws, "pipe.flac"), "-o", ws.out], expect=("pipe.flac", "named pipe"))
+
+
+@case
+def c_hang_fifo_mel_vocode(ws: WS) -> Case:
+    return Case(["vocode", fifo(ws, "m.npy"), "-o", ws.out, "--vocoder", ws.voc], expect=("m.npy", "named pipe"))
+
+
+@case
+def c_hang_fifo_weights(ws: WS) -> Case:
+    d = ws.model_copy("vocoder")
+    (d / "model.safetensors").unlink()
+    os.mkfifo(d / "model.safetensors")
+    return Case(["vocode", ws.mel(), "-o", ws.out, "--vocoder", d], expect=("model.safetensors", "named pipe"))
+
+
+@case
+def c_hang_weights_linked_to_dev_zero(ws: WS) -> Case:
+    d = ws.model_copy("refiner")
+    (d / "model.safetensors").unlink()
+    (d / "model.safetensors").symlink_to("/dev/zero")
+    return Case(["refine", ws.wav("s.wav"), "-o", ws.out, "--refiner", d],
+                expect=("model.safetensors", "character device"))
+
+
+@case
+def c_hang_model_json_fifo(ws: WS) -> Case:
+    d = ws.model_copy("vocoder")
+    (d / "model.json").unlink()
+    os.mkfifo(d / "model.json")
+    return Case(["vocode", ws.mel(), "-o", ws.out, "--vocoder", d], expect=("model.json", "named pipe"))
+
+
+@case
+def c_hang_config_dev_zero(ws: WS) -> Case:
+    return Case(["mel", ws.wav("s.wav"), "-o", ws.out, "--config", "/dev/zero"],
+                expect=("/dev/zero", "character device"))
+
+
+@case
+def c_hang_config_fifo(ws: WS) -> Case:
+    return Case(["mel", ws.wav("s.wav"), "-o", ws.out, "--config", fifo(ws, "config.json")],
+                expect=("config.json", "named pipe"))
+
+
+@case
+def c_hang_official_checkpoint_fifo(ws: WS) -> Case:
+    d = ws.inp / "hifigan"
+    d.mkdir()
+    os.mkfifo(d / "g_00000001")
+    return Case(["vocode", ws.mel(), "-o", ws.out, "--vocoder", d / "g_00000001", "--config", "v1"],
+                expect=("g_00000001", "named pipe"))
+
+
+@case
+def c_hang_weights_huge(ws: WS) -> Case:
+    """A weights file grown to 2 GB (sparse): refused from its size, not read."""
+    d = ws.root / "voc"
+    shutil.copytree(ws.voc, d)
+    with open(d / "model.safetensors", "r+b") as f:
+        f.truncate(2 * 2**30)
+    return Case(["vocode", ws.mel(), "-o", ws.out, "--vocoder", d], expect=("model.safetensors", "MB"))
+
+
+@case
+def c_hang_train_voice_minutes_zero(ws: WS) -> Case:
+    ws.wav("a.wav")
+    return Case(["train-voice", ws.inp, "--name", "ana", "--minutes", "0", "-o", ws.out], expect="--minutes")
+
+
+# model configs: checked against their hash and bounds before anything is built
+@case
+def c_model_config_edited_hash_kept(ws: WS) -> Case:
+    d = ws.model_copy("vocoder", lambda doc: doc["config"].__setitem__("upsample_initial_channel", 64),
+                      keep_hash=True)
+    return Case(["vocode", ws.mel(), "-o", ws.out, "--vocoder", d], expect=("model.json", "config_sha256"))
+
+
+@case
+def c_model_refiner_n_singers_edited_hash_kept(ws: WS) -> Case:
+    d = ws.model_copy("refiner", lambda doc: doc["config"].__setitem__("n_singers", 5000), keep_hash=True)
+    return Case(["refine", ws.wav("s.wav"), "-o", ws.out, "--refiner", d], expect=("model.json", "config_sha256"))
+
+
+@case
+def c_model_upsample_channel_absurd(ws: WS) -> Case:
+    """An export from before the config hash, edited to a million channels: refused by its bounds."""
+    d = ws.model_copy("vocoder", lambda doc: doc["config"].__setitem__("upsample_initial_channel", 1_000_000))
+    return Case(["vocode", ws.mel(), "-o", ws.out, "--vocoder", d],
+                expect=("model.json", "upsample_initial_channel", "sane range"))
+
+
+@case
+def c_model_n_singers_absurd(ws: WS) -> Case:
+    d = ws.model_copy("refiner", lambda doc: doc["config"].__setitem__("n_singers", 10**9))
+    return Case(["refine", ws.wav("s.wav"), "-o", ws.out, "--refiner", d], expect=("n_singers", "sane range"))
+
+
+@case
+def c_model_config_larger_than_weights(ws: WS) -> Case:
+    """Within the bounds but larger than its weights: found on the meta device, before any allocation."""
+    d = ws.model_copy("refiner", lambda doc: doc["config"].__setitem__("residual_channels", 1024))
+    return Case(["refine", ws.wav("s.wav"), "-o", ws.out, "--refiner", d], expect=("weights do not fit", "config"))
+
+
+@case
+def c_model_vocoder_channels_not_the_weights(ws: WS) -> Case:
+    d = ws.model_copy("vocoder", lambda doc: doc["config"].__setitem__("upsample_initial_channel", 2048))
+    return Case(["vocode", ws.mel(), "-o", ws.out, "--vocoder", d], expect=("does not match the model config",))
+
+
+@case
+def c_model_nan_in_config(ws: WS) -> Case:
+    d = ws.model_copy("refiner", lambda doc: doc["config"].__setitem__("loudness_scale_db", float("nan")))
+    return Case(["refine", ws.wav("s.wav"), "-o", ws.out, "--refiner", d],
+                expect=("model.json", "loudness_scale_db", "finite"))
+
+
+@case
+def c_model_nan_in_mel_spec(ws: WS) -> Case:
+    d = ws.model_copy("vocoder", lambda doc: doc["mel_spec"].__setitem__("fmin", float("nan")))
+    return Case(["vocode", ws.mel(), "-o", ws.out, "--vocoder", d], expect=("model.json", "fmin", "finite"))
+
+
+@case
+def c_model_nan_in_normaliser(ws: WS) -> Case:
+    d = ws.model_copy("refiner", lambda doc: doc["meta"]["normalizer"]["lo"].__setitem__(0, float("nan")))
+    return Case(["refine", ws.wav("s.wav"), "-o", ws.out, "--refiner", d], expect=("model.json", "NaN"))
+
+
+@case
+def c_model_format_version_text(ws: WS) -> Case:
+    d = ws.model_copy("vocoder", lambda doc: doc.__setitem__("format_version", "1"))
+    return Case(["vocode", ws.mel(), "-o", ws.out, "--vocoder", d],
+                expect=("model.json", "format_version '1'", "not a format version"))
+
+
+@case
+def c_model_format_version_newer(ws: WS) -> Case:
+    d = ws.model_copy("vocoder", lambda doc: doc.__setitem__("format_version", 99))
+    return Case(["vocode", ws.mel(), "-o", ws.out, "--vocoder", d], expect=("version 99", "up to 1", "upgrade"))
+
+
+@case
+def c_model_refiner_is_a_text_file(ws: WS) -> Case:
+    notes = ws.raw("notes.txt", b"my notes")
+    return Case(["convert", ws.wav("s.wav"), "-o", ws.out, "--refiner", notes, "--vocoder", ws.voc],
+                expect=("notes.txt", "is a file, not a model directory"))
+
+
+# numbers at the boundary: 0, negative, inf, NaN, huge, not whole
+@case
+def c_flag_max_slice_huge(ws: WS) -> Case:
+    return Case(["convert", ws.wav("s.wav"), "-o", ws.out, "--max-slice-seconds", "1e308", *ws.models_args()],
+                expect=("--max-slice-seconds", "1e308"))
+
+
+@case
+def c_flag_max_slice_inf(ws: WS) -> Case:
+    return Case(["convert", ws.wav("s.wav"), "-o", ws.out, "--max-slice-seconds", "inf"],
+                expect="--max-slice-seconds")
+
+
+@case
+def c_flag_seed_negative(ws: WS) -> Case:
+    return Case(["convert", ws.wav("s.wav"), "-o", ws.out, "--seed", "-1"], expect=("--seed", "-1"))
+
+
+@case
+def c_flag_seed_huge(ws: WS) -> Case:
+    return Case(["refine", ws.wav("s.wav"), "-o", ws.out, "--seed", str(2**40)], expect="--seed")
+
+
+@case
+def c_flag_seed_text(ws: WS) -> Case:
+    return Case(["train-refiner", ws.inp, "-o", ws.out / "run", "--seed", "x"], expect="--seed")
+
+
+@case
+def c_flag_export_threads_negative(ws: WS) -> Case:
+    return Case(["export", ws.voc, "-o", ws.out / "onnx", "--threads", "-1"], expect=("--threads", "-1"))
+
+
+@case
+def c_flag_threads_huge(ws: WS) -> Case:
+    return Case(["vocode", ws.mel(), "-o", ws.out, "--threads", "100000"], expect="--threads")
+
+
+@case
+def c_flag_workers_huge(ws: WS) -> Case:
+    return Case(["convert", ws.wav("s.wav"), "-o", ws.out, "--workers", "1000000"], expect="--workers")
+
+
+@case
+def c_flag_steps_fraction(ws: WS) -> Case:
+    return Case(["convert", ws.wav("s.wav"), "-o", ws.out, "--steps", "2.5"], expect=("--steps", "2.5"))
+
+
+@case
+def c_flag_steps_huge(ws: WS) -> Case:
+    return Case(["refine", ws.wav("s.wav"), "-o", ws.out, "--steps", "100000"], expect=("--steps", "1..1000"))
+
+
+@case
+def c_flag_strength_zero_names_the_flag(ws: WS) -> Case:
+    return Case(["convert", ws.wav("s.wav"), "-o", ws.out, "--strength", "0"], expect=("--strength", "(0, 1]"))
+
+
+@case
+def c_flag_strength_nan(ws: WS) -> Case:
+    return Case(["refine", ws.wav("s.wav"), "-o", ws.out, "--strength", "nan"], expect="--strength")
+
+
+@case
+def c_flag_block_ms_zero(ws: WS) -> Case:
+    return Case(["convert", ws.wav("s.wav"), "-o", ws.out, "--stream", "--block-ms", "0"], expect="--block-ms")
+
+
+@case
+def c_flag_eval_transpose_huge(ws: WS) -> Case:
+    return Case(["eval", ws.wav("a.wav"), "-o", ws.out / "s.json", "--transpose", "1e300"], expect="--transpose")
+
+
+@case
+def c_flag_train_refiner_batch_huge(ws: WS) -> Case:
+    return Case(["train-refiner", ws.inp, "-o", ws.out / "run", "--batch-size", "1000000000"],
+                expect="--batch-size")
+
+
+@case
+def c_flag_train_refiner_lr_zero(ws: WS) -> Case:
+    return Case(["train-refiner", ws.inp, "-o", ws.out / "run", "--lr", "0"], expect="--lr")
+
+
+@case
+def c_flag_train_refiner_minutes_negative(ws: WS) -> Case:
+    return Case(["train-refiner", ws.inp, "-o", ws.out / "run", "--max-minutes", "-5"], expect="--max-minutes")
+
+
+@case
+def c_flag_train_vocoder_steps_negative(ws: WS) -> Case:
+    return Case(["train-vocoder", ws.inp, "-o", ws.out / "run", "--steps", "-1"], expect="--steps")
+
+
+@case
+def c_flag_train_vocoder_segment_zero(ws: WS) -> Case:
+    return Case(["train-vocoder", ws.inp, "-o", ws.out / "run", "--segment-size", "0"], expect="--segment-size")
+
+
+@case
+def c_flag_train_vocoder_share_two(ws: WS) -> Case:
+    return Case(["train-vocoder", ws.inp, "-o", ws.out / "run", "--refined-share", "2"], expect="--refined-share")
+
+
+@case
+def c_flag_train_voice_share_one(ws: WS) -> Case:
+    return Case(["train-voice", ws.inp, "--name", "ana", "--vocoder-share", "1"], expect="--vocoder-share")
+
+
+@case
+def c_flag_report_examples_huge(ws: WS) -> Case:
+    return Case(["report", ws.inp, ws.inp, "-o", ws.out, "--examples", "1000000"], expect="--examples")
+
+
+@case
+def c_flag_ui_max_seconds_zero(ws: WS) -> Case:
+    return Case(["ui", "--max-seconds", "0"], expect="--max-seconds")
+
+
+# outputs: never a directory by accident, never replaced unasked, never two writers
+@case
+def c_path_out_unknown_extension(ws: WS) -> Case:
+    return Case(["convert", ws.wav("s.wav"), "-o", ws.out / "a.wave", *ws.models_args()],
+                expect=("a.wave", ".wave is not a format", ".wav"))
+
+
+@case
+def c_path_mel_out_unknown_extension(ws: WS) -> Case:
+    return Case(["mel", ws.wav("s.wav"), "-o", ws.out / "m.np"], expect=("m.np", ".npy"))
+
+
+@case
+def c_path_export_out_onnx_file_name(ws: WS) -> Case:
+    return Case(["export", ws.voc, "-o", ws.out / "model.onnx"], expect=("model.onnx", "directory"))
+
+
+@case
+def c_path_export_existing_without_overwrite(ws: WS) -> Case:
+    d = ws.out / "onnx"
+    d.mkdir(parents=True)
+    (d / "model.json").write_text(json.dumps({"format": "canora-onnx-export"}))
+    return Case(["export", ws.voc, "-o", d], expect=("onnx", "already there", "--overwrite"))
+
+
+@case
+def c_path_export_into_a_folder_of_other_files(ws: WS) -> Case:
+    d = ws.out / "mine"
+    d.mkdir(parents=True)
+    (d / "notes.txt").write_text("x")
+    return Case(["export", ws.voc, "-o", d, "--overwrite"], expect=("mine", "other files"))
+
+
+@case
+def c_path_another_run_writes_the_output(ws: WS) -> Case:
+    """A live process holds the output's lock: the second run is refused at once, naming it."""
+    ws.out.mkdir()
+    (ws.out / ".o.wav.canora-lock").write_text(f"{os.getppid()}\n")
+    return Case(["convert", ws.wav("s.wav"), "-o", ws.out / "o.wav", *ws.models_args()],
+                expect=("o.wav", f"pid {os.getppid()}", "another canora run"))
+
+
+@case
+def c_path_stale_lock_taken_over(ws: WS) -> Case:
+    ws.out.mkdir()
+    (ws.out / ".m.npy.canora-lock").write_text("999999\n")  # a pid that is gone
+
+    def no_lock_left() -> None:
+        assert not (ws.out / ".m.npy.canora-lock").exists()
+
+    return Case(["mel", ws.wav("s.wav"), "-o", ws.out / "m.npy"], code=0, made=("m.npy",), check=no_lock_left)
+
+
+@case
+def c_path_symlink_loop_in_output(ws: WS) -> Case:
+    ws.out.mkdir()
+    (ws.out / "loop").symlink_to("loop")
+    return Case(["convert", ws.wav("s.wav"), "-o", ws.out / "loop" / "o.wav", *ws.models_args()],
+                expect=("loop", "symbolic link loop"))
+
+
+@case
+def c_path_symlink_loop_input(ws: WS) -> Case:
+    (ws.inp / "loop").symlink_to("loop")
+    return Case(["mel", ws.inp / "loop" / "a.wav", "-o", ws.out], expect=("loop", "symbolic link loop"))
+
+
+@case
+def c_path_recursive_out_inside_input(ws: WS) -> Case:
+    (ws.inp / "ana").mkdir()
+    sf.write(ws.inp / "ana" / "a.wav", tone(), SR)
+    return Case(["mel", ws.inp, "-o", ws.inp / "mels", "--recursive"], expect=("mels", "inside the input directory"))
+
+
+@case
+def c_path_recursive_mirrors_folders(ws: WS) -> Case:
+    for singer in ("ana", "bob"):
+        (ws.inp / singer).mkdir()
+        sf.write(ws.inp / singer / "take.wav", tone(), SR)
+    return Case(["mel", ws.inp, "-o", ws.out, "--recursive"], code=0, made=("ana/take.npy", "bob/take.npy"))
+
+
+@case
+def c_path_folder_of_folders_without_recursive(ws: WS) -> Case:
+    (ws.inp / "ana").mkdir()
+    sf.write(ws.inp / "ana" / "take.wav", tone(), SR)
+    return Case(["convert", ws.inp, "-o", ws.out, *ws.models_args()], expect=("no input files", "--recursive"))
+
+
+# clear lines for what a first afternoon meets
+@case
+def c_clear_doctor_on_audio(ws: WS) -> Case:
+    return Case(["doctor", ws.wav("song.wav")], expect=("song.wav", "an audio file, not a .npy mel", "canora mel"))
+
+
+@case
+def c_clear_silence_is_one_line(ws: WS) -> Case:
+    x = (1e-3 * np.random.default_rng(0).standard_normal(2 * SR)).astype(np.float32)  # hiss, no voice
+    return Case(["convert", ws.wav("hiss.wav", x), "-o", ws.out, *ws.models_args()],
+                expect=("hiss.wav", "no voice found", "--allow-silence"))
+
+
+@case
+def c_clear_silence_allowed(ws: WS) -> Case:
+    x = (1e-3 * np.random.default_rng(0).standard_normal(2 * SR)).astype(np.float32)
+    def silent() -> None:
+        side = json.loads((ws.out / "hiss.json").read_text())
+        assert side["silent"] is True
+
+    return Case(["convert", ws.wav("hiss.wav", x), "-o", ws.out, "--allow-silence", *ws.models_args()], code=0,
+                made=("hiss.wav", "hiss.json"), check=silent)
+
+
+@case
+def c_clear_voices_one_broken_folder(ws: WS) -> Case:
+    """A voice folder with a bad format_version is named; `canora voices` still lists the others."""
+    voices = ws.out / "voices"
+    ws.mp.setenv("CANORA_VOICES", str(voices))
+    for name, version in (("good", 1), ("broken", "x")):
+        (voices / name).mkdir(parents=True)
+        (voices / name / "voice.json").write_text(json.dumps({"format": "canora-voice", "format_version": version,
+                                                              "name": name, "refiner": "bundled"}))
+    return Case(["voices"], code=0, expect=("broken", "format_version 'x'"))
+
+
+@case
+def c_clear_voices_newer_format(ws: WS) -> Case:
+    voices = ws.out / "voices"
+    ws.mp.setenv("CANORA_VOICES", str(voices))
+    (voices / "next").mkdir(parents=True)
+    (voices / "next" / "voice.json").write_text(json.dumps({"format": "canora-voice", "format_version": 7}))
+    return Case(["voices"], code=0, expect=("voice format 7 is newer", "up to 1"))
+
+
+@case
+def c_clear_train_refiner_without_data(ws: WS) -> Case:
+    return Case(["train-refiner", "-o", ws.out / "run"], expect="needs at least one folder")
+
+
 # ---------------------------------------------------------------------- the corpus
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_bad_input(name: str, tmp_path: Path, models: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch,
@@ -1249,7 +1808,7 @@ def test_bad_input(name: str, tmp_path: Path, models: tuple[Path, Path], monkeyp
 
 
 def test_the_corpus_is_big_enough() -> None:
-    assert len(CASES) >= 60
+    assert len(CASES) >= 150
 
 
 # ---------------------------------------------------------------------- UI uploads (the UIBackend API)

@@ -30,7 +30,7 @@ log = logging.getLogger("canora")
 
 #: -o with one of these extensions names a file; anything else names a directory
 FILE_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".au", ".w64", ".m4a", ".aac",
-                 ".wma", ".mp4", ".npy", ".npz", ".json", ".txt", ".csv", ".html", ".pt", ".pth")
+                 ".wma", ".mp4", ".npy", ".npz", ".json", ".txt", ".csv", ".html", ".pt", ".pth", ".onnx")
 DEVICE_RE = re.compile(r"^(cpu|cuda(:\d+)?|mps)$")
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -243,6 +245,20 @@ def _stream(conv: Any, wav: Any, sr: int, singer: str, args: argparse.Namespace,
                            stats=stats, mel=None, f0=None)
 
 
+@contextlib.contextmanager
+def _silence_hint() -> Iterator[None]:
+    """A file with no voice: its error line names the flag that writes silence for it instead."""
+    from canora.errors import AudioError
+    from canora.pipeline import NO_VOICE
+
+    try:
+        yield
+    except AudioError as e:
+        if NO_VOICE not in str(e):
+            raise
+        raise AudioError(f"{e}; pass --allow-silence to write silence for it") from None
+
+
 def run(args: argparse.Namespace) -> int:
     import logging
     import os
@@ -316,7 +332,7 @@ def run(args: argparse.Namespace) -> int:
         if args.stream:
             wav, sr = read_audio(f)
             return write(f, _stream(conv, wav, sr, singer, args, str(f)), None)
-        with song_bar(f.name, nested=len(files) > 1) as on_progress:
+        with song_bar(f.name, nested=len(files) > 1) as on_progress, _silence_hint():
             on_progress(0.0, "reading")
             d = decode(f, conv.sample_rate)  # mono at the models' rate as it is decoded: no copy at the file's rate
             res = conv.convert(d.wav, d.sample_rate, source_full_scale=d.full_scale_samples, singer=singer,

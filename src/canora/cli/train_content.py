@@ -72,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from canora.cli.common import apply_device_args, check_run_dir
+    from canora.cli.progress import enabled as progress_enabled
     from canora.content.config import ContentNetConfig
     from canora.errors import CanoraError
     from canora.training.content import ContentTrainConfig, train_content
@@ -91,7 +92,8 @@ def run(args: argparse.Namespace) -> int:
         checkpoint_every=args.checkpoint_every, log_every=args.log_every, keep=args.keep,
         max_minutes=args.max_minutes, seed=args.seed, device=args.device,
     )
-    export = train_content(cfg, args.data, args.out, singers=args.singers, cache_dir=args.cache_dir)
+    export = train_content(cfg, args.data, args.out, singers=args.singers, cache_dir=args.cache_dir,
+                           progress=progress_enabled())
     if export is not None:
         print(f"newest export: {export} (also {args.out / 'export'})")
     return 0

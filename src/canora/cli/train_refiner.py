@@ -141,6 +141,7 @@ def _content_params(args: argparse.Namespace) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     from canora.cli.common import apply_device_args, check_run_dir, load_spec_arg
+    from canora.cli.progress import enabled as progress_enabled
     from canora.conditioning import FeatureParams
     from canora.errors import CanoraError
     from canora.training.refiner import RefinerTrainConfig, train_refiner
@@ -181,7 +182,8 @@ def run(args: argparse.Namespace) -> int:
         highpass_hz=args.highpass_hz,
     )
     preview = _preview(args.vocoder, spec, args.device) if args.vocoder else None
-    export = train_refiner(data, args.out, cfg, singers=args.singers, preview=preview, cache_dir=args.cache_dir)
+    export = train_refiner(data, args.out, cfg, singers=args.singers, preview=preview, cache_dir=args.cache_dir,
+                           progress=progress_enabled())
     if export is not None:
         print(f"newest export: {export} (also {args.out / 'export'})")
     return 0

@@ -198,7 +198,7 @@ def run_nsf(args: argparse.Namespace) -> int:
         refiner_steps=_pick(args.refiner_steps, C, "refiner_steps"),
         refined_share=_pick(args.refined_share, C, "refined_share"), highpass_hz=_check_hz(args.highpass_hz),
     )
-    export = train_nsf(cfg, args.out)
+    export = train_nsf(cfg, args.out, progress=_progress())
     print(f"newest export: {export}")
     return 0
 
@@ -271,7 +271,14 @@ def run(args: argparse.Namespace) -> int:
         refiner_strength=_pick(args.refiner_strength, C, "refiner_strength"),
         refiner_steps=_pick(args.refiner_steps, C, "refiner_steps"), cache_dir=s(args.cache_dir), device=args.device,
     )
-    g = train_vocoder(cfg, args.out)
+    g = train_vocoder(cfg, args.out, progress=_progress())
     if g is not None:
         print(f"newest checkpoint: {g}")
     return 0
+
+
+def _progress() -> bool:
+    """Progress bars on a terminal only (quiet when piped)."""
+    from canora.cli.progress import enabled
+
+    return enabled()

@@ -53,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from canora.cli.common import apply_device_args
+    from canora.cli.progress import enabled as progress_enabled
     from canora.errors import CanoraError
     from canora.io.voices import check_name, voices_dir
     from canora.training.voice import train_voice
@@ -67,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     apply_device_args(args)
     folder = train_voice(args.recordings, args.name, work=args.work or voices / ".work" / args.name, voices=voices,
                          base=args.base, minutes=args.minutes, steps=args.steps, vocoder_share=args.vocoder_share,
-                         overwrite=args.overwrite, vocoder=args.vocoder, progress=sys.stderr.isatty())
+                         overwrite=args.overwrite, vocoder=args.vocoder, progress=progress_enabled())
     print(folder)
     print(f"voice {args.name!r} saved in {folder}; convert with --voice {args.name} "
           f"(model card: {folder / 'README.md'})", file=sys.stderr)

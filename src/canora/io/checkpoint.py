@@ -198,8 +198,9 @@ def build_to_fit(build: Callable[[], M], state: dict[str, Any], source: str,
 
 
 def is_export(path: str | Path) -> bool:
+    """A directory with a ``model.json`` (of any kind of file: reading it says what is wrong with it)."""
     path = Path(path)
-    return path.is_dir() and (path / EXPORT_META).is_file()
+    return path.is_dir() and ((path / EXPORT_META).exists() or (path / EXPORT_META).is_symlink())
 
 
 def read_export_meta(directory: str | Path, kind: str | None = None) -> dict[str, Any]:

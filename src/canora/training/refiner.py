@@ -278,16 +278,19 @@ def _extract_all(
     out: dict[str, list[tuple[RefinerFeatures, int]]] = {"train": [], "val": []}
     paths: list[str] = []
     items = [("train", p, s) for p, s in manifest.train] + [("val", p, s) for p, s in manifest.val]
+    failed: list[str] = []
     for part, path, singer in tqdm(items, desc="features", unit="file", disable=not progress):
         try:
             out[part].append((load_features(path, spec, params, cache, highpass_hz), singer))
         except CanoraError as e:  # e.g. a file without voiced frames: skip it, say so
             log.warning("skipping %s", e)
+            failed.append(" ".join(str(e).split()))
             continue
         if part == "train":
             paths.append(path)
     if not out["train"]:
-        raise CanoraError("no usable training files (every file failed feature extraction)")
+        first = f": {failed[0]}" + (f" (and {len(failed) - 1} more)" if len(failed) > 1 else "") if failed else ""
+        raise CanoraError(f"no usable training files (every file failed feature extraction){first}")
     return out["train"], out["val"], paths
 
 
