@@ -119,3 +119,62 @@ def test_output_format_comes_from_the_extension(tmp_path):
     with pytest.raises(CanoraError, match="FLAC holds integer samples"):
         save_wav(tmp_path / "b.flac", tone(22050), 22050, subtype="FLOAT")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.flac"]
+
+
+def _flac_without_length(data: np.ndarray, sr: int) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    sf.write(buf, data, sr, format="FLAC", subtype="PCM_16")
+    b = bytearray(buf.getvalue())
+    b[8 + 13] &= 0xF0  # STREAMINFO's total samples = 0: "unknown length"
+    b[8 + 14: 8 + 18] = b"\0\0\0\0"
+    return bytes(b)
+
+
+def test_decoding_streams_the_resampler_and_reads_flacs_of_unknown_length(tmp_path):
+    """Decoded in blocks and resampled as a stream: the same samples as resampling the whole signal at once; a FLAC
+    whose header gives no length decodes to the same audio (its header reads as 0 frames, not 2^63)."""
+    import soxr
+
+    from canora.io.audio import audio_info, decode
+
+    rng = np.random.default_rng(1)
+    x = (0.2 * rng.standard_normal((48000 * 3 + 17, 2))).astype(np.float32)
+    sf.write(tmp_path / "a.flac", x, 48000, subtype="PCM_16")
+    (tmp_path / "u.flac").write_bytes(_flac_without_length(x, 48000))
+    whole, _ = sf.read(tmp_path / "a.flac", dtype="float32")
+    want = soxr.resample(whole.mean(axis=1, dtype=np.float32), 48000, 22050, quality="VHQ")
+    for name in ("a.flac", "u.flac"):
+        d = decode(tmp_path / name, 22050)
+        np.testing.assert_array_equal(d.wav, want)
+        assert d.source_rate == 48000 and d.channels == 2 and d.sample_rate == 22050
+    assert audio_info(tmp_path / "u.flac") == (2, 48000, 0)
+
+
+def test_the_caps_hold_whatever_the_header_says(tmp_path):
+    """From the header when it tells (before decoding), while decoding when it does not; both name the flag."""
+    from canora.io.audio import decode
+    from canora.io.limits import limited
+
+    sf.write(tmp_path / "a.wav", np.zeros(22050 * 3, np.float32), 22050)
+    (tmp_path / "u.flac").write_bytes(_flac_without_length(np.zeros(22050 * 3, np.float32), 22050))
+    with limited(0.02):  # 1.2 s
+        with pytest.raises(AudioError, match=r"a\.wav: 0\.1 minutes of audio is over the limit of 0\.02 minutes; "
+                                             r"pass --max-audio-minutes 0\.1 to read it"):
+            decode(tmp_path / "a.wav")
+        with pytest.raises(AudioError, match=r"u\.flac: more than 0\.02 minutes .*header does not say"):
+            decode(tmp_path / "u.flac")
+    assert len(decode(tmp_path / "u.flac").wav) == 22050 * 3  # the default cap: 30 minutes
+
+
+def test_pipes_and_devices_are_not_read(tmp_path):
+    import os
+
+    from canora.io.audio import decode
+
+    os.mkfifo(tmp_path / "p.wav")
+    with pytest.raises(AudioError, match=r"p\.wav: is a named pipe \(FIFO\), not a regular file"):
+        decode(tmp_path / "p.wav")
+    with pytest.raises(AudioError, match="character device"):
+        decode("/dev/zero")

@@ -1808,7 +1808,7 @@ def test_bad_input(name: str, tmp_path: Path, models: tuple[Path, Path], monkeyp
 
 
 def test_the_corpus_is_big_enough() -> None:
-    assert len(CASES) >= 150
+    assert len(CASES) >= 200
 
 
 # ---------------------------------------------------------------------- UI uploads (the UIBackend API)

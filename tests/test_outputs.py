@@ -148,3 +148,78 @@ def test_load_model_names_the_file_of_every_failure(tmp_path: Path) -> None:
         load_model(d, "refiner", unnamed)
     assert load_model("bundled", "vocoder", lambda p: p) == BUNDLED["vocoder"]
     shutil.rmtree(d)
+
+
+# ---------------------------------------------------------------------- two writers of one output
+def test_an_output_that_appears_meanwhile_is_never_replaced(tmp_path: Path) -> None:
+    """Without overwrite a set is published only where nothing exists by then: another run's file stays as it
+    was, this run's files are all taken back, and the error says what happened."""
+    with pytest.raises(OutputError, match=r"a\.wav: already exists \(written meanwhile by another run\?\); pass "
+                                          r"--overwrite"), OutputSet(overwrite=False) as s:
+        s.add(tmp_path / "a.json", b"{}")
+        s.add(tmp_path / "a.wav", b"mine")
+        (tmp_path / "a.wav").write_bytes(b"theirs")  # the other run published first
+    assert (tmp_path / "a.wav").read_bytes() == b"theirs" and not (tmp_path / "a.json").exists()
+    assert not list(tmp_path.glob(".*"))
+    with OutputSet(overwrite=True) as s:  # with --overwrite, replaced
+        s.add(tmp_path / "a.wav", b"mine")
+    assert (tmp_path / "a.wav").read_bytes() == b"mine"
+    with pytest.raises(OutputError, match="already exists"):
+        atomic_write_bytes(tmp_path / "a.wav", b"again", overwrite=False)
+
+
+def test_a_claimed_output_refuses_a_second_writer(tmp_path: Path) -> None:
+    from canora.io.files import claim
+
+    out = tmp_path / "o.wav"
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        (tmp_path / ".o.wav.canora-lock").write_text(f"{other.pid}\n")  # a live process holds it
+        with pytest.raises(OutputError, match=rf"o\.wav: another canora run \(pid {other.pid}\) is writing it now"), \
+                claim([out]):
+            pass
+        assert (tmp_path / ".o.wav.canora-lock").exists()  # its lock is left alone
+    finally:
+        other.kill()
+        other.wait()
+    with claim([out]):  # its process is gone: the lock is taken over, and removed afterwards
+        assert (tmp_path / ".o.wav.canora-lock").read_text().strip() == str(os.getpid())
+    assert not (tmp_path / ".o.wav.canora-lock").exists()
+
+
+def test_two_converts_to_one_output_cannot_both_write_it(tmp_path: Path, tiny_models) -> None:  # noqa: ANN001
+    """The second convert to an output a first one is making is refused at once (the first's lock), with no
+    --overwrite; the first's file is the one written."""
+    import numpy as np
+    import soundfile as sf
+
+    from canora.cli import main
+    from canora.io.files import claim
+
+    sf.write(tmp_path / "s.wav", (0.3 * np.sin(np.arange(22050) * 0.06)).astype(np.float32), 22050)
+    out = tmp_path / "out" / "o.wav"
+    args = ["convert", str(tmp_path / "s.wav"), "-o", str(out), "--steps", "1", "--refiner", str(tiny_models[0]),
+            "--vocoder", str(tiny_models[1])]
+    first = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        out.parent.mkdir()
+        (out.parent / ".o.wav.canora-lock").write_text(f"{first.pid}\n")  # the first run, in the middle of its work
+        assert main(args) == 2 and not out.exists()
+    finally:
+        first.kill()
+        first.wait()
+    (out.parent / ".o.wav.canora-lock").unlink()
+    with claim([out.with_name("other.wav")]):  # another output's lock does not stop it
+        assert main(args) == 0 and out.exists()
+    assert main(args) == 2  # and once written, a second run without --overwrite is refused
+
+
+# ---------------------------------------------------------------------- export
+def test_export_names_bundled_as_both_models(tmp_path: Path) -> None:
+    from canora.cli.export import _jobs
+    from canora.io.models import BUNDLED_BASE
+
+    assert _jobs("bundled", tmp_path) == [(BUNDLED["refiner"], tmp_path / "refiner"),
+                                          (BUNDLED["vocoder"], tmp_path / "vocoder")]
+    assert _jobs("bundled-base", tmp_path) == [(BUNDLED_BASE, tmp_path)]
+    assert _jobs("my_model", tmp_path) == [(Path("my_model"), tmp_path)]

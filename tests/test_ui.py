@@ -291,3 +291,13 @@ def test_page_end_to_end(converter: Any, clip: Path, text_as_wav: Path, tmp_path
     finally:
         backend.release.set()
         app.close()
+
+
+def test_gradio_s_import_time_temp_folder_follows_the_page(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Gradio imported before the page set GRADIO_TEMP_DIR still makes its folders in the page's own directory."""
+    route_utils = pytest.importorskip("gradio.route_utils", reason="gradio is not installed")
+    from canora.ui import _gradio_temp_dir
+
+    monkeypatch.setattr(route_utils, "DEFAULT_TEMP_DIR", "/somewhere/else")
+    _gradio_temp_dir(tmp_path)
+    assert route_utils.DEFAULT_TEMP_DIR == str(tmp_path)

@@ -48,8 +48,8 @@ class AudioLimits:
         return int(self.max_seconds * SAMPLES_PER_SECOND)
 
     def _raise(self, minutes: float) -> str:
-        enough = max(math.ceil(minutes), math.ceil(self.max_minutes) + 1)
-        return f"pass {self.flag} {enough} to read it, or cut the file"
+        enough = math.ceil(minutes) if minutes >= 1 else math.ceil(minutes * 10) / 10  # a round number above it
+        return f"pass {self.flag} {enough:g} to read it, or cut the file"
 
     def check_header(self, name: str, rate: int, channels: int, frames: int) -> None:
         """One :class:`AudioError` when a header's duration or decoded samples are beyond the caps (``frames`` at
