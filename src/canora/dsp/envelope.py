@@ -16,9 +16,20 @@ def _smooth(x: np.ndarray, n: int) -> np.ndarray:
     return np.convolve(np.pad(x, (n // 2, n - 1 - n // 2), mode="edge"), k, mode="valid")
 
 
-def _frames_to_samples(v: np.ndarray, hop: int, total: int) -> np.ndarray:
+#: samples interpolated at once by :func:`_frames_to_samples` (its memory is O(this) beyond its result)
+BLOCK = 1 << 18
+
+
+def _frames_to_samples(v: np.ndarray, hop: int, total: int, scale: np.ndarray | None = None) -> np.ndarray:
+    """Per-frame values ``v`` interpolated to every sample (total,) float32 (frame centres at ``(i + 0.5) * hop``),
+    a block at a time; with ``scale`` (total,), its product with them."""
     centres = (np.arange(len(v)) + 0.5) * hop
-    return np.interp(np.arange(total), centres, v).astype(np.float32)
+    out = np.empty(total, np.float32)
+    for a in range(0, total, BLOCK):
+        b = min(total, a + BLOCK)
+        g = np.interp(np.arange(a, b), centres, v).astype(np.float32)
+        out[a:b] = g if scale is None else scale[a:b] * g
+    return out
 
 
 def activity_mask(source: np.ndarray, hop: int, *, threshold_db: float = -50.0, smooth_frames: int = 5) -> np.ndarray:
@@ -55,5 +66,4 @@ def match_envelope(
     mask = activity_mask(source, hop, threshold_db=threshold_db)
     gain_db = np.where(mask > 0, gain_db, 0.0)
     gain = 10 ** (_smooth(gain_db, smooth_frames) / 20) * mask
-    out = converted * _frames_to_samples(gain, hop, n)
-    return out.astype(np.float32)
+    return _frames_to_samples(gain, hop, n, np.asarray(converted, np.float32))

@@ -51,17 +51,30 @@ def highpass(wav: np.ndarray, sr: int, cutoff_hz: float = HIGHPASS_HZ, order: in
 
     The edges are reflected by a quarter second (or the whole signal, if shorter) so a note that starts at the
     first sample does not ring against a step. It runs as an FIR (:func:`highpass_response`) in FFT blocks
-    (:func:`canora.dsp.fir.convolve`), so a long song costs time and memory in proportion to its length.
+    (:func:`canora.dsp.fir.fir_blocks`), streamed: a long song costs time in proportion to its length and memory only
+    for its output.
     """
-    from canora.dsp.fir import convolve
+    from canora.dsp.fir import fir_blocks
 
     x = np.asarray(wav, dtype=np.float32)
     if cutoff_hz <= 0 or len(x) < 2:
         return x
-    pad = min(len(x) - 1, int(0.25 * sr))
-    y = np.pad(x.astype(np.float64), (pad, pad), mode="reflect")
+    n = len(x)
+    pad = min(n - 1, int(0.25 * sr))
+
+    def padded(a: int, b: int) -> np.ndarray:  # samples [a, b) of x reflected by ``pad`` at each end, float64
+        if a >= pad and b <= pad + n:
+            return x[a - pad: b - pad].astype(np.float64)
+        i = np.arange(a, b) - pad
+        i = np.abs(i)
+        i = np.where(i >= n, 2 * (n - 1) - i, i)
+        return x[i].astype(np.float64)
+
     h = highpass_response(sr, cutoff_hz, order)
-    return convolve(y, h, delay=len(h) // 2)[pad: pad + len(x)].astype(np.float32)
+    out = np.empty(n, np.float32)
+    for off, block in fir_blocks(padded, n + 2 * pad, h, pad + len(h) // 2, n):
+        out[off: off + len(block)] = block
+    return out
 
 
 def butterworth_highpass_sos(sr: int, cutoff_hz: float = HIGHPASS_HZ, order: int = HIGHPASS_ORDER) -> np.ndarray:

@@ -15,6 +15,8 @@ hundredths of a dB a fast gain change can leave between samples.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -46,16 +48,27 @@ def _phases(oversample: int = OVERSAMPLE, taps: int = PHASE_TAPS) -> np.ndarray:
     return np.asarray(rows)
 
 
+#: samples per block of the true-peak envelope and the limiter (their memory is O(block) beyond the signal)
+BLOCK = 1 << 18
+
+
 def true_peak_envelope(wav: np.ndarray, oversample: int = OVERSAMPLE) -> np.ndarray:
     """Per sample n, the largest magnitude of ``wav`` (N,) reconstructed at ``n, n + 1/4, n + 2/4, n + 3/4`` ->
-    (N,) float32 (>= |wav|)."""
-    x = np.asarray(wav, dtype=np.float64)
+    (N,) float32 (>= |wav|). Computed a block at a time (with the interpolator's reach either side)."""
+    x = np.asarray(wav)
+    n = len(x)
     env = np.abs(x).astype(np.float32)
-    if len(x) < 2:
+    if n < 2:
         return env
     half = PHASE_TAPS // 2
-    for h in _phases(oversample):  # 32 taps: direct convolution is faster than FFT blocks
-        np.maximum(env, np.abs(np.convolve(x, h)[half: half + len(x)]).astype(np.float32), out=env)
+    phases = _phases(oversample)
+    for a in range(0, n, BLOCK):
+        b = min(n, a + BLOCK)
+        a0, b0 = max(0, a - half), min(n, b + half)
+        xs = x[a0:b0].astype(np.float64)
+        for h in phases:  # 32 taps: direct convolution is faster than FFT blocks
+            part = np.abs(np.convolve(xs, h)[half + a - a0: half + b - a0]).astype(np.float32)
+            np.maximum(env[a:b], part, out=env[a:b])
     return env
 
 
@@ -116,17 +129,40 @@ def limiter_gain_db(envelope: np.ndarray, sr: int, ceiling_db: float, lookahead_
                     hold_ms: float = HOLD_MS, release_ms: float = RELEASE_MS) -> np.ndarray:
     """The limiter's gain (N,) float64 in dB (<= 0) for a true-peak ``envelope`` (N,): at every sample at most
     ``ceiling_db`` minus the envelope's level there, reached by a linear ramp over the look-ahead, held, released."""
-    env = np.maximum(np.asarray(envelope, dtype=np.float64), 1e-12)
-    need = np.maximum(20.0 * np.log10(env) - ceiling_db, 0.0)  # reduction each sample needs, dB >= 0
-    if not (need > 0).any():
-        return np.zeros(len(env))
+    out = np.zeros(len(envelope))
+    for a, g in limiter_gain_blocks(envelope, sr, ceiling_db, lookahead_ms, hold_ms, release_ms):
+        out[a: a + len(g)] = g
+    return out
+
+
+def limiter_gain_blocks(envelope: np.ndarray, sr: int, ceiling_db: float, lookahead_ms: float = LOOKAHEAD_MS,
+                        hold_ms: float = HOLD_MS, release_ms: float = RELEASE_MS,
+                        block: int = BLOCK) -> Iterator[tuple[int, np.ndarray]]:
+    """:func:`limiter_gain_db` as ``(start, gain dB float64)`` blocks in order: the hold's window reads its reach
+    either side of a block, and the release and the look-ahead ramp carry their state from one block to the next,
+    so memory is O(block) beyond the envelope."""
+    env = np.asarray(envelope)
+    n = len(env)
     look = max(1, int(round(lookahead_ms * sr / 1000)))
     hold = int(round(hold_ms * sr / 1000))
-    held = -running_min(-need, hold, look - 1)  # max over [n - hold, n + look - 1]: seen coming, then held
-    held = _release(held, release_ms * sr / 1000)
-    c = np.concatenate([np.zeros(look), np.cumsum(held)])
-    ramp = (c[look:] - c[:-look]) / look  # mean of held[n - look + 1 .. n]
-    return -ramp
+    decay = math.exp(-1.0 / (release_ms * sr / 1000))
+    carry, tail = 0.0, np.zeros(look - 1)  # the released reduction before the block, and its last look - 1 values
+
+    def need(a: int, b: int) -> np.ndarray:  # reduction each sample needs, dB >= 0
+        e = np.maximum(env[a:b].astype(np.float64), 1e-12)
+        return np.maximum(20.0 * np.log10(e) - ceiling_db, 0.0)
+
+    for a in range(0, n, block):
+        b = min(n, a + block)
+        a0, b0 = max(0, a - hold), min(n, b + look - 1)
+        held = -running_min(-need(a0, b0), hold, look - 1)[a - a0: b - a0]  # max over [n - hold, n + look - 1]
+        released = _release(held, release_ms * sr / 1000)
+        if carry > 0:  # the reduction released before this block goes on decaying into it
+            released = np.maximum(released, carry * decay ** np.arange(1, b - a + 1))
+        carry = float(released[-1])
+        c = np.concatenate([np.zeros(1), np.cumsum(np.concatenate([tail, released]))])
+        yield a, -(c[look:] - c[:-look]) / look  # mean of released[n - look + 1 .. n]
+        tail = np.concatenate([tail, released])[-(look - 1):] if look > 1 else tail
 
 
 def limit(wav: np.ndarray, sr: int, ceiling_db: float = -1.0, lookahead_ms: float = LOOKAHEAD_MS,
@@ -137,12 +173,16 @@ def limit(wav: np.ndarray, sr: int, ceiling_db: float = -1.0, lookahead_ms: floa
     env = true_peak_envelope(x)
     if len(x) == 0 or db(float(env.max())) <= ceiling_db:
         return x, Limiting(0.0, 0.0)
-    gain_db = limiter_gain_db(env, sr, ceiling_db, lookahead_ms, hold_ms, release_ms)
-    y = (x * 10.0 ** (gain_db / 20.0)).astype(np.float32)
+    y = np.empty_like(x)
+    counted, deepest = 0, 0.0
+    for a, g in limiter_gain_blocks(env, sr, ceiling_db, lookahead_ms, hold_ms, release_ms):
+        y[a: a + len(g)] = x[a: a + len(g)] * 10.0 ** (g / 20.0)
+        counted += int(np.count_nonzero(g < -LIMIT_COUNT_DB))
+        deepest = max(deepest, float(-g.min()))
+    del env
     over = true_peak_db(y) - ceiling_db
     trim = 0.0
     if over > 0:  # a fast gain change can lift a peak between samples by hundredths of a dB
         trim = -over - 1e-4
-        y = (y * np.float32(10.0 ** (trim / 20.0))).astype(np.float32)
-    limited = float(np.count_nonzero(gain_db < -LIMIT_COUNT_DB)) * 1000.0 / sr
-    return y, Limiting(limited, float(-gain_db.min()), trim)
+        y *= np.float32(10.0 ** (trim / 20.0))
+    return y, Limiting(counted * 1000.0 / sr, deepest, trim)

@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from canora.dsp.fir import convolve, iir_impulse_response
+from canora.dsp.fir import fir_blocks, iir_impulse_response
 
 #: gating block (s), its step (s), and the two gates of BS.1770-4
 BLOCK_SECONDS = 0.4
@@ -39,20 +39,35 @@ def k_weighting(sr: int) -> list[tuple[np.ndarray, np.ndarray]]:
     return [shelf, high]
 
 
+def _energy_at(x: np.ndarray, sr: int, at: np.ndarray) -> np.ndarray:
+    """The K-weighted energy of ``x`` (N,) before each sample index in ``at`` (``sum(y[:k] ** 2)``), the filter and
+    the running sum streamed a block at a time (memory O(block), the same sums as over the whole signal at once)."""
+    h = iir_impulse_response(k_weighting(sr), int(K_RESPONSE_SECONDS * sr))
+    order = np.argsort(at, kind="stable")
+    want = at[order]
+    out = np.zeros(len(at))
+    total, i = 0.0, int(np.searchsorted(want, 0, side="right"))  # energy before sample 0 is 0
+    for off, y in fir_blocks(lambda a, b: x[a:b].astype(np.float64), len(x), h, 0, len(x)):
+        e = np.cumsum(np.concatenate([[total], y * y]))  # e[m] = energy before sample off + m
+        j = int(np.searchsorted(want, off + len(y), side="right"))
+        out[order[i:j]] = e[want[i:j] - off]
+        total, i = float(e[-1]), j
+    return out
+
+
 def block_loudness(wav: np.ndarray, sr: int) -> np.ndarray:
     """The loudness (B,) in LUFS of each 400-ms block (every 100 ms) of the K-weighted ``wav`` (N,) at ``sr``;
     -inf for a silent block, none for audio shorter than one block."""
-    x = np.asarray(wav, dtype=np.float64)
+    x = np.asarray(wav)
     length = len(x)
     if length < BLOCK_SECONDS * sr:
         return np.zeros(0)
-    y = convolve(x, iir_impulse_response(k_weighting(sr), int(K_RESPONSE_SECONDS * sr)))
-    energy = np.concatenate([[0.0], np.cumsum(y * y)])
     blocks = int(round((length / sr - BLOCK_SECONDS) / STEP_SECONDS)) + 1
     j = np.arange(blocks) * (STEP_SECONDS / BLOCK_SECONDS)
     lo = (BLOCK_SECONDS * j * sr).astype(int)
     hi = np.minimum((BLOCK_SECONDS * (j + 1) * sr).astype(int), length)
-    z = (energy[hi] - energy[lo]) / (BLOCK_SECONDS * sr)
+    energy = _energy_at(x, sr, np.concatenate([lo, hi]))
+    z = (energy[blocks:] - energy[:blocks]) / (BLOCK_SECONDS * sr)
     with np.errstate(divide="ignore"):
         return -0.691 + 10.0 * np.log10(np.maximum(z, 0.0))
 

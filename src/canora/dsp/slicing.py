@@ -27,12 +27,21 @@ class Slice:
         return max(0, self.start - overlap), min(total, self.end + overlap)
 
 
+#: frames measured at once by :func:`frame_db` (its memory is O(this) beyond its result)
+FRAMES_PER_BLOCK = 4096
+
+
 def frame_db(wav: np.ndarray, hop: int) -> np.ndarray:
-    """RMS level in dBFS of consecutive ``hop``-sample frames of ``wav`` (T,) -> (ceil(T / hop),)."""
+    """RMS level in dBFS of consecutive ``hop``-sample frames of ``wav`` (T,) -> (ceil(T / hop),); measured a block
+    of frames at a time."""
     n = -(-len(wav) // hop)
-    padded = np.zeros(n * hop, dtype=np.float64)
-    padded[: len(wav)] = wav
-    rms = np.sqrt(np.mean(padded.reshape(n, hop) ** 2, axis=1))
+    rms = np.empty(n)
+    for f0 in range(0, n, FRAMES_PER_BLOCK):
+        f1 = min(n, f0 + FRAMES_PER_BLOCK)
+        padded = np.zeros((f1 - f0) * hop, dtype=np.float64)
+        part = wav[f0 * hop: f1 * hop]
+        padded[: len(part)] = part
+        rms[f0:f1] = np.sqrt(np.mean(padded.reshape(f1 - f0, hop) ** 2, axis=1))
     return 20 * np.log10(np.maximum(rms, 1e-10))
 
 
