@@ -1896,6 +1896,7 @@ def test_clipping_and_far_transpose_get_a_notice(tmp_path: Path, models: tuple[P
     assert caplog.text.count("more than 2 octaves") == 1
     side = json.loads((tmp_path / "o.json").read_text())
     assert side["transpose"] == 30 and "refiner_check" in side
+    assert side["refiner_check"]["cycle_error_limit"] > 0 and "first sung stretch" in side["notes"]["refiner_check"]
 
 
 def test_an_untrained_refiner_is_flagged(tmp_path: Path, models: tuple[Path, Path],

@@ -245,6 +245,23 @@ def test_convert_command_on_onnx_exports_never_imports_torch(tiny_exports, synth
     assert side["refiner_check"]["ok"] in (True, False)  # the output's mel check ran (numpy mel)
 
 
+def test_cli_export_writes_a_whole_export_says_where_on_stdout_and_replaces_only_with_overwrite(
+        tiny_exports, tmp_path, capsys):
+    from canora.cli import main
+
+    out = tmp_path / "exported"
+    assert main(["export", str(tiny_exports["vocoder"]), "-o", str(out)]) == 0
+    std = capsys.readouterr()
+    assert std.out.strip() == str(out) and "wrote" in std.err and (out / "model.onnx").is_file()
+    before = (out / "model.json").read_bytes()
+    assert main(["export", str(tiny_exports["vocoder"]), "-o", str(out)]) == 2
+    assert "--overwrite" in capsys.readouterr().err and (out / "model.json").read_bytes() == before
+    assert main(["export", str(tiny_exports["vocoder"]), "-o", str(out), "--overwrite"]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["exported"]  # no staging or old copy left
+    doc = json.loads((out / "model.json").read_text())
+    assert doc["config_sha256"]  # the ONNX export hashes its config too
+
+
 # ---------------------------------------------------------------------- runtime details
 def test_backend_onnx_exports_a_torch_model_in_memory(tiny_official_ckpt, clip):
     _, mel = clip

@@ -176,3 +176,14 @@ def test_html_shows_its_images_in_headless_chromium(tmp_path: Path, mel_dirs: tu
     ok = re.search(r'data-rendered="(\d+)"', dom)
     assert n and ok, dom[:500]
     assert int(n.group(1)) >= 5 and ok.group(1) == n.group(1)
+
+
+def test_the_summary_line_is_rounded_and_says_why_a_score_is_missing() -> None:
+    from canora.cli.report import summary_line
+
+    m = {"summary": {"files": 3, "collapsed_refined": 0, "collapsed_original": 0, "median_cycle_error_refined":
+                     0.123456789, "median_cycle_error_original": None}, "distribution": {"mean_wasserstein": 0.98765}}
+    line = summary_line(m, vocoded=True)
+    assert "0.1234" not in line and "refined 0.123" in line and "original n/a" in line and "None" not in line
+    assert "0.988" in line
+    assert "pass --vocoder or --generated" in summary_line(m, vocoded=False)
