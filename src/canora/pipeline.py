@@ -35,6 +35,7 @@ from canora.dsp.loudness import LevelChoice
 from canora.dsp.pitch import KeyChoice
 from canora.errors import AudioError, CanoraError
 from canora.io.models import BUNDLED
+from canora.memory import release_free_memory
 
 if TYPE_CHECKING:
     from canora.conditioning import RefinerFeatures
@@ -483,7 +484,10 @@ class Converter:
 
         with self._on_threads(threads) as conv:
             def render(ra: tuple[Region, SliceAnalysis]) -> Rendered:
-                return conv.render(ra[0], ra[1], drive, cycles, job, measure_cycle_error)
+                try:
+                    return conv.render(ra[0], ra[1], drive, cycles, job, measure_cycle_error)
+                finally:
+                    release_free_memory()
 
             pieces = bar.map(render, list(zip(regions, analyses)), "convert", "converting", len(regions), workers)
         bar.report(2 * len(regions), "done")
@@ -529,7 +533,10 @@ class Converter:
         with self._on_threads(threads) as conv:
             def analyse(r: Region) -> SliceAnalysis:
                 where = f"{name} [{r.start / self.spec.sample_rate:.1f} s]"
-                return conv.analyse(wav[r.start: r.end], r.cut.silent, where)
+                try:
+                    return conv.analyse(wav[r.start: r.end], r.cut.silent, where)
+                finally:
+                    release_free_memory()  # a long song's memory is its results, not every slice's leftovers
 
             return bar.map(analyse, regions, "analyse", "analysing", 0, workers)
 

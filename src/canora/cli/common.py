@@ -540,6 +540,7 @@ def _run_files(files: list[Path], fn: Callable[[Path], float], desc: str,
 
     from canora.cli.progress import BatchBar
     from canora.io.files import FATAL_ERRNOS, claim
+    from canora.memory import release_free_memory
 
     bar = BatchBar(files, desc)
     for i, f in enumerate(files):
@@ -566,6 +567,7 @@ def _run_files(files: list[Path], fn: Callable[[Path], float], desc: str,
             tqdm.write(f"skipped: {f}: {msg}", file=sys.stderr)
         finally:
             bar.end(f)
+            release_free_memory()  # the next file starts from the memory the last one freed
     bar.close()
 
 

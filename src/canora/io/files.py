@@ -174,7 +174,7 @@ def claim(paths: Iterable[str | Path]) -> Iterator[None]:
                     owner = _lock_owner(lock)
                     if owner is not None and owner != os.getpid() and _pid_alive(owner):
                         raise OutputError(f"{p}: another canora run (pid {owner}) is writing it now; wait for it to "
-                                          "finish, or choose another -o") from None
+                                          f"finish, or choose another -o (its lock: {lock.name})") from None
                     _unlink_quietly(lock)  # stale: its process is gone (or wrote no pid yet, and is gone)
                     continue
                 except OSError as e:
