@@ -282,7 +282,7 @@ def run(args: argparse.Namespace) -> int:
     from canora.cli.progress import song_bar
     from canora.dsp.output import check_loudness
     from canora.errors import CanoraError
-    from canora.io.audio import AUDIO_EXTENSIONS, audio_bytes, decode, output_format, read_audio
+    from canora.io.audio import AUDIO_EXTENSIONS, audio_writer, decode, output_format, read_audio
     from canora.io.files import OutputSet, npy_bytes
     from canora.io.melfiles import mel_bytes
     from canora.pipeline import check_transpose
@@ -347,7 +347,7 @@ def run(args: argparse.Namespace) -> int:
     def write(f: Path, res: Any, check: dict | None) -> float:
         out = outputs[f]
         with OutputSet(args.overwrite) as written:  # audio and sidecar (and mels) appear together or not at all
-            written.add(out[0], audio_bytes(out[0], res.audio, res.sample_rate, subtype=subtype))
+            written.add_with(out[0], audio_writer(out[0], res.audio, res.sample_rate, subtype=subtype))
             written.add(out[1], _sidecar(f, res, args, check))
             if args.save_mel:
                 written.add(out[2], mel_bytes(res.mel))

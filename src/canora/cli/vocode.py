@@ -59,8 +59,8 @@ def run(args: argparse.Namespace) -> int:
     )
     from canora.dsp.mel import wav_to_mel
     from canora.dsp.pitch import extract_f0
-    from canora.io.audio import AUDIO_EXTENSIONS, audio_bytes, load_audio, output_format
-    from canora.io.files import atomic_write_bytes
+    from canora.io.audio import AUDIO_EXTENSIONS, audio_writer, load_audio, output_format
+    from canora.io.files import atomic_open
     from canora.io.melfiles import load_f0, load_mel
 
     log = logging.getLogger("canora")
@@ -104,8 +104,8 @@ def run(args: argparse.Namespace) -> int:
             from canora.dsp.filters import highpass  # stay bit-exact with the official code)
 
             wav = highpass(wav, spec.sample_rate)
-        atomic_write_bytes(outputs[f], audio_bytes(outputs[f], wav, spec.sample_rate, subtype=subtype),
-                           args.overwrite)
+        with atomic_open(outputs[f], args.overwrite) as out:
+            audio_writer(outputs[f], wav, spec.sample_rate, subtype=subtype)(out)
         emit(outputs[f])
         return len(wav) / spec.sample_rate
 

@@ -12,12 +12,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
 from canora.dsp.resample import resample  # noqa: F401 (re-exported: callers resample through this module)
 from canora.errors import AudioError, CanoraError
-from canora.io.files import atomic_write_bytes, bytes_with
+from canora.io.files import atomic_open, bytes_with
 from canora.io.inputs import require_regular_file
 from canora.io.limits import MAX_SAMPLE_RATE, UNKNOWN_FRAMES, AudioLimits, audio_limits
 
@@ -201,24 +202,42 @@ def output_format(path: str | Path, subtype: str = "PCM_16") -> str:
     return fmt
 
 
-def audio_bytes(path: str | Path, wav: np.ndarray, sample_rate: int, *, subtype: str = "PCM_16") -> bytes:
-    """(T,) float audio as the bytes of the file ``path`` names (.wav or .flac, see :func:`output_format`).
-    PCM clips to [-1, 1]; ``subtype="FLOAT"`` keeps floats. NaN/inf are refused."""
+#: samples written at once by :func:`audio_writer`
+WRITE_BLOCK = 1 << 18
+
+
+def audio_writer(path: str | Path, wav: np.ndarray, sample_rate: int, *,
+                 subtype: str = "PCM_16") -> Callable[[BinaryIO], None]:
+    """A function that writes (T,) float audio into an open binary file as the file ``path`` names (.wav or .flac,
+    see :func:`output_format`), a block at a time (no whole-file copy: a long song is written in the memory of one
+    block). PCM clips to [-1, 1]; ``subtype="FLOAT"`` keeps floats. NaN/inf are refused before anything is written."""
     import soundfile as sf
 
     fmt = output_format(path, subtype)
     wav = np.asarray(wav, dtype=np.float32).reshape(-1)
-    if not np.isfinite(wav).all():
-        raise AudioError(f"{path}: refusing to write audio with NaN/inf samples")
-    if subtype != "FLOAT":
-        wav = np.clip(wav, -1.0, 1.0)
-    return bytes_with(lambda f: sf.write(f, wav, sample_rate, subtype=subtype, format=fmt))
+    for a in range(0, len(wav), WRITE_BLOCK):
+        if not np.isfinite(wav[a: a + WRITE_BLOCK]).all():
+            raise AudioError(f"{path}: refusing to write audio with NaN/inf samples")
+
+    def write(f: BinaryIO) -> None:
+        with sf.SoundFile(f, "w", sample_rate, 1, subtype=subtype, format=fmt) as out:
+            for a in range(0, len(wav), WRITE_BLOCK):
+                block = wav[a: a + WRITE_BLOCK]
+                out.write(block if subtype == "FLOAT" else np.clip(block, -1.0, 1.0))
+
+    return write
+
+
+def audio_bytes(path: str | Path, wav: np.ndarray, sample_rate: int, *, subtype: str = "PCM_16") -> bytes:
+    """(T,) float audio as the bytes of the file ``path`` names (see :func:`audio_writer`)."""
+    return bytes_with(audio_writer(path, wav, sample_rate, subtype=subtype))
 
 
 def save_wav(path: str | Path, wav: np.ndarray, sample_rate: int, *, subtype: str = "PCM_16") -> None:
     """Write (T,) float audio atomically as wav (or flac, by the extension). PCM_16 clips to [-1, 1];
     ``subtype="FLOAT"`` keeps floats."""
-    atomic_write_bytes(Path(path), audio_bytes(path, wav, sample_rate, subtype=subtype))
+    with atomic_open(Path(path)) as f:
+        audio_writer(path, wav, sample_rate, subtype=subtype)(f)
 
 
 def full_scale_fraction(wav: np.ndarray, level: float = 0.999) -> float:

@@ -276,6 +276,12 @@ class OutputSet:
             self.discard()
 
     def add(self, path: str | Path, data: bytes) -> Path:
+        """Stage ``data`` as ``path``."""
+        return self.add_with(path, lambda f: f.write(data))
+
+    def add_with(self, path: str | Path, writer: Callable[[BinaryIO], object]) -> Path:
+        """Stage what ``writer(file_object)`` writes as ``path`` (written straight into the temp file: a long song
+        is never a second time in memory as bytes)."""
         path = Path(path)
         tmp = None
         try:
@@ -283,7 +289,7 @@ class OutputSet:
             fd, tmp = _mkstemp(path)
             _chmod_default(tmp)
             with os.fdopen(fd, "wb") as f:
-                f.write(data)
+                writer(f)
                 f.flush()
                 os.fsync(f.fileno())
         except OSError as e:

@@ -82,23 +82,50 @@ def sample_f0(f0: np.ndarray, hop: int, kind: str) -> tuple[np.ndarray, np.ndarr
     return f[:, half: half + t * hop], v[:, half: half + t * hop]
 
 
+#: frames of a song whose samples :func:`frame_cycles` holds at once (its memory is O(this), not O(song))
+CYCLE_BLOCK_FRAMES = 4096
+
+
 def frame_cycles(f0: np.ndarray, hop: int, sample_rate: int, kind: str) -> np.ndarray:
     """Cycles (T + 1,) float64 of the fundamental for each frame of ``f0`` (T,) Hz, and the song's total at the
     end: the start phase of a piece of the song beginning at frame ``t`` is ``cycles[t] % 1`` (for the ``step``
     source, the phase at the frame's first sample; for ``smooth``, the phase that makes the piece's source equal
-    the song's from frame ``t``'s centre on)."""
+    the song's from frame ``t``'s centre on). The song's samples are made and summed a block of frames at a time,
+    with the same sums in the same order as over the whole song."""
     f0 = np.asarray(f0, np.float64)
-    f, _ = sample_f0(f0[None], hop, kind)
+    t = len(f0)
     if kind != "smooth":
-        per_frame = f.reshape(-1, hop).sum(axis=1) / sample_rate
+        per_frame = np.empty(t)
+        for a in range(0, t, CYCLE_BLOCK_FRAMES):
+            f, _ = sample_f0(f0[None, a: a + CYCLE_BLOCK_FRAMES], hop, kind)
+            per_frame[a: a + CYCLE_BLOCK_FRAMES] = f.reshape(-1, hop).sum(axis=1) / sample_rate
         return np.concatenate([[0.0], np.cumsum(per_frame)])
     # the smooth source reaches frame t's F0 at the frame's centre; a piece starting at frame t holds that F0 over
     # its first half frame (it has no frame before it), so its start phase is the song's phase at the centre
     # minus what that half frame advances: from the centre on, the piece's source is the song's
-    cum = np.concatenate([[0.0], np.cumsum(f[0] / sample_rate)])
-    lead = hop - hop // 2  # samples before frame t's centre: a piece holds f0[t] over them
-    start = cum[np.arange(len(f0)) * hop + lead] - np.maximum(f0, 0.0) * lead / sample_rate
-    return np.concatenate([start, cum[-1:]])
+    ext = np.concatenate([f0[:1], f0])  # as sample_f0: frame -1 holds frame 0; sample s glides ext[k] -> nxt[k]
+    nxt = np.concatenate([ext[1:], ext[-1:]])
+    lo = np.where(ext > 0, ext, nxt)
+    hi = np.where(nxt > 0, nxt, ext)
+    frac = np.arange(hop, dtype=np.float64) / np.float64(hop)
+    half, lead = hop // 2, hop - hop // 2  # frame t's value lands on sample t * hop + ceil(hop / 2)
+    n = t * hop
+    want = np.arange(t) * hop + lead  # cum at each frame's centre
+    cum_at = np.empty(t)
+    total = 0.0  # the song's cycles before the block
+    for k0 in range(0, t + 1, CYCLE_BLOCK_FRAMES):
+        k1 = min(t + 1, k0 + CYCLE_BLOCK_FRAMES)
+        full = (lo[k0:k1, None] + (hi - lo)[k0:k1, None] * frac).reshape(-1)  # samples k0*hop - half ...
+        a, b = max(0, k0 * hop - half), min(n, k1 * hop - half)
+        if b <= a:
+            continue
+        x = full[a - (k0 * hop - half): b - (k0 * hop - half)] / sample_rate
+        e = np.cumsum(np.concatenate([[total], x]))  # e[m] = cycles before sample a + m
+        sel = (want >= a) & (want <= b)
+        cum_at[sel] = e[want[sel] - a]
+        total = float(e[-1])
+    start = cum_at - np.maximum(f0, 0.0) * lead / sample_rate
+    return np.concatenate([start, [total]])
 
 
 def excitation(
