@@ -6,6 +6,9 @@ the default automatic key, whole octaves toward the target's range; ``none`` = `
 pitch; ``free`` = ``--key-mode free``), it scores the conversion as `canora eval` does and adds the harmonic
 detail of the refined mel against real recordings of the target:
 
+* singer identification (``id``): the share of the conversion's 1.6-s windows that a singer panel gives to the
+  target (``_panel.IdentityJudge``: PJS 089-090, the makam singers, and each source's own audio outside its clip),
+  beside the source's own share (``id_src``) and the singer most windows go to (``id_top``);
 * singer similarity: resemblyzer cosine to the centroid of the target's held-out recordings (PJS 089-090),
   beside the source's own similarity; and the same on voiced audio alone (``sim_voiced``: the voiced frames of
   the conversion against the centroid of the voiced frames of PJS 089-090, :func:`canora.analysis.evaluation.
@@ -65,6 +68,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from _common import print_table, write_json
+from _panel import IdentityJudge
 
 from canora.analysis.evaluation import (
     SpeakerEmbedder,
@@ -381,6 +385,7 @@ def main() -> None:
     heard = DetailReference(refs, spec, smooth=HEARD_SMOOTH)
     comb = CombReference(refs, sr, spec.hop_length)
     self_ref = PitchMatchedTarget(resolve(BAND_REFS), sr, spec.hop_length)
+    judge = IdentityJudge("pjs", resolve(SIM_REFS), sources, args.clip_seconds)
     load = [os.getloadavg()]
     rows = []
     conv.convert(load_audio(sources[0], sr)[: sr], sr, steps=1)  # warm-up
@@ -392,6 +397,7 @@ def main() -> None:
         src_scores = None
         src_comb = comb.ratio(wav, extract_f0(wav, sr, spec.hop_length))[0]
         voiced = voiced_frames(wav, sr, spec.hop_length)
+        id_src, _ = judge.share(wav)
         for key in args.key:
             for sampler in args.samplers:
                 for steps in args.steps:
@@ -412,6 +418,7 @@ def main() -> None:
                         n_v = min(len(voiced), len(res.f0))
                         sung = res.f0[:n_v][voiced[:n_v] & (res.f0[:n_v] > 0)]
                         sim_self, self_exact = self_ref.similarity(emb, sung, target_voiced)
+                        id_conv, id_top = judge.share(res.audio[: len(wav)])
                         rows.append({
                             "clip": path.stem[:20], "key": key, "sampler": sampler, "steps": steps,
                             "strength": strength, "transpose": res.transpose,
@@ -420,6 +427,7 @@ def main() -> None:
                             "sim_voiced_src": s["similarity_voiced_source"],
                             "sim_voiced_lo": bands[0], "sim_voiced_hi": bands[1],
                             "sim_voiced_self": sim_self, "self_exact_semitones": self_exact,
+                            "id": id_conv, "id_src": id_src, "id_top": id_top,
                             "self_gap": sim_self - s["similarity_voiced_converted"],
                             "gpe_harvest": s["gpe_harvest"], "gpe_praat": s["gpe_praat"],
                             "gpe_agreed_harvest": s["gpe_agreed_harvest"], "gpe_agreed_praat": s["gpe_agreed_praat"],
@@ -444,7 +452,8 @@ def main() -> None:
                             "rtf": wall / secs})
         print(f"{path.name}: done", file=sys.stderr)
         load.append(os.getloadavg())
-    cols = ["clip", "key", "sampler", "steps", "strength", "transpose", "sim", "sim_source", "sim_voiced",
+    cols = ["clip", "key", "sampler", "steps", "strength", "transpose", "id", "id_src", "sim", "sim_source",
+            "sim_voiced",
             "sim_voiced_src", "sim_voiced_self", "self_exact_semitones", "self_gap", "sim_voiced_lo", "sim_voiced_hi",
             "gpe_harvest", "gpe_praat", "gpe_agreed_harvest",
             "gpe_agreed_praat", "periodicity", "periodicity_src", "hnr_db", "hnr_db_src", "tone_over_src_db",
@@ -463,13 +472,15 @@ def main() -> None:
         means.append({"clip": f"MEAN of {len(sel)}", "key": key, "sampler": sampler, "steps": steps,
                       "strength": strength, **{k: float(np.nanmean([r[k] for r in sel])) for k in cols[5:]},
                       "sim_min": float(np.nanmin([r["sim"] for r in sel])),
+                      "id_min": float(np.nanmin([r["id"] for r in sel])),
                       "sim_voiced_min": float(np.nanmin([r["sim_voiced"] for r in sel])),
                       "self_gap_max": float(np.nanmax([r["self_gap"] for r in sel])),
                       "gpe_max": float(np.nanmax([max(r["gpe_harvest"], r["gpe_praat"]) for r in sel])),
                       "gpe_agreed_max": float(np.nanmax([max(r["gpe_agreed_harvest"], r["gpe_agreed_praat"])
                                                          for r in sel]))})
     print()
-    print_table(means, ["key", "sampler", "steps", "strength", "sim", "sim_min", "sim_source", "sim_voiced",
+    print_table(means, ["key", "sampler", "steps", "strength", "id", "id_min", "id_src", "sim", "sim_min", "sim_source",
+                        "sim_voiced",
                         "sim_voiced_min", "sim_voiced_src", "sim_voiced_self", "self_gap_max", "sim_voiced_lo",
                         "sim_voiced_hi",
                         "gpe_harvest",

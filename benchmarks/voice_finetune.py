@@ -40,13 +40,12 @@ import numpy as np
 import soundfile as sf
 import torch
 from _common import print_table, write_json
+from _panel import DATA, IdentityJudge, glob, middle  # noqa: F401
 
 from canora.analysis.evaluation import SpeakerEmbedder, centroid, embed_voiced, evaluate_conversion
-from canora.analysis.singer_id import SingerPanel, WindowEmbedder
 from canora.io.audio import load_audio
 from canora.pipeline import Converter
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 TARGET = "makam/idil"
 HOLDOUT_SONG = "Kimseye"
 SR = 22050
@@ -55,16 +54,6 @@ CLIP_SECONDS = 10.0
 SOURCES = ["vocadito/vocadito_1.wav", "vocadito/vocadito_10.wav", "vocadito/vocadito_14.wav",
            "nitsong070/nitech_jp_song070_f001_004.wav", "dagstuhl/*S1_DYN*.wav", "dagstuhl/*B1_LRX*.wav",
            "dagstuhl/*B2_DYN*.wav", "smstools/singing-female.wav", "smstools/vignesh.wav"]
-# other audio of each source's singer (besides the rest of its own recording), for the panel
-SOURCE_OTHER = {"nitech_jp_song070_f001_004": ["nitsong070/nitech_jp_song070_f001_007.wav"],
-                "DCS_SE_FullChoir_ScaleUpDown02_S1_DYN": ["dagstuhl/*S1_LRX*.wav"],
-                "DCS_SE_FullChoir_ScaleUpDown02_B2_DYN": ["dagstuhl/*B2_LRX*.wav"]}
-OTHER_SINGERS = {"pjs": [f"pjs/pjs{i:03d}_song.wav" for i in range(82, 91)], "guelen": ["makam/guelen/*.flac"],
-                 "barbaros": ["makam/barbaros/*.flac"], "guelcin": ["makam/guelcin/*.flac"]}
-
-
-def glob(patterns: list[str]) -> list[Path]:
-    return sorted(p for pat in patterns for p in DATA.glob(pat))
 
 
 def target_split(holdout_song: str) -> tuple[list[Path], list[Path]]:
@@ -118,39 +107,23 @@ def make_voice(base: str, base_name: str, data_min: float, minutes: float, pool:
     return folder
 
 
-def middle(wav: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(the middle 10 s, the rest of the recording joined)."""
-    n = int(CLIP_SECONDS * SR)
-    a = max(0, (len(wav) - n) // 2)
-    return wav[a: a + n], np.concatenate([wav[:a], wav[a + n:]])
-
-
 class Judge:
-    """The panel and the similarity centroids, built once."""
+    """The identity panel (target: the held-out song; ``_panel.IdentityJudge``) and the similarity centroids."""
 
     def __init__(self, held: list[Path], sources: list[Path]) -> None:
-        self.win = WindowEmbedder()
         self.emb = SpeakerEmbedder()
         target = [load_audio(p, SR) for p in held]
         self.centroid = centroid([self.emb.embed(w, SR) for w in target])
         voiced = [e for e in (embed_voiced(self.emb, w, SR) for w in target) if e is not None]
         self.centroid_voiced = centroid(voiced)
-        panel: dict[str, list[np.ndarray]] = {"target": [self.win.windows(w, SR) for w in target]}
-        for name, pats in OTHER_SINGERS.items():
-            panel[name] = [self.win.windows(load_audio(p, SR), SR) for p in glob(pats)]
-        self.clips: dict[str, np.ndarray] = {}
-        for p in sources:
-            clip, rest = middle(load_audio(p, SR))
-            self.clips[p.stem] = clip
-            own = [self.win.windows(rest, SR)] + [self.win.windows(load_audio(q, SR), SR)
-                                                   for q in glob(SOURCE_OTHER.get(p.stem, []))]
-            if sum(len(e) for e in own):
-                panel[f"src:{p.stem}"] = own
-        self.panel = SingerPanel.fit(panel)
+        # the target's training songs stay out of the panel's "other singers" (they are her own voice)
+        self.ident = IdentityJudge("idil", held, sources, CLIP_SECONDS,
+                                   exclude=tuple(p for p in (DATA / TARGET).glob("*.flac") if p not in held))
+        self.clips = {p.stem: middle(load_audio(p, SR), CLIP_SECONDS)[0] for p in sources}
+        self.panel = self.ident.panel
 
     def identify(self, wav: np.ndarray) -> tuple[float, str]:
-        w = self.win.windows(wav, SR)
-        return self.panel.share_of(w, "target") if len(w) else float("nan"), self.panel.top(w)
+        return self.ident.share(wav)
 
 
 def score(conv: Converter, singer: str | None, judge: Judge) -> list[dict]:
