@@ -108,8 +108,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "(default: the --init-from export's, else 1); a source setting, so a fine-tune may change it")
     p.add_argument("--disc-width-div", type=int, choices=(1, 2, 4, 8), default=None,
                    help="divide the discriminators' channels (1 = official, the default; nsf 4)")
-    p.add_argument("--checkpoint-every", type=int_in(1, MAX_TRAIN_STEPS), default=None,
-                   help="checkpoint every N updates (1000; nsf 500)")
+    p.add_argument("--checkpoint-every", type=int_in(0, MAX_TRAIN_STEPS), default=None,
+                   help="checkpoint every N updates (1000; nsf 500; 0 = only at the end)")
     p.add_argument("--keep", type=int_in(1, 1000), default=3, help="keep the newest N checkpoints (3)")
     p.add_argument("--val-every", type=int_in(0, MAX_TRAIN_STEPS), default=None, help="validate every N updates (1000)")
     p.add_argument("--log-every", type=int_in(1, MAX_TRAIN_STEPS), default=None,
