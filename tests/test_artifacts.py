@@ -45,6 +45,7 @@ def scored(recording: np.ndarray) -> dict[str, tuple[A.ArtifactMetrics, A.Artifa
         ("loud buzz", _with_buzz(recording, 16.0)))}
 
 
+@pytest.mark.slow
 def test_the_clean_recording_scores_in_the_healthy_range(scored):
     ref = scored["harmless"][1]
     assert ref.frame_rate_periodicity < 0.6
@@ -53,6 +54,7 @@ def test_the_clean_recording_scores_in_the_healthy_range(scored):
     assert np.isnan(ref.gpe_harvest) and np.isnan(ref.gpe_praat)  # the reference has no reference
 
 
+@pytest.mark.slow
 def test_a_harmless_change_is_not_flagged(scored):
     out, ref = scored["harmless"]
     assert A.problems(out, ref) == []
@@ -60,6 +62,7 @@ def test_a_harmless_change_is_not_flagged(scored):
     assert out.gpe_harvest < 0.03 and out.gpe_praat < 0.03
 
 
+@pytest.mark.slow
 def test_each_metric_flags_a_frame_rate_buzz(scored):
     out, ref = scored["quiet buzz"]
     assert out.frame_rate_periodicity > ref.frame_rate_periodicity + 0.4
@@ -88,6 +91,7 @@ def test_lines_ignore_a_held_note_on_a_multiple_of_the_frame_rate():
     assert abs(aware[0]) < 3.0  # line 1 (86 Hz) lies between the note's harmonics: noise floor only
 
 
+@pytest.mark.slow
 def test_held_tone_finds_a_quiet_whistle_that_the_notes_do_not_make(recording, scored):
     """A fixed 10.3 kHz tone 40 dB below the singing (a streamed vocoder's defect) stands out of the
     neighbouring bins; the recording's own harmonics move with the notes and do not."""
@@ -130,6 +134,7 @@ def _tune(shift: float = 0.0, tilt: float = 1.0, seed: int = 0, note_s: float = 
 
 
 @pytest.mark.parametrize("shift", [0, 12, -12])
+@pytest.mark.slow
 def test_held_tone_over_source_passes_a_major_tune_and_flags_a_whistle(shift):
     """The tune's shared harmonic reads +36 dB as a plain held tone in the source and in a conversion of it; read
     off the notes' harmonics and against the source (after the transpose: an octave down, half the output's

@@ -1765,6 +1765,7 @@ def c_clear_train_refiner_without_data(ws: WS) -> Case:
 
 # ---------------------------------------------------------------------- the corpus
 @pytest.mark.parametrize("name", sorted(CASES))
+@pytest.mark.slow
 def test_bad_input(name: str, tmp_path: Path, models: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch,
                    capsys: pytest.CaptureFixture[str]) -> None:
     ws = WS(tmp_path, models, monkeypatch)
@@ -1842,6 +1843,7 @@ UPLOADS: dict[str, tuple[str, Callable[[Path], None], str, dict]] = {
 
 
 @pytest.mark.parametrize("name", sorted(UPLOADS))
+@pytest.mark.slow
 def test_ui_upload(name: str, tmp_path: Path, backend_converter) -> None:  # noqa: ANN001
     from canora.errors import CanoraError
     from canora.ui import UIBackend, UILimits
@@ -1864,6 +1866,7 @@ def test_ui_upload(name: str, tmp_path: Path, backend_converter) -> None:  # noq
     ("garbage", r"^m\.npy: not a readable \.npy array"),
     ("objects", r"^m\.npy: not a readable \.npy array"),
 ])
+@pytest.mark.slow
 def test_ui_doctor_upload(arr: str, pattern: str, tmp_path: Path, backend_converter) -> None:  # noqa: ANN001
     from canora.errors import CanoraError
     from canora.ui import UIBackend

@@ -45,6 +45,7 @@ def test_bundled_models_are_small_versioned_and_share_the_hifigan_melspec(conver
     assert converter.vocoder.config.voiced_noise == 0.4
 
 
+@pytest.mark.slow
 def test_bundled_conversion_of_a_real_clip_follows_the_source_pitch(converter):
     from canora.io.audio import load_audio
 
@@ -60,6 +61,7 @@ def test_bundled_conversion_of_a_real_clip_follows_the_source_pitch(converter):
     assert res.stats["mel_cycle_error"] < 1.0
 
 
+@pytest.mark.slow
 def test_a_quietly_recorded_song_converts_like_the_recording(converter):
     """PJS 087 (held out), 20 dB quieter than recorded: the refiner sees it at PJS's stored level (-28.8 dB
     over her training songs, + 5 dB), so the refined mel of its sung frames is the recording's conversion 20 dB
@@ -96,6 +98,7 @@ def test_a_quietly_recorded_song_converts_like_the_recording(converter):
     assert np.abs(mb - ma)[sung].mean() < 0.3  # measured 0.13
 
 
+@pytest.mark.slow
 def test_demo_phrase_converts_with_auto_key(converter):
     from canora.demo import synth_phrase
 
@@ -108,6 +111,7 @@ def test_demo_phrase_converts_with_auto_key(converter):
     assert scores.pearson > 0.9
 
 
+@pytest.mark.slow
 def test_readme_main_job_runs(tmp_path, capsys):
     assert main(["demo", "-o", str(tmp_path / "demo")]) == 0
     assert (tmp_path / "demo" / "phrase_converted.wav").is_file()
@@ -116,6 +120,7 @@ def test_readme_main_job_runs(tmp_path, capsys):
     assert "converted it to singer 'pjs'" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_forced_cuts_inside_a_held_note_leave_no_dip_or_click(converter):
     """A 9 s held note with vibrato and no pause, converted in slices of at most 2 s, against the same note
     converted in one piece: around every join the level stays within ~1.5 dB of the one-piece conversion
@@ -154,6 +159,7 @@ def test_the_bundled_models_load_by_name():
     assert Refiner.from_pretrained("bundled").singers == ["pjs"]
 
 
+@pytest.mark.slow
 def test_the_bundled_base_is_a_multi_singer_refiner_that_pairs_with_the_bundled_vocoder(converter):
     """The base new voices start from: PJS and the other singers, the bundled refiner's MelSpec, features and
     F0 tracker (so a voice made from it runs with the bundled vocoder), every singer with its F0 range, and a
@@ -176,6 +182,7 @@ def test_the_bundled_base_is_a_multi_singer_refiner_that_pairs_with_the_bundled_
     assert np.abs(mix - a).mean() < np.abs(b - a).mean()  # halfway, nearer than the other singer
 
 
+@pytest.mark.slow
 def test_bundled_vocoder_copy_synthesis_is_as_clean_as_the_recording():
     """Copy-synthesis of 6 s of a PJS song neither model trained on (088), from its own mel and F0: the
     frame-rate metrics stay within the issue's margins of the recording's own values (periodicity at lag = hop
@@ -206,6 +213,7 @@ def test_bundled_vocoder_copy_synthesis_is_as_clean_as_the_recording():
     assert got.gpe_harvest <= 0.15 and got.gpe_praat <= 0.08, (got, rec)
 
 
+@pytest.mark.slow
 def test_bundled_vocoder_pitch_is_on_time():
     """The vocoder's pitch sits where the recording's does: copy-synthesis of the sms-tools Carnatic phrase (fast
     ornaments, where timing shows as pitch error), pitch tracked every 32 samples on both, matches best with no

@@ -46,6 +46,7 @@ def test_mel_writes_official_layout_npy(capsys, tmp_path, wav_dir):
     assert np.load(tmp_path / "mels" / "b.npy").shape == (80, (22050 // 2) // 256)  # b.flac holds 0.5 s
 
 
+@pytest.mark.slow
 def test_vocode_mels_and_audio(capsys, tmp_path, wav_dir, tiny_official_ckpt):
     assert run(capsys, "mel", wav_dir, "-o", tmp_path / "mels")[0] == 0
     code, err = run(capsys, "vocode", tmp_path / "mels", "-o", tmp_path / "out", "--checkpoint", tiny_official_ckpt)
@@ -111,6 +112,7 @@ def test_batch_skips_bad_files_and_exits_nonzero(capsys, tmp_path, wav_dir):
     assert sorted(p.name for p in (tmp_path / "mels").iterdir()) == ["a.npy", "b.npy"]
 
 
+@pytest.mark.slow
 def test_python_dash_m_entry_point():
     res = subprocess.run([sys.executable, "-m", "canora", "--help"], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0 and "mel" in res.stdout and "vocode" in res.stdout

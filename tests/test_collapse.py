@@ -28,6 +28,7 @@ def clip(request) -> np.ndarray:
     return load_audio(shared_file(request.param), 22050)[22050 : 22050 * 3]
 
 
+@pytest.mark.slow
 def test_matched_mels_pass(lj_v2, clip: np.ndarray) -> None:
     mel = synthesize(clip, lj_v2.spec, "ln")
     wav = lj_v2.vocode(mel)
@@ -45,6 +46,7 @@ def test_matched_mels_pass(lj_v2, clip: np.ndarray) -> None:
     ("log1p", "cycle error"),
     ("log10", "noise-like"),
 ])
+@pytest.mark.slow
 def test_mismatched_mels_are_flagged(lj_v2, clip: np.ndarray, key: str, reason: str) -> None:
     mel = synthesize(clip, lj_v2.spec, key)  # fed to the vocoder as if it were its ln mel
     r = check_output(mel, lj_v2.vocode(mel), lj_v2.spec)
@@ -52,6 +54,7 @@ def test_mismatched_mels_are_flagged(lj_v2, clip: np.ndarray, key: str, reason: 
     assert any(reason in why for why in r.reasons), r.verdict
 
 
+@pytest.mark.slow
 def test_power_mel_is_borderline_but_much_worse_than_matched(lj_v2, clip: np.ndarray) -> None:
     # a power mel read as a magnitude mel sits near the cycle-error threshold (1.3-2.7 on real audio):
     # the doctor, not the collapse detector, is what names it; here it must at least be far worse than matched

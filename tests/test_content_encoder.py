@@ -121,6 +121,7 @@ def tiny_encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root / "run" / "export"
 
 
+@pytest.mark.slow
 def test_trained_encoder_feeds_the_refiner_features(tiny_encoder: Path, synth_clip: tuple[np.ndarray, int]) -> None:
     from canora.conditioning import FeatureParams, extract_features
     from canora.content.learned import LearnedContent
@@ -138,6 +139,7 @@ def test_trained_encoder_feeds_the_refiner_features(tiny_encoder: Path, synth_cl
     assert np.abs(direct.T - feats.content).max() < 1e-4
 
 
+@pytest.mark.slow
 def test_a_refiner_is_tied_to_its_encoder(tiny_encoder: Path, tmp_path: Path) -> None:
     from canora.dsp.content import get_content_encoder
 
@@ -153,6 +155,7 @@ def test_a_refiner_is_tied_to_its_encoder(tiny_encoder: Path, tmp_path: Path) ->
         get_content_encoder("learned", model=str(tmp_path / "missing"))
 
 
+@pytest.mark.slow
 def test_onnx_export_matches_numpy(tiny_encoder: Path, tmp_path: Path) -> None:
     pytest.importorskip("onnxscript")
     from canora.export import export_onnx

@@ -58,6 +58,7 @@ def test_clamp_convention_differs_on_this_audio(ln: np.ndarray) -> None:
     assert (_make("clamp_1e-9") < SPEC.log_floor - 0.5).any()
 
 
+@pytest.mark.slow
 def test_power_db_ref1_detected_and_approximately_fixed(ln: np.ndarray) -> None:
     mel = _make("db_ref1")
     d = diagnose(mel, SPEC)

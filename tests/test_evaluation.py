@@ -31,6 +31,7 @@ def test_cosine_and_centroid():
     assert cosine(c, a) == pytest.approx(np.sqrt(0.5)) and cosine(a, b) == 0
 
 
+@pytest.mark.slow
 def test_speaker_embeddings_tell_singers_apart():
     """resemblyzer ships its weights; two songs of one singer are closer than songs of two singers
     (measured: PJS song vs PJS song 0.93, PJS vs NIT-SONG f001 0.73-0.79, PJS vs ARCTIC speech 0.6)."""
@@ -86,6 +87,7 @@ def test_embed_voiced_embeds_the_voiced_parts_and_refuses_too_little():
     assert embed_voiced(rec, x, sr, hop, short) is None
 
 
+@pytest.mark.slow
 def test_voiced_similarity_does_not_mark_a_singer_down_for_singing_legato():
     """PJS's own held-out song with its pauses and consonants cut out is the same voice: the whole-clip measure
     marks it down (measured on 20 s of 087: 0.93 -> 0.84), the voiced-only one keeps it near the recording's
@@ -116,6 +118,7 @@ def test_voiced_similarity_does_not_mark_a_singer_down_for_singing_legato():
     assert by_voice > cut + 0.04 and by_voice > 0.85
 
 
+@pytest.mark.slow
 def test_evaluate_conversion_scores_the_voiced_parts_of_both_on_the_sources_voiced_frames():
     from canora.analysis.evaluation import evaluate_conversion
 

@@ -105,6 +105,7 @@ def test_mel_shape_and_nan_errors(tiny_official_ckpt):
         voc(bad)
 
 
+@pytest.mark.slow
 def test_config_is_guessed_from_shapes_when_absent(tmp_path):
     gen = Generator.from_config(GeneratorConfig.from_hifigan_config(read_config("v3")))
     torch.save({"generator": to_official_keys(gen.state_dict())}, tmp_path / "g_00000005")
@@ -117,6 +118,7 @@ def lj_v2() -> Vocoder:
     return Vocoder.from_pretrained(shared_file("hifigan/LJ_V2/generator_v2"))
 
 
+@pytest.mark.slow
 def test_official_lj_v2_loads_strictly(lj_v2):
     assert lj_v2.spec == MelSpec()
     assert sum(p.numel() for p in Generator.from_config(lj_v2.config).parameters()) == 928_514
@@ -126,6 +128,7 @@ def test_official_lj_v2_loads_strictly(lj_v2):
     "clip,limit",
     [("speech/cmu_arctic_us_aew_a0001.wav", 0.6), ("vocadito/vocadito_1.wav", 0.7)],
 )
+@pytest.mark.slow
 def test_lj_v2_copy_synthesis_has_a_small_mel_cycle_error(lj_v2, clip, limit):
     """Threshold: LJ_V2 measured 0.44 on speech and 0.42 on this sung clip (4 s); a mel in the wrong
     convention (librosa power dB) measured 1.9-2.5 on the same clips. The limits sit well between."""

@@ -196,6 +196,7 @@ def test_a_worker_far_behind_resyncs_and_keeps_the_latency(tiny_converter):
     assert not np.any(np.convolve(y[lat:] == 0, np.ones(64), "valid") == 64)  # the dry input filled the stall
 
 
+@pytest.mark.slow
 def test_slow_processing_plays_the_dry_input_in_real_time_and_prints_the_summary(tiny_converter):
     sc = SlowStream(tiny_converter, block_ms=40, input_sample_rate=SR)
     sc.delay = 1.6 * sc.block_duration_ms / 1000
@@ -242,6 +243,7 @@ def test_a_failing_conversion_stops_the_session_and_is_raised(tiny_converter):
     assert time.monotonic() - t0 < 3.0 and made[0].closed
 
 
+@pytest.mark.slow
 def test_warm_up_measures_sung_blocks_and_sets_the_headroom(tiny_converter):
     sc = StreamConverter(tiny_converter, block_ms=60, input_sample_rate=SR)
     session, _ = _session(sc)
@@ -345,6 +347,7 @@ def test_bad_devices_and_options_are_one_line_with_status_2(capsys, fake_sd, arg
     assert fake_sd.streams == []
 
 
+@pytest.mark.slow
 def test_live_command_runs_with_the_tiny_models(capsys, fake_sd, tiny_paths):
     ref, voc = tiny_paths
     code = main(["live", "--refiner", str(ref), "--vocoder", str(voc), "--input", "microphone", "--output",
@@ -363,6 +366,7 @@ def test_live_command_runs_with_the_tiny_models(capsys, fake_sd, tiny_paths):
     assert len(s.outputs) >= 8 and np.isfinite(np.concatenate(s.outputs)).all()
 
 
+@pytest.mark.slow
 def test_live_gain_sets_the_level_the_refiner_hears(capsys, fake_sd, tiny_paths, monkeypatch):
     """--gain-db reaches the stream converter (the level the refiner hears the microphone at): auto by default,
     a number fixes it, anything else is refused."""
@@ -400,6 +404,7 @@ def test_the_step_governor_lowers_steps_when_compute_falls_short_and_raises_them
 
 
 @pytest.mark.parametrize("channel, opened", [("1", 1), ("2", 2), ("mix", 2)])
+@pytest.mark.slow
 def test_input_channel_opens_the_channels_it_needs(capsys, fake_sd, tiny_paths, channel, opened):
     ref, voc = tiny_paths
     code = main(["live", "--refiner", str(ref), "--vocoder", str(voc), "--input", "USB Audio", "--output", "USB Audio",

@@ -72,6 +72,7 @@ def _song(seconds: float) -> np.ndarray:
     return load_audio(shared_file("vocadito/vocadito_10.wav"), RATE)[: int(seconds * RATE)].astype(np.float32)
 
 
+@pytest.mark.slow
 def test_list_devices_shows_the_server_and_the_rig(server):
     with jackrig.PlayRecord(server.name, "rig-list"):
         p = subprocess.run([sys.executable, "-m", "canora", "live", "--list-devices"], env=_env(server),
@@ -81,6 +82,7 @@ def test_list_devices_shows_the_server_and_the_rig(server):
     assert "rig-list  [JACK Audio Connection Kit]  1 ch, 48000 Hz" in p.stdout
 
 
+@pytest.mark.slow
 def test_a_real_song_through_portaudio_and_jack_is_converted_never_silent_and_under_full_scale(server, tmp_path):
     song = _song(8.0)
     stats_path = tmp_path / "stats.json"
@@ -119,6 +121,7 @@ def test_a_real_song_through_portaudio_and_jack_is_converted_never_silent_and_un
     assert any(ln.startswith("live: ") and " late (" in ln for ln in err.splitlines())  # the summary
 
 
+@pytest.mark.slow
 def test_no_auto_connect_leaves_the_ports_to_the_user(server, tiny):
     with jackrig.PlayRecord(server.name, "rig-free") as rig:
         live = _live(server, *tiny, "--input", "rig-free", "--output", "rig-free", "--jack-name", "canora-free",

@@ -211,6 +211,7 @@ def test_empty_mel_bands_are_warned_about_as_librosa_does(caplog):
     assert caplog.text == ""
 
 
+@pytest.mark.slow
 def test_converting_does_not_import_scipy_signal_or_ndimage(tmp_path):
     """scipy.signal's, scipy.ndimage's and scipy.fft's imports cost over a second of every command's start-up,
     librosa's numba-compiled notation module another 0.2 s; the convert path (with a transpose) needs none."""

@@ -101,6 +101,7 @@ def test_generator_shapes_and_f0_mismatch():
         NSFConfig(upsample_rates=(8, 8), upsample_kernel_sizes=(16,))
 
 
+@pytest.mark.slow
 def test_export_round_trip_through_the_vocoder_facade(tmp_path, synth_clip):
     wav, sr = synth_clip
     torch.manual_seed(0)
@@ -124,6 +125,7 @@ def test_export_round_trip_through_the_vocoder_facade(tmp_path, synth_clip):
         back.vocode(mel, -f0)
 
 
+@pytest.mark.slow
 def test_f0_from_mel_finds_the_pitch_of_a_sung_tone(synth_clip):
     from canora.vocoder.api import f0_from_mel
 
@@ -167,6 +169,7 @@ def NSFTrainer(cfg: NSFTrainConfig, out, progress: bool = False) -> Loop:  # noq
     return Loop(NSFTask(cfg), out, progress=progress)
 
 
+@pytest.mark.slow
 def test_training_lowers_the_loss_on_real_singing(wav_dir, tmp_path):
     cfg = _cfg(wav_dir, tmp_path / "run", steps=40, lr=2e-3, checkpoint_every=40, val_every=0, log_every=0)
     tr = NSFTrainer(cfg, tmp_path / "run")
@@ -174,6 +177,7 @@ def test_training_lowers_the_loss_on_real_singing(wav_dir, tmp_path):
     assert np.mean(losses[-8:]) < 0.8 * np.mean(losses[:8])
 
 
+@pytest.mark.slow
 def test_resume_continues_at_the_same_step_with_the_same_weights(wav_dir, tmp_path):
     straight = NSFTrainer(_cfg(wav_dir, tmp_path / "a", steps=4), tmp_path / "a")
     straight.run()
@@ -194,6 +198,7 @@ def test_resume_continues_at_the_same_step_with_the_same_weights(wav_dir, tmp_pa
     assert any("val/mel_l1" in r for r in log)
 
 
+@pytest.mark.slow
 def test_adversarial_phase_updates_the_discriminators(wav_dir, tmp_path):
     tr = NSFTrainer(_cfg(wav_dir, tmp_path / "run", recon_steps=1, disc_width_div=8), tmp_path / "run")
     tr.prepare()
@@ -244,6 +249,7 @@ def test_vocoding_in_pieces_with_the_running_phase_continues_the_source(design):
     assert not torch.allclose(whole[:, k * 256:], captured[-1], atol=1e-2)
 
 
+@pytest.mark.slow
 def test_harmonics_by_recurrence_equal_each_sine_evaluated_apart():
     """The smooth source's mix of 64 harmonics (one complex product per harmonic) is the direct sum of
     w_h * sin(2 pi (h * cycles + start_h)) over the harmonics below Nyquist, over a long glide whose high
@@ -332,6 +338,7 @@ def test_odd_upsampling_strides_fit():
     assert y.shape == (1, 1, 6 * 300)
 
 
+@pytest.mark.slow
 def test_resume_keeps_the_adversarial_phase_unless_told(wav_dir, tmp_path):
     NSFTrainer(_cfg(wav_dir, tmp_path / "run", steps=2, recon_steps=1, disc_width_div=8), tmp_path / "run").run()
     resumed = NSFTrainer(_cfg(wav_dir, tmp_path / "run", steps=3, disc_width_div=8), tmp_path / "run")
@@ -339,6 +346,7 @@ def test_resume_keeps_the_adversarial_phase_unless_told(wav_dir, tmp_path):
     assert resumed.step == 2 and resumed.task.cfg.recon_steps == 1 and resumed.task.cfg.steps == 3
 
 
+@pytest.mark.slow
 def test_init_from_an_export_starts_where_it_ended(wav_dir, tmp_path):
     """--init-from EXPORT: the new run's generator computes exactly what the export computes, discriminators
     fresh (how the bundled vocoder's adversarial phase continues its reconstruction phase)."""
@@ -366,6 +374,7 @@ def test_init_from_an_export_starts_where_it_ended(wav_dir, tmp_path):
     assert quiet_export["meta"]["trained_steps"] == 3  # 2 of the export it started from + 1
 
 
+@pytest.mark.slow
 def test_cli_voiced_noise_sets_the_fine_tunes_source(wav_dir, tmp_path, capsys):
     NSFTrainer(_cfg(wav_dir, tmp_path / "a", steps=1), tmp_path / "a").run()
     code = main(["train-vocoder", "--arch", "nsf", str(wav_dir), "-o", str(tmp_path / "b"), "--init-from",
@@ -415,6 +424,7 @@ def tiny_refiner(tmp_path, wav_dir):
     return make_refiner(content_dim=content_dim, singers=("pjs",)).export(tmp_path / "refiner")
 
 
+@pytest.mark.slow
 def test_refined_mels_replace_the_real_ones_and_are_made_once(wav_dir, tmp_path, tiny_refiner, monkeypatch):
     """--refiner: each clip gets the refiner's reconstruction of its own frames (cached), training crops and
     validation use it against the real audio, and the export says how its mels were made."""
@@ -461,6 +471,7 @@ def test_refined_share_mixes_refined_and_real_crops():
         NSFTrainConfig(wavs="w", refined_share=1.5)
 
 
+@pytest.mark.slow
 def test_cli_nsf_fine_tunes_on_refined_mels(wav_dir, tmp_path, tiny_refiner, capsys):
     code = main(["train-vocoder", "--arch", "nsf", str(wav_dir), "-o", str(tmp_path / "run"), "--refiner",
                  str(tiny_refiner), "--refiner-steps", "1", "--refined-share", "0.5", "--steps", "1",

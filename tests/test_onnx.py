@@ -77,6 +77,7 @@ def _max_diff(a: np.ndarray | torch.Tensor, b: np.ndarray | torch.Tensor) -> flo
 
 # ---------------------------------------------------------------------- HiFi-GAN
 @pytest.mark.parametrize("version", ["v1", "v2", "v3"])
+@pytest.mark.slow
 def test_hifigan_onnx_matches_torch_at_two_lengths(tmp_path, clip, version):
     """v1 and v3: tiny random generators of their shape (tolerance 1e-5); v2: the official LJ_V2 generator when
     ../shared/data is there, else a tiny v2-shaped one. LJ_V2's real weights reorder more float error: measured
@@ -139,6 +140,7 @@ def _f0_of(clip: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
     return f0
 
 
+@pytest.mark.slow
 def test_nsf_onnx_matches_torch(tiny_exports, clip):
     torch_voc = Vocoder.from_pretrained(tiny_exports["vocoder"])
     onnx_voc = Vocoder.from_pretrained(tiny_exports["vocoder_onnx"])
@@ -156,6 +158,7 @@ def test_nsf_onnx_matches_torch(tiny_exports, clip):
     assert len(runtime["source"]["state"]["merge.weight"][0]) == torch_voc.config.harmonics
 
 
+@pytest.mark.slow
 def test_legacy_nsf_design_exports_too(tmp_path, clip):
     """canora 0.1's NSF (transposed-convolution upsampling, stepped source) loads and so must export."""
     from canora.export import export_onnx
@@ -173,6 +176,7 @@ def test_legacy_nsf_design_exports_too(tmp_path, clip):
 
 
 # ---------------------------------------------------------------------- refiner
+@pytest.mark.slow
 def test_refiner_denoiser_and_encoder_match_torch(tiny_exports, clip):
     from canora.refiner import Refiner
 
@@ -203,6 +207,7 @@ def test_refiner_denoiser_and_encoder_match_torch(tiny_exports, clip):
     assert out.shape == ref.shape and _max_diff(out, ref) < 1e-4
 
 
+@pytest.mark.slow
 def test_converter_runs_onnx_exports(tiny_exports, synth_clip):
     from canora.pipeline import Converter
 
@@ -216,6 +221,7 @@ def test_converter_runs_onnx_exports(tiny_exports, synth_clip):
         Converter.from_pretrained(tiny_exports["refiner_onnx"], tiny_exports["vocoder"], backend="torch")
 
 
+@pytest.mark.slow
 def test_convert_command_on_onnx_exports_never_imports_torch(tiny_exports, synth_clip, tmp_path):
     """`canora convert` with two ONNX exports runs in a process where importing torch fails (features, refiner
     sampling, NSF source and the output check in numpy), and gives the torch models' conversion of the same seed."""
@@ -245,6 +251,7 @@ def test_convert_command_on_onnx_exports_never_imports_torch(tiny_exports, synth
     assert side["refiner_check"]["ok"] in (True, False)  # the output's mel check ran (numpy mel)
 
 
+@pytest.mark.slow
 def test_cli_export_writes_a_whole_export_says_where_on_stdout_and_replaces_only_with_overwrite(
         tiny_exports, tmp_path, capsys):
     from canora.cli import main
@@ -263,6 +270,7 @@ def test_cli_export_writes_a_whole_export_says_where_on_stdout_and_replaces_only
 
 
 # ---------------------------------------------------------------------- runtime details
+@pytest.mark.slow
 def test_backend_onnx_exports_a_torch_model_in_memory(tiny_official_ckpt, clip):
     _, mel = clip
     voc = Vocoder.from_pretrained(tiny_official_ckpt, backend="onnx")
@@ -275,6 +283,7 @@ def test_backend_onnx_exports_a_torch_model_in_memory(tiny_official_ckpt, clip):
         Vocoder.from_pretrained(tiny_official_ckpt, backend="tensorrt")
 
 
+@pytest.mark.slow
 def test_in_memory_exports_are_cached_by_weights_and_survive_damage(tmp_path, tiny_official_ckpt, clip,
                                                                      monkeypatch, caplog):
     import canora.io.onnx as io_onnx
@@ -308,6 +317,7 @@ def test_in_memory_exports_are_cached_by_weights_and_survive_damage(tmp_path, ti
     assert np.array_equal(Vocoder.from_pretrained(tiny_official_ckpt, backend="onnx").vocode(mel[:, :80]), first)
 
 
+@pytest.mark.slow
 def test_int8_quantization_and_tampered_graph(tmp_path, tiny_exports, clip):
     from canora.io.onnx import ONNX_FILE, quantize_int8, read_onnx_export
     from canora.vocoder.onnx import load_onnx_vocoder
@@ -334,6 +344,7 @@ def test_int8_quantization_and_tampered_graph(tmp_path, tiny_exports, clip):
         Vocoder.from_pretrained(q)
 
 
+@pytest.mark.slow
 def test_onnxruntime_is_imported_only_when_asked(tiny_official_ckpt):
     code = (
         "import sys, numpy as np\n"
@@ -354,6 +365,7 @@ def _run(capsys, *argv) -> tuple[int, str]:
     return code, capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_cli_export_round_trip(capsys, tmp_path, tiny_official_ckpt, clip):
     from canora.cli import build_parser
 
@@ -395,6 +407,7 @@ def test_cli_export_bad_model_is_one_line_exit_2(capsys, tmp_path, make, expect)
     assert lines[0].startswith("canora export: error:") and expect in lines[0]
 
 
+@pytest.mark.slow
 def test_cli_export_refuses_an_onnx_export_and_its_own_directory(capsys, tmp_path, tiny_exports):
     code, err = _run(capsys, "export", tiny_exports["vocoder_onnx"], "-o", tmp_path / "again")
     assert code == 2 and "already an ONNX export" in err and len(err.strip().splitlines()) == 1
@@ -402,6 +415,7 @@ def test_cli_export_refuses_an_onnx_export_and_its_own_directory(capsys, tmp_pat
     assert code == 2 and "model's own directory" in err
 
 
+@pytest.mark.slow
 def test_backend_onnx_keeps_an_onnx_copy_and_later_runs_skip_torch(tiny_exports, synth_clip, tmp_path, monkeypatch):
     """`convert --backend onnx` on torch models exports them once into the cache; the next run loads the copies
     without importing torch (same audio), and a damaged copy is exported again."""
@@ -437,6 +451,7 @@ def test_backend_onnx_keeps_an_onnx_copy_and_later_runs_skip_torch(tiny_exports,
     assert cached_copy(tiny_exports["vocoder"]) == copies[1] and copies[1].name == copy_key(tiny_exports["vocoder"])
 
 
+@pytest.mark.slow
 def test_onnx_runtime_slices_in_parallel_on_one_thread_sessions(tiny_exports, monkeypatch):
     """On ONNX Runtime models the default converts one slice per thread on sessions of one thread each (made once
     and kept), giving the one-at-a-time conversion to float rounding."""
@@ -459,6 +474,7 @@ def test_onnx_runtime_slices_in_parallel_on_one_thread_sessions(tiny_exports, mo
     np.testing.assert_allclose(two.audio, one.audio, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_onnx_refiner_of_two_singers_takes_each_and_mixes(tmp_path, synth_clip):
     """An ONNX refiner of two singers refines toward each, and toward a mix of the two, like the torch one (same
     seed, 1e-4): its encoder takes the singer as weights over the embeddings."""
@@ -482,6 +498,7 @@ def test_onnx_refiner_of_two_singers_takes_each_and_mixes(tmp_path, synth_clip):
     assert "singer_weights" in {i.name for i in ort_ref.model.encoder.get_inputs()}
 
 
+@pytest.mark.slow
 def test_onnx_refiner_exported_with_singer_indices_still_loads(tiny_exports, synth_clip, tmp_path):
     """An export whose encoder takes ``singer`` (B,) indices (written before mixes ran on ONNX Runtime) loads and
     refines as before; a mix on it is one clear error naming the fix."""

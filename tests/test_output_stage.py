@@ -49,6 +49,7 @@ def loud_take(rel: str, seconds: float = 8.0, peak: float = 0.99) -> np.ndarray:
 
 
 @pytest.mark.parametrize(("rel", "limited"), [("pjs/pjs087_song.wav", False), ("smstools/singing-female.wav", True)])
+@pytest.mark.slow
 def test_a_loud_take_converts_without_a_clipped_sample(converter: Converter, rel: str, limited: bool) -> None:
     """PJS 087 at 0 dBFS: the conversion would peak about 1 dB over the ceiling, and a plain gain brings it under.
     The sms-tools soprano at 0 dBFS: about 4.5 dB over (before, 35 samples clipped at full scale): 3 dB of plain gain
@@ -66,6 +67,7 @@ def test_a_loud_take_converts_without_a_clipped_sample(converter: Converter, rel
 
 @pytest.mark.parametrize("rel", ["vocadito/vocadito_1.wav", "pjs/pjs088_song.wav", "nitsong070/"
                                  "nitech_jp_song070_f001_004.wav"])
+@pytest.mark.slow
 def test_a_conversion_has_no_more_rumble_than_its_source_and_no_dc(converter: Converter, rel: str) -> None:
     """vocadito 1 and PJS carry -17 to -20 dB of room rumble, NIT-SONG070 -43 dB; the vocoder trained on PJS used to
     add its own (conversions at -21 to -26 dB whatever the source)."""
@@ -78,6 +80,7 @@ def test_a_conversion_has_no_more_rumble_than_its_source_and_no_dc(converter: Co
     assert abs(float(np.mean(res.audio))) < 1e-4
 
 
+@pytest.mark.slow
 def test_a_loudness_target_is_met_under_the_ceiling(converter: Converter) -> None:
     wav = loud_take("vocadito/vocadito_10.wav", peak=0.3)
     res = converter.convert(wav, SR, loudness=-16.0)
@@ -87,6 +90,7 @@ def test_a_loudness_target_is_met_under_the_ceiling(converter: Converter) -> Non
     assert res.stats["output"]["target_lufs"] == -16.0 and true_peak_db(res.audio) <= -1.0
 
 
+@pytest.mark.slow
 def test_the_cli_records_and_says_what_the_output_stage_did(tmp_path: Path, converter: Converter,
                                                             caplog: pytest.LogCaptureFixture) -> None:
     import soundfile as sf

@@ -187,6 +187,7 @@ def test_a_claimed_output_refuses_a_second_writer(tmp_path: Path) -> None:
     assert not (tmp_path / ".o.wav.canora-lock").exists()
 
 
+@pytest.mark.slow
 def test_two_converts_to_one_output_cannot_both_write_it(tmp_path: Path, tiny_models) -> None:  # noqa: ANN001
     """The second convert to an output a first one is making is refused at once (the first's lock), with no
     --overwrite; the first's file is the one written."""

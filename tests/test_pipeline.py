@@ -34,6 +34,7 @@ def phrase_song(phrases: int, phrase_s: float = 1.5, rest_s: float = 0.5) -> np.
     return np.concatenate(parts).astype(np.float32)
 
 
+@pytest.mark.slow
 def test_converter_output_matches_the_source_length_and_is_deterministic(tiny_models):
     conv = Converter.from_pretrained(*tiny_models)
     wav = phrase_song(3)
@@ -52,6 +53,7 @@ def test_converter_output_matches_the_source_length_and_is_deterministic(tiny_mo
     assert np.abs(a.audio[rest]).max() < 1e-3
 
 
+@pytest.mark.slow
 def test_transpose_moves_the_driving_f0_and_other_rates_are_resampled(tiny_models):
     conv = Converter.from_pretrained(*tiny_models)
     wav = tone(2.0)
@@ -77,6 +79,7 @@ def test_transpose_moves_the_driving_f0_and_other_rates_are_resampled(tiny_model
     assert res.sample_rate == SR and abs(len(res.audio) - 2 * SR) <= 1
 
 
+@pytest.mark.slow
 def test_a_quiet_recording_converts_like_a_loud_one(tiny_models, monkeypatch, caplog):
     """The refiner sees each song at the singer's stored voiced level: the same song 12 dB quieter gets a gain
     12 dB larger and the same refined mel, moved back to each recording's level (as is the output). With
@@ -116,6 +119,7 @@ def test_a_quiet_recording_converts_like_a_loud_one(tiny_models, monkeypatch, ca
     np.testing.assert_array_equal(d.mel, c.mel)
 
 
+@pytest.mark.slow
 def test_the_key_is_automatic_unless_a_transpose_is_given(tiny_models, monkeypatch, caplog):
     conv = Converter.from_pretrained(*tiny_models)
     fifth_below = tone(2.0, hz=220.0 * 2 ** (-7 / 12))  # nearer an octave up than no shift
@@ -140,6 +144,7 @@ def test_the_key_is_automatic_unless_a_transpose_is_given(tiny_models, monkeypat
         conv.convert(fifth_below, SR, auto_transpose=True, steps=2)
 
 
+@pytest.mark.slow
 def test_long_audio_is_converted_slice_by_slice_in_bounded_pieces(tiny_models):
     conv = Converter.from_pretrained(*tiny_models)
     seen: list[int] = []
@@ -202,6 +207,7 @@ def straightforward(conv: Converter, wav: np.ndarray, transpose: float, max_slic
 
 
 @pytest.mark.parametrize("seconds, max_slice", [(1.0, 30.0), (3.0, 1.0)])
+@pytest.mark.slow
 def test_staged_conversion_equals_the_straightforward_one(tiny_models, seconds, max_slice):
     """One slice, and a held note cut into 1-s slices: the staged pipeline gives exactly the straightforward
     conversion (catches an F0 transposed twice, features of the wrong region, a wrong F0 or phase at a join)."""
@@ -219,6 +225,7 @@ def test_staged_conversion_equals_the_straightforward_one(tiny_models, seconds, 
     np.testing.assert_allclose(res.f0[v] / res.source_f0[v], 2 ** (5 / 12), rtol=1e-6)  # transposed once
 
 
+@pytest.mark.slow
 def test_slices_converted_at_once_match_one_at_a_time(tiny_models, monkeypatch):
     """Two slices at once (threads, one torch thread each) give the one-at-a-time conversion to float rounding,
     each piece in its place; torch's thread count is restored, and a failing slice fails the conversion."""
@@ -252,6 +259,7 @@ def test_slices_converted_at_once_match_one_at_a_time(tiny_models, monkeypatch):
         torch.set_num_threads(before)
 
 
+@pytest.mark.slow
 def test_slices_are_typed_silent_unsung_or_sung(tiny_models):
     """Silence, noise a tracker may find "pitch" in, and a sung note each get their own verdict; a song with a
     noise burst between two notes resynthesises the burst (not silence) and refines only the notes."""
@@ -271,6 +279,7 @@ def test_slices_are_typed_silent_unsung_or_sung(tiny_models):
     assert np.abs(res.audio[burst]).max() > 1e-3 and not res.f0[burst.start // 256: burst.stop // 256].any()
 
 
+@pytest.mark.slow
 def test_mel_cycle_error_is_measured_only_when_asked(tiny_models):
     conv = Converter.from_pretrained(*tiny_models)
     wav = tone(1.0)
@@ -325,6 +334,7 @@ def _song_dir(tmp_path: Path) -> Path:
     return d
 
 
+@pytest.mark.slow
 def test_cli_batch_converts_the_rest_and_exits_nonzero_on_a_corrupt_file(capsys, tmp_path, tiny_models):
     songs = _song_dir(tmp_path)
     out = tmp_path / "out"
@@ -346,6 +356,7 @@ def test_cli_batch_converts_the_rest_and_exits_nonzero_on_a_corrupt_file(capsys,
     assert side["mel_cycle_error"] > 0 and side["workers"] == 1
 
 
+@pytest.mark.slow
 def test_cli_refuses_to_overwrite_the_input_and_lists_singers(capsys, tmp_path, tiny_models):
     songs = _song_dir(tmp_path)
     ref, voc = tiny_models
@@ -360,6 +371,7 @@ def test_cli_refuses_to_overwrite_the_input_and_lists_singers(capsys, tmp_path, 
     assert not (tmp_path / "x.wav").exists()
 
 
+@pytest.mark.slow
 def test_cli_under_torchrun_each_rank_converts_its_share(tmp_path, tiny_models, monkeypatch, capsys):
     songs = tmp_path / "songs"
     songs.mkdir()
@@ -377,6 +389,7 @@ def test_cli_under_torchrun_each_rank_converts_its_share(tmp_path, tiny_models, 
     assert sorted(made) == ["s0.wav", "s1.wav", "s2.wav"]
 
 
+@pytest.mark.slow
 def test_cli_eval_scores_against_the_source_after_transpose(capsys, tmp_path):
     """A 'conversion' that is the source itself scores ~0 cents; claiming a 12-semitone transpose scores
     ~1200 cents: the transpose from the sidecar is applied to the source's F0."""
@@ -408,6 +421,7 @@ def test_cli_eval_scores_against_the_source_after_transpose(capsys, tmp_path):
     assert 1150 < row["f0_rmse_cents"] < 1250 and row["f0_gross_error_rate"] > 0.95
 
 
+@pytest.mark.slow
 def test_vocode_reads_a_convert_save_mel_directory(capsys, tmp_path, tiny_models):
     """convert --save-mel writes <stem>.wav, .npy, .f0.npy and .json side by side; vocode takes the mel
     (driven by its F0 track) and leaves the wav of the same name alone."""

@@ -44,6 +44,7 @@ def vocadito() -> tuple[np.ndarray, np.ndarray]:
 
 
 @pytest.mark.parametrize("name", ["parselmouth", "harvest", "dio", "pyin", pytest.param("swift", marks=needs_swift)])
+@pytest.mark.slow
 def test_extractor_matches_vocadito_reference(vocadito: tuple[np.ndarray, np.ndarray], name: str) -> None:
     """Thresholds: raw-pitch accuracy (|error| < 50 cents) >= 95% and median |error| <= 10 cents over frames
     voiced in both, and >= 95% of the reference's voiced frames found voiced. Measured on the whole clip:
@@ -168,6 +169,7 @@ def test_registry() -> None:
         pitch.get_f0_extractor("dio", f0_min=500, f0_max=100)
 
 
+@pytest.mark.slow
 def test_parallel_harvest_agrees_with_one_pass_on_real_singing():
     """Harvest in two threaded chunks (long signals) against one pass: the voicing agrees on >= 98 % of frames
     and >= 97 % of the frames voiced in both are within 50 cents (harvest's own whole-signal post-processing
@@ -209,6 +211,7 @@ def test_swift_frame_grid_silence_and_step() -> None:
 
 
 @needs_swift
+@pytest.mark.slow
 def test_swift_tracks_a_sung_sweep_like_harvest() -> None:
     """A harmonic glide 80 -> 900 Hz with a 5.5 Hz, +-40 cent vibrato: swift is within 50 cents of the true F0
     on >= 98 % of the frames and of harvest on >= 98 % of the frames both call voiced (measured: 99.6 % and
@@ -229,6 +232,7 @@ def test_swift_tracks_a_sung_sweep_like_harvest() -> None:
 
 
 @needs_swift
+@pytest.mark.slow
 def test_swift_agrees_with_harvest_on_real_singing() -> None:
     """12 s of PJS song 081: >= 95 % of the frames voiced in both within 50 cents of harvest (measured 98 %; the
     rest are fast note transitions), no octave error, and the voicing agrees on >= 85 % of the frames (measured
@@ -338,6 +342,7 @@ def test_refine_keeps_f0_with_no_harmonic_peak_in_reach_and_checks_input() -> No
 
 
 @needs_swift
+@pytest.mark.slow
 def test_refine_sharpens_the_high_harmonics_of_real_singing() -> None:
     """On 20 s of PJS song 087 the swift F0 refined to the harmonics keeps the voicing, moves no frame more than
     50 cents and raises the mean harmonic contrast at 4-8 kHz of low notes (F0 < 250 Hz), where the tracker's
@@ -394,6 +399,7 @@ def test_harmonic_contrast_hears_harmonics_that_a_mel_cannot() -> None:
         harmonic_contrast(clean, SR, HOP, f0, 4000, 12000)
 
 
+@pytest.mark.slow
 def test_harmonic_contrast_ranks_tone_and_noise_where_the_mel_ripple_cannot() -> None:
     """Why the waveform measure exists: at 200 Hz the harmonics at 4-8 kHz are closer than the mel bands there
     are wide, and a noise band makes the log-mel ripple from band to band (5-frame mean, as the conversion
@@ -482,6 +488,7 @@ def test_interior_gaps_and_their_filling() -> None:
 
 
 @needs_swift
+@pytest.mark.slow
 def test_swift_keeps_the_voice_through_legato_note_changes_but_not_through_consonants() -> None:
     """A Dagstuhl bass sings a scale legato: SwiftF0 alone drops the voice for 3-4 frames at 9 of its syllables
     where harvest and Praat both hear it go on, which the vocoder rendered as a break at every note. With the gaps
@@ -531,6 +538,7 @@ def test_voiced_runs_are_extended_only_where_the_other_tracker_hears_the_same_no
 
 
 @needs_swift
+@pytest.mark.slow
 def test_swift_hears_note_ends_where_harvest_and_praat_both_do() -> None:
     """SwiftF0 alone ends vocadito 14's notes 1-3 frames before harvest and Praat both do (32 such frames in 12 s);
     with Praat's second opinion (the default) 3 remain, and no frame is voiced that neither tracker hears."""

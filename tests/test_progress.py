@@ -55,6 +55,7 @@ def test_a_batch_and_its_songs_show_bars_on_a_terminal(batch: Path, tmp_path: Pa
     assert "<00:" in text  # the time left
 
 
+@pytest.mark.slow
 def test_piped_stderr_holds_no_bars(batch: Path, tmp_path: Path, models: tuple[Path, Path],
                                     capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["convert", str(batch), "-o", str(tmp_path / "out"), "--steps", "1",

@@ -247,6 +247,7 @@ def test_audio_without_voiced_frames_is_a_clear_error(real_refiner):
         ref.refine_audio(noise, 22050, "pjs")
 
 
+@pytest.mark.slow
 def test_refine_audio_transpose_and_reconstruct(sung_clip, real_refiner):
     ref, feats = real_refiner
     wav, sr = sung_clip
@@ -261,6 +262,7 @@ def test_refine_audio_transpose_and_reconstruct(sung_clip, real_refiner):
     assert rec.shape == feats.mel.shape
 
 
+@pytest.mark.slow
 def test_cli_refine_audio_and_npy_inputs(capsys, tmp_path, sung_clip, real_refiner):
     import soundfile as sf
 
@@ -304,6 +306,7 @@ def test_cli_refine_audio_and_npy_inputs(capsys, tmp_path, sung_clip, real_refin
     assert np.abs(raw - expect).mean() < 0.02 and np.abs(raw - mel).mean() > 0.02
 
 
+@pytest.mark.slow
 def test_cli_npy_without_audio_uses_griffin_lim_features(capsys, caplog, tmp_path, sung_clip, real_refiner):
     from canora.io.melfiles import save_mel
 
@@ -407,6 +410,7 @@ def test_level_is_a_gain_on_loudness_and_mel_chosen_from_the_singers_level(tmp_p
             Refiner.from_pretrained(tmp_path / "m")
 
 
+@pytest.mark.slow
 def test_refine_with_match_level_refines_a_quiet_recording_as_a_loud_one_at_its_own_level():
     """refine_features(match_level=True): the same song 20 dB quieter is refined as the loud one is (the refiner
     sees both at the singer's level) and comes back 20 dB (2.3 ln) lower, as quiet as it came in; without
@@ -427,6 +431,7 @@ def test_refine_with_match_level_refines_a_quiet_recording_as_a_loud_one_at_its_
     assert np.abs((a.mel - c.mel)[above] - np.median(shift)).mean() > 3 * np.abs(shift - np.median(shift)).mean()
 
 
+@pytest.mark.slow
 def test_only_singers_cuts_the_singer_table_and_keeps_the_rest(tmp_path):
     from canora.refiner import Refiner
 

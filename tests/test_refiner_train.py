@@ -43,6 +43,7 @@ def read_log(out: Path) -> list[dict]:
     return [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_tiny_model_overfits_one_clip_and_reconstructs_it(tmp_path, one_clip, sung_clip):
     cfg = replace(QUICK, steps=600, batch_size=16, crop_frames=64, log_every=20, checkpoint_every=0, val_every=600,
                   ema_decay=0.99)
@@ -67,6 +68,7 @@ def test_tiny_model_overfits_one_clip_and_reconstructs_it(tmp_path, one_clip, su
     assert val["val/mel_l1"] < val["val/mel_l1_noised_input"]
 
 
+@pytest.mark.slow
 def test_resume_continues_at_the_same_step_bit_exactly(tmp_path, one_clip):
     straight = Trainer(tmp_path / "a", QUICK, [one_clip], progress=False)
     straight.run()
@@ -142,6 +144,7 @@ def test_lr_schedule_warmup_then_halving():
     assert lr_factor(110, 10, 100) == pytest.approx(0.5)
 
 
+@pytest.mark.slow
 def test_cli_train_refiner_under_torchrun_ddp(tmp_path, one_clip):
     """Two processes, DDP over gloo: both train, rank 0 saves; the result loads."""
     out = tmp_path / "ddp"
@@ -156,6 +159,7 @@ def test_cli_train_refiner_under_torchrun_ddp(tmp_path, one_clip):
     assert ref.info["trained_steps"] == 2 and ref.singers == ["alto"]
 
 
+@pytest.mark.slow
 def test_init_from_keeps_the_bases_singers_and_starts_new_ones_at_their_mean(tmp_path, one_clip):
     def folder(name: str) -> Path:
         d = tmp_path / "data" / name
@@ -174,6 +178,7 @@ def test_init_from_keeps_the_bases_singers_and_starts_new_ones_at_their_mean(tmp
     torch.testing.assert_close(after[0], before.mean(0), atol=1e-6, rtol=0)  # bass: new, at the mean
 
 
+@pytest.mark.slow
 def test_warm_start_copies_the_denoiser_and_starts_the_content_inputs_fresh(tmp_path, one_clip):
     from canora.conditioning import FeatureParams
 
@@ -192,6 +197,7 @@ def test_warm_start_copies_the_denoiser_and_starts_the_content_inputs_fresh(tmp_
         replace(QUICK, init_from=str(base), warm_start=str(base))
 
 
+@pytest.mark.slow
 def test_singer_balance_draws_singers_by_a_power_of_their_minutes(tmp_path, one_clip):
     long = tmp_path / "data" / "long"
     long.mkdir()

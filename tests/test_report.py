@@ -46,6 +46,7 @@ def _schema() -> dict:
     return json.loads(SCHEMA_PATH.read_text())
 
 
+@pytest.mark.slow
 def test_distribution_report_finds_moved_bands(tmp_path: Path, mel_dirs: tuple[Path, Path]) -> None:
     import jsonschema
 
@@ -64,6 +65,7 @@ def test_distribution_report_finds_moved_bands(tmp_path: Path, mel_dirs: tuple[P
     assert m["distribution"]["harmonic_contrast"] is None  # no audio: no waveform measure
 
 
+@pytest.mark.slow
 def test_harmonic_detail_sees_a_refiner_that_smooths_harmonics(tmp_path: Path, wavs) -> None:
     """Refined mels blurred along frequency (what a refiner that turns harmonics into a noise band does)
     keep their per-band means but lose harmonic detail: the report's ratio falls below 0.9 in every band."""
@@ -83,6 +85,7 @@ def test_harmonic_detail_sees_a_refiner_that_smooths_harmonics(tmp_path: Path, w
     assert all(q == pytest.approx(1.0) for q in same["ratio"])
 
 
+@pytest.mark.slow
 def test_report_with_vocoder_flags_the_db_file(tmp_path: Path, mel_dirs: tuple[Path, Path]) -> None:
     import jsonschema
 
@@ -104,6 +107,7 @@ def test_report_with_vocoder_flags_the_db_file(tmp_path: Path, mel_dirs: tuple[P
     assert hc["files"] == 3 and all(v is not None and np.isfinite(v) for v in values)
 
 
+@pytest.mark.slow
 def test_cli_report_with_generated_dir(tmp_path: Path, mel_dirs: tuple[Path, Path], wavs, capsys) -> None:
     import jsonschema
 
@@ -139,6 +143,7 @@ def test_cli_report_with_generated_dir(tmp_path: Path, mel_dirs: tuple[Path, Pat
     assert main(["report", "--original", str(orig), "--refined", str(ref), "-o", str(orig)]) == 2
 
 
+@pytest.mark.slow
 def test_schema_rejects_a_broken_metrics(tmp_path: Path, mel_dirs: tuple[Path, Path]) -> None:
     import jsonschema
 
@@ -155,6 +160,7 @@ def _browser() -> str | None:
     return None
 
 
+@pytest.mark.slow
 def test_html_shows_its_images_in_headless_chromium(tmp_path: Path, mel_dirs: tuple[Path, Path]) -> None:
     browser = _browser()
     if browser is None:

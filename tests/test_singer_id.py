@@ -36,6 +36,7 @@ def test_panel_separates_singers_and_balances_classes() -> None:
         SingerPanel.fit({"a": [clusters(rng, c[0], 10)], "b": [np.zeros((0, 256), np.float32)]})
 
 
+@pytest.mark.slow
 def test_real_singers_are_told_apart_on_files_the_panel_never_heard() -> None:
     pytest.importorskip("resemblyzer")
     from canora.analysis.singer_id import WindowEmbedder

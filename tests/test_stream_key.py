@@ -50,6 +50,7 @@ def test_free_mode_moves_by_semitones():
     assert rk.semitones == round(12 * np.log2(400 / 300))
 
 
+@pytest.mark.slow
 def test_a_stream_with_the_running_key_takes_the_offline_key():
     """Real singing (vocadito 10, a voice well below PJS) through the bundled models with transpose="auto": the key
     the stream takes within its first seconds is the one `canora convert` chooses from the whole recording."""

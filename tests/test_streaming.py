@@ -84,6 +84,7 @@ def test_latency_is_block_plus_lookahead_plus_crossfade_plus_resampler(tiny_conv
 
 
 @pytest.mark.parametrize("in_sr", [22050, 44100])
+@pytest.mark.slow
 def test_output_lengths_are_exact_for_odd_block_sizes(tiny_converter, in_sr):
     x = _tone(1.05, in_sr)
     sc = StreamConverter(tiny_converter, block_ms=50, input_sample_rate=in_sr)
@@ -103,6 +104,7 @@ def test_output_lengths_are_exact_for_odd_block_sizes(tiny_converter, in_sr):
     assert sum(map(len, outs)) + len(tail) == round(len(x) * SR / in_sr)
 
 
+@pytest.mark.slow
 def test_stream_is_deterministic_finite_and_independent_of_the_callers_blocks(tiny_converter):
     x = _tone(1.2)
     sc = StreamConverter(tiny_converter, block_ms=70, transpose=3, steps=2)
@@ -126,6 +128,7 @@ def test_an_onset_comes_out_one_latency_later(tiny_converter):
     assert abs(first - (round(onset * SR) + sc.latency_samples)) <= 2 * sc.hop  # the gate's soft edge: < 2 frames
 
 
+@pytest.mark.slow
 def test_a_held_note_has_no_level_dip_or_click_at_block_joins(tiny_converter):
     x = _tone(1.5)
     sc = StreamConverter(tiny_converter, block_ms=60)
@@ -163,6 +166,7 @@ def test_bad_blocks_and_settings_are_one_line_errors(tiny_converter):
             StreamConverter(tiny_converter, **bad)
 
 
+@pytest.mark.slow
 def test_convert_stream_cli_writes_the_stream_sidecar(tmp_path, tiny_converter):
     import soundfile as sf
 
@@ -183,6 +187,7 @@ def test_convert_stream_cli_writes_the_stream_sidecar(tmp_path, tiny_converter):
     assert rc == 0 and np.abs(sf.read(tmp_path / "out2.wav")[0] - audio).max() < 1e-3  # torch: the same sound
 
 
+@pytest.mark.slow
 def test_convert_stream_cli_chooses_the_key_convert_chooses(tmp_path, tiny_converter, monkeypatch):
     """Without --transpose a streamed file gets the automatic key of the whole file, as the offline conversion
     does; --transpose N still fixes it. The level is the offline conversion's too (with a fixed transpose as
@@ -222,6 +227,7 @@ def test_convert_stream_cli_chooses_the_key_convert_chooses(tmp_path, tiny_conve
     assert sides["raw"]["transpose"] == 12
 
 
+@pytest.mark.slow
 def test_streaming_runs_on_onnx_runtime_when_it_can_with_the_same_output(tiny_converter):
     from canora.pipeline import onnx_available
 
@@ -241,6 +247,7 @@ def test_streaming_runs_on_onnx_runtime_when_it_can_with_the_same_output(tiny_co
 
 
 # ------------------------------------------------------------------ real singing, bundled models
+@pytest.mark.slow
 def test_streamed_conversion_of_a_real_clip_is_close_to_offline():
     from canora.dsp.artifacts import artifact_metrics, reference_masks
     from canora.io.audio import load_audio
@@ -270,6 +277,7 @@ def test_streamed_conversion_of_a_real_clip_is_close_to_offline():
     assert s.held_tone_db <= max(o.held_tone_db, 2.0) + 2.0, (s.held_tone_db, s.held_tone_hz, o.held_tone_db)
 
 
+@pytest.mark.slow
 def test_streamed_conversion_lands_on_the_singer_as_offline_does():
     """Singer similarity (resemblyzer, to PJS recordings no model trained on) of a streamed conversion of an
     unseen singer within 0.03 of the offline conversion with the same steps, and well above the source's."""
@@ -298,6 +306,7 @@ def test_streamed_conversion_lands_on_the_singer_as_offline_does():
     assert streamed >= similarity(wav) + 0.1, streamed
 
 
+@pytest.mark.slow
 def test_stream_gain_is_the_level_the_refiner_sees(tiny_converter):
     """gain_db moves the level the refiner sees (a quiet input streamed with the gain that offline conversion
     would choose is refined as the loud input is); bad values are refused."""
@@ -326,6 +335,7 @@ def test_stream_gain_is_the_level_the_refiner_sees(tiny_converter):
             StreamConverter(tiny_converter, gain_db=bad)
 
 
+@pytest.mark.slow
 def test_stream_auto_level_follows_the_singing(tiny_converter):
     """gain_db="auto": the first 2 s are refined as they come in; then the gain moves the median of the voiced
     frames heard so far to the singer's level (-20 dB + 5), at most 1 dB a block, and stays there; the output

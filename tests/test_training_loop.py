@@ -78,6 +78,7 @@ def _weights(loop: Loop) -> list[dict[str, torch.Tensor]]:
 
 
 @pytest.mark.parametrize("name", TASKS)
+@pytest.mark.slow
 def test_resume_is_bit_exact(name, data_dir, tmp_path):
     straight = Loop(TASKS[name](data_dir), tmp_path / "a", progress=False)
     straight.run()
@@ -125,6 +126,7 @@ class _SigtermAt:
 
 
 @pytest.mark.parametrize("name", TASKS)
+@pytest.mark.slow
 def test_sigterm_checkpoints_and_exports_then_returns(name, data_dir, tmp_path):
     task = TASKS[name](data_dir)
     task.cfg = type(task.cfg).from_dict({**task.cfg.to_dict(), "checkpoint_every": 0, "steps": 10})
@@ -142,6 +144,7 @@ def test_sigterm_checkpoints_and_exports_then_returns(name, data_dir, tmp_path):
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL or callable(signal.getsignal(signal.SIGTERM))
 
 
+@pytest.mark.slow
 def test_a_damaged_newest_checkpoint_is_skipped_with_a_notice(data_dir, tmp_path, caplog):
     Loop(_refiner(data_dir), tmp_path / "run", progress=False).run()  # ckpt 2 and 4
     (tmp_path / "run" / "ckpt_00000004").write_bytes(b"PK\x03\x04 cut off")

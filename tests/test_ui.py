@@ -81,6 +81,7 @@ def test_cli_binds_localhost_by_default() -> None:
     assert (args.port, args.max_upload_mb, args.max_seconds) == (8123, 5.0, 30.0)
 
 
+@pytest.mark.slow
 def test_backend_converts_a_real_clip(converter: Any, clip: Path, tmp_path: Path) -> None:
     backend = _backend(converter, tmp_path / "work")
     seen: list[tuple[float, str]] = []
@@ -171,6 +172,7 @@ def _upload_and_convert(page: Any, path: Path, steps: int) -> None:
     _click_convert_when_the_clip_has_landed(page)
 
 
+@pytest.mark.slow
 def test_page_end_to_end(converter: Any, clip: Path, text_as_wav: Path, tmp_path: Path,
                          monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("gradio", reason="gradio is not installed (pip install 'canora[ui]')")
@@ -293,6 +295,7 @@ def test_page_end_to_end(converter: Any, clip: Path, text_as_wav: Path, tmp_path
         app.close()
 
 
+@pytest.mark.slow
 def test_gradio_s_import_time_temp_folder_follows_the_page(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Gradio imported before the page set GRADIO_TEMP_DIR still makes its folders in the page's own directory."""
     route_utils = pytest.importorskip("gradio.route_utils", reason="gradio is not installed")

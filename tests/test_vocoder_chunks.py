@@ -61,6 +61,7 @@ def test_receptive_field_bounds_what_the_output_depends_on(name):
 
 
 @pytest.mark.parametrize("name", ["v2", "nsf"])
+@pytest.mark.slow
 def test_vocoding_in_pieces_gives_the_one_piece_output(name, monkeypatch):
     cfg = _config(name)
     gen = _generator(cfg).float()

@@ -86,6 +86,7 @@ def _max_diff(a: np.ndarray | torch.Tensor, b: np.ndarray | torch.Tensor) -> flo
 
 # ---------------------------------------------------------------------- against torch
 @pytest.mark.parametrize("name", ["v1", "v3", "smooth", "step", "smooth1"])
+@pytest.mark.slow
 def test_ort_vocoder_equals_the_torch_vocoder(exports, song, name):
     voc, path = exports[name]
     ort = OrtVocoder.load(path, threads=1)
@@ -118,6 +119,7 @@ def test_ort_vocoder_equals_the_torch_vocoder(exports, song, name):
     assert _max_diff(load_onnx_vocoder(path, threads=1).vocode(mel, f0, **args), ref) < ATOL
 
 
+@pytest.mark.slow
 def test_the_seed_changes_an_nsf_vocoders_output_the_same_way_on_both(exports, song):
     voc, path = exports["smooth"]
     ort = OrtVocoder.load(path, threads=1)
@@ -152,6 +154,7 @@ def test_numpy_excitation_equals_the_sine_source(kind, voiced_noise):
 
 
 # ---------------------------------------------------------------------- no torch
+@pytest.mark.slow
 def test_runs_in_a_process_without_torch(exports, song, tmp_path):
     """``sys.modules["torch"] = None`` before canora is imported: any torch import fails, and the samples are
     the ones this process computes."""
@@ -203,6 +206,7 @@ BAD_CALLS = {
 
 
 @pytest.mark.parametrize("case", list(BAD_CALLS))
+@pytest.mark.slow
 def test_bad_inputs_are_the_torch_vocoders_one_line_errors(exports, song, case):
     voc, path = exports["smooth"]
     ort = OrtVocoder.load(path, threads=1)
@@ -217,6 +221,7 @@ def test_bad_inputs_are_the_torch_vocoders_one_line_errors(exports, song, case):
     assert isinstance(got.value, MelError) == (case != "negative start frame")
 
 
+@pytest.mark.slow
 def test_a_directory_that_is_no_onnx_vocoder_export_is_one_line(exports, tmp_path):
     voc, path = exports["smooth"]
     (tmp_path / "empty").mkdir()

@@ -105,6 +105,7 @@ def official_disc_shapes() -> tuple[dict[str, tuple[int, ...]], dict[str, tuple[
     return mpd, msd
 
 
+@pytest.mark.slow
 def test_official_discriminator_state_dicts_load_strictly_and_map_back():
     """A hand-built state dict in official (legacy) names loads strictly; mapping back gives the same tensors."""
     g = torch.Generator().manual_seed(0)
@@ -132,6 +133,7 @@ def test_discriminators_shapes_and_narrow_variant():
 
 
 # ---------------------------------------------------------------------- training
+@pytest.mark.slow
 def test_training_updates_all_models_and_lowers_mel_loss(run_files, tmp_path):
     """One step changes the generator and both discriminators; 20 steps lower the validation mel L1."""
     tr = Trainer(tiny_cfg(run_files, tmp_path / "run", steps=20, lr=1e-3), progress=False)
@@ -152,6 +154,7 @@ def test_training_updates_all_models_and_lowers_mel_loss(run_files, tmp_path):
     assert samples[0][1].shape == samples[0][2].shape
 
 
+@pytest.mark.slow
 def test_checkpoints_in_official_layout_both_ways(run_files, tmp_path):
     """g_/do_ files (full-size official discriminators) hold official key names; they load into freshly built
     models and map back to identical tensors; the generator also loads with Vocoder.from_pretrained."""
@@ -184,6 +187,7 @@ def test_checkpoints_in_official_layout_both_ways(run_files, tmp_path):
     assert json.loads((out / "config.json").read_text())["segment_size"] == 1024
 
 
+@pytest.mark.slow
 def test_resume_continues_at_next_step_exactly(run_files, tmp_path):
     """2 steps + resume to 3 equals 3 uninterrupted steps; the resumed optimizer state is the saved one."""
     straight = train_vocoder(tiny_cfg(run_files, tmp_path / "a", steps=3), progress=False)
@@ -205,6 +209,7 @@ def test_resume_continues_at_next_step_exactly(run_files, tmp_path):
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-6, msg=k)
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes_on_cpu(run_files, tmp_path):
     """`torchrun --nproc_per_node 2` (gloo): both processes train, rank 0 saves a loadable checkpoint."""
     out = tmp_path / "ddp"
@@ -227,6 +232,7 @@ def test_torchrun_two_processes_on_cpu(run_files, tmp_path):
     disc.MultiPeriodDiscriminator(width_div=8).load_state_dict(disc.from_official_keys(do["mpd"]), strict=True)
 
 
+@pytest.mark.slow
 def test_nan_loss_stops_with_step_and_last_good_checkpoint(run_files, tmp_path):
     out = tmp_path / "run"
     train_vocoder(tiny_cfg(run_files, out, steps=2, checkpoint_every=2), progress=False)
@@ -336,6 +342,7 @@ class FakeReconstruction:
         return wav_to_mel(resample(wav, sr, self.spec.sample_rate), self.spec) + 0.1
 
 
+@pytest.mark.slow
 def test_refined_mel_mode_pairs_reconstructions_with_real_audio(run_files, tmp_path, caplog):
     src = FakeReconstruction()
     cfg = tiny_cfg(run_files, tmp_path / "run", steps=1, val_list=None)
@@ -384,6 +391,7 @@ def test_cli_help_names_both_refined_mel_recipes(capsys):
     assert "naive" in text and "sound" in text and "target -> target" in text
 
 
+@pytest.mark.slow
 def test_resumes_an_official_do_file_without_canora_state(run_files, tmp_path):
     """An official run directory (g_/do_ without our 'canora' entry, official config.json) resumes at step N+1."""
     out = tmp_path / "run"

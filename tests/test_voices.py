@@ -42,6 +42,7 @@ def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
     return {"refiner": refiner, "vocoder": vocoder, "rec": rec, "voices": voices, "tmp": tmp_path}
 
 
+@pytest.mark.slow
 def test_a_voice_is_made_used_by_name_copied_and_reused(setup, caplog):
     from canora.pipeline import Converter
     from canora.training.voice import train_voice
@@ -93,6 +94,7 @@ def test_cli_voices_lists_and_bad_names_fail_clearly(setup, capsys):
     assert [v.name for v in list_voices()] == ["pjs"]  # an unreadable folder is left out of the list
 
 
+@pytest.mark.slow
 def test_an_interrupted_voice_resumes_to_the_same_weights(setup, caplog):
     """Stopped after 2 steps and run again to 4, the voice's refiner is the one an uninterrupted 4-step run makes."""
     from safetensors.numpy import load_file
@@ -116,6 +118,7 @@ def test_an_interrupted_voice_resumes_to_the_same_weights(setup, caplog):
     assert json.loads((resumed / "voice.json").read_text())["trained"]["refiner_steps"] == 4
 
 
+@pytest.mark.slow
 def test_a_voice_killed_while_slicing_resumes_whole(setup, monkeypatch):
     """Killed half-way through cutting the recordings (a temp file left behind too), the run again cuts the rest
     and trains on every piece, holds audio out and says so in voice.json; changed recordings are named, not mixed."""
@@ -156,6 +159,7 @@ def test_a_voice_killed_while_slicing_resumes_whole(setup, monkeypatch):
                     minutes=5.0, steps=2, overwrite=True, vocoder=str(setup["vocoder"]), progress=False)
 
 
+@pytest.mark.slow
 def test_a_voice_stopped_in_training_counts_its_minutes_and_goes_on(setup, monkeypatch):
     """SIGTERM during the fine-tuning: the run checkpoints, counts the time it used and stops (no voice saved);
     run again, it goes on from the checkpoint to the steps asked for, and a finished training is not run again."""
