@@ -32,8 +32,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--name", required=True, help="the voice's name (letters, digits, _ . -)")
     p.add_argument("--base", default="bundled-base", metavar="EXPORT|bundled-base|bundled",
                    help="the refiner to fine-tune from: canora's multi-singer base, its PJS refiner, or an export")
-    p.add_argument("--minutes", type=float_in(0, MAX_TRAIN_MINUTES, lo_open=True), default=30.0,
-                   help="CPU time for the fine-tuning, at most")
+    p.add_argument("--minutes", type=float_in(0, MAX_TRAIN_MINUTES, lo_open=True), default=10.0,
+                   help="CPU time for the fine-tuning, at most (10: on the voice benchmark, 30 gained nothing over 10)")
     p.add_argument("--steps", type=int_in(1, MAX_TRAIN_STEPS), default=100_000, help="refiner steps, at most")
     p.add_argument("--vocoder-share", type=float_in(0, 1, hi_open=True), default=0.0,
                    help="share of --minutes spent fine-tuning the NSF vocoder too (0 = keep the bundled one)")

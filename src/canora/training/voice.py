@@ -180,7 +180,7 @@ def _save_voice(staging: Path, target: Path) -> None:
 
 
 def train_voice(recordings: Path, name: str, *, work: Path, voices: Path, base: str = "bundled-base",
-                minutes: float = 30.0, steps: int = 100_000, vocoder_share: float = 0.0, overwrite: bool = False,
+                minutes: float = 10.0, steps: int = 100_000, vocoder_share: float = 0.0, overwrite: bool = False,
                 vocoder: str = "bundled", progress: bool = True) -> Path:
     """Make the voice ``name`` from the recordings in ``recordings`` (see the module doc); returns its folder.
 
