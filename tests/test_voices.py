@@ -13,7 +13,7 @@ import soundfile as sf
 
 from canora.cli import main
 from canora.errors import CanoraError
-from canora.io.voices import list_voices, resolve_voice
+from canora.io.voices import bundled_voice_names, list_voices, resolve_voice
 
 from .conftest import make_tiny_models
 
@@ -58,7 +58,7 @@ def test_a_voice_is_made_used_by_name_copied_and_reused(setup, caplog):
     assert "5th-95th percentile" in card and "Hz" in card and "{" not in card  # readable, not a dict
     assert doc["evaluation"]["pieces"] >= 1
     assert "under a minute rarely makes" in caplog.text  # 12 s of voice: warned, made anyway
-    assert [v.name for v in list_voices()] == ["pjs", "ana"]
+    assert [v.name for v in list_voices()] == ["pjs", *bundled_voice_names(), "ana"]
     # used by name: the voice's refiner, vocoder (copied in) and singer
     v = resolve_voice("ana")
     assert v.singer == "ana" and v.refiner == (folder / "refiner").resolve()
@@ -91,7 +91,8 @@ def test_cli_voices_lists_and_bad_names_fail_clearly(setup, capsys):
     (setup["voices"] / "broken" / "voice.json").write_text("{not json")
     with pytest.raises(CanoraError, match="voice.json: not valid JSON"):
         resolve_voice(str(setup["voices"] / "broken"))
-    assert [v.name for v in list_voices()] == ["pjs"]  # an unreadable folder is left out of the list
+    # an unreadable folder is left out of the list
+    assert [v.name for v in list_voices()] == ["pjs", *bundled_voice_names()]
 
 
 @pytest.mark.slow
