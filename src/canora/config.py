@@ -59,21 +59,29 @@ def regular_file(path: str | os.PathLike, what: str = "file", error: type[Except
     return st
 
 
+def read_capped(path: str | os.PathLike, what: str, limit: int, fix: str,
+                error: type[Exception] = CanoraError) -> bytes:
+    """The bytes of the regular file ``path``, or one ``error`` line naming the file when it is not a regular file,
+    holds more than ``limit`` bytes (by its size, or while read) or cannot be read; ``fix`` ends the line."""
+    st = regular_file(path, what, error)
+    if st.st_size > limit:
+        raise error(f"{path}: {st.st_size / 2**20:.0f} MB is too large for a {what} (at most "
+                    f"{limit / 2**20:.0f} MB); {fix}")
+    try:
+        with open(path, "rb") as f:
+            data = f.read(limit + 1)
+    except OSError as e:
+        raise error(f"{path}: cannot read the {what} ({e.strerror or e}); {fix}") from None
+    if len(data) > limit:
+        raise error(f"{path}: grew beyond {limit / 2**20:.0f} MB while read, too large for a {what}; {fix}")
+    return data
+
+
 def read_json_file(path: str | os.PathLike, fix: str, error: type[Exception] = CanoraError,
                    what: str = "JSON file") -> Any:
     """The JSON value in ``path`` (a regular file of at most :data:`MAX_JSON_BYTES`), or one ``error`` line naming
     the file, what is wrong and ``fix``."""
-    st = regular_file(path, what, error)
-    if st.st_size > MAX_JSON_BYTES:
-        raise error(f"{path}: {st.st_size / 2**20:.0f} MB is too large for a {what} (at most "
-                    f"{MAX_JSON_BYTES // 2**20} MB); {fix}")
-    try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_JSON_BYTES + 1)
-    except OSError as e:
-        raise error(f"{path}: cannot read ({e.strerror or e}); {fix}") from None
-    if len(data) > MAX_JSON_BYTES:
-        raise error(f"{path}: too large for a {what}; {fix}")
+    data = read_capped(path, what, MAX_JSON_BYTES, fix, error)
     try:
         return json.loads(data.decode("utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from canora.config import MAX_JSON_BYTES, read_json_file, regular_file
+from canora.config import MAX_JSON_BYTES, read_capped, read_json_file, regular_file
 from canora.errors import CanoraError
 
 __all__ = ["MAX_JSON_BYTES", "MAX_WEIGHTS_BYTES", "read_bytes_capped", "read_json_file", "require_regular_file"]
@@ -31,15 +31,4 @@ def require_regular_file(path: str | os.PathLike, what: str = "file",
 def read_bytes_capped(path: str | os.PathLike, what: str, error: type[Exception] = CanoraError,
                       limit: int = MAX_WEIGHTS_BYTES) -> bytes:
     """The bytes of the regular file ``path``, refused (one ``error`` line) when it holds more than ``limit``."""
-    st = regular_file(path, what, error)
-    if st.st_size > limit:
-        raise error(f"{path}: {st.st_size / 2**20:.0f} MB is more than a {what} can be (at most {limit / 2**20:.0f} "
-                    "MB); is it the right file?")
-    try:
-        with open(path, "rb") as f:
-            data = f.read(limit + 1)
-    except OSError as e:
-        raise error(f"{path}: cannot read the {what} ({e.strerror or e})") from None
-    if len(data) > limit:
-        raise error(f"{path}: grew beyond {limit / 2**20:.0f} MB while read; is it the right file?")
-    return data
+    return read_capped(path, what, limit, "is it the right file?", error)
