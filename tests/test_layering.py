@@ -102,3 +102,87 @@ def test_nothing_imports_the_cli_or_the_ui(top):
 def test_models_do_not_import_the_pipeline_or_analysis():
     assert _violations("models stay below the pipeline", {"refiner", "vocoder", "conditioning"},
                        {"pipeline", "analysis", "streaming"}) == []
+
+
+def _module_graph() -> dict[str, set[str]]:
+    """canora module -> the canora modules it imports (anywhere in its body); ``from pkg import submodule`` is an
+    import of the submodule, not of the package's ``__init__``."""
+    graph: dict[str, set[str]] = {}
+    for path in SRC.rglob("*.py"):
+        mod = _module(path)
+        edges: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names: list[str] = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                subs = [f"{node.module}.{a.name}" for a in node.names if f"{node.module}.{a.name}" in IMPORTS]
+                names = subs if len(subs) == len(node.names) else [node.module, *subs]
+            for name in names:
+                while name and name not in IMPORTS:  # a name inside a module: the module
+                    name = name.rpartition(".")[0]
+                if name.startswith("canora") and name != mod:
+                    edges.add(name)
+        graph[mod] = edges
+    return graph
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of ``graph`` with more than one module (Tarjan, iterative)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    out: list[list[str]] = []
+    for root in sorted(graph):
+        if root in index:
+            continue
+        work = [(root, iter(sorted(graph[root])))]
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            v, it = work[-1]
+            w = next(it, None)
+            if w is not None:
+                if w not in index:
+                    index[w] = low[w] = len(index)
+                    stack.append(w)
+                    on_stack.add(w)
+                    work.append((w, iter(sorted(graph.get(w, ())))))
+                elif w in on_stack:
+                    low[v] = min(low[v], index[w])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[v])
+            if low[v] == index[v]:
+                comp = []
+                while True:
+                    w = stack.pop()
+                    on_stack.discard(w)
+                    comp.append(w)
+                    if w == v:
+                        break
+                if len(comp) > 1:
+                    out.append(sorted(comp))
+    return out
+
+
+def test_no_import_cycle_anywhere():
+    """No module imports (at any depth, inside functions too) a module that imports it back: each decision has one
+    home (the backend in ``canora.backends``; the model classes never import their exporters)."""
+    assert _cycles(_module_graph()) == []
+
+
+def test_the_cycle_finder_finds_a_cycle():
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert _cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_model_classes_never_import_an_exporter():
+    exporters = {"canora.export", "canora.refiner.onnx", "canora.vocoder.onnx"}
+    graph = _module_graph()
+    for mod in ("canora.refiner.api", "canora.refiner.base", "canora.vocoder.api", "canora.vocoder.nsf",
+                "canora.vocoder.hifigan", "canora.refiner.model"):
+        assert not graph[mod] & exporters, f"{mod} imports {sorted(graph[mod] & exporters)}"

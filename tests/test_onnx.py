@@ -273,7 +273,7 @@ def test_cli_export_writes_a_whole_export_says_where_on_stdout_and_replaces_only
 @pytest.mark.slow
 def test_backend_onnx_exports_a_torch_model_in_memory(tiny_official_ckpt, clip):
     _, mel = clip
-    voc = Vocoder.from_pretrained(tiny_official_ckpt, backend="onnx")
+    voc = _in_memory(tiny_official_ckpt)
     assert voc.backend == "onnx"
     assert _max_diff(voc.vocode(mel[:, :80]), Vocoder.from_pretrained(tiny_official_ckpt).vocode(mel[:, :80])) \
         < FP32_ATOL
@@ -281,6 +281,18 @@ def test_backend_onnx_exports_a_torch_model_in_memory(tiny_official_ckpt, clip):
         voc.export(tiny_official_ckpt.parent / "again")
     with pytest.raises(CanoraError, match="unknown vocoder backend"):
         Vocoder.from_pretrained(tiny_official_ckpt, backend="tensorrt")
+    with pytest.raises(CanoraError, match="canora.backends.open_vocoder"):  # the model class exports nothing
+        Vocoder.from_pretrained(tiny_official_ckpt, backend="onnx")
+
+
+def _in_memory(ckpt):
+    """The checkpoint's vocoder on ONNX Runtime, exported in memory (:func:`canora.backends.on_onnx_runtime` of a
+    model with no file behind it)."""
+    from canora.backends import on_onnx_runtime
+
+    voc = Vocoder.from_pretrained(ckpt)
+    voc.source = ""
+    return on_onnx_runtime(voc, "vocoder")
 
 
 @pytest.mark.slow
@@ -290,17 +302,17 @@ def test_in_memory_exports_are_cached_by_weights_and_survive_damage(tmp_path, ti
 
     monkeypatch.setenv("CANORA_CACHE_DIR", str(tmp_path / "cache"))
     _, mel = clip
-    first = Vocoder.from_pretrained(tiny_official_ckpt, backend="onnx").vocode(mel[:, :80])
+    first = _in_memory(tiny_official_ckpt).vocode(mel[:, :80])
     graphs = sorted((tmp_path / "cache" / "onnx").glob("*.onnx"))
     assert len(graphs) == 1 and graphs[0].with_suffix(".json").is_file()
     calls = []
     real = io_onnx._export
     monkeypatch.setattr(io_onnx, "_export", lambda *a, **k: calls.append(1) or real(*a, **k))
-    again = Vocoder.from_pretrained(tiny_official_ckpt, backend="onnx").vocode(mel[:, :80])
+    again = _in_memory(tiny_official_ckpt).vocode(mel[:, :80])
     assert calls == [] and np.array_equal(first, again)  # the cached graph, the same output
     graphs[0].write_bytes(graphs[0].read_bytes()[:-10])  # damaged: found out, exported again, replaced
     with caplog.at_level("WARNING"):
-        Vocoder.from_pretrained(tiny_official_ckpt, backend="onnx")
+        _in_memory(tiny_official_ckpt)
     assert calls == [1] and "damaged cached ONNX graph" in caplog.text
     voc = Vocoder.from_pretrained(tiny_official_ckpt)  # other weights: another key
     with torch.no_grad():
@@ -310,11 +322,11 @@ def test_in_memory_exports_are_cached_by_weights_and_survive_damage(tmp_path, ti
                                     (torch.zeros(1, 80, 64),), ["mel"], ["wav"], {})
     monkeypatch.setenv("CANORA_CACHE_DIR", "")  # caching off
     assert io_onnx.cache_dir() is None
-    Vocoder.from_pretrained(tiny_official_ckpt, backend="onnx")
+    _in_memory(tiny_official_ckpt)
     assert calls == [1, 1]
     (tmp_path / "ro").write_text("a file where the cache folder would go")  # cannot be made: skipped, still works
     monkeypatch.setenv("CANORA_CACHE_DIR", str(tmp_path / "ro"))
-    assert np.array_equal(Vocoder.from_pretrained(tiny_official_ckpt, backend="onnx").vocode(mel[:, :80]), first)
+    assert np.array_equal(_in_memory(tiny_official_ckpt).vocode(mel[:, :80]), first)
 
 
 @pytest.mark.slow

@@ -1,5 +1,10 @@
 """Which runtime a model runs on: torch, an ONNX export on ONNX Runtime (no torch import), or the kept ONNX copy
-of a torch model.
+of a torch model. This module is the one place that decides; the model classes never import an exporter.
+
+:func:`choose_backend` is the rule every command follows (``--backend auto|torch|onnx``): ``auto`` runs on ONNX
+Runtime on a CPU when the ``onnx`` extra is installed and, offline, when no export has to be made first (the
+models are ONNX exports or their copies are kept: ``canora export bundled --cache``, which ``scripts/setup.sh``
+runs once); else on torch.
 
 :func:`open_refiner` / :func:`open_vocoder` load a model by name or path for the pipeline and the CLI: an ONNX
 export (``canora export``) runs on ONNX Runtime without importing torch, unless ``backend="torch"``; a torch model
@@ -27,6 +32,52 @@ from canora.io.models import resolve_model
 from canora.io.onnx import cache_dir, code_digest, is_onnx_export, read_graph, read_onnx_export
 
 log = logging.getLogger(__name__)
+
+#: the values of ``--backend``
+BACKEND_CHOICES = ("auto", "torch", "onnx")
+
+
+def check_backend(backend: str) -> str:
+    """``backend`` if it is one of :data:`BACKEND_CHOICES`, else one :class:`CanoraError` line."""
+    if backend not in BACKEND_CHOICES:
+        raise CanoraError(f"unknown backend {backend!r}; expected one of {', '.join(BACKEND_CHOICES)}")
+    return backend
+
+
+def onnx_available() -> bool:
+    """True when torch models can be exported and run on ONNX Runtime here (the ``onnx`` extra is installed)."""
+    import importlib.util
+
+    return all(importlib.util.find_spec(m) is not None for m in ("onnx", "onnxscript", "onnxruntime"))
+
+
+def resolve_backend(backend: str, devices: list[str] | tuple[str, ...] = ("cpu",)) -> str:
+    """``"torch"`` or ``"onnx"`` for a :data:`BACKEND_CHOICES` value: ``"auto"`` is ONNX Runtime when every model
+    runs on the CPU (``devices``: their device types) and the ``onnx`` extra is installed, else torch."""
+    check_backend(backend)
+    if backend != "auto":
+        return backend
+    return "onnx" if all(d == "cpu" for d in devices) and onnx_available() else "torch"
+
+
+def choose_backend(backend: str, device: str = "cpu", *, models: tuple[tuple[str | Path | None, str], ...] = (),
+                   streaming: bool = False, config: str | Path | None = None) -> str:
+    """The runtime of a command's models, ``"torch"`` or ``"onnx"``: ``backend`` when it is not ``"auto"``;
+    for ``"auto"`` ONNX Runtime on a CPU with the ``onnx`` extra installed, when streaming (exported on first
+    use, the copy kept) or when every model of ``models`` ((name or path, ``"refiner"``/``"vocoder"``) pairs) is
+    an ONNX export or has its ONNX copy kept (:func:`cached_copy`); else torch. ``config``: an official vocoder
+    checkpoint's config.json (part of its copy's key)."""
+    if resolve_backend(backend, [str(device).split(":")[0]]) != "onnx":
+        return "torch"
+    if backend == "onnx" or streaming:
+        return "onnx"
+    for name, kind in models:
+        path = resolve_model(name, kind)
+        if not is_onnx_export(path) and cached_copy(path, config if kind == "vocoder" else None) is None:
+            log.info("%s: on torch (no ONNX copy kept; `canora export bundled --cache` or `--backend onnx` once "
+                     "makes one, and later runs use ONNX Runtime)", path)
+            return "torch"
+    return "onnx"
 
 
 def _model_files(path: Path, config: str | Path | None) -> list[Path]:
@@ -140,6 +191,23 @@ def open_vocoder(path: str | Path | None, config: str | None = None, device: str
     from canora.vocoder import Vocoder
 
     return Vocoder.from_pretrained(resolved, config=config, device=device, backend=backend)
+
+
+def on_onnx_runtime(model: Any, kind: str) -> Any:
+    """``model`` (a loaded refiner or vocoder, ``kind`` ``"refiner"``/``"vocoder"``) on ONNX Runtime: itself when it
+    runs there already; one loaded from a path through its kept copy (:func:`onnx_copy`); one built in memory
+    exported in memory (graphs cached, :func:`canora.io.onnx.cache_dir`)."""
+    if model.backend != "torch":
+        return model
+    if model.source and Path(model.source).exists():
+        return (open_refiner if kind == "refiner" else open_vocoder)(model.source, backend="onnx")
+    if kind == "refiner":
+        from canora.refiner.onnx import to_onnx_backend as refiner_on_onnx
+
+        return refiner_on_onnx(model)
+    from canora.vocoder.onnx import to_onnx_backend as vocoder_on_onnx
+
+    return vocoder_on_onnx(model)
 
 
 def onnx_exports_only(refiner: str | Path | None, vocoder: str | Path | None, backend: str | None = None,

@@ -30,6 +30,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from canora.backends import (  # noqa: F401 (BACKEND_CHOICES, check_backend, onnx_available: re-exported)
+    BACKEND_CHOICES,
+    check_backend,
+    on_onnx_runtime,
+    onnx_available,
+    resolve_backend,
+)
 from canora.dsp.level import full_scale_samples
 from canora.dsp.loudness import LevelChoice
 from canora.dsp.pitch import KeyChoice
@@ -289,32 +296,6 @@ def _check_models(refiner: Any, vocoder: Any) -> None:
     )
 
 
-BACKEND_CHOICES = ("auto", "torch", "onnx")
-
-
-def check_backend(backend: str) -> str:
-    """``backend`` if it is one of :data:`BACKEND_CHOICES`, else one :class:`CanoraError` line."""
-    if backend not in BACKEND_CHOICES:
-        raise CanoraError(f"unknown backend {backend!r}; expected one of {', '.join(BACKEND_CHOICES)}")
-    return backend
-
-
-def resolve_backend(backend: str, devices: list[str] | tuple[str, ...] = ("cpu",)) -> str:
-    """``"torch"`` or ``"onnx"`` for a :data:`BACKEND_CHOICES` value: ``"auto"`` is ONNX Runtime when every model
-    runs on the CPU (``devices``: their device types) and the ``onnx`` extra is installed, else torch."""
-    check_backend(backend)
-    if backend != "auto":
-        return backend
-    return "onnx" if all(d == "cpu" for d in devices) and onnx_available() else "torch"
-
-
-def onnx_available() -> bool:
-    """True when torch models can be exported and run on ONNX Runtime here (the ``onnx`` extra is installed)."""
-    import importlib.util
-
-    return all(importlib.util.find_spec(m) is not None for m in ("onnx", "onnxscript", "onnxruntime"))
-
-
 class Converter:
     """A refiner plus a vocoder that share one :class:`~canora.dsp.mel.MelSpec` (checked when built)."""
 
@@ -364,22 +345,7 @@ class Converter:
             return self
         log.info("running the models on ONNX Runtime (the first time, exporting them takes some tens of seconds; "
                  "the copies are kept for later runs)")
-        from canora.backends import open_refiner, open_vocoder
-
-        if ref.backend == "torch":
-            if ref.source and Path(ref.source).exists():
-                ref = open_refiner(ref.source, backend="onnx")
-            else:
-                from canora.refiner.onnx import to_onnx_backend as refiner_to_onnx
-
-                ref = refiner_to_onnx(ref)
-        if voc.backend == "torch":
-            if voc.source and Path(voc.source).exists():
-                voc = open_vocoder(voc.source, backend="onnx")
-            else:
-                from canora.vocoder.onnx import to_onnx_backend as vocoder_to_onnx
-
-                voc = vocoder_to_onnx(voc)
+        ref, voc = on_onnx_runtime(ref, "refiner"), on_onnx_runtime(voc, "vocoder")
         return Converter(ref, voc, self.default_singer)
 
     @property
@@ -503,6 +469,7 @@ class Converter:
             stats["mel_cycle_error"] = _mean_cycle_error(pieces)
         stats.update({"sampler": job.sampler, "steps": job.steps, "strength": job.strength, "seed": job.seed,
                       "silent": silent_file, "source_full_scale_samples": clipped,
+                      "backend": {"refiner": self.refiner.backend, "vocoder": self.vocoder.backend},
                       "output": output.to_dict()})
         if choice is not None:
             stats["key"] = choice.to_dict()

@@ -43,8 +43,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from canora.backends import choose_backend
 from canora.errors import AudioError, CanoraError
-from canora.pipeline import Converter, Job, Sung, check_transpose, resolve_backend
+from canora.pipeline import Converter, Job, Sung, check_transpose
 
 if TYPE_CHECKING:
     from canora.conditioning import RefinerFeatures
@@ -260,8 +261,9 @@ class StreamConverter:
     ) -> StreamConverter:
         """Load the models as :meth:`Converter.from_pretrained` does, on ``backend`` (:meth:`Converter.with_backend`:
         ``"auto"`` = ONNX Runtime when the ``onnx`` extra is installed); ``kwargs`` as in the constructor."""
+        chosen = choose_backend(backend, device, streaming=True)
         conv = Converter.from_pretrained(refiner, vocoder, device=device, voice=voice,
-                                         backend="onnx" if resolve_backend(backend, [device]) == "onnx" else None)
+                                         backend="onnx" if chosen == "onnx" else None)
         return cls(conv.with_backend(backend), **kwargs)
 
     # ------------------------------------------------------------------ geometry

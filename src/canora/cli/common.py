@@ -162,13 +162,16 @@ def apply_device_args(args: argparse.Namespace, uses_torch: bool = True) -> None
 
 
 def model_backend(args: argparse.Namespace, streaming: bool) -> str | None:
-    """What the models of a converting command load with: ``"onnx"`` for ``--backend onnx``, and for ``auto`` while
-    streaming when ONNX Runtime can run them (:func:`canora.pipeline.resolve_backend`); else None (torch models on
-    torch, ONNX exports on ONNX Runtime). Offline ``auto`` stays on torch."""
-    from canora.pipeline import resolve_backend
+    """What the models of a converting command load with (:func:`canora.backends.choose_backend` decides):
+    ``"onnx"`` for ONNX Runtime, else None (torch models on torch, ONNX exports on ONNX Runtime)."""
+    from canora.backends import choose_backend
 
-    chosen = args.backend if streaming or args.backend != "auto" else "torch"
-    return "onnx" if resolve_backend(chosen, [args.device.split(":")[0]]) == "onnx" else None
+    models = ((args.refiner, "refiner"), (args.vocoder, "vocoder"))
+    chosen = choose_backend(args.backend, args.device, models=models, streaming=streaming)
+    log = logging.getLogger("canora")
+    log.info("backend: %s%s", "ONNX Runtime" if chosen == "onnx" else "torch",
+             " (auto)" if args.backend == "auto" else "")
+    return "onnx" if chosen == "onnx" else None
 
 
 def check_device(device: str) -> None:

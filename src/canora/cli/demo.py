@@ -46,8 +46,11 @@ def run(args: argparse.Namespace) -> int:
     names = ("phrase.wav", "phrase.npy", "phrase_converted.wav", "phrase_converted.npy")
     args.overwrite = not args.keep  # the demo's own files, named by the demo: running it again replaces them
     check_outputs([args.out / n for n in names], args)
+    from canora.backends import choose_backend
+
+    chosen = choose_backend("auto", args.device, models=((args.refiner, "refiner"), (args.vocoder, "vocoder")))
     apply_device_args(args)
-    conv = load_converter(args.refiner, args.vocoder, device=args.device)
+    conv = load_converter(args.refiner, args.vocoder, device=args.device, backend="onnx" if chosen == "onnx" else None)
     spec = MelSpec()
     wav = synth_phrase(spec.sample_rate)
     mel = wav_to_mel(wav, spec)

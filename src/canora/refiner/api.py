@@ -62,9 +62,9 @@ class Refiner(RefinerBase):
         (``canora export``), which then comes back as an :class:`~canora.refiner.ort.OrtRefiner` (ONNX Runtime,
         the same interface); ``"bundled"`` (the default) or None: the refiner shipped with canora.
 
-        ``backend``: ``None`` picks by the export (ONNX export -> ``"onnx"``, else ``"torch"``); ``"onnx"`` with
-        a torch export exports the two networks in memory first (some seconds; :func:`canora.backends.open_refiner`
-        keeps a copy instead, so later runs skip torch); see :mod:`canora.refiner.onnx`.
+        ``backend``: ``None`` picks by the export (ONNX export -> ONNX Runtime, else torch); ``"torch"`` refuses
+        an ONNX export. Running a torch export on ONNX Runtime is :func:`canora.backends.open_refiner`'s (this
+        class never imports an exporter).
         """
         from canora.io.models import resolve_model
 
@@ -73,17 +73,18 @@ class Refiner(RefinerBase):
             raise CanoraError(f"unknown refiner backend {backend!r}; expected one of {BACKENDS}")
         from canora.io.onnx import is_onnx_export
 
-        if is_onnx_export(path) or backend == "onnx":
-            if torch.device(device).type != "cpu":
-                raise CanoraError(f"{path}: the ONNX backend runs on the CPU only; use --device cpu or the torch model")
-            if is_onnx_export(path) and backend == "torch":
+        if is_onnx_export(path):
+            if backend == "torch":
                 raise CanoraError(f"{path}: this is an ONNX export; it runs with backend 'onnx' (or load the torch "
                                   "model it was exported from)")
-            from canora.refiner.onnx import load_onnx_refiner, to_onnx_backend
+            if torch.device(device).type != "cpu":
+                raise CanoraError(f"{path}: the ONNX backend runs on the CPU only; use --device cpu or the torch model")
+            from canora.refiner.ort import OrtRefiner
 
-            if is_onnx_export(path):
-                return load_onnx_refiner(path)
-            return to_onnx_backend(cls.from_pretrained(path, "cpu", "torch"))
+            return OrtRefiner.load(path)
+        if backend == "onnx":
+            raise CanoraError(f"{path}: Refiner.from_pretrained loads torch models; to run one on ONNX Runtime, "
+                              "open it with canora.backends.open_refiner(path, backend='onnx')")
         doc, state = load_export(path, EXPORT_KIND)
         cfg, spec, normalizer, schedule, params, meta = read_refiner_doc(path, doc)
 

@@ -7,12 +7,12 @@ Accepted ``path``:
   legacy pickle), with ``config.json`` beside it or given explicitly; without one, the official
   v1/v2/v3 config whose tensor shapes fit is used (and said);
 * a directory of official files: the newest ``g_*`` and its ``config.json``;
-* an ONNX export directory (``model.onnx`` + ``model.json``, written by ``canora export``): the network runs
-  on ONNX Runtime (:mod:`canora.vocoder.onnx`) behind the same interface.
+* an ONNX export directory (``model.onnx`` + ``model.json``, written by ``canora export``): it comes back as
+  an :class:`~canora.vocoder.ort.OrtVocoder` (ONNX Runtime, no torch needed, the same interface).
 
-``backend``: ``None`` (the default) runs an ONNX export on ONNX Runtime and everything else on torch;
-``"onnx"`` also runs a torch model on ONNX Runtime (exported in memory first, a few seconds); ``"torch"``
-refuses an ONNX export. onnxruntime is imported only for the ONNX backend.
+``backend``: ``None`` (the default) or ``"torch"``; ``"torch"`` refuses an ONNX export. Running a torch model on
+ONNX Runtime (exporting it first) is decided in one place, :mod:`canora.backends` (``open_vocoder(path,
+backend="onnx")``); this module never imports an exporter.
 
 Two generator families share this facade: the official HiFi-GAN (mel in, audio out) and canora's
 NSF-HiFi-GAN (mel + frame F0 in; :mod:`canora.vocoder.nsf`), the bundled singing vocoder. Call an NSF
@@ -116,19 +116,18 @@ class Vocoder:
             raise CanoraError(f"unknown vocoder backend {backend!r}; expected one of {BACKENDS}")
         from canora.io.onnx import is_onnx_export
 
-        if is_onnx_export(path) or backend == "onnx":
+        if is_onnx_export(path):
+            if backend == "torch":
+                raise CanoraError(f"{path}: this is an ONNX export; it runs with backend 'onnx' (or load the torch "
+                                  "model it was exported from)")
             if torch.device(device).type != "cpu":
                 raise CanoraError(f"{path}: the ONNX backend runs on the CPU only; use --device cpu or the torch model")
-            if is_onnx_export(path):
-                if backend == "torch":
-                    raise CanoraError(f"{path}: this is an ONNX export; it runs with backend 'onnx' (or load the "
-                                      "torch model it was exported from)")
-                from canora.vocoder.onnx import load_onnx_vocoder
+            from canora.vocoder.ort import OrtVocoder
 
-                return load_onnx_vocoder(path)
-            from canora.vocoder.onnx import to_onnx_backend
-
-            return to_onnx_backend(cls.from_pretrained(path, config, "cpu", "torch"))
+            return OrtVocoder.load(path)  # type: ignore[return-value]
+        if backend == "onnx":
+            raise CanoraError(f"{path}: Vocoder.from_pretrained loads torch models; to run one on ONNX Runtime, "
+                              "open it with canora.backends.open_vocoder(path, backend='onnx')")
         if is_export(path):
             kind = NSF_KIND if read_export_meta(path).get("kind") == NSF_KIND else EXPORT_KIND
             doc, state = load_export(path, kind)
