@@ -376,3 +376,19 @@ def test_stream_auto_level_follows_the_singing(tiny_converter):
     finally:
         sc.converter.refiner.refine_in_key = orig
         sc.converter.refiner.singer_level_db = levels
+
+
+def test_a_voices_stream_keys_and_renders_toward_the_voices_singer(tmp_path):
+    """A converter with a default singer (a voice's) streams toward that singer: the running key follows its
+    range and the job renders it, as offline conversion does (the singer was the refiner's first one)."""
+    from canora.pipeline import Converter
+    from canora.streaming import StreamConverter
+    from tests.conftest import make_tiny_models
+
+    ref, voc = make_tiny_models(tmp_path, singers=("pjs", "alto"))
+    base = Converter.from_pretrained(ref, voc)
+    conv = Converter(base.refiner, base.vocoder, singer="alto")
+    sc = StreamConverter(conv, block_ms=60, transpose="auto")
+    assert sc.job.singer == "alto"
+    assert sc.running_key.target == conv.refiner.singer_f0_range("alto") != conv.refiner.singer_f0_range("pjs")
+    assert StreamConverter(conv, block_ms=60, transpose="auto", singer="pjs").job.singer == "pjs"

@@ -42,7 +42,18 @@ from canora.dsp.loudness import LevelChoice
 from canora.dsp.pitch import KeyChoice
 from canora.errors import AudioError, CanoraError
 from canora.io.models import BUNDLED
+from canora.job import (  # noqa: F401 (MAX_*, WARN_TRANSPOSE, check_transpose, key_plan: re-exported)
+    MAX_SEED,
+    MAX_SLICE_SECONDS,
+    MAX_TRANSPOSE,
+    WARN_TRANSPOSE,
+    Job,
+    check_transpose,
+    key_plan,
+    plan_job,
+)
 from canora.memory import release_free_memory
+from canora.render import render_sung
 
 if TYPE_CHECKING:
     from canora.conditioning import RefinerFeatures
@@ -55,39 +66,13 @@ DEFAULT_VOCODER = BUNDLED["vocoder"]
 #: a slice counts as sung when at least this many frames repeat at their F0 with this correlation
 MIN_PERIODIC_FRAMES = 5
 PERIODIC = 0.5
-#: a transpose beyond this many semitones is refused (3 octaves: nothing sung survives it); beyond WARN_TRANSPOSE
-#: (2 octaves) it is done with a warning
-MAX_TRANSPOSE = 36.0
-WARN_TRANSPOSE = 24.0
 #: what a recording with no sung note is called, everywhere it is reported
 NO_VOICE = "no voice found (no sung, pitched note in it)"
-#: the longest slice converted at once (the models' working set follows it)
-MAX_SLICE_SECONDS = 600.0
-#: seeds are what numpy's generators take
-MAX_SEED = 2**32 - 1
 #: neighbouring slices cross-fade over this many frames either side of their cut
 CROSSFADE_FRAMES = 4
 #: frames each slice is analysed, refined and vocoded beyond its cross-fade, then dropped: the models' convolutions
 #: see zero padding at a region's edges, and two edge-distorted renders cross-faded lose up to 3 dB at the join
 MARGIN_FRAMES = 8
-
-
-def check_transpose(semitones: float, what: str = "transpose", warn: bool = True) -> float:
-    """``semitones`` as a float, or one :class:`CanoraError` when it is not finite or beyond +-MAX_TRANSPOSE;
-    a warning beyond +-WARN_TRANSPOSE (unless not ``warn``)."""
-    try:
-        t = float(semitones)
-    except (TypeError, ValueError):
-        raise CanoraError(f"{what} must be a number of semitones, got {semitones!r}") from None
-    if not math.isfinite(t):
-        raise CanoraError(f"{what} must be a finite number of semitones, got {semitones!r}")
-    if abs(t) > MAX_TRANSPOSE:
-        raise CanoraError(f"{what} {t:+g} semitones is beyond +-{MAX_TRANSPOSE:g} (3 octaves), where nothing sung "
-                          "survives; choose a smaller shift, or leave --transpose out for the automatic key")
-    if warn and abs(t) > WARN_TRANSPOSE:
-        log.warning("%s %+g semitones is more than 2 octaves: expect artifacts (the trackers and the vocoder "
-                    "leave the range of singing)", what, t)
-    return t
 
 
 @dataclass
@@ -111,36 +96,6 @@ class Conversion:
     transpose: float
     singer: str
     stats: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Job:
-    """The checked options of one conversion: target singer and the refiner's sampler settings."""
-
-    singer: str
-    sampler: str
-    steps: int
-    strength: float
-    seed: int
-    key_mode: str = "octave"
-    auto_key: bool = True  # choose the key from the song (``key_mode``); else shift by ``transpose``
-    transpose: float = 0.0
-    key_note: str = ""  # why the automatic key was not used, when it was the default
-    match_level: bool = True  # move the song's voiced level to the singer's (when the refiner stores it)
-    loudness: float | None = None  # the output's integrated loudness target (LUFS); None: the recording's level
-
-
-def key_plan(transpose: float | None, auto_transpose: bool | None) -> tuple[bool, float]:
-    """(choose the key automatically?, fixed semitones) from a call's ``transpose`` / ``auto_transpose``.
-
-    No ``transpose`` means automatic (the default); a number is a fixed shift (0 keeps the pitch as sung).
-    ``auto_transpose=False`` without a number is a shift of 0. Both a number and ``auto_transpose=True`` is an
-    error: they contradict each other.
-    """
-    if transpose is not None and auto_transpose:
-        raise CanoraError(f"give either a transpose ({transpose!r} semitones) or auto_transpose, not both")
-    auto = transpose is None if auto_transpose is None else bool(auto_transpose)
-    return auto, 0.0 if transpose is None else check_transpose(transpose)
 
 
 @dataclass(frozen=True)
@@ -544,42 +499,10 @@ class Converter:
         self, singer: str | int | None, sampler: str | None, steps: int | None, strength: float | None, seed: int,
         transpose: float | None, auto_transpose: bool | None, max_slice_seconds: float, key_mode: str = "octave",
     ) -> Job:
-        """Check the options before any work and fill in the refiner's defaults."""
-        from canora.refiner.base import DEFAULT_SAMPLER, DEFAULT_STEPS, DEFAULT_STRENGTH
-        from canora.refiner.samplers import available_samplers, check_steps_strength
-
-        if singer is None:
-            singer = self.default_singer
-        singer_name = self.refiner.singer_label(singer)  # unknown singer or bad mix: error before any work
-        sampler = sampler or DEFAULT_SAMPLER
-        steps = DEFAULT_STEPS if steps is None else steps
-        strength = DEFAULT_STRENGTH if strength is None else strength
-        check_steps_strength(steps, strength)
-        steps, strength = int(steps), float(strength)
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed <= MAX_SEED:
-            raise CanoraError(f"seed must be a whole number in 0..{MAX_SEED}, got {seed!r}")
-        if sampler not in available_samplers():
-            raise CanoraError(f"unknown sampler {sampler!r}; choose one of {', '.join(available_samplers())}")
-        from canora.dsp.pitch import KEY_MODES
-
-        if key_mode not in KEY_MODES:
-            raise CanoraError(f"unknown key mode {key_mode!r}; choose one of {', '.join(KEY_MODES)}")
-        auto, fixed = key_plan(transpose, auto_transpose)
-        note = ""
-        if auto:
-            try:
-                self.refiner.singer_f0_range(singer_name)  # no statistics: error before any work when asked for
-            except CanoraError:
-                if auto_transpose:
-                    raise
-                note = f"the refiner stores no pitch range for {singer_name}: converted in the source's key"
-                log.warning("%s", note)
-                auto = False
-        if isinstance(max_slice_seconds, bool) or not isinstance(max_slice_seconds, (int, float, np.number)) \
-                or not math.isfinite(max_slice_seconds) or not 1.0 <= max_slice_seconds <= MAX_SLICE_SECONDS:
-            raise CanoraError(f"max_slice_seconds must be a number of seconds in 1..{MAX_SLICE_SECONDS:g}, got "
-                              f"{max_slice_seconds!r}")
-        return Job(singer_name, sampler, steps, strength, int(seed), key_mode, auto, fixed, note)
+        """:func:`canora.job.plan_job` for this converter's refiner (its voice's singer by default)."""
+        return plan_job(self.refiner, self.default_singer if singer is None else singer, sampler=sampler, steps=steps,
+                        strength=strength, seed=seed, transpose=transpose, auto_transpose=auto_transpose,
+                        max_slice_seconds=max_slice_seconds, key_mode=key_mode)
 
     def _prepare(self, audio: np.ndarray, sr: int, name: str, clipped: int | None = None) -> np.ndarray:
         """Checked mono float ``audio`` (N,) at ``sr`` -> (N',) float32 at the models' rate, high-passed at
@@ -707,14 +630,10 @@ class Converter:
             return Rendered(self.vocoder.vocode(analysis.mel, f0, start_phase, first), analysis.mel, analysis.mel)
         if analysis.keyed is None:
             raise CanoraError("render() needs the slice in the song's key; call put_in_key() first")
-        mel = self.refiner.refine_in_key(analysis.keyed, job.singer, sampler=job.sampler, steps=job.steps,
-                                         strength=job.strength, seed=job.seed)
-        f0 = drive[first: first + mel.shape[1]]
-        f0 = np.pad(f0, (0, mel.shape[1] - len(f0)))
-        audio = self.vocoder.vocode(mel, f0, start_phase, first)
-        if analysis.gain_db != 0.0:  # refined and vocoded at the singer's level, brought back to the recording's
-            audio = (audio * np.float32(10.0 ** (-analysis.gain_db / 20.0))).astype(np.float32)
-            mel = self.refiner.shift_mel_level(mel, -analysis.gain_db)
+        frames = analysis.keyed.frames
+        f0 = np.pad(drive[first: first + frames], (0, max(0, first + frames - len(drive))))
+        audio, mel = render_sung(self.refiner, self.vocoder, analysis.keyed, analysis.gain_db, job, f0, start_phase,
+                                 first)
         err = None
         if measure_cycle_error:
             from canora.dsp.metrics import mel_cycle_error

@@ -45,7 +45,9 @@ import numpy as np
 
 from canora.backends import choose_backend
 from canora.errors import AudioError, CanoraError
-from canora.pipeline import Converter, Job, Sung, check_transpose
+from canora.job import Job, check_transpose, plan_job
+from canora.pipeline import Converter, Sung
+from canora.render import render_sung
 
 if TYPE_CHECKING:
     from canora.conditioning import RefinerFeatures
@@ -230,6 +232,7 @@ class StreamConverter:
         self.lookahead_frames = int(lookahead_frames)
         self.crossfade_frames = int(crossfade_frames)
         self.running_key: RunningKey | None = None
+        singer = converter.default_singer if singer is None else singer  # a voice's own singer by default
         if transpose == "auto":
             from canora.stream_key import RunningKey
 
@@ -242,8 +245,9 @@ class StreamConverter:
                                     or not math.isfinite(gain_db)):
             raise CanoraError(f"gain_db must be a finite number of dB or 'auto', got {gain_db!r}")
         self._fixed_gain = 0.0 if self.auto_level else float(gain_db)
-        self.job: Job = converter._job(singer, sampler, DEFAULT_STREAM_STEPS if steps is None else steps, strength,
-                                       seed, self.transpose, False, 30.0)
+        self.job: Job = plan_job(converter.refiner, singer, sampler=sampler,
+                                 steps=DEFAULT_STREAM_STEPS if steps is None else steps, strength=strength,
+                                 seed=seed, transpose=self.transpose, auto_transpose=False)
         self._singer_db = converter.refiner.singer_level(self.job.singer)  # None: no level stored, auto stays 0
         self.prime = bool(prime)
         self.block_seconds: list[float] = []
@@ -411,7 +415,7 @@ class StreamConverter:
         """Convert ``window`` (samples of song frames ``[a, b)``) -> audio (samples of frames ``[v0, b)``).
 
         The override point of tests (an identity render shows the framing and the latency exactly)."""
-        conv, hop, job = self.converter, self.hop, self.job
+        conv, hop = self.converter, self.hop
         frames = len(window) // hop
         mirrored = np.pad(window, (0, EDGE_MIRROR_FRAMES * hop), mode="reflect") if len(window) > 1 else window
         analysis = _first_frames(conv.analyse(mirrored, False, f"stream block {k}"), frames)
@@ -423,17 +427,12 @@ class StreamConverter:
         self._sung = isinstance(analysis, Sung)
         if isinstance(analysis, Sung):
             _hold_voicing(analysis.keyed)
-            new_f0 = analysis.keyed.f0_with_zeros()
-            mel = conv.refiner.refine_in_key(analysis.keyed, job.singer, sampler=job.sampler, steps=job.steps,
-                                             strength=job.strength, seed=job.seed + k)
+            drive = self._commit(analysis.keyed.f0_with_zeros(), a, k)
+            audio, _ = render_sung(conv.refiner, conv.vocoder, analysis.keyed, analysis.gain_db, self.job,
+                                   drive[v0 - a:], self._phase_at(v0), v0, seed=self.job.seed + k, skip=v0 - a)
         else:  # unsung or silent: the source mel resynthesised without pitch
-            new_f0 = np.zeros(frames, np.float32)
-            mel = analysis.mel
-        drive = self._commit(new_f0, a, k)
-        start_phase = self._phase_at(v0)
-        audio = conv.vocoder.vocode(mel[:, v0 - a:], drive[v0 - a:], start_phase, v0)
-        if isinstance(analysis, Sung) and analysis.gain_db != 0.0:  # vocoded at the level it was refined at,
-            audio = (audio * np.float32(10.0 ** (-analysis.gain_db / 20.0))).astype(np.float32)  # back to the input's
+            drive = self._commit(np.zeros(frames, np.float32), a, k)
+            audio = conv.vocoder.vocode(analysis.mel[:, v0 - a:], drive[v0 - a:], self._phase_at(v0), v0)
         self._trim(k)
         return self._envelope(audio, window[(v0 - a) * hop:])
 

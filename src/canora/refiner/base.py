@@ -446,10 +446,17 @@ class RefinerBase(ABC):
         level = self.choose_level(feats, singer) if match_level else None
         gain = level.gain_db if level is not None else 0.0
         keyed = self.transpose_features(feats, transpose, gain)
-        mel = self.refine_in_key(keyed, singer, **kwargs)
-        if gain != 0.0:
-            mel = self.shift_mel_level(mel, -gain)
+        _, mel = self.refine_at_level(keyed, gain, singer, **kwargs)
         return RefineResult(mel, keyed.f0_with_zeros(), float(transpose), level)
+
+    def refine_at_level(self, keyed: RefinerFeatures, gain_db: float, singer: str | int | None = None,
+                        **kwargs: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Refine features already in the song's key and moved ``gain_db`` to the singer's level
+        (:meth:`transpose_features`) -> (the refined log-mel (n_mels, T) at that level, for the vocoder; the same
+        mel moved back to the recording's level). The one refine step of :meth:`refine_features` and of every
+        rendering (:func:`canora.render.render_sung`); ``kwargs`` as in :meth:`refine`."""
+        mel = self.refine_in_key(keyed, singer, **kwargs)
+        return mel, (self.shift_mel_level(mel, -gain_db) if gain_db != 0.0 else mel)
 
     def refine_audio(
         self,

@@ -1,0 +1,33 @@
+"""The one render step of a sung piece: refine it in the song's key at the singer's level, vocode it, bring it
+back to the recording's level. Offline conversion (:meth:`canora.pipeline.Converter.render`) and streaming
+(:class:`canora.streaming.StreamConverter`) both call :func:`render_sung`; ``canora refine`` (no vocoder) shares
+its refine step, :meth:`canora.refiner.base.RefinerBase.refine_at_level`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from canora.conditioning import RefinerFeatures
+    from canora.job import Job
+
+
+def render_sung(refiner: Any, vocoder: Any, keyed: RefinerFeatures, gain_db: float, job: Job, f0: np.ndarray,
+                start_phase: float, first_frame: int, *, seed: int | None = None,
+                skip: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Render ``keyed`` (features of T frames, in key, moved ``gain_db`` to the singer's level) toward
+    ``job.singer`` with the job's sampler settings (``seed``: the job's unless given) -> (audio of the frames
+    ``[skip, T)``: ((T - skip) * hop,) float32 at the recording's level; the refined log-mel (n_mels, T) at the
+    recording's level).
+
+    ``f0`` ((T - skip,) Hz, 0 = unvoiced) drives the vocoder from its source phase ``start_phase`` (cycles) at the
+    song's frame ``first_frame`` (its seeded noise follows the song's frames, so pieces join in phase)."""
+    mel_level, mel = refiner.refine_at_level(keyed, gain_db, job.singer, sampler=job.sampler, steps=job.steps,
+                                             strength=job.strength, seed=job.seed if seed is None else seed)
+    audio = vocoder.vocode(mel_level[:, skip:], f0, start_phase, first_frame)
+    if gain_db != 0.0:  # refined and vocoded at the singer's level, brought back to the recording's
+        audio = (audio * np.float32(10.0 ** (-gain_db / 20.0))).astype(np.float32)
+    return audio, mel
