@@ -70,6 +70,27 @@ def is_onnx_export(path: str | Path) -> bool:
     return isinstance(doc, dict) and doc.get("format") == ONNX_FORMAT
 
 
+def loads_as_onnx_export(path: Path, kind: str, backend: str | None, device_type: str,
+                         backends: tuple[str, ...] = ("torch", "onnx")) -> bool:
+    """For a model class's ``from_pretrained`` (``kind``: ``"refiner"`` or ``"vocoder"``): True when ``path`` is an
+    ONNX export, to open on ONNX Runtime; False for a torch model. One :class:`CanoraError` line for an unknown
+    ``backend``, an ONNX export asked for on torch or on a GPU, and a torch model asked for on ONNX Runtime (that
+    needs an export first: :func:`canora.backends.open_refiner` / ``open_vocoder`` decide that)."""
+    if backend is not None and backend not in backends:
+        raise CanoraError(f"unknown {kind} backend {backend!r}; expected one of {backends}")
+    if not is_onnx_export(path):
+        if backend == "onnx":
+            raise CanoraError(f"{path}: {kind.capitalize()}.from_pretrained loads torch models; to run one on ONNX "
+                              f"Runtime, open it with canora.backends.open_{kind}(path, backend='onnx')")
+        return False
+    if backend == "torch":
+        raise CanoraError(f"{path}: this is an ONNX export; it runs with backend 'onnx' (or load the torch model it "
+                          "was exported from)")
+    if device_type != "cpu":
+        raise CanoraError(f"{path}: the ONNX backend runs on the CPU only; use --device cpu or the torch model")
+    return True
+
+
 def save_onnx_export(
     directory: str | Path,
     *,

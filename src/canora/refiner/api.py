@@ -69,22 +69,12 @@ class Refiner(RefinerBase):
         from canora.io.models import resolve_model
 
         path = resolve_model(path, "refiner")
-        if backend is not None and backend not in BACKENDS:
-            raise CanoraError(f"unknown refiner backend {backend!r}; expected one of {BACKENDS}")
-        from canora.io.onnx import is_onnx_export
+        from canora.io.onnx import loads_as_onnx_export
 
-        if is_onnx_export(path):
-            if backend == "torch":
-                raise CanoraError(f"{path}: this is an ONNX export; it runs with backend 'onnx' (or load the torch "
-                                  "model it was exported from)")
-            if torch.device(device).type != "cpu":
-                raise CanoraError(f"{path}: the ONNX backend runs on the CPU only; use --device cpu or the torch model")
+        if loads_as_onnx_export(Path(path), "refiner", backend, torch.device(device).type, BACKENDS):
             from canora.refiner.ort import OrtRefiner
 
             return OrtRefiner.load(path)
-        if backend == "onnx":
-            raise CanoraError(f"{path}: Refiner.from_pretrained loads torch models; to run one on ONNX Runtime, "
-                              "open it with canora.backends.open_refiner(path, backend='onnx')")
         doc, state = load_export(path, EXPORT_KIND)
         cfg, spec, normalizer, schedule, params, meta = read_refiner_doc(path, doc)
 

@@ -46,6 +46,7 @@ from canora.vocoder.excitation import start_phases
 from canora.vocoder.hifigan import Generator, check_state_dict, from_official_keys
 from canora.vocoder.inference import (  # noqa: F401 (CHUNK_FRAMES, f0_from_mel: re-exported)
     CHUNK_FRAMES,
+    VocoderFacts,
     check_f0,
     check_fit,
     check_mel,
@@ -85,7 +86,7 @@ def _guess_config(state: dict[str, torch.Tensor], source: str) -> tuple[dict[str
     )
 
 
-class Vocoder:
+class Vocoder(VocoderFacts):
     """A generator ready for inference (weight norm folded) plus the :class:`MelSpec` it was trained on."""
 
     def __init__(
@@ -112,22 +113,12 @@ class Vocoder:
         from canora.io.models import resolve_model
 
         path = resolve_model(path, "vocoder")
-        if backend is not None and backend not in BACKENDS:
-            raise CanoraError(f"unknown vocoder backend {backend!r}; expected one of {BACKENDS}")
-        from canora.io.onnx import is_onnx_export
+        from canora.io.onnx import loads_as_onnx_export
 
-        if is_onnx_export(path):
-            if backend == "torch":
-                raise CanoraError(f"{path}: this is an ONNX export; it runs with backend 'onnx' (or load the torch "
-                                  "model it was exported from)")
-            if torch.device(device).type != "cpu":
-                raise CanoraError(f"{path}: the ONNX backend runs on the CPU only; use --device cpu or the torch model")
+        if loads_as_onnx_export(Path(path), "vocoder", backend, torch.device(device).type, BACKENDS):
             from canora.vocoder.ort import OrtVocoder
 
             return OrtVocoder.load(path)  # type: ignore[return-value]
-        if backend == "onnx":
-            raise CanoraError(f"{path}: Vocoder.from_pretrained loads torch models; to run one on ONNX Runtime, "
-                              "open it with canora.backends.open_vocoder(path, backend='onnx')")
         if is_export(path):
             kind = NSF_KIND if read_export_meta(path).get("kind") == NSF_KIND else EXPORT_KIND
             doc, state = load_export(path, kind)
@@ -172,15 +163,6 @@ class Vocoder:
     def device(self) -> torch.device:
         p = next(self.generator.parameters(), None)
         return p.device if p is not None else torch.device("cpu")
-
-    @property
-    def sample_rate(self) -> int:
-        return self.spec.sample_rate
-
-    @property
-    def needs_f0(self) -> bool:
-        """True for an F0-driven (NSF) vocoder: call it with the F0 of the mel's frames."""
-        return isinstance(self.config, NSFConfig)
 
     # ------------------------------------------------------------------ inference
     @torch.inference_mode()

@@ -4,7 +4,7 @@ of a long mel into pieces, and F0 from a bare mel. The torch :class:`~canora.voc
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -81,3 +81,21 @@ def f0_from_mel(mel: np.ndarray, spec: MelSpec, method: str | None = None) -> np
     n = mel.shape[1]
     wav = np.pad(wav, (0, max(0, n * spec.hop_length - len(wav))))
     return extract_f0(wav, spec.sample_rate, hop_length=spec.hop_length, n_frames=n, method=method or DEFAULT_F0_METHOD)
+
+
+class VocoderFacts:
+    """What a vocoder tells about itself from its ``spec`` (:class:`~canora.dsp.mel.MelSpec`) and generator
+    ``config``, the same for the torch :class:`~canora.vocoder.Vocoder` and :class:`~canora.vocoder.ort.OrtVocoder`."""
+
+    spec: Any
+    config: GeneratorConfig | NSFConfig
+
+    @property
+    def sample_rate(self) -> int:
+        return self.spec.sample_rate
+
+    @property
+    def needs_f0(self) -> bool:
+        """True for an F0-driven (NSF) vocoder: call it with the F0 of the mel's frames."""
+        return isinstance(self.config, NSFConfig)
+

@@ -21,6 +21,7 @@ from canora.vocoder import excitation
 from canora.vocoder.config import EXPORT_KIND, NSF_KIND, GeneratorConfig, NSFConfig
 from canora.vocoder.inference import (
     CHUNK_FRAMES,
+    VocoderFacts,
     check_f0,
     check_fit,
     check_mel,
@@ -63,7 +64,7 @@ def merge_weights(state: dict[str, Any], harmonics: int, source: str) -> tuple[n
     return weight[0], float(bias[0])
 
 
-class OrtVocoder:
+class OrtVocoder(VocoderFacts):
     """A vocoder ONNX export on ONNX Runtime (CPU), numpy in and out, no torch: the interface of
     :class:`~canora.vocoder.Vocoder` that the pipeline uses (``vocode``, ``frame_cycles``, ``spec`` ...)."""
 
@@ -108,15 +109,6 @@ class OrtVocoder:
             other._by_threads = {}
             self._by_threads[threads] = other
         return self._by_threads[threads]
-
-    @property
-    def sample_rate(self) -> int:
-        return self.spec.sample_rate
-
-    @property
-    def needs_f0(self) -> bool:
-        """True for an F0-driven (NSF) vocoder: call it with the F0 of the mel's frames."""
-        return isinstance(self.config, NSFConfig)
 
     def frame_cycles(self, f0: np.ndarray) -> np.ndarray:
         """Start phases (T + 1,) float64 in cycles of an NSF vocoder's fundamental for pieces of the song ``f0``
