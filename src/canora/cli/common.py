@@ -1,5 +1,5 @@
 """Helpers shared by subcommands: one naming scheme for flags, checks made before any work (inputs, outputs,
-devices, models), batch loops with progress and failure counting, and the result lines on stdout.
+devices, models) and the result lines on stdout (batch loops: :mod:`canora.cli.batch`).
 
 The conventions every command follows:
 
@@ -18,9 +18,7 @@ import logging
 import math
 import re
 import sys
-import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -488,100 +486,6 @@ def emit(path: Path | str) -> None:
     from tqdm import tqdm
 
     tqdm.write(str(path), file=sys.stdout)
-
-
-# ---------------------------------------------------------------------- batches
-@dataclass
-class BatchResult:
-    done: int = 0
-    failed: list[tuple[Path, str]] = field(default_factory=list)
-    not_done: list[Path] = field(default_factory=list)
-    audio_seconds: float = 0.0
-    wall_seconds: float = 0.0
-
-    def summary(self, verb: str) -> str:
-        rtf = self.wall_seconds / self.audio_seconds if self.audio_seconds > 0 else float("nan")
-        s = (
-            f"{verb} {self.done} file(s), {self.audio_seconds:.1f} s of audio in {self.wall_seconds:.1f} s "
-            f"(real-time factor {rtf:.3f})"
-        )
-        if self.failed:
-            s += f"; {len(self.failed)} failed"
-        if self.not_done:
-            s += f"; {len(self.not_done)} not attempted"
-        return s
-
-
-def _named(f: Path, msg: str) -> str:
-    return msg if (f.name in msg or str(f) in msg) else f"{f}: {msg}"
-
-
-def run_batch(files: list[Path], fn: Callable[[Path], float], desc: str,
-              outputs: Callable[[Path], Iterable[Path]] | None = None) -> BatchResult:
-    """Call ``fn(file) -> audio seconds`` for each file with a progress bar (stderr). A file whose ``fn`` raises is
-    reported on one line and skipped, and the rest go on (unless it is the only file: then it raises); a write
-    error that every later file would hit too (a full disk, a read-only file system) stops the batch there.
-    ``outputs(file)``: the paths ``fn`` writes, claimed (:func:`canora.io.files.claim`) while it runs, so a second
-    run writing one of them is refused instead of racing this one."""
-    from canora.cli.progress import quiet_logs_under_bars
-
-    res = BatchResult()
-    t0 = time.perf_counter()
-    with quiet_logs_under_bars():
-        _run_files(files, fn, desc, outputs, res)
-    res.wall_seconds = time.perf_counter() - t0
-    return res
-
-
-def _run_files(files: list[Path], fn: Callable[[Path], float], desc: str,
-               outputs: Callable[[Path], Iterable[Path]] | None, res: BatchResult) -> None:
-    """The loop of :func:`run_batch`, filling ``res``."""
-    from tqdm import tqdm
-
-    from canora.cli.progress import BatchBar
-    from canora.io.files import FATAL_ERRNOS, claim
-    from canora.memory import release_free_memory
-
-    bar = BatchBar(files, desc)
-    for i, f in enumerate(files):
-        bar.begin(i, f)
-        try:
-            with claim(outputs(f) if outputs is not None else ()):
-                res.audio_seconds += fn(f)
-            res.done += 1
-        except CanoraError as e:
-            if len(files) == 1:
-                raise
-            res.failed.append((f, str(e)))
-            tqdm.write(f"skipped: {_named(f, ' '.join(str(e).split()))}", file=sys.stderr)
-            if getattr(e, "errno", None) in FATAL_ERRNOS:
-                res.not_done = files[i + 1:]
-                break
-        except (KeyboardInterrupt, SystemExit):
-            raise
-        except Exception as e:  # a bug, or an error no check foresaw: this file fails, the batch goes on
-            if len(files) == 1:
-                raise
-            msg = f"unexpected error {type(e).__name__}: {' '.join(str(e).split())[:300]}"
-            res.failed.append((f, msg))
-            tqdm.write(f"skipped: {f}: {msg}", file=sys.stderr)
-        finally:
-            bar.end(f)
-            release_free_memory()  # the next file starts from the memory the last one freed
-    bar.close()
-
-
-def finish(res: BatchResult, verb: str) -> int:
-    print(res.summary(verb), file=sys.stderr)
-    if res.failed or res.not_done:
-        names = ", ".join(p.name for p, _ in res.failed)
-        line = f"{len(res.failed)} file(s) failed: {names}" if res.failed else ""
-        if res.not_done:
-            line += ("; " if line else "") + (f"stopped after a write error; not attempted: "
-                                              f"{', '.join(p.name for p in res.not_done)}")
-        print(line, file=sys.stderr)
-        return 1
-    return 0
 
 
 # ---------------------------------------------------------------------- a cheap check of the result

@@ -264,6 +264,7 @@ def run(args: argparse.Namespace) -> int:
     import os
 
     from canora.backends import onnx_exports_only
+    from canora.cli.batch import finish, run_batch
     from canora.cli.common import (
         apply_device_args,
         apply_voice,
@@ -272,11 +273,9 @@ def run(args: argparse.Namespace) -> int:
         check_outputs,
         collapse_check,
         emit,
-        finish,
         list_inputs,
         load_converter,
         model_backend,
-        run_batch,
         warn_if_collapsed,
     )
     from canora.cli.progress import song_bar

@@ -88,17 +88,16 @@ def _find_audio(directory: Path, stem: str) -> Path | None:
 def run(args: argparse.Namespace) -> int:
     import logging
 
+    from canora.cli.batch import finish, run_batch
     from canora.cli.common import (
         apply_device_args,
         apply_voice,
         check_audio_header,
         check_outputs,
         emit,
-        finish,
         list_inputs,
         load_refiner,
         plan_outputs,
-        run_batch,
     )
     from canora.dsp.mel import MelSpec
     from canora.errors import CanoraError

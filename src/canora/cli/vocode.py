@@ -45,17 +45,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import logging
 
+    from canora.cli.batch import finish, run_batch
     from canora.cli.common import (
         apply_device_args,
         audio_output_bytes,
         check_audio_header,
         check_outputs,
         emit,
-        finish,
         list_inputs,
         load_vocoder,
         plan_outputs,
-        run_batch,
     )
     from canora.dsp.mel import wav_to_mel
     from canora.dsp.pitch import extract_f0
