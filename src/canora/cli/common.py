@@ -489,49 +489,11 @@ def emit(path: Path | str) -> None:
 
 
 # ---------------------------------------------------------------------- a cheap check of the result
-#: the refined mel differs from the source mel by more than this (mean |ln| over loud frames): not a refinement
-MAX_MEL_CHANGE = 3.0
-CHECK_SECONDS = 5.0
-
-
-def collapse_check(res: Any, spec: Any) -> dict[str, Any] | None:
-    """A cheap sanity check of a conversion (:class:`canora.pipeline.Conversion`), on its first sung stretch only
-    (at most :data:`CHECK_SECONDS`): the mel cycle error of the output audio against the refined mel, and how far
-    the refined mel moved from the source mel. An untrained or collapsed refiner scores far above the thresholds
-    (cycle error > ``canora.analysis.collapse.MAX_CYCLE_ERROR``, change > :data:`MAX_MEL_CHANGE`); a trained one
-    well below. -> ``{"cycle_error", "mel_change", "seconds", "ok"}``, or None when nothing was sung."""
-    import numpy as np
-
-    from canora.analysis.collapse import MAX_CYCLE_ERROR
-    from canora.dsp.metrics import loud_frames, mel_cycle_error
-
-    voiced = np.flatnonzero(np.asarray(res.f0) > 0)
-    if voiced.size == 0:
-        return None
-    hop = spec.hop_length
-    a = int(voiced[0])
-    b = min(res.mel.shape[1], a + int(CHECK_SECONDS * spec.sample_rate / hop))
-    mel, src = res.mel[:, a:b], res.source_mel[:, a:b]
-    audio = res.audio[a * hop: b * hop]
-    gain = (res.stats.get("output") or {}).get("gain_db") or 0.0
-    if gain:  # the output stage's plain gain (a trim, or a loudness target) is no part of the vocoder's error
-        audio = audio * np.float32(10.0 ** (-gain / 20.0))
-    if mel.shape[1] < 8 or len(audio) < spec.n_fft:
-        return None
-    err = mel_cycle_error(mel, audio, spec)
-    mask = loud_frames(src, spec)
-    change = float(np.abs(mel - src)[:, mask].mean()) if mask.any() else float("nan")
-    ok = not ((math.isfinite(err) and err > MAX_CYCLE_ERROR) or (math.isfinite(change) and change > MAX_MEL_CHANGE))
-    return {"cycle_error": None if not math.isfinite(err) else round(err, 4),
-            "mel_change": None if not math.isfinite(change) else round(change, 4),
-            "seconds": round((b - a) * hop / spec.sample_rate, 2), "ok": ok,
-            "cycle_error_limit": MAX_CYCLE_ERROR, "mel_change_limit": MAX_MEL_CHANGE}
-
-
 def warn_if_collapsed(check: dict[str, Any] | None, name: str) -> None:
+    """A warning naming ``name`` when :func:`canora.analysis.collapse.collapse_check` found the result collapsed."""
     if check is None or check["ok"]:
         return
-    from canora.analysis.collapse import MAX_CYCLE_ERROR
+    from canora.analysis.collapse import MAX_CYCLE_ERROR, MAX_MEL_CHANGE
 
     def num(v: float | None) -> str:
         return "n/a" if v is None else f"{v:.2f}"

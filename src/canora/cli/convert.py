@@ -263,6 +263,7 @@ def run(args: argparse.Namespace) -> int:
     import logging
     import os
 
+    from canora.analysis.collapse import collapse_check
     from canora.backends import onnx_exports_only
     from canora.cli.batch import finish, run_batch
     from canora.cli.common import (
@@ -271,7 +272,6 @@ def run(args: argparse.Namespace) -> int:
         audio_output_bytes,
         check_audio_header,
         check_outputs,
-        collapse_check,
         emit,
         list_inputs,
         load_converter,
