@@ -57,12 +57,6 @@ share of the files (every file exactly once).
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from canora.dsp.output import LOUDNESS_RANGE
-    from canora.pipeline import BACKEND_CHOICES, MAX_SLICE_SECONDS, MAX_TRANSPOSE
-    from canora.refiner.base import DEFAULT_SAMPLER, DEFAULT_STEPS, DEFAULT_STRENGTH
-    from canora.refiner.samplers import MAX_STEPS, available_samplers
-    from canora.streaming import DEFAULT_BLOCK_MS, DEFAULT_STREAM_STEPS
-
     p = sub.add_parser("convert", help="convert songs to the target singer's voice (bundled models by default)",
                        description=DESCRIPTION, formatter_class=HelpFormatter)
     p.add_argument("input", type=Path, help="an audio file or a directory of them")
@@ -70,6 +64,24 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="output .wav or .flac (one input), or a directory (<stem>.wav + <stem>.json)")
     p.add_argument("--singer", default=None, help="target singer (default: the refiner's only singer), or a mix of a "
                    "multi-singer refiner's singers such as a:0.7,b:0.3")
+    _add_key_args(p)
+    _add_sampling_args(p)
+    add_model_arg(p, "refiner")
+    add_model_arg(p, "vocoder")
+    add_voice_arg(p)
+    _add_rendering_args(p)
+    add_overwrite_arg(p)
+    add_device_args(p)
+    add_recursive_arg(p)
+    add_audio_limit_arg(p)
+    p.set_defaults(run=run)
+
+
+def _add_key_args(p: argparse.ArgumentParser) -> None:
+    """The key (a transpose, or the automatic one), the level the refiner hears, the output's loudness."""
+    from canora.dsp.output import LOUDNESS_RANGE
+    from canora.pipeline import MAX_TRANSPOSE
+
     key = p.add_mutually_exclusive_group()
     key.add_argument("--transpose", type=finite_float, default=None, metavar="SEMITONES",
                      help=f"shift the pitch by N semitones, within +-{MAX_TRANSPOSE:g} (0: as sung); default: the "
@@ -88,6 +100,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help=f"integrated loudness of the output (ITU-R BS.1770-4), {LOUDNESS_RANGE[0]:g} to "
                    f"{LOUDNESS_RANGE[1]:g} (e.g. -14, or -23 for broadcast); default: the recording's level, lowered "
                    "only as far as the -1 dBTP ceiling needs")
+
+
+def _add_sampling_args(p: argparse.ArgumentParser) -> None:
+    """The refiner's sampler, steps, strength and seed."""
+    from canora.refiner.base import DEFAULT_SAMPLER, DEFAULT_STEPS, DEFAULT_STRENGTH
+    from canora.refiner.samplers import MAX_STEPS, available_samplers
+    from canora.streaming import DEFAULT_STREAM_STEPS
+
     p.add_argument("--sampler", choices=available_samplers(), default=DEFAULT_SAMPLER, help="the refiner's sampler")
     p.add_argument("--steps", type=int_in(1, MAX_STEPS), default=None,
                    help=f"denoising steps; {DEFAULT_STREAM_STEPS} with --stream (default: {DEFAULT_STEPS})")
@@ -95,9 +115,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="shallow-diffusion depth in (0, 1]: how far from the source mel the refiner may go "
                    "(1 = from pure noise)")
     p.add_argument("--seed", type=seed_arg, default=0, help="random seed; the same seed gives the same output")
-    add_model_arg(p, "refiner")
-    add_model_arg(p, "vocoder")
-    add_voice_arg(p)
+
+
+def _add_rendering_args(p: argparse.ArgumentParser) -> None:
+    """How the song is rendered (slices, workers, streaming, backend) and what is written besides the audio."""
+    from canora.pipeline import BACKEND_CHOICES, MAX_SLICE_SECONDS
+    from canora.streaming import DEFAULT_BLOCK_MS
+
     p.add_argument("--max-slice-seconds", type=float_in(1, MAX_SLICE_SECONDS), default=30.0,
                    help="longest slice converted at once (memory follows it)")
     p.add_argument("--workers", type=threads_arg, default=None, metavar="N",
@@ -123,11 +147,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    "extra is installed, else torch. ONNX exports always run on ONNX Runtime without importing torch; "
                    "onnx on torch models exports them once (tens of seconds) and keeps the copies, so later runs "
                    "do not import torch either")
-    add_overwrite_arg(p)
-    add_device_args(p)
-    add_recursive_arg(p)
-    add_audio_limit_arg(p)
-    p.set_defaults(run=run)
 
 
 def _outputs(files: list[Path], args: argparse.Namespace) -> dict[Path, list[Path]]:
