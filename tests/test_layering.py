@@ -102,3 +102,34 @@ def test_nothing_imports_the_cli_or_the_ui(top):
 def test_models_do_not_import_the_pipeline_or_analysis():
     assert _violations("models stay below the pipeline", {"refiner", "vocoder", "conditioning"},
                        {"pipeline", "analysis", "streaming"}) == []
+
+
+#: the CLI parses, calls the library and reports: no function under cli/ is longer than this (lines, def to end)
+MAX_CLI_FUNCTION_LINES = 60
+
+
+def _long_functions(root: Path, limit: int) -> list[str]:
+    """``dir/file.py:line name (N lines)`` of every function or method under ``root`` longer than ``limit`` lines."""
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                length = node.end_lineno - node.lineno + 1
+                if length > limit:
+                    found.append(f"{path.relative_to(root.parent)}:{node.lineno} {node.name} ({length} lines)")
+    return found
+
+
+def test_no_cli_function_is_longer_than_60_lines():
+    """Longer means it does more than parse, call and report: split it at its seams, or move the work into the
+    library."""
+    assert _long_functions(SRC / "cli", MAX_CLI_FUNCTION_LINES) == []
+
+
+def test_the_length_check_names_a_long_function(tmp_path):
+    pkg = tmp_path / "cli"
+    pkg.mkdir()
+    fits = "def fits():\n" + "    x = 1\n" * (MAX_CLI_FUNCTION_LINES - 1)  # 60 lines
+    too_long = "class C:\n    def too_long(self):\n" + "        x = 1\n" * MAX_CLI_FUNCTION_LINES  # 61 lines
+    (pkg / "m.py").write_text(fits + "\n\n" + too_long)
+    assert _long_functions(pkg, MAX_CLI_FUNCTION_LINES) == ["cli/m.py:64 too_long (61 lines)"]
