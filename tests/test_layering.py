@@ -186,3 +186,34 @@ def test_model_classes_never_import_an_exporter():
     for mod in ("canora.refiner.api", "canora.refiner.base", "canora.vocoder.api", "canora.vocoder.nsf",
                 "canora.vocoder.hifigan", "canora.refiner.model"):
         assert not graph[mod] & exporters, f"{mod} imports {sorted(graph[mod] & exporters)}"
+
+
+#: the CLI parses, calls the library and reports: no function under cli/ is longer than this (lines, def to end)
+MAX_CLI_FUNCTION_LINES = 60
+
+
+def _long_functions(root: Path, limit: int) -> list[str]:
+    """``dir/file.py:line name (N lines)`` of every function or method under ``root`` longer than ``limit`` lines."""
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                length = node.end_lineno - node.lineno + 1
+                if length > limit:
+                    found.append(f"{path.relative_to(root.parent)}:{node.lineno} {node.name} ({length} lines)")
+    return found
+
+
+def test_no_cli_function_is_longer_than_60_lines():
+    """Longer means it does more than parse, call and report: split it at its seams, or move the work into the
+    library."""
+    assert _long_functions(SRC / "cli", MAX_CLI_FUNCTION_LINES) == []
+
+
+def test_the_length_check_names_a_long_function(tmp_path):
+    pkg = tmp_path / "cli"
+    pkg.mkdir()
+    fits = "def fits():\n" + "    x = 1\n" * (MAX_CLI_FUNCTION_LINES - 1)  # 60 lines
+    too_long = "class C:\n    def too_long(self):\n" + "        x = 1\n" * MAX_CLI_FUNCTION_LINES  # 61 lines
+    (pkg / "m.py").write_text(fits + "\n\n" + too_long)
+    assert _long_functions(pkg, MAX_CLI_FUNCTION_LINES) == ["cli/m.py:64 too_long (61 lines)"]

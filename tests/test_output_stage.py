@@ -117,7 +117,7 @@ def test_the_collapse_check_does_not_count_the_output_stages_gain() -> None:
     a vocoder error (it would read as 0.2 ln units of cycle error)."""
     from types import SimpleNamespace
 
-    from canora.cli.common import collapse_check
+    from canora.analysis.collapse import collapse_check
     from canora.dsp.mel import MelSpec, wav_to_mel
 
     spec = MelSpec()

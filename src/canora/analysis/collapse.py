@@ -2,7 +2,8 @@
 
 A pretrained HiFi-GAN fed mels in a convention it was not trained on does not fail loudly: it outputs
 noise, near-silence or a clipped square wave. :func:`check_output` measures the symptoms (mel cycle error,
-spectral flatness, energy against the mel's, clipping, NaN) and names the verdict.
+spectral flatness, energy against the mel's, clipping, NaN) and names the verdict; :func:`collapse_check` is the
+cheap check every conversion gets (an untrained or mismatched refiner).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from canora.dsp.mel import MelSpec, wav_to_mel
-from canora.dsp.metrics import loud_frames
+from canora.dsp.metrics import loud_frames, mel_cycle_error
 
 # Thresholds, measured on real singing and speech through the official LJ_V2 generator (see tests/test_collapse.py
 # and examples/collapse_reproduction.md): matched mels give cycle error 0.3-0.9, flatness < 0.15, level within 1.
@@ -113,3 +114,38 @@ def check_output(mel: np.ndarray, wav: np.ndarray, spec: MelSpec) -> CollapseRep
     if cycle > MAX_CYCLE_ERROR:
         reasons.append(f"large mel cycle error {cycle:.2f} (> {MAX_CYCLE_ERROR})")
     return CollapseReport(cycle, flat, rms_dbfs, level, clipped, False, reasons)
+
+
+# ---------------------------------------------------------------------- a cheap check of a conversion
+#: the refined mel differs from the source mel by more than this (mean |ln| over loud frames): not a refinement
+MAX_MEL_CHANGE = 3.0
+CHECK_SECONDS = 5.0
+
+
+def collapse_check(res: Any, spec: Any) -> dict[str, Any] | None:
+    """A cheap sanity check of a conversion (:class:`canora.pipeline.Conversion`), on its first sung stretch only
+    (at most :data:`CHECK_SECONDS`): the mel cycle error of the output audio against the refined mel, and how far
+    the refined mel moved from the source mel. An untrained or collapsed refiner scores far above the thresholds
+    (cycle error > :data:`MAX_CYCLE_ERROR`, change > :data:`MAX_MEL_CHANGE`); a trained one
+    well below. -> ``{"cycle_error", "mel_change", "seconds", "ok"}``, or None when nothing was sung."""
+    voiced = np.flatnonzero(np.asarray(res.f0) > 0)
+    if voiced.size == 0:
+        return None
+    hop = spec.hop_length
+    a = int(voiced[0])
+    b = min(res.mel.shape[1], a + int(CHECK_SECONDS * spec.sample_rate / hop))
+    mel, src = res.mel[:, a:b], res.source_mel[:, a:b]
+    audio = res.audio[a * hop: b * hop]
+    gain = (res.stats.get("output") or {}).get("gain_db") or 0.0
+    if gain:  # the output stage's plain gain (a trim, or a loudness target) is no part of the vocoder's error
+        audio = audio * np.float32(10.0 ** (-gain / 20.0))
+    if mel.shape[1] < 8 or len(audio) < spec.n_fft:
+        return None
+    err = mel_cycle_error(mel, audio, spec)
+    mask = loud_frames(src, spec)
+    change = float(np.abs(mel - src)[:, mask].mean()) if mask.any() else float("nan")
+    ok = not ((math.isfinite(err) and err > MAX_CYCLE_ERROR) or (math.isfinite(change) and change > MAX_MEL_CHANGE))
+    return {"cycle_error": None if not math.isfinite(err) else round(err, 4),
+            "mel_change": None if not math.isfinite(change) else round(change, 4),
+            "seconds": round((b - a) * hop / spec.sample_rate, 2), "ok": ok,
+            "cycle_error_limit": MAX_CYCLE_ERROR, "mel_change_limit": MAX_MEL_CHANGE}

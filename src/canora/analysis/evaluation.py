@@ -262,3 +262,16 @@ def evaluate_conversion(
             e = embed_voiced(embedder, x, sample_rate, hop, masks.voiced)
             out[f"similarity_voiced_{name}"] = float("nan") if e is None else cosine(e, target_centroid_voiced)
     return out
+
+
+def mean_scores(rows: Sequence[dict], keys: Sequence[str]) -> dict[str, float | None]:
+    """The mean of each score in ``keys`` over the ``rows`` (one dict of scores per file) that have a finite value
+    for it; None where none has."""
+    import math
+
+    def mean(k: str) -> float | None:
+        vals = [r[k] for r in rows if isinstance(r.get(k), (int, float)) and math.isfinite(r[k])]
+        return float(np.mean(vals)) if vals else None
+
+    return {k: mean(k) for k in keys}
+

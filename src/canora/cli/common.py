@@ -1,5 +1,5 @@
 """Helpers shared by subcommands: one naming scheme for flags, checks made before any work (inputs, outputs,
-devices, models), batch loops with progress and failure counting, and the result lines on stdout.
+devices, models) and the result lines on stdout (batch loops: :mod:`canora.cli.batch`).
 
 The conventions every command follows:
 
@@ -18,9 +18,7 @@ import logging
 import math
 import re
 import sys
-import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -493,144 +491,12 @@ def emit(path: Path | str) -> None:
     tqdm.write(str(path), file=sys.stdout)
 
 
-# ---------------------------------------------------------------------- batches
-@dataclass
-class BatchResult:
-    done: int = 0
-    failed: list[tuple[Path, str]] = field(default_factory=list)
-    not_done: list[Path] = field(default_factory=list)
-    audio_seconds: float = 0.0
-    wall_seconds: float = 0.0
-
-    def summary(self, verb: str) -> str:
-        rtf = self.wall_seconds / self.audio_seconds if self.audio_seconds > 0 else float("nan")
-        s = (
-            f"{verb} {self.done} file(s), {self.audio_seconds:.1f} s of audio in {self.wall_seconds:.1f} s "
-            f"(real-time factor {rtf:.3f})"
-        )
-        if self.failed:
-            s += f"; {len(self.failed)} failed"
-        if self.not_done:
-            s += f"; {len(self.not_done)} not attempted"
-        return s
-
-
-def _named(f: Path, msg: str) -> str:
-    return msg if (f.name in msg or str(f) in msg) else f"{f}: {msg}"
-
-
-def run_batch(files: list[Path], fn: Callable[[Path], float], desc: str,
-              outputs: Callable[[Path], Iterable[Path]] | None = None) -> BatchResult:
-    """Call ``fn(file) -> audio seconds`` for each file with a progress bar (stderr). A file whose ``fn`` raises is
-    reported on one line and skipped, and the rest go on (unless it is the only file: then it raises); a write
-    error that every later file would hit too (a full disk, a read-only file system) stops the batch there.
-    ``outputs(file)``: the paths ``fn`` writes, claimed (:func:`canora.io.files.claim`) while it runs, so a second
-    run writing one of them is refused instead of racing this one."""
-    from canora.cli.progress import quiet_logs_under_bars
-
-    res = BatchResult()
-    t0 = time.perf_counter()
-    with quiet_logs_under_bars():
-        _run_files(files, fn, desc, outputs, res)
-    res.wall_seconds = time.perf_counter() - t0
-    return res
-
-
-def _run_files(files: list[Path], fn: Callable[[Path], float], desc: str,
-               outputs: Callable[[Path], Iterable[Path]] | None, res: BatchResult) -> None:
-    """The loop of :func:`run_batch`, filling ``res``."""
-    from tqdm import tqdm
-
-    from canora.cli.progress import BatchBar
-    from canora.io.files import FATAL_ERRNOS, claim
-    from canora.memory import release_free_memory
-
-    bar = BatchBar(files, desc)
-    for i, f in enumerate(files):
-        bar.begin(i, f)
-        try:
-            with claim(outputs(f) if outputs is not None else ()):
-                res.audio_seconds += fn(f)
-            res.done += 1
-        except CanoraError as e:
-            if len(files) == 1:
-                raise
-            res.failed.append((f, str(e)))
-            tqdm.write(f"skipped: {_named(f, ' '.join(str(e).split()))}", file=sys.stderr)
-            if getattr(e, "errno", None) in FATAL_ERRNOS:
-                res.not_done = files[i + 1:]
-                break
-        except (KeyboardInterrupt, SystemExit):
-            raise
-        except Exception as e:  # a bug, or an error no check foresaw: this file fails, the batch goes on
-            if len(files) == 1:
-                raise
-            msg = f"unexpected error {type(e).__name__}: {' '.join(str(e).split())[:300]}"
-            res.failed.append((f, msg))
-            tqdm.write(f"skipped: {f}: {msg}", file=sys.stderr)
-        finally:
-            bar.end(f)
-            release_free_memory()  # the next file starts from the memory the last one freed
-    bar.close()
-
-
-def finish(res: BatchResult, verb: str) -> int:
-    print(res.summary(verb), file=sys.stderr)
-    if res.failed or res.not_done:
-        names = ", ".join(p.name for p, _ in res.failed)
-        line = f"{len(res.failed)} file(s) failed: {names}" if res.failed else ""
-        if res.not_done:
-            line += ("; " if line else "") + (f"stopped after a write error; not attempted: "
-                                              f"{', '.join(p.name for p in res.not_done)}")
-        print(line, file=sys.stderr)
-        return 1
-    return 0
-
-
 # ---------------------------------------------------------------------- a cheap check of the result
-#: the refined mel differs from the source mel by more than this (mean |ln| over loud frames): not a refinement
-MAX_MEL_CHANGE = 3.0
-CHECK_SECONDS = 5.0
-
-
-def collapse_check(res: Any, spec: Any) -> dict[str, Any] | None:
-    """A cheap sanity check of a conversion (:class:`canora.pipeline.Conversion`), on its first sung stretch only
-    (at most :data:`CHECK_SECONDS`): the mel cycle error of the output audio against the refined mel, and how far
-    the refined mel moved from the source mel. An untrained or collapsed refiner scores far above the thresholds
-    (cycle error > ``canora.analysis.collapse.MAX_CYCLE_ERROR``, change > :data:`MAX_MEL_CHANGE`); a trained one
-    well below. -> ``{"cycle_error", "mel_change", "seconds", "ok"}``, or None when nothing was sung."""
-    import numpy as np
-
-    from canora.analysis.collapse import MAX_CYCLE_ERROR
-    from canora.dsp.metrics import loud_frames, mel_cycle_error
-
-    voiced = np.flatnonzero(np.asarray(res.f0) > 0)
-    if voiced.size == 0:
-        return None
-    hop = spec.hop_length
-    a = int(voiced[0])
-    b = min(res.mel.shape[1], a + int(CHECK_SECONDS * spec.sample_rate / hop))
-    mel, src = res.mel[:, a:b], res.source_mel[:, a:b]
-    audio = res.audio[a * hop: b * hop]
-    gain = (res.stats.get("output") or {}).get("gain_db") or 0.0
-    if gain:  # the output stage's plain gain (a trim, or a loudness target) is no part of the vocoder's error
-        audio = audio * np.float32(10.0 ** (-gain / 20.0))
-    if mel.shape[1] < 8 or len(audio) < spec.n_fft:
-        return None
-    err = mel_cycle_error(mel, audio, spec)
-    mask = loud_frames(src, spec)
-    change = float(np.abs(mel - src)[:, mask].mean()) if mask.any() else float("nan")
-    ok = not ((math.isfinite(err) and err > MAX_CYCLE_ERROR) or (math.isfinite(change) and change > MAX_MEL_CHANGE))
-    return {"cycle_error": None if not math.isfinite(err) else round(err, 4),
-            "mel_change": None if not math.isfinite(change) else round(change, 4),
-            "seconds": round((b - a) * hop / spec.sample_rate, 2), "ok": ok,
-            "cycle_error_limit": MAX_CYCLE_ERROR, "mel_change_limit": MAX_MEL_CHANGE}
-
-
 def warn_if_collapsed(check: dict[str, Any] | None, name: str) -> None:
+    """A warning naming ``name`` when :func:`canora.analysis.collapse.collapse_check` found the result collapsed."""
     if check is None or check["ok"]:
         return
-    from canora.analysis.collapse import MAX_CYCLE_ERROR
+    from canora.analysis.collapse import MAX_CYCLE_ERROR, MAX_MEL_CHANGE
 
     def num(v: float | None) -> str:
         return "n/a" if v is None else f"{v:.2f}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -57,12 +58,6 @@ share of the files (every file exactly once).
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from canora.dsp.output import LOUDNESS_RANGE
-    from canora.pipeline import BACKEND_CHOICES, MAX_SLICE_SECONDS, MAX_TRANSPOSE
-    from canora.refiner.base import DEFAULT_SAMPLER, DEFAULT_STEPS, DEFAULT_STRENGTH
-    from canora.refiner.samplers import MAX_STEPS, available_samplers
-    from canora.streaming import DEFAULT_BLOCK_MS, DEFAULT_STREAM_STEPS
-
     p = sub.add_parser("convert", help="convert songs to the target singer's voice (bundled models by default)",
                        description=DESCRIPTION, formatter_class=HelpFormatter)
     p.add_argument("input", type=Path, help="an audio file or a directory of them")
@@ -70,6 +65,24 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="output .wav or .flac (one input), or a directory (<stem>.wav + <stem>.json)")
     p.add_argument("--singer", default=None, help="target singer (default: the refiner's only singer), or a mix of a "
                    "multi-singer refiner's singers such as a:0.7,b:0.3")
+    _add_key_args(p)
+    _add_sampling_args(p)
+    add_model_arg(p, "refiner")
+    add_model_arg(p, "vocoder")
+    add_voice_arg(p)
+    _add_rendering_args(p)
+    add_overwrite_arg(p)
+    add_device_args(p)
+    add_recursive_arg(p)
+    add_audio_limit_arg(p)
+    p.set_defaults(run=run)
+
+
+def _add_key_args(p: argparse.ArgumentParser) -> None:
+    """The key (a transpose, or the automatic one), the level the refiner hears, the output's loudness."""
+    from canora.dsp.output import LOUDNESS_RANGE
+    from canora.pipeline import MAX_TRANSPOSE
+
     key = p.add_mutually_exclusive_group()
     key.add_argument("--transpose", type=finite_float, default=None, metavar="SEMITONES",
                      help=f"shift the pitch by N semitones, within +-{MAX_TRANSPOSE:g} (0: as sung); default: the "
@@ -88,6 +101,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help=f"integrated loudness of the output (ITU-R BS.1770-4), {LOUDNESS_RANGE[0]:g} to "
                    f"{LOUDNESS_RANGE[1]:g} (e.g. -14, or -23 for broadcast); default: the recording's level, lowered "
                    "only as far as the -1 dBTP ceiling needs")
+
+
+def _add_sampling_args(p: argparse.ArgumentParser) -> None:
+    """The refiner's sampler, steps, strength and seed."""
+    from canora.refiner.base import DEFAULT_SAMPLER, DEFAULT_STEPS, DEFAULT_STRENGTH
+    from canora.refiner.samplers import MAX_STEPS, available_samplers
+    from canora.streaming import DEFAULT_STREAM_STEPS
+
     p.add_argument("--sampler", choices=available_samplers(), default=DEFAULT_SAMPLER, help="the refiner's sampler")
     p.add_argument("--steps", type=int_in(1, MAX_STEPS), default=None,
                    help=f"denoising steps; {DEFAULT_STREAM_STEPS} with --stream (default: {DEFAULT_STEPS})")
@@ -95,9 +116,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="shallow-diffusion depth in (0, 1]: how far from the source mel the refiner may go "
                    "(1 = from pure noise)")
     p.add_argument("--seed", type=seed_arg, default=0, help="random seed; the same seed gives the same output")
-    add_model_arg(p, "refiner")
-    add_model_arg(p, "vocoder")
-    add_voice_arg(p)
+
+
+def _add_rendering_args(p: argparse.ArgumentParser) -> None:
+    """How the song is rendered (slices, workers, streaming, backend) and what is written besides the audio."""
+    from canora.backends import BACKEND_CHOICES
+    from canora.pipeline import MAX_SLICE_SECONDS
+    from canora.streaming import DEFAULT_BLOCK_MS
+
     p.add_argument("--max-slice-seconds", type=float_in(1, MAX_SLICE_SECONDS), default=30.0,
                    help="longest slice converted at once (memory follows it)")
     p.add_argument("--workers", type=threads_arg, default=None, metavar="N",
@@ -119,15 +145,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--block-ms", type=float_in(10, 2000), default=DEFAULT_BLOCK_MS,
                    help="with --stream: block length in ms (rounded to whole 256-sample frames)")
     p.add_argument("--backend", default="auto", choices=BACKEND_CHOICES,
-                   help="run the models on torch or ONNX Runtime; auto = ONNX Runtime with --stream when the onnx "
-                   "extra is installed, else torch. ONNX exports always run on ONNX Runtime without importing torch; "
-                   "onnx on torch models exports them once (tens of seconds) and keeps the copies, so later runs "
-                   "do not import torch either")
-    add_overwrite_arg(p)
-    add_device_args(p)
-    add_recursive_arg(p)
-    add_audio_limit_arg(p)
-    p.set_defaults(run=run)
+                   help="run the models on torch or ONNX Runtime; auto = ONNX Runtime on a CPU with the onnx extra "
+                   "installed when the models' ONNX copies are kept (`canora export bundled --cache`, which setup "
+                   "runs once; with --stream they are made on first use), else torch. ONNX exports always run on "
+                   "ONNX Runtime without importing torch; onnx on torch models exports them once (tens of seconds) "
+                   "and keeps the copies, so later runs do not import torch either")
 
 
 def _outputs(files: list[Path], args: argparse.Namespace) -> dict[Path, list[Path]]:
@@ -260,36 +282,41 @@ def _silence_hint() -> Iterator[None]:
 
 
 def run(args: argparse.Namespace) -> int:
-    import logging
-    import os
-
     from canora.backends import onnx_exports_only
+    from canora.cli.batch import finish, run_batch
     from canora.cli.common import (
         apply_device_args,
-        apply_voice,
         audio_output_bytes,
         check_audio_header,
         check_outputs,
-        collapse_check,
-        emit,
-        finish,
-        list_inputs,
         load_converter,
         model_backend,
-        run_batch,
-        warn_if_collapsed,
     )
-    from canora.cli.progress import song_bar
+
+    # every check before any work: options, device, inputs, outputs, models, singer
+    _check_options(args)
+    backend = model_backend(args, streaming=args.stream)
+    apply_device_args(args, uses_torch=not onnx_exports_only(args.refiner, args.vocoder, backend, args.device))
+    inputs, files, outputs = _plan(args)
+    mine = [p for f in files for p in outputs[f]]
+    check_outputs(mine, args, inputs=inputs)  # exists, is an input, not writable: before the models load
+    check_audio_header(files)
+    conv = load_converter(args.refiner, args.vocoder, device=args.device, backend=backend)
+    singer = conv.refiner.singer_label(args.singer)  # unknown singer or bad mix: fail before any work
+    check_outputs(mine, args, inputs=inputs,  # and room on the disk for the audio at the models' rate
+                  need_bytes=audio_output_bytes(files, conv.sample_rate, 4 if args.float else 2))
+    job = _Job(args, conv, singer, outputs, nested=len(files) > 1)
+    return finish(run_batch(files, job.one, "convert", outputs.__getitem__), f"converted to {singer}")
+
+
+def _check_options(args: argparse.Namespace) -> None:
+    """The options checked against each other (and the steps' default set by --stream), the voice applied."""
+    from canora.cli.common import apply_voice
     from canora.dsp.output import check_loudness
     from canora.errors import CanoraError
-    from canora.io.audio import AUDIO_EXTENSIONS, audio_writer, decode, output_format, read_audio
-    from canora.io.files import OutputSet, npy_bytes
-    from canora.io.melfiles import mel_bytes
     from canora.pipeline import check_transpose
     from canora.refiner.samplers import check_steps_strength
 
-    log = logging.getLogger("canora")
-    # every check before any work: options, device, inputs, outputs, models, singer
     if args.steps is None:
         from canora.refiner.base import DEFAULT_STEPS
         from canora.streaming import DEFAULT_STREAM_STEPS
@@ -308,46 +335,76 @@ def run(args: argparse.Namespace) -> int:
             raise CanoraError("--key-mode chooses the automatic key, which --transpose replaces; give one of them")
     args.key_mode = args.key_mode or "octave"
     apply_voice(args)
-    backend = model_backend(args, streaming=args.stream)
-    apply_device_args(args, uses_torch=not onnx_exports_only(args.refiner, args.vocoder, backend, args.device))
+
+
+def _plan(args: argparse.Namespace) -> tuple[list[Path], list[Path], dict[Path, list[Path]]]:
+    """-> (every input, the inputs this process converts (its share under torchrun), the outputs of each input);
+    the output formats checked."""
+    import logging
+    import os
+
+    from canora.cli.common import list_inputs
+    from canora.io.audio import AUDIO_EXTENSIONS, output_format
+
     files = list_inputs(args.input, AUDIO_EXTENSIONS, recursive=args.recursive)
     outputs = _outputs(files, args)
-    subtype = "FLOAT" if args.float else "PCM_16"
     for outs in outputs.values():
-        output_format(outs[0], subtype)
+        output_format(outs[0], _subtype(args))
     inputs = files
     rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
     if world > 1:
         files = files[rank::world]
-        log.info("rank %d of %d: converting %d of the files", rank, world, len(files))
-    mine = [p for f in files for p in outputs[f]]
-    check_outputs(mine, args, inputs=inputs)  # exists, is an input, not writable: before the models load
-    check_audio_header(files)
-    conv = load_converter(args.refiner, args.vocoder, device=args.device, backend=backend)
-    singer = conv.refiner.singer_label(args.singer)  # unknown singer or bad mix: fail before any work
-    check_outputs(mine, args, inputs=inputs,  # and room on the disk for the audio at the models' rate
-                  need_bytes=audio_output_bytes(files, conv.sample_rate, 4 if args.float else 2))
+        logging.getLogger("canora").info("rank %d of %d: converting %d of the files", rank, world, len(files))
+    return inputs, files, outputs
 
-    def one(f: Path) -> float:
+
+def _subtype(args: argparse.Namespace) -> str:
+    return "FLOAT" if args.float else "PCM_16"
+
+
+@dataclass
+class _Job:
+    """One file of the batch: converted (offline, or through the streaming converter with --stream), then written
+    with its sidecar, and reported."""
+
+    args: argparse.Namespace
+    conv: Any
+    singer: str
+    outputs: dict[Path, list[Path]]
+    nested: bool
+
+    def one(self, f: Path) -> float:
+        from canora.analysis.collapse import collapse_check
+        from canora.cli.progress import song_bar
+        from canora.io.audio import decode, read_audio
+
+        args, conv = self.args, self.conv
         if args.stream:
             wav, sr = read_audio(f)
-            return write(f, _stream(conv, wav, sr, singer, args, str(f)), None)
-        with song_bar(f.name, nested=len(files) > 1) as on_progress, _silence_hint():
+            return self.write(f, _stream(conv, wav, sr, self.singer, args, str(f)), None)
+        with song_bar(f.name, nested=self.nested) as on_progress, _silence_hint():
             on_progress(0.0, "reading")
             d = decode(f, conv.sample_rate)  # mono at the models' rate as it is decoded: no copy at the file's rate
-            res = conv.convert(d.wav, d.sample_rate, source_full_scale=d.full_scale_samples, singer=singer,
+            res = conv.convert(d.wav, d.sample_rate, source_full_scale=d.full_scale_samples, singer=self.singer,
                                transpose=args.transpose, auto_transpose=args.auto_transpose or None,
                                key_mode=args.key_mode, sampler=args.sampler, steps=args.steps,
                                strength=args.strength, seed=args.seed, max_slice_seconds=args.max_slice_seconds,
                                on_progress=on_progress, name=str(f), measure_cycle_error=args.cycle_error,
                                workers=args.workers, match_level=args.match_level, loudness=args.loudness,
                                no_voice="silence" if args.allow_silence else "error")
-        return write(f, res, None if res.stats.get("silent") else collapse_check(res, conv.spec))
+        return self.write(f, res, None if res.stats.get("silent") else collapse_check(res, conv.spec))
 
-    def write(f: Path, res: Any, check: dict | None) -> float:
-        out = outputs[f]
+    def write(self, f: Path, res: Any, check: dict | None) -> float:
+        import logging
+
+        from canora.cli.common import emit, warn_if_collapsed
+        from canora.io.audio import audio_writer
+        from canora.io.files import OutputSet, npy_bytes
+        from canora.io.melfiles import mel_bytes
+
+        args, out = self.args, self.outputs[f]
         with OutputSet(args.overwrite) as written:  # audio and sidecar (and mels) appear together or not at all
-            written.add_with(out[0], audio_writer(out[0], res.audio, res.sample_rate, subtype=subtype))
+            written.add_with(out[0], audio_writer(out[0], res.audio, res.sample_rate, subtype=_subtype(args)))
             written.add(out[1], _sidecar(f, res, args, check))
             if args.save_mel:
                 written.add(out[2], mel_bytes(res.mel))
@@ -355,10 +412,8 @@ def run(args: argparse.Namespace) -> int:
         if not res.stats.get("silent"):  # (the conversion said so when it rendered silence)
             for what in ("key", "level"):
                 if what in res.stats:
-                    log.info("%s: %s %s", f.name, what, res.stats[what]["reason"])
+                    logging.getLogger("canora").info("%s: %s %s", f.name, what, res.stats[what]["reason"])
         _say_output(res.stats.get("output"), f.name)
         warn_if_collapsed(check, f.name)
         emit(out[0])
         return res.stats["seconds"]
-
-    return finish(run_batch(files, one, "convert", outputs.__getitem__), f"converted to {singer}")

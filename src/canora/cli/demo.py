@@ -27,10 +27,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import sys
 
+    from canora.analysis.collapse import collapse_check
     from canora.cli.common import (
         apply_device_args,
         check_outputs,
-        collapse_check,
         emit,
         load_converter,
         require_dir_out,

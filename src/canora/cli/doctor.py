@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from canora.cli.common import HelpFormatter, add_audio_limit_arg, add_model_arg, add_overwrite_arg
 
@@ -50,18 +52,25 @@ def _audio_for(audio: Path | None, stem: str) -> Path | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import json
-    import logging
-    import sys
+    from canora.cli.batch import run_batch
+    from canora.cli.common import load_spec_arg, load_vocoder
 
-    from canora.analysis.doctor import apply_fix, diagnose
-    from canora.cli.common import check_outputs, list_inputs, load_spec_arg, load_vocoder, require_dir_out
-    from canora.errors import CanoraError, MelError
-    from canora.io.audio import read_audio
+    files = _check(args)
+    if args.vocoder is not None:
+        spec, against = load_vocoder(args.vocoder).spec, f"vocoder {args.vocoder}"
+    else:
+        spec, against = load_spec_arg(args.config or "v1"), f"config {args.config or 'v1'}"
+    job = _Job(args, spec)
+    res = run_batch(files, job.one, "doctor")
+    return job.report(res, against)
+
+
+def _check(args: argparse.Namespace) -> list[Path]:
+    """The flags against each other, the inputs, and with --fix the outputs -> the mels to diagnose."""
+    from canora.cli.common import check_outputs, list_inputs, require_dir_out
+    from canora.errors import CanoraError
     from canora.io.files import check_output_dir
-    from canora.io.melfiles import load_npy, save_mel
 
-    log = logging.getLogger("canora")
     if args.fix and args.out is None:
         raise CanoraError("--fix needs -o DIR for the converted mels")
     if args.out is not None and not args.fix:
@@ -73,47 +82,82 @@ def run(args: argparse.Namespace) -> int:
         check_output_dir(args.input, args.out)
         require_dir_out(args.out, "doctor --fix")
         check_outputs([args.out / f"{f.stem}.npy" for f in files], args, inputs=files)
-    if args.vocoder is not None:
-        spec, against = load_vocoder(args.vocoder).spec, f"vocoder {args.vocoder}"
-    else:
-        spec, against = load_spec_arg(args.config or "v1"), f"config {args.config or 'v1'}"
-    results, bad, unfixed, failed = [], 0, 0, []
-    for f in files:
-        try:
-            mel = load_npy(f)
-            apath = _audio_for(args.audio, f.stem)
-            if args.audio is not None and apath is None:
-                log.warning("%s: no audio named %s.* in %s; blind checks only", f, f.stem, args.audio)
-            wav, sr = read_audio(apath) if apath is not None else (None, None)
-            diag = diagnose(mel, spec, name=str(f), audio=wav, audio_sr=sr)
-        except CanoraError as e:
-            if len(files) == 1:
-                raise
-            failed.append(f.name)
-            print(f"skipped: {' '.join(str(e).split())}", file=sys.stderr)
-            continue
-        bad += not diag.matches
+    return files
+
+
+@dataclass
+class _Job:
+    """Each mel diagnosed (and with --fix, fixed where it can be) and reported; the counts for the last line."""
+
+    args: argparse.Namespace
+    spec: Any
+    results: list[dict] = field(default_factory=list)
+    bad: int = 0
+    unfixed: int = 0
+
+    def one(self, f: Path) -> float:
+        import logging
+
+        from canora.analysis.doctor import diagnose
+        from canora.io.audio import read_audio
+        from canora.io.melfiles import load_npy
+
+        args = self.args
+        mel = load_npy(f)
+        apath = _audio_for(args.audio, f.stem)
+        if args.audio is not None and apath is None:
+            logging.getLogger("canora").warning("%s: no audio named %s.* in %s; blind checks only", f, f.stem,
+                                                args.audio)
+        wav, sr = read_audio(apath) if apath is not None else (None, None)
+        diag = diagnose(mel, self.spec, name=str(f), audio=wav, audio_sr=sr)
+        self.bad += not diag.matches
         entry = diag.to_dict()
         if args.fix and not diag.matches:
-            try:
-                save_mel(args.out / f"{f.stem}.npy", apply_fix(mel, diag, allow_approximate=args.allow_approximate),
-                         overwrite=args.overwrite)
-                entry["fixed"] = str(args.out / f"{f.stem}.npy")
-            except MelError as e:
-                unfixed += 1
-                entry["fixed"] = None
-                entry["not_fixed_because"] = str(e)
-        results.append(entry)
+            self.fix(f, mel, diag, entry)
+        self.results.append(entry)
         if not args.json:
-            print(diag.summary())
+            _say(diag.summary())
             if "not_fixed_because" in entry:
-                print(f"  NOT fixed: {entry['not_fixed_because']}")
+                _say(f"  NOT fixed: {entry['not_fixed_because']}")
             elif entry.get("fixed"):
-                print(f"  fixed -> {entry['fixed']}")
-    if args.json:
-        print(json.dumps(results, indent=2))
-    else:
-        print(f"{len(files) - len(failed)} mel(s) checked against {against}: {len(files) - len(failed) - bad} match, "
-              f"{bad} do not" + (f"; {unfixed} could not be fixed" if args.fix else "")
-              + (f"; {len(failed)} unreadable ({', '.join(failed)})" if failed else ""))
-    return 1 if (failed or unfixed or (bad and not args.fix)) else 0
+                _say(f"  fixed -> {entry['fixed']}")
+        return 0.0
+
+    def fix(self, f: Path, mel: Any, diag: Any, entry: dict) -> None:
+        from canora.analysis.doctor import apply_fix
+        from canora.errors import MelError
+        from canora.io.melfiles import save_mel
+
+        out = self.args.out / f"{f.stem}.npy"
+        try:
+            save_mel(out, apply_fix(mel, diag, allow_approximate=self.args.allow_approximate),
+                     overwrite=self.args.overwrite)
+            entry["fixed"] = str(out)
+        except MelError as e:
+            self.unfixed += 1
+            entry["fixed"] = None
+            entry["not_fixed_because"] = str(e)
+
+    def report(self, res: Any, against: str) -> int:
+        """The diagnoses as JSON, or the last line (stdout) -> the exit status."""
+        import json
+
+        failed = [p.name for p, _ in res.failed]
+        if self.args.json:
+            print(json.dumps(self.results, indent=2))
+        else:
+            print(f"{res.done} mel(s) checked against {against}: {res.done - self.bad} match, {self.bad} do not"
+                  + (f"; {self.unfixed} could not be fixed" if self.args.fix else "")
+                  + (f"; {len(failed)} unreadable ({', '.join(failed)})" if failed else "")
+                  + (f"; stopped after a write error; not attempted: {', '.join(p.name for p in res.not_done)}"
+                     if res.not_done else ""))
+        return 1 if (failed or res.not_done or self.unfixed or (self.bad and not self.args.fix)) else 0
+
+
+def _say(line: str) -> None:
+    """A line of a diagnosis on stdout, above the progress bar (when one is drawn)."""
+    import sys
+
+    from tqdm import tqdm
+
+    tqdm.write(line, file=sys.stdout)

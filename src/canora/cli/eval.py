@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 DESCRIPTION = """\
 Score converted songs: F0 error in cents, gross pitch error and voiced/unvoiced error against the source
@@ -113,8 +115,6 @@ def _source_for(wav: Path, side: dict, sources: Path | None) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-
-
     from canora.cli.common import check_outputs, list_inputs
     from canora.errors import CanoraError
     from canora.io.audio import AUDIO_EXTENSIONS, list_audio
@@ -146,106 +146,122 @@ def run(args: argparse.Namespace) -> int:
         return _score(args, files, refs)
 
 
+#: the scores averaged over the files (the JSON's "mean") and offered to the table, in this order
+KEYS = ["f0_rmse_cents", "f0_gross_error_rate", "f0_vuv_error_rate", "f0_pearson", "gpe_harvest", "gpe_praat",
+        "gpe_agreed_harvest", "gpe_agreed_praat",
+        "periodicity_converted", "periodicity_source", "frame_rate_line_db_converted", "frame_rate_line_db_source",
+        "hnr_db_converted", "hnr_db_source", "held_tone_over_source_db", "held_tone_db_converted",
+        "held_tone_db_source", "subsonic_db_converted", "subsonic_db_source", "dc_offset_converted",
+        "dc_offset_source", "true_peak_dbtp_converted", "true_peak_dbtp_source", "full_scale_samples_converted",
+        "harmonics_2-4k_converted", "harmonics_2-4k_source", "harmonics_4-8k_converted", "harmonics_4-8k_source",
+        "similarity_converted", "similarity_source", "similarity_voiced_converted", "similarity_voiced_source",
+        "id_target_converted", "id_target_source", "id_source_converted", "mel_cycle_error",
+        "real_time_factor"]
+
+
+@dataclass
+class _Judges:
+    """What a conversion is scored against besides its source: the target singer's centroids (``--target-refs``)
+    and the identification panel (``--panel``); None where not given."""
+
+    embedder: Any = None
+    target: Any = None
+    target_voiced: Any = None
+    panel: dict | None = None
+    window_embedder: Any = None
+
+
 def _score(args: argparse.Namespace, files: list[Path], refs: list[Path] | None) -> int:
-    """Score ``files`` (against ``refs``, the target singer's recordings, when given), write the JSON, print the
-    table."""
-    import json
-    import math
+    """Score ``files`` (against ``refs``, the target singer's recordings, when given) through the batch runner,
+    write the JSON, print the table."""
+    from canora.cli.batch import run_batch
+
+    judges = _judges(args, refs)
+    rows: list[dict] = []
+    res = run_batch(files, lambda f: _score_file(f, args, judges, rows), "eval")
+    return _report(args, rows, judges, res)
+
+
+def _judges(args: argparse.Namespace, refs: list[Path] | None) -> _Judges:
+    """The speaker embedder and the target singer's centroids (with ``refs``), the panel (with ``--panel``)."""
     import sys
 
-    import numpy as np
     from tqdm import tqdm
 
-    from canora.analysis.evaluation import SpeakerEmbedder, evaluate_conversion, singer_centroids
-    from canora.errors import CanoraError
+    from canora.analysis.evaluation import SpeakerEmbedder, singer_centroids
     from canora.io.audio import load_audio
-    from canora.io.files import atomic_write_text
 
-    embedder = target = target_voiced = None
+    judges = _Judges()
     if refs is not None:
-        embedder = SpeakerEmbedder()
-        target, target_voiced = singer_centroids(
-            embedder, [load_audio(r, 16000) for r in tqdm(refs, desc="target refs", unit="file", file=sys.stderr,
-                                                          disable=len(refs) < 2 or not sys.stderr.isatty())], 16000)
-        if target_voiced is None:
+        judges.embedder = SpeakerEmbedder()
+        judges.target, judges.target_voiced = singer_centroids(
+            judges.embedder, [load_audio(r, 16000) for r in tqdm(
+                refs, desc="target refs", unit="file", file=sys.stderr,
+                disable=len(refs) < 2 or not sys.stderr.isatty())], 16000)
+        if judges.target_voiced is None:
             print(f"{args.target_refs}: no recording there has 1 s of voiced audio; the voiced-only similarity "
                   "(sim v) is left out", file=sys.stderr)
-    panel = window_embedder = None
     if args.panel is not None:
         from canora.analysis.singer_id import WindowEmbedder, panel_from_folders
 
-        window_embedder = WindowEmbedder()
-        panel = panel_from_folders(args.panel, window_embedder, progress=sys.stderr.isatty())
-        panel["target"] = [window_embedder.windows(load_audio(r, 16000), 16000) for r in refs]
-    rows, failed = [], []
-    for f in tqdm(files, desc="eval", unit="file", file=sys.stderr, disable=len(files) < 2 or not sys.stderr.isatty()):
-        try:
-            side = read_sidecar(f.with_suffix(".json"))
-            transpose = args.transpose if args.transpose is not None else float(side.get("transpose") or 0.0)
-            src = _source_for(f, side, args.sources)
-            sr = int(side.get("sample_rate") or 22050)
-            conv_wav = load_audio(f, sr, allow_silent=True)
-            src_wav = load_audio(src, sr)
-            scores = evaluate_conversion(conv_wav, src_wav, sr, transpose=transpose, f0_method=args.f0_method,
-                                         embedder=embedder, target_centroid=target,
-                                         target_centroid_voiced=target_voiced)
-            if panel is not None:
-                from canora.analysis.singer_id import identify_conversion
+        judges.window_embedder = WindowEmbedder()
+        judges.panel = panel_from_folders(args.panel, judges.window_embedder, progress=sys.stderr.isatty())
+        judges.panel["target"] = [judges.window_embedder.windows(load_audio(r, 16000), 16000) for r in refs]
+    return judges
 
-                scores.update(identify_conversion(panel, window_embedder.windows(src_wav, sr),
-                                                  window_embedder.windows(conv_wav, sr)))
-        except CanoraError as e:
-            if len(files) == 1:
-                raise
-            failed.append(f.name)
-            msg = " ".join(str(e).split())
-            tqdm.write(f"skipped: {msg if f.name in msg else f'{f}: {msg}'}", file=sys.stderr)
-            continue
-        except (KeyboardInterrupt, SystemExit):
-            raise
-        except Exception as e:  # an error no check foresaw: this file fails, the others are scored
-            if len(files) == 1:
-                raise
-            failed.append(f.name)
-            tqdm.write(f"skipped: {f}: unexpected error {type(e).__name__}: {' '.join(str(e).split())[:300]}",
-                       file=sys.stderr)
-            continue
-        rows.append({"file": f.name, "source": str(src), "transpose": transpose, **scores,
-                     "mel_cycle_error": side.get("mel_cycle_error"), "real_time_factor": side.get("real_time_factor")})
 
-    keys = ["f0_rmse_cents", "f0_gross_error_rate", "f0_vuv_error_rate", "f0_pearson", "gpe_harvest", "gpe_praat",
-            "gpe_agreed_harvest", "gpe_agreed_praat",
-            "periodicity_converted", "periodicity_source", "frame_rate_line_db_converted", "frame_rate_line_db_source",
-            "hnr_db_converted", "hnr_db_source", "held_tone_over_source_db", "held_tone_db_converted",
-            "held_tone_db_source", "subsonic_db_converted", "subsonic_db_source", "dc_offset_converted",
-            "dc_offset_source", "true_peak_dbtp_converted", "true_peak_dbtp_source", "full_scale_samples_converted",
-            "harmonics_2-4k_converted", "harmonics_2-4k_source", "harmonics_4-8k_converted", "harmonics_4-8k_source",
-            "similarity_converted", "similarity_source", "similarity_voiced_converted", "similarity_voiced_source",
-            "id_target_converted", "id_target_source", "id_source_converted", "mel_cycle_error",
-            "real_time_factor"]
+def _score_file(f: Path, args: argparse.Namespace, judges: _Judges, rows: list[dict]) -> float:
+    """Score one converted file against its source (paired through its sidecar or ``--sources``), adding its row to
+    ``rows`` -> its seconds of audio."""
+    from canora.analysis.evaluation import evaluate_conversion
+    from canora.io.audio import load_audio
 
-    def mean(k: str) -> float | None:
-        vals = [r[k] for r in rows if isinstance(r.get(k), (int, float)) and math.isfinite(r[k])]
-        return float(np.mean(vals)) if vals else None
+    side = read_sidecar(f.with_suffix(".json"))
+    transpose = args.transpose if args.transpose is not None else float(side.get("transpose") or 0.0)
+    src = _source_for(f, side, args.sources)
+    sr = int(side.get("sample_rate") or 22050)
+    conv_wav = load_audio(f, sr, allow_silent=True)
+    src_wav = load_audio(src, sr)
+    scores = evaluate_conversion(conv_wav, src_wav, sr, transpose=transpose, f0_method=args.f0_method,
+                                 embedder=judges.embedder, target_centroid=judges.target,
+                                 target_centroid_voiced=judges.target_voiced)
+    if judges.panel is not None:
+        from canora.analysis.singer_id import identify_conversion
 
-    summary = {k: mean(k) for k in keys}
+        scores.update(identify_conversion(judges.panel, judges.window_embedder.windows(src_wav, sr),
+                                          judges.window_embedder.windows(conv_wav, sr)))
+    rows.append({"file": f.name, "source": str(src), "transpose": transpose, **scores,
+                 "mel_cycle_error": side.get("mel_cycle_error"), "real_time_factor": side.get("real_time_factor")})
+    return len(conv_wav) / sr
 
-    def finite(v: object) -> object:  # JSON has no NaN: unknown values are null
-        return None if isinstance(v, float) and not math.isfinite(v) else v
 
-    doc = {"files": [{k: finite(v) for k, v in r.items()} for r in rows], "mean": summary}
-    atomic_write_text(args.out, json.dumps(doc, indent=2) + "\n", args.overwrite)
+def _report(args: argparse.Namespace, rows: list[dict], judges: _Judges, res: Any) -> int:
+    """Write the JSON (every score, and their means), print the table and the notes -> the exit status."""
+    import json
+    import sys
+
+    from canora.analysis.evaluation import mean_scores
+    from canora.cli.batch import report_failures
     from canora.cli.eval_table import columns, render
+    from canora.io.files import atomic_write_text
 
-    print(render(rows, {"file": "mean", **summary}, columns(keys, args.wide, target is not None, panel is not None)))
-    if target is None:
+    summary = mean_scores(rows, KEYS)
+    doc = {"files": [{k: _finite(v) for k, v in r.items()} for r in rows], "mean": summary}
+    atomic_write_text(args.out, json.dumps(doc, indent=2) + "\n", args.overwrite)
+    target, panel = judges.target is not None, judges.panel is not None
+    print(render(rows, {"file": "mean", **summary}, columns(KEYS, args.wide, target, panel)))
+    if not target:
         print("similarity to the target singer: not scored; pass --target-refs DIR (the target singer's own "
               "recordings, held out from training) to score it", file=sys.stderr)
     if not args.wide:
         print(f"c/s: the conversion's value / the source's; every score is in {args.out} (`canora eval --help` says "
               "what each means; --wide prints them all)", file=sys.stderr)
     print(f"wrote {args.out}", file=sys.stderr)
-    if failed:
-        print(f"{len(failed)} file(s) failed: {', '.join(failed)}", file=sys.stderr)
-        return 1
-    return 0
+    return report_failures(res)
+
+
+def _finite(v: object) -> object:
+    """JSON has no NaN: unknown values are null."""
+    import math
+
+    return None if isinstance(v, float) and not math.isfinite(v) else v

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -72,8 +73,8 @@ def _gain(text: str) -> float | str:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    from canora.backends import BACKEND_CHOICES
     from canora.live import LIVE_BLOCK_MS
-    from canora.pipeline import BACKEND_CHOICES
     from canora.refiner.base import DEFAULT_STRENGTH
     from canora.streaming import DEFAULT_STREAM_STEPS
 
@@ -268,11 +269,37 @@ def run(args: argparse.Namespace) -> int:
     import os
     import sys
 
-    from canora.cli.common import apply_device_args, apply_voice, load_converter, model_backend
+    from canora.live import LiveSession
+
+    # every check before any work: options, PortAudio, devices and rates, then the models
+    _check_options(args)
+    sd = import_sounddevice()
+    _check_jack(sd, args)
+    if args.list_devices:
+        print(list_devices(sd))
+        return 0
+    devs = _open_devices(sd, args)
+    conv, backend = _load_models(args)
+    sc, singer, key_note = _stream_converter(conv, args, devs.rate)
+    session = LiveSession(sc, devs.stream_opener(sd), headroom_ms=args.headroom_ms, input_channel=args.input_channel)
+    runtime = "ONNX Runtime" if backend == "onnx" or type(conv.refiner).__name__.startswith("Ort") else "torch"
+    key = f"key {args.transpose:+g} semitones (fixed)" if args.transpose is not None else \
+        ("key as sung" + key_note if key_note else f"running key (whole octaves toward {singer}'s range)")
+    what = f"{singer}, {runtime} ({'auto' if args.backend == 'auto' else 'asked for'}), {args.threads} thread(s), {key}"
+    stats = _run_session(session, args, sd, devs, _on_start(args, sd, devs, sc, what))
+    if args.stats_json is not None:
+        _write_stats(args, stats, session, sc, runtime, devs.rate)
+    if session.abandoned:  # the stream never stopped: PortAudio would wait for it again at exit
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
+    return 0
+
+
+def _check_options(args: argparse.Namespace) -> None:
     from canora.pipeline import check_transpose
     from canora.refiner.samplers import check_steps_strength
 
-    # every check before any work: options, PortAudio, devices and rates, then the models
     if not 10.0 <= args.block_ms <= 2000.0:
         raise CanoraError(f"--block-ms must be in 10..2000 ms, got {args.block_ms:g}")
     if args.seconds is not None and not args.seconds > 0:
@@ -288,7 +315,10 @@ def run(args: argparse.Namespace) -> int:
         if args.stats_json.suffix.lower() != ".json":
             raise CanoraError(f"--stats-json {args.stats_json}: name a .json file")
         check_outputs([args.stats_json], overwrite=True)
-    sd = import_sounddevice()
+
+
+def _check_jack(sd: Any, args: argparse.Namespace) -> None:
+    """--jack-name / --no-auto-connect: a JACK server runs, and the client name is free (set before any stream)."""
     from canora import portaudio_jack as pj
 
     if args.jack_name is not None or args.no_auto_connect:
@@ -300,9 +330,52 @@ def run(args: argparse.Namespace) -> int:
                               "-d alsa) or set JACK_DEFAULT_SERVER to its name")
         if args.jack_name is not None:
             pj.check_client_name(sd, args.jack_name)
-    if args.list_devices:
-        print(list_devices(sd))
-        return 0
+
+
+@dataclass
+class _Devices:
+    """The input and output devices chosen, their channels and the one rate of the duplex stream."""
+
+    in_index: int
+    in_dev: dict
+    out_index: int
+    out_dev: dict
+    apis: list[str]
+    rate: int = 0
+    in_channels: int = 1
+    out_channels: int = 2
+
+    def api_of(self, d: dict) -> str:
+        api = d.get("hostapi")
+        return self.apis[api] if isinstance(api, int) and 0 <= api < len(self.apis) else "?"
+
+    @property
+    def names(self) -> tuple[str, str]:
+        return str(self.in_dev.get("name", self.in_index)), str(self.out_dev.get("name", self.out_index))
+
+    def open_error(self, e: Exception, rate: int) -> CanoraError:
+        return _open_error(e, *self.names, rate, (self.api_of(self.in_dev), self.api_of(self.out_dev)))
+
+    def stream_opener(self, sd: Any) -> Any:
+        """``open_stream(samplerate, blocksize, callback)`` for :class:`canora.live.LiveSession`: the duplex
+        stream on these devices, a PortAudio error one line naming them."""
+        error = getattr(sd, "PortAudioError", OSError)
+
+        def open_stream(samplerate: int, blocksize: int, callback: Any) -> Any:
+            try:
+                return sd.Stream(samplerate=samplerate, blocksize=blocksize, device=(self.in_index, self.out_index),
+                                 channels=(self.in_channels, self.out_channels), dtype="float32", latency="low",
+                                 callback=callback)
+            except (error, ValueError) as e:
+                raise self.open_error(e, samplerate) from None
+
+        return open_stream
+
+
+def _open_devices(sd: Any, args: argparse.Namespace) -> _Devices:
+    """--input / --output picked, the rate and the channels chosen and checked against both devices."""
+    from canora import portaudio_jack as pj
+
     try:
         in_index, in_dev = pick_device(sd, args.input, "input")
         out_index, out_dev = pick_device(sd, args.output, "output")
@@ -310,41 +383,46 @@ def run(args: argparse.Namespace) -> int:
         if str(e).startswith("no audio"):
             raise CanoraError(str(e).replace(" (no sound card", f" (no sound card{_no_device_hint(sd)}", 1)) from None
         raise
-    apis = _hostapis(sd)
-
-    def api_of(d: dict) -> str:
-        api = d.get("hostapi")
-        return apis[api] if isinstance(api, int) and 0 <= api < len(apis) else "?"
-
-    rate = args.sample_rate or int(round(float(in_dev.get("default_samplerate") or 0)))
-    if rate < 1000:
+    devs = _Devices(in_index, in_dev, out_index, out_dev, _hostapis(sd))
+    devs.rate = args.sample_rate or int(round(float(in_dev.get("default_samplerate") or 0)))
+    if devs.rate < 1000:
         raise CanoraError(f"--input {in_index} '{in_dev.get('name', '?')}' reports no default sample rate; pass "
                           "--sample-rate")
-    in_channels = 1 if args.input_channel == 0 else min(int(in_dev["max_input_channels"]),
-                                                          2 if args.input_channel is None else args.input_channel + 1)
+    devs.in_channels = 1 if args.input_channel == 0 else min(
+        int(in_dev["max_input_channels"]), 2 if args.input_channel is None else args.input_channel + 1)
     if args.input_channel is not None and args.input_channel >= int(in_dev["max_input_channels"]):
         raise CanoraError(f"--input-channel {args.input_channel + 1}: --input {in_index} '{in_dev.get('name', '?')}' "
                           f"has {in_dev['max_input_channels']} input channel(s)")
-    out_channels = min(2, int(out_dev["max_output_channels"]))
-    for kind, index, dev, ch in (("input", in_index, in_dev, in_channels),
-                                 ("output", out_index, out_dev, out_channels)):
-        if pj.JACK_HOSTAPI == api_of(dev) and rate != int(round(float(dev.get("default_samplerate") or 0))):
-            raise CanoraError(f"--sample-rate {rate}: the JACK server runs at {float(dev['default_samplerate']):g} Hz "
-                              f"and JACK does not resample; pass --sample-rate {float(dev['default_samplerate']):g} "
-                              "or restart the server at this rate")
-        check_rate(sd, kind, index, dev, ch, rate)
-    apply_voice(args)
-    from canora.backends import onnx_exports_only
+    devs.out_channels = min(2, int(out_dev["max_output_channels"]))
+    for kind, index, dev, ch in (("input", in_index, in_dev, devs.in_channels),
+                                 ("output", out_index, out_dev, devs.out_channels)):
+        if pj.JACK_HOSTAPI == devs.api_of(dev) and devs.rate != int(round(float(dev.get("default_samplerate") or 0))):
+            hz = float(dev["default_samplerate"])
+            raise CanoraError(f"--sample-rate {devs.rate}: the JACK server runs at {hz:g} Hz and JACK does not "
+                              f"resample; pass --sample-rate {hz:g} or restart the server at this rate")
+        check_rate(sd, kind, index, dev, ch, devs.rate)
+    return devs
 
+
+def _load_models(args: argparse.Namespace) -> tuple[Any, str | None]:
+    """The voice applied, the threads (one by default) and the device set, the models loaded -> (converter,
+    backend)."""
+    from canora.backends import onnx_exports_only
+    from canora.cli.common import apply_device_args, apply_voice, load_converter, model_backend
+
+    apply_voice(args)
     if args.threads is None:  # one thread for the models: the other cores are the audio server's and the system's
         args.threads = 1
     backend = model_backend(args, streaming=True)
     apply_device_args(args, uses_torch=not onnx_exports_only(args.refiner, args.vocoder, backend, args.device))
+    return load_converter(args.refiner, args.vocoder, device=args.device, backend=backend), backend
 
-    from canora.live import LiveSession
+
+def _stream_converter(conv: Any, args: argparse.Namespace, rate: int) -> tuple[Any, str, str]:
+    """-> (the streaming converter at the devices' rate, the singer, a note when the key stays as sung because
+    the refiner stores no pitch range)."""
     from canora.streaming import StreamConverter
 
-    conv = load_converter(args.refiner, args.vocoder, device=args.device, backend=backend)
     singer = conv.refiner.singer_label(args.singer)
     transpose: float | str = args.transpose if args.transpose is not None else "auto"
     key_note = ""
@@ -355,49 +433,57 @@ def run(args: argparse.Namespace) -> int:
             transpose, key_note = 0.0, " (the refiner stores no pitch range: kept as sung)"
     sc = StreamConverter(conv, block_ms=args.block_ms, input_sample_rate=rate, transpose=transpose,
                          gain_db=args.gain_db, singer=singer, steps=args.steps, strength=args.strength)
-    error = getattr(sd, "PortAudioError", OSError)
-    in_name, out_name = str(in_dev.get("name", in_index)), str(out_dev.get("name", out_index))
+    return sc, singer, key_note
 
-    def open_stream(samplerate: int, blocksize: int, callback: Any) -> Any:
-        try:
-            return sd.Stream(samplerate=samplerate, blocksize=blocksize, device=(in_index, out_index),
-                             channels=(in_channels, out_channels), dtype="float32", latency="low", callback=callback)
-        except (error, ValueError) as e:
-            raise _open_error(e, in_name, out_name, samplerate, (api_of(in_dev), api_of(out_dev))) from None
 
-    session = LiveSession(sc, open_stream, headroom_ms=args.headroom_ms, input_channel=args.input_channel)
-    runtime = "ONNX Runtime" if backend == "onnx" or type(conv.refiner).__name__.startswith("Ort") else "torch"
-    chosen = f"{runtime} ({'auto' if args.backend == 'auto' else 'asked for'})"
-    key = f"key {args.transpose:+g} semitones (fixed)" if args.transpose is not None else \
-        ("key as sung" + key_note if key_note else f"running key (whole octaves toward {singer}'s range)")
+def _on_start(args: argparse.Namespace, sd: Any, devs: _Devices, sc: Any, what: str) -> Any:
+    """What the session calls once its stream runs: JACK ports disconnected (--no-auto-connect), the start-up line
+    (devices, ``what`` is converted how, and the round trip term by term)."""
+    import sys
+
+    from canora import portaudio_jack as pj
+
     until = f"for {args.seconds:g} s" if args.seconds is not None else "until Ctrl-C"
+    in_name, out_name = devs.names
+    rate = devs.rate
 
-    def started(s: LiveSession) -> None:
+    def started(s: Any) -> None:
         if args.no_auto_connect:
             name = pj.client_name(sd)
             if name is None:
                 raise CanoraError("--no-auto-connect: canora's JACK client was not found (is the stream on JACK?)")
             pj.disconnect_client(name)
-        api = api_of(in_dev)
+        api = devs.api_of(devs.in_dev)
         jack = f", JACK client {pj.client_name(sd)!r}" if api == pj.JACK_HOSTAPI else ""
         dev = s.device_latency_ms
         dev_text = f" + device {dev:.1f}" if dev is not None else " + the device's buffers (not reported)"
         period = s.period or 0
-        print(f"live: {in_name} -> {out_name} ({api}{jack}) at {rate} Hz, {singer}, {chosen}, {args.threads} "
-              f"thread(s), {key}; blocks of {sc.block_duration_ms:.1f} ms, {sc.job.steps} steps; round trip "
+        print(f"live: {in_name} -> {out_name} ({api}{jack}) at {rate} Hz, {what}; blocks of "
+              f"{sc.block_duration_ms:.1f} ms, {sc.job.steps} steps; round trip "
               f"{s.round_trip_ms:.1f} ms = converter {sc.latency_ms:.1f} + compute headroom {s.headroom_ms:.1f} "
               f"({'measured' if s.auto_headroom else 'given'}) + period {1000 * period / rate:.1f} + resampler "
               f"{1000 * s.margin / rate:.1f}{dev_text}; running {until}", file=sys.stderr)
 
+    return started
+
+
+def _run_session(session: Any, args: argparse.Namespace, sd: Any, devs: _Devices, started: Any) -> Any:
+    """The session until --seconds or Ctrl-C (JACK's xruns counted) -> its stats; a stream that cannot be
+    abandoned cleanly exits the process at once, with the one error line."""
+    import os
+    import sys
+
+    from canora import portaudio_jack as pj
+
     monitor = None
-    if api_of(in_dev) == pj.JACK_HOSTAPI:
+    if devs.api_of(devs.in_dev) == pj.JACK_HOSTAPI:
         monitor = pj.XrunMonitor(f"{args.jack_name or 'canora'}-xruns")
         start_count = monitor.count
         session.server_xruns = lambda: monitor.count - start_count
     try:
-        stats = session.run(seconds=args.seconds, on_start=started)
-    except error as e:
-        raise _open_error(e, in_name, out_name, rate, (api_of(in_dev), api_of(out_dev))) from None
+        return session.run(seconds=args.seconds, on_start=started)
+    except getattr(sd, "PortAudioError", OSError) as e:
+        raise devs.open_error(e, devs.rate) from None
     except BaseException as e:
         if session.abandoned:  # PortAudio would wait for the stream again at exit: leave now, with the one line
             print(f"canora live: error: {e if isinstance(e, CanoraError) else repr(e)}", file=sys.stderr, flush=True)
@@ -406,17 +492,15 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if monitor is not None and not session.abandoned:
             monitor.close()
-    if args.stats_json is not None:
-        import json
 
-        from canora.io.files import atomic_write_bytes
 
-        payload = {**stats.to_dict(), "backend": runtime, "sample_rate": rate, "block_ms": sc.block_duration_ms,
-                   "converter_latency_ms": sc.latency_ms, "period": session.period, "threads": args.threads}
-        atomic_write_bytes(args.stats_json, (json.dumps(payload, indent=2) + "\n").encode())
-        print(args.stats_json)
-    if session.abandoned:  # the stream never stopped: PortAudio would wait for it again at exit
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(0)
-    return 0
+def _write_stats(args: argparse.Namespace, stats: Any, session: Any, sc: Any, runtime: str, rate: int) -> None:
+    """--stats-json: the session's summary and settings, written; its path on stdout."""
+    import json
+
+    from canora.io.files import atomic_write_bytes
+
+    payload = {**stats.to_dict(), "backend": runtime, "sample_rate": rate, "block_ms": sc.block_duration_ms,
+               "converter_latency_ms": sc.latency_ms, "period": session.period, "threads": args.threads}
+    atomic_write_bytes(args.stats_json, (json.dumps(payload, indent=2) + "\n").encode())
+    print(args.stats_json)

@@ -34,7 +34,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from canora.cli.common import check_outputs, emit, finish, list_inputs, load_spec_arg, plan_outputs, run_batch
+    from canora.cli.batch import finish, run_batch
+    from canora.cli.common import check_outputs, emit, list_inputs, load_spec_arg, plan_outputs
     from canora.dsp.mel import wav_to_mel
     from canora.io.audio import AUDIO_EXTENSIONS, load_audio
     from canora.io.files import atomic_write_text

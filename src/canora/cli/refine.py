@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import logging
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from canora.cli.common import (
     HelpFormatter,
@@ -18,6 +21,8 @@ from canora.cli.common import (
     int_in,
     seed_arg,
 )
+
+log = logging.getLogger("canora")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -86,91 +91,121 @@ def _find_audio(directory: Path, stem: str) -> Path | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import logging
-
+    from canora.cli.batch import finish, run_batch
     from canora.cli.common import (
         apply_device_args,
         apply_voice,
         check_audio_header,
         check_outputs,
-        emit,
-        finish,
-        list_inputs,
         load_refiner,
-        plan_outputs,
-        run_batch,
     )
-    from canora.dsp.mel import MelSpec
+
+    _check_options(args)
+    apply_device_args(args)
+    files, outputs = _plan(args)
+    check_outputs([p for outs in outputs.values() for p in outs], args, inputs=files)
+    apply_voice(args)
+    check_audio_header(files)
+    refiner = load_refiner(args.refiner, device=args.device)
+    refiner.singer_label(args.singer)  # unknown singer or bad mix: fail before any work
+    _check_mel_spec(args, files, refiner)
+    res = run_batch(files, _Job(args, refiner, outputs).one, "refine", outputs.__getitem__)
+    return finish(res, f"refined ({args.sampler}, {args.steps} steps, strength {args.strength:g}, singer "
+                  f"{refiner.singer_label(args.singer)})")
+
+
+def _check_options(args: argparse.Namespace) -> None:
     from canora.errors import CanoraError
-    from canora.io.audio import AUDIO_EXTENSIONS, load_audio
-    from canora.io.files import OutputSet, npy_bytes, read_json_object
-    from canora.io.melfiles import load_mel, mel_bytes
     from canora.pipeline import check_transpose
     from canora.refiner.samplers import check_steps_strength
 
-    log = logging.getLogger("canora")
     check_steps_strength(args.steps, args.strength, ("--steps", "--strength"))
     if not args.auto_transpose:
         check_transpose(args.transpose, "--transpose")
         if args.key_mode is not None:
             raise CanoraError("--key-mode chooses the key of --auto-transpose; add --auto-transpose or drop it")
     args.key_mode = args.key_mode or "octave"
-    apply_device_args(args)
+
+
+def _plan(args: argparse.Namespace) -> tuple[list[Path], dict[Path, list[Path]]]:
+    """-> (the inputs, the outputs of each: <stem>.npy and <stem>.f0.npy); --audio checked."""
+    from canora.cli.common import list_inputs, plan_outputs
+    from canora.errors import CanoraError
+    from canora.io.audio import AUDIO_EXTENSIONS
+
     files = list_inputs(args.input, (".npy", *AUDIO_EXTENSIONS), lambda f: f.name.endswith(".f0.npy"),
                         recursive=args.recursive)
     mels = plan_outputs(args.input, files, args.out, ".npy", (".npy",), "refine")
     outputs = {f: [m, m.with_name(m.name.removesuffix(".npy") + ".f0.npy")] for f, m in mels.items()}
     if args.audio is not None and not args.audio.is_dir():
         raise CanoraError(f"{args.audio}: --audio must be a directory holding the source audio of the mels")
-    check_outputs([p for outs in outputs.values() for p in outs], args, inputs=files)
-    apply_voice(args)
-    check_audio_header(files)
-    refiner = load_refiner(args.refiner, device=args.device)
-    refiner.singer_label(args.singer)  # unknown singer or bad mix: fail before any work
+    return files, outputs
+
+
+def _check_mel_spec(args: argparse.Namespace, files: list[Path], refiner: Any) -> None:
+    """The MelSpec the .npy inputs were made with (--mel-spec, or mel_spec.json beside them), checked against the
+    refiner's."""
+    from canora.dsp.mel import MelSpec
+    from canora.errors import CanoraError
+    from canora.io.files import read_json_object
+
     spec_file = args.mel_spec
     if spec_file is None and args.input.is_dir() and (args.input / "mel_spec.json").is_file():
         spec_file = args.input / "mel_spec.json"
-    mel_spec = None
     if spec_file is not None and any(f.suffix.lower() == ".npy" for f in files):
         try:
             mel_spec = MelSpec.from_dict(read_json_object(spec_file, "fix or re-create the file"), str(spec_file))
         except CanoraError as e:
             raise CanoraError(str(e) if str(spec_file) in str(e) else f"{spec_file}: {e}") from None
         refiner.check_spec(mel_spec, name=f"mels described by {spec_file}")
-    sr = refiner.spec.sample_rate
-    warned = False
 
-    def one(f: Path) -> float:
-        nonlocal warned
-        if f.suffix.lower() == ".npy":
-            mel = load_mel(f, refiner.spec)
-            src = _find_audio(args.audio, f.stem) if args.audio is not None else None
-            if args.audio is not None and src is None:
-                raise CanoraError(f"{f}: no audio named {f.stem}.* in {args.audio} to take F0 and loudness from")
-            if src is None and not warned:
-                log.warning("no --audio: F0, loudness and content of the .npy mels come from a Griffin-Lim "
-                            "reconstruction of each mel (pass --audio DIR for the real source audio)")
-                warned = True
-            wav = load_audio(src, sr) if src is not None else None
-            feats = refiner.mel_features(mel, wav, sr, name=str(f))
-        else:
-            feats = refiner.features(load_audio(f, sr), sr, name=str(f))
-        res = refiner.refine_features(
-            feats, args.singer, transpose=args.transpose, auto_transpose=args.auto_transpose, key_mode=args.key_mode,
-            sampler=args.sampler, steps=args.steps, strength=args.strength, seed=args.seed,
+
+@dataclass
+class _Job:
+    """One file of the batch: its features (from the audio, or from a .npy mel and its audio), refined, written."""
+
+    args: argparse.Namespace
+    refiner: Any
+    outputs: dict[Path, list[Path]]
+    warned: bool = False
+
+    def features(self, f: Path) -> Any:
+        from canora.errors import CanoraError
+        from canora.io.audio import load_audio
+        from canora.io.melfiles import load_mel
+
+        args, refiner, sr = self.args, self.refiner, self.refiner.spec.sample_rate
+        if f.suffix.lower() != ".npy":
+            return refiner.features(load_audio(f, sr), sr, name=str(f))
+        mel = load_mel(f, refiner.spec)
+        src = _find_audio(args.audio, f.stem) if args.audio is not None else None
+        if args.audio is not None and src is None:
+            raise CanoraError(f"{f}: no audio named {f.stem}.* in {args.audio} to take F0 and loudness from")
+        if src is None and not self.warned:
+            log.warning("no --audio: F0, loudness and content of the .npy mels come from a Griffin-Lim "
+                        "reconstruction of each mel (pass --audio DIR for the real source audio)")
+            self.warned = True
+        wav = load_audio(src, sr) if src is not None else None
+        return refiner.mel_features(mel, wav, sr, name=str(f))
+
+    def one(self, f: Path) -> float:
+        from canora.cli.common import emit
+        from canora.io.files import OutputSet, npy_bytes
+        from canora.io.melfiles import mel_bytes
+
+        args = self.args
+        res = self.refiner.refine_features(
+            self.features(f), args.singer, transpose=args.transpose, auto_transpose=args.auto_transpose,
+            key_mode=args.key_mode, sampler=args.sampler, steps=args.steps, strength=args.strength, seed=args.seed,
             match_level=args.match_level,
         )
         if args.auto_transpose:
             log.info("%s: auto-transpose %+.1f semitones", f.name, res.transpose)
         if res.level is not None:
             log.info("%s: level %s", f.name, res.level.reason)
-        out = outputs[f]
+        out = self.outputs[f]
         with OutputSet(args.overwrite) as written:  # the mel and its F0 appear together or not at all
             written.add(out[0], mel_bytes(res.mel))
             written.add(out[1], npy_bytes(res.f0))
         emit(out[0])
-        return res.mel.shape[1] * refiner.spec.hop_length / sr
-
-    return finish(run_batch(files, one, "refine", outputs.__getitem__), f"refined ({args.sampler}, {args.steps} steps, "
-                  f"strength {args.strength:g}, singer {refiner.singer_label(args.singer)})")
-
+        return res.mel.shape[1] * self.refiner.spec.hop_length / self.refiner.spec.sample_rate

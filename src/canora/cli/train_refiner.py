@@ -19,11 +19,7 @@ from canora.cli.common import (
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    import canora.content  # noqa: F401 (registers the learned encoder)
     from canora.config import default_of
-    from canora.dsp.content import available_content_encoders
-    from canora.dsp.filters import HIGHPASS_HZ
-    from canora.dsp.pitch import DEFAULT_F0_METHOD, available_f0_extractors
     from canora.training.refiner import RefinerTrainConfig as C
 
     p = sub.add_parser(
@@ -44,6 +40,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--singers", nargs="+", default=None, help="singer names for the DATA folders, in order")
     p.add_argument("--size", "--config", dest="size", default=default_of(C, "model"),
                    choices=("tiny", "small", "default"), help="model size")
+    _add_schedule_args(p)
+    _add_feature_args(p)
+    _add_checkpoint_args(p)
+    _add_start_args(p)
+    add_device_args(p)
+    add_audio_limit_arg(p)
+    p.set_defaults(run=run)
+
+
+def _add_schedule_args(p: argparse.ArgumentParser) -> None:
+    """How long and how: steps, batch, crops, learning rate."""
+    from canora.config import default_of
+    from canora.training.refiner import RefinerTrainConfig as C
+
     p.add_argument("--steps", type=int_in(1, MAX_TRAIN_STEPS), default=default_of(C, "steps"),
                    help="total training steps")
     p.add_argument("--batch-size", type=int_in(1, 4096), default=default_of(C, "batch_size"),
@@ -51,6 +61,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--crop-frames", type=int_in(8, 10_000), default=default_of(C, "crop_frames"),
                    help="frames per crop")
     p.add_argument("--lr", type=float_in(0, 1, lo_open=True), default=default_of(C, "lr"), help="AdamW learning rate")
+
+
+def _add_feature_args(p: argparse.ArgumentParser) -> None:
+    """What the refiner sees: the MelSpec, the F0 and content extractors, the normalisation."""
+    import canora.content  # noqa: F401 (registers the learned encoder)
+    from canora.config import default_of
+    from canora.dsp.content import available_content_encoders
+    from canora.dsp.pitch import DEFAULT_F0_METHOD, available_f0_extractors
+    from canora.training.refiner import RefinerTrainConfig as C
+
     p.add_argument("--mel-config", default="v1", help="MelSpec: v1/v2/v3, a HiFi-GAN config.json or MelSpec JSON")
     p.add_argument("--f0-method", default=DEFAULT_F0_METHOD, choices=available_f0_extractors(), help="F0 extractor")
     p.add_argument("--content-method", default="dsp", choices=available_content_encoders(),
@@ -63,6 +83,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="for --content-method hubert: the transformer layer to take (default: the last)")
     p.add_argument("--norm", default=default_of(C, "norm"), choices=("fixed", "per_bin"),
                    help="diffusion-space mel normalisation")
+
+
+def _add_checkpoint_args(p: argparse.ArgumentParser) -> None:
+    """Validation, checkpoints and the time limit."""
+    from canora.config import default_of
+    from canora.training.refiner import RefinerTrainConfig as C
+
     p.add_argument("--val-count", type=int_in(0, 100_000), default=default_of(C, "val_count"),
                    help="held-out files per singer (0 = 10 %%)")
     p.add_argument("--val-every", type=int_in(0, MAX_TRAIN_STEPS), default=default_of(C, "val_every"),
@@ -72,6 +99,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--keep", type=int_in(1, 1000), default=default_of(C, "keep"), help="keep the newest N checkpoints")
     p.add_argument("--max-minutes", type=float_in(0, MAX_TRAIN_MINUTES), default=0.0,
                    help="stop after this many minutes (0 = no limit)")
+
+
+def _add_start_args(p: argparse.ArgumentParser) -> None:
+    """Where the run starts from (a base export), the data's balance and filter, the cache and the seed."""
+    from canora.config import default_of
+    from canora.dsp.filters import HIGHPASS_HZ
+    from canora.training.refiner import RefinerTrainConfig as C
+
     add_model_arg(p, "vocoder", bundled_default=False,
                   help="vocoder for validation audio samples in TensorBoard (a path or 'bundled'; default: none)")
     p.add_argument("--init-from", default=None, metavar="EXPORT|bundled|bundled-base",
@@ -91,9 +126,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="high-pass the training audio at HZ, below the lowest sung F0 (0 = off)")
     p.add_argument("--cache-dir", type=Path, default=None, help="feature cache (default OUT/cache)")
     p.add_argument("--seed", type=seed_arg, default=default_of(C, "seed"), help="random seed")
-    add_device_args(p)
-    add_audio_limit_arg(p)
-    p.set_defaults(run=run)
 
 
 def _preview(vocoder: str | Path, spec: object, device: str):  # noqa: ANN202

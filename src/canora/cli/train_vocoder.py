@@ -54,11 +54,6 @@ mel with the real waveform; validation then runs on refined mels.
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from canora.dsp.filters import HIGHPASS_HZ
-    from canora.dsp.pitch import DEFAULT_F0_METHOD, available_f0_extractors
-    from canora.refiner.base import DEFAULT_STEPS, DEFAULT_STRENGTH
-    from canora.refiner.samplers import MAX_STEPS
-
     p = sub.add_parser(
         "train-vocoder",
         help="train or fine-tune a HiFi-GAN vocoder (official checkpoints, resumable, torchrun DDP)",
@@ -73,6 +68,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", default=None,
                    help="v1, v2, v3 or a HiFi-GAN config.json (default: the --init-from checkpoint's)")
     p.add_argument("--mels", type=Path, default=None, help="precomputed <stem>.npy mels paired with --wavs")
+    _add_refiner_args(p)
+    _add_data_args(p)
+    _add_optimizer_args(p)
+    _add_checkpoint_args(p)
+    add_device_args(p)  # under torchrun: one GPU per process; --threads per process
+    add_audio_limit_arg(p)
+    p.set_defaults(run=run)
+
+
+def _add_refiner_args(p: argparse.ArgumentParser) -> None:
+    """The sound recipe: mels made by a refiner from the singer's own recordings."""
+    from canora.refiner.base import DEFAULT_STEPS, DEFAULT_STRENGTH
+    from canora.refiner.samplers import MAX_STEPS
+
     p.add_argument("--refiner", type=Path, default=None, metavar="PATH|bundled",
                    help="refiner export (or 'bundled'): fine-tune on its reconstruction of WAVS (the sound recipe)")
     p.add_argument("--singer", default=None,
@@ -83,12 +92,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help=f"reconstruction sampler steps (10; nsf: the conversion default, {DEFAULT_STEPS})")
     p.add_argument("--refined-share", type=float_in(0, 1), default=None, metavar="P",
                    help="nsf with --refiner: share of crops on the refined mel, the rest on the real one (1)")
+
+
+def _add_data_args(p: argparse.ArgumentParser) -> None:
+    """Which files train and which validate, and where training starts from."""
     p.add_argument("--train-list", type=Path, default=None, help="HiFi-GAN filelist ('name|...' lines) for training")
     p.add_argument("--val-list", type=Path, default=None, help="HiFi-GAN filelist for validation")
     p.add_argument("--val-count", type=int_in(0, 100_000), default=None,
                    help="without filelists: hold out the last N files by name (default 5%%, 1-10; 0 = none)")
     p.add_argument("--init-from", type=Path, default=None, metavar="PATH|bundled",
                    help="generator to start from (official g_*, an export, or 'bundled': canora's NSF vocoder)")
+
+
+def _add_optimizer_args(p: argparse.ArgumentParser) -> None:
+    """The schedule, the batch, the losses and the discriminators."""
     p.add_argument("--schedule", choices=("official", "finetune"), default="official",
                    help="official: lr 2e-4 x 0.999 per epoch; finetune: constant low lr (1e-5) after a warmup")
     p.add_argument("--lr", type=float_in(0, 1, lo_open=True), default=None,
@@ -108,6 +125,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "(default: the --init-from export's, else 1); a source setting, so a fine-tune may change it")
     p.add_argument("--disc-width-div", type=int, choices=(1, 2, 4, 8), default=None,
                    help="divide the discriminators' channels (1 = official, the default; nsf 4)")
+
+
+def _add_checkpoint_args(p: argparse.ArgumentParser) -> None:
+    """Checkpoints, validation, logs and the time limit; the audio's preparation and the seed."""
+    from canora.dsp.filters import HIGHPASS_HZ
+    from canora.dsp.pitch import DEFAULT_F0_METHOD, available_f0_extractors
+
     p.add_argument("--checkpoint-every", type=int_in(0, MAX_TRAIN_STEPS), default=None,
                    help="checkpoint every N updates (1000; nsf 500; 0 = only at the end)")
     p.add_argument("--keep", type=int_in(1, 1000), default=3, help="keep the newest N checkpoints (3)")
@@ -125,9 +149,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--highpass-hz", type=float_in(0, 1000), default=HIGHPASS_HZ, metavar="HZ",
                    help="nsf: high-pass the training audio (targets and features) at HZ, below the lowest sung F0, "
                         "so the vocoder learns no rumble or DC (0 = off)")
-    add_device_args(p)  # under torchrun: one GPU per process; --threads per process
-    add_audio_limit_arg(p)
-    p.set_defaults(run=run)
 
 
 def _pick(value: T | None, cls: type, name: str) -> T:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import logging
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from canora.cli.common import (
     HelpFormatter,
@@ -13,6 +16,8 @@ from canora.cli.common import (
     add_overwrite_arg,
     add_recursive_arg,
 )
+
+log = logging.getLogger("canora")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -43,70 +48,85 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import logging
-
+    from canora.cli.batch import finish, run_batch
     from canora.cli.common import (
         apply_device_args,
         audio_output_bytes,
         check_audio_header,
         check_outputs,
-        emit,
-        finish,
         list_inputs,
         load_vocoder,
         plan_outputs,
-        run_batch,
     )
-    from canora.dsp.mel import wav_to_mel
-    from canora.dsp.pitch import extract_f0
-    from canora.io.audio import AUDIO_EXTENSIONS, audio_writer, load_audio, output_format
-    from canora.io.files import atomic_open
-    from canora.io.melfiles import load_f0, load_mel
+    from canora.io.audio import AUDIO_EXTENSIONS, output_format
 
-    log = logging.getLogger("canora")
     apply_device_args(args)
-
-    def skip(f: Path) -> bool:  # F0 tracks are no mels; audio beside its own mel (convert --save-mel) is vocoded once
-        return f.name.endswith(".f0.npy") or (f.suffix.lower() != ".npy" and f.with_suffix(".npy").is_file())
-
-    files = list_inputs(args.input, (".npy", *AUDIO_EXTENSIONS), skip, recursive=args.recursive)
+    files = list_inputs(args.input, (".npy", *AUDIO_EXTENSIONS), _skip, recursive=args.recursive)
     outputs = plan_outputs(args.input, files, args.out, ".wav", (".wav", ".flac"), "vocode")
-    subtype = "FLOAT" if args.float else "PCM_16"
     for out in outputs.values():
-        output_format(out, subtype)
+        output_format(out, _subtype(args))
     check_outputs(outputs.values(), args, inputs=files)
     check_audio_header(files)
     voc = load_vocoder(args.vocoder, config=args.config, device=args.device)
-    spec = voc.spec
     check_outputs(outputs.values(), args, inputs=files,
-                  need_bytes=audio_output_bytes([f for f in files if f.suffix.lower() != ".npy"], spec.sample_rate,
-                                                4 if args.float else 2))
-    warned = False
+                  need_bytes=audio_output_bytes([f for f in files if f.suffix.lower() != ".npy"],
+                                                voc.spec.sample_rate, 4 if args.float else 2))
+    job = _Job(args, voc, outputs)
+    return finish(run_batch(files, job.one, "vocode", lambda f: [outputs[f]]), "vocoded")
 
-    def one(f: Path) -> float:
-        nonlocal warned
-        f0 = None
+
+def _skip(f: Path) -> bool:
+    """F0 tracks are no mels; audio beside its own mel (convert --save-mel) is vocoded once."""
+    return f.name.endswith(".f0.npy") or (f.suffix.lower() != ".npy" and f.with_suffix(".npy").is_file())
+
+
+def _subtype(args: argparse.Namespace) -> str:
+    return "FLOAT" if args.float else "PCM_16"
+
+
+@dataclass
+class _Job:
+    """One file of the batch: its mel (and F0, for an NSF vocoder), vocoded, written."""
+
+    args: argparse.Namespace
+    voc: Any
+    outputs: dict[Path, Path]
+    warned: bool = False
+
+    def mel_and_f0(self, f: Path) -> tuple[Any, Any]:
+        from canora.dsp.mel import wav_to_mel
+        from canora.dsp.pitch import extract_f0
+        from canora.io.audio import load_audio
+        from canora.io.melfiles import load_f0, load_mel
+
+        voc, spec, f0 = self.voc, self.voc.spec, None
         if f.suffix.lower() == ".npy":
             mel = load_mel(f, spec)
             side = f.with_name(f.stem + ".f0.npy")
             if voc.needs_f0 and side.is_file():
                 f0 = load_f0(side, mel.shape[1])
-            elif voc.needs_f0 and not warned:
+            elif voc.needs_f0 and not self.warned:
                 log.warning("no <stem>.f0.npy beside the mels: estimating F0 from each mel for the NSF vocoder")
-                warned = True
+                self.warned = True
         else:
             audio = load_audio(f, spec.sample_rate)
             mel = wav_to_mel(audio, spec)
             if voc.needs_f0:
                 f0 = extract_f0(audio, spec.sample_rate, hop_length=spec.hop_length, n_frames=mel.shape[1])
-        wav = voc.vocode(mel, f0)
+        return mel, f0
+
+    def one(self, f: Path) -> float:
+        from canora.cli.common import emit
+        from canora.io.audio import audio_writer
+        from canora.io.files import atomic_open
+
+        voc, spec = self.voc, self.voc.spec
+        wav = voc.vocode(*self.mel_and_f0(f))
         if voc.needs_f0:  # canora's singing vocoder: no DC or rumble below the lowest sung note (official HiFi-GANs
             from canora.dsp.filters import highpass  # stay bit-exact with the official code)
 
             wav = highpass(wav, spec.sample_rate)
-        with atomic_open(outputs[f], args.overwrite) as out:
-            audio_writer(outputs[f], wav, spec.sample_rate, subtype=subtype)(out)
-        emit(outputs[f])
+        with atomic_open(self.outputs[f], self.args.overwrite) as out:
+            audio_writer(self.outputs[f], wav, spec.sample_rate, subtype=_subtype(self.args))(out)
+        emit(self.outputs[f])
         return len(wav) / spec.sample_rate
-
-    return finish(run_batch(files, one, "vocode", lambda f: [outputs[f]]), "vocoded")
