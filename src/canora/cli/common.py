@@ -212,6 +212,18 @@ def add_audio_limit_arg(p: argparse.ArgumentParser) -> None:
                    "decoding when the header does not say): memory grows with the length")
 
 
+def add_file_command_args(p: argparse.ArgumentParser, run: Callable[[argparse.Namespace], int], *,
+                          recursive: bool = True) -> None:
+    """The tail every file-processing command shares: ``--overwrite``, ``--device``/``--threads``,
+    ``--recursive`` (unless not ``recursive``), ``--max-audio-minutes``; ``run`` is the command's entry."""
+    add_overwrite_arg(p)
+    add_device_args(p)
+    if recursive:
+        add_recursive_arg(p)
+    add_audio_limit_arg(p)
+    p.set_defaults(run=run)
+
+
 def add_overwrite_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true",
                    help="replace output files that already exist (default: an existing output is an error)")

@@ -11,11 +11,8 @@ from typing import Any
 
 from canora.cli.common import (
     HelpFormatter,
-    add_audio_limit_arg,
-    add_device_args,
+    add_file_command_args,
     add_model_arg,
-    add_overwrite_arg,
-    add_recursive_arg,
     add_voice_arg,
     finite_float,
     float_in,
@@ -71,11 +68,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_model_arg(p, "vocoder")
     add_voice_arg(p)
     _add_rendering_args(p)
-    add_overwrite_arg(p)
-    add_device_args(p)
-    add_recursive_arg(p)
-    add_audio_limit_arg(p)
-    p.set_defaults(run=run)
+    add_file_command_args(p, run)
 
 
 def _add_key_args(p: argparse.ArgumentParser) -> None:

@@ -10,11 +10,8 @@ from typing import Any
 
 from canora.cli.common import (
     HelpFormatter,
-    add_audio_limit_arg,
-    add_device_args,
+    add_file_command_args,
     add_model_arg,
-    add_overwrite_arg,
-    add_recursive_arg,
     add_voice_arg,
     finite_float,
     float_in,
@@ -73,11 +70,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=seed_arg, default=0, help="random seed; the same seed gives the same output")
     p.add_argument("--audio", type=Path, default=None, help="directory of the source audio of .npy mel inputs")
     p.add_argument("--mel-spec", type=Path, default=None, help="MelSpec JSON the input mels were made with")
-    add_overwrite_arg(p)
-    add_device_args(p)
-    add_recursive_arg(p)
-    add_audio_limit_arg(p)
-    p.set_defaults(run=run)
+    add_file_command_args(p, run)
 
 
 def _find_audio(directory: Path, stem: str) -> Path | None:

@@ -7,10 +7,8 @@ from pathlib import Path
 
 from canora.cli.common import (
     HelpFormatter,
-    add_audio_limit_arg,
-    add_device_args,
+    add_file_command_args,
     add_model_arg,
-    add_overwrite_arg,
     int_in,
 )
 
@@ -37,10 +35,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    "the vocoder's config.json")
     p.add_argument("-o", "--out", type=Path, required=True, help="output directory for report.html and metrics.json")
     p.add_argument("--examples", type=int_in(0, 100), default=2, help="spectrograms of this many worst and best files")
-    add_overwrite_arg(p)
-    add_device_args(p)
-    add_audio_limit_arg(p)
-    p.set_defaults(run=run)
+    add_file_command_args(p, run, recursive=False)
 
 
 def run(args: argparse.Namespace) -> int:

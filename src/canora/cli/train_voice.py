@@ -9,9 +9,7 @@ from canora.cli.common import (
     MAX_TRAIN_MINUTES,
     MAX_TRAIN_STEPS,
     HelpFormatter,
-    add_audio_limit_arg,
-    add_device_args,
-    add_overwrite_arg,
+    add_file_command_args,
     float_in,
     int_in,
 )
@@ -43,10 +41,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--out", type=Path, default=None,
                    help="the voices directory to save into (default: $CANORA_VOICES or ~/.local/share/canora/voices)")
     p.add_argument("--work", type=Path, default=None, help="working directory (default: <voices>/.work/<name>)")
-    add_overwrite_arg(p)
-    add_device_args(p)
-    add_audio_limit_arg(p)
-    p.set_defaults(run=run)
+    add_file_command_args(p, run, recursive=False)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -10,11 +10,8 @@ from typing import Any
 
 from canora.cli.common import (
     HelpFormatter,
-    add_audio_limit_arg,
-    add_device_args,
+    add_file_command_args,
     add_model_arg,
-    add_overwrite_arg,
-    add_recursive_arg,
 )
 
 log = logging.getLogger("canora")
@@ -40,11 +37,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                   "vocoder export, or 'bundled' for canora's NSF-HiFi-GAN")
     p.add_argument("--config", default=None, help="config.json for the checkpoint (default: the one beside it)")
     p.add_argument("--float", action="store_true", help="write 32-bit float wavs instead of 16-bit PCM")
-    add_overwrite_arg(p)
-    add_device_args(p)
-    add_recursive_arg(p)
-    add_audio_limit_arg(p)
-    p.set_defaults(run=run)
+    add_file_command_args(p, run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -47,12 +47,11 @@ from canora.vocoder.hifigan import Generator, check_state_dict, from_official_ke
 from canora.vocoder.inference import (  # noqa: F401 (CHUNK_FRAMES, f0_from_mel: re-exported)
     CHUNK_FRAMES,
     VocoderFacts,
-    check_f0,
     check_fit,
     check_mel,
-    check_start_frame,
     f0_from_mel,
     pieces,
+    source_inputs,
 )
 from canora.vocoder.nsf import NSFGenerator
 
@@ -189,14 +188,9 @@ class Vocoder(VocoderFacts):
         if not self.needs_f0:
             wav = self.network(x).squeeze(1)
             return wav.squeeze(0) if squeeze else wav
-        if f0 is None:
-            f0 = np.stack([f0_from_mel(m, self.spec) for m in x.cpu().numpy()])
-        f = torch.as_tensor(np.asarray(f0, dtype=np.float32) if not isinstance(f0, torch.Tensor) else f0,
-                            dtype=torch.float32, device=self.device)
-        if f.dim() == 1:
-            f = f.unsqueeze(0)
-        check_f0(tuple(f.shape), tuple(x.shape), bool(torch.isfinite(f).all() and not (f < 0).any()))
-        start = check_start_frame(start_frame)
+        f0 = f0.detach().cpu().numpy() if isinstance(f0, torch.Tensor) else f0
+        f_np, start = source_inputs(f0, lambda: x.cpu().numpy(), tuple(x.shape), self.spec, start_frame)
+        f = torch.from_numpy(f_np).to(self.device)
         phase0 = torch.from_numpy(start_phases(seed, self.config.harmonics, start_phase)).expand(x.shape[0], -1)
         hop = self.spec.hop_length
         noise = self.generator.source.stream_noise(seed, start * hop, x.shape[2] * hop, x.shape[0])

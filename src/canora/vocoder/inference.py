@@ -4,6 +4,7 @@ of a long mel into pieces, and F0 from a bare mel. The torch :class:`~canora.voc
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -81,6 +82,19 @@ def f0_from_mel(mel: np.ndarray, spec: MelSpec, method: str | None = None) -> np
     n = mel.shape[1]
     wav = np.pad(wav, (0, max(0, n * spec.hop_length - len(wav))))
     return extract_f0(wav, spec.sample_rate, hop_length=spec.hop_length, n_frames=n, method=method or DEFAULT_F0_METHOD)
+
+
+def source_inputs(f0: Any, mels: Callable[[], np.ndarray], mel_shape: tuple[int, ...], spec: MelSpec,
+                  start_frame: object) -> tuple[np.ndarray, int]:
+    """An NSF vocoder's checked source inputs: (F0 (B, T) float32 Hz for the batched mel of ``mel_shape``
+    (B, n_mels, T), estimated from ``mels()`` (B, n_mels, T) when ``f0`` is None; ``start_frame`` as an int)."""
+    if f0 is None:
+        f0 = np.stack([f0_from_mel(m, spec) for m in mels()])
+    f = np.asarray(f0, dtype=np.float32)
+    if f.ndim == 1:
+        f = f[None]
+    check_f0(f.shape, mel_shape, bool(np.isfinite(f).all() and not (f < 0).any()))
+    return f, check_start_frame(start_frame)
 
 
 class VocoderFacts:

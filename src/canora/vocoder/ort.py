@@ -22,12 +22,10 @@ from canora.vocoder.config import EXPORT_KIND, NSF_KIND, GeneratorConfig, NSFCon
 from canora.vocoder.inference import (
     CHUNK_FRAMES,
     VocoderFacts,
-    check_f0,
     check_fit,
     check_mel,
-    check_start_frame,
-    f0_from_mel,
     pieces,
+    source_inputs,
 )
 
 
@@ -129,13 +127,7 @@ class OrtVocoder(VocoderFacts):
         if not isinstance(self.config, NSFConfig) or self.merge is None:
             wav = self.network(x)[:, 0]
             return wav[0] if squeeze else wav
-        if f0 is None:
-            f0 = np.stack([f0_from_mel(m, self.spec) for m in x])
-        f = np.asarray(f0, dtype=np.float32)
-        if f.ndim == 1:
-            f = f[None]
-        check_f0(f.shape, x.shape, bool(np.isfinite(f).all() and not (f < 0).any()))
-        start = check_start_frame(start_frame)
+        f, start = source_inputs(f0, lambda: x, x.shape, self.spec, start_frame)
         cfg, (weight, bias) = self.config, self.merge
         batch, hop = x.shape[0], cfg.hop_length
         phase0 = np.broadcast_to(excitation.start_phases(seed, cfg.harmonics, start_phase), (batch, cfg.harmonics))
