@@ -75,6 +75,9 @@ def _sigterm(signum: int, frame: object) -> None:
 def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", message=r"pkg_resources is deprecated", category=UserWarning)
     words = sys.argv[1:] if argv is None else argv
+    if words[:1] == ["--version"]:  # without building every command's parser
+        print(f"canora {__version__}")
+        return 0
     command = next((w for w in words if not w.startswith("-")), None)  # top-level options take no values
     parser = build_parser(command if command in COMMANDS else None)
     args, extra = parser.parse_known_args(argv)

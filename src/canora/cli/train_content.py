@@ -19,7 +19,7 @@ from canora.cli.common import (
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     from canora.config import default_of
-    from canora.training.content import ContentTrainConfig as C
+    from canora.training.content_config import ContentTrainConfig as C
 
     p = sub.add_parser(
         "train-content",

@@ -39,7 +39,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -47,9 +47,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from canora.config import Config
 from canora.errors import CanoraError, CheckpointError
 from canora.io.checkpoint import load_torch_file, prune, save_torch_file
+from canora.training.run_config import RunConfig  # noqa: F401 (re-exported)
 
 log = logging.getLogger(__name__)
 
@@ -58,40 +58,6 @@ STATE_VERSION = 2
 
 class TrainingDiverged(CanoraError):
     """A non-finite loss: training stopped before any update or checkpoint with it."""
-
-
-@dataclass(frozen=True, kw_only=True)
-class RunConfig(Config):
-    """The loop's part of every task's training config (saved in each checkpoint)."""
-
-    RESUMABLE: ClassVar[frozenset[str]] = frozenset(
-        {"steps", "log_every", "val_every", "checkpoint_every", "keep", "max_minutes", "device"})
-
-    steps: int = 10_000
-    log_every: int = 50
-    val_every: int = 1000
-    checkpoint_every: int = 1000
-    keep: int = 3
-    max_minutes: float = 0.0  # stop (with a checkpoint and an export) after this long; 0 = no limit
-    seed: int = 0
-    device: str = "cpu"
-
-    @classmethod
-    def upgrade(cls, d: dict[str, Any]) -> dict[str, Any]:
-        """canora 0.1 saved the run directory (``out``) in the config; the loop is given it instead."""
-        d = super().upgrade(d)
-        d.pop("out", None)
-        return d
-
-    def __post_init__(self) -> None:
-        problems = [f"{n} must be >= 0" for n in ("steps", "log_every", "val_every", "checkpoint_every")
-                    if getattr(self, n) < 0]
-        if self.keep < 1:
-            problems.append("keep must be >= 1")
-        if not self.max_minutes >= 0:
-            problems.append("max_minutes must be >= 0")
-        if problems:
-            raise CanoraError(f"invalid training settings ({type(self).__name__}): " + "; ".join(problems))
 
 
 def step_generator(seed: int, rank: int, step: int) -> torch.Generator:
