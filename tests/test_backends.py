@@ -60,6 +60,11 @@ def test_offline_auto_runs_on_onnx_runtime_once_the_copies_are_kept(models, synt
     assert side["torch"]["backend"] == {"refiner": "torch", "vocoder": "torch"}
     a, b = (sf.read(tmp_path / f"{x}.wav", dtype="float32")[0] for x in ("auto", "torch"))
     assert a.shape == b.shape and np.abs(b).max() > 1e-3 and np.max(np.abs(a - b)) < 1e-3  # float rounding only
+    copy = cached_copy(voc)  # found before, remembered; a damaged copy is not
+    graph = copy / "model.onnx"
+    graph.write_bytes(graph.read_bytes()[:-10])
+    assert cached_copy(voc) is None
+    assert choose_backend("auto", models=pair) == "torch"
 
 
 def test_cache_refuses_quantize_and_a_disabled_cache(models, monkeypatch, capsys):

@@ -114,13 +114,35 @@ def _intact(directory: Path) -> bool:
     return True
 
 
+#: (cache root, config, the model's files with their sizes and times) -> (the intact copy found for them in this
+#: process, its own files' sizes and times then)
+_FOUND: dict[tuple[Any, ...], tuple[Path, tuple[Any, ...]]] = {}
+
+
+def _stamp(files: list[Path]) -> tuple[Any, ...]:
+    """Name, size and modification time of each file (a cheap test that none changed)."""
+    return tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files)
+
+
 def cached_copy(path: str | Path, config: str | Path | None = None) -> Path | None:
-    """The ONNX copy of the torch model at ``path`` if one is kept and intact, else None (nothing imported)."""
+    """The ONNX copy of the torch model at ``path`` if one is kept and intact, else None (nothing imported). A copy
+    found once is remembered for the process while the model's files keep their size and time (a conversion asks
+    for each model's copy several times; each look hashes the weights and the graphs)."""
     root = cache_dir()
     if root is None:
         return None
+    memo = (str(root), str(config), _stamp(_model_files(Path(path), config)))
+    found = _FOUND.get(memo)
+    try:
+        if found is not None and _stamp(sorted(found[0].iterdir())) == found[1]:
+            return found[0]
+    except OSError:  # the copy was removed meanwhile
+        pass
     d = root / "exports" / copy_key(path, config)
-    return d if _intact(d) else None
+    if not _intact(d):
+        return None
+    _FOUND[memo] = (d, _stamp(sorted(d.iterdir())))
+    return d
 
 
 def onnx_copy(path: str | Path, config: str | Path | None = None) -> Path:
