@@ -21,9 +21,9 @@ def shared_file(rel: str) -> Path:
 
 @pytest.fixture(autouse=True)
 def _few_threads() -> None:
-    """One torch thread per test: the suite runs on two processes (``-n 2``, one per core). Two torch threads on a
-    core another process is busy on made a training test 28x slower (80 steps: 138 s against 4.9 s), the way
-    OpenMP threads wait on each other when one of them has no core."""
+    """One torch thread per test (the fast tier runs on two processes, ``-n 2``). Two torch threads on a core another
+    process is busy on made a training test 28x slower (80 steps: 138 s against 4.9 s), the way OpenMP threads wait
+    on each other when one of them has no core."""
     torch.set_num_threads(1)
 
 
