@@ -79,8 +79,10 @@ Callback = Callable[[np.ndarray, np.ndarray, int, Any, Any], None]
 
 
 def _stop_on_sigterm() -> Callable[[], None]:
-    """Make SIGTERM stop a session as Ctrl-C does (a summary, the stream closed) -> a function that restores the
-    previous handler. Only from the main thread (elsewhere: nothing to restore)."""
+    """Make SIGTERM and SIGINT stop a session as Ctrl-C does (a summary, the stream closed) -> a function that restores
+    the previous handlers. SIGINT too because a process started from a non-interactive shell in the background
+    inherits it ignored, and Python then leaves it so: `kill -INT` (or a script's Ctrl-C) would not stop the
+    session. Only from the main thread (elsewhere: nothing to restore)."""
     import signal
 
     if threading.current_thread() is not threading.main_thread():
@@ -89,8 +91,8 @@ def _stop_on_sigterm() -> Callable[[], None]:
     def stop(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, stop)
-    return lambda: signal.signal(signal.SIGTERM, previous)
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    return lambda: [signal.signal(sig, handler) for sig, handler in previous.items()] and None
 
 
 def _main_thread_realtime() -> Callable[[], None]:
