@@ -2,8 +2,9 @@
 
 ``tests/data/render_golden.npz`` holds the outputs of the three ways canora renders a song (offline conversion,
 streaming, ``refine_features`` as ``canora refine`` calls it) with tiny seeded models on a synthetic tone,
-recorded before the key, level and render steps were gathered into one module. A refactor that changes one sample
-fails here. A deliberate change of the computation regenerates the file::
+recorded before the key, level and render steps were gathered into one module, all without mel matching
+(``mel_match=0``, the renderings as they were then); ``*_matched`` are offline and streamed renderings with the
+default mel matching, recorded when it came. A refactor that changes one sample fails here. A deliberate change of the computation regenerates the file::
 
     .venv/bin/python tests/test_render_identity.py --write
 """
@@ -45,15 +46,21 @@ def render_all(directory: Path) -> dict[str, np.ndarray]:
     ref_dir, voc_dir = make_tiny_models(directory, singers=("pjs", "alto"), seed=3)
     wav, sr = _tone(), 22050
     conv = Converter.from_pretrained(ref_dir, voc_dir)
-    offline = conv.convert(wav, sr, singer="alto", seed=5, workers=1).audio
-    keyed = conv.convert(wav, sr, singer="pjs", transpose=-3, steps=2, strength=0.8, seed=1, workers=1).audio
+    offline = conv.convert(wav, sr, singer="alto", seed=5, workers=1, mel_match=0).audio
+    keyed = conv.convert(wav, sr, singer="pjs", transpose=-3, steps=2, strength=0.8, seed=1, workers=1,
+                         mel_match=0).audio
     stream = StreamConverter(Converter.from_pretrained(ref_dir, voc_dir), block_ms=60, singer="alto", transpose=2,
-                             seed=2).convert(wav)
+                             seed=2, mel_match=0).convert(wav)
+    offline_matched = conv.convert(wav, sr, singer="alto", seed=5, workers=1).audio
+    stream_matched = StreamConverter(Converter.from_pretrained(ref_dir, voc_dir), block_ms=60, singer="alto",
+                                     transpose=2, seed=2).convert(wav)
     refiner = Refiner.from_pretrained(ref_dir)
     refined = refiner.refine_features(refiner.features(wav, sr, name="tone"), "alto", auto_transpose=True,
                                       match_level=True, steps=3, strength=0.6, seed=4).mel
     return {"offline": np.asarray(offline, np.float32), "offline_keyed": np.asarray(keyed, np.float32),
-            "stream": np.asarray(stream, np.float32), "refined_mel": np.asarray(refined, np.float32)}
+            "stream": np.asarray(stream, np.float32), "refined_mel": np.asarray(refined, np.float32),
+            "offline_matched": np.asarray(offline_matched, np.float32),
+            "stream_matched": np.asarray(stream_matched, np.float32)}
 
 
 @pytest.mark.skipif(not GOLDEN.is_file(), reason="no golden renderings recorded")

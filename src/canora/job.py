@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from canora.dsp.melmatch import MEL_MATCH_ITERS
 from canora.errors import CanoraError
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,7 @@ class Job:
     key_note: str = ""  # why the automatic key was not used, when it was the default
     match_level: bool = True  # move the song's voiced level to the singer's (when the refiner stores it)
     loudness: float | None = None  # the output's integrated loudness target (LUFS); None: the recording's level
+    mel_match: int = MEL_MATCH_ITERS  # rounds of putting the vocoder's output back on its mel (0 = off)
 
 
 def key_plan(transpose: float | None, auto_transpose: bool | None) -> tuple[bool, float]:

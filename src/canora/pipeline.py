@@ -39,6 +39,7 @@ from canora.backends import (  # noqa: F401 (BACKEND_CHOICES, check_backend, onn
 )
 from canora.dsp.level import full_scale_samples
 from canora.dsp.loudness import LevelChoice
+from canora.dsp.melmatch import MEL_MATCH_ITERS, check_iters
 from canora.dsp.pitch import KeyChoice
 from canora.errors import AudioError, CanoraError
 from canora.io.models import BUNDLED
@@ -53,7 +54,7 @@ from canora.job import (  # noqa: F401 (MAX_*, WARN_TRANSPOSE, check_transpose, 
     plan_job,
 )
 from canora.memory import release_free_memory
-from canora.render import render_sung
+from canora.render import render_sung, vocode_matched
 
 if TYPE_CHECKING:
     from canora.conditioning import RefinerFeatures
@@ -335,6 +336,7 @@ class Converter:
         loudness: float | None = None,
         source_full_scale: int | None = None,
         no_voice: str = "silence",
+        mel_match: int = MEL_MATCH_ITERS,
     ) -> Conversion:
         """Convert mono ``audio`` (N,) at ``sr`` Hz toward ``singer``; see :class:`Conversion`.
 
@@ -352,9 +354,9 @@ class Converter:
         ``strength`` default to the refiner's defaults. ``source_full_scale``: the recording's samples at full scale
         when ``audio`` was resampled already (:func:`canora.io.audio.decode` counts them at the file's own rate);
         None: counted on ``audio``. ``no_voice``: what audio with no voice at all gives, ``"silence"`` (the default:
-        silence, with a warning) or ``"error"`` (one :class:`~canora.errors.AudioError`, nothing rendered). Audio with
-        no voice
-        at all converts to silence (logged), not to an error. ``progress`` shows tqdm bars;
+        silence, with a warning) or ``"error"`` (one :class:`~canora.errors.AudioError`, nothing rendered).
+        ``mel_match``: rounds of :func:`canora.dsp.melmatch.mel_match` after every vocoding (0: the vocoder's output
+        as it is; ``stats["mel_match"]``). ``progress`` shows tqdm bars;
         ``on_progress(fraction, what)`` is called as slices are done (for UIs). ``measure_cycle_error``
         adds the vocoder's mel cycle error to ``stats`` (one more mel of every sung slice's output).
         ``workers`` slices are analysed and rendered at once, each on ``threads // workers`` threads (torch's
@@ -374,7 +376,8 @@ class Converter:
             raise CanoraError(f"no_voice must be 'silence' or 'error', got {no_voice!r}")
         t0 = time.perf_counter()
         job = replace(self._job(singer, sampler, steps, strength, seed, transpose, auto_transpose, max_slice_seconds,
-                                key_mode), match_level=bool(match_level), loudness=check_loudness(loudness))
+                                key_mode), match_level=bool(match_level), loudness=check_loudness(loudness),
+                  mel_match=check_iters(mel_match, "mel_match"))
         clipped = full_scale_samples(audio) if source_full_scale is None else int(source_full_scale)
         wav = self._prepare(audio, sr, name, clipped)
         spec, hop, total = self.spec, self.spec.hop_length, len(wav)
@@ -423,7 +426,7 @@ class Converter:
         if measure_cycle_error:
             stats["mel_cycle_error"] = _mean_cycle_error(pieces)
         stats.update({"sampler": job.sampler, "steps": job.steps, "strength": job.strength, "seed": job.seed,
-                      "silent": silent_file, "source_full_scale_samples": clipped,
+                      "mel_match": job.mel_match, "silent": silent_file, "source_full_scale_samples": clipped,
                       "backend": {"refiner": self.refiner.backend, "vocoder": self.vocoder.backend},
                       "output": output.to_dict()})
         if choice is not None:
@@ -627,7 +630,8 @@ class Converter:
         start_phase = float(cycles[first] % 1.0)
         if isinstance(analysis, Unsung):  # sound without pitch (breath, consonants): resynthesise as it is
             f0 = np.zeros(analysis.mel.shape[1], np.float32)
-            return Rendered(self.vocoder.vocode(analysis.mel, f0, start_phase, first), analysis.mel, analysis.mel)
+            return Rendered(vocode_matched(self.vocoder, analysis.mel, f0, start_phase, first, job.mel_match),
+                            analysis.mel, analysis.mel)
         if analysis.keyed is None:
             raise CanoraError("render() needs the slice in the song's key; call put_in_key() first")
         frames = analysis.keyed.frames

@@ -44,10 +44,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from canora.backends import choose_backend
+from canora.dsp.melmatch import MEL_MATCH_ITERS, check_iters
 from canora.errors import AudioError, CanoraError
 from canora.job import Job, check_transpose, plan_job
 from canora.pipeline import Converter, Sung
-from canora.render import render_sung
+from canora.render import render_sung, vocode_matched
 
 if TYPE_CHECKING:
     from canora.conditioning import RefinerFeatures
@@ -197,6 +198,7 @@ class StreamConverter:
         crossfade_frames: int = 1,
         f0_method: str | None = STREAM_F0_METHOD,
         prime: bool = True,
+        mel_match: int = MEL_MATCH_ITERS,
     ) -> None:
         params = converter.refiner.feature_params
         if f0_method is not None and f0_method != params.f0_method:  # the same models with a faster F0 tracker
@@ -248,6 +250,7 @@ class StreamConverter:
         self.job: Job = plan_job(converter.refiner, singer, sampler=sampler,
                                  steps=DEFAULT_STREAM_STEPS if steps is None else steps, strength=strength,
                                  seed=seed, transpose=self.transpose, auto_transpose=False)
+        self.job = replace(self.job, mel_match=check_iters(mel_match, "mel_match"))
         self._singer_db = converter.refiner.singer_level(self.job.singer)  # None: no level stored, auto stays 0
         self.prime = bool(prime)
         self.block_seconds: list[float] = []
@@ -432,7 +435,8 @@ class StreamConverter:
                                    drive[v0 - a:], self._phase_at(v0), v0, seed=self.job.seed + k, skip=v0 - a)
         else:  # unsung or silent: the source mel resynthesised without pitch
             drive = self._commit(np.zeros(frames, np.float32), a, k)
-            audio = conv.vocoder.vocode(analysis.mel[:, v0 - a:], drive[v0 - a:], self._phase_at(v0), v0)
+            audio = vocode_matched(conv.vocoder, analysis.mel[:, v0 - a:], drive[v0 - a:], self._phase_at(v0), v0,
+                                   self.job.mel_match)
         self._trim(k)
         return self._envelope(audio, window[(v0 - a) * hop:])
 

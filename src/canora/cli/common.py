@@ -224,6 +224,14 @@ def add_file_command_args(p: argparse.ArgumentParser, run: Callable[[argparse.Na
     p.set_defaults(run=run)
 
 
+def add_mel_match_arg(p: argparse.ArgumentParser, default: int | None, default_note: str) -> None:
+    """``--mel-match N``: rounds of putting the vocoder's output back on its mel (canora.dsp.melmatch)."""
+    p.add_argument("--mel-match", type=int_in(0, 8), default=default, metavar="N",
+                   help="rounds of mel matching after the vocoder: each STFT bin of the output is scaled so that its "
+                   "mel comes back to the mel the vocoder was given (the phase stays the vocoder's); 0 = the "
+                   f"vocoder's output as it is ({default_note})")
+
+
 def add_overwrite_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true",
                    help="replace output files that already exist (default: an existing output is an error)")

@@ -98,6 +98,8 @@ def _add_key_args(p: argparse.ArgumentParser) -> None:
 
 def _add_sampling_args(p: argparse.ArgumentParser) -> None:
     """The refiner's sampler, steps, strength and seed."""
+    from canora.cli.common import add_mel_match_arg
+    from canora.dsp.melmatch import MEL_MATCH_ITERS
     from canora.refiner.base import DEFAULT_SAMPLER, DEFAULT_STEPS, DEFAULT_STRENGTH
     from canora.refiner.samplers import MAX_STEPS, available_samplers
     from canora.streaming import DEFAULT_STREAM_STEPS
@@ -109,6 +111,7 @@ def _add_sampling_args(p: argparse.ArgumentParser) -> None:
                    help="shallow-diffusion depth in (0, 1]: how far from the source mel the refiner may go "
                    "(1 = from pure noise)")
     p.add_argument("--seed", type=seed_arg, default=0, help="random seed; the same seed gives the same output")
+    add_mel_match_arg(p, MEL_MATCH_ITERS, f"default: {MEL_MATCH_ITERS}")
 
 
 def _add_rendering_args(p: argparse.ArgumentParser) -> None:
@@ -241,7 +244,7 @@ def _stream(conv: Any, wav: Any, sr: int, singer: str, args: argparse.Namespace,
     sc = StreamConverter(conv, block_ms=args.block_ms, input_sample_rate=int(sr), transpose=transpose,
                          gain_db=level.gain_db if level is not None else 0.0, singer=singer, sampler=args.sampler,
                          steps=args.steps, strength=args.strength, seed=args.seed,
-                         prime=False)
+                         prime=False, mel_match=args.mel_match)
     audio = sc.convert(np.asarray(wav, np.float32), round(sr * args.block_ms / 1000))
     wall = time.perf_counter() - t0
     ms = 1000 * np.asarray(sc.block_seconds)
@@ -384,7 +387,7 @@ class _Job:
                                strength=args.strength, seed=args.seed, max_slice_seconds=args.max_slice_seconds,
                                on_progress=on_progress, name=str(f), measure_cycle_error=args.cycle_error,
                                workers=args.workers, match_level=args.match_level, loudness=args.loudness,
-                               no_voice="silence" if args.allow_silence else "error")
+                               no_voice="silence" if args.allow_silence else "error", mel_match=args.mel_match)
         return self.write(f, res, None if res.stats.get("silent") else collapse_check(res, conv.spec))
 
     def write(self, f: Path, res: Any, check: dict | None) -> float:

@@ -10,6 +10,7 @@ from typing import Any
 from canora.cli.common import (
     HelpFormatter,
     add_device_args,
+    add_mel_match_arg,
     add_model_arg,
     add_voice_arg,
     finite_float,
@@ -74,6 +75,7 @@ def _gain(text: str) -> float | str:
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     from canora.backends import BACKEND_CHOICES
+    from canora.dsp.melmatch import MEL_MATCH_ITERS
     from canora.live import LIVE_BLOCK_MS
     from canora.refiner.base import DEFAULT_STRENGTH
     from canora.streaming import DEFAULT_STREAM_STEPS
@@ -119,6 +121,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=positive_int, default=DEFAULT_STREAM_STEPS, help="denoising steps per block")
     p.add_argument("--strength", type=finite_float, default=DEFAULT_STRENGTH,
                    help="shallow-diffusion depth in (0, 1]")
+    add_mel_match_arg(p, MEL_MATCH_ITERS, f"default: {MEL_MATCH_ITERS}; about 1 ms a block")
     p.add_argument("--seconds", type=finite_float, default=None, metavar="N",
                    help="stop after N seconds (default: run until Ctrl-C)")
     p.add_argument("--backend", default="auto", choices=BACKEND_CHOICES,
@@ -440,7 +443,8 @@ def _stream_converter(conv: Any, args: argparse.Namespace, rate: int) -> tuple[A
         except CanoraError:
             transpose, key_note = 0.0, " (the refiner stores no pitch range: kept as sung)"
     sc = StreamConverter(conv, block_ms=args.block_ms, input_sample_rate=rate, transpose=transpose,
-                         gain_db=args.gain_db, singer=singer, steps=args.steps, strength=args.strength)
+                         gain_db=args.gain_db, singer=singer, steps=args.steps, strength=args.strength,
+                         mel_match=args.mel_match)
     return sc, singer, key_note
 
 

@@ -11,6 +11,7 @@ from typing import Any
 from canora.cli.common import (
     HelpFormatter,
     add_file_command_args,
+    add_mel_match_arg,
     add_model_arg,
 )
 
@@ -18,6 +19,8 @@ log = logging.getLogger("canora")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    from canora.dsp.melmatch import MEL_MATCH_ITERS
+
     p = sub.add_parser(
         "vocode", formatter_class=HelpFormatter,
         help="mels (.npy) or audio -> wav with a HiFi-GAN vocoder",
@@ -37,6 +40,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                   "vocoder export, or 'bundled' for canora's NSF-HiFi-GAN")
     p.add_argument("--config", default=None, help="config.json for the checkpoint (default: the one beside it)")
     p.add_argument("--float", action="store_true", help="write 32-bit float wavs instead of 16-bit PCM")
+    add_mel_match_arg(p, None, f"default: {MEL_MATCH_ITERS} for canora's NSF vocoders, 0 for official HiFi-GANs, whose "
+                      "output stays the official code's")
     add_file_command_args(p, run)
 
 
@@ -110,11 +115,17 @@ class _Job:
 
     def one(self, f: Path) -> float:
         from canora.cli.common import emit
+        from canora.dsp.melmatch import MEL_MATCH_ITERS, mel_match
         from canora.io.audio import audio_writer
         from canora.io.files import atomic_open
 
         voc, spec = self.voc, self.voc.spec
-        wav = voc.vocode(*self.mel_and_f0(f))
+        mel, f0 = self.mel_and_f0(f)
+        wav = voc.vocode(mel, f0)
+        rounds = self.args.mel_match
+        rounds = (MEL_MATCH_ITERS if voc.needs_f0 else 0) if rounds is None else rounds
+        if rounds:
+            wav = mel_match(wav, mel, spec, rounds)
         if voc.needs_f0:  # canora's singing vocoder: no DC or rumble below the lowest sung note (official HiFi-GANs
             from canora.dsp.filters import highpass  # stay bit-exact with the official code)
 
