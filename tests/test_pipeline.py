@@ -88,7 +88,7 @@ def test_a_quiet_recording_converts_like_a_loud_one(tiny_models, monkeypatch, ca
     conv = Converter.from_pretrained(*tiny_models)
     loud = tone(2.0, amp=0.5)
     quiet = loud * np.float32(10 ** (-12 / 20))
-    a, b = conv.convert(loud, SR, steps=2), conv.convert(quiet, SR, steps=2)
+    a, b = conv.convert(loud, SR, steps=2, mel_match=0), conv.convert(quiet, SR, steps=2, mel_match=0)
     la, lb = a.stats["level"], b.stats["level"]
     assert la["singer_db"] == lb["singer_db"] == -20.0 and la["target_db"] == -15.0
     assert "median -20.0 dB +5" in la["reason"]
@@ -175,10 +175,11 @@ def straightforward(conv: Converter, wav: np.ndarray, transpose: float, max_slic
     (refiner.features of exactly that region), the song's level from all of them, each refined in the key and at
     that level, one F0 track for the song from each slice's own frames, each region vocoded (at that level) from its
     frame of that track at the vocoder's phase there and its place in the song and brought back to the recording's
-    level, cross-fade join, envelope, with the source high-passed first and the output stage last.
+    level, mel matching, cross-fade join, envelope, with the source high-passed first and the output stage last.
     -> (audio (N,), mel (80, T), f0 (T,))."""
     from canora.dsp.envelope import match_envelope
     from canora.dsp.filters import highpass
+    from canora.dsp.melmatch import mel_match
     from canora.dsp.output import finish_output
     from canora.dsp.slicing import join, plan_slices
     from canora.pipeline import CROSSFADE_FRAMES, MARGIN_FRAMES
@@ -200,8 +201,9 @@ def straightforward(conv: Converter, wav: np.ndarray, transpose: float, max_slic
         refined.append((r0, mel))
     cycles = conv.vocoder.frame_cycles(song_f0)
     back = np.float32(10.0 ** (-gain / 20.0))  # vocoded at the singer's level, then at the recording's
-    pieces = [conv.vocoder.vocode(mel, song_f0[r0 // hop: r0 // hop + mel.shape[1]], start_phase=cycles[r0 // hop] % 1,
-                                  start_frame=r0 // hop) * back for r0, mel in refined]
+    pieces = [mel_match(conv.vocoder.vocode(mel, song_f0[r0 // hop: r0 // hop + mel.shape[1]],
+                                            start_phase=cycles[r0 // hop] % 1, start_frame=r0 // hop),
+                        mel, conv.spec) * back for r0, mel in refined]
     out = match_envelope(join(pieces, slices, total, overlap, context), wav, hop=hop)
     return finish_output(out, SR)[0], np.concatenate(mels, axis=1), song_f0
 

@@ -4,7 +4,8 @@
 streaming, ``refine_features`` as ``canora refine`` calls it) with tiny seeded models on a synthetic tone,
 recorded before the key, level and render steps were gathered into one module, all without mel matching
 (``mel_match=0``, the renderings as they were then); ``*_matched`` are offline and streamed renderings with the
-default mel matching, recorded when it came. A refactor that changes one sample fails here. A deliberate change of the computation regenerates the file::
+default mel matching, recorded when it came. A refactor that changes one sample fails here. A deliberate change
+of the computation regenerates the file::
 
     .venv/bin/python tests/test_render_identity.py --write
 """

@@ -130,8 +130,10 @@ def test_an_onset_comes_out_one_latency_later(tiny_converter):
 
 @pytest.mark.slow
 def test_a_held_note_has_no_level_dip_or_click_at_block_joins(tiny_converter):
+    """The vocoder's renders of a join are in phase. Without mel matching: a tiny random vocoder is far from its
+    mel, so matching moves every band by its bound, which says nothing about a real vocoder's joins."""
     x = _tone(1.5)
-    sc = StreamConverter(tiny_converter, block_ms=60)
+    sc = StreamConverter(tiny_converter, block_ms=60, mel_match=0)
     y = sc.convert(x)
     fade, n = sc.crossfade_frames * sc.hop, sc.block_samples
     rms = lambda s: float(np.sqrt(np.mean(s.astype(np.float64) ** 2)))  # noqa: E731

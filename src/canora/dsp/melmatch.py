@@ -70,8 +70,9 @@ def _bin_gains(gains: np.ndarray, fb: np.ndarray) -> np.ndarray:
 
 
 def _match_once(x: np.ndarray, target: np.ndarray, spec: MelSpec, fb: np.ndarray, win: np.ndarray,
-                max_gain: float) -> np.ndarray:
-    """One round on ``x`` (T * hop,) float64 toward ``target`` (n_mels, T) linear mel -> (T * hop,) float64."""
+                max_gain: float, hold: int = 0) -> np.ndarray:
+    """One round on ``x`` (T * hop,) float64 toward ``target`` (n_mels, T) linear mel -> (T * hop,) float64; the
+    last ``hold`` frames take the band gains of the frame before them."""
     hop, n_fft = spec.hop_length, spec.n_fft
     frames = target.shape[1]
     pad = _pad(spec)
@@ -81,6 +82,8 @@ def _match_once(x: np.ndarray, target: np.ndarray, spec: MelSpec, fb: np.ndarray
     mag = np.abs(stft)
     now = np.maximum(fb @ (mag if spec.power == 1.0 else mag ** 2), spec.clamp)
     band = np.clip(target / now, 1.0 / max_gain, max_gain)
+    if 0 < hold < frames:
+        band[:, frames - hold:] = band[:, frames - hold - 1: frames - hold]
     if spec.power != 1.0:
         band = np.sqrt(band)  # a power mel's ratio is the magnitude's squared
     bins = _bin_gains(band, fb)
@@ -99,10 +102,14 @@ def _match_once(x: np.ndarray, target: np.ndarray, spec: MelSpec, fb: np.ndarray
 
 
 def mel_match(audio: np.ndarray, log_mel: np.ndarray, spec: MelSpec, iters: int = MEL_MATCH_ITERS,
-              max_gain_db: float = MAX_GAIN_DB) -> np.ndarray:
+              max_gain_db: float = MAX_GAIN_DB, hold: int = 0) -> np.ndarray:
     """``audio`` (T * hop,) rendered from ``log_mel`` (n_mels, T) -> (T * hop,) float32 whose mel is closer to
     ``log_mel`` (``iters`` rounds; 0 returns ``audio`` unchanged). Only the magnitude of each STFT bin moves, by
-    at most ``max_gain_db`` a round; the phase stays the vocoder's."""
+    at most ``max_gain_db`` a round; the phase stays the vocoder's.
+
+    ``hold``: the last frames are look-ahead a streamed block renders and drops (the vocoder made them without the
+    frames after them, and the STFT reads them mirrored): the last ``hold`` frames get the gains of the frame before
+    them, so that what they measure does not reach the frames kept."""
     from canora.dsp.mel import mel_filterbank
 
     iters = check_iters(iters)
@@ -130,7 +137,8 @@ def mel_match(audio: np.ndarray, log_mel: np.ndarray, spec: MelSpec, iters: int 
             out[a * hop: b * hop] = audio[a * hop: b * hop]
             continue
         y = x[lo * hop: hi * hop]
+        tail = max(0, hold - (frames - hi))  # the held frames inside this chunk
         for _ in range(iters):
-            y = _match_once(y, target[:, lo:hi], spec, fb, win, max_gain)
+            y = _match_once(y, target[:, lo:hi], spec, fb, win, max_gain, tail)
         out[a * hop: b * hop] = y[(a - lo) * hop: (b - lo) * hop]
     return out
