@@ -8,7 +8,9 @@ mel's frames * hop samples. Systems:
 * ``recording``: the reference itself: its own artifact metric values, the row every other row is read against
   (its comparison metrics, PESQ to GPE, are left empty);
 * ``griffin-lim``: :func:`canora.dsp.spectral.griffin_lim` of the same mel (``--gl-iters``, 32 by default);
-* every ``--vocoder NAME=PATH``: ``vocode(mel, f0)``. NSF vocoders get the recording's F0 by the tracker they
+* every ``--vocoder NAME=PATH``: ``vocode(mel, f0)``; with ``--mel-match N`` also ``NAME+mmN``, the same output
+  after N rounds of :func:`canora.dsp.melmatch.mel_match` (what a conversion hands out; its time is in ``rtf``).
+  NSF vocoders get the recording's F0 by the tracker they
   were trained with: ``meta.f0_method`` of the export's model.json; "harvest" when the meta lacks it (exports
   made before canora recorded the tracker, e.g. the bundled 0.1 vocoder; new exports record "swift", the
   default); ``--f0-method`` overrides it for every NSF vocoder. Plain HiFi-GANs take no F0.
@@ -74,6 +76,7 @@ from canora.dsp import artifacts
 from canora.dsp.filters import dc_offset, subsonic_db
 from canora.dsp.level import true_peak_db
 from canora.dsp.mel import MelSpec, wav_to_mel
+from canora.dsp.melmatch import mel_match
 from canora.dsp.metrics import mel_cycle_error
 from canora.dsp.pitch import HarvestF0, extract_f0, repair_octave_jumps
 from canora.dsp.spectral import griffin_lim
@@ -115,6 +118,8 @@ def synthesise(system: dict[str, Any], mel: np.ndarray, f0: np.ndarray | None, s
         out = griffin_lim(mel, spec, n_iter=gl_iters)
     else:
         out = system["vocoder"].vocode(mel, f0)
+        if system.get("mel_match"):
+            out = mel_match(np.asarray(out, np.float32), mel, spec, system["mel_match"])
     return np.asarray(out, np.float32), time.perf_counter() - t0, load
 
 
@@ -223,6 +228,8 @@ def main() -> None:
     ap.add_argument("--f0-method", default=None,
                     help="F0 tracker for every NSF vocoder (default: each export's meta.f0_method, else harvest)")
     ap.add_argument("--gl-iters", type=int, default=32, help="Griffin-Lim iterations")
+    ap.add_argument("--mel-match", type=int, default=0, metavar="N",
+                    help="also score each vocoder with N rounds of canora.dsp.melmatch.mel_match after it, as NAME+mmN")
     ap.add_argument("--plot-start", type=float, default=3.0, help="start (s) of the 2-s spectrogram window")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--refiner", default=None, metavar="PATH|bundled",
@@ -252,6 +259,9 @@ def main() -> None:
         voc = Vocoder.from_pretrained(path)
         systems[name] = {"kind": "vocoder", "vocoder": voc, "source": voc.source,
                          "f0_method": training_f0_method(path, voc, args.f0_method)}
+        if args.mel_match:  # the same vocoder with its output put back on the mel (what a conversion hands out)
+            systems[f"{name}+mm{args.mel_match}"] = {**systems[name], "mel_match": args.mel_match,
+                                                     "source": f"{voc.source} + mel_match({args.mel_match})"}
     specs = {s["vocoder"].spec for s in systems.values() if s["kind"] == "vocoder"}
     if len(specs) > 1:
         raise SystemExit("the vocoders use different MelSpecs; compare vocoders of one MelSpec")

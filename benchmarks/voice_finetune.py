@@ -20,8 +20,8 @@ female) with no flags (the automatic key), and each conversion is scored:
 * gross pitch error against the transposed source by harvest and by Praat.
 
 Rows ``minutes = 0`` score the base refiner alone (its mean singer) and the bundled PJS voice, for reference; a last
-table gives the ceiling: the held-out song as recorded and as copy-synthesised by the vocoder, identified the same
-way.
+table gives the ceiling: the held-out song as recorded and as copy-synthesised by the vocoder (as it comes, and after
+``--mel-match`` rounds of mel matching, which every conversion gets by default), identified the same way.
 
     .venv/bin/python benchmarks/voice_finetune.py --base multi=bundled-base --data-minutes 1 2 5 --minutes 10 30 \\
         [--work bench_out/voices] [--threads 1] [--train-only] [--steps-per-minute N]
@@ -43,6 +43,7 @@ from _common import print_table, write_json
 from _panel import DATA, IdentityJudge, glob, middle  # noqa: F401
 
 from canora.analysis.evaluation import SpeakerEmbedder, centroid, embed_voiced, evaluate_conversion
+from canora.dsp.melmatch import MEL_MATCH_ITERS, mel_match
 from canora.io.audio import load_audio
 from canora.pipeline import Converter
 
@@ -126,10 +127,10 @@ class Judge:
         return self.ident.share(wav)
 
 
-def score(conv: Converter, singer: str | None, judge: Judge) -> list[dict]:
+def score(conv: Converter, singer: str | None, judge: Judge, mel_match: int = MEL_MATCH_ITERS) -> list[dict]:
     rows = []
     for name, clip in judge.clips.items():
-        res = conv.convert(clip, SR, singer=singer)
+        res = conv.convert(clip, SR, singer=singer, mel_match=mel_match)
         s = evaluate_conversion(res.audio, clip, SR, transpose=res.transpose, embedder=judge.emb,
                                 target_centroid=judge.centroid, target_centroid_voiced=judge.centroid_voiced)
         idc, top = judge.identify(res.audio)
@@ -166,6 +167,8 @@ def main() -> int:
     ap.add_argument("--work", type=Path, default=Path("bench_out/voices"), help="voices and scratch data")
     ap.add_argument("--train-only", action="store_true", help="make the voices, score nothing")
     ap.add_argument("--no-reference", action="store_true", help="skip the base-alone and bundled-PJS rows")
+    ap.add_argument("--mel-match", type=int, default=MEL_MATCH_ITERS, metavar="N",
+                    help=f"mel matching rounds of every conversion (default: the conversions', {MEL_MATCH_ITERS})")
     ap.add_argument("--out", type=Path, default=Path("bench_out/voice_finetune.json"))
     args = ap.parse_args()
     if not (DATA / TARGET).is_dir():
@@ -185,13 +188,13 @@ def main() -> int:
         for label, ref in [*((f"{b} alone (mean singer)", p) for b, p in bases.items()), ("bundled PJS", "bundled")]:
             conv = Converter.from_pretrained(ref)
             singer = ",".join(f"{s}:1" for s in conv.singers) if len(conv.singers) > 1 else None
-            rows = score(conv, singer, judge)
+            rows = score(conv, singer, judge, args.mel_match)
             table.append({"voice": label, "data_min": 0, "minutes": 0, **summary(rows)})
             per_clip += [{"voice": label, **r} for r in rows]
     for (_base, d, m), folder in voices.items():
         conv = Converter.from_pretrained(voice=folder)
         doc = json.loads((folder / "voice.json").read_text())
-        rows = score(conv, None, judge)
+        rows = score(conv, None, judge, args.mel_match)
         t = doc["trained"]
         table.append({"voice": folder.name, "data_min": d, "minutes": m, "steps": t.get("refiner_steps"),
                       "train_min": t.get("refiner_minutes"), **summary(rows)})
@@ -205,16 +208,19 @@ def main() -> int:
         wav = load_audio(p, SR)
         feats = extract_features(wav, conv.spec, conv.refiner.feature_params)
         copy = conv.vocoder.vocode(feats.mel, feats.f0_with_zeros(), 0.0)
+        matched = mel_match(copy, feats.mel, conv.spec, args.mel_match) if args.mel_match else copy
         ceiling.append({"clip": p.stem[:40], "id_recording": judge.identify(wav)[0],
-                        "id_vocoder_copy": judge.identify(copy)[0]})
+                        "id_vocoder_copy": judge.identify(copy)[0],
+                        "id_vocoder_copy_matched": judge.identify(matched)[0]})
     cols = ["voice", "data_min", "minutes", "steps", "id", "id_min", "id_src", "sim", "sim_src", "sim_v", "sim_v_src",
             "gpe_harvest", "gpe_harvest_max", "gpe_praat", "gpe_praat_max"]
     print_table(table, cols)
-    print_table(ceiling, ["clip", "id_recording", "id_vocoder_copy"])
+    print_table(ceiling, ["clip", "id_recording", "id_vocoder_copy", "id_vocoder_copy_matched"])
     load = os.getloadavg()
     print(f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     write_json(args.out, {"target": TARGET, "holdout": [p.name for p in held], "pool": [p.name for p in pool],
                           "panel": judge.panel.windows_per_singer, "threads": args.threads, "load_average": load,
+                          "mel_match": args.mel_match,
                           "rows": table, "per_clip": per_clip, "ceiling": ceiling})
     return 0
 
