@@ -419,3 +419,25 @@ def test_a_third_input_channel_of_a_two_channel_device_is_one_line(capsys, fake_
     assert main(["live", "--input", "USB Audio", "--input-channel", "3", "--refiner", "/nonexistent/refiner"]) == 2
     line = _one_line(capsys.readouterr().err)
     assert "--input-channel 3: --input 1 'USB Audio Interface' has 2 input channel(s)" in line
+
+
+def test_a_stream_stop_that_does_not_return_is_pending_and_abandons_the_stream(tiny_converter, monkeypatch):
+    """A server that no longer calls the stream: stop() gives up after STOP_TIMEOUT_SECONDS, leaves the stream
+    unclosed and says ``stop_pending`` (the CLI then leaves with os._exit, as PortAudio's terminate would wait);
+    a stream that stops is closed and nothing is pending."""
+    import canora.live as live
+
+    monkeypatch.setattr(live, "STOP_TIMEOUT_SECONDS", 0.2)
+    sc = IdentityStream(tiny_converter, block_ms=60, input_sample_rate=SR)
+    session, made = _session(sc)
+    session.open()
+    assert not session.stop_pending
+    session.stop()
+    assert made[0].closed and not session.stop_pending and not session.abandoned
+    release = threading.Event()
+    session2, made2 = _session(sc)
+    session2.open()
+    monkeypatch.setattr(made2[0], "stop", lambda: release.wait(10.0))
+    session2.stop()
+    assert session2.abandoned and session2.stop_pending and not made2[0].closed
+    release.set()

@@ -272,6 +272,7 @@ class LiveSession:
         self._switch: float | None = None
         self.worker_realtime = False  # whether the worker thread runs under SCHED_FIFO
         self.abandoned = False  # the stream did not stop (the server stopped calling it); see stop()
+        self._stopper: threading.Thread | None = None  # the thread of the last stream stop (see stop_pending)
         self._last_call = 0.0  # time.monotonic() of the last callback
         #: the audio server's xrun count since the session started, where it can be read (JACK), else None
         self.server_xruns: Callable[[], int] | None = None
@@ -496,12 +497,19 @@ class LiveSession:
         self._worker.start()
         stream.start()
 
+    @property
+    def stop_pending(self) -> bool:
+        """True while a stream stop has not returned (the stream abandoned, or a stop still running when an error
+        cut :meth:`stop` short): a process that exits normally then hangs in PortAudio's terminate, which waits for
+        that stream (seen under load on JACK), so the caller should leave with ``os._exit``."""
+        return self.abandoned or (self._stopper is not None and self._stopper.is_alive())
+
     def stop(self) -> None:
         """Stop and close the stream, then the worker (idempotent)."""
         stream, self.stream = self.stream, None
         try:
             if stream is not None:
-                stopper = threading.Thread(target=stream.stop, name="canora-live-stop", daemon=True)
+                stopper = self._stopper = threading.Thread(target=stream.stop, name="canora-live-stop", daemon=True)
                 stopper.start()
                 stopper.join(STOP_TIMEOUT_SECONDS)
                 if stopper.is_alive():  # the server no longer calls the stream: leave it (the process ends soon)

@@ -292,19 +292,11 @@ def run(args: argparse.Namespace) -> int:
     stats = _run_session(session, args, sd, devs, _on_start(args, sd, devs, sc, what))
     if args.stats_json is not None:
         _write_stats(args, stats, session, sc, runtime, devs.rate)
-    if session.abandoned or _stream_stop_pending():  # PortAudio would wait for the stream again at exit
+    if session.stop_pending:  # PortAudio would wait for the stream again at exit
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(0)
     return 0
-
-
-def _stream_stop_pending() -> bool:
-    """True while a stream stop (``canora-live-stop``, :meth:`canora.live.LiveSession.stop`) has not returned: exiting
-    normally would then hang in PortAudio's terminate, which waits for that stream (seen under load on JACK)."""
-    import threading
-
-    return any(t.name == "canora-live-stop" and t.is_alive() for t in threading.enumerate())
 
 
 def _check_options(args: argparse.Namespace) -> None:
@@ -497,7 +489,7 @@ def _run_session(session: Any, args: argparse.Namespace, sd: Any, devs: _Devices
     except getattr(sd, "PortAudioError", OSError) as e:
         raise devs.open_error(e, devs.rate) from None
     except BaseException as e:
-        if session.abandoned or _stream_stop_pending():  # PortAudio would wait for the stream again at exit:
+        if session.stop_pending:  # PortAudio would wait for the stream again at exit:
             # leave now, with the one line
             print(f"canora live: error: {e if isinstance(e, CanoraError) else repr(e)}", file=sys.stderr, flush=True)
             os._exit(2 if isinstance(e, CanoraError) else 1)
