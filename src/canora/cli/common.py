@@ -159,13 +159,15 @@ def apply_device_args(args: argparse.Namespace, uses_torch: bool = True) -> None
             torch.set_num_threads(args.threads)
 
 
-def model_backend(args: argparse.Namespace, streaming: bool) -> str | None:
-    """What the models of a converting command load with (:func:`canora.backends.choose_backend` decides):
-    ``"onnx"`` for ONNX Runtime, else None (torch models on torch, ONNX exports on ONNX Runtime)."""
+def model_backend(args: argparse.Namespace, streaming: bool, models: tuple[tuple[Any, str], ...] | None = None,
+                  config: str | None = None) -> str | None:
+    """What the models of a command load with (:func:`canora.backends.choose_backend` decides; ``models``: (name,
+    kind) pairs, by default ``--refiner`` and ``--vocoder``): ``"onnx"`` for ONNX Runtime, else None (torch models
+    on torch, ONNX exports on ONNX Runtime)."""
     from canora.backends import choose_backend
 
-    models = ((args.refiner, "refiner"), (args.vocoder, "vocoder"))
-    chosen = choose_backend(args.backend, args.device, models=models, streaming=streaming)
+    models = models or ((args.refiner, "refiner"), (args.vocoder, "vocoder"))
+    chosen = choose_backend(args.backend, args.device, models=models, streaming=streaming, config=config)
     log = logging.getLogger("canora")
     log.info("backend: %s%s", "ONNX Runtime" if chosen == "onnx" else "torch",
              " (auto)" if args.backend == "auto" else "")

@@ -19,6 +19,7 @@ log = logging.getLogger("canora")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    from canora.backends import BACKEND_CHOICES
     from canora.dsp.melmatch import MEL_MATCH_ITERS
 
     p = sub.add_parser(
@@ -40,6 +41,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                   "vocoder export, or 'bundled' for canora's NSF-HiFi-GAN")
     p.add_argument("--config", default=None, help="config.json for the checkpoint (default: the one beside it)")
     p.add_argument("--float", action="store_true", help="write 32-bit float wavs instead of 16-bit PCM")
+    p.add_argument("--backend", default="auto", choices=BACKEND_CHOICES,
+                   help="run the vocoder on torch or ONNX Runtime; auto: ONNX Runtime when the vocoder is an ONNX "
+                   "export or its copy is kept (`canora export VOCODER --cache`), else torch")
     add_mel_match_arg(p, None, f"default: {MEL_MATCH_ITERS} for canora's NSF vocoders, 0 for official HiFi-GANs, whose "
                       "output stays the official code's")
     add_file_command_args(p, run)
@@ -54,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
         check_outputs,
         list_inputs,
         load_vocoder,
+        model_backend,
         plan_outputs,
     )
     from canora.io.audio import AUDIO_EXTENSIONS, output_format
@@ -65,7 +70,8 @@ def run(args: argparse.Namespace) -> int:
         output_format(out, _subtype(args))
     check_outputs(outputs.values(), args, inputs=files)
     check_audio_header(files)
-    voc = load_vocoder(args.vocoder, config=args.config, device=args.device)
+    backend = model_backend(args, False, models=((args.vocoder, "vocoder"),), config=args.config)
+    voc = load_vocoder(args.vocoder, config=args.config, device=args.device, backend=backend)
     check_outputs(outputs.values(), args, inputs=files,
                   need_bytes=audio_output_bytes([f for f in files if f.suffix.lower() != ".npy"],
                                                 voc.spec.sample_rate, 4 if args.float else 2))
