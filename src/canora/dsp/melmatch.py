@@ -33,6 +33,14 @@ if TYPE_CHECKING:
 MEL_MATCH_ITERS = 2
 #: the most any band of any frame is raised or lowered (dB) in one round
 MAX_GAIN_DB = 12.0
+#: the target and the output's mel are compared after a Gaussian smoothing over this many bands (sigma): the
+#: envelope is matched, not the place of each harmonic, which the F0 the vocoder was driven with decides. Where
+#: bands resolve harmonics (below a few kHz) a refined mel can place one elsewhere than the F0 does (a quick
+#: ornament the refiner smoothed); matched band by band, the output followed the mel there, and conversions of
+#: unseen singers (4 clips into PJS and into a 2-minute voice) had up to 12.5 % of frames more than 50 cents off
+#: by Praat where the unmatched ones had 0-3 %. Sigma 1, 1.5, 2, 3: at most 5.4, 3.0, 3.0, 3.0 % (unmatched 2.8 %),
+#: copy-synthesis PESQ-wb (2 PJS and 2 idil pieces of 12 s) 4.11 / 3.95, 4.01 / 3.76, 3.90 / 3.57, 3.69 / 3.25
+SMOOTH_BANDS = 2.0
 #: frames matched at once (a long song's complex STFT at once would be large); each chunk is read with
 #: :data:`_CONTEXT_FRAMES` more frames of context per round on each side
 CHUNK_FRAMES = 2048
@@ -81,6 +89,11 @@ def _match_once(x: np.ndarray, target: np.ndarray, spec: MelSpec, fb: np.ndarray
     stft = np.fft.rfft(seg * win, axis=1).T  # (bins, T)
     mag = np.abs(stft)
     now = np.maximum(fb @ (mag if spec.power == 1.0 else mag ** 2), spec.clamp)
+    if SMOOTH_BANDS > 0:  # envelopes, not harmonics: where bands resolve harmonics, their place is the F0's
+        from scipy.ndimage import gaussian_filter1d
+
+        target = gaussian_filter1d(target, SMOOTH_BANDS, axis=0, mode="nearest")
+        now = gaussian_filter1d(now, SMOOTH_BANDS, axis=0, mode="nearest")
     band = np.clip(target / now, 1.0 / max_gain, max_gain)
     if 0 < hold < frames:
         band[:, frames - hold:] = band[:, frames - hold - 1: frames - hold]
