@@ -167,10 +167,13 @@ def _outputs(files: list[Path], args: argparse.Namespace) -> dict[Path, list[Pat
 #: what the sidecar's less obvious keys mean (written into it as "notes", for the keys it holds)
 SIDECAR_NOTES = {
     "mel_cycle_error": "--cycle-error: the vocoder's mel cycle error over every sung slice of the song (the refined "
-                       "mel against the mel of the audio the vocoder made from it, mean |ln| over loud frames); "
-                       "what `canora eval` reads",
+                       "mel against the mel of the audio the vocoder made from it, after `mel_match` rounds of mel "
+                       "matching, mean |ln| over loud frames); what `canora eval` reads",
+    "mel_match": "rounds of mel matching after the vocoder (0 = off): each STFT bin scaled so the output's mel "
+                 "envelope comes back to the refined mel's, the vocoder's phase kept",
     "refiner_check": "the quick check every conversion makes on its first sung stretch only (`seconds` of it): the "
-                     "vocoder's mel cycle error there, with the output stage's plain gain left out, and how far the "
+                     "vocoder's mel cycle error there (after mel matching), with the output stage's plain gain left "
+                     "out, and how far the "
                      "refined mel moved from the source's (`mel_change`, ln units); `ok` when they stay under "
                      "`cycle_error_limit` and `mel_change_limit` (an untrained or mismatched refiner goes far above). "
                      "It differs from mel_cycle_error, which covers the whole song",
