@@ -60,6 +60,7 @@ refiner can win back; what the octaves lose is the similarity measure's pitch se
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import sys
 import time
@@ -80,6 +81,7 @@ from canora.analysis.evaluation import (
 )
 from canora.dsp.harmonics import harmonic_contrast, refine_to_harmonics
 from canora.dsp.mel import wav_to_mel
+from canora.dsp.melmatch import MEL_MATCH_ITERS
 from canora.dsp.metrics import DETAIL_BANDS
 from canora.dsp.pitch import extract_f0
 from canora.io.audio import load_audio
@@ -368,6 +370,8 @@ def main() -> None:
     ap.add_argument("--strengths", type=float, nargs="+", default=[0.6, 0.8, 1.0])
     ap.add_argument("--key", nargs="+", default=["none", "octave"], choices=("none", "octave", "free"))
     ap.add_argument("--clip-seconds", type=float, default=10.0)
+    ap.add_argument("--mel-match", type=int, nargs="+", default=[MEL_MATCH_ITERS], metavar="N",
+                    help="rounds of mel matching after the vocoder (a grid dimension; default: the conversion's)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", type=Path, default=Path("bench_out/conversion_sweep.json"))
     args = ap.parse_args()
@@ -400,60 +404,59 @@ def main() -> None:
         id_src, _ = judge.share(wav)
         for key in args.key:
             for sampler in args.samplers:
-                for steps in args.steps:
-                    for strength in args.strengths:
-                        t0 = time.perf_counter()
-                        res = conv.convert(wav, sr, auto_transpose=key != "none",
-                                           key_mode="free" if key == "free" else "octave", sampler=sampler,
-                                           steps=steps, strength=strength, name=path.stem)
-                        wall = time.perf_counter() - t0
-                        s = evaluate_conversion(res.audio, wav, sr, transpose=res.transpose, embedder=emb,
-                                                target_centroid=target, target_centroid_voiced=target_voiced)
-                        src_scores = src_scores or s
-                        bands = sim_voiced_bands(emb, res.audio[: len(wav)], sr, spec.hop_length, voiced, res.f0,
-                                                 target_voiced)
-                        ratio = detail.ratio(res.mel, res.f0)
-                        heard_ratio = heard.ratio(wav_to_mel(res.audio, spec), res.f0)
-                        comb_ratio, comb_steady = comb.ratio(res.audio, res.f0)
-                        n_v = min(len(voiced), len(res.f0))
-                        sung = res.f0[:n_v][voiced[:n_v] & (res.f0[:n_v] > 0)]
-                        sim_self, self_exact = self_ref.similarity(emb, sung, target_voiced)
-                        id_conv, id_top = judge.share(res.audio[: len(wav)])
-                        rows.append({
-                            "clip": path.stem[:20], "key": key, "sampler": sampler, "steps": steps,
-                            "strength": strength, "transpose": res.transpose,
-                            "sim": s["similarity_converted"], "sim_source": s["similarity_source"],
-                            "sim_voiced": s["similarity_voiced_converted"],
-                            "sim_voiced_src": s["similarity_voiced_source"],
-                            "sim_voiced_lo": bands[0], "sim_voiced_hi": bands[1],
-                            "sim_voiced_self": sim_self, "self_exact_semitones": self_exact,
-                            "id": id_conv, "id_src": id_src, "id_top": id_top,
-                            "self_gap": sim_self - s["similarity_voiced_converted"],
-                            "gpe_harvest": s["gpe_harvest"], "gpe_praat": s["gpe_praat"],
-                            "gpe_agreed_harvest": s["gpe_agreed_harvest"], "gpe_agreed_praat": s["gpe_agreed_praat"],
-                            "periodicity": s["periodicity_converted"], "periodicity_src": s["periodicity_source"],
-                            "line_db": s["frame_rate_line_db_converted"], "line_db_src": s["frame_rate_line_db_source"],
-                            "hnr_db": s["hnr_db_converted"], "hnr_db_src": s["hnr_db_source"],
-                            "tone_over_src_db": s["held_tone_over_source_db"],
-                            "subsonic_db": s["subsonic_db_converted"], "subsonic_db_src": s["subsonic_db_source"],
-                            "dc": s["dc_offset_converted"], "true_peak_dbtp": s["true_peak_dbtp_converted"],
-                            "full_scale": s["full_scale_samples_converted"],
-                            "limited_ms": res.stats["output"]["limited_ms"],
-                            **{f"detail_{int(lo / 1000)}-{int(hi / 1000)}k": r for (lo, hi), r in
-                               zip(DETAIL_BANDS, ratio)},
-                            **{f"heard_{int(lo / 1000)}-{int(hi / 1000)}k": r for (lo, hi), r in
-                               zip(DETAIL_BANDS, heard_ratio)},
-                            **{f"comb_{int(lo / 1000)}-{int(hi / 1000)}k": r for (lo, hi), r in
-                               zip(COMB_BANDS, comb_ratio)},
-                            **{f"comb_steady_{int(lo / 1000)}-{int(hi / 1000)}k": r for (lo, hi), r in
-                               zip(COMB_BANDS, comb_steady)},
-                            **{f"comb_src_{int(lo / 1000)}-{int(hi / 1000)}k": r for (lo, hi), r in
-                               zip(COMB_BANDS, src_comb)},
-                            "rtf": wall / secs})
+                for steps, strength, mm in itertools.product(args.steps, args.strengths, args.mel_match):
+                    t0 = time.perf_counter()
+                    res = conv.convert(wav, sr, auto_transpose=key != "none",
+                                       key_mode="free" if key == "free" else "octave", sampler=sampler,
+                                       steps=steps, strength=strength, name=path.stem, mel_match=mm)
+                    wall = time.perf_counter() - t0
+                    s = evaluate_conversion(res.audio, wav, sr, transpose=res.transpose, embedder=emb,
+                                            target_centroid=target, target_centroid_voiced=target_voiced)
+                    src_scores = src_scores or s
+                    bands = sim_voiced_bands(emb, res.audio[: len(wav)], sr, spec.hop_length, voiced, res.f0,
+                                             target_voiced)
+                    ratio = detail.ratio(res.mel, res.f0)
+                    heard_ratio = heard.ratio(wav_to_mel(res.audio, spec), res.f0)
+                    comb_ratio, comb_steady = comb.ratio(res.audio, res.f0)
+                    n_v = min(len(voiced), len(res.f0))
+                    sung = res.f0[:n_v][voiced[:n_v] & (res.f0[:n_v] > 0)]
+                    sim_self, self_exact = self_ref.similarity(emb, sung, target_voiced)
+                    id_conv, id_top = judge.share(res.audio[: len(wav)])
+                    rows.append({
+                        "clip": path.stem[:20], "key": key, "sampler": sampler, "steps": steps,
+                        "strength": strength, "mel_match": mm, "transpose": res.transpose,
+                        "sim": s["similarity_converted"], "sim_source": s["similarity_source"],
+                        "sim_voiced": s["similarity_voiced_converted"],
+                        "sim_voiced_src": s["similarity_voiced_source"],
+                        "sim_voiced_lo": bands[0], "sim_voiced_hi": bands[1],
+                        "sim_voiced_self": sim_self, "self_exact_semitones": self_exact,
+                        "id": id_conv, "id_src": id_src, "id_top": id_top,
+                        "self_gap": sim_self - s["similarity_voiced_converted"],
+                        "gpe_harvest": s["gpe_harvest"], "gpe_praat": s["gpe_praat"],
+                        "gpe_agreed_harvest": s["gpe_agreed_harvest"], "gpe_agreed_praat": s["gpe_agreed_praat"],
+                        "periodicity": s["periodicity_converted"], "periodicity_src": s["periodicity_source"],
+                        "line_db": s["frame_rate_line_db_converted"], "line_db_src": s["frame_rate_line_db_source"],
+                        "hnr_db": s["hnr_db_converted"], "hnr_db_src": s["hnr_db_source"],
+                        "tone_over_src_db": s["held_tone_over_source_db"],
+                        "subsonic_db": s["subsonic_db_converted"], "subsonic_db_src": s["subsonic_db_source"],
+                        "dc": s["dc_offset_converted"], "true_peak_dbtp": s["true_peak_dbtp_converted"],
+                        "full_scale": s["full_scale_samples_converted"],
+                        "limited_ms": res.stats["output"]["limited_ms"],
+                        **{f"detail_{int(lo / 1000)}-{int(hi / 1000)}k": r for (lo, hi), r in
+                           zip(DETAIL_BANDS, ratio)},
+                        **{f"heard_{int(lo / 1000)}-{int(hi / 1000)}k": r for (lo, hi), r in
+                           zip(DETAIL_BANDS, heard_ratio)},
+                        **{f"comb_{int(lo / 1000)}-{int(hi / 1000)}k": r for (lo, hi), r in
+                           zip(COMB_BANDS, comb_ratio)},
+                        **{f"comb_steady_{int(lo / 1000)}-{int(hi / 1000)}k": r for (lo, hi), r in
+                           zip(COMB_BANDS, comb_steady)},
+                        **{f"comb_src_{int(lo / 1000)}-{int(hi / 1000)}k": r for (lo, hi), r in
+                           zip(COMB_BANDS, src_comb)},
+                        "rtf": wall / secs})
         print(f"{path.name}: done", file=sys.stderr)
         load.append(os.getloadavg())
-    cols = ["clip", "key", "sampler", "steps", "strength", "transpose", "id", "id_src", "sim", "sim_source",
-            "sim_voiced",
+    cols = ["clip", "key", "sampler", "steps", "strength", "mel_match", "transpose", "id", "id_src", "sim",
+            "sim_source", "sim_voiced",
             "sim_voiced_src", "sim_voiced_self", "self_exact_semitones", "self_gap", "sim_voiced_lo", "sim_voiced_hi",
             "gpe_harvest", "gpe_praat", "gpe_agreed_harvest",
             "gpe_agreed_praat", "periodicity", "periodicity_src", "hnr_db", "hnr_db_src", "tone_over_src_db",
@@ -464,13 +467,14 @@ def main() -> None:
             "comb_src_2-4k", "comb_src_4-8k", "rtf"]
     print_table(rows, cols)
     def setting(r: dict) -> tuple:
-        return r["key"], r["sampler"], r["steps"], r["strength"]
+        return r["key"], r["sampler"], r["steps"], r["strength"], r["mel_match"]
 
     means = []
-    for key, sampler, steps, strength in sorted({setting(r) for r in rows}, key=str):
-        sel = [r for r in rows if setting(r) == (key, sampler, steps, strength)]
+    for key, sampler, steps, strength, mm in sorted({setting(r) for r in rows}, key=str):
+        sel = [r for r in rows if setting(r) == (key, sampler, steps, strength, mm)]
         means.append({"clip": f"MEAN of {len(sel)}", "key": key, "sampler": sampler, "steps": steps,
-                      "strength": strength, **{k: float(np.nanmean([r[k] for r in sel])) for k in cols[5:]},
+                      "strength": strength, "mel_match": mm,
+                      **{k: float(np.nanmean([r[k] for r in sel])) for k in cols[6:]},
                       "sim_min": float(np.nanmin([r["sim"] for r in sel])),
                       "id_min": float(np.nanmin([r["id"] for r in sel])),
                       "sim_voiced_min": float(np.nanmin([r["sim_voiced"] for r in sel])),
@@ -479,8 +483,8 @@ def main() -> None:
                       "gpe_agreed_max": float(np.nanmax([max(r["gpe_agreed_harvest"], r["gpe_agreed_praat"])
                                                          for r in sel]))})
     print()
-    print_table(means, ["key", "sampler", "steps", "strength", "id", "id_min", "id_src", "sim", "sim_min", "sim_source",
-                        "sim_voiced",
+    print_table(means, ["key", "sampler", "steps", "strength", "mel_match", "id", "id_min", "id_src", "sim",
+                        "sim_min", "sim_source", "sim_voiced",
                         "sim_voiced_min", "sim_voiced_src", "sim_voiced_self", "self_gap_max", "sim_voiced_lo",
                         "sim_voiced_hi",
                         "gpe_harvest",
