@@ -32,6 +32,18 @@ WIDTH_DIVS = (1, 2, 4, 8)  # channel divisors that keep MSD's groups (4, 16) val
 DiscOutput = tuple[list[torch.Tensor], list[torch.Tensor], list[list[torch.Tensor]], list[list[torch.Tensor]]]
 
 
+def _scores_and_maps(convs: nn.ModuleList, conv_post: nn.Module, x: torch.Tensor,
+                     fmap: list[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """``x`` through ``convs`` (each followed by a leaky ReLU) and ``conv_post``, every output appended to ``fmap``
+    -> (the last output flattened to (B, N), ``fmap``)."""
+    for conv in convs:
+        x = F.leaky_relu(conv(x), LRELU_SLOPE)
+        fmap.append(x)
+    x = conv_post(x)
+    fmap.append(x)
+    return torch.flatten(x, 1, -1), fmap
+
+
 class DiscriminatorP(nn.Module):
     """One period discriminator: audio (B, 1, T) folded to (B, 1, T / p, p), 2-D convs over time."""
 
@@ -51,19 +63,12 @@ class DiscriminatorP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """(B, 1, T) -> (scores (B, N), feature maps)."""
-        fmap = []
         b, c, t = x.shape
         if t % self.period:
             n_pad = self.period - t % self.period
             x = F.pad(x, (0, n_pad), "reflect")
             t = t + n_pad
-        x = x.view(b, c, t // self.period, self.period)
-        for conv in self.convs:
-            x = F.leaky_relu(conv(x), LRELU_SLOPE)
-            fmap.append(x)
-        x = self.conv_post(x)
-        fmap.append(x)
-        return torch.flatten(x, 1, -1), fmap
+        return _scores_and_maps(self.convs, self.conv_post, x.view(b, c, t // self.period, self.period), [])
 
 
 class MultiPeriodDiscriminator(nn.Module):
@@ -100,13 +105,7 @@ class DiscriminatorS(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """(B, 1, T) -> (scores (B, N), feature maps)."""
-        fmap = []
-        for conv in self.convs:
-            x = F.leaky_relu(conv(x), LRELU_SLOPE)
-            fmap.append(x)
-        x = self.conv_post(x)
-        fmap.append(x)
-        return torch.flatten(x, 1, -1), fmap
+        return _scores_and_maps(self.convs, self.conv_post, x, [])
 
 
 class MultiScaleDiscriminator(nn.Module):
