@@ -4,15 +4,15 @@ A vocoder renders the fine structure of a mel well (harmonics from its F0-driven
 from frame to frame) and its envelope less well: the mel of the bundled vocoder's copy-synthesis of a held-out
 song lies 0.41 (mean |ln| over bands and frames) from the mel it was given. :func:`mel_match` measures that error
 per frame and band on the output and corrects it: the STFT of the output (the mel's own frame grid, window and
-padding) is scaled, bin by bin, by the band gains ``target mel / output mel`` spread over the bins each band
-covers (the mel filter's own weights; bins no band covers take the nearest band's gain), and resynthesised by
+padding) is scaled, bin by bin, by the band gains ``target mel / output mel`` (both smoothed over
+:data:`SMOOTH_BANDS` bands: the envelope) spread over the bins each band covers (the mel filter's own weights; bins no band covers take the nearest band's gain), and resynthesised by
 weighted overlap-add. The phase is the vocoder's, so the harmonics, their pitch and their continuity are kept;
 only the envelope moves. Each round brings the output's mel closer to the target (``iters`` rounds; gains are
 bounded by :data:`MAX_GAIN_DB` either way, so a band the vocoder left empty is not pulled out of its noise floor).
 
 Measured on held-out PJS songs 087-090 and four idil clips (a singer no model here was trained on), first 20 s,
-copy-synthesis by the bundled NSF vocoder (``benchmarks/vocoder_quality.py --mel-match``): PESQ-wb 2.81 -> 4.09
-(PJS) and 2.42 -> 4.17 (idil) with two rounds, where Griffin-Lim reaches 3.04 and 2.71. The frame is local, so a
+copy-synthesis by the bundled NSF vocoder (``benchmarks/vocoder_quality.py --mel-match 2``): PESQ-wb 2.81 -> 3.73
+(PJS) and 2.42 -> 3.60 (idil), where Griffin-Lim reaches 3.04 and 2.74. The frame is local, so a
 long signal is matched in chunks with enough context that the result equals a whole-signal match, and a streamed
 block (rendered with frames of margin before its cross-fade) is matched like a file.
 """
@@ -28,8 +28,8 @@ from canora.errors import CanoraError
 if TYPE_CHECKING:
     from canora.dsp.mel import MelSpec
 
-#: rounds of matching a conversion runs by default: two rounds reached PESQ-wb 4.09 on held-out PJS where one
-#: reached 3.96, with the frame-rate and pitch metrics unchanged (module docstring)
+#: rounds of matching a conversion runs by default (band by band, before the smoothing below, two rounds reached
+#: PESQ-wb 4.09 on held-out PJS copies where one reached 3.96)
 MEL_MATCH_ITERS = 2
 #: the most any band of any frame is raised or lowered (dB) in one round
 MAX_GAIN_DB = 12.0
