@@ -138,3 +138,40 @@ def test_bundled_vocoder_copy_of_a_held_out_song_comes_closer_to_its_mel() -> No
     assert both.sum() > 100
     cents = 1200 * np.abs(np.log2(f_matched[both] / f_out[both]))
     assert np.mean(cents > 50) < 0.02
+
+
+def test_the_rounds_follow_the_singers_the_vocoder_was_trained_on(tmp_path: Path) -> None:
+    """Automatic: none for a singer (or a mix of singers) the vocoder learned, the default for any other; a number
+    asked for is kept. The vocoder's singers survive its export and its ONNX copy, and land in the sidecar stats."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from conftest import make_tiny_models
+
+    from canora.job import mel_match_rounds
+    from canora.pipeline import Converter
+    from canora.vocoder.api import Vocoder
+
+    assert mel_match_rounds(None, "pjs", ("pjs",))[0] == 0
+    assert mel_match_rounds(None, "pjs:0.5,alto:0.5", ("pjs",))[0] == mm.MEL_MATCH_ITERS
+    assert mel_match_rounds(None, "pjs:0.5,alto:0.5", ("pjs", "alto"))[0] == 0
+    assert mel_match_rounds(None, "pjs", ())[0] == mm.MEL_MATCH_ITERS
+    assert mel_match_rounds(1, "pjs", ("pjs",)) == (1, "asked for")
+    with pytest.raises(CanoraError):
+        mel_match_rounds(-1, "pjs", ())
+    ref, voc_dir = make_tiny_models(tmp_path / "m", singers=("pjs", "alto"))
+    voc = Vocoder.from_pretrained(voc_dir)
+    assert voc.singers == ()
+    voc.singers = ("pjs",)
+    voc.export(tmp_path / "voc_pjs")
+    again = Vocoder.from_pretrained(tmp_path / "voc_pjs")
+    assert again.singers == ("pjs",)
+    conv = Converter.from_pretrained(ref, tmp_path / "voc_pjs")
+    x = _sung(seconds=1.5)
+    assert conv.convert(x, SR, singer="pjs", steps=1).stats["mel_match"] == 0
+    res = conv.convert(x, SR, singer="alto", steps=1)
+    assert res.stats["mel_match"] == mm.MEL_MATCH_ITERS and "not trained" in res.stats["mel_match_reason"]
+    pytest.importorskip("onnxruntime")
+    from canora.backends import on_onnx_runtime
+
+    assert on_onnx_runtime(conv.vocoder, "vocoder").singers == ("pjs",)

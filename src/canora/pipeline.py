@@ -39,7 +39,6 @@ from canora.backends import (  # noqa: F401 (BACKEND_CHOICES, check_backend, onn
 )
 from canora.dsp.level import full_scale_samples
 from canora.dsp.loudness import LevelChoice
-from canora.dsp.melmatch import MEL_MATCH_ITERS, check_iters
 from canora.dsp.pitch import KeyChoice
 from canora.errors import AudioError, CanoraError
 from canora.io.models import BUNDLED
@@ -51,6 +50,7 @@ from canora.job import (  # noqa: F401 (MAX_*, WARN_TRANSPOSE, check_transpose, 
     Job,
     check_transpose,
     key_plan,
+    mel_match_rounds,
     plan_job,
 )
 from canora.memory import release_free_memory
@@ -336,7 +336,7 @@ class Converter:
         loudness: float | None = None,
         source_full_scale: int | None = None,
         no_voice: str = "silence",
-        mel_match: int = MEL_MATCH_ITERS,
+        mel_match: int | None = None,
     ) -> Conversion:
         """Convert mono ``audio`` (N,) at ``sr`` Hz toward ``singer``; see :class:`Conversion`.
 
@@ -356,7 +356,8 @@ class Converter:
         None: counted on ``audio``. ``no_voice``: what audio with no voice at all gives, ``"silence"`` (the default:
         silence, with a warning) or ``"error"`` (one :class:`~canora.errors.AudioError`, nothing rendered).
         ``mel_match``: rounds of :func:`canora.dsp.melmatch.mel_match` after every vocoding (0: the vocoder's output
-        as it is; ``stats["mel_match"]``). ``progress`` shows tqdm bars;
+        as it is; None: :func:`canora.job.mel_match_rounds` decides, none for a singer the vocoder was trained on;
+        ``stats["mel_match"]``). ``progress`` shows tqdm bars;
         ``on_progress(fraction, what)`` is called as slices are done (for UIs). ``measure_cycle_error``
         adds the vocoder's mel cycle error to ``stats`` (one more mel of every sung slice's output).
         ``workers`` slices are analysed and rendered at once, each on ``threads // workers`` threads (torch's
@@ -375,9 +376,9 @@ class Converter:
         if no_voice not in ("silence", "error"):
             raise CanoraError(f"no_voice must be 'silence' or 'error', got {no_voice!r}")
         t0 = time.perf_counter()
-        job = replace(self._job(singer, sampler, steps, strength, seed, transpose, auto_transpose, max_slice_seconds,
-                                key_mode), match_level=bool(match_level), loudness=check_loudness(loudness),
-                  mel_match=check_iters(mel_match, "mel_match"))
+        job = self._job(singer, sampler, steps, strength, seed, transpose, auto_transpose, max_slice_seconds, key_mode)
+        rounds, why = mel_match_rounds(mel_match, job.singer, getattr(self.vocoder, "singers", ()))
+        job = replace(job, match_level=bool(match_level), loudness=check_loudness(loudness), mel_match=rounds)
         clipped = full_scale_samples(audio) if source_full_scale is None else int(source_full_scale)
         wav = self._prepare(audio, sr, name, clipped)
         spec, hop, total = self.spec, self.spec.hop_length, len(wav)
@@ -426,7 +427,8 @@ class Converter:
         if measure_cycle_error:
             stats["mel_cycle_error"] = _mean_cycle_error(pieces)
         stats.update({"sampler": job.sampler, "steps": job.steps, "strength": job.strength, "seed": job.seed,
-                      "mel_match": job.mel_match, "silent": silent_file, "source_full_scale_samples": clipped,
+                      "mel_match": job.mel_match, "mel_match_reason": why, "silent": silent_file,
+                      "source_full_scale_samples": clipped,
                       "backend": {"refiner": self.refiner.backend, "vocoder": self.vocoder.backend},
                       "output": output.to_dict()})
         if choice is not None:

@@ -44,9 +44,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from canora.backends import choose_backend
-from canora.dsp.melmatch import MEL_MATCH_ITERS, check_iters
 from canora.errors import AudioError, CanoraError
-from canora.job import Job, check_transpose, plan_job
+from canora.job import Job, check_transpose, mel_match_rounds, plan_job
 from canora.pipeline import Converter, Sung
 from canora.render import render_sung, vocode_matched
 
@@ -203,7 +202,7 @@ class StreamConverter:
         crossfade_frames: int = 1,
         f0_method: str | None = STREAM_F0_METHOD,
         prime: bool = True,
-        mel_match: int = MEL_MATCH_ITERS,
+        mel_match: int | None = None,
     ) -> None:
         params = converter.refiner.feature_params
         if f0_method is not None and f0_method != params.f0_method:  # the same models with a faster F0 tracker
@@ -258,7 +257,9 @@ class StreamConverter:
         self.job: Job = plan_job(converter.refiner, singer, sampler=sampler,
                                  steps=DEFAULT_STREAM_STEPS if steps is None else steps, strength=strength,
                                  seed=seed, transpose=self.transpose, auto_transpose=False)
-        self.job = replace(self.job, mel_match=check_iters(mel_match, "mel_match"))
+        rounds, self.mel_match_reason = mel_match_rounds(mel_match, self.job.singer,
+                                                         getattr(converter.vocoder, "singers", ()))
+        self.job = replace(self.job, mel_match=rounds)
         self._singer_db = converter.refiner.singer_level(self.job.singer)  # None: no level stored, auto stays 0
         self.prime = bool(prime)
         self.block_seconds: list[float] = []

@@ -111,7 +111,8 @@ def _add_sampling_args(p: argparse.ArgumentParser) -> None:
                    help="shallow-diffusion depth in (0, 1]: how far from the source mel the refiner may go "
                    "(1 = from pure noise)")
     p.add_argument("--seed", type=seed_arg, default=0, help="random seed; the same seed gives the same output")
-    add_mel_match_arg(p, MEL_MATCH_ITERS, f"default: {MEL_MATCH_ITERS}")
+    add_mel_match_arg(p, None, f"default: {MEL_MATCH_ITERS}, or 0 when the vocoder was trained on the target singer "
+                      "(its export's meta.singers: the bundled vocoder's is pjs)")
 
 
 def _add_rendering_args(p: argparse.ArgumentParser) -> None:
@@ -170,7 +171,8 @@ SIDECAR_NOTES = {
                        "mel against the mel of the audio the vocoder made from it, after `mel_match` rounds of mel "
                        "matching, mean |ln| over loud frames); what `canora eval` reads",
     "mel_match": "rounds of mel matching after the vocoder (0 = off): each STFT bin scaled so the output's mel "
-                 "envelope comes back to the refined mel's, the vocoder's phase kept",
+                 "envelope comes back to the refined mel's, the vocoder's phase kept; `mel_match_reason` says why "
+                 "that many (none for a singer the vocoder was trained on, unless asked for)",
     "refiner_check": "the quick check every conversion makes on its first sung stretch only (`seconds` of it): the "
                      "vocoder's mel cycle error there (after mel matching), with the output stage's plain gain left "
                      "out, and how far the "

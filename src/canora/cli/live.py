@@ -121,7 +121,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=positive_int, default=DEFAULT_STREAM_STEPS, help="denoising steps per block")
     p.add_argument("--strength", type=finite_float, default=DEFAULT_STRENGTH,
                    help="shallow-diffusion depth in (0, 1]")
-    add_mel_match_arg(p, MEL_MATCH_ITERS, f"default: {MEL_MATCH_ITERS}; about 1 ms a block")
+    add_mel_match_arg(p, None, f"default: {MEL_MATCH_ITERS}, or 0 when the vocoder was trained on the target "
+                      "singer; about 1 ms a block")
     p.add_argument("--seconds", type=finite_float, default=None, metavar="N",
                    help="stop after N seconds (default: run until Ctrl-C)")
     p.add_argument("--backend", default="auto", choices=BACKEND_CHOICES,

@@ -5,7 +5,8 @@ from frame to frame) and its envelope less well: the mel of the bundled vocoder'
 song lies 0.41 (mean |ln| over bands and frames) from the mel it was given. :func:`mel_match` measures that error
 per frame and band on the output and corrects it: the STFT of the output (the mel's own frame grid, window and
 padding) is scaled, bin by bin, by the band gains ``target mel / output mel`` (both smoothed over
-:data:`SMOOTH_BANDS` bands: the envelope) spread over the bins each band covers (the mel filter's own weights; bins no band covers take the nearest band's gain), and resynthesised by
+:data:`SMOOTH_BANDS` bands: the envelope) spread over the bins each band covers (the mel filter's own weights;
+bins no band covers take the nearest band's gain), and resynthesised by
 weighted overlap-add. The phase is the vocoder's, so the harmonics, their pitch and their continuity are kept;
 only the envelope moves. Each round brings the output's mel closer to the target (``iters`` rounds; gains are
 bounded by :data:`MAX_GAIN_DB` either way, so a band the vocoder left empty is not pulled out of its noise floor).

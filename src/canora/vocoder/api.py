@@ -52,6 +52,7 @@ from canora.vocoder.inference import (  # noqa: F401 (CHUNK_FRAMES, f0_from_mel:
     f0_from_mel,
     pieces,
     source_inputs,
+    trained_singers,
 )
 from canora.vocoder.nsf import NSFGenerator
 
@@ -99,6 +100,7 @@ class Vocoder(VocoderFacts):
         self.spec = spec
         self.config = config
         self.source = source
+        self.singers: tuple[str, ...] = ()  # the singers it was trained on, when its export says (meta.singers)
         self.chunk_frames = CHUNK_FRAMES  # longer mels are vocoded in pieces (:meth:`network`)
 
     # ------------------------------------------------------------------ loading
@@ -126,7 +128,9 @@ class Vocoder(VocoderFacts):
             gen = build_to_fit(lambda: family[1].from_config(cfg).remove_weight_norm(), state, str(path),
                                lambda probe: check_state_dict(probe, state, str(path)))
             gen.load_state_dict(state, strict=True)
-            return cls(gen, MelSpec.from_dict(doc["mel_spec"], str(path / "model.json")), cfg, str(path)).to(device)
+            voc = cls(gen, MelSpec.from_dict(doc["mel_spec"], str(path / "model.json")), cfg, str(path)).to(device)
+            voc.singers = trained_singers(doc)
+            return voc
         if path.is_dir():
             ckpt = newest(path, "g_")
             if ckpt is None:
@@ -236,7 +240,7 @@ class Vocoder(VocoderFacts):
             config=self.config.to_dict(),
             mel_spec=self.spec,
             state_dict=self.generator.state_dict(),
-            meta=meta,
+            meta={**({"singers": list(self.singers)} if self.singers else {}), **(meta or {})},
         )
 
 

@@ -97,6 +97,13 @@ def source_inputs(f0: Any, mels: Callable[[], np.ndarray], mel_shape: tuple[int,
     return f, check_start_frame(start_frame)
 
 
+def trained_singers(doc: dict[str, Any]) -> tuple[str, ...]:
+    """The singers a vocoder export says it was trained on (``model.json["meta"]["singers"]``; () when it does not
+    say): a conversion into one of them is left as the vocoder renders it (:func:`canora.job.mel_match_rounds`)."""
+    singers = (doc.get("meta") or {}).get("singers") or ()
+    return tuple(str(s) for s in singers) if isinstance(singers, (list, tuple)) else ()
+
+
 class VocoderFacts:
     """What a vocoder tells about itself from its ``spec`` (:class:`~canora.dsp.mel.MelSpec`) and generator
     ``config``, the same for the torch :class:`~canora.vocoder.Vocoder` and :class:`~canora.vocoder.ort.OrtVocoder`."""

@@ -53,6 +53,7 @@ from canora.io.onnx import (
 )
 from canora.vocoder.api import EXPORT_KIND, NSF_KIND, Vocoder
 from canora.vocoder.hifigan import GeneratorConfig
+from canora.vocoder.inference import trained_singers
 from canora.vocoder.nsf import NSFConfig, NSFGenerator, SineSource
 from canora.vocoder.ort import read_vocoder_export
 
@@ -137,7 +138,7 @@ def export_vocoder_onnx(
         mel_spec=voc.spec,
         onnx_info={**exporter_info(), "quantization": quantize, "graphs": _io_spec(voc)},
         runtime=_source_runtime(voc) if voc.needs_f0 else {"outside_graph": []},
-        meta={"exported_from": voc.source, **(meta or {})},
+        meta={"exported_from": voc.source, **({"singers": list(voc.singers)} if voc.singers else {}), **(meta or {})},
     )
 
 
@@ -206,7 +207,9 @@ def load_onnx_vocoder(path: str | Path, threads: int | None = None) -> Vocoder:
     path = Path(path)
     doc, cfg, spec, state = read_vocoder_export(path)
     session = make_session(read_graph(path, doc), threads, str(path / ONNX_FILE))
-    return _vocoder(session, cfg, spec, str(path), state)
+    voc = _vocoder(session, cfg, spec, str(path), state)
+    voc.singers = trained_singers(doc)
+    return voc
 
 
 def to_onnx_backend(voc: Vocoder, threads: int | None = None) -> Vocoder:
@@ -215,6 +218,7 @@ def to_onnx_backend(voc: Vocoder, threads: int | None = None) -> Vocoder:
     session = make_session(vocoder_graph(voc), threads, voc.source)
     state = _source_runtime(voc)["source"]["state"] if voc.needs_f0 else None
     out = _vocoder(session, voc.config, voc.spec, voc.source, state)
+    out.singers = voc.singers
     log.info("%s: on ONNX Runtime in %.1f s (exported once, then cached; `canora export` saves a copy)", voc.source,
              time.perf_counter() - t0)
     return out

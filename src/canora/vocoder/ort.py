@@ -26,6 +26,7 @@ from canora.vocoder.inference import (
     check_mel,
     pieces,
     source_inputs,
+    trained_singers,
 )
 
 
@@ -78,6 +79,7 @@ class OrtVocoder(VocoderFacts):
         self.spec = spec
         self.config = config
         self.source = source
+        self.singers: tuple[str, ...] = ()  # the singers it was trained on, when its export says (meta.singers)
         self.chunk_frames = CHUNK_FRAMES  # longer mels are vocoded in pieces (:meth:`network`)
         self.merge: tuple[np.ndarray, float] | None = None
         if isinstance(config, NSFConfig):
@@ -94,7 +96,9 @@ class OrtVocoder(VocoderFacts):
         path = Path(path)
         doc, cfg, spec, state = read_vocoder_export(path)
         graph = read_graph(path, doc)
-        return cls(make_session(graph, threads, str(path / ONNX_FILE)), spec, cfg, str(path), state, graph)
+        voc = cls(make_session(graph, threads, str(path / ONNX_FILE)), spec, cfg, str(path), state, graph)
+        voc.singers = trained_singers(doc)
+        return voc
 
     def with_threads(self, threads: int) -> OrtVocoder:
         """This vocoder on a session of ``threads`` intra-op threads (made once, then kept): the pipeline converts
