@@ -77,7 +77,7 @@ def mel_match_rounds(requested: int | None, singer: str, vocoder_singers: tuple[
     ``requested`` None is automatic: none when the vocoder was trained on every singer of the target (its export's
     ``meta.singers``), else :data:`~canora.dsp.melmatch.MEL_MATCH_ITERS`. A vocoder renders the singers it learned
     with their own detail, and the refined mel is a little less like them than that: into the bundled PJS voice
-    (the bundled vocoder's own singer) matched conversions of 11 unseen singers scored similarity 0.790 and singer
+    (the bundled vocoder's own singer) matched conversions of 9 unseen singers scored similarity 0.790 and singer
     identification 0.68 where unmatched ones scored 0.803 and 0.77 (``benchmarks/conversion_sweep.py --mel-match 0
     2``). For any other singer the vocoder pulls the voice toward the ones it learned, and matching gives it back:
     voices of a new singer went from 39-47 % to 95-97 % of their windows identified as her."""

@@ -14,6 +14,7 @@ from canora.cli.common import (
     add_mel_match_arg,
     add_model_arg,
 )
+from canora.errors import CanoraError
 
 log = logging.getLogger("canora")
 
@@ -70,13 +71,30 @@ def run(args: argparse.Namespace) -> int:
         output_format(out, _subtype(args))
     check_outputs(outputs.values(), args, inputs=files)
     check_audio_header(files)
-    backend = model_backend(args, False, models=((args.vocoder, "vocoder"),), config=args.config)
+    backend = model_backend(args, False, models=((args.vocoder, "vocoder"),), config=args.config) \
+        if _may_have_a_copy(args) else None
     voc = load_vocoder(args.vocoder, config=args.config, device=args.device, backend=backend)
     check_outputs(outputs.values(), args, inputs=files,
                   need_bytes=audio_output_bytes([f for f in files if f.suffix.lower() != ".npy"],
                                                 voc.spec.sample_rate, 4 if args.float else 2))
     job = _Job(args, voc, outputs)
     return finish(run_batch(files, job.one, "vocode", lambda f: [outputs[f]]), "vocoded")
+
+
+def _may_have_a_copy(args: argparse.Namespace) -> bool:
+    """Whether to look for the vocoder's ONNX copy: not for ``--backend torch``, and only for a model in regular
+    files with its config a file (a builtin config name, a pipe or a missing path goes to the loader, whose error
+    line names it)."""
+    from canora.io.models import resolve_model
+
+    if args.backend == "torch":
+        return False
+    try:
+        path = resolve_model(args.vocoder, "vocoder")
+    except CanoraError:
+        return False
+    config_ok = args.config is None or Path(args.config).is_file()
+    return config_ok and (path.is_dir() or path.is_file())
 
 
 def _skip(f: Path) -> bool:
