@@ -370,8 +370,9 @@ def main() -> None:
     ap.add_argument("--strengths", type=float, nargs="+", default=[0.6, 0.8, 1.0])
     ap.add_argument("--key", nargs="+", default=["none", "octave"], choices=("none", "octave", "free"))
     ap.add_argument("--clip-seconds", type=float, default=10.0)
-    ap.add_argument("--mel-match", type=int, nargs="+", default=[MEL_MATCH_ITERS], metavar="N",
-                    help="rounds of mel matching after the vocoder (a grid dimension; default: the conversion's)")
+    ap.add_argument("--mel-match", type=int, nargs="+", default=[None], metavar="N",
+                    help="rounds of mel matching after the vocoder (a grid dimension; default: the conversions' own "
+                    f"rule, {MEL_MATCH_ITERS} unless the target is the vocoder's own singer)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", type=Path, default=Path("bench_out/conversion_sweep.json"))
     args = ap.parse_args()
@@ -424,7 +425,7 @@ def main() -> None:
                     id_conv, id_top = judge.share(res.audio[: len(wav)])
                     rows.append({
                         "clip": path.stem[:20], "key": key, "sampler": sampler, "steps": steps,
-                        "strength": strength, "mel_match": mm, "transpose": res.transpose,
+                        "strength": strength, "mel_match": res.stats.get("mel_match", mm), "transpose": res.transpose,
                         "sim": s["similarity_converted"], "sim_source": s["similarity_source"],
                         "sim_voiced": s["similarity_voiced_converted"],
                         "sim_voiced_src": s["similarity_voiced_source"],

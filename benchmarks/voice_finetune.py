@@ -127,7 +127,7 @@ class Judge:
         return self.ident.share(wav)
 
 
-def score(conv: Converter, singer: str | None, judge: Judge, mel_match: int = MEL_MATCH_ITERS) -> list[dict]:
+def score(conv: Converter, singer: str | None, judge: Judge, mel_match: int | None = None) -> list[dict]:
     rows = []
     for name, clip in judge.clips.items():
         res = conv.convert(clip, SR, singer=singer, mel_match=mel_match)
@@ -167,8 +167,10 @@ def main() -> int:
     ap.add_argument("--work", type=Path, default=Path("bench_out/voices"), help="voices and scratch data")
     ap.add_argument("--train-only", action="store_true", help="make the voices, score nothing")
     ap.add_argument("--no-reference", action="store_true", help="skip the base-alone and bundled-PJS rows")
-    ap.add_argument("--mel-match", type=int, default=MEL_MATCH_ITERS, metavar="N",
-                    help=f"mel matching rounds of every conversion (default: the conversions', {MEL_MATCH_ITERS})")
+    ap.add_argument("--mel-match", type=int, default=None, metavar="N",
+                    help="mel matching rounds of every conversion (default: the conversions' own rule, "
+                    f"{MEL_MATCH_ITERS} unless the target is the vocoder's own singer); the ceiling's copy gets N "
+                    f"or {MEL_MATCH_ITERS}")
     ap.add_argument("--out", type=Path, default=Path("bench_out/voice_finetune.json"))
     args = ap.parse_args()
     if not (DATA / TARGET).is_dir():
@@ -208,7 +210,8 @@ def main() -> int:
         wav = load_audio(p, SR)
         feats = extract_features(wav, conv.spec, conv.refiner.feature_params)
         copy = conv.vocoder.vocode(feats.mel, feats.f0_with_zeros(), 0.0)
-        matched = mel_match(copy, feats.mel, conv.spec, args.mel_match) if args.mel_match else copy
+        rounds = MEL_MATCH_ITERS if args.mel_match is None else args.mel_match
+        matched = mel_match(copy, feats.mel, conv.spec, rounds) if rounds else copy
         ceiling.append({"clip": p.stem[:40], "id_recording": judge.identify(wav)[0],
                         "id_vocoder_copy": judge.identify(copy)[0],
                         "id_vocoder_copy_matched": judge.identify(matched)[0]})
