@@ -23,6 +23,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import numpy as np
+import scipy.fft as sfft
 
 from canora.errors import CanoraError
 
@@ -80,16 +81,17 @@ def _bin_gains(gains: np.ndarray, fb: np.ndarray) -> np.ndarray:
 
 def _match_once(x: np.ndarray, target: np.ndarray, spec: MelSpec, fb: np.ndarray, win: np.ndarray,
                 max_gain: float, hold: int = 0) -> np.ndarray:
-    """One round on ``x`` (T * hop,) float64 toward ``target`` (n_mels, T) linear mel -> (T * hop,) float64; the
+    """One round on ``x`` (T * hop,) float32 toward ``target`` (n_mels, T) linear mel -> (T * hop,) float32 (the
+    STFT in float32, the gains in float64); the
     last ``hold`` frames take the band gains of the frame before them."""
     hop, n_fft = spec.hop_length, spec.n_fft
     frames = target.shape[1]
     pad = _pad(spec)
     xp = np.pad(x, (pad, pad), mode="reflect")
     seg = np.lib.stride_tricks.sliding_window_view(xp, n_fft)[::hop][:frames]
-    stft = np.fft.rfft(seg * win, axis=1).T  # (bins, T)
+    stft = sfft.rfft(seg * win, axis=1).T  # (bins, T), complex64 from float32
     mag = np.abs(stft)
-    now = np.maximum(fb @ (mag if spec.power == 1.0 else mag ** 2), spec.clamp)
+    now = np.maximum((fb @ (mag if spec.power == 1.0 else mag ** 2)).astype(np.float64), spec.clamp)
     if SMOOTH_BANDS > 0:  # envelopes, not harmonics: where bands resolve harmonics, their place is the F0's
         from scipy.ndimage import gaussian_filter1d
 
@@ -100,13 +102,13 @@ def _match_once(x: np.ndarray, target: np.ndarray, spec: MelSpec, fb: np.ndarray
         band[:, frames - hold:] = band[:, frames - hold - 1: frames - hold]
     if spec.power != 1.0:
         band = np.sqrt(band)  # a power mel's ratio is the magnitude's squared
-    bins = _bin_gains(band, fb)
-    out_frames = np.fft.irfft((stft * bins).T, n=n_fft, axis=1) * win  # (T, n_fft)
+    bins = _bin_gains(band.astype(np.float32), fb)
+    out_frames = sfft.irfft((stft * bins).T, n=n_fft, axis=1) * win  # (T, n_fft)
     # weighted overlap-add, hop by hop: frame t's k-th hop-long piece lands at (t + k) * hop
     k_max = -(-n_fft // hop)
     out_frames = np.pad(out_frames, ((0, 0), (0, k_max * hop - n_fft)))
     total = (frames + k_max) * hop
-    y, norm = np.zeros(total), np.zeros(total)
+    y, norm = np.zeros(total, np.float32), np.zeros(total, np.float32)
     w2 = np.pad(win ** 2, (0, k_max * hop - n_fft))
     for k in range(k_max):
         y[k * hop: (k + frames) * hop] += out_frames[:, k * hop: (k + 1) * hop].reshape(-1)
@@ -137,12 +139,12 @@ def mel_match(audio: np.ndarray, log_mel: np.ndarray, spec: MelSpec, iters: int 
                           f"{len(audio)} samples for a mel of shape {mel.shape}")
     target = np.maximum(np.exp(mel.astype(np.float64)) if spec.log_base == "e" else 10.0 ** mel.astype(np.float64),
                         spec.clamp)
-    fb = mel_filterbank(spec).astype(np.float64)
-    win = _window(spec)
+    fb = mel_filterbank(spec).astype(np.float32)
+    win = _window(spec).astype(np.float32)
     max_gain = 10.0 ** (max_gain_db / 20.0)
     frames = mel.shape[1]
     ctx = _CONTEXT_FRAMES * iters
-    x = audio.astype(np.float64)
+    x = audio
     out = np.empty(frames * hop, np.float32)
     for a in range(0, frames, CHUNK_FRAMES):
         b = min(frames, a + CHUNK_FRAMES)
