@@ -20,7 +20,7 @@ from canora.cli.common import (
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     from canora.config import default_of
-    from canora.training.refiner import RefinerTrainConfig as C
+    from canora.training.refiner_config import RefinerTrainConfig as C
 
     p = sub.add_parser(
         "train-refiner",
@@ -52,7 +52,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def _add_schedule_args(p: argparse.ArgumentParser) -> None:
     """How long and how: steps, batch, crops, learning rate."""
     from canora.config import default_of
-    from canora.training.refiner import RefinerTrainConfig as C
+    from canora.training.refiner_config import RefinerTrainConfig as C
 
     p.add_argument("--steps", type=int_in(1, MAX_TRAIN_STEPS), default=default_of(C, "steps"),
                    help="total training steps")
@@ -69,7 +69,7 @@ def _add_feature_args(p: argparse.ArgumentParser) -> None:
     from canora.config import default_of
     from canora.dsp.content import available_content_encoders
     from canora.dsp.pitch import DEFAULT_F0_METHOD, available_f0_extractors
-    from canora.training.refiner import RefinerTrainConfig as C
+    from canora.training.refiner_config import RefinerTrainConfig as C
 
     p.add_argument("--mel-config", default="v1", help="MelSpec: v1/v2/v3, a HiFi-GAN config.json or MelSpec JSON")
     p.add_argument("--f0-method", default=DEFAULT_F0_METHOD, choices=available_f0_extractors(), help="F0 extractor")
@@ -88,7 +88,7 @@ def _add_feature_args(p: argparse.ArgumentParser) -> None:
 def _add_checkpoint_args(p: argparse.ArgumentParser) -> None:
     """Validation, checkpoints and the time limit."""
     from canora.config import default_of
-    from canora.training.refiner import RefinerTrainConfig as C
+    from canora.training.refiner_config import RefinerTrainConfig as C
 
     p.add_argument("--val-count", type=int_in(0, 100_000), default=default_of(C, "val_count"),
                    help="held-out files per singer (0 = 10 %%)")
@@ -105,7 +105,7 @@ def _add_start_args(p: argparse.ArgumentParser) -> None:
     """Where the run starts from (a base export), the data's balance and filter, the cache and the seed."""
     from canora.config import default_of
     from canora.dsp.filters import HIGHPASS_HZ
-    from canora.training.refiner import RefinerTrainConfig as C
+    from canora.training.refiner_config import RefinerTrainConfig as C
 
     add_model_arg(p, "vocoder", bundled_default=False,
                   help="vocoder for validation audio samples in TensorBoard (a path or 'bundled'; default: none)")

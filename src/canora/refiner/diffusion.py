@@ -31,8 +31,9 @@ import torch
 from torch import Tensor
 
 from canora.errors import CanoraError
-from canora.refiner.schedule import (
+from canora.refiner.schedule import (  # noqa: F401 (LOSS_WEIGHTINGS: re-exported)
     DEFAULT_PREDICTION_TYPE,
+    LOSS_WEIGHTINGS,
     PREDICTION_TYPES,
     SCHEDULE_KINDS,
     NoiseSchedule,
@@ -117,9 +118,6 @@ def training_loss(
         return err.mean()
     mask = mask.to(err.dtype).expand_as(err)
     return (err * mask).sum() / mask.sum().clamp(min=1.0)
-
-
-LOSS_WEIGHTINGS = ("min_snr", "none")
 
 
 def loss_weights(schedule: NoiseSchedule, t: Tensor, prediction_type: str, weighting: str, gamma: float) -> Tensor:

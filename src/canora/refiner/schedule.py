@@ -23,6 +23,9 @@ SCHEDULE_KINDS = ("linear", "cosine", "scaled_linear")
 
 Array = TypeVar("Array")
 
+#: how the training loss weighs timesteps (:func:`canora.refiner.diffusion.loss_weights`): Min-SNR or plain MSE
+LOSS_WEIGHTINGS = ("min_snr", "none")
+
 
 def check_prediction_type(prediction_type: str) -> str:
     """Return ``prediction_type`` if it is known, else raise :class:`CanoraError`."""
