@@ -212,9 +212,11 @@ def test_empty_mel_bands_are_warned_about_as_librosa_does(caplog):
 
 
 @pytest.mark.slow
-def test_converting_does_not_import_scipy_signal_or_ndimage(tmp_path):
+@pytest.mark.parametrize("voice", [[], ["--voice", "idil"]], ids=["pjs", "idil (mel matching)"])
+def test_converting_does_not_import_scipy_signal_or_ndimage(tmp_path, voice):
     """scipy.signal's, scipy.ndimage's and scipy.fft's imports cost over a second of every command's start-up,
-    librosa's numba-compiled notation module another 0.2 s; the convert path (with a transpose) needs none."""
+    librosa's numba-compiled notation module another 0.2 s; the convert path (with a transpose) needs none, with
+    mel matching (a voice the vocoder was not trained on) or without."""
     import subprocess
     import sys
 
@@ -227,7 +229,7 @@ def test_converting_does_not_import_scipy_signal_or_ndimage(tmp_path):
     t = np.arange(22050) / 22050
     sf.write(tmp_path / "a.wav", (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), 22050)
     code = (f"import sys; from canora.cli import main; rc = main(['convert', {str(tmp_path / 'a.wav')!r}, '-o', "
-            f"{str(tmp_path / 'b.wav')!r}, '--steps', '1', '--transpose', '2']); "
+            f"{str(tmp_path / 'b.wav')!r}, '--steps', '1', '--transpose', '2', *{voice!r}]); "
             "print(rc, *(m in sys.modules for m in ('scipy.signal', 'scipy.ndimage', 'scipy.fft', 'numba')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.stdout.split()[-5:] == ["0", "False", "False", "False", "False"], out.stderr[-2000:]

@@ -20,10 +20,10 @@ block (rendered with frames of margin before its cross-fade) is matched like a f
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING
 
 import numpy as np
-import scipy.fft as sfft
 
 from canora.errors import CanoraError
 
@@ -68,6 +68,19 @@ def _pad(spec: MelSpec) -> int:
     return (spec.n_fft - spec.hop_length) // 2 if spec.padding == "hifigan" else spec.n_fft // 2
 
 
+@functools.lru_cache(maxsize=8)
+def _smoother(n: int, sigma: float) -> np.ndarray:
+    """(n, n) matrix of a Gaussian smoothing over bands (``sigma`` bands, cut at 4 sigma, edges repeated): what
+    scipy.ndimage.gaussian_filter1d(mode="nearest") computes, without importing scipy into every conversion."""
+    radius = int(4.0 * sigma + 0.5)
+    taps = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
+    taps /= taps.sum()
+    out = np.zeros((n, n))
+    for i in range(n):
+        np.add.at(out[i], np.clip(np.arange(i - radius, i + radius + 1), 0, n - 1), taps)
+    return out
+
+
 def _bin_gains(gains: np.ndarray, fb: np.ndarray) -> np.ndarray:
     """Band gains (n_mels, T) -> bin gains (n_fft // 2 + 1, T): each bin the weighted mean of the bands covering
     it (the filter's weights); bins no band covers (below fmin, above fmax) take the nearest covered bin's gain."""
@@ -82,28 +95,26 @@ def _bin_gains(gains: np.ndarray, fb: np.ndarray) -> np.ndarray:
 def _match_once(x: np.ndarray, target: np.ndarray, spec: MelSpec, fb: np.ndarray, win: np.ndarray,
                 max_gain: float, hold: int = 0) -> np.ndarray:
     """One round on ``x`` (T * hop,) float32 toward ``target`` (n_mels, T) linear mel -> (T * hop,) float32 (the
-    STFT in float32, the gains in float64); the
+    STFT in float32 (numpy's FFT: no scipy import in a conversion), the gains in float64); the
     last ``hold`` frames take the band gains of the frame before them."""
     hop, n_fft = spec.hop_length, spec.n_fft
     frames = target.shape[1]
     pad = _pad(spec)
     xp = np.pad(x, (pad, pad), mode="reflect")
     seg = np.lib.stride_tricks.sliding_window_view(xp, n_fft)[::hop][:frames]
-    stft = sfft.rfft(seg * win, axis=1).T  # (bins, T), complex64 from float32
+    stft = np.fft.rfft(seg * win, axis=1).T  # (bins, T), complex64 from float32
     mag = np.abs(stft)
     now = np.maximum((fb @ (mag if spec.power == 1.0 else mag ** 2)).astype(np.float64), spec.clamp)
     if SMOOTH_BANDS > 0:  # envelopes, not harmonics: where bands resolve harmonics, their place is the F0's
-        from scipy.ndimage import gaussian_filter1d
-
-        target = gaussian_filter1d(target, SMOOTH_BANDS, axis=0, mode="nearest")
-        now = gaussian_filter1d(now, SMOOTH_BANDS, axis=0, mode="nearest")
+        smooth = _smoother(len(now), SMOOTH_BANDS)
+        target, now = smooth @ target, smooth @ now
     band = np.clip(target / now, 1.0 / max_gain, max_gain)
     if 0 < hold < frames:
         band[:, frames - hold:] = band[:, frames - hold - 1: frames - hold]
     if spec.power != 1.0:
         band = np.sqrt(band)  # a power mel's ratio is the magnitude's squared
     bins = _bin_gains(band.astype(np.float32), fb)
-    out_frames = sfft.irfft((stft * bins).T, n=n_fft, axis=1) * win  # (T, n_fft)
+    out_frames = np.fft.irfft((stft * bins).T, n=n_fft, axis=1) * win  # (T, n_fft)
     # weighted overlap-add, hop by hop: frame t's k-th hop-long piece lands at (t + k) * hop
     k_max = -(-n_fft // hop)
     out_frames = np.pad(out_frames, ((0, 0), (0, k_max * hop - n_fft)))
