@@ -289,7 +289,9 @@ def run(args: argparse.Namespace) -> int:
     runtime = "ONNX Runtime" if backend == "onnx" or type(conv.refiner).__name__.startswith("Ort") else "torch"
     key = f"key {args.transpose:+g} semitones (fixed)" if args.transpose is not None else \
         ("key as sung" + key_note if key_note else f"running key (whole octaves toward {singer}'s range)")
-    what = f"{singer}, {runtime} ({'auto' if args.backend == 'auto' else 'asked for'}), {args.threads} thread(s), {key}"
+    matching = f"mel matching {sc.job.mel_match} rounds" if sc.job.mel_match else "no mel matching"
+    what = (f"{singer}, {runtime} ({'auto' if args.backend == 'auto' else 'asked for'}), {args.threads} thread(s), "
+            f"{key}, {matching}")
     stats = _run_session(session, args, sd, devs, _on_start(args, sd, devs, sc, what))
     if args.stats_json is not None:
         _write_stats(args, stats, session, sc, runtime, devs.rate)
