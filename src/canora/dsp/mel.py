@@ -282,20 +282,32 @@ def mel_spectrogram(wav: torch.Tensor, spec: MelSpec) -> torch.Tensor:
     return out.squeeze(0) if squeeze else out
 
 
+def frame_padding(spec: MelSpec) -> int:
+    """Samples reflected before the first frame (and after the last): (n_fft - hop) / 2, or n_fft / 2 for
+    ``padding="center"``."""
+    return (spec.n_fft - spec.hop_length) // 2 if spec.padding == "hifigan" else spec.n_fft // 2
+
+
+def analysis_window(spec: MelSpec) -> np.ndarray:
+    """(n_fft,) float64: a periodic Hann window of ``win_length`` centred in ``n_fft``, as ``torch.stft`` places it."""
+    win = np.zeros(spec.n_fft)
+    left = (spec.n_fft - spec.win_length) // 2
+    win[left: left + spec.win_length] = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(spec.win_length) / spec.win_length)
+    return win
+
+
 def numpy_power(wav: np.ndarray, spec: MelSpec) -> np.ndarray:
     """The STFT power |X|^2 (n_fft // 2 + 1, frames) float64 of ``wav`` (T,) as ``spec`` frames it, in numpy: reflect
     padding ((n_fft - hop) / 2, or n_fft / 2 for ``padding="center"``), a periodic Hann window of ``win_length``
     centred in ``n_fft`` (as ``torch.stft`` places it), ``center=False``."""
     x = np.asarray(wav, dtype=np.float64)
-    pad = (spec.n_fft - spec.hop_length) // 2 if spec.padding == "hifigan" else spec.n_fft // 2
+    pad = frame_padding(spec)
     if x.ndim != 1 or len(x) <= pad:
         raise MelError(f"audio of shape {x.shape} is too short or not (T,) for a mel (needs more than {pad} samples)")
     x = np.pad(x, (pad, pad), mode="reflect")
     n = 1 + (len(x) - spec.n_fft) // spec.hop_length
     frames = np.lib.stride_tricks.sliding_window_view(x, spec.n_fft)[:: spec.hop_length][:n]
-    win = np.zeros(spec.n_fft)
-    left = (spec.n_fft - spec.win_length) // 2
-    win[left: left + spec.win_length] = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(spec.win_length) / spec.win_length)
+    win = analysis_window(spec)
     out = np.empty((spec.n_fft // 2 + 1, n))
     for a in range(0, n, 4096):  # in blocks: a long song's complex spectrum at once would be large
         block = np.fft.rfft(frames[a: a + 4096] * win, axis=1)

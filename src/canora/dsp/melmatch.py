@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from canora.dsp.mel import analysis_window, frame_padding
 from canora.errors import CanoraError
 
 if TYPE_CHECKING:
@@ -56,16 +57,12 @@ def check_iters(iters: int, what: str = "mel matching rounds") -> int:
     return int(iters)
 
 
-def _window(spec: MelSpec) -> np.ndarray:
-    """The analysis window of ``spec``: a periodic Hann of ``win_length`` centred in ``n_fft`` (as the mel)."""
-    win = np.zeros(spec.n_fft)
-    left = (spec.n_fft - spec.win_length) // 2
-    win[left: left + spec.win_length] = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(spec.win_length) / spec.win_length)
-    return win
+@functools.lru_cache(maxsize=8)
+def _filterbank(spec: MelSpec) -> np.ndarray:
+    """The mel filter of ``spec`` as float32 (n_mels, bins), made once per MelSpec."""
+    from canora.dsp.mel import mel_filterbank
 
-
-def _pad(spec: MelSpec) -> int:
-    return (spec.n_fft - spec.hop_length) // 2 if spec.padding == "hifigan" else spec.n_fft // 2
+    return mel_filterbank(spec).astype(np.float32)
 
 
 @functools.lru_cache(maxsize=8)
@@ -94,20 +91,20 @@ def _bin_gains(gains: np.ndarray, fb: np.ndarray) -> np.ndarray:
 
 def _match_once(x: np.ndarray, target: np.ndarray, spec: MelSpec, fb: np.ndarray, win: np.ndarray,
                 max_gain: float, hold: int = 0) -> np.ndarray:
-    """One round on ``x`` (T * hop,) float32 toward ``target`` (n_mels, T) linear mel -> (T * hop,) float32 (the
+    """One round on ``x`` (T * hop,) float32 toward ``target`` (n_mels, T) linear mel, already smoothed over bands
+    as the output's mel is here -> (T * hop,) float32 (the
     STFT in float32 (numpy's FFT: no scipy import in a conversion), the gains in float64); the
     last ``hold`` frames take the band gains of the frame before them."""
     hop, n_fft = spec.hop_length, spec.n_fft
     frames = target.shape[1]
-    pad = _pad(spec)
+    pad = frame_padding(spec)
     xp = np.pad(x, (pad, pad), mode="reflect")
     seg = np.lib.stride_tricks.sliding_window_view(xp, n_fft)[::hop][:frames]
     stft = np.fft.rfft(seg * win, axis=1).T  # (bins, T), complex64 from float32
     mag = np.abs(stft)
     now = np.maximum((fb @ (mag if spec.power == 1.0 else mag ** 2)).astype(np.float64), spec.clamp)
     if SMOOTH_BANDS > 0:  # envelopes, not harmonics: where bands resolve harmonics, their place is the F0's
-        smooth = _smoother(len(now), SMOOTH_BANDS)
-        target, now = smooth @ target, smooth @ now
+        now = _smoother(len(now), SMOOTH_BANDS) @ now
     band = np.clip(target / now, 1.0 / max_gain, max_gain)
     if 0 < hold < frames:
         band[:, frames - hold:] = band[:, frames - hold - 1: frames - hold]
@@ -137,8 +134,6 @@ def mel_match(audio: np.ndarray, log_mel: np.ndarray, spec: MelSpec, iters: int 
     ``hold``: the last frames are look-ahead a streamed block renders and drops (the vocoder made them without the
     frames after them, and the STFT reads them mirrored): the last ``hold`` frames get the gains of the frame before
     them, so that what they measure does not reach the frames kept."""
-    from canora.dsp.mel import mel_filterbank
-
     iters = check_iters(iters)
     audio = np.asarray(audio, dtype=np.float32)
     mel = np.asarray(log_mel)
@@ -150,8 +145,10 @@ def mel_match(audio: np.ndarray, log_mel: np.ndarray, spec: MelSpec, iters: int 
                           f"{len(audio)} samples for a mel of shape {mel.shape}")
     target = np.maximum(np.exp(mel.astype(np.float64)) if spec.log_base == "e" else 10.0 ** mel.astype(np.float64),
                         spec.clamp)
-    fb = mel_filterbank(spec).astype(np.float32)
-    win = _window(spec).astype(np.float32)
+    if SMOOTH_BANDS > 0:  # the target's envelope, once (each frame on its own: chunks see the same values)
+        target = _smoother(len(target), SMOOTH_BANDS) @ target
+    fb = _filterbank(spec)
+    win = analysis_window(spec).astype(np.float32)
     max_gain = 10.0 ** (max_gain_db / 20.0)
     frames = mel.shape[1]
     ctx = _CONTEXT_FRAMES * iters
@@ -160,7 +157,7 @@ def mel_match(audio: np.ndarray, log_mel: np.ndarray, spec: MelSpec, iters: int 
     for a in range(0, frames, CHUNK_FRAMES):
         b = min(frames, a + CHUNK_FRAMES)
         lo, hi = max(0, a - ctx), min(frames, b + ctx)
-        if (hi - lo) * hop <= _pad(spec):  # too short to reflect-pad: leave it as rendered
+        if (hi - lo) * hop <= frame_padding(spec):  # too short to reflect-pad: leave it as rendered
             out[a * hop: b * hop] = audio[a * hop: b * hop]
             continue
         y = x[lo * hop: hi * hop]
